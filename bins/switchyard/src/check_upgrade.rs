@@ -1,0 +1,1 @@
+//! `switchyard check-upgrade`: is an in-place version change supported?

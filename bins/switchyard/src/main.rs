@@ -1,0 +1,42 @@
+//! The `switchyard` command: a thin layer that parses arguments and calls the library crates.
+//!
+//! Every subcommand follows one exit-code convention (see [`exit`]).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod check_upgrade;
+mod exit;
+mod plan;
+
+use exit::Exit;
+
+/// switchyard: safe rolling changes for MySQL and MariaDB clusters.
+#[derive(Parser)]
+#[command(name = "switchyard", version, about, long_about = None)]
+#[command(after_help = "Exit codes: 0 yes/done, 2 refused, 3 allowed with a condition, 64 invalid input, 1 internal error.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Is an in-place change from one server version to another supported?
+    CheckUpgrade(check_upgrade::Args),
+    /// Print the ordered steps the engine would take to upgrade a healthy cluster.
+    Plan(plan::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return exit::from_clap(err),
+    };
+    let outcome: Exit = match cli.command {
+        Command::CheckUpgrade(args) => check_upgrade::run(args),
+        Command::Plan(args) => plan::run(args),
+    };
+    outcome.into()
+}

@@ -1,0 +1,1 @@
+//! GTID positions and set arithmetic for MySQL and MariaDB.
