@@ -50,7 +50,9 @@ fn cargo() -> Command {
 
 fn run(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("could not start {shown}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {shown}"))?;
     if !status.success() {
         bail!("{shown} failed with {status}");
     }
@@ -65,7 +67,10 @@ struct Phases {
 
 impl Phases {
     fn new() -> Self {
-        Self { done: Vec::new(), started: Instant::now() }
+        Self {
+            done: Vec::new(),
+            started: Instant::now(),
+        }
     }
 
     fn run(&mut self, name: &'static str, f: impl FnOnce() -> Result<()>) -> Result<()> {
@@ -74,7 +79,11 @@ impl Phases {
         let result = f();
         let took = start.elapsed();
         self.done.push((name, took));
-        eprintln!("==> {name}: {} in {:.1}s", if result.is_ok() { "ok" } else { "FAILED" }, took.as_secs_f64());
+        eprintln!(
+            "==> {name}: {} in {:.1}s",
+            if result.is_ok() { "ok" } else { "FAILED" },
+            took.as_secs_f64()
+        );
         if result.is_err() {
             self.print();
         }
@@ -86,17 +95,33 @@ impl Phases {
         for (name, took) in &self.done {
             eprintln!("  {name:<28} {:>8.1}s", took.as_secs_f64());
         }
-        eprintln!("  {:<28} {:>8.1}s", "total", self.started.elapsed().as_secs_f64());
+        eprintln!(
+            "  {:<28} {:>8.1}s",
+            "total",
+            self.started.elapsed().as_secs_f64()
+        );
     }
 }
 
 fn ci() -> Result<()> {
     let mut phases = Phases::new();
-    phases.run("rustfmt --check", || run(cargo().args(["fmt", "--all", "--", "--check"])))?;
-    phases.run("clippy -D warnings", || {
-        run(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))
+    phases.run("rustfmt --check", || {
+        run(cargo().args(["fmt", "--all", "--", "--check"]))
     })?;
-    phases.run("build tests", || run(cargo().args(["test", "--workspace", "--locked", "--no-run"])))?;
+    phases.run("clippy -D warnings", || {
+        run(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    phases.run("build tests", || {
+        run(cargo().args(["test", "--workspace", "--locked", "--no-run"]))
+    })?;
     phases.run("tests", || {
         run(cargo()
             .args(["test", "--workspace", "--locked"])
@@ -110,5 +135,16 @@ fn ci() -> Result<()> {
 fn demo() -> Result<()> {
     // Until the local runtime lands, the demo shows the planner on a bundled cluster.
     let topology = project_root().join("docs/examples/mariadb-3.yaml");
-    run(cargo().args(["run", "--quiet", "-p", "switchyard", "--", "plan", "--topology"]).arg(&topology).args(["--to-version", "10.11.9"]))
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "switchyard",
+            "--",
+            "plan",
+            "--topology",
+        ])
+        .arg(&topology)
+        .args(["--to-version", "10.11.9"]))
 }

@@ -48,9 +48,9 @@ impl From<Exit> for ExitCode {
 pub fn from_clap(err: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     let code = match err.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            Exit::Ok
-        }
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Exit::Ok,
         _ => Exit::InvalidInput,
     };
     // clap already formats a single clear message with a usage hint.

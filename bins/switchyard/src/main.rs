@@ -15,7 +15,9 @@ use exit::Exit;
 /// switchyard: safe rolling changes for MySQL and MariaDB clusters.
 #[derive(Parser)]
 #[command(name = "switchyard", version, about, long_about = None)]
-#[command(after_help = "Exit codes: 0 yes/done, 2 refused, 3 allowed with a condition, 64 invalid input, 1 internal error.")]
+#[command(
+    after_help = "Exit codes: 0 yes/done, 2 refused, 3 allowed with a condition, 64 invalid input, 1 internal error."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -8,5 +8,15 @@
 //! decision in a loop over a [`engine::ClusterRuntime`] that callers implement
 //! (Kubernetes, local processes, or their own).
 
+pub mod decide;
+pub mod engine;
 pub mod gtid;
+pub mod record;
+pub mod topology;
 pub mod versions;
+
+pub use decide::{Action, HaltReason, Policy, Strategy, Target, WaitReason, decide};
+pub use engine::{ClusterRuntime, Engine, Finished, RuntimeError, StepOutcome};
+pub use record::Record;
+pub use topology::{Health, Instance, Observed, Revision, Role, Timestamp};
+pub mod simulate;

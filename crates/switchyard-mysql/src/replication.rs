@@ -1,0 +1,526 @@
+//! Replication control: configure a replica with GTID positioning, promote, repoint, demote,
+//! start and stop, and wait until a replica has executed a GTID set.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use switchyard_plan::gtid::GtidSet;
+use switchyard_plan::versions::Flavor;
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::instance::{Instance, InstanceAddr, Param, Secret, Session, Sql};
+use crate::observe::parse_gtid;
+use crate::sql::{quote_literal, validate_host, validate_password, validate_user};
+
+/// The address replicas use to reach a source (a host name or IP address and a port). It may
+/// differ from the address the operator uses (a Service name, say).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SourceAddr {
+    /// Host name or IP address, as replicas resolve it.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl SourceAddr {
+    /// A source address from its parts.
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        SourceAddr {
+            host: host.into(),
+            port,
+        }
+    }
+}
+
+impl From<&InstanceAddr> for SourceAddr {
+    fn from(addr: &InstanceAddr) -> Self {
+        SourceAddr {
+            host: addr.host.clone(),
+            port: addr.port,
+        }
+    }
+}
+
+impl fmt::Display for SourceAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&InstanceAddr::new(self.host.clone(), self.port), f)
+    }
+}
+
+/// The replication account replicas log in to their source with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicationCredentials {
+    /// The account name (validated by [`crate::sql::validate_user`]).
+    pub user: String,
+    /// Its password (validated by [`crate::sql::validate_password`]).
+    pub password: Secret,
+    /// Whether replicas connect to the source with TLS (`SOURCE_SSL=1` / `MASTER_SSL=1`).
+    /// Without TLS a MySQL replica asks the source for its RSA key (`GET_SOURCE_PUBLIC_KEY=1`)
+    /// to log in with `caching_sha2_password`.
+    pub ssl: bool,
+}
+
+impl ReplicationCredentials {
+    /// Credentials without TLS.
+    pub fn new(user: impl Into<String>, password: impl Into<Secret>) -> Self {
+        ReplicationCredentials {
+            user: user.into(),
+            password: password.into(),
+            ssl: false,
+        }
+    }
+}
+
+impl Instance {
+    /// Makes the instance a read-only replica of `of` with GTID positioning, and starts
+    /// replication.
+    ///
+    /// - MySQL: `STOP REPLICA`, `SET GLOBAL super_read_only = 1`, `CHANGE REPLICATION SOURCE TO
+    ///   SOURCE_HOST, SOURCE_PORT, SOURCE_USER, SOURCE_PASSWORD, SOURCE_AUTO_POSITION = 1,
+    ///   SOURCE_SSL, GET_SOURCE_PUBLIC_KEY = 1, SOURCE_CONNECT_RETRY = 1`, `START REPLICA`.
+    /// - MariaDB: `STOP SLAVE`, `SET GLOBAL read_only = 1`, `CHANGE MASTER TO MASTER_HOST,
+    ///   MASTER_PORT, MASTER_USER, MASTER_PASSWORD, MASTER_USE_GTID = slave_pos, MASTER_SSL,
+    ///   MASTER_CONNECT_RETRY = 1`, `START SLAVE`.
+    ///
+    /// For a former primary use [`Instance::demote_to_replica`], which also carries its own
+    /// binary log position over on MariaDB.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the host, user or password fails validation (nothing is
+    /// sent), connection failures, and [`Error::Statement`] for a refused statement.
+    pub async fn configure_replica(
+        &self,
+        of: &SourceAddr,
+        credentials: &ReplicationCredentials,
+    ) -> Result<(), Error> {
+        self.configure_replica_by(of, credentials, false, None)
+            .await
+    }
+
+    /// Makes a former primary a read-only replica of `of`, like
+    /// [`Instance::configure_replica`]. On MariaDB it first sets `gtid_slave_pos` to
+    /// `gtid_current_pos`, so the server asks its new source for what follows its own last
+    /// transactions rather than from a stale replica position. It kills the server's client
+    /// connections and then releases a fence's global read lock held by this handle (the
+    /// applier needs it gone; the server stays read-only). Move client traffic away from the
+    /// server first: on MariaDB, `read_only` does not stop privileged clients.
+    ///
+    /// # Errors
+    /// As [`Instance::configure_replica`].
+    pub async fn demote_to_replica(
+        &self,
+        of: &SourceAddr,
+        credentials: &ReplicationCredentials,
+    ) -> Result<(), Error> {
+        self.configure_replica_by(of, credentials, true, None).await
+    }
+
+    pub(crate) async fn configure_replica_by(
+        &self,
+        of: &SourceAddr,
+        credentials: &ReplicationCredentials,
+        former_primary: bool,
+        deadline: Option<Instant>,
+    ) -> Result<(), Error> {
+        validate_host(&of.host)?;
+        validate_user(&credentials.user)?;
+        validate_password(credentials.password.expose())?;
+        let purpose = "configure replication";
+        let mut session = self.session(purpose, deadline).await?;
+        let result = async {
+            let d = self.statement_deadline(deadline);
+            let flavor = session.flavor();
+            make_read_only(&mut session, d).await?;
+            if former_primary {
+                // Clients still waiting on the fence's lock would commit the moment it goes:
+                // kill them first, then release it (the applier needs it gone).
+                self.kill_clients_on(&mut session, &[], d).await?;
+                self.release_fence_lock().await;
+            }
+            stop_replica(&mut session, d).await?;
+            if former_primary && flavor == Flavor::Mariadb {
+                session
+                    .exec(
+                        "carry the former primary's GTID position over to gtid_slave_pos",
+                        Sql::Static("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos"),
+                        d,
+                    )
+                    .await?;
+            }
+            let ssl = u8::from(credentials.ssl);
+            let host = quote_literal(&of.host);
+            let user = quote_literal(&credentials.user);
+            let password = quote_literal(credentials.password.expose());
+            let port = of.port;
+            let change = match flavor {
+                Flavor::Mysql => format!(
+                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST = {host}, SOURCE_PORT = {port}, \
+                     SOURCE_USER = {user}, SOURCE_PASSWORD = {password}, \
+                     SOURCE_AUTO_POSITION = 1, SOURCE_SSL = {ssl}, GET_SOURCE_PUBLIC_KEY = 1, \
+                     SOURCE_CONNECT_RETRY = 1"
+                ),
+                Flavor::Mariadb => format!(
+                    "CHANGE MASTER TO MASTER_HOST = {host}, MASTER_PORT = {port}, \
+                     MASTER_USER = {user}, MASTER_PASSWORD = {password}, \
+                     MASTER_USE_GTID = slave_pos, MASTER_SSL = {ssl}, MASTER_CONNECT_RETRY = 1"
+                ),
+            };
+            session
+                .exec("point the replica at its source", Sql::Built(change), d)
+                .await?;
+            start_replica(&mut session, d).await
+        }
+        .await;
+        self.release(session);
+        result
+    }
+
+    /// Points a replica at another source, keeping its replication account and GTID
+    /// positioning: `STOP`, `CHANGE ... SOURCE_HOST/MASTER_HOST, ..._PORT`, `START`.
+    ///
+    /// The replica must already have been configured with [`Instance::configure_replica`]
+    /// (the server keeps the account and password). A replica older than its new source
+    /// must not be repointed: the vendors support replication only from older to newer.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad host, connection failures, [`Error::Statement`].
+    pub async fn repoint(&self, to: &SourceAddr) -> Result<(), Error> {
+        self.repoint_by(to, None).await
+    }
+
+    pub(crate) async fn repoint_by(
+        &self,
+        to: &SourceAddr,
+        deadline: Option<Instant>,
+    ) -> Result<(), Error> {
+        validate_host(&to.host)?;
+        let purpose = "repoint the replica";
+        let mut session = self.session(purpose, deadline).await?;
+        let result = async {
+            let d = self.statement_deadline(deadline);
+            stop_replica(&mut session, d).await?;
+            let host = quote_literal(&to.host);
+            let port = to.port;
+            let change = match session.flavor() {
+                Flavor::Mysql => format!(
+                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST = {host}, SOURCE_PORT = {port}, \
+                     SOURCE_AUTO_POSITION = 1"
+                ),
+                Flavor::Mariadb => format!(
+                    "CHANGE MASTER TO MASTER_HOST = {host}, MASTER_PORT = {port}, \
+                     MASTER_USE_GTID = slave_pos"
+                ),
+            };
+            session.exec(purpose, Sql::Built(change), d).await?;
+            start_replica(&mut session, d).await
+        }
+        .await;
+        self.release(session);
+        result
+    }
+
+    /// Makes the instance a writable primary: stops replication, forgets its source
+    /// (`RESET REPLICA ALL` / `RESET SLAVE ALL`), releases a fence held by this handle and turns
+    /// `super_read_only` (MySQL) and `read_only` off.
+    ///
+    /// The caller makes sure the instance has executed what it must first
+    /// ([`Instance::wait_caught_up`]); [`crate::switchover()`] does.
+    ///
+    /// # Errors
+    /// Connection failures and [`Error::Statement`].
+    pub async fn promote(&self) -> Result<(), Error> {
+        self.promote_by(None).await.map_err(|(_, e)| e)
+    }
+
+    /// Promotes; on failure also says whether the server may have become writable (the
+    /// failure happened while turning read-only off).
+    pub(crate) async fn promote_by(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<(), (PromoteStage, Error)> {
+        let purpose = "promote the replica";
+        let mut session = self
+            .session(purpose, deadline)
+            .await
+            .map_err(|e| (PromoteStage::Replicating, e))?;
+        let d = self.statement_deadline(deadline);
+        let result = async {
+            stop_replica(&mut session, d)
+                .await
+                .map_err(|e| (PromoteStage::Replicating, e))?;
+            let reset = match session.flavor() {
+                Flavor::Mysql => "RESET REPLICA ALL",
+                Flavor::Mariadb => "RESET SLAVE ALL",
+            };
+            session
+                .exec("forget the replication source", Sql::Static(reset), d)
+                .await
+                .map_err(|e| (PromoteStage::Stopped, e))?;
+            Ok(())
+        }
+        .await;
+        self.release(session);
+        result?;
+        self.unfence_by(deadline)
+            .await
+            .map_err(|e| (PromoteStage::MakingWritable, e))
+    }
+
+    /// Makes the server read-only (`super_read_only` on MySQL, `read_only` on MariaDB) without
+    /// fencing it.
+    pub(crate) async fn make_read_only_by(&self, deadline: Option<Instant>) -> Result<(), Error> {
+        let mut session = self.session("make the server read-only", deadline).await?;
+        let d = self.statement_deadline(deadline);
+        let result = make_read_only(&mut session, d).await;
+        self.release(session);
+        result
+    }
+
+    /// Stops both replication threads (`STOP REPLICA` / `STOP SLAVE`).
+    ///
+    /// # Errors
+    /// Connection failures and [`Error::Statement`].
+    pub async fn stop_replication(&self) -> Result<(), Error> {
+        let mut session = self.session("stop replication", None).await?;
+        let d = self.statement_deadline(None);
+        let result = stop_replica(&mut session, d).await;
+        self.release(session);
+        result
+    }
+
+    /// Starts both replication threads (`START REPLICA` / `START SLAVE`).
+    ///
+    /// # Errors
+    /// Connection failures and [`Error::Statement`].
+    pub async fn start_replication(&self) -> Result<(), Error> {
+        let mut session = self.session("start replication", None).await?;
+        let d = self.statement_deadline(None);
+        let result = start_replica(&mut session, d).await;
+        self.release(session);
+        result
+    }
+
+    /// Waits until this replica has executed every transaction in `target`, at most `timeout`
+    /// (`WAIT_FOR_EXECUTED_GTID_SET(?, ?)` on MySQL, `MASTER_GTID_WAIT(?, ?)` on MariaDB, the set
+    /// and the timeout bound as parameters).
+    ///
+    /// # Errors
+    /// [`Error::Lagging`] with what is still missing when the server's wait times out,
+    /// [`Error::Timeout`] / [`Error::NotResponding`] when the replica does not answer (a paused
+    /// server), [`Error::InvalidInput`] when `target` is of the other flavor.
+    pub async fn wait_caught_up(&self, target: &GtidSet, timeout: Duration) -> Result<(), Error> {
+        self.wait_caught_up_by(target, Instant::now() + timeout)
+            .await
+    }
+
+    pub(crate) async fn wait_caught_up_by(
+        &self,
+        target: &GtidSet,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let purpose = "wait until the candidate has executed the old primary's transactions";
+        let started = Instant::now();
+        let mut session = self.session(purpose, Some(deadline)).await?;
+        let result = wait_on(&mut session, purpose, target, started, deadline).await;
+        self.release(session);
+        match result {
+            Err(WaitFailure::ServerTimedOut) => {
+                let missing = self
+                    .executed_by(Some(deadline + Duration::from_millis(500)))
+                    .await
+                    .ok()
+                    .and_then(|executed| target.subtract(&executed).ok())
+                    .unwrap_or_else(|| target.clone());
+                Err(Error::Lagging {
+                    instance: self.label().to_owned(),
+                    purpose,
+                    missing,
+                    waited: started.elapsed(),
+                })
+            }
+            Err(WaitFailure::Error(e)) => Err(e),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// What the server has executed: `@@GLOBAL.gtid_executed` (MySQL) or
+    /// `@@GLOBAL.gtid_current_pos` (MariaDB).
+    pub(crate) async fn executed_by(&self, deadline: Option<Instant>) -> Result<GtidSet, Error> {
+        self.gtid_variable(
+            "read the executed GTID set",
+            "SELECT @@GLOBAL.gtid_executed",
+            "SELECT @@GLOBAL.gtid_current_pos",
+            deadline,
+        )
+        .await
+    }
+
+    /// What the server has written to its binary log: `@@GLOBAL.gtid_executed` (MySQL) or
+    /// `@@GLOBAL.gtid_binlog_pos` (MariaDB): the position a fenced primary's replicas must
+    /// reach.
+    ///
+    /// # Errors
+    /// Connection failures and [`Error::UnexpectedAnswer`].
+    pub async fn binlog_position(&self) -> Result<GtidSet, Error> {
+        self.binlog_position_by(None).await
+    }
+
+    pub(crate) async fn binlog_position_by(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<GtidSet, Error> {
+        self.gtid_variable(
+            "read the binary log GTID position",
+            "SELECT @@GLOBAL.gtid_executed",
+            "SELECT @@GLOBAL.gtid_binlog_pos",
+            deadline,
+        )
+        .await
+    }
+
+    async fn gtid_variable(
+        &self,
+        purpose: &'static str,
+        mysql: &'static str,
+        mariadb: &'static str,
+        deadline: Option<Instant>,
+    ) -> Result<GtidSet, Error> {
+        let mut session = self.session(purpose, deadline).await?;
+        let result = gtid_variable_on(
+            &mut session,
+            purpose,
+            mysql,
+            mariadb,
+            self.statement_deadline(deadline),
+        )
+        .await;
+        self.release(session);
+        result
+    }
+}
+
+pub(crate) async fn gtid_variable_on(
+    session: &mut Session,
+    purpose: &'static str,
+    mysql: &'static str,
+    mariadb: &'static str,
+    deadline: Instant,
+) -> Result<GtidSet, Error> {
+    let flavor = session.flavor();
+    let sql = match flavor {
+        Flavor::Mysql => mysql,
+        Flavor::Mariadb => mariadb,
+    };
+    let rows = session
+        .query_text(purpose, Sql::Static(sql), deadline)
+        .await?;
+    let text = rows.first().and_then(|r| r.text(0)).unwrap_or_default();
+    parse_gtid(flavor, &text).map_err(|detail| Error::UnexpectedAnswer {
+        instance: session.label().to_owned(),
+        purpose,
+        detail,
+    })
+}
+
+/// How far a promotion got before it failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PromoteStage {
+    /// Replication may still run; the server is read-only.
+    Replicating,
+    /// Replication is stopped but the source is still configured; read-only.
+    Stopped,
+    /// Replication was reset; turning read-only off failed, so the server may be writable.
+    MakingWritable,
+}
+
+enum WaitFailure {
+    ServerTimedOut,
+    Error(Error),
+}
+
+async fn wait_on(
+    session: &mut Session,
+    purpose: &'static str,
+    target: &GtidSet,
+    started: Instant,
+    deadline: Instant,
+) -> Result<(), WaitFailure> {
+    let flavor = session.flavor();
+    let target_flavor = match target {
+        GtidSet::Mysql(_) => Flavor::Mysql,
+        GtidSet::Mariadb(_) => Flavor::Mariadb,
+    };
+    if flavor != target_flavor {
+        return Err(WaitFailure::Error(Error::InvalidInput {
+            what: "GTID set to wait for",
+            reason: format!(
+                "{} is a {} GTID set but {} runs {}",
+                target,
+                target.flavor_name(),
+                session.label(),
+                session.version
+            ),
+        }));
+    }
+    // The server gives up a little before the deadline so that its answer ("timed out")
+    // arrives in time; the client-side deadline catches a server that does not answer at all.
+    let total = deadline.saturating_duration_since(started);
+    let server_wait = total.saturating_sub(Duration::from_millis(200).min(total / 5));
+    let sql = match flavor {
+        Flavor::Mysql => "SELECT CAST(WAIT_FOR_EXECUTED_GTID_SET(?, ?) AS CHAR)",
+        Flavor::Mariadb => "SELECT CAST(MASTER_GTID_WAIT(?, ?) AS CHAR)",
+    };
+    let params = [
+        Param::Text(target.to_string()),
+        Param::Float(server_wait.as_secs_f64()),
+    ];
+    let rows = session
+        .query_bound(purpose, Sql::Static(sql), &params, deadline)
+        .await
+        .map_err(WaitFailure::Error)?;
+    let answer = rows.first().and_then(|r| r.text(0)).unwrap_or_default();
+    match answer.trim() {
+        "0" => Ok(()),
+        "1" | "-1" => Err(WaitFailure::ServerTimedOut),
+        other => Err(WaitFailure::Error(Error::UnexpectedAnswer {
+            instance: session.label().to_owned(),
+            purpose,
+            detail: format!("the GTID wait returned {other:?}"),
+        })),
+    }
+}
+
+pub(crate) async fn stop_replica(session: &mut Session, deadline: Instant) -> Result<(), Error> {
+    let sql = match session.flavor() {
+        Flavor::Mysql => "STOP REPLICA",
+        Flavor::Mariadb => "STOP SLAVE",
+    };
+    session
+        .exec("stop replication", Sql::Static(sql), deadline)
+        .await
+        .map(drop)
+}
+
+pub(crate) async fn start_replica(session: &mut Session, deadline: Instant) -> Result<(), Error> {
+    let sql = match session.flavor() {
+        Flavor::Mysql => "START REPLICA",
+        Flavor::Mariadb => "START SLAVE",
+    };
+    session
+        .exec("start replication", Sql::Static(sql), deadline)
+        .await
+        .map(drop)
+}
+
+pub(crate) async fn make_read_only(session: &mut Session, deadline: Instant) -> Result<(), Error> {
+    let sql = match session.flavor() {
+        Flavor::Mysql => "SET GLOBAL super_read_only = 1",
+        Flavor::Mariadb => "SET GLOBAL read_only = 1",
+    };
+    session
+        .exec("make the server read-only", Sql::Static(sql), deadline)
+        .await
+        .map(drop)
+}

@@ -1,0 +1,732 @@
+//! The engine: observe, decide, record the intent, act, record the outcome.
+//!
+//! The engine is generic over a [`ClusterRuntime`], which Kubernetes, local
+//! server processes, tests and embedders implement. It keeps no state of its
+//! own between steps: everything it needs to resume lives in the [`Record`],
+//! which the runtime stores with compare-and-swap. A new engine over the same
+//! runtime continues exactly where an old one was killed.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::decide::{Action, HaltReason, Policy, Target, WaitReason, decide, mutation};
+use crate::record::{Halted, Intent, Record, SwitchoverStep, SwitchoverSummary};
+use crate::topology::{Observed, Revision, Role, Timestamp};
+use crate::versions::{Version, catalog};
+
+/// What kind of failure a runtime reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RuntimeErrorKind {
+    /// The record changed since it was loaded: another engine acted.
+    Conflict,
+    /// A failure that may pass (unreachable, timeout).
+    Transient,
+    /// The operation failed.
+    Failed,
+    /// The runtime does not implement the operation.
+    Unsupported,
+}
+
+/// An error from a [`ClusterRuntime`] operation.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation}: {message}")]
+pub struct RuntimeError {
+    /// What kind of failure.
+    pub kind: RuntimeErrorKind,
+    /// The operation, in words ("restart instance 2").
+    pub operation: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The underlying error, if any.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl RuntimeError {
+    /// A new error of `kind`.
+    pub fn new(
+        kind: RuntimeErrorKind,
+        operation: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        RuntimeError {
+            kind,
+            operation: operation.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying error.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The record was changed by someone else.
+    pub fn conflict(operation: impl Into<String>) -> Self {
+        RuntimeError::new(
+            RuntimeErrorKind::Conflict,
+            operation,
+            "the record changed since it was loaded",
+        )
+    }
+}
+
+/// What the engine runs on: a cluster it can observe and change, and a
+/// place to keep its record.
+///
+/// Every operation is idempotent: the engine may repeat one after it was
+/// killed between doing it and recording that it was done.
+#[async_trait]
+pub trait ClusterRuntime: Send + Sync {
+    /// The runtime's clock.
+    fn now(&self) -> Timestamp;
+
+    /// Observes the whole cluster. An instance that cannot be reached is
+    /// reported with its health, not as an error.
+    async fn observe(&self) -> Result<Observed, RuntimeError>;
+
+    /// Loads the record (a default record when none was stored yet).
+    async fn load_record(&self) -> Result<Record, RuntimeError>;
+
+    /// Stores `record` if the stored record's `seq` is still `expected_seq`;
+    /// `record.seq` is then `expected_seq + 1`. Otherwise fails with
+    /// [`RuntimeErrorKind::Conflict`] and stores nothing.
+    async fn store_record(&self, expected_seq: u64, record: &Record) -> Result<(), RuntimeError>;
+
+    /// Takes an instance out of the read pool.
+    async fn drain(&self, ordinal: u32) -> Result<(), RuntimeError>;
+
+    /// Returns an instance to the read pool.
+    async fn undrain(&self, ordinal: u32) -> Result<(), RuntimeError>;
+
+    /// Shuts an instance down (slowly when `slow_shutdown`), starts it on
+    /// `revision` running `version`, and waits until it is ready. A replica
+    /// resumes replicating from its configured source.
+    async fn restart(
+        &self,
+        ordinal: u32,
+        revision: &Revision,
+        version: Version,
+        slow_shutdown: bool,
+    ) -> Result<(), RuntimeError>;
+
+    /// Starts a crashed instance on its current revision and waits until it
+    /// has finished crash recovery.
+    async fn recover(&self, ordinal: u32) -> Result<(), RuntimeError>;
+
+    /// Fences an instance: no client, however privileged, commits on it
+    /// afterwards, and client connections are closed.
+    async fn fence(&self, ordinal: u32) -> Result<(), RuntimeError>;
+
+    /// Lifts the fence: the instance takes writes again.
+    async fn unfence(&self, ordinal: u32) -> Result<(), RuntimeError>;
+
+    /// Waits until `candidate` has executed everything `from` committed,
+    /// failing at `deadline`.
+    async fn wait_caught_up(
+        &self,
+        candidate: u32,
+        from: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError>;
+
+    /// Makes `ordinal` the writable primary (stops its replication).
+    async fn promote(&self, ordinal: u32) -> Result<(), RuntimeError>;
+
+    /// Makes `ordinal` replicate from `source` with GTID auto-positioning.
+    async fn repoint(&self, ordinal: u32, source: u32) -> Result<(), RuntimeError>;
+
+    /// Sets variables online on one instance, which then runs `revision`.
+    async fn apply_variables(
+        &self,
+        ordinal: u32,
+        revision: &Revision,
+        variables: &[(String, String)],
+    ) -> Result<(), RuntimeError> {
+        let _ = (revision, variables);
+        Err(RuntimeError::new(
+            RuntimeErrorKind::Unsupported,
+            format!("set variables on instance {ordinal}"),
+            "this runtime cannot set variables online",
+        ))
+    }
+
+    /// Runs a schema change locally on one instance.
+    async fn run_ddl(&self, ordinal: u32, statement: &str) -> Result<(), RuntimeError> {
+        let _ = statement;
+        Err(RuntimeError::new(
+            RuntimeErrorKind::Unsupported,
+            format!("run DDL on instance {ordinal}"),
+            "this runtime cannot run schema changes",
+        ))
+    }
+
+    /// Lets time pass before the next observation while the engine waits for
+    /// `reason` (a real delay, or a model clock's tick).
+    async fn pause(&self, reason: &WaitReason);
+
+    /// Called after every step, for progress displays and logs.
+    fn on_step(&self, step: &StepOutcome) {
+        let _ = step;
+    }
+}
+
+/// A shared runtime is a runtime: an embedder can keep a handle to its
+/// runtime while the engine drives it.
+#[async_trait]
+impl<T: ClusterRuntime + ?Sized> ClusterRuntime for std::sync::Arc<T> {
+    fn now(&self) -> Timestamp {
+        (**self).now()
+    }
+    async fn observe(&self) -> Result<Observed, RuntimeError> {
+        (**self).observe().await
+    }
+    async fn load_record(&self) -> Result<Record, RuntimeError> {
+        (**self).load_record().await
+    }
+    async fn store_record(&self, expected_seq: u64, record: &Record) -> Result<(), RuntimeError> {
+        (**self).store_record(expected_seq, record).await
+    }
+    async fn drain(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        (**self).drain(ordinal).await
+    }
+    async fn undrain(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        (**self).undrain(ordinal).await
+    }
+    async fn restart(
+        &self,
+        ordinal: u32,
+        revision: &Revision,
+        version: Version,
+        slow_shutdown: bool,
+    ) -> Result<(), RuntimeError> {
+        (**self)
+            .restart(ordinal, revision, version, slow_shutdown)
+            .await
+    }
+    async fn recover(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        (**self).recover(ordinal).await
+    }
+    async fn fence(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        (**self).fence(ordinal).await
+    }
+    async fn unfence(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        (**self).unfence(ordinal).await
+    }
+    async fn wait_caught_up(
+        &self,
+        candidate: u32,
+        from: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        (**self).wait_caught_up(candidate, from, deadline).await
+    }
+    async fn promote(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        (**self).promote(ordinal).await
+    }
+    async fn repoint(&self, ordinal: u32, source: u32) -> Result<(), RuntimeError> {
+        (**self).repoint(ordinal, source).await
+    }
+    async fn apply_variables(
+        &self,
+        ordinal: u32,
+        revision: &Revision,
+        variables: &[(String, String)],
+    ) -> Result<(), RuntimeError> {
+        (**self).apply_variables(ordinal, revision, variables).await
+    }
+    async fn run_ddl(&self, ordinal: u32, statement: &str) -> Result<(), RuntimeError> {
+        (**self).run_ddl(ordinal, statement).await
+    }
+    async fn pause(&self, reason: &WaitReason) {
+        (**self).pause(reason).await
+    }
+    fn on_step(&self, step: &StepOutcome) {
+        (**self).on_step(step)
+    }
+}
+
+/// What one engine step did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StepOutcome {
+    /// The action was carried out.
+    Acted(Action),
+    /// The action failed; the record counts the failure.
+    Failed {
+        /// The action.
+        action: Action,
+        /// The runtime's error, in words.
+        error: String,
+    },
+    /// The engine waited.
+    Waited(WaitReason),
+    /// The rollout is complete.
+    Done,
+    /// The rollout halted.
+    Halted(HaltReason),
+}
+
+impl fmt::Display for StepOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepOutcome::Acted(a) => write!(f, "{a}"),
+            StepOutcome::Failed { action, error } => write!(f, "FAILED {action}: {error}"),
+            StepOutcome::Waited(r) => write!(f, "waiting: {r}"),
+            StepOutcome::Done => write!(f, "done"),
+            StepOutcome::Halted(r) => write!(f, "HALTED: {r}"),
+        }
+    }
+}
+
+/// How a run of the engine ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finished {
+    /// Every instance runs the target revision.
+    Done,
+    /// The rollout halted and needs a person.
+    Halted(HaltReason),
+}
+
+/// An engine step that could not be completed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The cluster could not be observed.
+    #[error("could not observe the cluster: {0}")]
+    Observe(#[source] RuntimeError),
+    /// The record could not be loaded or stored.
+    #[error("could not access the engine's record: {0}")]
+    Record(#[source] RuntimeError),
+    /// Another engine changed the record: this one must stop acting.
+    #[error("another engine changed the record; this engine stepped back")]
+    Conflict,
+    /// The step budget of [`Engine::run`] ran out.
+    #[error("the rollout did not finish within {0} steps")]
+    StepBudget(usize),
+}
+
+impl EngineError {
+    /// A bounded category for metrics and event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            EngineError::Observe(_) => "observe",
+            EngineError::Record(_) => "record",
+            EngineError::Conflict => "conflict",
+            EngineError::StepBudget(_) => "step-budget",
+        }
+    }
+}
+
+type DecideFn = fn(&Observed, &Record, &Target, &Policy, Timestamp) -> Action;
+
+/// The engine loop over a runtime.
+pub struct Engine<R> {
+    runtime: R,
+    target: Target,
+    policy: Policy,
+    decide: DecideFn,
+}
+
+impl<R: ClusterRuntime> Engine<R> {
+    /// An engine that drives the cluster behind `runtime` to `target`.
+    pub fn new(runtime: R, target: Target, policy: Policy) -> Self {
+        Engine {
+            runtime,
+            target,
+            policy,
+            decide,
+        }
+    }
+
+    /// An engine whose decision has one rule broken on purpose (tests only).
+    #[doc(hidden)]
+    pub fn with_mutation(
+        runtime: R,
+        target: Target,
+        policy: Policy,
+        m: mutation::Mutation,
+    ) -> Self {
+        let decide: DecideFn = match m {
+            mutation::Mutation::None => decide,
+            mutation::Mutation::PromoteNewestIgnoringDown => |o, r, t, p, n| {
+                mutation::decide_mutated(
+                    mutation::Mutation::PromoteNewestIgnoringDown,
+                    o,
+                    r,
+                    t,
+                    p,
+                    n,
+                )
+            },
+            mutation::Mutation::PrimaryInPlace => |o, r, t, p, n| {
+                mutation::decide_mutated(mutation::Mutation::PrimaryInPlace, o, r, t, p, n)
+            },
+            mutation::Mutation::TwoAtOnce => |o, r, t, p, n| {
+                mutation::decide_mutated(mutation::Mutation::TwoAtOnce, o, r, t, p, n)
+            },
+        };
+        Engine {
+            runtime,
+            target,
+            policy,
+            decide,
+        }
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &R {
+        &self.runtime
+    }
+
+    /// The target.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Replaces the policy (for example after an approval or a pause).
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    /// Replaces the target (a new revision).
+    pub fn set_target(&mut self, target: Target) {
+        self.target = target;
+    }
+
+    /// Runs steps until the rollout is done or halted, or `max_steps` ran out.
+    pub async fn run(&self, max_steps: usize) -> Result<Finished, EngineError> {
+        for _ in 0..max_steps {
+            match self.step().await? {
+                StepOutcome::Done => return Ok(Finished::Done),
+                StepOutcome::Halted(reason) => return Ok(Finished::Halted(reason)),
+                _ => {}
+            }
+        }
+        Err(EngineError::StepBudget(max_steps))
+    }
+
+    /// One step: observe, decide, record the intent, act, record the outcome.
+    pub async fn step(&self) -> Result<StepOutcome, EngineError> {
+        let observed = self.runtime.observe().await.map_err(EngineError::Observe)?;
+        let mut record = self
+            .runtime
+            .load_record()
+            .await
+            .map_err(EngineError::Record)?;
+        let now = self.runtime.now();
+        let before = record.clone();
+        if let Some(v) = observed.highest_version()
+            && record.highest_version.is_none_or(|h| v > h)
+        {
+            record.highest_version = Some(v);
+        }
+        let action = (self.decide)(&observed, &record, &self.target, &self.policy, now);
+        let outcome = match action {
+            Action::Wait { reason } => {
+                record.note_wait(&reason, now);
+                if record != before {
+                    self.save(&mut record).await?;
+                }
+                self.runtime.pause(&reason).await;
+                StepOutcome::Waited(reason)
+            }
+            Action::Done => {
+                record.waiting = None;
+                record.failure = None;
+                if record != before {
+                    self.save(&mut record).await?;
+                }
+                StepOutcome::Done
+            }
+            Action::Halt { reason } => {
+                if record
+                    .halted
+                    .as_ref()
+                    .is_none_or(|h| h.revision_hash != self.target.revision.hash)
+                {
+                    record.log(now, format!("halt: {reason}"), None);
+                    record.halted = Some(Halted {
+                        revision_hash: self.target.revision.hash.clone(),
+                        reason: reason.clone(),
+                        at: now,
+                    });
+                }
+                if record != before {
+                    self.save(&mut record).await?;
+                }
+                StepOutcome::Halted(reason)
+            }
+            Action::Switchover { from, to } => {
+                record.waiting = None;
+                self.switchover(&mut record, &observed, from, to, now)
+                    .await?
+            }
+            action => {
+                record.waiting = None;
+                self.act(&mut record, action, now).await?
+            }
+        };
+        self.runtime.on_step(&outcome);
+        Ok(outcome)
+    }
+
+    async fn save(&self, record: &mut Record) -> Result<(), EngineError> {
+        let expected = record.seq;
+        record.seq += 1;
+        match self.runtime.store_record(expected, record).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind == RuntimeErrorKind::Conflict => Err(EngineError::Conflict),
+            Err(e) => Err(EngineError::Record(e)),
+        }
+    }
+
+    /// Records the outcome of an action.
+    async fn finish(
+        &self,
+        record: &mut Record,
+        action: Action,
+        result: Result<(), RuntimeError>,
+    ) -> Result<StepOutcome, EngineError> {
+        let now = self.runtime.now();
+        let outcome = match result {
+            Ok(()) => {
+                // Progress clears the failure count, except lifting the fence of
+                // a switchover that failed: that failure must keep counting.
+                if !matches!(action, Action::Unfence { .. }) {
+                    record.failure = None;
+                }
+                record.log(now, action.to_string(), None);
+                StepOutcome::Acted(action)
+            }
+            Err(e) => {
+                let error = e.to_string();
+                record.note_failure(action.key(), error.clone(), now);
+                record.log(now, action.to_string(), Some(error.clone()));
+                StepOutcome::Failed { action, error }
+            }
+        };
+        self.save(record).await?;
+        Ok(outcome)
+    }
+
+    async fn act(
+        &self,
+        record: &mut Record,
+        action: Action,
+        now: Timestamp,
+    ) -> Result<StepOutcome, EngineError> {
+        let rt = &self.runtime;
+        // Write the intent first, so a new engine knows what may be half done.
+        match &action {
+            Action::Drain { ordinal } => {
+                record.intent = Some(Intent::Drained {
+                    ordinal: *ordinal,
+                    at: now,
+                });
+                self.save(record).await?;
+            }
+            Action::Restart {
+                ordinal, revision, ..
+            } => {
+                record.intent = Some(Intent::Restarting {
+                    ordinal: *ordinal,
+                    revision: revision.clone(),
+                    started: now,
+                });
+                self.save(record).await?;
+            }
+            _ => {}
+        }
+        let result = match &action {
+            Action::Drain { ordinal } => rt.drain(*ordinal).await,
+            Action::Undrain { ordinal } => rt.undrain(*ordinal).await,
+            Action::Restart {
+                ordinal,
+                revision,
+                version,
+                slow_shutdown,
+            } => {
+                rt.restart(*ordinal, revision, *version, *slow_shutdown)
+                    .await
+            }
+            Action::Recover { ordinal } => rt.recover(*ordinal).await,
+            Action::Unfence { ordinal } => rt.unfence(*ordinal).await,
+            Action::Repoint { ordinal, source } => rt.repoint(*ordinal, *source).await,
+            Action::ApplyVariables {
+                ordinal,
+                revision,
+                variables,
+            } => rt.apply_variables(*ordinal, revision, variables).await,
+            Action::RunDdl { ordinal, statement } => rt.run_ddl(*ordinal, statement).await,
+            other => Err(RuntimeError::new(
+                RuntimeErrorKind::Unsupported,
+                other.to_string(),
+                "the engine does not carry out this action",
+            )),
+        };
+        if result.is_ok() {
+            match &action {
+                Action::Undrain { .. } => record.intent = None,
+                Action::Unfence { ordinal } => {
+                    // The undone switchover counts as a failure: retried after the
+                    // backoff, halted if it keeps failing.
+                    let key = match record.intent.take() {
+                        Some(Intent::Switchover { from, to, .. }) => {
+                            format!("switchover:{from}->{to}")
+                        }
+                        _ => format!("switchover:{ordinal}"),
+                    };
+                    record.note_failure(
+                        key,
+                        "the switchover missed its deadline and was undone".into(),
+                        now,
+                    );
+                }
+                _ => {}
+            }
+        }
+        self.finish(record, action, result).await
+    }
+
+    /// Runs (or resumes) a switchover, recording each sub-step.
+    async fn switchover(
+        &self,
+        record: &mut Record,
+        observed: &Observed,
+        from: u32,
+        to: u32,
+        now: Timestamp,
+    ) -> Result<StepOutcome, EngineError> {
+        let rt = &self.runtime;
+        let (mut step, started, deadline) = match &record.intent {
+            Some(Intent::Switchover {
+                from: f,
+                to: t,
+                step,
+                started,
+                deadline,
+            }) if *f == from && *t == to => (*step, *started, *deadline),
+            _ => {
+                let deadline = now.after(self.policy.switchover_deadline);
+                let step = SwitchoverStep::Requested;
+                record.intent = Some(Intent::Switchover {
+                    from,
+                    to,
+                    step,
+                    started: now,
+                    deadline,
+                });
+                self.save(record).await?;
+                (step, now, deadline)
+            }
+        };
+        if step < SwitchoverStep::Promoted
+            && observed
+                .instance(to)
+                .is_some_and(|i| i.role == Role::Primary)
+        {
+            step = SwitchoverStep::Promoted;
+        }
+        let action = Action::Switchover { from, to };
+        loop {
+            if step < SwitchoverStep::Promoted && rt.now() >= deadline {
+                let err = RuntimeError::new(
+                    RuntimeErrorKind::Transient,
+                    format!("switch the primary from {from} to {to}"),
+                    format!(
+                        "the deadline passed before the candidate was promoted (last step: {step:?})"
+                    ),
+                );
+                return self.abort_switchover(record, action, from, err).await;
+            }
+            let (result, next) = match step {
+                SwitchoverStep::Requested => (rt.fence(from).await, SwitchoverStep::Fenced),
+                SwitchoverStep::Fenced => (
+                    rt.wait_caught_up(to, from, deadline).await,
+                    SwitchoverStep::CaughtUp,
+                ),
+                SwitchoverStep::CaughtUp => (rt.promote(to).await, SwitchoverStep::Promoted),
+                SwitchoverStep::Promoted => (
+                    self.repoint_after_switchover(observed, from, to).await,
+                    SwitchoverStep::Repointed,
+                ),
+                SwitchoverStep::Repointed => break,
+            };
+            if let Err(err) = result {
+                if step < SwitchoverStep::Promoted {
+                    return self.abort_switchover(record, action, from, err).await;
+                }
+                // Promoted: the new primary takes writes; the repoint is retried.
+                return self.finish(record, action, Err(err)).await;
+            }
+            step = next;
+            record.intent = Some(Intent::Switchover {
+                from,
+                to,
+                step,
+                started,
+                deadline,
+            });
+            if step == SwitchoverStep::Promoted {
+                record.last_switchover = Some(SwitchoverSummary {
+                    from,
+                    to,
+                    started,
+                    promoted: rt.now(),
+                });
+            }
+            self.save(record).await?;
+        }
+        self.finish(record, action, Ok(())).await
+    }
+
+    /// Repoints every live replica to the new primary. The old primary is repointed
+    /// only if it may replicate from the new primary's version; otherwise it
+    /// stays fenced and out of replication until it restarts on the target.
+    async fn repoint_after_switchover(
+        &self,
+        observed: &Observed,
+        from: u32,
+        to: u32,
+    ) -> Result<(), RuntimeError> {
+        let new_version = observed.instance(to).map(|i| i.version);
+        for i in observed.by_ordinal() {
+            // A replica that is down is repointed by a later decision once it is back.
+            if i.ordinal == to || i.source == Some(to) || !i.health.is_up() {
+                continue;
+            }
+            if i.ordinal == from {
+                let compatible = new_version.is_some_and(|nv| {
+                    catalog()
+                        .check_replication(observed.flavor, nv, i.version)
+                        .is_ok_and(|v| v.allowed)
+                });
+                if !compatible || !i.runs(&self.target.revision) {
+                    continue;
+                }
+            }
+            self.runtime.repoint(i.ordinal, to).await?;
+        }
+        Ok(())
+    }
+
+    async fn abort_switchover(
+        &self,
+        record: &mut Record,
+        action: Action,
+        from: u32,
+        err: RuntimeError,
+    ) -> Result<StepOutcome, EngineError> {
+        // Lift the fence so the old primary takes writes again. If that fails
+        // too, the intent stays and the next step's decision undoes it.
+        if self.runtime.unfence(from).await.is_ok() {
+            record.intent = None;
+        }
+        self.finish(record, action, Err(err)).await
+    }
+}

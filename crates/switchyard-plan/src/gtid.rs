@@ -1,1 +1,0 @@
-//! GTID positions and set arithmetic for MySQL and MariaDB.

@@ -1,0 +1,217 @@
+//! The engine's durable record: what it intends, what it has done, and why it waits.
+//!
+//! The record is the only state the engine keeps between steps. It is stored
+//! by the runtime (a status subresource on Kubernetes, a state file locally)
+//! with compare-and-swap on [`Record::seq`], so two engines can never both
+//! act on the same decision, and a new engine resumes exactly where the
+//! old one stopped.
+
+use serde::{Deserialize, Serialize};
+
+use crate::decide::{HaltReason, WaitReason};
+use crate::topology::{Revision, Timestamp};
+use crate::versions::Version;
+
+/// How many history entries a record keeps.
+pub const HISTORY_LIMIT: usize = 64;
+
+/// The sub-steps of a switchover, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwitchoverStep {
+    /// The switchover is recorded; nothing is done yet.
+    Requested,
+    /// The old primary is fenced: no client can commit on it.
+    Fenced,
+    /// The candidate has executed everything the old primary committed.
+    CaughtUp,
+    /// The candidate is the writable primary.
+    Promoted,
+    /// The other replicas replicate from the new primary.
+    Repointed,
+}
+
+/// What the engine is in the middle of. At most one intent exists, which is
+/// how "at most one instance out of service by us" holds by construction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "intent", rename_all = "kebab-case")]
+pub enum Intent {
+    /// An instance was taken out of the read pool before a restart.
+    Drained {
+        /// The instance.
+        ordinal: u32,
+        /// When it was drained.
+        at: Timestamp,
+    },
+    /// An instance is being restarted on a revision.
+    Restarting {
+        /// The instance.
+        ordinal: u32,
+        /// The revision it restarts on.
+        revision: Revision,
+        /// When the restart began.
+        started: Timestamp,
+    },
+    /// The primary is moving from `from` to `to`.
+    Switchover {
+        /// The old primary.
+        from: u32,
+        /// The candidate.
+        to: u32,
+        /// The last completed sub-step.
+        step: SwitchoverStep,
+        /// When the switchover began.
+        started: Timestamp,
+        /// When a switchover not yet promoted must be undone.
+        deadline: Timestamp,
+    },
+}
+
+impl Intent {
+    /// The instance this intent takes out of service.
+    pub fn ordinal(&self) -> u32 {
+        match self {
+            Intent::Drained { ordinal, .. } | Intent::Restarting { ordinal, .. } => *ordinal,
+            Intent::Switchover { from, .. } => *from,
+        }
+    }
+}
+
+/// A condition the engine has been waiting on since `since`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// The wait reason's stable key (see [`WaitReason::key`]).
+    pub key: String,
+    /// When this wait began.
+    pub since: Timestamp,
+}
+
+/// A step that failed, counted until the same step succeeds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The failed action's stable key (see [`crate::Action::key`]).
+    pub key: String,
+    /// When it first failed.
+    pub first: Timestamp,
+    /// When it last failed.
+    pub last: Timestamp,
+    /// How many times it failed.
+    pub count: u32,
+    /// What the runtime said the last time.
+    pub message: String,
+}
+
+/// The rollout stopped and needs a person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Halted {
+    /// The target revision's hash the halt applies to: a new target clears it.
+    pub revision_hash: String,
+    /// Why.
+    pub reason: HaltReason,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// The last completed switchover.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchoverSummary {
+    /// The old primary.
+    pub from: u32,
+    /// The new primary.
+    pub to: u32,
+    /// When the switchover started (recorded).
+    pub started: Timestamp,
+    /// When the candidate was promoted.
+    pub promoted: Timestamp,
+}
+
+/// One line of the record's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// When the action finished.
+    pub at: Timestamp,
+    /// The action, in words.
+    pub action: String,
+    /// `None` on success, the error text on failure.
+    pub error: Option<String>,
+}
+
+/// The engine's durable record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Compare-and-swap sequence: bumped by every successful store.
+    pub seq: u64,
+    /// What the engine is in the middle of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<Intent>,
+    /// The condition the engine is waiting on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+    /// The step that keeps failing, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// Set when the rollout halted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted: Option<Halted>,
+    /// The highest server version the cluster has ever run: downgrades are
+    /// judged against it, even after a spec edit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highest_version: Option<Version>,
+    /// The last completed switchover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_switchover: Option<SwitchoverSummary>,
+    /// The most recent actions, oldest first, at most [`HISTORY_LIMIT`].
+    #[serde(default)]
+    pub history: Vec<Entry>,
+}
+
+impl Record {
+    /// Appends a history entry, dropping the oldest past [`HISTORY_LIMIT`].
+    pub fn log(&mut self, at: Timestamp, action: impl Into<String>, error: Option<String>) {
+        self.history.push(Entry {
+            at,
+            action: action.into(),
+            error,
+        });
+        if self.history.len() > HISTORY_LIMIT {
+            let excess = self.history.len() - HISTORY_LIMIT;
+            self.history.drain(..excess);
+        }
+    }
+
+    /// Notes that the engine waits for `reason`, keeping the start of an
+    /// ongoing wait for the same reason.
+    pub fn note_wait(&mut self, reason: &WaitReason, now: Timestamp) {
+        let key = reason.key();
+        if self.waiting.as_ref().is_none_or(|w| w.key != key) {
+            self.waiting = Some(Waiting { key, since: now });
+        }
+    }
+
+    /// Notes that the action with `key` failed with `message`.
+    pub fn note_failure(&mut self, key: String, message: String, now: Timestamp) {
+        match &mut self.failure {
+            Some(f) if f.key == key => {
+                f.last = now;
+                f.count += 1;
+                f.message = message;
+            }
+            _ => {
+                self.failure = Some(Failure {
+                    key,
+                    first: now,
+                    last: now,
+                    count: 1,
+                    message,
+                })
+            }
+        }
+    }
+
+    /// Forgets a failure of the action with `key` once it succeeded.
+    pub fn clear_failure(&mut self, key: &str) {
+        if self.failure.as_ref().is_some_and(|f| f.key == key) {
+            self.failure = None;
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! The cluster as observed: instances, their roles, versions, revisions and health.
+//!
+//! A runtime (Kubernetes, local processes, a test model) fills an [`Observed`]
+//! from what it sees; [`crate::decide()`] reads it. Nothing here talks to a server.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::gtid::GtidSet;
+use crate::versions::{Flavor, Version};
+
+/// How the instances of a cluster replicate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TopologyKind {
+    /// One primary and asynchronous GTID replicas.
+    Async,
+    /// A Galera cluster: every node may take writes; the router picks one writer.
+    Galera,
+}
+
+/// The role an instance plays in the topology.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The writable source of the cluster (the writer node on Galera).
+    Primary,
+    /// A read-only replica (a non-writer node on Galera).
+    Replica,
+}
+
+/// Milliseconds since the Unix epoch, as read from the runtime's clock.
+///
+/// The planner never reads a clock itself: `now` is always an argument.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// This timestamp moved forward by `d`.
+    pub fn after(self, d: Duration) -> Timestamp {
+        Timestamp(
+            self.0
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
+    }
+
+    /// Time elapsed from `earlier` to `self` (zero if `earlier` is later).
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:03}s", self.0 / 1000, self.0 % 1000)
+    }
+}
+
+/// A revision: the one notion of "what an instance should run" everywhere.
+///
+/// A revision is a number (monotonic per cluster) plus a content hash of the
+/// server version and the rendered configuration. Two instances run the same
+/// thing exactly when their hashes are equal.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Revision {
+    /// The revision's number in the cluster's history (1, 2, 3, ...).
+    pub number: u64,
+    /// Hex SHA-256 of the canonical content (flavor, version, configuration).
+    pub hash: String,
+}
+
+impl Revision {
+    /// Computes the content hash of a flavor, version and configuration and
+    /// pairs it with `number`.
+    ///
+    /// The configuration is hashed in key order, so the same settings always
+    /// give the same hash.
+    pub fn new(
+        number: u64,
+        flavor: Flavor,
+        version: Version,
+        config: &BTreeMap<String, String>,
+    ) -> Self {
+        Revision {
+            number,
+            hash: content_hash(flavor, version, config),
+        }
+    }
+
+    /// The first twelve hex digits of the hash, for display.
+    pub fn short_hash(&self) -> &str {
+        &self.hash[..self.hash.len().min(12)]
+    }
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "r{} ({})", self.number, self.short_hash())
+    }
+}
+
+/// The hex SHA-256 of a version and configuration, as used by [`Revision`].
+pub fn content_hash(flavor: Flavor, version: Version, config: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(format!("flavor={flavor}\nversion={version}\n"));
+    for (key, value) in config {
+        // Length-prefix both sides so no two configurations hash alike by concatenation.
+        hasher.update(format!("{}:{key}={}:{value}\n", key.len(), value.len()));
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The health of one instance as the runtime sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum Health {
+    /// Running, reachable and (for a replica) replicating within bounds.
+    Ready,
+    /// A replica applying but behind its source by `seconds`.
+    Lagging {
+        /// Seconds behind the source.
+        seconds: u64,
+    },
+    /// A replica whose replication stopped with an error.
+    ReplicationStopped {
+        /// The server's error number.
+        errno: u32,
+        /// The server's error text.
+        message: String,
+    },
+    /// The process runs but does not answer (hung, network, credentials).
+    Unreachable {
+        /// What the runtime saw.
+        reason: String,
+    },
+    /// The process is starting (or restarting at our request).
+    Starting,
+    /// The process died (not by our action) and must be recovered on its
+    /// current version before anything else: MariaDB refuses an upgrade after
+    /// a crash, and MySQL must finish crash recovery on the version that wrote
+    /// the redo log.
+    Crashed,
+    /// The process is stopped (cleanly shut down) and not running.
+    Stopped,
+}
+
+impl Health {
+    /// True when the instance is up and usable: ready, or lagging (the lag bound is policy).
+    pub fn is_up(&self) -> bool {
+        matches!(self, Health::Ready | Health::Lagging { .. })
+    }
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Health::Ready => write!(f, "ready"),
+            Health::Lagging { seconds } => write!(f, "lagging {seconds}s"),
+            Health::ReplicationStopped { errno, message } => {
+                write!(f, "replication stopped with error {errno}: {message}")
+            }
+            Health::Unreachable { reason } => write!(f, "unreachable: {reason}"),
+            Health::Starting => write!(f, "starting"),
+            Health::Crashed => write!(f, "crashed, needs recovery on its current version"),
+            Health::Stopped => write!(f, "stopped"),
+        }
+    }
+}
+
+/// One instance of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// The instance's ordinal (0, 1, 2, ... as in a StatefulSet).
+    pub ordinal: u32,
+    /// Its role.
+    pub role: Role,
+    /// The server version it runs (or last ran, if it is down).
+    pub version: Version,
+    /// The revision it runs (or last ran).
+    pub revision: Revision,
+    /// Its health.
+    pub health: Health,
+    /// Executed GTIDs (MySQL `gtid_executed`, MariaDB `gtid_current_pos`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<GtidSet>,
+    /// Whether it accepts writes from clients (neither `read_only` nor fenced).
+    #[serde(default)]
+    pub writable: bool,
+    /// Whether switchyard fenced it (no client, however privileged, can commit).
+    #[serde(default)]
+    pub fenced: bool,
+    /// Whether switchyard took it out of the read pool.
+    #[serde(default)]
+    pub drained: bool,
+    /// The ordinal it replicates from, if it replicates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<u32>,
+}
+
+impl Instance {
+    /// True when the instance runs `revision`.
+    pub fn runs(&self, revision: &Revision) -> bool {
+        self.revision.hash == revision.hash
+    }
+
+    /// Replication lag in seconds: 0 when ready, `None` when not applying.
+    pub fn lag_seconds(&self) -> Option<u64> {
+        match self.health {
+            Health::Ready => Some(0),
+            Health::Lagging { seconds } => Some(seconds),
+            _ => None,
+        }
+    }
+}
+
+/// A whole cluster as observed at one moment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observed {
+    /// How the cluster replicates.
+    pub kind: TopologyKind,
+    /// The server flavor every instance runs.
+    pub flavor: Flavor,
+    /// The instances, in any order (see [`Observed::validate`]).
+    pub instances: Vec<Instance>,
+}
+
+/// A topology that cannot be planned on, with what to fix.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopologyError {
+    /// The topology has no instance at all.
+    #[error("the topology has no instances: describe at least one")]
+    Empty,
+    /// Two instances share an ordinal.
+    #[error("ordinal {0} appears more than once: every instance needs its own ordinal")]
+    DuplicateOrdinal(u32),
+    /// More than one instance claims to be primary.
+    #[error("instances {0} and {1} are both primary: an async cluster has exactly one primary")]
+    TwoPrimaries(u32, u32),
+    /// An async cluster without a primary.
+    #[error("no instance is primary: mark exactly one instance `role: primary`")]
+    NoPrimary,
+    /// A replica names a source that is not an instance of the cluster.
+    #[error(
+        "instance {ordinal} replicates from {source_ordinal}, which is not an instance of the cluster"
+    )]
+    UnknownSource {
+        /// The replica.
+        ordinal: u32,
+        /// The ordinal it names as source.
+        source_ordinal: u32,
+    },
+    /// An instance names itself as its source.
+    #[error("instance {0} replicates from itself")]
+    SelfSource(u32),
+    /// GTID positions of different flavors.
+    #[error("instance {0} reports a GTID position of the other flavor")]
+    GtidFlavor(u32),
+}
+
+impl TopologyError {
+    /// A bounded category for metrics and event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            TopologyError::Empty => "empty",
+            TopologyError::DuplicateOrdinal(_) => "duplicate-ordinal",
+            TopologyError::TwoPrimaries(..) => "two-primaries",
+            TopologyError::NoPrimary => "no-primary",
+            TopologyError::UnknownSource { .. } => "unknown-source",
+            TopologyError::SelfSource(_) => "self-source",
+            TopologyError::GtidFlavor(_) => "gtid-flavor",
+        }
+    }
+}
+
+impl Observed {
+    /// Checks that the topology is consistent: at least one instance, unique
+    /// ordinals, exactly one primary (async), sources that exist.
+    pub fn validate(&self) -> Result<(), TopologyError> {
+        if self.instances.is_empty() {
+            return Err(TopologyError::Empty);
+        }
+        let mut seen = BTreeSet::new();
+        for i in &self.instances {
+            if !seen.insert(i.ordinal) {
+                return Err(TopologyError::DuplicateOrdinal(i.ordinal));
+            }
+        }
+        let primaries: Vec<u32> = self
+            .instances
+            .iter()
+            .filter(|i| i.role == Role::Primary)
+            .map(|i| i.ordinal)
+            .collect();
+        match (self.kind, primaries.as_slice()) {
+            (_, [a, b, ..]) => return Err(TopologyError::TwoPrimaries(*a, *b)),
+            (TopologyKind::Async, []) => return Err(TopologyError::NoPrimary),
+            _ => {}
+        }
+        for i in &self.instances {
+            if let Some(source) = i.source {
+                if source == i.ordinal {
+                    return Err(TopologyError::SelfSource(i.ordinal));
+                }
+                if !seen.contains(&source) {
+                    return Err(TopologyError::UnknownSource {
+                        ordinal: i.ordinal,
+                        source_ordinal: source,
+                    });
+                }
+            }
+            let gtid_matches = match (&i.gtid, self.flavor) {
+                (None, _) => true,
+                (Some(GtidSet::Mysql(_)), Flavor::Mysql)
+                | (Some(GtidSet::Mariadb(_)), Flavor::Mariadb) => true,
+                (Some(_), _) => false,
+            };
+            if !gtid_matches {
+                return Err(TopologyError::GtidFlavor(i.ordinal));
+            }
+        }
+        Ok(())
+    }
+
+    /// The instance with `ordinal`.
+    pub fn instance(&self, ordinal: u32) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.ordinal == ordinal)
+    }
+
+    /// The current primary, if there is one.
+    pub fn primary(&self) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.role == Role::Primary)
+    }
+
+    /// Instances ordered by ordinal.
+    pub fn by_ordinal(&self) -> Vec<&Instance> {
+        let mut v: Vec<&Instance> = self.instances.iter().collect();
+        v.sort_by_key(|i| i.ordinal);
+        v
+    }
+
+    /// The instances that accept writes.
+    pub fn writable(&self) -> impl Iterator<Item = &Instance> {
+        self.instances.iter().filter(|i| i.writable)
+    }
+
+    /// The highest version any instance runs.
+    pub fn highest_version(&self) -> Option<Version> {
+        self.instances.iter().map(|i| i.version).max()
+    }
+}

@@ -1,0 +1,66 @@
+//! A three-node Galera cluster on loopback: every node Synced in a cluster
+//! of three, a write on one node visible on the others, processes gone
+//! after the cluster drops.
+
+mod common;
+
+use std::time::Duration;
+
+use sqlx::Row as _;
+use switchyard_testbed::{Topology, galera, wait_for};
+
+use common::assert_gone;
+
+async fn status(conn: &mut sqlx::MySqlConnection, name: &str) -> String {
+    let row = sqlx::query("SHOW GLOBAL STATUS LIKE ?")
+        .bind(name)
+        .fetch_one(conn)
+        .await
+        .unwrap();
+    row.get::<String, _>(1)
+}
+
+#[tokio::test]
+async fn three_galera_nodes_reach_synced() {
+    let cluster = galera(3).await.unwrap();
+    assert_eq!(cluster.topology(), Topology::Galera);
+    let op = &cluster.credentials().operator;
+    for node in cluster.instances() {
+        let mut conn = node.connect(op).await.unwrap();
+        assert_eq!(status(&mut conn, "wsrep_cluster_size").await, "3", "{}", node.name());
+        assert_eq!(status(&mut conn, "wsrep_local_state_comment").await, "Synced", "{}", node.name());
+        assert_eq!(status(&mut conn, "wsrep_ready").await, "ON", "{}", node.name());
+    }
+
+    let app = &cluster.credentials().application;
+    let mut writer = cluster.instance(1).connect(op).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE app.g (id INT PRIMARY KEY, v TEXT)")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    let mut app_writer = cluster.instance(1).connect(app).await.unwrap();
+    sqlx::query("INSERT INTO app.g VALUES (1, 'synced')")
+        .execute(&mut app_writer)
+        .await
+        .unwrap();
+    for node in [cluster.instance(0), cluster.instance(2)] {
+        let mut conn = node.connect(app).await.unwrap();
+        let v = wait_for(Duration::from_secs(30), async || {
+            sqlx::query("SELECT v FROM app.g WHERE id = 1")
+                .fetch_optional(&mut conn)
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.get::<String, _>(0))
+        })
+        .await
+        .unwrap();
+        assert_eq!(v, "synced");
+    }
+
+    let pids: Vec<u32> = cluster.instances().iter().map(|i| i.pid().unwrap()).collect();
+    drop(cluster);
+    for pid in pids {
+        assert_gone(pid);
+    }
+}
