@@ -73,9 +73,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 type Schedule = Vec<(u32, Fault)>;
 
 /// Scenarios whose faults come from `faults(number of instances)`.
-fn scenario_with(
-    faults: fn(u32) -> BoxedStrategy<Schedule>,
-) -> impl Strategy<Value = Scenario> {
+fn scenario_with(faults: fn(u32) -> BoxedStrategy<Schedule>) -> impl Strategy<Value = Scenario> {
     (
         prop_oneof![Just(Flavor::Mariadb), Just(Flavor::Mysql)],
         2usize..=5,

@@ -1,0 +1,582 @@
+//! One test per rule of `decide`, on small fixtures.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use switchyard_plan::decide::{Approval, OnlineChange};
+use switchyard_plan::gtid::GtidSet;
+use switchyard_plan::record::{Failure, Halted, Intent, SwitchoverStep, Waiting};
+use switchyard_plan::topology::TopologyKind;
+use switchyard_plan::versions::{Flavor, Version};
+use switchyard_plan::{
+    Action, HaltReason, Health, Instance, Observed, Policy, Record, Revision, Role, Strategy,
+    Target, Timestamp, WaitReason, decide,
+};
+
+const NOW: Timestamp = Timestamp(1_000_000);
+
+fn v(s: &str) -> Version {
+    Version::parse(s).expect("test version")
+}
+
+fn rev(number: u64, version: &str) -> Revision {
+    Revision::new(number, Flavor::Mariadb, v(version), &BTreeMap::new())
+}
+
+fn target(version: &str) -> Target {
+    Target {
+        revision: rev(2, version),
+        version: v(version),
+        online: None,
+    }
+}
+
+/// A healthy MariaDB cluster: `versions[i]` is instance i's version.
+fn cluster(primary: u32, versions: &[&str]) -> Observed {
+    let instances = versions
+        .iter()
+        .enumerate()
+        .map(|(i, ver)| {
+            let ordinal = i as u32;
+            let is_primary = ordinal == primary;
+            Instance {
+                ordinal,
+                role: if is_primary {
+                    Role::Primary
+                } else {
+                    Role::Replica
+                },
+                version: v(ver),
+                revision: rev(1, ver),
+                health: Health::Ready,
+                gtid: None,
+                writable: is_primary,
+                fenced: false,
+                drained: false,
+                source: (!is_primary).then_some(primary),
+            }
+        })
+        .collect();
+    Observed {
+        kind: TopologyKind::Async,
+        flavor: Flavor::Mariadb,
+        instances,
+    }
+}
+
+fn set(o: &mut Observed, ordinal: u32, f: impl FnOnce(&mut Instance)) {
+    f(o.instances
+        .iter_mut()
+        .find(|i| i.ordinal == ordinal)
+        .expect("instance"));
+}
+
+fn d(o: &Observed, r: &Record, t: &Target, p: &Policy) -> Action {
+    decide(o, r, t, p, NOW)
+}
+
+#[test]
+fn replicas_go_first_highest_ordinal_first() {
+    let o = cluster(0, &["10.5.27", "10.5.27", "10.5.27"]);
+    assert_eq!(
+        d(
+            &o,
+            &Record::default(),
+            &target("10.11.14"),
+            &Policy::default()
+        ),
+        Action::Drain { ordinal: 2 }
+    );
+
+    // With the primary at ordinal 1, the replicas are 2 then 0.
+    let mut o = cluster(1, &["10.5.27", "10.5.27", "10.5.27"]);
+    assert_eq!(
+        d(
+            &o,
+            &Record::default(),
+            &target("10.11.14"),
+            &Policy::default()
+        ),
+        Action::Drain { ordinal: 2 }
+    );
+    set(&mut o, 2, |i| {
+        (i.version, i.revision) = (v("10.11.14"), rev(2, "10.11.14"))
+    });
+    assert_eq!(
+        d(
+            &o,
+            &Record::default(),
+            &target("10.11.14"),
+            &Policy::default()
+        ),
+        Action::Drain { ordinal: 0 }
+    );
+}
+
+#[test]
+fn the_primary_goes_last_to_the_lowest_ordinal_replica() {
+    let o = cluster(0, &["10.5.27", "10.11.14", "10.11.14"]);
+    let mut o = o;
+    for r in [1, 2] {
+        set(&mut o, r, |i| i.revision = rev(2, "10.11.14"));
+    }
+    assert_eq!(
+        d(
+            &o,
+            &Record::default(),
+            &target("10.11.14"),
+            &Policy::default()
+        ),
+        Action::Switchover { from: 0, to: 1 }
+    );
+}
+
+#[test]
+fn a_candidate_with_errant_transactions_is_passed_over() {
+    let mut o = cluster(0, &["10.5.27", "10.11.14", "10.11.14"]);
+    for r in [1, 2] {
+        set(&mut o, r, |i| i.revision = rev(2, "10.11.14"));
+    }
+    let gtid = |s: &str| Some(GtidSet::parse(Flavor::Mariadb, s).expect("gtid"));
+    set(&mut o, 0, |i| i.gtid = gtid("0-1-100"));
+    set(&mut o, 1, |i| i.gtid = gtid("0-1-100,1-2-3"));
+    set(&mut o, 2, |i| i.gtid = gtid("0-1-100"));
+    assert_eq!(
+        d(
+            &o,
+            &Record::default(),
+            &target("10.11.14"),
+            &Policy::default()
+        ),
+        Action::Switchover { from: 0, to: 2 }
+    );
+}
+
+#[test]
+fn an_instance_ahead_of_the_target_is_a_downgrade_and_halts() {
+    // Instance 2 was upgraded by hand to 11.8 while the target is 10.11:
+    // bringing it to the target would be a downgrade across major versions.
+    let mut o = cluster(0, &["10.5.27", "10.11.14", "11.8.3"]);
+    set(&mut o, 1, |i| i.revision = rev(2, "10.11.14"));
+    let Action::Halt { reason } = d(
+        &o,
+        &Record::default(),
+        &target("10.11.14"),
+        &Policy::default(),
+    ) else {
+        panic!("expected a halt")
+    };
+    assert_eq!(reason.category(), "forbidden-transition");
+    assert!(reason.to_string().contains("instance 2"), "{reason}");
+}
+
+#[test]
+fn a_supervised_switchover_waits_for_an_approval_naming_it() {
+    let mut o = cluster(0, &["10.5.27", "10.11.14", "10.11.14"]);
+    for r in [1, 2] {
+        set(&mut o, r, |i| i.revision = rev(2, "10.11.14"));
+    }
+    let t = target("10.11.14");
+    let mut p = Policy {
+        strategy: Strategy::Supervised,
+        ..Policy::default()
+    };
+    let waiting = Action::Wait {
+        reason: WaitReason::AwaitingApproval {
+            revision: 2,
+            from: 0,
+            to: 1,
+        },
+    };
+    assert_eq!(d(&o, &Record::default(), &t, &p), waiting);
+    // A stale approval (an earlier revision) or one for another candidate approves nothing.
+    p.approval = Some(Approval {
+        revision: 1,
+        from: 0,
+        to: 1,
+    });
+    assert_eq!(d(&o, &Record::default(), &t, &p), waiting);
+    p.approval = Some(Approval {
+        revision: 2,
+        from: 0,
+        to: 2,
+    });
+    assert_eq!(d(&o, &Record::default(), &t, &p), waiting);
+    p.approval = Some(Approval {
+        revision: 2,
+        from: 0,
+        to: 1,
+    });
+    assert_eq!(
+        d(&o, &Record::default(), &t, &p),
+        Action::Switchover { from: 0, to: 1 }
+    );
+}
+
+#[test]
+fn paused_starts_nothing() {
+    let o = cluster(0, &["10.5.27", "10.5.27"]);
+    let p = Policy {
+        strategy: Strategy::Paused,
+        ..Policy::default()
+    };
+    assert_eq!(
+        d(&o, &Record::default(), &target("10.11.14"), &p),
+        Action::Wait {
+            reason: WaitReason::Paused
+        }
+    );
+}
+
+#[test]
+fn an_unhealthy_instance_blocks_then_halts_after_halt_after() {
+    let mut o = cluster(0, &["10.5.27", "10.5.27", "10.5.27"]);
+    set(&mut o, 1, |i| {
+        i.health = Health::ReplicationStopped {
+            errno: 1062,
+            message: "Duplicate entry".into(),
+        }
+    });
+    let t = target("10.11.14");
+    let p = Policy {
+        halt_after: Duration::from_secs(60),
+        ..Policy::default()
+    };
+    let Action::Wait { reason } = d(&o, &Record::default(), &t, &p) else {
+        panic!("expected a wait")
+    };
+    assert_eq!(reason.key(), "unhealthy:1");
+    let record = Record {
+        waiting: Some(Waiting {
+            key: reason.key(),
+            since: Timestamp(NOW.0 - 61_000),
+        }),
+        ..Record::default()
+    };
+    let Action::Halt { reason } = d(&o, &record, &t, &p) else {
+        panic!("expected a halt")
+    };
+    assert_eq!(reason.category(), "waited-too-long");
+}
+
+#[test]
+fn a_lagging_replica_beyond_the_bound_blocks() {
+    let mut o = cluster(0, &["10.5.27", "10.5.27", "10.5.27"]);
+    set(&mut o, 1, |i| i.health = Health::Lagging { seconds: 30 });
+    let p = Policy {
+        max_lag_seconds: 10,
+        ..Policy::default()
+    };
+    assert_eq!(
+        d(&o, &Record::default(), &target("10.11.14"), &p),
+        Action::Wait {
+            reason: WaitReason::Lagging {
+                ordinal: 1,
+                seconds: 30,
+                max: 10
+            }
+        }
+    );
+}
+
+#[test]
+fn a_crashed_instance_is_recovered_on_its_version_first() {
+    let mut o = cluster(0, &["10.5.27", "10.5.27", "10.5.27"]);
+    set(&mut o, 1, |i| i.health = Health::Crashed);
+    assert_eq!(
+        d(
+            &o,
+            &Record::default(),
+            &target("10.11.14"),
+            &Policy::default()
+        ),
+        Action::Recover { ordinal: 1 }
+    );
+}
+
+#[test]
+fn a_forbidden_downgrade_halts_before_touching_anything() {
+    let o = cluster(0, &["10.11.14", "10.11.14"]);
+    let Action::Halt { reason } = d(
+        &o,
+        &Record::default(),
+        &target("10.5.27"),
+        &Policy::default(),
+    ) else {
+        panic!("expected a halt")
+    };
+    assert_eq!(reason.category(), "forbidden-transition");
+    assert!(
+        reason.to_string().contains("Knowledge Base"),
+        "cites the manual: {reason}"
+    );
+}
+
+#[test]
+fn the_highest_version_ever_run_refuses_a_later_downgrade() {
+    // The instances run 10.11 (restored from a backup, say) but the cluster ran 11.8.
+    let o = cluster(0, &["10.11.6", "10.11.6"]);
+    let record = Record {
+        highest_version: Some(v("11.8.3")),
+        ..Record::default()
+    };
+    let Action::Halt { reason } = d(&o, &record, &target("10.11.14"), &Policy::default()) else {
+        panic!("expected a halt")
+    };
+    assert_eq!(reason.category(), "below-highest-version");
+}
+
+#[test]
+fn an_unknown_series_halts() {
+    let o = cluster(0, &["10.11.14", "10.11.14"]);
+    let Action::Halt { reason } = d(
+        &o,
+        &Record::default(),
+        &target("99.1.0"),
+        &Policy::default(),
+    ) else {
+        panic!("expected a halt")
+    };
+    assert_eq!(reason.category(), "unknown-version");
+}
+
+#[test]
+fn a_switchover_resumes_before_its_deadline_and_is_undone_after() {
+    let o = cluster(0, &["10.5.27", "10.11.14"]);
+    let intent = |deadline: u64| Intent::Switchover {
+        from: 0,
+        to: 1,
+        step: SwitchoverStep::Fenced,
+        started: Timestamp(NOW.0 - 1000),
+        deadline: Timestamp(deadline),
+    };
+    let t = target("10.11.14");
+    let before = Record {
+        intent: Some(intent(NOW.0 + 5000)),
+        ..Record::default()
+    };
+    assert_eq!(
+        d(&o, &before, &t, &Policy::default()),
+        Action::Switchover { from: 0, to: 1 }
+    );
+    let after = Record {
+        intent: Some(intent(NOW.0 - 1)),
+        ..Record::default()
+    };
+    assert_eq!(
+        d(&o, &after, &t, &Policy::default()),
+        Action::Unfence { ordinal: 0 }
+    );
+}
+
+#[test]
+fn after_promotion_the_old_primary_restarts_then_rejoins() {
+    // Promoted and repointed: 1 is primary on 10.11, the old primary 0 on 10.5
+    // is out of replication.
+    let mut o = cluster(1, &["10.5.27", "10.11.14", "10.11.14"]);
+    set(&mut o, 0, |i| (i.source, i.fenced) = (None, true));
+    for r in [1, 2] {
+        set(&mut o, r, |i| i.revision = rev(2, "10.11.14"));
+    }
+    let t = target("10.11.14");
+    let record = Record {
+        intent: Some(Intent::Switchover {
+            from: 0,
+            to: 1,
+            step: SwitchoverStep::Repointed,
+            started: NOW,
+            deadline: NOW,
+        }),
+        ..Record::default()
+    };
+    let Action::Restart {
+        ordinal: 0,
+        slow_shutdown: true,
+        ..
+    } = d(&o, &record, &t, &Policy::default())
+    else {
+        panic!("expected the old primary's restart")
+    };
+    // Restarted on the target: repointed to the new primary, then back in service.
+    set(&mut o, 0, |i| {
+        (i.version, i.revision) = (v("10.11.14"), rev(2, "10.11.14"))
+    });
+    let restarting = Record {
+        intent: Some(Intent::Restarting {
+            ordinal: 0,
+            revision: rev(2, "10.11.14"),
+            started: NOW,
+        }),
+        ..Record::default()
+    };
+    assert_eq!(
+        d(&o, &restarting, &t, &Policy::default()),
+        Action::Repoint {
+            ordinal: 0,
+            source: 1
+        }
+    );
+    set(&mut o, 0, |i| i.source = Some(1));
+    assert_eq!(
+        d(&o, &restarting, &t, &Policy::default()),
+        Action::Undrain { ordinal: 0 }
+    );
+}
+
+#[test]
+fn a_halt_sticks_until_the_target_changes() {
+    let o = cluster(0, &["10.5.27", "10.5.27"]);
+    let t = target("10.11.14");
+    let reason = HaltReason::Unsupported {
+        message: "test".into(),
+    };
+    let record = Record {
+        halted: Some(Halted {
+            revision_hash: t.revision.hash.clone(),
+            reason: reason.clone(),
+            at: NOW,
+        }),
+        ..Record::default()
+    };
+    assert_eq!(
+        d(&o, &record, &t, &Policy::default()),
+        Action::Halt { reason }
+    );
+    assert_eq!(
+        d(&o, &record, &target("10.11.13"), &Policy::default()),
+        Action::Drain { ordinal: 1 }
+    );
+}
+
+#[test]
+fn an_online_change_sets_variables_replicas_first_without_draining() {
+    let mut o = cluster(0, &["10.11.14", "10.11.14", "10.11.14"]);
+    let config = BTreeMap::from([(
+        "innodb_buffer_pool_size".to_string(),
+        "268435456".to_string(),
+    )]);
+    let t = Target {
+        revision: Revision::new(2, Flavor::Mariadb, v("10.11.14"), &config),
+        version: v("10.11.14"),
+        online: Some(OnlineChange {
+            from_hash: rev(1, "10.11.14").hash,
+            variables: vec![("innodb_buffer_pool_size".into(), "268435456".into())],
+        }),
+    };
+    let Action::ApplyVariables { ordinal: 2, .. } =
+        d(&o, &Record::default(), &t, &Policy::default())
+    else {
+        panic!("expected variables on 2 first")
+    };
+    for r in [1, 2] {
+        set(&mut o, r, |i| i.revision = t.revision.clone());
+    }
+    let Action::ApplyVariables { ordinal: 0, .. } =
+        d(&o, &Record::default(), &t, &Policy::default())
+    else {
+        panic!("expected variables on the primary last, without a switchover")
+    };
+}
+
+#[test]
+fn a_replica_older_than_the_primary_halts_rather_than_replicating() {
+    let mut o = cluster(1, &["10.5.27", "10.11.14", "10.11.14"]);
+    set(&mut o, 0, |i| i.source = Some(2));
+    let Action::Halt { reason } = d(
+        &o,
+        &Record::default(),
+        &target("10.11.14"),
+        &Policy::default(),
+    ) else {
+        panic!("expected a halt")
+    };
+    assert_eq!(reason.category(), "replica-older-than-primary");
+}
+
+#[test]
+fn a_failing_step_backs_off_then_halts() {
+    let o = cluster(0, &["10.5.27", "10.5.27"]);
+    let t = target("10.11.14");
+    let p = Policy {
+        halt_after: Duration::from_secs(300),
+        retry_backoff: Duration::from_secs(5),
+        ..Policy::default()
+    };
+    let failure = |first: u64, last: u64| Failure {
+        key: "restart:1".into(),
+        first: Timestamp(first),
+        last: Timestamp(last),
+        count: 3,
+        message: "did not start".into(),
+    };
+    let recent = Record {
+        failure: Some(failure(NOW.0 - 10_000, NOW.0 - 1000)),
+        ..Record::default()
+    };
+    let Action::Wait {
+        reason: WaitReason::Backoff { .. },
+    } = d(&o, &recent, &t, &p)
+    else {
+        panic!("expected a backoff")
+    };
+    let old = Record {
+        failure: Some(failure(NOW.0 - 301_000, NOW.0 - 1000)),
+        ..Record::default()
+    };
+    let Action::Halt { reason } = d(&o, &old, &t, &p) else {
+        panic!("expected a halt")
+    };
+    assert_eq!(reason.category(), "keeps-failing");
+}
+
+#[test]
+fn a_drained_replica_waits_for_the_drain_grace() {
+    let o = cluster(0, &["10.5.27", "10.5.27"]);
+    let p = Policy {
+        drain: Duration::from_secs(10),
+        ..Policy::default()
+    };
+    let record = Record {
+        intent: Some(Intent::Drained {
+            ordinal: 1,
+            at: Timestamp(NOW.0 - 2000),
+        }),
+        ..Record::default()
+    };
+    let Action::Wait {
+        reason: WaitReason::DrainGrace { ordinal: 1, .. },
+    } = d(&o, &record, &target("10.11.14"), &p)
+    else {
+        panic!("expected the drain grace")
+    };
+    let record = Record {
+        intent: Some(Intent::Drained {
+            ordinal: 1,
+            at: Timestamp(NOW.0 - 20_000),
+        }),
+        ..Record::default()
+    };
+    let Action::Restart {
+        ordinal: 1,
+        slow_shutdown: true,
+        ..
+    } = d(&o, &record, &target("10.11.14"), &p)
+    else {
+        panic!("expected the restart")
+    };
+}
+
+#[test]
+fn an_inconsistent_topology_halts() {
+    let mut o = cluster(0, &["10.5.27", "10.5.27"]);
+    set(&mut o, 1, |i| i.role = Role::Primary);
+    let Action::Halt { reason } = d(
+        &o,
+        &Record::default(),
+        &target("10.11.14"),
+        &Policy::default(),
+    ) else {
+        panic!("expected a halt")
+    };
+    assert_eq!(reason.category(), "invalid-topology");
+}
