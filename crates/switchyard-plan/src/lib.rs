@@ -11,6 +11,7 @@
 pub mod decide;
 pub mod engine;
 pub mod gtid;
+pub mod history;
 pub mod record;
 pub mod topology;
 pub mod versions;
