@@ -70,6 +70,7 @@ pub fn run(args: Args) -> Exit {
         revision: Revision::new(2, spec.flavor, to, &BTreeMap::new()),
         version: to,
         online: None,
+        schema: None,
     };
     let policy = Policy {
         strategy: if args.supervised {

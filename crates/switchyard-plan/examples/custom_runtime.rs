@@ -102,6 +102,7 @@ impl ClusterRuntime for MyFleet {
                 fenced: false,
                 drained: !m.in_pool,
                 source: m.source,
+                schema: None,
             })
             .collect();
         Ok(Observed {
@@ -208,6 +209,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         revision: Revision::new(2, Flavor::Mariadb, to, &BTreeMap::new()),
         version: to,
         online: None,
+        schema: None,
     };
     let engine = Engine::new(MyFleet::new(from), target, Policy::default());
     println!("upgrading a 3-instance MariaDB fleet from {from} to {to}:");

@@ -43,6 +43,41 @@ pub struct Target {
     /// variables online, without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub online: Option<OnlineChange>,
+    /// A schema change every instance must have, rolled node by node once
+    /// every instance runs the target revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaTarget>,
+}
+
+impl Target {
+    /// A target revision with no online change and no schema change.
+    pub fn new(revision: Revision, version: Version) -> Self {
+        Target {
+            revision,
+            version,
+            online: None,
+            schema: None,
+        }
+    }
+}
+
+/// A schema change rolled node by node (binary log off on replicas, RSU on Galera).
+///
+/// The change was judged compatible with row-based replication before it
+/// became a target; the decision only orders it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaTarget {
+    /// A stable identifier of the change; an instance reports the last one it has.
+    pub id: String,
+    /// The `ALTER TABLE` statement.
+    pub statement: String,
+    /// Replica type-conversion settings the change needs while replicas run
+    /// the new shape and the source the old (variable, value).
+    #[serde(default)]
+    pub replica_settings: Vec<(String, String)>,
+    /// Whether the primary can take the change in place (INSTANT, or INPLACE
+    /// with LOCK=NONE); otherwise it moves behind a switchover first.
+    pub primary_online: bool,
 }
 
 /// A change that brings an instance from one revision to the target online.
@@ -179,8 +214,8 @@ pub enum Action {
     RunDdl {
         /// The instance.
         ordinal: u32,
-        /// The statement.
-        statement: String,
+        /// The change.
+        change: SchemaTarget,
     },
     /// Every instance runs the target revision.
     Done,
@@ -253,8 +288,8 @@ impl fmt::Display for Action {
                 let names: Vec<&str> = variables.iter().map(|(k, _)| k.as_str()).collect();
                 write!(f, "set {} online on instance {ordinal}", names.join(", "))
             }
-            Action::RunDdl { ordinal, statement } => {
-                write!(f, "run `{statement}` on instance {ordinal}")
+            Action::RunDdl { ordinal, change } => {
+                write!(f, "run `{}` on instance {ordinal}", change.statement)
             }
             Action::Done => write!(f, "done: every instance runs the target revision"),
             Action::Halt { reason } => write!(f, "halt: {reason}"),
@@ -555,6 +590,8 @@ pub mod mutation {
         PrimaryInPlace,
         /// Drain the next replica while another is still out of service.
         TwoAtOnce,
+        /// Alter the primary in place even when the change needs a switchover.
+        AlterPrimaryInPlace,
     }
 
     /// [`decide`] with one rule broken.
@@ -605,10 +642,18 @@ impl Decider<'_> {
                 },
             };
         }
-        if self.observed.kind == TopologyKind::Galera {
+        let galera = self.observed.kind == TopologyKind::Galera;
+        if galera
+            && self
+                .observed
+                .instances
+                .iter()
+                .any(|i| !i.runs(&self.target.revision))
+        {
             return Action::Halt {
                 reason: HaltReason::Unsupported {
-                    message: "version and configuration rollouts on Galera are not supported yet"
+                    message: "version and configuration rollouts on Galera are not supported yet; \
+                              schema changes are"
                         .into(),
                 },
             };
@@ -624,14 +669,14 @@ impl Decider<'_> {
         if let Some(halt) = self.forbidden_transition() {
             return halt;
         }
-        if let Some(action) = self.stale_replica() {
+        if !galera && let Some(action) = self.stale_replica() {
             return action;
         }
         let mut pending: Vec<&Instance> = self
             .observed
             .by_ordinal()
             .into_iter()
-            .filter(|i| !i.runs(&self.target.revision))
+            .filter(|i| !self.complete(i))
             .collect();
         let ignore_down = self.mutation == Mutation::PromoteNewestIgnoringDown;
         if ignore_down && pending.iter().any(|i| i.health.is_up()) {
@@ -662,11 +707,7 @@ impl Decider<'_> {
         if !ignore_down && let Some(wait) = self.health_gate(None) {
             return self.wait(wait);
         }
-        let primary = self
-            .observed
-            .primary()
-            .expect("validated: an async cluster has a primary");
-        // Replicas first, highest ordinal first.
+        // Replicas (non-writer nodes on Galera) first, highest ordinal first.
         let next_replica = pending.iter().rev().find(|i| {
             i.role == Role::Replica && (self.mutation != Mutation::TwoAtOnce || !i.drained)
         });
@@ -678,12 +719,24 @@ impl Decider<'_> {
                 ordinal: replica.ordinal,
             };
         }
-        // Only the primary is left.
+        // Only the primary (the writer node) is left.
+        let Some(primary) = self.observed.primary() else {
+            return Action::Done;
+        };
         if let Some(online) = self.online_change_for(primary) {
             return online;
         }
         if self.mutation == Mutation::PrimaryInPlace {
             return self.restart(primary);
+        }
+        if primary.runs(&self.target.revision)
+            && let Some(change) = &self.target.schema
+            && (change.primary_online || self.mutation == Mutation::AlterPrimaryInPlace)
+        {
+            return Action::RunDdl {
+                ordinal: primary.ordinal,
+                change: change.clone(),
+            };
         }
         let candidate = match self.candidate(primary) {
             Ok(c) => c,
@@ -709,6 +762,19 @@ impl Decider<'_> {
             from: primary.ordinal,
             to: candidate.ordinal,
         }
+    }
+
+    /// Whether the target's schema change is still missing on `instance`.
+    fn needs_schema(&self, instance: &Instance) -> bool {
+        self.target
+            .schema
+            .as_ref()
+            .is_some_and(|c| instance.schema.as_deref() != Some(c.id.as_str()))
+    }
+
+    /// Whether `instance` runs the target revision and has the target's schema change.
+    fn complete(&self, instance: &Instance) -> bool {
+        instance.runs(&self.target.revision) && !self.needs_schema(instance)
     }
 
     /// A live replica that does not replicate from the primary (it was down
@@ -808,7 +874,8 @@ impl Decider<'_> {
                     });
                 }
             }
-            if i.role == Role::Replica
+            if self.observed.kind == TopologyKind::Async
+                && i.role == Role::Replica
                 && i.source.is_none()
                 && i.ordinal != self.fenced_old_primary()
             {
@@ -938,11 +1005,17 @@ impl Decider<'_> {
                 passed_over.push(format!("{} is {}", r.ordinal, r.health));
                 continue;
             }
-            if r.source != Some(primary.ordinal) {
+            let galera = self.observed.kind == TopologyKind::Galera;
+            if !galera && r.source != Some(primary.ordinal) {
                 passed_over.push(format!("{} does not replicate from the primary", r.ordinal));
                 continue;
             }
-            if let (Some(rg), Some(pg)) = (&r.gtid, &primary.gtid)
+            if self.needs_schema(r) {
+                passed_over.push(format!("{} does not have the schema change yet", r.ordinal));
+                continue;
+            }
+            if !galera
+                && let (Some(rg), Some(pg)) = (&r.gtid, &primary.gtid)
                 && let Ok(errant) = crate::gtid::errant(rg, pg)
                 && !errant.is_empty()
             {
@@ -985,11 +1058,13 @@ impl Decider<'_> {
                 let Some(i) = self.observed.instance(*ordinal) else {
                     return self.gone(*ordinal);
                 };
-                if i.runs(&self.target.revision) && i.health.is_up() {
-                    return Action::Undrain { ordinal: *ordinal };
-                }
-                if i.health == Health::Crashed {
+                let restart = !i.runs(&self.target.revision);
+                if restart && i.health == Health::Crashed {
                     return Action::Recover { ordinal: *ordinal };
+                }
+                let alter = !restart && self.needs_schema(i) && i.health.is_up();
+                if !restart && !alter {
+                    return self.rejoin(i);
                 }
                 let until = at.after(self.policy.drain);
                 if self.now < until {
@@ -1000,43 +1075,20 @@ impl Decider<'_> {
                         },
                     };
                 }
-                self.restart(i)
+                match (&self.target.schema, restart) {
+                    (Some(change), false) => Action::RunDdl {
+                        ordinal: *ordinal,
+                        change: change.clone(),
+                    },
+                    _ => self.restart(i),
+                }
             }
             Intent::Restarting { ordinal, .. } => {
                 let Some(i) = self.observed.instance(*ordinal) else {
                     return self.gone(*ordinal);
                 };
                 if i.runs(&self.target.revision) {
-                    match &i.health {
-                        Health::Starting => {
-                            return self.wait(WaitReason::Starting { ordinal: *ordinal });
-                        }
-                        h if h.is_up() => {}
-                        Health::Crashed | Health::Stopped => return self.restart(i),
-                        other => {
-                            return self.wait(WaitReason::Unhealthy {
-                                ordinal: *ordinal,
-                                health: other.to_string(),
-                            });
-                        }
-                    }
-                    let primary = self.observed.primary().expect("validated");
-                    if i.role == Role::Replica && i.source.is_none() {
-                        return Action::Repoint {
-                            ordinal: *ordinal,
-                            source: primary.ordinal,
-                        };
-                    }
-                    return match &i.health {
-                        Health::Lagging { seconds } if *seconds > self.policy.max_lag_seconds => {
-                            self.wait(WaitReason::Lagging {
-                                ordinal: *ordinal,
-                                seconds: *seconds,
-                                max: self.policy.max_lag_seconds,
-                            })
-                        }
-                        _ => Action::Undrain { ordinal: *ordinal },
-                    };
+                    return self.rejoin(i);
                 }
                 match i.health {
                     Health::Starting => self.wait(WaitReason::Starting { ordinal: *ordinal }),
@@ -1045,6 +1097,10 @@ impl Decider<'_> {
                     _ => self.restart(i),
                 }
             }
+            Intent::Altering { ordinal, .. } => match self.observed.instance(*ordinal) {
+                Some(i) => self.rejoin(i),
+                None => self.gone(*ordinal),
+            },
             Intent::Switchover {
                 from,
                 to,
@@ -1052,6 +1108,53 @@ impl Decider<'_> {
                 deadline,
                 ..
             } => self.continue_switchover(*from, *to, *step, *deadline),
+        }
+    }
+
+    /// The instance an intent is on runs the target revision: give it the
+    /// schema change, bring it back into replication from the primary, and
+    /// return it to service once it has caught up.
+    fn rejoin(&self, i: &Instance) -> Action {
+        let ordinal = i.ordinal;
+        match &i.health {
+            Health::Starting => return self.wait(WaitReason::Starting { ordinal }),
+            Health::Crashed => return Action::Recover { ordinal },
+            Health::Stopped => return self.restart(i),
+            h if h.is_up() => {}
+            other => {
+                return self.wait(WaitReason::Unhealthy {
+                    ordinal,
+                    health: other.to_string(),
+                });
+            }
+        }
+        if let Some(change) = &self.target.schema
+            && self.needs_schema(i)
+        {
+            return Action::RunDdl {
+                ordinal,
+                change: change.clone(),
+            };
+        }
+        if self.observed.kind == TopologyKind::Async
+            && i.role == Role::Replica
+            && let Some(primary) = self.observed.primary()
+            && i.source != Some(primary.ordinal)
+        {
+            return Action::Repoint {
+                ordinal,
+                source: primary.ordinal,
+            };
+        }
+        match &i.health {
+            Health::Lagging { seconds } if *seconds > self.policy.max_lag_seconds => {
+                self.wait(WaitReason::Lagging {
+                    ordinal,
+                    seconds: *seconds,
+                    max: self.policy.max_lag_seconds,
+                })
+            }
+            _ => Action::Undrain { ordinal },
         }
     }
 
@@ -1082,7 +1185,8 @@ impl Decider<'_> {
             return Action::Switchover { from, to };
         }
         // Promoted and repointed: the old primary is out of service until it
-        // runs the target revision and replicates from the new primary.
+        // runs the target revision, has the schema change, and replicates
+        // from the new primary.
         if !old.runs(&self.target.revision) {
             return match old.health {
                 Health::Crashed => Action::Recover { ordinal: from },
@@ -1090,19 +1194,7 @@ impl Decider<'_> {
                 _ => self.restart(old),
             };
         }
-        if !old.health.is_up() {
-            return match old.health {
-                Health::Starting => self.wait(WaitReason::Starting { ordinal: from }),
-                _ => self.restart(old),
-            };
-        }
-        if old.source != Some(to) {
-            return Action::Repoint {
-                ordinal: from,
-                source: to,
-            };
-        }
-        Action::Undrain { ordinal: from }
+        self.rejoin(old)
     }
 
     fn gone(&self, ordinal: u32) -> Action {

@@ -10,7 +10,9 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::decide::{Action, HaltReason, Policy, Target, WaitReason, decide, mutation};
+use crate::decide::{
+    Action, HaltReason, Policy, SchemaTarget, Target, WaitReason, decide, mutation,
+};
 use crate::record::{Halted, Intent, Record, SwitchoverStep, SwitchoverSummary};
 use crate::topology::{Observed, Revision, Role, Timestamp};
 use crate::versions::{Version, catalog};
@@ -155,9 +157,13 @@ pub trait ClusterRuntime: Send + Sync {
         ))
     }
 
-    /// Runs a schema change locally on one instance.
-    async fn run_ddl(&self, ordinal: u32, statement: &str) -> Result<(), RuntimeError> {
-        let _ = statement;
+    /// Runs a schema change locally on one instance (binary log off for the
+    /// session on a replica, RSU on Galera), with the change's replica
+    /// settings in place, and waits until the instance has caught up; the
+    /// instance then reports the change's id. Must be idempotent: an instance
+    /// whose table already has the new definition is not altered again.
+    async fn run_ddl(&self, ordinal: u32, change: &SchemaTarget) -> Result<(), RuntimeError> {
+        let _ = change;
         Err(RuntimeError::new(
             RuntimeErrorKind::Unsupported,
             format!("run DDL on instance {ordinal}"),
@@ -239,8 +245,8 @@ impl<T: ClusterRuntime + ?Sized> ClusterRuntime for std::sync::Arc<T> {
     ) -> Result<(), RuntimeError> {
         (**self).apply_variables(ordinal, revision, variables).await
     }
-    async fn run_ddl(&self, ordinal: u32, statement: &str) -> Result<(), RuntimeError> {
-        (**self).run_ddl(ordinal, statement).await
+    async fn run_ddl(&self, ordinal: u32, change: &SchemaTarget) -> Result<(), RuntimeError> {
+        (**self).run_ddl(ordinal, change).await
     }
     async fn pause(&self, reason: &WaitReason) {
         (**self).pause(reason).await
@@ -368,6 +374,9 @@ impl<R: ClusterRuntime> Engine<R> {
             },
             mutation::Mutation::TwoAtOnce => |o, r, t, p, n| {
                 mutation::decide_mutated(mutation::Mutation::TwoAtOnce, o, r, t, p, n)
+            },
+            mutation::Mutation::AlterPrimaryInPlace => |o, r, t, p, n| {
+                mutation::decide_mutated(mutation::Mutation::AlterPrimaryInPlace, o, r, t, p, n)
             },
         };
         Engine {
@@ -530,6 +539,14 @@ impl<R: ClusterRuntime> Engine<R> {
                 });
                 self.save(record).await?;
             }
+            Action::RunDdl { ordinal, change } => {
+                record.intent = Some(Intent::Altering {
+                    ordinal: *ordinal,
+                    change: change.id.clone(),
+                    started: now,
+                });
+                self.save(record).await?;
+            }
             Action::Restart {
                 ordinal, revision, ..
             } => {
@@ -562,7 +579,7 @@ impl<R: ClusterRuntime> Engine<R> {
                 revision,
                 variables,
             } => rt.apply_variables(*ordinal, revision, variables).await,
-            Action::RunDdl { ordinal, statement } => rt.run_ddl(*ordinal, statement).await,
+            Action::RunDdl { ordinal, change } => rt.run_ddl(*ordinal, change).await,
             other => Err(RuntimeError::new(
                 RuntimeErrorKind::Unsupported,
                 other.to_string(),
@@ -701,6 +718,16 @@ impl<R: ClusterRuntime> Engine<R> {
                 continue;
             }
             if i.ordinal == from {
+                // The old primary rejoins only once it has the schema change,
+                // or new-shape rows would reach an old-shape table.
+                let has_schema = self
+                    .target
+                    .schema
+                    .as_ref()
+                    .is_none_or(|c| i.schema.as_deref() == Some(c.id.as_str()));
+                if !has_schema {
+                    continue;
+                }
                 let compatible = new_version.is_some_and(|nv| {
                     catalog()
                         .check_replication(observed.flavor, nv, i.version)

@@ -52,6 +52,15 @@ pub enum Intent {
         /// When the restart began.
         started: Timestamp,
     },
+    /// A schema change runs on an instance.
+    Altering {
+        /// The instance.
+        ordinal: u32,
+        /// The change's identifier.
+        change: String,
+        /// When the change began.
+        started: Timestamp,
+    },
     /// The primary is moving from `from` to `to`.
     Switchover {
         /// The old primary.
@@ -71,7 +80,9 @@ impl Intent {
     /// The instance this intent takes out of service.
     pub fn ordinal(&self) -> u32 {
         match self {
-            Intent::Drained { ordinal, .. } | Intent::Restarting { ordinal, .. } => *ordinal,
+            Intent::Drained { ordinal, .. }
+            | Intent::Restarting { ordinal, .. }
+            | Intent::Altering { ordinal, .. } => *ordinal,
             Intent::Switchover { from, .. } => *from,
         }
     }

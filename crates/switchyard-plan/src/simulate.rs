@@ -107,6 +107,7 @@ impl TopologySpec {
                 fenced: false,
                 drained: false,
                 source,
+                schema: None,
             });
         }
         let observed = Observed {

@@ -202,6 +202,10 @@ pub struct Instance {
     /// The ordinal it replicates from, if it replicates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<u32>,
+    /// The identifier of the last schema change it has (see
+    /// [`crate::decide::SchemaTarget`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
 }
 
 impl Instance {

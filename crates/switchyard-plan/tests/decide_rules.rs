@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use switchyard_plan::decide::{Approval, OnlineChange};
+use switchyard_plan::decide::{Approval, OnlineChange, SchemaTarget};
 use switchyard_plan::gtid::GtidSet;
 use switchyard_plan::record::{Failure, Halted, Intent, SwitchoverStep, Waiting};
 use switchyard_plan::topology::TopologyKind;
@@ -28,6 +28,7 @@ fn target(version: &str) -> Target {
         revision: rev(2, version),
         version: v(version),
         online: None,
+        schema: None,
     }
 }
 
@@ -54,6 +55,7 @@ fn cluster(primary: u32, versions: &[&str]) -> Observed {
                 fenced: false,
                 drained: false,
                 source: (!is_primary).then_some(primary),
+                schema: None,
             }
         })
         .collect();
@@ -462,6 +464,7 @@ fn an_online_change_sets_variables_replicas_first_without_draining() {
             from_hash: rev(1, "10.11.14").hash,
             variables: vec![("innodb_buffer_pool_size".into(), "268435456".into())],
         }),
+        schema: None,
     };
     let Action::ApplyVariables { ordinal: 2, .. } =
         d(&o, &Record::default(), &t, &Policy::default())
@@ -579,4 +582,141 @@ fn an_inconsistent_topology_halts() {
         panic!("expected a halt")
     };
     assert_eq!(reason.category(), "invalid-topology");
+}
+
+fn schema_target(primary_online: bool) -> Target {
+    let mut t = target("10.11.14");
+    t.revision = rev(1, "10.11.14");
+    t.schema = Some(SchemaTarget {
+        id: "add-index-k".into(),
+        statement: "ALTER TABLE app.t ADD INDEX k (k)".into(),
+        replica_settings: vec![],
+        primary_online,
+    });
+    t
+}
+
+#[test]
+fn a_schema_change_rolls_replicas_first_with_a_drain() {
+    let o = cluster(0, &["10.11.14", "10.11.14", "10.11.14"]);
+    let t = schema_target(true);
+    assert_eq!(
+        d(&o, &Record::default(), &t, &Policy::default()),
+        Action::Drain { ordinal: 2 }
+    );
+    let drained = Record {
+        intent: Some(Intent::Drained {
+            ordinal: 2,
+            at: Timestamp(0),
+        }),
+        ..Record::default()
+    };
+    let Action::RunDdl { ordinal: 2, change } = d(&o, &drained, &t, &Policy::default()) else {
+        panic!("expected the ALTER on 2")
+    };
+    assert_eq!(change.id, "add-index-k");
+    // Once 2 reports the change, it returns to service.
+    let mut o = o;
+    set(&mut o, 2, |i| i.schema = Some("add-index-k".into()));
+    let altering = Record {
+        intent: Some(Intent::Altering {
+            ordinal: 2,
+            change: "add-index-k".into(),
+            started: NOW,
+        }),
+        ..Record::default()
+    };
+    assert_eq!(
+        d(&o, &altering, &t, &Policy::default()),
+        Action::Undrain { ordinal: 2 }
+    );
+}
+
+#[test]
+fn an_online_schema_change_runs_on_the_primary_in_place_last() {
+    let mut o = cluster(0, &["10.11.14", "10.11.14", "10.11.14"]);
+    for r in [1, 2] {
+        set(&mut o, r, |i| i.schema = Some("add-index-k".into()));
+    }
+    let Action::RunDdl { ordinal: 0, .. } = d(
+        &o,
+        &Record::default(),
+        &schema_target(true),
+        &Policy::default(),
+    ) else {
+        panic!("expected the ALTER on the primary in place")
+    };
+    // A change the primary cannot take online moves the primary first.
+    assert_eq!(
+        d(
+            &o,
+            &Record::default(),
+            &schema_target(false),
+            &Policy::default()
+        ),
+        Action::Switchover { from: 0, to: 1 }
+    );
+}
+
+#[test]
+fn the_old_primary_is_altered_before_it_replicates_new_shape_rows() {
+    let mut o = cluster(1, &["10.11.14", "10.11.14", "10.11.14"]);
+    set(&mut o, 0, |i| (i.source, i.fenced) = (None, true));
+    for r in [1, 2] {
+        set(&mut o, r, |i| i.schema = Some("add-index-k".into()));
+    }
+    let record = Record {
+        intent: Some(Intent::Switchover {
+            from: 0,
+            to: 1,
+            step: SwitchoverStep::Repointed,
+            started: NOW,
+            deadline: NOW,
+        }),
+        ..Record::default()
+    };
+    let t = schema_target(false);
+    let Action::RunDdl { ordinal: 0, .. } = d(&o, &record, &t, &Policy::default()) else {
+        panic!("expected the ALTER on the old primary before it rejoins")
+    };
+    set(&mut o, 0, |i| i.schema = Some("add-index-k".into()));
+    assert_eq!(
+        d(&o, &record, &t, &Policy::default()),
+        Action::Repoint {
+            ordinal: 0,
+            source: 1
+        }
+    );
+}
+
+#[test]
+fn galera_rolls_a_schema_change_with_the_writer_last() {
+    let mut o = cluster(0, &["10.11.14", "10.11.14", "10.11.14"]);
+    o.kind = TopologyKind::Galera;
+    for i in &mut o.instances {
+        i.source = None;
+        i.writable = true;
+    }
+    let t = schema_target(false);
+    assert_eq!(
+        d(&o, &Record::default(), &t, &Policy::default()),
+        Action::Drain { ordinal: 2 }
+    );
+    for r in [1, 2] {
+        set(&mut o, r, |i| i.schema = Some("add-index-k".into()));
+    }
+    assert_eq!(
+        d(&o, &Record::default(), &t, &Policy::default()),
+        Action::Switchover { from: 0, to: 1 }
+    );
+    // A version rollout on Galera is refused rather than guessed.
+    let Action::Halt { reason } = d(
+        &o,
+        &Record::default(),
+        &target("11.8.3"),
+        &Policy::default(),
+    ) else {
+        panic!("expected a halt")
+    };
+    assert_eq!(reason.category(), "unsupported");
 }

@@ -18,7 +18,7 @@ use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use switchyard_plan::decide::mutation::Mutation;
 use switchyard_plan::engine::{Engine, StepOutcome};
 use switchyard_plan::versions::{Flavor, Version};
-use switchyard_plan::{Policy, Revision, Target};
+use switchyard_plan::{Policy, Revision, SchemaTarget, Target};
 
 /// Steps during which faults may be injected.
 const FAULT_WINDOW: u32 = 60;
@@ -33,6 +33,9 @@ struct Scenario {
     primary: u32,
     upgraded: Vec<bool>,
     faults: Vec<(u32, Fault)>,
+    /// Roll a schema change (whether the primary may take it in place)
+    /// instead of a version upgrade.
+    schema: Option<bool>,
 }
 
 fn versions(flavor: Flavor) -> (Version, Version) {
@@ -77,18 +80,19 @@ fn scenario_with(faults: fn(u32) -> BoxedStrategy<Schedule>) -> impl Strategy<Va
     (
         prop_oneof![Just(Flavor::Mariadb), Just(Flavor::Mysql)],
         2usize..=5,
+        proptest::option::weighted(0.3, any::<bool>()),
     )
-        .prop_flat_map(move |(flavor, n)| {
+        .prop_flat_map(move |(flavor, n, schema)| {
             let n32 = u32::try_from(n).expect("small");
             (
                 Just(flavor),
-                Just(n),
+                Just(schema),
                 0..n32,
                 proptest::collection::vec(any::<bool>(), n),
                 faults(n32),
             )
         })
-        .prop_map(|(flavor, _n, primary, upgraded, mut faults)| {
+        .prop_map(|(flavor, schema, primary, upgraded, mut faults)| {
             let (from, to) = versions(flavor);
             faults.sort_by_key(|(at, _)| *at);
             // A replica may already run the target (a rollout resumed); the
@@ -96,8 +100,10 @@ fn scenario_with(faults: fn(u32) -> BoxedStrategy<Schedule>) -> impl Strategy<Va
             let upgraded = upgraded
                 .iter()
                 .enumerate()
-                .map(|(i, u)| *u && i as u32 != primary)
+                .map(|(i, u)| *u && i as u32 != primary && schema.is_none())
                 .collect();
+            // A schema change keeps the version: the target is the current revision.
+            let to = if schema.is_some() { from } else { to };
             Scenario {
                 flavor,
                 from,
@@ -105,6 +111,7 @@ fn scenario_with(faults: fn(u32) -> BoxedStrategy<Schedule>) -> impl Strategy<Va
                 primary,
                 upgraded,
                 faults,
+                schema,
             }
         })
 }
@@ -120,11 +127,20 @@ fn policy() -> Policy {
 }
 
 fn target(flavor: Flavor, to: Version) -> Target {
-    Target {
-        revision: Revision::new(2, flavor, to, &Default::default()),
-        version: to,
-        online: None,
-    }
+    Target::new(Revision::new(2, flavor, to, &Default::default()), to)
+}
+
+const CHANGE_ID: &str = "add-column-at-end";
+
+fn scenario_target(scn: &Scenario) -> Target {
+    let mut t = target(scn.flavor, scn.to);
+    t.schema = scn.schema.map(|primary_online| SchemaTarget {
+        id: CHANGE_ID.into(),
+        statement: "ALTER TABLE app.t ADD COLUMN c INT NULL".into(),
+        replica_settings: vec![],
+        primary_online,
+    });
+    t
 }
 
 /// Runs one scenario to the end and returns the violations found.
@@ -138,12 +154,13 @@ fn run(scn: &Scenario, mutation: Mutation) -> Result<(), TestCaseError> {
             .collect(),
         primary: scn.primary,
         switchover_deadline: policy().switchover_deadline,
+        schema: scn.schema.map(|online| (CHANGE_ID.to_string(), online)),
     };
     let model = Arc::new(Model::new(&setup));
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("tokio runtime");
-    let target = target(scn.flavor, scn.to);
+    let target = scenario_target(scn);
     let new_engine =
         || Engine::with_mutation(Arc::clone(&model), target.clone(), policy(), mutation);
     let mut engine = new_engine();
@@ -198,6 +215,12 @@ fn run(scn: &Scenario, mutation: Mutation) -> Result<(), TestCaseError> {
         model.versions()
     );
     prop_assert!(model.acknowledged() > 0, "the model took no writes");
+    if scn.schema.is_some() {
+        prop_assert!(
+            model.altered().iter().all(|a| *a),
+            "not every instance has the schema change"
+        );
+    }
     Ok(())
 }
 
@@ -290,6 +313,7 @@ fn an_instance_that_never_comes_back_halts_the_rollout() {
         versions: vec![from; 3],
         primary: 0,
         switchover_deadline: Duration::from_secs(10),
+        schema: None,
     };
     let model = Arc::new(Model::new(&setup));
     let policy = Policy {
@@ -314,4 +338,17 @@ fn an_instance_that_never_comes_back_halts_the_rollout() {
     // Nothing was upgraded while instance 1 was down.
     assert_eq!(model.versions(), vec![from; 3]);
     assert!(model.record().halted.is_some());
+}
+
+#[test]
+fn altering_the_primary_in_place_when_it_needs_a_switchover_is_caught() {
+    let needs_switchover = scenario()
+        .prop_filter("a schema change the primary cannot take online", |s| {
+            s.schema == Some(false)
+        });
+    assert_caught(
+        Mutation::AlterPrimaryInPlace,
+        needs_switchover,
+        "altered in place",
+    );
 }

@@ -12,13 +12,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use switchyard_plan::WaitReason;
 use switchyard_plan::engine::{ClusterRuntime, RuntimeError, RuntimeErrorKind};
 use switchyard_plan::record::{Intent, Record};
 use switchyard_plan::topology::{
     Health, Instance, Observed, Revision, Role, Timestamp, TopologyKind,
 };
 use switchyard_plan::versions::{Flavor, Version, catalog};
+use switchyard_plan::{SchemaTarget, WaitReason};
 
 /// A fault the test injects.
 #[derive(Clone, Debug)]
@@ -58,6 +58,8 @@ struct MInstance {
     lag_until: u64,
     lag_seconds: u64,
     data: BTreeSet<u64>,
+    /// Whether the instance's table has the schema change.
+    altered: bool,
 }
 
 struct State {
@@ -73,6 +75,8 @@ struct State {
     violations: Vec<String>,
     ops: u64,
     switchover_deadline: Duration,
+    /// The schema change being rolled, if any: (id, whether the primary may take it in place).
+    schema: Option<(String, bool)>,
 }
 
 /// The model cluster.
@@ -87,6 +91,8 @@ pub struct Setup {
     pub versions: Vec<Version>,
     pub primary: u32,
     pub switchover_deadline: Duration,
+    /// The schema change being rolled, if any: (id, whether the primary may take it in place).
+    pub schema: Option<(String, bool)>,
 }
 
 /// The revision an instance on `version` runs before the rollout.
@@ -124,6 +130,7 @@ impl Model {
                     lag_until: 0,
                     lag_seconds: 0,
                     data: BTreeSet::new(),
+                    altered: false,
                 }
             })
             .collect();
@@ -141,6 +148,7 @@ impl Model {
                 violations: Vec::new(),
                 ops: 0,
                 switchover_deadline: setup.switchover_deadline,
+                schema: setup.schema.clone(),
             }),
         }
     }
@@ -244,6 +252,11 @@ impl Model {
 
     pub fn versions(&self) -> Vec<Version> {
         self.lock().instances.iter().map(|i| i.version).collect()
+    }
+
+    /// Which instances have the schema change, by ordinal.
+    pub fn altered(&self) -> Vec<bool> {
+        self.lock().instances.iter().map(|i| i.altered).collect()
     }
 
     pub fn record(&self) -> Record {
@@ -402,6 +415,17 @@ impl State {
                 ));
             }
         }
+        for i in &self.instances {
+            let Some(src) = i.source.and_then(|s| self.inst(s)) else {
+                continue;
+            };
+            if i.up && src.up && src.altered && !i.altered {
+                self.violations.push(format!(
+                    "{during}: instance {} (old table) replicates new-shape rows from {}",
+                    i.ordinal, src.ordinal
+                ));
+            }
+        }
         if self.out_by_us.len() > 1 {
             self.violations.push(format!(
                 "{during}: instances {:?} are out of service by our action",
@@ -443,6 +467,11 @@ impl State {
                     fenced: i.fenced,
                     drained: i.drained,
                     source: i.source,
+                    schema: self
+                        .schema
+                        .as_ref()
+                        .filter(|_| i.altered)
+                        .map(|(id, _)| id.clone()),
                 }
             })
             .collect();
@@ -647,6 +676,21 @@ impl ClusterRuntime for Model {
                 return Err("instance is down".into());
             }
             i.source = Some(source);
+            Ok(())
+        })
+    }
+
+    async fn run_ddl(&self, ordinal: u32, change: &SchemaTarget) -> Result<(), RuntimeError> {
+        self.op(&format!("alter {ordinal}"), |s| {
+            let i = s.inst_mut(ordinal).ok_or("no such instance")?;
+            if !i.up {
+                return Err("instance is down".into());
+            }
+            if i.role == Role::Primary && i.writable && !change.primary_online {
+                s.violations.push(format!("alter {ordinal}: the primary was altered in place by a change that needs a switchover"));
+            }
+            let i = s.inst_mut(ordinal).ok_or("no such instance")?;
+            i.altered = true;
             Ok(())
         })
     }
