@@ -23,6 +23,8 @@ enum Cmd {
     Ci,
     /// Run the main job on a local default (see README).
     Demo,
+    /// Fetch every test server from Debian's archive and build its template data directory.
+    Fetch,
 }
 
 fn main() -> Result<()> {
@@ -30,6 +32,7 @@ fn main() -> Result<()> {
     match cli.command {
         Cmd::Ci => ci(),
         Cmd::Demo => demo(),
+        Cmd::Fetch => fetch(),
     }
 }
 
@@ -119,6 +122,7 @@ fn ci() -> Result<()> {
             "warnings",
         ]))
     })?;
+    phases.run("fetch test servers", fetch)?;
     phases.run("build tests", || {
         run(cargo().args(["test", "--workspace", "--locked", "--no-run"]))
     })?;
@@ -147,4 +151,21 @@ fn demo() -> Result<()> {
         ])
         .arg(&topology)
         .args(["--to-version", "10.11.9"]))
+}
+
+/// Fetches every server the tests use, so the test phase's timings are the tests'.
+fn fetch() -> Result<()> {
+    use switchyard_testbed::{ServerKind, binaries, template};
+    for kind in ServerKind::ALL {
+        let start = Instant::now();
+        let bins = binaries(kind).with_context(|| format!("fetching {kind:?}"))?;
+        template::template(&bins)
+            .with_context(|| format!("initializing a data directory for {kind:?}"))?;
+        eprintln!(
+            "    {kind:?}: {} ready in {:.1}s",
+            bins.full_version(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }
