@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod check_ddl;
 mod check_upgrade;
 mod exit;
 mod plan;
@@ -25,6 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Is an ALTER TABLE safe to roll node by node under row-based replication?
+    CheckDdl(check_ddl::Args),
     /// Is an in-place change from one server version to another supported?
     CheckUpgrade(check_upgrade::Args),
     /// Print the ordered steps the engine would take to upgrade a healthy cluster.
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Err(err) => return exit::from_clap(err),
     };
     let outcome: Exit = match cli.command {
+        Command::CheckDdl(args) => check_ddl::run(args),
         Command::CheckUpgrade(args) => check_upgrade::run(args),
         Command::Plan(args) => plan::run(args),
     };

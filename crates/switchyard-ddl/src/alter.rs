@@ -8,7 +8,9 @@
 
 use switchyard_plan::versions::Flavor;
 
-use crate::column::{ColumnSpec, normalize_charset, normalize_collation, parse_column, parse_default};
+use crate::column::{
+    ColumnSpec, normalize_charset, normalize_collation, parse_column, parse_default,
+};
 use crate::error::{DdlError, excerpt};
 use crate::keys::{Cursor, KeySpec, TableOption, parse_key, parse_table_options, starts_key};
 use crate::lex::{ExecutableComments, Token, TokenKind, lex, source_text, split_top_level};
@@ -50,23 +52,67 @@ pub(crate) enum PartitionOp {
 /// One change requested by a clause.
 #[derive(Clone, Debug)]
 pub(crate) enum Op {
-    AddColumn { spec: ColumnSpec, position: Option<Position>, if_not_exists: bool },
-    ChangeColumn { old: String, spec: ColumnSpec, position: Option<Position>, if_exists: bool },
-    DropColumn { name: String, if_exists: bool },
-    RenameColumn { old: String, new: String },
-    SetDefault { column: String, default: ColumnDefault },
-    SetColumnVisibility { column: String, invisible: bool },
+    AddColumn {
+        spec: ColumnSpec,
+        position: Option<Position>,
+        if_not_exists: bool,
+    },
+    ChangeColumn {
+        old: String,
+        spec: ColumnSpec,
+        position: Option<Position>,
+        if_exists: bool,
+    },
+    DropColumn {
+        name: String,
+        if_exists: bool,
+    },
+    RenameColumn {
+        old: String,
+        new: String,
+    },
+    SetDefault {
+        column: String,
+        default: ColumnDefault,
+    },
+    SetColumnVisibility {
+        column: String,
+        invisible: bool,
+    },
     AddKey(KeySpec),
-    DropIndex { name: String, if_exists: bool },
+    DropIndex {
+        name: String,
+        if_exists: bool,
+    },
     DropPrimaryKey,
-    DropForeignKey { name: String, if_exists: bool },
-    DropCheck { name: String, if_exists: bool },
-    DropConstraint { name: String, if_exists: bool },
-    RenameIndex { old: String, new: String },
-    IndexVisibility { name: String },
-    CheckEnforcement { name: String, enforced: bool },
+    DropForeignKey {
+        name: String,
+        if_exists: bool,
+    },
+    DropCheck {
+        name: String,
+        if_exists: bool,
+    },
+    DropConstraint {
+        name: String,
+        if_exists: bool,
+    },
+    RenameIndex {
+        old: String,
+        new: String,
+    },
+    IndexVisibility {
+        name: String,
+    },
+    CheckEnforcement {
+        name: String,
+        enforced: bool,
+    },
     TableOptions(Vec<TableOption>),
-    ConvertCharset { charset: String, collation: Option<String> },
+    ConvertCharset {
+        charset: String,
+        collation: Option<String>,
+    },
     Algorithm(String),
     Lock(String),
     RenameTable(TableName),
@@ -110,25 +156,47 @@ pub(crate) fn single_statement(
     mode: ExecutableComments,
 ) -> Result<Vec<Token>, DdlError> {
     if text.trim().is_empty() {
-        return Err(DdlError::Empty { what, expected: "exactly one statement" });
+        return Err(DdlError::Empty {
+            what,
+            expected: "exactly one statement",
+        });
     }
-    let lexed = lex(text, mode).map_err(|e| DdlError::Unreadable { what, detail: e.to_string() })?;
+    let lexed = lex(text, mode).map_err(|e| DdlError::Unreadable {
+        what,
+        detail: e.to_string(),
+    })?;
     if mode == ExecutableComments::Report
         && let Some(comment) = lexed.executable_comments.first()
     {
-        return Err(DdlError::ExecutableComment { comment: excerpt(&text[comment.start..comment.end]) });
+        return Err(DdlError::ExecutableComment {
+            comment: excerpt(&text[comment.start..comment.end]),
+        });
     }
-    let statements: Vec<&[Token]> =
-        split_top_level(&lexed.tokens, ';').into_iter().filter(|s| !s.is_empty()).collect();
+    let statements: Vec<&[Token]> = split_top_level(&lexed.tokens, ';')
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
     match statements.as_slice() {
-        [] => Err(DdlError::Empty { what, expected: "exactly one statement" }),
+        [] => Err(DdlError::Empty {
+            what,
+            expected: "exactly one statement",
+        }),
         [one] => Ok(one.to_vec()),
-        several => Err(DdlError::SeveralStatements { what, count: several.len(), expected }),
+        several => Err(DdlError::SeveralStatements {
+            what,
+            count: several.len(),
+            expected,
+        }),
     }
 }
 
 fn first_words(tokens: &[Token], n: usize) -> String {
-    tokens.iter().take(n).map(|t| t.text.to_ascii_uppercase()).collect::<Vec<_>>().join(" ")
+    tokens
+        .iter()
+        .take(n)
+        .map(|t| t.text.to_ascii_uppercase())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Parses one ALTER TABLE statement.
@@ -149,11 +217,13 @@ pub(crate) fn parse_alter(flavor: Flavor, text: &str) -> Result<AlterStatement, 
         return Err(wrong(&tokens));
     }
     let _ = cursor.eat_words(&["IF", "EXISTS"]);
-    let name_parts = cursor.qualified_identifier("the table name").map_err(|detail| DdlError::Syntax {
-        what: "the statement",
-        text: excerpt(text),
-        detail,
-    })?;
+    let name_parts = cursor
+        .qualified_identifier("the table name")
+        .map_err(|detail| DdlError::Syntax {
+            what: "the statement",
+            text: excerpt(text),
+            detail,
+        })?;
     let table = table_name(name_parts).map_err(|detail| DdlError::Syntax {
         what: "the statement",
         text: excerpt(text),
@@ -178,7 +248,8 @@ pub(crate) fn parse_alter(flavor: Flavor, text: &str) -> Result<AlterStatement, 
             return Err(DdlError::Syntax {
                 what: "the statement",
                 text: excerpt(text),
-                detail: "it has an empty clause (two commas in a row, or a trailing comma)".to_owned(),
+                detail: "it has an empty clause (two commas in a row, or a trailing comma)"
+                    .to_owned(),
             });
         }
         for part in split_partition_suffix(piece) {
@@ -188,19 +259,32 @@ pub(crate) fn parse_alter(flavor: Flavor, text: &str) -> Result<AlterStatement, 
                 text: clause_text.clone(),
                 detail,
             })?;
-            clauses.push(Clause { text: clause_text, ops });
+            clauses.push(Clause {
+                text: clause_text,
+                ops,
+            });
         }
     }
-    Ok(AlterStatement { table, clauses, ignore })
+    Ok(AlterStatement {
+        table,
+        clauses,
+        ignore,
+    })
 }
 
 /// Builds a table name from `[schema.]name`.
 pub(crate) fn table_name(mut parts: Vec<String>) -> Result<TableName, String> {
     match parts.len() {
-        1 => Ok(TableName { schema: None, name: parts.remove(0) }),
+        1 => Ok(TableName {
+            schema: None,
+            name: parts.remove(0),
+        }),
         2 => {
             let name = parts.remove(1);
-            Ok(TableName { schema: Some(parts.remove(0)), name })
+            Ok(TableName {
+                schema: Some(parts.remove(0)),
+                name,
+            })
         }
         _ => Err(format!("`{}` is not a table name", parts.join("."))),
     }
@@ -216,8 +300,10 @@ fn split_partition_suffix(piece: &[Token]) -> Vec<&[Token]> {
             TokenKind::Punct(')') => depth = depth.saturating_sub(1),
             _ if depth == 0 && i > 0 => {
                 let next = piece.get(i + 1);
-                let partition_by = token.is_word("PARTITION") && next.is_some_and(|t| t.is_word("BY"));
-                let remove = token.is_word("REMOVE") && next.is_some_and(|t| t.is_word("PARTITIONING"));
+                let partition_by =
+                    token.is_word("PARTITION") && next.is_some_and(|t| t.is_word("BY"));
+                let remove =
+                    token.is_word("REMOVE") && next.is_some_and(|t| t.is_word("PARTITIONING"));
                 if partition_by || remove {
                     return vec![&piece[..i], &piece[i..]];
                 }
@@ -280,13 +366,23 @@ fn parse_clause(flavor: Flavor, tokens: &[Token]) -> Result<Vec<Op>, String> {
         c.eat_word("COLUMN");
         let if_exists = c.eat_words(&["IF", "EXISTS"]);
         let (spec, position) = column_with_position(flavor, c.rest())?;
-        return Ok(vec![Op::ChangeColumn { old: spec.column.name.clone(), spec, position, if_exists }]);
+        return Ok(vec![Op::ChangeColumn {
+            old: spec.column.name.clone(),
+            spec,
+            position,
+            if_exists,
+        }]);
     } else if c.eat_word("CHANGE") {
         c.eat_word("COLUMN");
         let if_exists = c.eat_words(&["IF", "EXISTS"]);
         let old = c.identifier("the column to change")?;
         let (spec, position) = column_with_position(flavor, c.rest())?;
-        return Ok(vec![Op::ChangeColumn { old, spec, position, if_exists }]);
+        return Ok(vec![Op::ChangeColumn {
+            old,
+            spec,
+            position,
+            if_exists,
+        }]);
     } else if c.eat_word("RENAME") {
         parse_rename(&mut c)?
     } else if c.eat_word("ALTER") {
@@ -322,7 +418,9 @@ fn parse_clause(flavor: Flavor, tokens: &[Token]) -> Result<Vec<Op>, String> {
     } else if c.eat_words(&["WITH", "VALIDATION"]) || c.eat_words(&["WITHOUT", "VALIDATION"]) {
         Op::NoRowEffect("WITH/WITHOUT VALIDATION")
     } else if c.eat_words(&["DISCARD", "TABLESPACE"]) || c.eat_words(&["IMPORT", "TABLESPACE"]) {
-        Op::Unsupported("DISCARD/IMPORT TABLESPACE replaces the table's data on one node".to_owned())
+        Op::Unsupported(
+            "DISCARD/IMPORT TABLESPACE replaces the table's data on one node".to_owned(),
+        )
     } else if c.at_word("PARTITION") && c.peek_at(1).is_some_and(|t| t.is_word("BY")) {
         c.eat_words(&["PARTITION", "BY"]);
         let _ = c.eat_word("LINEAR");
@@ -345,10 +443,16 @@ fn parse_clause(flavor: Flavor, tokens: &[Token]) -> Result<Vec<Op>, String> {
             c.next_token();
         }
         op
-    } else if c.peek().is_some_and(|t| TABLE_OPTION_WORDS.iter().any(|w| t.is_word(w))) {
+    } else if c
+        .peek()
+        .is_some_and(|t| TABLE_OPTION_WORDS.iter().any(|w| t.is_word(w)))
+    {
         let (options, rest) = parse_table_options(tokens)?;
         if let Some(extra) = rest.first() {
-            return Err(format!("unexpected `{}` after the table options", extra.text));
+            return Err(format!(
+                "unexpected `{}` after the table options",
+                extra.text
+            ));
         }
         return Ok(vec![Op::TableOptions(options)]);
     } else {
@@ -365,29 +469,41 @@ fn partition_verb(c: &mut Cursor<'_>) -> Option<Op> {
     let verb = c.peek()?.text.to_ascii_uppercase();
     let takes_partition = c.peek_at(1).is_some_and(|t| t.is_word("PARTITION"));
     let op = match verb.as_str() {
-        "COALESCE" | "REORGANIZE" | "REBUILD" if takes_partition => PartitionOp::Reshape(verb.clone()),
+        "COALESCE" | "REORGANIZE" | "REBUILD" if takes_partition => {
+            PartitionOp::Reshape(verb.clone())
+        }
         "TRUNCATE" | "EXCHANGE" | "DISCARD" | "IMPORT" | "CONVERT" if takes_partition => {
             PartitionOp::DataChange(verb.clone())
         }
-        "ANALYZE" | "CHECK" | "OPTIMIZE" | "REPAIR" if takes_partition => PartitionOp::Maintenance(verb.clone()),
+        "ANALYZE" | "CHECK" | "OPTIMIZE" | "REPAIR" if takes_partition => {
+            PartitionOp::Maintenance(verb.clone())
+        }
         _ => return None,
     };
     c.next_token();
     Some(Op::Partition(op))
 }
 
-fn column_with_position(flavor: Flavor, tokens: &[Token]) -> Result<(ColumnSpec, Option<Position>), String> {
+fn column_with_position(
+    flavor: Flavor,
+    tokens: &[Token],
+) -> Result<(ColumnSpec, Option<Position>), String> {
     let n = tokens.len();
     let (definition, position) = if n >= 1 && tokens[n - 1].is_word("FIRST") {
         (&tokens[..n - 1], Some(Position::First))
     } else if n >= 2 && tokens[n - 2].is_word("AFTER") && tokens[n - 1].is_identifier() {
-        (&tokens[..n - 2], Some(Position::After(tokens[n - 1].value.clone())))
+        (
+            &tokens[..n - 2],
+            Some(Position::After(tokens[n - 1].value.clone())),
+        )
     } else {
         (tokens, None)
     };
     let spec = parse_column(flavor, definition)?;
     if spec.system_period {
-        return Err("row-start/row-end columns of system-versioned tables are not supported".to_owned());
+        return Err(
+            "row-start/row-end columns of system-versioned tables are not supported".to_owned(),
+        );
     }
     Ok((spec, position))
 }
@@ -399,12 +515,16 @@ fn parse_add(flavor: Flavor, c: &mut Cursor<'_>) -> Result<Vec<Op>, String> {
             return Ok(vec![Op::Partition(PartitionOp::Add)]);
         }
         if c.eat_words(&["SYSTEM", "VERSIONING"]) {
-            return Ok(vec![Op::Unsupported("system versioning adds row-start/row-end columns".to_owned())]);
+            return Ok(vec![Op::Unsupported(
+                "system versioning adds row-start/row-end columns".to_owned(),
+            )]);
         }
         if starts_key(c.rest()) {
             let spec = parse_key(c.rest())?;
             if spec == KeySpec::Period {
-                return Ok(vec![Op::Unsupported("periods (PERIOD FOR) are not modelled".to_owned())]);
+                return Ok(vec![Op::Unsupported(
+                    "periods (PERIOD FOR) are not modelled".to_owned(),
+                )]);
             }
             return Ok(vec![Op::AddKey(spec)]);
         }
@@ -417,12 +537,20 @@ fn parse_add(flavor: Flavor, c: &mut Cursor<'_>) -> Result<Vec<Op>, String> {
             .into_iter()
             .map(|piece| {
                 let spec = parse_column(flavor, piece)?;
-                Ok(Op::AddColumn { spec, position: None, if_not_exists })
+                Ok(Op::AddColumn {
+                    spec,
+                    position: None,
+                    if_not_exists,
+                })
             })
             .collect();
     }
     let (spec, position) = column_with_position(flavor, c.rest())?;
-    Ok(vec![Op::AddColumn { spec, position, if_not_exists }])
+    Ok(vec![Op::AddColumn {
+        spec,
+        position,
+        if_not_exists,
+    }])
 }
 
 fn parse_drop(c: &mut Cursor<'_>) -> Result<Op, String> {
@@ -431,19 +559,31 @@ fn parse_drop(c: &mut Cursor<'_>) -> Result<Op, String> {
     }
     if c.eat_word("INDEX") || c.eat_word("KEY") {
         let if_exists = c.eat_words(&["IF", "EXISTS"]);
-        return Ok(Op::DropIndex { name: c.identifier("an index name")?, if_exists });
+        return Ok(Op::DropIndex {
+            name: c.identifier("an index name")?,
+            if_exists,
+        });
     }
     if c.eat_words(&["FOREIGN", "KEY"]) {
         let if_exists = c.eat_words(&["IF", "EXISTS"]);
-        return Ok(Op::DropForeignKey { name: c.identifier("a foreign key name")?, if_exists });
+        return Ok(Op::DropForeignKey {
+            name: c.identifier("a foreign key name")?,
+            if_exists,
+        });
     }
     if c.eat_word("CHECK") {
         let if_exists = c.eat_words(&["IF", "EXISTS"]);
-        return Ok(Op::DropCheck { name: c.identifier("a check constraint name")?, if_exists });
+        return Ok(Op::DropCheck {
+            name: c.identifier("a check constraint name")?,
+            if_exists,
+        });
     }
     if c.eat_word("CONSTRAINT") {
         let if_exists = c.eat_words(&["IF", "EXISTS"]);
-        return Ok(Op::DropConstraint { name: c.identifier("a constraint name")?, if_exists });
+        return Ok(Op::DropConstraint {
+            name: c.identifier("a constraint name")?,
+            if_exists,
+        });
     }
     if c.at_word("PARTITION") {
         while !c.at_end() {
@@ -452,13 +592,17 @@ fn parse_drop(c: &mut Cursor<'_>) -> Result<Op, String> {
         return Ok(Op::Partition(PartitionOp::DataChange("DROP".to_owned())));
     }
     if c.eat_words(&["SYSTEM", "VERSIONING"]) {
-        return Ok(Op::Unsupported("dropping system versioning removes row-start/row-end columns".to_owned()));
+        return Ok(Op::Unsupported(
+            "dropping system versioning removes row-start/row-end columns".to_owned(),
+        ));
     }
     if c.eat_word("PERIOD") {
         while !c.at_end() {
             c.next_token();
         }
-        return Ok(Op::Unsupported("periods (PERIOD FOR) are not modelled".to_owned()));
+        return Ok(Op::Unsupported(
+            "periods (PERIOD FOR) are not modelled".to_owned(),
+        ));
     }
     c.eat_word("COLUMN");
     let if_exists = c.eat_words(&["IF", "EXISTS"]);
@@ -499,7 +643,9 @@ fn parse_alter_object(c: &mut Cursor<'_>) -> Result<Op, String> {
             || c.eat_word("IGNORED")
             || c.eat_words(&["NOT", "IGNORED"]);
         if !known {
-            return Err("expected VISIBLE, INVISIBLE, IGNORED or NOT IGNORED after ALTER INDEX".to_owned());
+            return Err(
+                "expected VISIBLE, INVISIBLE, IGNORED or NOT IGNORED after ALTER INDEX".to_owned(),
+            );
         }
         return Ok(Op::IndexVisibility { name });
     }
@@ -518,13 +664,22 @@ fn parse_alter_object(c: &mut Cursor<'_>) -> Result<Op, String> {
     let _ = c.eat_words(&["IF", "EXISTS"]);
     let column = c.identifier("a column name")?;
     if c.eat_words(&["DROP", "DEFAULT"]) {
-        return Ok(Op::SetDefault { column, default: ColumnDefault::None });
+        return Ok(Op::SetDefault {
+            column,
+            default: ColumnDefault::None,
+        });
     }
     if c.eat_words(&["SET", "VISIBLE"]) {
-        return Ok(Op::SetColumnVisibility { column, invisible: false });
+        return Ok(Op::SetColumnVisibility {
+            column,
+            invisible: false,
+        });
     }
     if c.eat_words(&["SET", "INVISIBLE"]) {
-        return Ok(Op::SetColumnVisibility { column, invisible: true });
+        return Ok(Op::SetColumnVisibility {
+            column,
+            invisible: true,
+        });
     }
     if c.eat_words(&["SET", "DEFAULT"]) {
         let value = c.rest();
@@ -537,7 +692,10 @@ fn parse_alter_object(c: &mut Cursor<'_>) -> Result<Op, String> {
         }
         return Ok(Op::SetDefault { column, default });
     }
-    Err("expected SET DEFAULT, DROP DEFAULT, SET VISIBLE or SET INVISIBLE after ALTER COLUMN".to_owned())
+    Err(
+        "expected SET DEFAULT, DROP DEFAULT, SET VISIBLE or SET INVISIBLE after ALTER COLUMN"
+            .to_owned(),
+    )
 }
 
 #[cfg(test)]
@@ -554,10 +712,24 @@ mod tests {
 
     #[test]
     fn clauses_keep_their_text() {
-        let stmt = parse("ALTER TABLE `db`.`t` ADD COLUMN c INT NOT NULL DEFAULT 0 AFTER id, ADD INDEX i (c);");
-        assert_eq!(stmt.table, TableName { schema: Some("db".into()), name: "t".into() });
+        let stmt = parse(
+            "ALTER TABLE `db`.`t` ADD COLUMN c INT NOT NULL DEFAULT 0 AFTER id, ADD INDEX i (c);",
+        );
+        assert_eq!(
+            stmt.table,
+            TableName {
+                schema: Some("db".into()),
+                name: "t".into()
+            }
+        );
         let texts: Vec<_> = stmt.clauses.iter().map(|c| c.text.as_str()).collect();
-        assert_eq!(texts, vec!["ADD COLUMN c INT NOT NULL DEFAULT 0 AFTER id", "ADD INDEX i (c)"]);
+        assert_eq!(
+            texts,
+            vec![
+                "ADD COLUMN c INT NOT NULL DEFAULT 0 AFTER id",
+                "ADD INDEX i (c)"
+            ]
+        );
         assert!(matches!(
             &stmt.clauses[0].ops[0],
             Op::AddColumn { position: Some(Position::After(after)), .. } if after == "id"
@@ -593,26 +765,55 @@ mod tests {
 
     #[test]
     fn partition_options_after_a_clause_become_their_own_clause() {
-        let stmt = parse("ALTER TABLE t ENGINE=InnoDB PARTITION BY RANGE (id) (PARTITION p0 VALUES LESS THAN MAXVALUE)");
+        let stmt = parse(
+            "ALTER TABLE t ENGINE=InnoDB PARTITION BY RANGE (id) (PARTITION p0 VALUES LESS THAN MAXVALUE)",
+        );
         assert_eq!(stmt.clauses.len(), 2);
         assert!(matches!(
             &stmt.clauses[1].ops[0],
-            Op::Partition(PartitionOp::By { catch_all: true, .. })
+            Op::Partition(PartitionOp::By {
+                catch_all: true,
+                ..
+            })
         ));
     }
 
     #[test]
     fn refusals_name_the_problem() {
-        assert!(matches!(err("DROP TABLE t"), DdlError::WrongStatement { .. }));
-        assert!(matches!(err("ALTER USER u IDENTIFIED BY 'x'"), DdlError::WrongStatement { .. }));
-        assert!(matches!(err("ALTER TABLE t ADD c INT; DROP TABLE t"), DdlError::SeveralStatements { count: 2, .. }));
-        assert!(matches!(err("ALTER TABLE t ADD c INT /*! , DROP COLUMN id */"), DdlError::ExecutableComment { .. }));
-        assert!(matches!(err("ALTER TABLE t ADD c INT /*M!100100 ; DROP TABLE t */"), DdlError::ExecutableComment { .. }));
+        assert!(matches!(
+            err("DROP TABLE t"),
+            DdlError::WrongStatement { .. }
+        ));
+        assert!(matches!(
+            err("ALTER USER u IDENTIFIED BY 'x'"),
+            DdlError::WrongStatement { .. }
+        ));
+        assert!(matches!(
+            err("ALTER TABLE t ADD c INT; DROP TABLE t"),
+            DdlError::SeveralStatements { count: 2, .. }
+        ));
+        assert!(matches!(
+            err("ALTER TABLE t ADD c INT /*! , DROP COLUMN id */"),
+            DdlError::ExecutableComment { .. }
+        ));
+        assert!(matches!(
+            err("ALTER TABLE t ADD c INT /*M!100100 ; DROP TABLE t */"),
+            DdlError::ExecutableComment { .. }
+        ));
         assert!(matches!(err("ALTER TABLE t"), DdlError::Syntax { .. }));
-        assert!(matches!(err("ALTER TABLE t ADD c INT,"), DdlError::Syntax { .. }));
-        assert!(matches!(err("ALTER TABLE t FROBNICATE"), DdlError::Syntax { .. }));
+        assert!(matches!(
+            err("ALTER TABLE t ADD c INT,"),
+            DdlError::Syntax { .. }
+        ));
+        assert!(matches!(
+            err("ALTER TABLE t FROBNICATE"),
+            DdlError::Syntax { .. }
+        ));
         assert!(matches!(err("   "), DdlError::Empty { .. }));
-        assert!(matches!(err("ALTER TABLE t COMMENT 'x"), DdlError::Unreadable { .. }));
+        assert!(matches!(
+            err("ALTER TABLE t COMMENT 'x"),
+            DdlError::Unreadable { .. }
+        ));
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! the `BINARY` collation shorthand, system-versioning markers) and records what they mean.
 
 use sqlparser::ast::{
-    BinaryLength, CharacterLength, ColumnDef, ColumnOption, DataType, EnumMember, ExactNumberInfo, Expr,
-    GeneratedExpressionMode, UnaryOperator, Value,
+    BinaryLength, CharacterLength, ColumnDef, ColumnOption, DataType, EnumMember, ExactNumberInfo,
+    Expr, GeneratedExpressionMode, UnaryOperator, Value,
 };
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -43,21 +43,37 @@ impl ColumnSpec {
     /// Resolves the character set and collation the way the server does: a named collation
     /// implies its set; a named set without a collation takes that set's default collation
     /// (unknown here); nothing named inherits the table's defaults.
-    pub(crate) fn resolve(&self, table_charset: Option<&str>, table_collation: Option<&str>) -> Column {
+    pub(crate) fn resolve(
+        &self,
+        table_charset: Option<&str>,
+        table_collation: Option<&str>,
+    ) -> Column {
         let mut column = self.column.clone();
         if !column.ty.kind.has_charset() {
             return column;
         }
         let (charset, collation) = match (&self.declared_charset, &self.declared_collation) {
             (_, Some(collation)) => {
-                let charset = self.declared_charset.clone().or_else(|| charset_of_collation(collation));
+                let charset = self
+                    .declared_charset
+                    .clone()
+                    .or_else(|| charset_of_collation(collation));
                 (charset, Some(collation.clone()))
             }
             (Some(charset), None) => (Some(charset.clone()), None),
-            (None, None) => (table_charset.map(str::to_owned), table_collation.map(str::to_owned)),
+            (None, None) => (
+                table_charset.map(str::to_owned),
+                table_collation.map(str::to_owned),
+            ),
         };
         let collation = if self.binary_collation {
-            charset.as_ref().map(|c| if c == "binary" { "binary".to_owned() } else { format!("{c}_bin") })
+            charset.as_ref().map(|c| {
+                if c == "binary" {
+                    "binary".to_owned()
+                } else {
+                    format!("{c}_bin")
+                }
+            })
         } else {
             collation
         };
@@ -70,7 +86,11 @@ impl ColumnSpec {
 /// Lowercases a character-set name and reads `utf8` as `utf8mb3`.
 pub(crate) fn normalize_charset(name: &str) -> String {
     let lower = name.to_ascii_lowercase();
-    if lower == "utf8" { "utf8mb3".to_owned() } else { lower }
+    if lower == "utf8" {
+        "utf8mb3".to_owned()
+    } else {
+        lower
+    }
 }
 
 /// Lowercases a collation name and reads `utf8_…` as `utf8mb3_…`.
@@ -87,7 +107,11 @@ pub(crate) fn charset_of_collation(collation: &str) -> Option<String> {
     if collation == "binary" {
         return Some("binary".to_owned());
     }
-    collation.split('_').next().filter(|s| !s.is_empty()).map(normalize_charset)
+    collation
+        .split('_')
+        .next()
+        .filter(|s| !s.is_empty())
+        .map(normalize_charset)
 }
 
 /// What the pre-pass found.
@@ -100,8 +124,19 @@ struct Lifted {
 }
 
 const STRING_TYPE_WORDS: &[&str] = &[
-    "char", "character", "varchar", "nchar", "nvarchar", "text", "tinytext", "mediumtext", "longtext", "enum",
-    "set", "long", "national",
+    "char",
+    "character",
+    "varchar",
+    "nchar",
+    "nvarchar",
+    "text",
+    "tinytext",
+    "mediumtext",
+    "longtext",
+    "enum",
+    "set",
+    "long",
+    "national",
 ];
 
 /// Rewrites the attribute tokens of a column definition into a form sqlparser reads.
@@ -116,9 +151,14 @@ fn prepass(tokens: &[Token]) -> (Vec<Token>, Lifted) {
         end: like.end,
     };
     let is_string_type = tokens.first().is_some_and(|t| {
-        t.kind == TokenKind::Word && STRING_TYPE_WORDS.iter().any(|w| t.text.eq_ignore_ascii_case(w))
+        t.kind == TokenKind::Word
+            && STRING_TYPE_WORDS
+                .iter()
+                .any(|w| t.text.eq_ignore_ascii_case(w))
     });
-    let has_sign = tokens.iter().any(|t| t.is_word("UNSIGNED") || t.is_word("SIGNED"));
+    let has_sign = tokens
+        .iter()
+        .any(|t| t.is_word("UNSIGNED") || t.is_word("SIGNED"));
     let mut i = 0;
     // The type itself: NATIONAL prefix, LONG VARCHAR / LONG VARBINARY.
     if tokens.first().is_some_and(|t| t.is_word("NATIONAL")) {
@@ -222,24 +262,41 @@ pub(crate) fn parse_column(flavor: Flavor, tokens: &[Token]) -> Result<ColumnSpe
         return Err("the column definition is empty".to_owned());
     };
     if !name_token.is_identifier() {
-        return Err(format!("expected a column name, found `{}`", name_token.text));
+        return Err(format!(
+            "expected a column name, found `{}`",
+            name_token.text
+        ));
     }
     if rest.is_empty() {
         return Err(format!("column `{}` has no type", name_token.value));
     }
     let (rewritten, lifted) = prepass(rest);
-    let text = format!("`{}` {}", name_token.value.replace('`', "``"), render(&rewritten));
+    let text = format!(
+        "`{}` {}",
+        name_token.value.replace('`', "``"),
+        render(&rewritten)
+    );
     let dialect = MySqlDialect {};
-    let mut parser = Parser::new(&dialect).try_with_sql(&text).map_err(|e| e.to_string())?;
+    let mut parser = Parser::new(&dialect)
+        .try_with_sql(&text)
+        .map_err(|e| e.to_string())?;
     let def = parser.parse_column_def().map_err(|e| e.to_string())?;
     let next = parser.peek_token();
     if next.token != SqlToken::EOF {
-        return Err(format!("unexpected `{}` after the column definition", next.token));
+        return Err(format!(
+            "unexpected `{}` after the column definition",
+            next.token
+        ));
     }
     build_column(flavor, name_token.value.clone(), &def, lifted)
 }
 
-fn build_column(flavor: Flavor, name: String, def: &ColumnDef, lifted: Lifted) -> Result<ColumnSpec, String> {
+fn build_column(
+    flavor: Flavor,
+    name: String,
+    def: &ColumnDef,
+    lifted: Lifted,
+) -> Result<ColumnSpec, String> {
     let mapped = map_type(flavor, &def.data_type)?;
     let mut column = Column {
         name,
@@ -293,22 +350,35 @@ fn build_column(flavor: Flavor, name: String, def: &ColumnDef, lifted: Lifted) -
             ColumnOption::Default(expr) => column.default = default_of(expr),
             ColumnOption::OnUpdate(expr) => column.on_update = Some(expr.to_string()),
             ColumnOption::DialectSpecific(tokens) => {
-                let words: Vec<String> = tokens.iter().map(|t| t.to_string().to_ascii_uppercase()).collect();
+                let words: Vec<String> = tokens
+                    .iter()
+                    .map(|t| t.to_string().to_ascii_uppercase())
+                    .collect();
                 if words.iter().any(|w| w == "AUTO_INCREMENT") {
                     column.auto_increment = true;
                 } else {
-                    return Err(format!("unsupported column attribute `{}`", words.join(" ")));
+                    return Err(format!(
+                        "unsupported column attribute `{}`",
+                        words.join(" ")
+                    ));
                 }
             }
             ColumnOption::PrimaryKey(_) => spec.primary_key = true,
             ColumnOption::Unique(_) => spec.unique = true,
             ColumnOption::Check(check) => spec.checks.push(check.expr.to_string()),
-            ColumnOption::CharacterSet(name) => spec.declared_charset = Some(normalize_charset(&name.to_string())),
+            ColumnOption::CharacterSet(name) => {
+                spec.declared_charset = Some(normalize_charset(&name.to_string()))
+            }
             ColumnOption::Collation(name) => {
-                spec.declared_collation = Some(normalize_collation(&name.to_string().replace('`', "")));
+                spec.declared_collation =
+                    Some(normalize_collation(&name.to_string().replace('`', "")));
             }
             ColumnOption::Comment(text) => column.comment = Some(text.clone()),
-            ColumnOption::Generated { generation_expr: Some(expr), generation_expr_mode, .. } => {
+            ColumnOption::Generated {
+                generation_expr: Some(expr),
+                generation_expr_mode,
+                ..
+            } => {
                 column.generated = Some(Generated {
                     expression: expr.to_string(),
                     stored: matches!(generation_expr_mode, Some(GeneratedExpressionMode::Stored)),
@@ -317,7 +387,9 @@ fn build_column(flavor: Flavor, name: String, def: &ColumnDef, lifted: Lifted) -
             ColumnOption::Invisible => column.invisible = true,
             ColumnOption::Srid(expr) => {
                 column.ty.srid = Some(
-                    expr.to_string().parse().map_err(|_| format!("SRID `{expr}` is not a number"))?,
+                    expr.to_string()
+                        .parse()
+                        .map_err(|_| format!("SRID `{expr}` is not a number"))?,
                 );
             }
             // The server parses and ignores a column-level REFERENCES clause.
@@ -325,8 +397,29 @@ fn build_column(flavor: Flavor, name: String, def: &ColumnDef, lifted: Lifted) -
             other => return Err(format!("unsupported column attribute `{other}`")),
         }
     }
+    // MariaDB before 10.10 defaults to explicit_defaults_for_timestamp=OFF: a TIMESTAMP written
+    // without NULL is NOT NULL, and without DEFAULT takes CURRENT_TIMESTAMP (the first one) or
+    // a zero date. Assume the varying default, the stricter reading.
+    if flavor == Flavor::Mariadb
+        && matches!(column.ty.kind, TypeKind::Timestamp { .. })
+        && explicit_null.is_none()
+        && column.generated.is_none()
+        && !spec.system_period
+    {
+        explicit_null = Some(false);
+        if column.default == ColumnDefault::None {
+            column.default = ColumnDefault::Value {
+                text: "current_timestamp() (implicit with explicit_defaults_for_timestamp=OFF; write NULL DEFAULT NULL to avoid it)"
+                    .to_owned(),
+                deterministic: false,
+            };
+        }
+    }
     if spec.system_period {
-        column.generated = Some(Generated { expression: "ROW START/END".to_owned(), stored: true });
+        column.generated = Some(Generated {
+            expression: "ROW START/END".to_owned(),
+            stored: true,
+        });
         column.nullable = false;
     }
     column.nullable = match explicit_null {
@@ -334,16 +427,25 @@ fn build_column(flavor: Flavor, name: String, def: &ColumnDef, lifted: Lifted) -
         None => !(spec.primary_key || mapped.serial || spec.system_period),
     };
     if spec.primary_key && explicit_null == Some(true) {
-        return Err(format!("column `{}` is declared NULL and PRIMARY KEY: a primary key column is NOT NULL", column.name));
+        return Err(format!(
+            "column `{}` is declared NULL and PRIMARY KEY: a primary key column is NOT NULL",
+            column.name
+        ));
     }
     if column.generated.is_some() && !matches!(column.default, ColumnDefault::None) {
-        return Err(format!("generated column `{}` cannot have a DEFAULT", column.name));
+        return Err(format!(
+            "generated column `{}` cannot have a DEFAULT",
+            column.name
+        ));
     }
     if let Some(charset) = &spec.declared_charset
         && !column.ty.kind.has_charset()
         && !matches!(column.ty.kind, TypeKind::Json)
     {
-        return Err(format!("type {} cannot have CHARACTER SET {charset}", column.ty.kind));
+        return Err(format!(
+            "type {} cannot have CHARACTER SET {charset}",
+            column.ty.kind
+        ));
     }
     if column.ty.kind.family() == crate::model::TypeFamily::Binary {
         column.ty.charset = Some("binary".to_owned());
@@ -370,10 +472,20 @@ struct MappedType {
 
 impl MappedType {
     fn of(kind: TypeKind) -> Self {
-        MappedType { kind, unsigned: false, charset: None, collation: None, serial: false, json_check: false }
+        MappedType {
+            kind,
+            unsigned: false,
+            charset: None,
+            collation: None,
+            serial: false,
+            json_check: false,
+        }
     }
     fn unsigned(kind: TypeKind) -> Self {
-        MappedType { unsigned: true, ..MappedType::of(kind) }
+        MappedType {
+            unsigned: true,
+            ..MappedType::of(kind)
+        }
     }
 }
 
@@ -403,20 +515,34 @@ fn decimal(info: &ExactNumberInfo) -> Result<TypeKind, String> {
         ),
     };
     if scale > precision {
-        return Err(format!("DECIMAL({precision},{scale}) has more scale than precision"));
+        return Err(format!(
+            "DECIMAL({precision},{scale}) has more scale than precision"
+        ));
     }
     Ok(TypeKind::Decimal { precision, scale })
 }
 
 fn float(info: &ExactNumberInfo, double: bool) -> Result<TypeKind, String> {
     Ok(match info {
-        ExactNumberInfo::None => TypeKind::Float { double, digits: None },
+        ExactNumberInfo::None => TypeKind::Float {
+            double,
+            digits: None,
+        },
         // FLOAT(p): p ≤ 24 is FLOAT, 25 ≤ p ≤ 53 is DOUBLE.
-        ExactNumberInfo::Precision(p) if !double => TypeKind::Float { double: *p > 24, digits: None },
-        ExactNumberInfo::Precision(p) => TypeKind::Float { double, digits: Some((to_u32(*p, "precision")?, 0)) },
+        ExactNumberInfo::Precision(p) if !double => TypeKind::Float {
+            double: *p > 24,
+            digits: None,
+        },
+        ExactNumberInfo::Precision(p) => TypeKind::Float {
+            double,
+            digits: Some((to_u32(*p, "precision")?, 0)),
+        },
         ExactNumberInfo::PrecisionAndScale(m, d) => TypeKind::Float {
             double,
-            digits: Some((to_u32(*m, "precision")?, u32::try_from(*d).map_err(|_| "negative scale".to_owned())?)),
+            digits: Some((
+                to_u32(*m, "precision")?,
+                u32::try_from(*d).map_err(|_| "negative scale".to_owned())?,
+            )),
         },
     })
 }
@@ -450,66 +576,117 @@ const GEOMETRY_TYPES: &[&str] = &[
     "geomcollection",
 ];
 
+/// Types compared only for identity: MariaDB's plugin types and vector types.
+const OTHER_TYPES: &[&str] = &["inet4", "inet6", "vector", "xmltype"];
+
 fn map_type(flavor: Flavor, data_type: &DataType) -> Result<MappedType, String> {
     use DataType as D;
     Ok(match data_type {
         D::TinyInt(_) | D::Bool | D::Boolean => MappedType::of(int(IntSize::Tiny)),
         D::TinyIntUnsigned(_) | D::UTinyInt => MappedType::unsigned(int(IntSize::Tiny)),
         D::SmallInt(_) | D::Int2(_) => MappedType::of(int(IntSize::Small)),
-        D::SmallIntUnsigned(_) | D::Int2Unsigned(_) | D::USmallInt => MappedType::unsigned(int(IntSize::Small)),
+        D::SmallIntUnsigned(_) | D::Int2Unsigned(_) | D::USmallInt => {
+            MappedType::unsigned(int(IntSize::Small))
+        }
         D::MediumInt(_) => MappedType::of(int(IntSize::Medium)),
         D::MediumIntUnsigned(_) => MappedType::unsigned(int(IntSize::Medium)),
         D::Int(_) | D::Integer(_) | D::Int4(_) => MappedType::of(int(IntSize::Int)),
-        D::IntUnsigned(_) | D::IntegerUnsigned(_) | D::Int4Unsigned(_) => MappedType::unsigned(int(IntSize::Int)),
+        D::IntUnsigned(_) | D::IntegerUnsigned(_) | D::Int4Unsigned(_) => {
+            MappedType::unsigned(int(IntSize::Int))
+        }
         D::BigInt(_) | D::Int8(_) => MappedType::of(int(IntSize::Big)),
-        D::BigIntUnsigned(_) | D::Int8Unsigned(_) | D::UBigInt => MappedType::unsigned(int(IntSize::Big)),
+        D::BigIntUnsigned(_) | D::Int8Unsigned(_) | D::UBigInt => {
+            MappedType::unsigned(int(IntSize::Big))
+        }
         D::Decimal(info) | D::Numeric(info) | D::Dec(info) => MappedType::of(decimal(info)?),
         D::DecimalUnsigned(info) | D::DecUnsigned(info) => MappedType::unsigned(decimal(info)?),
         D::Float(info) => MappedType::of(float(info, false)?),
         D::FloatUnsigned(info) => MappedType::unsigned(float(info, false)?),
-        D::Float4 => MappedType::of(TypeKind::Float { double: false, digits: None }),
+        D::Float4 => MappedType::of(TypeKind::Float {
+            double: false,
+            digits: None,
+        }),
         D::Double(info) => MappedType::of(float(info, true)?),
         D::DoubleUnsigned(info) => MappedType::unsigned(float(info, true)?),
-        D::Real | D::DoublePrecision | D::Float8 => MappedType::of(TypeKind::Float { double: true, digits: None }),
-        D::RealUnsigned | D::DoublePrecisionUnsigned => {
-            MappedType::unsigned(TypeKind::Float { double: true, digits: None })
-        }
-        D::Bit(width) => MappedType::of(TypeKind::Bit { width: to_u32(width.unwrap_or(1), "BIT width")? }),
-        D::Char(length) | D::Character(length) => {
-            MappedType::of(TypeKind::Char { varying: false, length: char_length(length, 1)? })
-        }
+        D::Real | D::DoublePrecision | D::Float8 => MappedType::of(TypeKind::Float {
+            double: true,
+            digits: None,
+        }),
+        D::RealUnsigned | D::DoublePrecisionUnsigned => MappedType::unsigned(TypeKind::Float {
+            double: true,
+            digits: None,
+        }),
+        D::Bit(width) => MappedType::of(TypeKind::Bit {
+            width: to_u32(width.unwrap_or(1), "BIT width")?,
+        }),
+        D::Char(length) | D::Character(length) => MappedType::of(TypeKind::Char {
+            varying: false,
+            length: char_length(length, 1)?,
+        }),
         D::Varchar(length) | D::CharacterVarying(length) | D::CharVarying(length) => {
             if length.is_none() {
                 return Err("VARCHAR needs a length".to_owned());
             }
-            MappedType::of(TypeKind::Char { varying: true, length: char_length(length, 0)? })
+            MappedType::of(TypeKind::Char {
+                varying: true,
+                length: char_length(length, 0)?,
+            })
         }
         D::Nvarchar(length) => MappedType {
             charset: Some("utf8mb3"),
-            ..MappedType::of(TypeKind::Char { varying: true, length: char_length(length, 0)? })
+            ..MappedType::of(TypeKind::Char {
+                varying: true,
+                length: char_length(length, 0)?,
+            })
         },
-        D::Binary(length) => {
-            MappedType::of(TypeKind::Binary { varying: false, length: to_u32(length.unwrap_or(1), "length")? })
-        }
+        D::Binary(length) => MappedType::of(TypeKind::Binary {
+            varying: false,
+            length: to_u32(length.unwrap_or(1), "length")?,
+        }),
         D::Varbinary(length) => match length {
-            Some(BinaryLength::IntegerLength { length }) => {
-                MappedType::of(TypeKind::Binary { varying: true, length: to_u32(*length, "length")? })
-            }
+            Some(BinaryLength::IntegerLength { length }) => MappedType::of(TypeKind::Binary {
+                varying: true,
+                length: to_u32(*length, "length")?,
+            }),
             _ => return Err("VARBINARY needs a length".to_owned()),
         },
-        D::TinyText => MappedType::of(TypeKind::Text { size: LobSize::Tiny }),
-        D::Text => MappedType::of(TypeKind::Text { size: LobSize::Regular }),
-        D::MediumText => MappedType::of(TypeKind::Text { size: LobSize::Medium }),
-        D::LongText => MappedType::of(TypeKind::Text { size: LobSize::Long }),
-        D::TinyBlob => MappedType::of(TypeKind::Blob { size: LobSize::Tiny }),
-        D::Blob(None) => MappedType::of(TypeKind::Blob { size: LobSize::Regular }),
-        D::Blob(Some(bytes)) => MappedType::of(TypeKind::Blob { size: lob_size_for_bytes(*bytes) }),
-        D::MediumBlob => MappedType::of(TypeKind::Blob { size: LobSize::Medium }),
-        D::LongBlob => MappedType::of(TypeKind::Blob { size: LobSize::Long }),
+        D::TinyText => MappedType::of(TypeKind::Text {
+            size: LobSize::Tiny,
+        }),
+        D::Text => MappedType::of(TypeKind::Text {
+            size: LobSize::Regular,
+        }),
+        D::MediumText => MappedType::of(TypeKind::Text {
+            size: LobSize::Medium,
+        }),
+        D::LongText => MappedType::of(TypeKind::Text {
+            size: LobSize::Long,
+        }),
+        D::TinyBlob => MappedType::of(TypeKind::Blob {
+            size: LobSize::Tiny,
+        }),
+        D::Blob(None) => MappedType::of(TypeKind::Blob {
+            size: LobSize::Regular,
+        }),
+        D::Blob(Some(bytes)) => MappedType::of(TypeKind::Blob {
+            size: lob_size_for_bytes(*bytes),
+        }),
+        D::MediumBlob => MappedType::of(TypeKind::Blob {
+            size: LobSize::Medium,
+        }),
+        D::LongBlob => MappedType::of(TypeKind::Blob {
+            size: LobSize::Long,
+        }),
         D::Date => MappedType::of(TypeKind::Date),
-        D::Time(precision, _) => MappedType::of(TypeKind::Time { fsp: fsp(*precision)? }),
-        D::Datetime(precision) => MappedType::of(TypeKind::Datetime { fsp: fsp(*precision)? }),
-        D::Timestamp(precision, _) => MappedType::of(TypeKind::Timestamp { fsp: fsp(*precision)? }),
+        D::Time(precision, _) => MappedType::of(TypeKind::Time {
+            fsp: fsp(*precision)?,
+        }),
+        D::Datetime(precision) => MappedType::of(TypeKind::Datetime {
+            fsp: fsp(*precision)?,
+        }),
+        D::Timestamp(precision, _) => MappedType::of(TypeKind::Timestamp {
+            fsp: fsp(*precision)?,
+        }),
         D::Enum(members, _) => MappedType::of(TypeKind::Enum {
             values: members
                 .iter()
@@ -518,7 +695,9 @@ fn map_type(flavor: Flavor, data_type: &DataType) -> Result<MappedType, String> 
                 })
                 .collect(),
         }),
-        D::Set(values) => MappedType::of(TypeKind::Set { values: values.clone() }),
+        D::Set(values) => MappedType::of(TypeKind::Set {
+            values: values.clone(),
+        }),
         D::JSON => match flavor {
             Flavor::Mysql => MappedType::of(TypeKind::Json),
             // MariaDB's JSON is an alias: LONGTEXT in utf8mb4_bin with CHECK (json_valid(col)).
@@ -526,10 +705,14 @@ fn map_type(flavor: Flavor, data_type: &DataType) -> Result<MappedType, String> 
                 charset: Some("utf8mb4"),
                 collation: Some("utf8mb4_bin"),
                 json_check: true,
-                ..MappedType::of(TypeKind::Text { size: LobSize::Long })
+                ..MappedType::of(TypeKind::Text {
+                    size: LobSize::Long,
+                })
             },
         },
-        D::Uuid => MappedType::of(TypeKind::Other { name: "uuid".to_owned() }),
+        D::Uuid => MappedType::of(TypeKind::Other {
+            name: "uuid".to_owned(),
+        }),
         D::Custom(name, args) => {
             let lower = name.to_string().replace('`', "").to_ascii_lowercase();
             let arg = |i: usize| args.get(i).and_then(|a| a.parse::<u64>().ok());
@@ -537,26 +720,43 @@ fn map_type(flavor: Flavor, data_type: &DataType) -> Result<MappedType, String> 
                 "year" => MappedType::of(TypeKind::Year),
                 "int1" => MappedType::of(int(IntSize::Tiny)),
                 "int3" | "middleint" => MappedType::of(int(IntSize::Medium)),
-                "serial" => MappedType { serial: true, ..MappedType::unsigned(int(IntSize::Big)) },
+                "serial" => MappedType {
+                    serial: true,
+                    ..MappedType::unsigned(int(IntSize::Big))
+                },
                 "nchar" => MappedType {
                     charset: Some("utf8mb3"),
-                    ..MappedType::of(TypeKind::Char { varying: false, length: to_u32(arg(0).unwrap_or(1), "length")? })
+                    ..MappedType::of(TypeKind::Char {
+                        varying: false,
+                        length: to_u32(arg(0).unwrap_or(1), "length")?,
+                    })
                 },
-                "long" => MappedType::of(TypeKind::Text { size: LobSize::Medium }),
+                "long" => MappedType::of(TypeKind::Text {
+                    size: LobSize::Medium,
+                }),
                 // TEXT(n): the smallest TEXT type that holds n characters of up to 4 bytes.
                 "text" => MappedType::of(TypeKind::Text {
-                    size: arg(0).map_or(LobSize::Regular, |n| lob_size_for_bytes(n.saturating_mul(4))),
+                    size: arg(0).map_or(LobSize::Regular, |n| {
+                        lob_size_for_bytes(n.saturating_mul(4))
+                    }),
                 }),
-                geometry if GEOMETRY_TYPES.contains(&geometry) => MappedType::of(TypeKind::Geometry {
-                    name: if geometry == "geomcollection" { "geometrycollection".to_owned() } else { lower },
-                }),
-                _ => {
+                geometry if GEOMETRY_TYPES.contains(&geometry) => {
+                    MappedType::of(TypeKind::Geometry {
+                        name: if geometry == "geomcollection" {
+                            "geometrycollection".to_owned()
+                        } else {
+                            lower
+                        },
+                    })
+                }
+                known if OTHER_TYPES.contains(&known) => {
                     let mut full = lower;
                     if !args.is_empty() {
                         full = format!("{full}({})", args.join(","));
                     }
                     MappedType::of(TypeKind::Other { name: full })
                 }
+                unknown => return Err(format!("switchyard does not know the type `{unknown}`")),
             }
         }
         other => return Err(format!("switchyard does not know the type `{other}`")),
@@ -568,7 +768,59 @@ pub(crate) fn default_of(expr: &Expr) -> ColumnDefault {
     if matches!(expr, Expr::Value(v) if matches!(v.value, Value::Null)) {
         return ColumnDefault::Null;
     }
-    ColumnDefault::Value { text: expr.to_string(), deterministic: is_constant(expr) }
+    let text = match expr {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => canonical_number(n).unwrap_or_else(|| n.clone()),
+            Value::SingleQuotedString(s) => canonical_number(s).unwrap_or_else(|| expr.to_string()),
+            _ => expr.to_string(),
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr: inner,
+        } => match inner.as_ref() {
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, _) => {
+                    canonical_number(&format!("-{n}")).unwrap_or_else(|| expr.to_string())
+                }
+                _ => expr.to_string(),
+            },
+            _ => expr.to_string(),
+        },
+        _ => expr.to_string(),
+    };
+    ColumnDefault::Value {
+        text,
+        deterministic: is_constant(expr),
+    }
+}
+
+/// A plain decimal number in canonical form (`'0.00'` and `0` are both `0`), so that the
+/// quoted defaults MySQL prints compare equal to the unquoted ones users write.
+fn canonical_number(text: &str) -> Option<String> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let plain = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    if whole.is_empty() && fraction.is_empty() || !plain(whole) || !plain(fraction) {
+        return None;
+    }
+    let whole = whole.trim_start_matches('0');
+    let fraction = fraction.trim_end_matches('0');
+    let mut out = if whole.is_empty() {
+        "0".to_owned()
+    } else {
+        whole.to_owned()
+    };
+    if !fraction.is_empty() {
+        out.push('.');
+        out.push_str(fraction);
+    }
+    if negative && out != "0" {
+        out.insert(0, '-');
+    }
+    Some(out)
 }
 
 /// True for constant expressions: literals, signs, arithmetic and parentheses over literals.
@@ -576,13 +828,17 @@ pub(crate) fn default_of(expr: &Expr) -> ColumnDefault {
 fn is_constant(expr: &Expr) -> bool {
     match expr {
         Expr::Value(_) | Expr::TypedString { .. } => true,
-        Expr::UnaryOp { op: UnaryOperator::Minus | UnaryOperator::Plus, expr } => is_constant(expr),
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus | UnaryOperator::Plus,
+            expr,
+        } => is_constant(expr),
         Expr::Nested(inner) => is_constant(inner),
         Expr::BinaryOp { left, right, .. } => is_constant(left) && is_constant(right),
         Expr::Identifier(ident) => {
             // TRUE/FALSE may come through as identifiers.
             ident.quote_style.is_none()
-                && (ident.value.eq_ignore_ascii_case("true") || ident.value.eq_ignore_ascii_case("false"))
+                && (ident.value.eq_ignore_ascii_case("true")
+                    || ident.value.eq_ignore_ascii_case("false"))
         }
         _ => false,
     }
@@ -592,11 +848,16 @@ fn is_constant(expr: &Expr) -> bool {
 pub(crate) fn parse_default(tokens: &[Token]) -> Result<ColumnDefault, String> {
     let text = render(tokens);
     let dialect = MySqlDialect {};
-    let mut parser = Parser::new(&dialect).try_with_sql(&text).map_err(|e| e.to_string())?;
+    let mut parser = Parser::new(&dialect)
+        .try_with_sql(&text)
+        .map_err(|e| e.to_string())?;
     let expr = parser.parse_expr().map_err(|e| e.to_string())?;
     let next = parser.peek_token();
     if next.token != SqlToken::EOF {
-        return Err(format!("unexpected `{}` after the default value", next.token));
+        return Err(format!(
+            "unexpected `{}` after the default value",
+            next.token
+        ));
     }
     Ok(default_of(&expr))
 }
@@ -604,7 +865,10 @@ pub(crate) fn parse_default(tokens: &[Token]) -> Result<ColumnDefault, String> {
 /// A normalised form of an expression for comparing constraints: lowercase, without
 /// backticks and whitespace.
 pub(crate) fn normalize_expression(text: &str) -> String {
-    text.chars().filter(|c| !c.is_whitespace() && *c != '`').flat_map(char::to_lowercase).collect()
+    text.chars()
+        .filter(|c| !c.is_whitespace() && *c != '`')
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 #[cfg(test)]
@@ -623,17 +887,32 @@ mod tests {
         let b = column(Flavor::Mysql, "id INTEGER NOT NULL AUTO_INCREMENT");
         assert_eq!(a.column.ty, b.column.ty);
         assert!(a.column.auto_increment && !a.column.nullable);
-        assert_eq!(column(Flavor::Mysql, "b BOOLEAN").column.ty.kind, int(IntSize::Tiny));
+        assert_eq!(
+            column(Flavor::Mysql, "b BOOLEAN").column.ty.kind,
+            int(IntSize::Tiny)
+        );
         assert_eq!(
             column(Flavor::Mysql, "n NUMERIC(5)").column.ty.kind,
-            TypeKind::Decimal { precision: 5, scale: 0 }
+            TypeKind::Decimal {
+                precision: 5,
+                scale: 0
+            }
         );
-        assert_eq!(column(Flavor::Mysql, "r REAL").column.ty.kind, TypeKind::Float { double: true, digits: None });
+        assert_eq!(
+            column(Flavor::Mysql, "r REAL").column.ty.kind,
+            TypeKind::Float {
+                double: true,
+                digits: None
+            }
+        );
     }
 
     #[test]
     fn zerofill_implies_unsigned_and_charset_spelling_is_accepted() {
-        let z = column(Flavor::Mariadb, "`z` int(10) unsigned zerofill DEFAULT NULL");
+        let z = column(
+            Flavor::Mariadb,
+            "`z` int(10) unsigned zerofill DEFAULT NULL",
+        );
         assert!(z.column.ty.unsigned);
         assert!(column(Flavor::Mysql, "z INT ZEROFILL").column.ty.unsigned);
         let c = column(Flavor::Mariadb, "c varchar(10) CHARSET latin1");
@@ -643,17 +922,53 @@ mod tests {
     #[test]
     fn mariadb_json_is_longtext_with_a_check() {
         let j = column(Flavor::Mariadb, "j JSON");
-        assert_eq!(j.column.ty.kind, TypeKind::Text { size: LobSize::Long });
+        assert_eq!(
+            j.column.ty.kind,
+            TypeKind::Text {
+                size: LobSize::Long
+            }
+        );
         assert_eq!(j.declared_collation.as_deref(), Some("utf8mb4_bin"));
         assert_eq!(j.checks, vec!["json_valid(`j`)".to_owned()]);
-        assert_eq!(column(Flavor::Mysql, "j JSON").column.ty.kind, TypeKind::Json);
+        assert_eq!(
+            column(Flavor::Mysql, "j JSON").column.ty.kind,
+            TypeKind::Json
+        );
+    }
+
+    #[test]
+    fn numeric_defaults_compare_by_value() {
+        let quoted = column(Flavor::Mysql, "p decimal(10,2) NOT NULL DEFAULT '0.00'")
+            .column
+            .default;
+        let bare = column(Flavor::Mariadb, "p decimal(10,2) NOT NULL DEFAULT 0")
+            .column
+            .default;
+        assert_eq!(quoted, bare);
+        let negative = column(Flavor::Mysql, "a INT DEFAULT -1.50").column.default;
+        assert!(matches!(negative, ColumnDefault::Value { ref text, .. } if text == "-1.5"));
+        let text = column(Flavor::Mysql, "a VARCHAR(3) DEFAULT 'abc'")
+            .column
+            .default;
+        assert!(matches!(text, ColumnDefault::Value { ref text, .. } if text == "'abc'"));
     }
 
     #[test]
     fn defaults_are_classified() {
-        assert_eq!(column(Flavor::Mysql, "a INT DEFAULT NULL").column.default, ColumnDefault::Null);
-        let literal = column(Flavor::Mysql, "a INT NOT NULL DEFAULT -1").column.default;
-        assert!(matches!(literal, ColumnDefault::Value { deterministic: true, .. }));
+        assert_eq!(
+            column(Flavor::Mysql, "a INT DEFAULT NULL").column.default,
+            ColumnDefault::Null
+        );
+        let literal = column(Flavor::Mysql, "a INT NOT NULL DEFAULT -1")
+            .column
+            .default;
+        assert!(matches!(
+            literal,
+            ColumnDefault::Value {
+                deterministic: true,
+                ..
+            }
+        ));
         for varying in [
             "a DATETIME(6) NOT NULL DEFAULT current_timestamp(6)",
             "a TIMESTAMP DEFAULT CURRENT_TIMESTAMP",
@@ -661,7 +976,16 @@ mod tests {
             "a INT DEFAULT (rand() * 10)",
         ] {
             let default = column(Flavor::Mysql, varying).column.default;
-            assert!(matches!(default, ColumnDefault::Value { deterministic: false, .. }), "{varying}");
+            assert!(
+                matches!(
+                    default,
+                    ColumnDefault::Value {
+                        deterministic: false,
+                        ..
+                    }
+                ),
+                "{varying}"
+            );
         }
     }
 
@@ -675,7 +999,10 @@ mod tests {
 
     #[test]
     fn inline_keys_checks_and_collations() {
-        let c = column(Flavor::Mysql, "c VARCHAR(10) COLLATE utf8_general_ci UNIQUE KEY CHECK (c <> '')");
+        let c = column(
+            Flavor::Mysql,
+            "c VARCHAR(10) COLLATE utf8_general_ci UNIQUE KEY CHECK (c <> '')",
+        );
         assert!(c.unique);
         assert_eq!(c.declared_collation.as_deref(), Some("utf8mb3_general_ci"));
         assert_eq!(c.checks.len(), 1);
@@ -687,10 +1014,18 @@ mod tests {
 
     #[test]
     fn charset_inheritance_follows_the_server() {
-        let inherit = column(Flavor::Mysql, "c VARCHAR(10)").resolve(Some("utf8mb4"), Some("utf8mb4_0900_ai_ci"));
+        let inherit = column(Flavor::Mysql, "c VARCHAR(10)")
+            .resolve(Some("utf8mb4"), Some("utf8mb4_0900_ai_ci"));
         assert_eq!(inherit.ty.collation.as_deref(), Some("utf8mb4_0900_ai_ci"));
-        let own_set = column(Flavor::Mysql, "c VARCHAR(10) CHARACTER SET latin1").resolve(Some("utf8mb4"), None);
-        assert_eq!((own_set.ty.charset.as_deref(), own_set.ty.collation.as_deref()), (Some("latin1"), None));
+        let own_set = column(Flavor::Mysql, "c VARCHAR(10) CHARACTER SET latin1")
+            .resolve(Some("utf8mb4"), None);
+        assert_eq!(
+            (
+                own_set.ty.charset.as_deref(),
+                own_set.ty.collation.as_deref()
+            ),
+            (Some("latin1"), None)
+        );
         let binary = column(Flavor::Mysql, "c CHAR(3) BINARY").resolve(Some("latin1"), None);
         assert_eq!(binary.ty.collation.as_deref(), Some("latin1_bin"));
         let blob = column(Flavor::Mysql, "b VARBINARY(3)").resolve(Some("latin1"), None);
@@ -701,18 +1036,39 @@ mod tests {
     fn geometry_srid_and_other_types() {
         let p = column(Flavor::Mysql, "p point NOT NULL /*!80003 SRID 4326 */");
         assert_eq!(p.column.ty.srid, Some(4326));
-        assert_eq!(p.column.ty.kind, TypeKind::Geometry { name: "point".into() });
-        assert_eq!(column(Flavor::Mariadb, "u inet6").column.ty.kind, TypeKind::Other { name: "inet6".into() });
+        assert_eq!(
+            p.column.ty.kind,
+            TypeKind::Geometry {
+                name: "point".into()
+            }
+        );
+        assert_eq!(
+            column(Flavor::Mariadb, "u inet6").column.ty.kind,
+            TypeKind::Other {
+                name: "inet6".into()
+            }
+        );
         assert_eq!(
             column(Flavor::Mysql, "l LONG VARCHAR").column.ty.kind,
-            TypeKind::Text { size: LobSize::Medium }
+            TypeKind::Text {
+                size: LobSize::Medium
+            }
         );
-        assert_eq!(column(Flavor::Mysql, "y year(4)").column.ty.kind, TypeKind::Year);
+        assert_eq!(
+            column(Flavor::Mysql, "y year(4)").column.ty.kind,
+            TypeKind::Year
+        );
     }
 
     #[test]
     fn bad_definitions_are_errors() {
-        for bad in ["a", "a NOT_A_TYPE(", "a INT NULL PRIMARY KEY", "a INT AS (b) DEFAULT 1", "a INT CHARACTER SET latin1"] {
+        for bad in [
+            "a",
+            "a NOT_A_TYPE(",
+            "a INT NULL PRIMARY KEY",
+            "a INT AS (b) DEFAULT 1",
+            "a INT CHARACTER SET latin1",
+        ] {
             let lexed = lex(bad, ExecutableComments::Unwrap).unwrap();
             assert!(parse_column(Flavor::Mysql, &lexed.tokens).is_err(), "{bad}");
         }

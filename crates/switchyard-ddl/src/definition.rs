@@ -21,7 +21,10 @@ fn syntax(text: &str, detail: impl Into<String>) -> DdlError {
     DdlError::Syntax {
         what: "the table definition",
         text: excerpt(text),
-        detail: format!("{}; give the exact output of SHOW CREATE TABLE", detail.into()),
+        detail: format!(
+            "{}; give the exact output of SHOW CREATE TABLE",
+            detail.into()
+        ),
     }
 }
 
@@ -32,7 +35,12 @@ pub fn parse_table(flavor: Flavor, text: &str) -> Result<Table, DdlError> {
     let wrong = || DdlError::WrongStatement {
         what: WHAT,
         expected: "a CREATE TABLE",
-        found: tokens.iter().take(2).map(|t| t.text.to_ascii_uppercase()).collect::<Vec<_>>().join(" "),
+        found: tokens
+            .iter()
+            .take(2)
+            .map(|t| t.text.to_ascii_uppercase())
+            .collect::<Vec<_>>()
+            .join(" "),
     };
     if !cursor.eat_word("CREATE") {
         return Err(wrong());
@@ -48,10 +56,16 @@ pub fn parse_table(flavor: Flavor, text: &str) -> Result<Table, DdlError> {
         .and_then(table_name)
         .map_err(|detail| syntax(text, detail))?;
     if cursor.at_word("LIKE") || cursor.at_word("AS") || cursor.at_word("SELECT") {
-        return Err(syntax(text, "CREATE TABLE … LIKE/AS SELECT does not define the columns"));
+        return Err(syntax(
+            text,
+            "CREATE TABLE … LIKE/AS SELECT does not define the columns",
+        ));
     }
-    let body = cursor.group("the column list").map_err(|detail| syntax(text, detail))?;
-    let (options, rest) = parse_table_options(cursor.rest()).map_err(|detail| syntax(text, detail))?;
+    let body = cursor
+        .group("the column list")
+        .map_err(|detail| syntax(text, detail))?;
+    let (options, rest) =
+        parse_table_options(cursor.rest()).map_err(|detail| syntax(text, detail))?;
     let mut table_options = TableOptions::default();
     for option in &options {
         match option.key.as_str() {
@@ -72,7 +86,10 @@ pub fn parse_table(flavor: Flavor, text: &str) -> Result<Table, DdlError> {
         if first.is_word("PARTITION") {
             table_options.partitioned = true;
         } else {
-            return Err(syntax(text, format!("unexpected `{}` after the table options", first.text)));
+            return Err(syntax(
+                text,
+                format!("unexpected `{}` after the table options", first.text),
+            ));
         }
     }
     let mut table = Table {
@@ -92,9 +109,7 @@ pub fn parse_table(flavor: Flavor, text: &str) -> Result<Table, DdlError> {
             return Err(syntax(text, "the column list has an empty element"));
         }
         if starts_key(element) {
-            keys.push(
-                parse_key(element).map_err(|detail| syntax(&render(element), detail))?,
-            );
+            keys.push(parse_key(element).map_err(|detail| syntax(&render(element), detail))?);
             continue;
         }
         let spec = parse_column(flavor, element).map_err(|detail| DdlError::Syntax {
@@ -106,9 +121,15 @@ pub fn parse_table(flavor: Flavor, text: &str) -> Result<Table, DdlError> {
             table.options.system_versioned = true;
         }
         if table.column(&spec.column.name).is_some() {
-            return Err(syntax(text, format!("column `{}` is defined twice", spec.column.name)));
+            return Err(syntax(
+                text,
+                format!("column `{}` is defined twice", spec.column.name),
+            ));
         }
-        let mut column = spec.resolve(table.options.charset.as_deref(), table.options.collation.as_deref());
+        let mut column = spec.resolve(
+            table.options.charset.as_deref(),
+            table.options.collation.as_deref(),
+        );
         column.id = table.next_id;
         table.next_id += 1;
         specs.push((spec, column.id));
@@ -170,7 +191,12 @@ mod tests {
         let note = table.column("note").unwrap();
         assert_eq!(note.ty.collation.as_deref(), Some("latin1_swedish_ci"));
         let doc = table.column("DOC").unwrap();
-        assert_eq!(doc.ty.kind, TypeKind::Text { size: LobSize::Long });
+        assert_eq!(
+            doc.ty.kind,
+            TypeKind::Text {
+                size: LobSize::Long
+            }
+        );
         assert_eq!(table.checks.len(), 1);
         assert_eq!(table.checks[0].column.as_deref(), Some("doc"));
         assert_eq!(table.index("uk_name").unwrap().kind, IndexKind::Unique);
@@ -190,14 +216,22 @@ mod tests {
     #[test]
     fn bare_partition_clause_and_trailing_semicolon() {
         let text = "CREATE TABLE t (id INT NOT NULL, PRIMARY KEY (id)) ENGINE=InnoDB PARTITION BY HASH (id) PARTITIONS 4;";
-        assert!(parse_table(Flavor::Mysql, text).unwrap().options.partitioned);
+        assert!(
+            parse_table(Flavor::Mysql, text)
+                .unwrap()
+                .options
+                .partitioned
+        );
     }
 
     #[test]
     fn refusals() {
         let cases = [
             ("ALTER TABLE t ADD c INT", "category:wrong-statement"),
-            ("CREATE TABLE t (a INT); CREATE TABLE u (a INT)", "category:several-statements"),
+            (
+                "CREATE TABLE t (a INT); CREATE TABLE u (a INT)",
+                "category:several-statements",
+            ),
             ("CREATE TABLE t (a INT, a INT)", "category:syntax"),
             ("CREATE TABLE t (a INT, KEY (b))", "category:syntax"),
             ("CREATE TABLE t LIKE u", "category:syntax"),
@@ -206,13 +240,21 @@ mod tests {
         ];
         for (text, expected) in cases {
             let err = parse_table(Flavor::Mysql, text).expect_err(text);
-            assert_eq!(format!("category:{}", err.category()), expected, "{text}: {err}");
+            assert_eq!(
+                format!("category:{}", err.category()),
+                expected,
+                "{text}: {err}"
+            );
         }
     }
 
     #[test]
     fn primary_key_columns_are_not_null_and_unnamed_keys_get_server_names() {
-        let table = parse_table(Flavor::Mysql, "CREATE TABLE t (a INT, b INT, PRIMARY KEY (a), KEY (b), KEY (b))").unwrap();
+        let table = parse_table(
+            Flavor::Mysql,
+            "CREATE TABLE t (a INT, b INT, PRIMARY KEY (a), KEY (b), KEY (b))",
+        )
+        .unwrap();
         assert!(!table.column("a").unwrap().nullable);
         assert!(table.index("b").is_some() && table.index("b_2").is_some());
     }

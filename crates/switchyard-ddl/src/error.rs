@@ -41,7 +41,9 @@ pub enum DdlError {
         expected: &'static str,
     },
     /// The statement is of another kind.
-    #[error("the {what} is not {expected} (it starts with `{found}`): give exactly one {expected} statement")]
+    #[error(
+        "the {what} is not {expected} (it starts with `{found}`): give exactly one {expected} statement"
+    )]
     WrongStatement {
         /// Which input.
         what: &'static str,
@@ -155,17 +157,58 @@ mod tests {
     #[test]
     fn categories_are_distinct_and_messages_name_the_problem() {
         let errors = [
-            DdlError::Empty { what: "ALTER statement", expected: "one ALTER TABLE statement" },
-            DdlError::Unreadable { what: "ALTER statement", detail: "x".into() },
-            DdlError::ExecutableComment { comment: "/*! x */".into() },
-            DdlError::SeveralStatements { what: "ALTER statement", count: 2, expected: "ALTER TABLE" },
-            DdlError::WrongStatement { what: "ALTER statement", expected: "an ALTER TABLE", found: "DROP".into() },
-            DdlError::Syntax { what: "the clause", text: "x".into(), detail: "y".into() },
-            DdlError::TableMismatch { definition: "`t`".into(), alter: "`u`".into() },
-            DdlError::UnknownColumn { clause: "DROP x".into(), column: "x".into(), table: "`t`".into() },
-            DdlError::UnknownObject { clause: "c".into(), kind: "index", name: "i".into(), table: "`t`".into() },
-            DdlError::AlreadyExists { clause: "c".into(), kind: "column", name: "c".into(), table: "`t`".into() },
-            DdlError::Inapplicable { clause: "c".into(), table: "`t`".into(), detail: "d".into() },
+            DdlError::Empty {
+                what: "ALTER statement",
+                expected: "one ALTER TABLE statement",
+            },
+            DdlError::Unreadable {
+                what: "ALTER statement",
+                detail: "x".into(),
+            },
+            DdlError::ExecutableComment {
+                comment: "/*! x */".into(),
+            },
+            DdlError::SeveralStatements {
+                what: "ALTER statement",
+                count: 2,
+                expected: "ALTER TABLE",
+            },
+            DdlError::WrongStatement {
+                what: "ALTER statement",
+                expected: "an ALTER TABLE",
+                found: "DROP".into(),
+            },
+            DdlError::Syntax {
+                what: "the clause",
+                text: "x".into(),
+                detail: "y".into(),
+            },
+            DdlError::TableMismatch {
+                definition: "`t`".into(),
+                alter: "`u`".into(),
+            },
+            DdlError::UnknownColumn {
+                clause: "DROP x".into(),
+                column: "x".into(),
+                table: "`t`".into(),
+            },
+            DdlError::UnknownObject {
+                clause: "c".into(),
+                kind: "index",
+                name: "i".into(),
+                table: "`t`".into(),
+            },
+            DdlError::AlreadyExists {
+                clause: "c".into(),
+                kind: "column",
+                name: "c".into(),
+                table: "`t`".into(),
+            },
+            DdlError::Inapplicable {
+                clause: "c".into(),
+                table: "`t`".into(),
+                detail: "d".into(),
+            },
         ];
         let mut categories: Vec<_> = errors.iter().map(DdlError::category).collect();
         categories.sort_unstable();

@@ -43,11 +43,23 @@ pub(crate) enum KeySpec {
 
 /// True when the element starts like a key or constraint definition rather than a column.
 pub(crate) fn starts_key(tokens: &[Token]) -> bool {
-    let Some(first) = tokens.first() else { return false };
+    let Some(first) = tokens.first() else {
+        return false;
+    };
     if first.kind != TokenKind::Word {
         return false;
     }
-    let starts = ["PRIMARY", "UNIQUE", "KEY", "INDEX", "FULLTEXT", "SPATIAL", "CONSTRAINT", "FOREIGN", "CHECK"];
+    let starts = [
+        "PRIMARY",
+        "UNIQUE",
+        "KEY",
+        "INDEX",
+        "FULLTEXT",
+        "SPATIAL",
+        "CONSTRAINT",
+        "FOREIGN",
+        "CHECK",
+    ];
     if starts.iter().any(|w| first.is_word(w)) {
         return true;
     }
@@ -96,7 +108,10 @@ impl<'a> Cursor<'a> {
 
     /// Consumes the words in order if all of them are next.
     pub fn eat_words(&mut self, keywords: &[&str]) -> bool {
-        let all = keywords.iter().enumerate().all(|(i, k)| self.peek_at(i).is_some_and(|t| t.is_word(k)));
+        let all = keywords
+            .iter()
+            .enumerate()
+            .all(|(i, k)| self.peek_at(i).is_some_and(|t| t.is_word(k)));
         if all {
             self.pos += keywords.len();
         }
@@ -147,13 +162,16 @@ impl<'a> Cursor<'a> {
     pub fn group(&mut self, what: &str) -> Result<&'a [Token], String> {
         match self.peek() {
             Some(token) if token.is_punct('(') => {
-                let close = matching_paren(self.tokens, self.pos).ok_or_else(|| format!("unclosed ( in {what}"))?;
+                let close = matching_paren(self.tokens, self.pos)
+                    .ok_or_else(|| format!("unclosed ( in {what}"))?;
                 let inside = &self.tokens[self.pos + 1..close];
                 self.pos = close + 1;
                 Ok(inside)
             }
             Some(token) => Err(format!("expected ( to open {what}, found `{}`", token.text)),
-            None => Err(format!("expected ( to open {what}, found the end of the text")),
+            None => Err(format!(
+                "expected ( to open {what}, found the end of the text"
+            )),
         }
     }
 
@@ -185,7 +203,9 @@ pub(crate) fn parse_key(tokens: &[Token]) -> Result<KeySpec, String> {
     let mut constraint_name = None;
     if cursor.eat_word("CONSTRAINT") {
         let next_is_kind = cursor.peek().is_some_and(|t| {
-            ["PRIMARY", "UNIQUE", "FOREIGN", "CHECK"].iter().any(|w| t.is_word(w))
+            ["PRIMARY", "UNIQUE", "FOREIGN", "CHECK"]
+                .iter()
+                .any(|w| t.is_word(w))
         });
         if !next_is_kind {
             constraint_name = Some(cursor.identifier("a constraint name")?);
@@ -200,7 +220,12 @@ pub(crate) fn parse_key(tokens: &[Token]) -> Result<KeySpec, String> {
             cursor.eat_word("ENFORCED");
         }
         cursor.expect_end("the CHECK constraint")?;
-        return Ok(KeySpec::Check(CheckConstraint { name: constraint_name, expression, enforced, column: None }));
+        return Ok(KeySpec::Check(CheckConstraint {
+            name: constraint_name,
+            expression,
+            enforced,
+            column: None,
+        }));
     }
     if cursor.eat_words(&["FOREIGN", "KEY"]) {
         let if_not_exists = cursor.eat_words(&["IF", "NOT", "EXISTS"]);
@@ -213,7 +238,9 @@ pub(crate) fn parse_key(tokens: &[Token]) -> Result<KeySpec, String> {
         if !cursor.eat_word("REFERENCES") {
             return Err("expected REFERENCES after the foreign key columns".to_owned());
         }
-        let referenced_table = cursor.qualified_identifier("the referenced table")?.join(".");
+        let referenced_table = cursor
+            .qualified_identifier("the referenced table")?
+            .join(".");
         let referenced_columns = identifier_list(cursor.group("the referenced columns")?)?;
         let (mut on_delete, mut on_update) = (None, None);
         while !cursor.at_end() {
@@ -224,7 +251,10 @@ pub(crate) fn parse_key(tokens: &[Token]) -> Result<KeySpec, String> {
             } else if cursor.eat_words(&["ON", "UPDATE"]) {
                 on_update = Some(referential_action(&mut cursor)?);
             } else {
-                return Err(format!("unexpected `{}` in the foreign key", cursor.peek().map_or("", |t| &t.text)));
+                return Err(format!(
+                    "unexpected `{}` in the foreign key",
+                    cursor.peek().map_or("", |t| &t.text)
+                ));
             }
         }
         let name = constraint_name.or(index_name);
@@ -264,7 +294,10 @@ pub(crate) fn parse_key(tokens: &[Token]) -> Result<KeySpec, String> {
     };
     let if_not_exists = cursor.eat_words(&["IF", "NOT", "EXISTS"]);
     let mut name = None;
-    if kind != IndexKind::Primary && cursor.peek().is_some_and(Token::is_identifier) && !cursor.at_word("USING") {
+    if kind != IndexKind::Primary
+        && cursor.peek().is_some_and(Token::is_identifier)
+        && !cursor.at_word("USING")
+    {
         name = Some(cursor.identifier("an index name")?);
     }
     if cursor.eat_word("USING") || cursor.eat_word("TYPE") {
@@ -278,7 +311,12 @@ pub(crate) fn parse_key(tokens: &[Token]) -> Result<KeySpec, String> {
     } else if name.is_none() {
         name = constraint_name;
     }
-    Ok(KeySpec::Index(IndexSpec { name, kind, parts, if_not_exists }))
+    Ok(KeySpec::Index(IndexSpec {
+        name,
+        kind,
+        parts,
+        if_not_exists,
+    }))
 }
 
 fn referential_action(cursor: &mut Cursor<'_>) -> Result<ReferentialAction, String> {
@@ -320,16 +358,27 @@ fn key_parts(tokens: &[Token]) -> Result<Vec<IndexPart>, String> {
             let mut cursor = Cursor::new(piece);
             let part = if cursor.peek().is_some_and(|t| t.is_punct('(')) {
                 let expression = render(cursor.group("a functional key part")?);
-                IndexPart { column: None, expression: Some(expression), prefix: None }
+                IndexPart {
+                    column: None,
+                    expression: Some(expression),
+                    prefix: None,
+                }
             } else {
                 let column = cursor.identifier("a key column")?;
                 let mut prefix = None;
                 if cursor.peek().is_some_and(|t| t.is_punct('(')) {
                     let inside = cursor.group("a prefix length")?;
                     let text = render(inside);
-                    prefix = Some(text.parse::<u32>().map_err(|_| format!("prefix length `{text}` is not a number"))?);
+                    prefix = Some(
+                        text.parse::<u32>()
+                            .map_err(|_| format!("prefix length `{text}` is not a number"))?,
+                    );
                 }
-                IndexPart { column: Some(column), expression: None, prefix }
+                IndexPart {
+                    column: Some(column),
+                    expression: None,
+                    prefix,
+                }
             };
             let _ = cursor.eat_word("ASC") || cursor.eat_word("DESC");
             cursor.expect_end("a key part")?;
@@ -351,7 +400,9 @@ const TWO_WORD_OPTIONS: &[(&str, &str)] = &[("DATA", "DIRECTORY"), ("INDEX", "DI
 
 /// Parses space- or comma-separated table options. Stops before `PARTITION BY` and returns
 /// the tokens from there on.
-pub(crate) fn parse_table_options(tokens: &[Token]) -> Result<(Vec<TableOption>, &[Token]), String> {
+pub(crate) fn parse_table_options(
+    tokens: &[Token],
+) -> Result<(Vec<TableOption>, &[Token]), String> {
     let mut cursor = Cursor::new(tokens);
     let mut options = Vec::new();
     loop {
@@ -359,9 +410,14 @@ pub(crate) fn parse_table_options(tokens: &[Token]) -> Result<(Vec<TableOption>,
         if cursor.at_end() {
             break;
         }
-        if cursor.at_word("PARTITION") || cursor.at_word("WITH") && cursor.peek_at(1).is_some_and(|t| t.is_word("SYSTEM")) {
+        if cursor.at_word("PARTITION")
+            || cursor.at_word("WITH") && cursor.peek_at(1).is_some_and(|t| t.is_word("SYSTEM"))
+        {
             if cursor.eat_words(&["WITH", "SYSTEM", "VERSIONING"]) {
-                options.push(TableOption { key: "WITH SYSTEM VERSIONING".to_owned(), value: String::new() });
+                options.push(TableOption {
+                    key: "WITH SYSTEM VERSIONING".to_owned(),
+                    value: String::new(),
+                });
                 continue;
             }
             break;
@@ -371,14 +427,18 @@ pub(crate) fn parse_table_options(tokens: &[Token]) -> Result<(Vec<TableOption>,
             "CHARSET".to_owned()
         } else if cursor.eat_word("COLLATE") {
             "COLLATE".to_owned()
-        } else if let Some((a, b)) = TWO_WORD_OPTIONS.iter().find(|(a, b)| cursor.eat_words(&[a, b])) {
+        } else if let Some((a, b)) = TWO_WORD_OPTIONS
+            .iter()
+            .find(|(a, b)| cursor.eat_words(&[a, b]))
+        {
             format!("{a} {b}")
         } else {
             let token = cursor.next_token().ok_or("expected a table option")?;
-            if token.kind != TokenKind::Word {
+            // MariaDB prints engine-defined options quoted: `PAGE_COMPRESSED`='ON'.
+            if !token.is_identifier() {
                 return Err(format!("expected a table option, found `{}`", token.text));
             }
-            token.text.to_ascii_uppercase()
+            token.value.to_ascii_uppercase()
         };
         cursor.eat_punct('=');
         let value = match cursor.peek() {
@@ -406,32 +466,46 @@ mod tests {
 
     #[test]
     fn indexes_as_servers_print_them() {
-        let KeySpec::Index(pk) = key("PRIMARY KEY (`id`)") else { panic!() };
-        assert_eq!((pk.name.as_deref(), pk.kind), (Some("PRIMARY"), IndexKind::Primary));
-        let KeySpec::Index(k) = key("KEY `k1` (`name`(10),`created` DESC) USING BTREE COMMENT 'c' /*!80000 INVISIBLE */")
-        else {
+        let KeySpec::Index(pk) = key("PRIMARY KEY (`id`)") else {
+            panic!()
+        };
+        assert_eq!(
+            (pk.name.as_deref(), pk.kind),
+            (Some("PRIMARY"), IndexKind::Primary)
+        );
+        let KeySpec::Index(k) = key(
+            "KEY `k1` (`name`(10),`created` DESC) USING BTREE COMMENT 'c' /*!80000 INVISIBLE */",
+        ) else {
             panic!()
         };
         assert_eq!(k.parts.len(), 2);
         assert_eq!(k.parts[0].prefix, Some(10));
-        let KeySpec::Index(u) = key("UNIQUE KEY `uk` (`a`,`b`)") else { panic!() };
+        let KeySpec::Index(u) = key("UNIQUE KEY `uk` (`a`,`b`)") else {
+            panic!()
+        };
         assert_eq!(u.kind, IndexKind::Unique);
-        let KeySpec::Index(f) = key("KEY `fx` ((lower(`name`)))") else { panic!() };
+        let KeySpec::Index(f) = key("KEY `fx` ((lower(`name`)))") else {
+            panic!()
+        };
         assert!(f.parts[0].column.is_none());
-        let KeySpec::Index(named) = key("CONSTRAINT `c` UNIQUE (`a`)") else { panic!() };
+        let KeySpec::Index(named) = key("CONSTRAINT `c` UNIQUE (`a`)") else {
+            panic!()
+        };
         assert_eq!(named.name.as_deref(), Some("c"));
     }
 
     #[test]
     fn foreign_keys_and_checks() {
-        let KeySpec::ForeignKey(fk) =
-            key("CONSTRAINT `fk` FOREIGN KEY (`p`) REFERENCES `parent` (`id`) ON DELETE CASCADE ON UPDATE NO ACTION")
-        else {
+        let KeySpec::ForeignKey(fk) = key(
+            "CONSTRAINT `fk` FOREIGN KEY (`p`) REFERENCES `parent` (`id`) ON DELETE CASCADE ON UPDATE NO ACTION",
+        ) else {
             panic!()
         };
         assert!(fk.key.cascades());
         assert_eq!(fk.name.as_deref(), Some("fk"));
-        let KeySpec::Check(check) = key("CONSTRAINT `t_chk_1` CHECK ((`a` > 0)) /*!80016 NOT ENFORCED */") else {
+        let KeySpec::Check(check) =
+            key("CONSTRAINT `t_chk_1` CHECK ((`a` > 0)) /*!80016 NOT ENFORCED */")
+        else {
             panic!()
         };
         assert!(!check.enforced);
@@ -446,7 +520,10 @@ mod tests {
         .unwrap();
         let (options, rest) = parse_table_options(&lexed.tokens).unwrap();
         let keys: Vec<_> = options.iter().map(|o| o.key.as_str()).collect();
-        assert_eq!(keys, vec!["ENGINE", "AUTO_INCREMENT", "CHARSET", "COLLATE", "COMMENT"]);
+        assert_eq!(
+            keys,
+            vec!["ENGINE", "AUTO_INCREMENT", "CHARSET", "COLLATE", "COMMENT"]
+        );
         assert_eq!(options[4].value, "a b");
         assert!(rest[0].is_word("PARTITION"));
     }

@@ -98,7 +98,10 @@ impl fmt::Display for LexError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LexError::UnterminatedQuote { quote, offset } => {
-                write!(f, "the quote {quote} opened at byte {offset} is never closed")
+                write!(
+                    f,
+                    "the quote {quote} opened at byte {offset} is never closed"
+                )
             }
             LexError::UnterminatedComment { offset } => {
                 write!(f, "the comment opened at byte {offset} is never closed")
@@ -135,7 +138,11 @@ fn lex_range(
             continue;
         }
         // Comments.
-        if c == '#' || (c == '-' && input[i..to].starts_with("--") && next_is_space_or_end(input, i + 2, to)) {
+        if c == '#'
+            || (c == '-'
+                && input[i..to].starts_with("--")
+                && next_is_space_or_end(input, i + 2, to))
+        {
             while i < to && bytes[i] != b'\n' {
                 i += 1;
             }
@@ -149,7 +156,9 @@ fn lex_range(
             let body_start = i + 2;
             let executable = if input[body_start..close].starts_with('!') {
                 Some(body_start + 1)
-            } else if input[body_start..close].starts_with("M!") || input[body_start..close].starts_with("m!") {
+            } else if input[body_start..close].starts_with("M!")
+                || input[body_start..close].starts_with("m!")
+            {
                 Some(body_start + 2)
             } else {
                 None
@@ -175,8 +184,18 @@ fn lex_range(
         // Quoted things.
         if c == '\'' || c == '"' || c == '`' {
             let (value, end) = read_quoted(input, i, to, c)?;
-            let kind = if c == '`' { TokenKind::QuotedIdent } else { TokenKind::Str };
-            out.tokens.push(Token { kind, text: input[i..end].to_owned(), value, start: i, end });
+            let kind = if c == '`' {
+                TokenKind::QuotedIdent
+            } else {
+                TokenKind::Str
+            };
+            out.tokens.push(Token {
+                kind,
+                text: input[i..end].to_owned(),
+                value,
+                start: i,
+                end,
+            });
             i = end;
             continue;
         }
@@ -206,8 +225,18 @@ fn lex_range(
                 || text.starts_with("0x")
                 || text.starts_with("0b")
                 || is_float_literal(text);
-            let kind = if numeric { TokenKind::Number } else { TokenKind::Word };
-            out.tokens.push(Token { kind, text: text.to_owned(), value: text.to_owned(), start: i, end: j });
+            let kind = if numeric {
+                TokenKind::Number
+            } else {
+                TokenKind::Word
+            };
+            out.tokens.push(Token {
+                kind,
+                text: text.to_owned(),
+                value: text.to_owned(),
+                start: i,
+                end: j,
+            });
             i = j;
             continue;
         }
@@ -248,7 +277,8 @@ fn is_float_literal(text: &str) -> bool {
     let mut parts = text.splitn(2, ['e', 'E']);
     let mantissa = parts.next().unwrap_or("");
     let exponent = parts.next();
-    let mantissa_ok = !mantissa.is_empty() && mantissa.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let mantissa_ok =
+        !mantissa.is_empty() && mantissa.chars().all(|c| c.is_ascii_digit() || c == '.');
     let exponent_ok = exponent.is_some_and(|e| {
         let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
         !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
@@ -257,12 +287,21 @@ fn is_float_literal(text: &str) -> bool {
 }
 
 fn next_is_space_or_end(input: &str, at: usize, to: usize) -> bool {
-    at >= to || input[at..].chars().next().is_some_and(|c| c.is_whitespace() || c.is_control())
+    at >= to
+        || input[at..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_whitespace() || c.is_control())
 }
 
 /// Reads a quoted string or identifier starting at `start` (the opening quote).
 /// Returns the unescaped value and the offset just past the closing quote.
-fn read_quoted(input: &str, start: usize, to: usize, quote: char) -> Result<(String, usize), LexError> {
+fn read_quoted(
+    input: &str,
+    start: usize,
+    to: usize,
+    quote: char,
+) -> Result<(String, usize), LexError> {
     let mut value = String::new();
     let mut chars = input[start + 1..to].char_indices().peekable();
     while let Some((offset, c)) = chars.next() {
@@ -292,7 +331,10 @@ fn read_quoted(input: &str, start: usize, to: usize, quote: char) -> Result<(Str
         }
         value.push(c);
     }
-    Err(LexError::UnterminatedQuote { quote, offset: start })
+    Err(LexError::UnterminatedQuote {
+        quote,
+        offset: start,
+    })
 }
 
 /// Splits tokens at top-level occurrences of `separator` (outside parentheses).
@@ -344,14 +386,17 @@ pub(crate) fn source_text<'a>(input: &'a str, tokens: &[Token]) -> &'a str {
     }
 }
 
-/// Joins token texts with single spaces: a normalised rendering for re-parsing.
+/// Joins token texts for re-parsing: tokens that touched in the input stay together (`<>`,
+/// `->>`), others are separated by one space.
 pub(crate) fn render(tokens: &[Token]) -> String {
     let mut out = String::new();
-    for (index, token) in tokens.iter().enumerate() {
-        if index > 0 {
+    let mut previous_end = None;
+    for token in tokens {
+        if previous_end.is_some_and(|end| end != token.start) {
             out.push(' ');
         }
         out.push_str(&token.text);
+        previous_end = Some(token.end);
     }
     out
 }
@@ -361,12 +406,21 @@ mod tests {
     use super::*;
 
     fn words(input: &str) -> Vec<String> {
-        lex(input, ExecutableComments::Report).unwrap().tokens.into_iter().map(|t| t.text).collect()
+        lex(input, ExecutableComments::Report)
+            .unwrap()
+            .tokens
+            .into_iter()
+            .map(|t| t.text)
+            .collect()
     }
 
     #[test]
     fn strings_hide_comment_markers_and_semicolons() {
-        let lexed = lex("ALTER TABLE t COMMENT = '/*! x */; y'", ExecutableComments::Report).unwrap();
+        let lexed = lex(
+            "ALTER TABLE t COMMENT = '/*! x */; y'",
+            ExecutableComments::Report,
+        )
+        .unwrap();
         assert!(lexed.executable_comments.is_empty());
         assert_eq!(lexed.tokens.last().unwrap().value, "/*! x */; y");
         assert_eq!(split_top_level(&lexed.tokens, ';').len(), 1);
@@ -374,7 +428,12 @@ mod tests {
 
     #[test]
     fn executable_comments_are_found_with_and_without_versions() {
-        for text in ["a /*! DROP TABLE t */ b", "a /*!50100 x */ b", "a /*M!100100 x */ b", "a /*M! x */ b"] {
+        for text in [
+            "a /*! DROP TABLE t */ b",
+            "a /*!50100 x */ b",
+            "a /*M!100100 x */ b",
+            "a /*M! x */ b",
+        ] {
             let lexed = lex(text, ExecutableComments::Report).unwrap();
             assert_eq!(lexed.executable_comments.len(), 1, "{text}");
             assert_eq!(words(text), vec!["a", "b"], "{text}");
@@ -383,14 +442,21 @@ mod tests {
 
     #[test]
     fn unwrap_mode_tokenizes_the_content() {
-        let lexed = lex("KEY k (a) /*!80000 INVISIBLE */", ExecutableComments::Unwrap).unwrap();
+        let lexed = lex(
+            "KEY k (a) /*!80000 INVISIBLE */",
+            ExecutableComments::Unwrap,
+        )
+        .unwrap();
         let texts: Vec<_> = lexed.tokens.iter().map(|t| t.text.as_str()).collect();
         assert_eq!(texts, vec!["KEY", "k", "(", "a", ")", "INVISIBLE"]);
     }
 
     #[test]
     fn plain_comments_are_dropped_and_double_dash_needs_a_space() {
-        assert_eq!(words("a -- c\nb # d\nc /* e */ d"), vec!["a", "b", "c", "d"]);
+        assert_eq!(
+            words("a -- c\nb # d\nc /* e */ d"),
+            vec!["a", "b", "c", "d"]
+        );
         assert_eq!(words("a--1"), vec!["a", "-", "-", "1"]);
     }
 
@@ -404,14 +470,38 @@ mod tests {
 
     #[test]
     fn unterminated_things_are_errors() {
-        assert!(matches!(lex("'abc", ExecutableComments::Report), Err(LexError::UnterminatedQuote { .. })));
-        assert!(matches!(lex("/* abc", ExecutableComments::Report), Err(LexError::UnterminatedComment { .. })));
+        assert!(matches!(
+            lex("'abc", ExecutableComments::Report),
+            Err(LexError::UnterminatedQuote { .. })
+        ));
+        assert!(matches!(
+            lex("/* abc", ExecutableComments::Report),
+            Err(LexError::UnterminatedComment { .. })
+        ));
+    }
+
+    #[test]
+    fn render_keeps_touching_operators_together() {
+        let lexed = lex(
+            "CHECK (c <> '' AND j->>'$.a' = 1)",
+            ExecutableComments::Report,
+        )
+        .unwrap();
+        assert_eq!(render(&lexed.tokens), "CHECK (c <> '' AND j->>'$.a' = 1)");
     }
 
     #[test]
     fn numbers_and_identifiers_starting_with_digits() {
         let lexed = lex("1col 11 1.5e3 0x1F", ExecutableComments::Report).unwrap();
         let kinds: Vec<_> = lexed.tokens.iter().map(|t| t.kind.clone()).collect();
-        assert_eq!(kinds, vec![TokenKind::Word, TokenKind::Number, TokenKind::Number, TokenKind::Number]);
+        assert_eq!(
+            kinds,
+            vec![
+                TokenKind::Word,
+                TokenKind::Number,
+                TokenKind::Number,
+                TokenKind::Number
+            ]
+        );
     }
 }

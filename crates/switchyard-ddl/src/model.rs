@@ -245,7 +245,10 @@ impl TypeKind {
     pub fn has_charset(&self) -> bool {
         matches!(
             self,
-            TypeKind::Char { .. } | TypeKind::Text { .. } | TypeKind::Enum { .. } | TypeKind::Set { .. }
+            TypeKind::Char { .. }
+                | TypeKind::Text { .. }
+                | TypeKind::Enum { .. }
+                | TypeKind::Set { .. }
         )
     }
 }
@@ -253,7 +256,11 @@ impl TypeKind {
 impl fmt::Display for TypeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let list = |values: &[String]| {
-            values.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect::<Vec<_>>().join(",")
+            values
+                .iter()
+                .map(|v| format!("'{}'", v.replace('\'', "''")))
+                .collect::<Vec<_>>()
+                .join(",")
         };
         match self {
             TypeKind::Integer { size } => f.write_str(size.sql_name()),
@@ -270,7 +277,11 @@ impl fmt::Display for TypeKind {
                 write!(f, "{}({length})", if *varying { "VARCHAR" } else { "CHAR" })
             }
             TypeKind::Binary { varying, length } => {
-                write!(f, "{}({length})", if *varying { "VARBINARY" } else { "BINARY" })
+                write!(
+                    f,
+                    "{}({length})",
+                    if *varying { "VARBINARY" } else { "BINARY" }
+                )
             }
             TypeKind::Text { size } => write!(f, "{}TEXT", size.prefix()),
             TypeKind::Blob { size } => write!(f, "{}BLOB", size.prefix()),
@@ -282,13 +293,19 @@ impl fmt::Display for TypeKind {
             TypeKind::Enum { values } => write!(f, "ENUM({})", list(values)),
             TypeKind::Set { values } => write!(f, "SET({})", list(values)),
             TypeKind::Json => f.write_str("JSON"),
-            TypeKind::Geometry { name } | TypeKind::Other { name } => f.write_str(&name.to_uppercase()),
+            TypeKind::Geometry { name } | TypeKind::Other { name } => {
+                f.write_str(&name.to_uppercase())
+            }
         }
     }
 }
 
 fn fsp_type(f: &mut fmt::Formatter<'_>, name: &str, fsp: u8) -> fmt::Result {
-    if fsp == 0 { f.write_str(name) } else { write!(f, "{name}({fsp})") }
+    if fsp == 0 {
+        f.write_str(name)
+    } else {
+        write!(f, "{name}({fsp})")
+    }
 }
 
 /// A column's full type: kind, signedness, character set and collation.
@@ -472,7 +489,10 @@ impl ReferentialAction {
     /// True when the action changes other rows (CASCADE, SET NULL, SET DEFAULT). Those changes
     /// are made by the storage engine and are not written to the binary log as rows.
     pub fn changes_rows(self) -> bool {
-        matches!(self, ReferentialAction::Cascade | ReferentialAction::SetNull | ReferentialAction::SetDefault)
+        matches!(
+            self,
+            ReferentialAction::Cascade | ReferentialAction::SetNull | ReferentialAction::SetDefault
+        )
     }
 }
 
@@ -504,7 +524,9 @@ impl ForeignKey {
     pub(crate) fn same_relation(&self, other: &ForeignKey) -> bool {
         let lower = |v: &[String]| v.iter().map(|s| s.to_lowercase()).collect::<Vec<_>>();
         lower(&self.columns) == lower(&other.columns)
-            && self.referenced_table.eq_ignore_ascii_case(&other.referenced_table)
+            && self
+                .referenced_table
+                .eq_ignore_ascii_case(&other.referenced_table)
             && lower(&self.referenced_columns) == lower(&other.referenced_columns)
     }
 }
@@ -562,17 +584,23 @@ pub struct Table {
 impl Table {
     /// The column called `name` (names compare without regard to letter case, as on the server).
     pub fn column(&self, name: &str) -> Option<&Column> {
-        self.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+        self.columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
     }
 
     /// The position of the column called `name`.
     pub fn column_position(&self, name: &str) -> Option<usize> {
-        self.columns.iter().position(|c| c.name.eq_ignore_ascii_case(name))
+        self.columns
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(name))
     }
 
     /// The index called `name` (`PRIMARY` for the primary key).
     pub fn index(&self, name: &str) -> Option<&Index> {
-        self.indexes.iter().find(|i| i.name.eq_ignore_ascii_case(name))
+        self.indexes
+            .iter()
+            .find(|i| i.name.eq_ignore_ascii_case(name))
     }
 
     /// The primary key, if any.
@@ -587,7 +615,10 @@ impl Table {
             index.kind == IndexKind::Primary
                 || (index.kind == IndexKind::Unique
                     && index.parts.iter().all(|part| {
-                        part.column.as_deref().and_then(|c| self.column(c)).is_some_and(|c| !c.nullable)
+                        part.column
+                            .as_deref()
+                            .and_then(|c| self.column(c))
+                            .is_some_and(|c| !c.nullable)
                     }))
         })
     }
@@ -611,15 +642,27 @@ impl Table {
                     && a.auto_increment == b.auto_increment
                     && a.generated == b.generated
             });
-        let mut mine: Vec<_> = self.indexes.iter().map(|i| (i.kind, lower_parts(i))).collect();
-        let mut theirs: Vec<_> = other.indexes.iter().map(|i| (i.kind, lower_parts(i))).collect();
+        let mut mine: Vec<_> = self
+            .indexes
+            .iter()
+            .map(|i| (i.kind, lower_parts(i)))
+            .collect();
+        let mut theirs: Vec<_> = other
+            .indexes
+            .iter()
+            .map(|i| (i.kind, lower_parts(i)))
+            .collect();
         mine.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
         theirs.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
         columns_match
             && mine == theirs
             && self.foreign_keys.len() == other.foreign_keys.len()
-            && self.foreign_keys.iter().all(|fk| other.foreign_keys.iter().any(|o| o.same_relation(fk)))
-            && self.checks.iter().filter(|c| c.enforced).count() == other.checks.iter().filter(|c| c.enforced).count()
+            && self
+                .foreign_keys
+                .iter()
+                .all(|fk| other.foreign_keys.iter().any(|o| o.same_relation(fk)))
+            && self.checks.iter().filter(|c| c.enforced).count()
+                == other.checks.iter().filter(|c| c.enforced).count()
     }
 
     pub(crate) fn column_by_id(&self, id: u32) -> Option<&Column> {
@@ -631,7 +674,13 @@ fn lower_parts(index: &Index) -> Vec<(Option<String>, Option<String>, Option<u32
     index
         .parts
         .iter()
-        .map(|p| (p.column.as_ref().map(|c| c.to_lowercase()), p.expression.clone(), p.prefix))
+        .map(|p| {
+            (
+                p.column.as_ref().map(|c| c.to_lowercase()),
+                p.expression.clone(),
+                p.prefix,
+            )
+        })
         .collect()
 }
 
@@ -639,9 +688,10 @@ fn lower_parts(index: &Index) -> Vec<(Option<String>, Option<String>, Option<u32
 /// whether a VARCHAR needs a one- or two-byte length prefix. Unknown sets count as 4.
 pub(crate) fn charset_max_bytes(charset: &str) -> u32 {
     match charset {
-        "binary" | "latin1" | "latin2" | "latin5" | "latin7" | "ascii" | "cp1250" | "cp1251" | "cp1256"
-        | "cp1257" | "cp850" | "cp852" | "cp866" | "dec8" | "greek" | "hebrew" | "hp8" | "keybcs2"
-        | "koi8r" | "koi8u" | "macce" | "macroman" | "swe7" | "tis620" | "geostd8" | "armscii8" => 1,
+        "binary" | "latin1" | "latin2" | "latin5" | "latin7" | "ascii" | "cp1250" | "cp1251"
+        | "cp1256" | "cp1257" | "cp850" | "cp852" | "cp866" | "dec8" | "greek" | "hebrew"
+        | "hp8" | "keybcs2" | "koi8r" | "koi8u" | "macce" | "macroman" | "swe7" | "tis620"
+        | "geostd8" | "armscii8" => 1,
         "ucs2" | "gbk" | "big5" | "sjis" | "cp932" | "euckr" | "gb2312" => 2,
         "utf8mb3" | "ujis" | "eucjpms" => 3,
         _ => 4,

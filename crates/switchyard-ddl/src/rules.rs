@@ -216,14 +216,28 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), Rule::ALL.len());
         for rule in Rule::ALL {
-            assert!(rule.id().chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{rule}");
-            assert_eq!(serde_json::to_string(rule).unwrap(), format!("\"{}\"", rule.id()));
+            assert!(
+                rule.id()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{rule}"
+            );
+            assert_eq!(
+                serde_json::to_string(rule).unwrap(),
+                format!("\"{}\"", rule.id())
+            );
         }
     }
 
     #[test]
     fn verdicts_order_from_safe_to_unsafe() {
-        assert!(Verdict::Safe < Verdict::SafeWithConversion && Verdict::SafeWithConversion < Verdict::Unsafe);
-        assert_eq!(serde_json::to_string(&Verdict::SafeWithConversion).unwrap(), "\"safe-with-conversion\"");
+        assert!(
+            Verdict::Safe < Verdict::SafeWithConversion
+                && Verdict::SafeWithConversion < Verdict::Unsafe
+        );
+        assert_eq!(
+            serde_json::to_string(&Verdict::SafeWithConversion).unwrap(),
+            "\"safe-with-conversion\""
+        );
     }
 }

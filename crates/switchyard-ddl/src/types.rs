@@ -40,13 +40,26 @@ fn refuse(rule: Rule, reason: impl Into<String>) -> TypeOutcome {
 }
 
 /// Compares the type a row was written with (`writer`) and the type it is applied to (`applier`).
-pub(crate) fn compare_types(flavor: Flavor, writer: &ColumnType, applier: &ColumnType) -> TypeOutcome {
+pub(crate) fn compare_types(
+    flavor: Flavor,
+    writer: &ColumnType,
+    applier: &ColumnType,
+) -> TypeOutcome {
     let (w, a) = (&writer.kind, &applier.kind);
-    let change = format!("{writer} to {applier}");
+    let short = |t: &ColumnType| {
+        if t.unsigned {
+            format!("{} UNSIGNED", t.kind)
+        } else {
+            t.kind.to_string()
+        }
+    };
+    let change = format!("{} to {}", short(writer), short(applier));
     if w.family() != a.family() {
         return refuse(
             Rule::TypeFamilyChange,
-            format!("{change} crosses type families; row-based replication never converts between them"),
+            format!(
+                "{change} crosses type families; row-based replication never converts between them"
+            ),
         );
     }
     if writer.compressed != applier.compressed {
@@ -84,22 +97,38 @@ pub(crate) fn compare_types(flavor: Flavor, writer: &ColumnType, applier: &Colum
             if ws == as_ {
                 TypeOutcome::Same
             } else if as_ > ws {
-                let promotion = if writer.unsigned { Promotion::UnsignedInteger } else { Promotion::SignedInteger };
+                let promotion = if writer.unsigned {
+                    Promotion::UnsignedInteger
+                } else {
+                    Promotion::SignedInteger
+                };
                 TypeOutcome::Convert(promotion, format!("{change} is integer widening"))
             } else {
-                refuse(Rule::Narrowing, format!("{change} narrows the integer: needs ALL_LOSSY, which truncates"))
+                refuse(
+                    Rule::Narrowing,
+                    format!("{change} narrows the integer: needs ALL_LOSSY, which truncates"),
+                )
             }
         }
         (
-            TypeKind::Decimal { precision: wp, scale: wsc },
-            TypeKind::Decimal { precision: ap, scale: asc },
+            TypeKind::Decimal {
+                precision: wp,
+                scale: wsc,
+            },
+            TypeKind::Decimal {
+                precision: ap,
+                scale: asc,
+            },
         ) => {
             if (wp, wsc) == (ap, asc) {
                 return TypeOutcome::Same;
             }
             let (w_int, a_int) = (wp - wsc, ap - asc);
             if a_int >= w_int && asc >= wsc {
-                TypeOutcome::Convert(Promotion::Other, format!("{change} keeps integer digits and scale"))
+                TypeOutcome::Convert(
+                    Promotion::Other,
+                    format!("{change} keeps integer digits and scale"),
+                )
             } else {
                 refuse(
                     Rule::DecimalNarrowing,
@@ -110,28 +139,64 @@ pub(crate) fn compare_types(flavor: Flavor, writer: &ColumnType, applier: &Colum
                 )
             }
         }
-        (TypeKind::Float { double: wd, digits: wg }, TypeKind::Float { double: ad, digits: ag }) => {
+        (
+            TypeKind::Float {
+                double: wd,
+                digits: wg,
+            },
+            TypeKind::Float {
+                double: ad,
+                digits: ag,
+            },
+        ) => {
             if (wd, wg) == (ad, ag) {
                 TypeOutcome::Same
             } else if wg != ag {
-                refuse(Rule::FloatPrecisionChange, format!("{change} changes the (M,D) of a floating-point column"))
+                refuse(
+                    Rule::FloatPrecisionChange,
+                    format!("{change} changes the (M,D) of a floating-point column"),
+                )
             } else if !wd && *ad {
                 TypeOutcome::Convert(Promotion::Other, format!("{change} is FLOAT to DOUBLE"))
             } else {
                 refuse(Rule::Narrowing, format!("{change} narrows DOUBLE to FLOAT"))
             }
         }
-        (TypeKind::Bit { width: ww }, TypeKind::Bit { width: aw }) => widen(ww, aw, &change, "BIT width"),
-        (TypeKind::Char { varying: wv, length: wl }, TypeKind::Char { varying: av, length: al }) if wv == av => {
-            widen(wl, al, &change, "length")
+        (TypeKind::Bit { width: ww }, TypeKind::Bit { width: aw }) => {
+            widen(ww, aw, &change, "BIT width")
         }
-        (TypeKind::Binary { varying: wv, length: wl }, TypeKind::Binary { varying: av, length: al }) if wv == av => {
-            widen(wl, al, &change, "length")
-        }
+        (
+            TypeKind::Char {
+                varying: wv,
+                length: wl,
+            },
+            TypeKind::Char {
+                varying: av,
+                length: al,
+            },
+        ) if wv == av => widen(wl, al, &change, "length"),
+        (
+            TypeKind::Binary {
+                varying: wv,
+                length: wl,
+            },
+            TypeKind::Binary {
+                varying: av,
+                length: al,
+            },
+        ) if wv == av => widen(wl, al, &change, "length"),
         (TypeKind::Text { size: ws }, TypeKind::Text { size: as_ })
-        | (TypeKind::Blob { size: ws }, TypeKind::Blob { size: as_ }) => widen(ws, as_, &change, "size"),
-        (TypeKind::Char { .. } | TypeKind::Text { .. }, TypeKind::Char { .. } | TypeKind::Text { .. })
-        | (TypeKind::Binary { .. } | TypeKind::Blob { .. }, TypeKind::Binary { .. } | TypeKind::Blob { .. }) => refuse(
+        | (TypeKind::Blob { size: ws }, TypeKind::Blob { size: as_ }) => {
+            widen(ws, as_, &change, "size")
+        }
+        (
+            TypeKind::Char { .. } | TypeKind::Text { .. },
+            TypeKind::Char { .. } | TypeKind::Text { .. },
+        )
+        | (
+            TypeKind::Binary { .. } | TypeKind::Blob { .. },
+            TypeKind::Binary { .. } | TypeKind::Blob { .. },
+        ) => refuse(
             Rule::StringKindChange,
             format!(
                 "{change} changes the kind of string (CHAR, VARCHAR, TEXT or BINARY, VARBINARY, BLOB); the \
@@ -140,15 +205,23 @@ pub(crate) fn compare_types(flavor: Flavor, writer: &ColumnType, applier: &Colum
             ),
         ),
         (TypeKind::Time { fsp: wf }, TypeKind::Time { fsp: af })
-        | (TypeKind::Timestamp { fsp: wf }, TypeKind::Timestamp { fsp: af }) => fsp_change(*wf, *af, &change, false, flavor),
-        (TypeKind::Datetime { fsp: wf }, TypeKind::Datetime { fsp: af }) => fsp_change(*wf, *af, &change, true, flavor),
-        (TypeKind::Date, TypeKind::Date) | (TypeKind::Year, TypeKind::Year) | (TypeKind::Json, TypeKind::Json) => {
-            TypeOutcome::Same
+        | (TypeKind::Timestamp { fsp: wf }, TypeKind::Timestamp { fsp: af }) => {
+            fsp_change(*wf, *af, &change, false, flavor)
         }
-        (TypeKind::Date, TypeKind::Datetime { fsp: 0 }) if flavor == Flavor::Mariadb => TypeOutcome::Convert(
-            Promotion::Other,
-            format!("{change}: measured, MariaDB applies DATE rows to DATETIME with ALL_NON_LOSSY"),
-        ),
+        (TypeKind::Datetime { fsp: wf }, TypeKind::Datetime { fsp: af }) => {
+            fsp_change(*wf, *af, &change, true, flavor)
+        }
+        (TypeKind::Date, TypeKind::Date)
+        | (TypeKind::Year, TypeKind::Year)
+        | (TypeKind::Json, TypeKind::Json) => TypeOutcome::Same,
+        (TypeKind::Date, TypeKind::Datetime { fsp: 0 }) if flavor == Flavor::Mariadb => {
+            TypeOutcome::Convert(
+                Promotion::Other,
+                format!(
+                    "{change}: measured, MariaDB applies DATE rows to DATETIME with ALL_NON_LOSSY"
+                ),
+            )
+        }
         (_, _) if w.family() == TypeFamily::Temporal => refuse(
             Rule::TemporalTypeChange,
             format!(
@@ -157,20 +230,34 @@ pub(crate) fn compare_types(flavor: Flavor, writer: &ColumnType, applier: &Colum
                 flavor.product_name()
             ),
         ),
-        (TypeKind::Enum { values: wv }, TypeKind::Enum { values: av }) => enum_change(wv, av, &change, false),
-        (TypeKind::Set { values: wv }, TypeKind::Set { values: av }) => enum_change(wv, av, &change, true),
-        (TypeKind::Enum { .. }, TypeKind::Set { .. }) | (TypeKind::Set { .. }, TypeKind::Enum { .. }) => {
-            refuse(Rule::TypeFamilyChange, format!("{change}: ENUM and SET store different numbers"))
+        (TypeKind::Enum { values: wv }, TypeKind::Enum { values: av }) => {
+            enum_change(wv, av, &change, false)
         }
+        (TypeKind::Set { values: wv }, TypeKind::Set { values: av }) => {
+            enum_change(wv, av, &change, true)
+        }
+        (TypeKind::Enum { .. }, TypeKind::Set { .. })
+        | (TypeKind::Set { .. }, TypeKind::Enum { .. }) => refuse(
+            Rule::TypeFamilyChange,
+            format!("{change}: ENUM and SET store different numbers"),
+        ),
         (TypeKind::Geometry { name: wn }, TypeKind::Geometry { name: an }) => {
             if wn == an && writer.srid == applier.srid {
                 TypeOutcome::Same
             } else {
-                refuse(Rule::GeometryChange, format!("{change}: spatial types and SRIDs are never converted"))
+                refuse(
+                    Rule::GeometryChange,
+                    format!("{change}: spatial types and SRIDs are never converted"),
+                )
             }
         }
-        (TypeKind::Other { name: wn }, TypeKind::Other { name: an }) if wn == an => TypeOutcome::Same,
-        _ => refuse(Rule::TypeFamilyChange, format!("{change} is not a conversion the replica makes")),
+        (TypeKind::Other { name: wn }, TypeKind::Other { name: an }) if wn == an => {
+            TypeOutcome::Same
+        }
+        _ => refuse(
+            Rule::TypeFamilyChange,
+            format!("{change} is not a conversion the replica makes"),
+        ),
     }
 }
 
@@ -180,18 +267,29 @@ fn widen<T: PartialOrd>(writer: &T, applier: &T, change: &str, what: &str) -> Ty
     } else if applier > writer {
         TypeOutcome::Convert(Promotion::Other, format!("{change} widens the {what}"))
     } else {
-        TypeOutcome::Refuse(Rule::Narrowing, format!("{change} narrows the {what}: needs ALL_LOSSY, which truncates"))
+        TypeOutcome::Refuse(
+            Rule::Narrowing,
+            format!("{change} narrows the {what}: needs ALL_LOSSY, which truncates"),
+        )
     }
 }
 
-fn fsp_change(writer: u8, applier: u8, change: &str, datetime: bool, flavor: Flavor) -> TypeOutcome {
+fn fsp_change(
+    writer: u8,
+    applier: u8,
+    change: &str,
+    datetime: bool,
+    flavor: Flavor,
+) -> TypeOutcome {
     if writer == applier {
         return TypeOutcome::Same;
     }
     if datetime && flavor == Flavor::Mariadb && writer > 0 && applier > writer {
         return TypeOutcome::Convert(
             Promotion::Other,
-            format!("{change}: measured, MariaDB converts DATETIME({writer}) to DATETIME({applier}) with ALL_NON_LOSSY"),
+            format!(
+                "{change}: measured, MariaDB converts DATETIME({writer}) to DATETIME({applier}) with ALL_NON_LOSSY"
+            ),
         );
     }
     TypeOutcome::Refuse(
@@ -199,7 +297,11 @@ fn fsp_change(writer: u8, applier: u8, change: &str, datetime: bool, flavor: Fla
         format!(
             "{change} changes fractional-second precision; measured on both servers: the replica stops \
              with a corrupted-event error{}",
-            if flavor == Flavor::Mysql { " (MySQL refuses every precision change)" } else { "" }
+            if flavor == Flavor::Mysql {
+                " (MySQL refuses every precision change)"
+            } else {
+                ""
+            }
         ),
     )
 }
@@ -247,7 +349,10 @@ fn enum_change(writer: &[String], applier: &[String], change: &str, set: bool) -
     }
     let kept_in_order: Vec<&String> = applier.iter().filter(|v| writer.contains(v)).collect();
     if kept_in_order.iter().copied().eq(writer.iter()) {
-        let inserted = applier.iter().find(|v| !writer.contains(v)).map_or("", String::as_str);
+        let inserted = applier
+            .iter()
+            .find(|v| !writer.contains(v))
+            .map_or("", String::as_str);
         return TypeOutcome::Refuse(
             Rule::EnumValueInserted,
             format!(
@@ -258,14 +363,17 @@ fn enum_change(writer: &[String], applier: &[String], change: &str, set: bool) -
     }
     TypeOutcome::Refuse(
         Rule::EnumValuesChanged,
-        format!("{change} reorders the {kind} values: the row image stores positions, so values change meaning"),
+        format!(
+            "{change} reorders the {kind} values: the row image stores positions, so values change meaning"
+        ),
     )
 }
 
 /// True when the enum change only appended values (used to name the safe finding).
 pub(crate) fn is_enum_append(writer: &TypeKind, applier: &TypeKind) -> bool {
     match (writer, applier) {
-        (TypeKind::Enum { values: w }, TypeKind::Enum { values: a }) | (TypeKind::Set { values: w }, TypeKind::Set { values: a }) => {
+        (TypeKind::Enum { values: w }, TypeKind::Enum { values: a })
+        | (TypeKind::Set { values: w }, TypeKind::Set { values: a }) => {
             a.len() > w.len() && a.starts_with(w)
         }
         _ => false,
@@ -279,7 +387,14 @@ mod tests {
 
     fn ty(kind: TypeKind) -> ColumnType {
         let charset = kind.has_charset().then(|| "utf8mb4".to_owned());
-        ColumnType { kind, unsigned: false, charset, collation: None, compressed: false, srid: None }
+        ColumnType {
+            kind,
+            unsigned: false,
+            charset,
+            collation: None,
+            compressed: false,
+            srid: None,
+        }
     }
 
     fn int(size: IntSize) -> ColumnType {
@@ -296,23 +411,44 @@ mod tests {
     #[test]
     fn integers() {
         for flavor in Flavor::ALL {
-            assert_eq!(compare_types(flavor, &int(IntSize::Int), &int(IntSize::Int)), TypeOutcome::Same);
+            assert_eq!(
+                compare_types(flavor, &int(IntSize::Int), &int(IntSize::Int)),
+                TypeOutcome::Same
+            );
             assert!(matches!(
                 compare_types(flavor, &int(IntSize::Int), &int(IntSize::Big)),
                 TypeOutcome::Convert(Promotion::SignedInteger, _)
             ));
-            let unsigned = |s| ColumnType { unsigned: true, ..int(s) };
+            let unsigned = |s| ColumnType {
+                unsigned: true,
+                ..int(s)
+            };
             assert!(matches!(
                 compare_types(flavor, &unsigned(IntSize::Int), &unsigned(IntSize::Big)),
                 TypeOutcome::Convert(Promotion::UnsignedInteger, _)
             ));
-            assert_eq!(rule(compare_types(flavor, &int(IntSize::Big), &int(IntSize::Int))), Some(Rule::Narrowing));
             assert_eq!(
-                rule(compare_types(flavor, &int(IntSize::Int), &unsigned(IntSize::Int))),
+                rule(compare_types(
+                    flavor,
+                    &int(IntSize::Big),
+                    &int(IntSize::Int)
+                )),
+                Some(Rule::Narrowing)
+            );
+            assert_eq!(
+                rule(compare_types(
+                    flavor,
+                    &int(IntSize::Int),
+                    &unsigned(IntSize::Int)
+                )),
                 Some(Rule::SignednessChange)
             );
             assert_eq!(
-                rule(compare_types(flavor, &int(IntSize::Int), &unsigned(IntSize::Big))),
+                rule(compare_types(
+                    flavor,
+                    &int(IntSize::Int),
+                    &unsigned(IntSize::Big)
+                )),
                 Some(Rule::SignednessChange)
             );
         }
@@ -320,71 +456,210 @@ mod tests {
 
     #[test]
     fn decimals_keep_integer_digits_and_scale() {
-        let dec = |p, s| ty(TypeKind::Decimal { precision: p, scale: s });
-        assert!(matches!(compare_types(Flavor::Mysql, &dec(10, 2), &dec(12, 4)), TypeOutcome::Convert(..)));
-        assert!(matches!(compare_types(Flavor::Mysql, &dec(10, 2), &dec(11, 2)), TypeOutcome::Convert(..)));
-        assert_eq!(rule(compare_types(Flavor::Mysql, &dec(10, 2), &dec(10, 4))), Some(Rule::DecimalNarrowing));
-        assert_eq!(rule(compare_types(Flavor::Mariadb, &dec(10, 2), &dec(12, 1))), Some(Rule::DecimalNarrowing));
+        let dec = |p, s| {
+            ty(TypeKind::Decimal {
+                precision: p,
+                scale: s,
+            })
+        };
+        assert!(matches!(
+            compare_types(Flavor::Mysql, &dec(10, 2), &dec(12, 4)),
+            TypeOutcome::Convert(..)
+        ));
+        assert!(matches!(
+            compare_types(Flavor::Mysql, &dec(10, 2), &dec(11, 2)),
+            TypeOutcome::Convert(..)
+        ));
+        assert_eq!(
+            rule(compare_types(Flavor::Mysql, &dec(10, 2), &dec(10, 4))),
+            Some(Rule::DecimalNarrowing)
+        );
+        assert_eq!(
+            rule(compare_types(Flavor::Mariadb, &dec(10, 2), &dec(12, 1))),
+            Some(Rule::DecimalNarrowing)
+        );
     }
 
     #[test]
     fn strings() {
-        let varchar = |n| ty(TypeKind::Char { varying: true, length: n });
-        assert!(matches!(compare_types(Flavor::Mysql, &varchar(10), &varchar(20)), TypeOutcome::Convert(..)));
-        assert_eq!(rule(compare_types(Flavor::Mysql, &varchar(20), &varchar(10))), Some(Rule::Narrowing));
-        let latin = ColumnType { charset: Some("latin1".into()), ..varchar(10) };
-        assert_eq!(rule(compare_types(Flavor::Mariadb, &latin, &varchar(10))), Some(Rule::CharsetChange));
-        let text = ty(TypeKind::Text { size: LobSize::Regular });
-        assert_eq!(rule(compare_types(Flavor::Mysql, &varchar(10), &text)), Some(Rule::StringKindChange));
-        let medium = ty(TypeKind::Text { size: LobSize::Medium });
-        assert!(matches!(compare_types(Flavor::Mysql, &text, &medium), TypeOutcome::Convert(..)));
-        assert_eq!(rule(compare_types(Flavor::Mysql, &int(IntSize::Int), &varchar(30))), Some(Rule::TypeFamilyChange));
+        let varchar = |n| {
+            ty(TypeKind::Char {
+                varying: true,
+                length: n,
+            })
+        };
+        assert!(matches!(
+            compare_types(Flavor::Mysql, &varchar(10), &varchar(20)),
+            TypeOutcome::Convert(..)
+        ));
+        assert_eq!(
+            rule(compare_types(Flavor::Mysql, &varchar(20), &varchar(10))),
+            Some(Rule::Narrowing)
+        );
+        let latin = ColumnType {
+            charset: Some("latin1".into()),
+            ..varchar(10)
+        };
+        assert_eq!(
+            rule(compare_types(Flavor::Mariadb, &latin, &varchar(10))),
+            Some(Rule::CharsetChange)
+        );
+        let text = ty(TypeKind::Text {
+            size: LobSize::Regular,
+        });
+        assert_eq!(
+            rule(compare_types(Flavor::Mysql, &varchar(10), &text)),
+            Some(Rule::StringKindChange)
+        );
+        let medium = ty(TypeKind::Text {
+            size: LobSize::Medium,
+        });
+        assert!(matches!(
+            compare_types(Flavor::Mysql, &text, &medium),
+            TypeOutcome::Convert(..)
+        ));
+        assert_eq!(
+            rule(compare_types(
+                Flavor::Mysql,
+                &int(IntSize::Int),
+                &varchar(30)
+            )),
+            Some(Rule::TypeFamilyChange)
+        );
     }
 
     #[test]
     fn temporal_types_differ_by_flavor() {
         let dt = |fsp| ty(TypeKind::Datetime { fsp });
         for flavor in Flavor::ALL {
-            assert_eq!(rule(compare_types(flavor, &dt(0), &dt(3))), Some(Rule::FspChange));
-            assert_eq!(rule(compare_types(flavor, &dt(6), &dt(3))), Some(Rule::FspChange));
+            assert_eq!(
+                rule(compare_types(flavor, &dt(0), &dt(3))),
+                Some(Rule::FspChange)
+            );
+            assert_eq!(
+                rule(compare_types(flavor, &dt(6), &dt(3))),
+                Some(Rule::FspChange)
+            );
         }
-        assert!(matches!(compare_types(Flavor::Mariadb, &dt(3), &dt(6)), TypeOutcome::Convert(..)));
-        assert_eq!(rule(compare_types(Flavor::Mysql, &dt(3), &dt(6))), Some(Rule::FspChange));
-        assert!(matches!(compare_types(Flavor::Mariadb, &ty(TypeKind::Date), &dt(0)), TypeOutcome::Convert(..)));
-        assert_eq!(rule(compare_types(Flavor::Mysql, &ty(TypeKind::Date), &dt(0))), Some(Rule::TemporalTypeChange));
-        assert_eq!(rule(compare_types(Flavor::Mariadb, &ty(TypeKind::Date), &dt(3))), Some(Rule::TemporalTypeChange));
+        assert!(matches!(
+            compare_types(Flavor::Mariadb, &dt(3), &dt(6)),
+            TypeOutcome::Convert(..)
+        ));
+        assert_eq!(
+            rule(compare_types(Flavor::Mysql, &dt(3), &dt(6))),
+            Some(Rule::FspChange)
+        );
+        assert!(matches!(
+            compare_types(Flavor::Mariadb, &ty(TypeKind::Date), &dt(0)),
+            TypeOutcome::Convert(..)
+        ));
+        assert_eq!(
+            rule(compare_types(Flavor::Mysql, &ty(TypeKind::Date), &dt(0))),
+            Some(Rule::TemporalTypeChange)
+        );
+        assert_eq!(
+            rule(compare_types(Flavor::Mariadb, &ty(TypeKind::Date), &dt(3))),
+            Some(Rule::TemporalTypeChange)
+        );
         let ts = ty(TypeKind::Timestamp { fsp: 0 });
-        assert_eq!(rule(compare_types(Flavor::Mariadb, &dt(0), &ts)), Some(Rule::TemporalTypeChange));
+        assert_eq!(
+            rule(compare_types(Flavor::Mariadb, &dt(0), &ts)),
+            Some(Rule::TemporalTypeChange)
+        );
     }
 
     #[test]
     fn enums() {
-        let e = |values: &[&str]| ty(TypeKind::Enum { values: values.iter().map(|v| v.to_string()).collect() });
-        assert_eq!(compare_types(Flavor::Mysql, &e(&["a", "b"]), &e(&["a", "b", "c"])), TypeOutcome::Same);
-        assert_eq!(rule(compare_types(Flavor::Mysql, &e(&["a", "b"]), &e(&["a", "x", "b"]))), Some(Rule::EnumValueInserted));
-        assert_eq!(rule(compare_types(Flavor::Mysql, &e(&["a", "b"]), &e(&["a"]))), Some(Rule::EnumValueRemoved));
-        assert_eq!(rule(compare_types(Flavor::Mysql, &e(&["a", "b"]), &e(&["b", "a"]))), Some(Rule::EnumValuesChanged));
+        let e = |values: &[&str]| {
+            ty(TypeKind::Enum {
+                values: values.iter().map(|v| v.to_string()).collect(),
+            })
+        };
+        assert_eq!(
+            compare_types(Flavor::Mysql, &e(&["a", "b"]), &e(&["a", "b", "c"])),
+            TypeOutcome::Same
+        );
+        assert_eq!(
+            rule(compare_types(
+                Flavor::Mysql,
+                &e(&["a", "b"]),
+                &e(&["a", "x", "b"])
+            )),
+            Some(Rule::EnumValueInserted)
+        );
+        assert_eq!(
+            rule(compare_types(Flavor::Mysql, &e(&["a", "b"]), &e(&["a"]))),
+            Some(Rule::EnumValueRemoved)
+        );
+        assert_eq!(
+            rule(compare_types(
+                Flavor::Mysql,
+                &e(&["a", "b"]),
+                &e(&["b", "a"])
+            )),
+            Some(Rule::EnumValuesChanged)
+        );
         let many: Vec<String> = (0..255).map(|i| format!("v{i}")).collect();
         let mut more = many.clone();
         more.push("x".into());
-        let (a, b) = (ty(TypeKind::Enum { values: many }), ty(TypeKind::Enum { values: more }));
-        assert_eq!(rule(compare_types(Flavor::Mysql, &a, &b)), Some(Rule::EnumStorageChange));
-        let s = |n: usize| ty(TypeKind::Set { values: (0..n).map(|i| format!("s{i}")).collect() });
-        assert_eq!(compare_types(Flavor::Mariadb, &s(3), &s(8)), TypeOutcome::Same);
-        assert_eq!(rule(compare_types(Flavor::Mariadb, &s(8), &s(9))), Some(Rule::EnumStorageChange));
+        let (a, b) = (
+            ty(TypeKind::Enum { values: many }),
+            ty(TypeKind::Enum { values: more }),
+        );
+        assert_eq!(
+            rule(compare_types(Flavor::Mysql, &a, &b)),
+            Some(Rule::EnumStorageChange)
+        );
+        let s = |n: usize| {
+            ty(TypeKind::Set {
+                values: (0..n).map(|i| format!("s{i}")).collect(),
+            })
+        };
+        assert_eq!(
+            compare_types(Flavor::Mariadb, &s(3), &s(8)),
+            TypeOutcome::Same
+        );
+        assert_eq!(
+            rule(compare_types(Flavor::Mariadb, &s(8), &s(9))),
+            Some(Rule::EnumStorageChange)
+        );
     }
 
     #[test]
     fn floats_json_geometry() {
-        let f = ty(TypeKind::Float { double: false, digits: None });
-        let d = ty(TypeKind::Float { double: true, digits: None });
-        assert!(matches!(compare_types(Flavor::Mysql, &f, &d), TypeOutcome::Convert(..)));
-        assert_eq!(rule(compare_types(Flavor::Mysql, &d, &f)), Some(Rule::Narrowing));
+        let f = ty(TypeKind::Float {
+            double: false,
+            digits: None,
+        });
+        let d = ty(TypeKind::Float {
+            double: true,
+            digits: None,
+        });
+        assert!(matches!(
+            compare_types(Flavor::Mysql, &f, &d),
+            TypeOutcome::Convert(..)
+        ));
+        assert_eq!(
+            rule(compare_types(Flavor::Mysql, &d, &f)),
+            Some(Rule::Narrowing)
+        );
         let json = ty(TypeKind::Json);
-        let text = ty(TypeKind::Text { size: LobSize::Long });
-        assert_eq!(rule(compare_types(Flavor::Mysql, &json, &text)), Some(Rule::TypeFamilyChange));
-        let point = ty(TypeKind::Geometry { name: "point".into() });
-        let geometry = ty(TypeKind::Geometry { name: "geometry".into() });
-        assert_eq!(rule(compare_types(Flavor::Mysql, &point, &geometry)), Some(Rule::GeometryChange));
+        let text = ty(TypeKind::Text {
+            size: LobSize::Long,
+        });
+        assert_eq!(
+            rule(compare_types(Flavor::Mysql, &json, &text)),
+            Some(Rule::TypeFamilyChange)
+        );
+        let point = ty(TypeKind::Geometry {
+            name: "point".into(),
+        });
+        let geometry = ty(TypeKind::Geometry {
+            name: "geometry".into(),
+        });
+        assert_eq!(
+            rule(compare_types(Flavor::Mysql, &point, &geometry)),
+            Some(Rule::GeometryChange)
+        );
     }
 }
