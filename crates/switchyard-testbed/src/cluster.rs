@@ -196,8 +196,9 @@ async fn prepare(kind: ServerKind) -> Result<(Binaries, std::path::PathBuf)> {
         Ok((bins, tpl))
     })
     .await
-    .map_err(|e| Error::Unsupported {
-        detail: format!("preparing {kind} panicked: {e}"),
+    .map_err(|e| Error::Task {
+        what: format!("preparing {kind}"),
+        detail: e.to_string(),
     })?
 }
 
@@ -205,8 +206,9 @@ async fn create_instance(setup: Setup, template: std::path::PathBuf) -> Result<I
     let name = setup.name.clone();
     tokio::task::spawn_blocking(move || Instance::create(setup, &template))
         .await
-        .map_err(|e| Error::Unsupported {
-            detail: format!("creating instance {name} panicked: {e}"),
+        .map_err(|e| Error::Task {
+            what: format!("creating instance {name}"),
+            detail: e.to_string(),
         })?
 }
 
@@ -232,19 +234,19 @@ fn temp_dir() -> Result<tempfile::TempDir> {
     Ok(dir)
 }
 
-fn account_sql(credentials: &Credentials, flavor: Flavor) -> String {
+fn passwords(credentials: &Credentials) -> Vec<&str> {
+    credentials.all().iter().map(|a| a.password()).collect()
+}
+
+fn account_sql(credentials: &Credentials) -> String {
     let c = credentials;
     // Passwords are generated alphanumeric strings: safe inside quotes.
-    let replication_grant = match flavor {
-        Flavor::Mariadb => "REPLICATION SLAVE",
-        Flavor::Mysql => "REPLICATION SLAVE",
-    };
     format!(
         "CREATE DATABASE `{APP_DATABASE}`;
 CREATE USER '{op}'@'%' IDENTIFIED BY '{op_pw}';
 GRANT ALL PRIVILEGES ON *.* TO '{op}'@'%' WITH GRANT OPTION;
 CREATE USER '{repl}'@'%' IDENTIFIED BY '{repl_pw}';
-GRANT {replication_grant} ON *.* TO '{repl}'@'%';
+GRANT REPLICATION SLAVE ON *.* TO '{repl}'@'%';
 CREATE USER '{app}'@'%' IDENTIFIED BY '{app_pw}';
 GRANT SELECT, INSERT, UPDATE, DELETE ON `{APP_DATABASE}`.* TO '{app}'@'%';
 CREATE USER '{adm}'@'%' IDENTIFIED BY '{adm_pw}';
@@ -273,7 +275,7 @@ fn change_source_sql(flavor: Flavor, source: &Instance, credentials: &Credential
         Flavor::Mysql => format!(
             "CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT={port}, SOURCE_USER='{user}', \
              SOURCE_PASSWORD='{password}', SOURCE_AUTO_POSITION=1, SOURCE_SSL=1, GET_SOURCE_PUBLIC_KEY=1, \
-             SOURCE_CONNECT_RETRY=1; START REPLICA"
+             SOURCE_CONNECT_RETRY=1, SOURCE_RETRY_COUNT=86400; START REPLICA"
         ),
     }
 }
@@ -283,16 +285,18 @@ async fn set_up_replication(cluster: &Cluster) -> Result<()> {
     let flavor = primary.kind().flavor();
     primary.set_read_only(false).await?;
     primary
-        .root_exec(
+        .root_exec_secret(
             "create the accounts and the app database",
-            &account_sql(&cluster.credentials, flavor),
+            &account_sql(&cluster.credentials),
+            &passwords(&cluster.credentials),
         )
         .await?;
     for replica in cluster.replicas() {
         replica
-            .root_exec(
+            .root_exec_secret(
                 "point the replica at the primary",
                 &change_source_sql(flavor, primary, &cluster.credentials),
+                &passwords(&cluster.credentials),
             )
             .await?;
     }
@@ -393,7 +397,14 @@ pub const GALERA_USER: &str = "switchyard-db";
 /// runs as root the servers run as the system user [`GALERA_USER`]
 /// (created with `useradd --system` if absent). The accounts of
 /// [`Credentials`] and the database `app` are created on node 0 and reach
-/// the others through Galera.
+/// the others through Galera. Every node is writable (no `read_only`), has
+/// its binary log on with `wsrep_gtid_mode` (domain 1), and uses
+/// `wsrep_sst_method=rsync`.
+///
+/// Why an unprivileged user: the rsync SST script starts an rsync daemon
+/// that drops to `nobody` when started by root, and the joiner then cannot
+/// write its data directory. (`mariabackup` SST was not tried; its tools
+/// are fetched, so `Options::extra_cnf` can select it.)
 pub async fn galera(n: usize) -> Result<Cluster> {
     galera_with(n, &Options::default()).await
 }
@@ -468,17 +479,16 @@ pub async fn galera_with(n: usize, options: &Options) -> Result<Cluster> {
     let first = cluster.primary();
     first.spawn(true)?;
     first.wait_ready(START_TIMEOUT).await?;
-    first.set_read_only(false).await?;
     first
-        .root_exec(
+        .root_exec_secret(
             "create the accounts and the app database",
-            &account_sql(&cluster.credentials, Flavor::Mariadb),
+            &account_sql(&cluster.credentials),
+            &passwords(&cluster.credentials),
         )
         .await?;
     for node in cluster.replicas() {
         node.spawn(false)?;
         node.wait_ready(START_TIMEOUT).await?;
-        node.set_read_only(false).await?;
     }
     wait_cluster_size(&cluster, n).await?;
     Ok(cluster)

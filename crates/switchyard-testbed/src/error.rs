@@ -224,6 +224,15 @@ pub enum Error {
         /// What failed.
         detail: String,
     },
+    /// A blocking step run on a worker thread (fetch, template, copy)
+    /// panicked or was cancelled.
+    #[error("{what} did not finish: {detail}")]
+    Task {
+        /// The step.
+        what: String,
+        /// The panic or cancellation.
+        detail: String,
+    },
     /// The operation does not apply to this server or cluster.
     #[error("{detail}")]
     Unsupported {
@@ -256,6 +265,7 @@ impl Error {
             Error::Ports { .. } => "ports",
             Error::ServerCap { .. } => "server_cap",
             Error::SystemUser { .. } => "system_user",
+            Error::Task { .. } => "task",
             Error::Unsupported { .. } => "unsupported",
         }
     }

@@ -222,6 +222,13 @@ pub struct Binaries {
 const MARKER: &str = ".switchyard/complete";
 /// Folder of wrapper scripts inside a root.
 const WRAPPERS: &str = ".switchyard/bin";
+/// Folder of links to the loader, one per program, so that a process run
+/// through the loader is named after its program (`ps`, `ss -p` and the
+/// Galera state-transfer scripts look processes up by name).
+const LOADER_LINKS: &str = ".switchyard/ld";
+/// Version of the layout of an unpacked root; part of the cache key, so a
+/// change makes a new root instead of altering one in use.
+const LAYOUT: &str = "layout-2";
 /// The keyring that verifies every suite's Release files.
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// Environment variable overriding the Debian mirror.
@@ -347,8 +354,15 @@ impl Binaries {
 
     /// A command running `program` (a path inside the root) through the
     /// root's loader and libraries.
+    ///
+    /// The process is named after `program` (it runs through a link to the
+    /// loader with the program's name).
     pub fn command(&self, program: &Path) -> Command {
-        let mut cmd = Command::new(&self.loader);
+        let named = program
+            .file_name()
+            .map(|name| self.root.join(LOADER_LINKS).join(name))
+            .filter(|link| link.exists());
+        let mut cmd = Command::new(named.as_deref().unwrap_or(&self.loader));
         cmd.arg("--library-path").arg(&self.library_path);
         cmd.arg(program);
         cmd
@@ -394,7 +408,7 @@ pub fn binaries(kind: ServerKind) -> Result<Binaries> {
     let key = format!(
         "{}-{}",
         kind.slug(),
-        cache::short_hash(&[kind.suite().codename(), &kind.packages().join(" ")])
+        cache::short_hash(&[LAYOUT, kind.suite().codename(), &kind.packages().join(" ")])
     );
     let root = base.join("roots").join(&key);
     if let Some(found) = load_marker(kind, &root)? {
@@ -648,6 +662,7 @@ fn fetch_root(kind: ServerKind, base: &Path, key: &str, root: &Path) -> Result<B
     debs.sort();
 
     let roots = base.join("roots");
+    remove_leftovers(&roots, &format!(".tmp-{key}-"));
     let tmp = roots.join(format!(".tmp-{key}-{}", std::process::id()));
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(Error::io("remove", &tmp))?;
@@ -725,6 +740,19 @@ fn fetch_root(kind: ServerKind, base: &Path, key: &str, root: &Path) -> Result<B
         root: root.to_path_buf(),
         looked_for: MARKER.to_string(),
     })
+}
+
+/// Removes work folders named `prefix*` left by processes that died while
+/// holding the lock the caller now holds.
+pub(crate) fn remove_leftovers(dir: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn output_text(out: &std::process::Output) -> String {
@@ -807,8 +835,11 @@ fn parse_version(text: &str) -> Option<(String, String)> {
 fn write_wrappers(tmp: &Path, final_root: &Path, loader_rel: &Path, argv0: bool) -> Result<()> {
     let dir = tmp.join(WRAPPERS);
     cache::create_dir_all(&dir)?;
+    let links = tmp.join(LOADER_LINKS);
+    cache::create_dir_all(&links)?;
+    // From `.switchyard/ld/NAME` up to the root.
+    let loader_from_links = Path::new("../..").join(loader_rel);
     let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
-    let loader = final_root.join(loader_rel);
     let lp = library_path(final_root);
     let mut seen = std::collections::HashSet::new();
     for sub in ["usr/bin", "usr/sbin", "bin", "sbin"] {
@@ -830,10 +861,13 @@ fn write_wrappers(tmp: &Path, final_root: &Path, loader_rel: &Path, argv0: bool)
             let there = final_root.join(sub).join(&name);
             let wrapper = dir.join(&name);
             if is_elf(&here) {
+                let link = links.join(&name);
+                std::os::unix::fs::symlink(&loader_from_links, &link)
+                    .map_err(Error::io("link", &link))?;
                 let argv0_opt = if argv0 { r#" --argv0 "$0""# } else { "" };
                 let script = format!(
                     "#!/bin/sh\nexec {} --library-path {}{argv0_opt} {} \"$@\"\n",
-                    quote(&loader),
+                    quote(&final_root.join(LOADER_LINKS).join(&name)),
                     quote(Path::new(&lp)),
                     quote(&there),
                 );

@@ -18,7 +18,7 @@ use std::time::Duration;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlSslMode};
-use sqlx::{Connection as _, Row as _};
+use sqlx::{ConnectOptions as _, Connection as _, Row as _};
 
 use crate::credentials::Account;
 use crate::error::{Error, Result, log_tail};
@@ -232,10 +232,15 @@ impl Instance {
     /// Connection options for the server's `root@localhost` over the unix
     /// socket (no password). The testbed sets up clusters with it; tests may
     /// use it to look behind the accounts under test.
+    ///
+    /// Statement logging is off on these connections: the testbed sends
+    /// passwords over them (`CREATE USER`, `CHANGE MASTER`), and sqlx would
+    /// otherwise log the text of slow statements.
     pub fn root_options(&self) -> MySqlConnectOptions {
         MySqlConnectOptions::new()
             .socket(self.socket_path())
             .username("root")
+            .disable_statement_logging()
     }
 
     /// Connects as `account` over TCP, giving up after [`CONNECT_TIMEOUT`].
@@ -287,13 +292,44 @@ impl Instance {
 
     /// Runs `sql` (text protocol, several statements allowed) as root.
     pub(crate) async fn root_exec(&self, purpose: &'static str, sql: &str) -> Result<()> {
+        self.root_exec_secret(purpose, sql, &[]).await
+    }
+
+    /// Like `root_exec` for statements holding `secrets` (passwords): a
+    /// server message that quotes the statement is replaced by its error
+    /// number and a note, so no secret reaches an error or a log.
+    pub(crate) async fn root_exec_secret(
+        &self,
+        purpose: &'static str,
+        sql: &str,
+        secrets: &[&str],
+    ) -> Result<()> {
         let mut conn = self.connect_root().await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        let outcome = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
             .execute(&mut conn)
-            .await
-            .map_err(|e| self.sql_error(purpose, e))?;
+            .await;
         let _ = conn.close().await;
-        Ok(())
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(e)
+                if secrets
+                    .iter()
+                    .any(|s| !s.is_empty() && e.to_string().contains(s)) =>
+            {
+                let number = e
+                    .as_database_error()
+                    .and_then(|d| d.code())
+                    .map(|c| c.into_owned())
+                    .unwrap_or_default();
+                Err(self.sql_error(
+                    purpose,
+                    sqlx::Error::Protocol(format!(
+                        "server error {number} (message withheld: it quotes a password)"
+                    )),
+                ))
+            }
+            Err(e) => Err(self.sql_error(purpose, e)),
+        }
     }
 
     /// Reads one string column of one row as root (`None` for NULL or no row).
@@ -349,8 +385,9 @@ impl Instance {
         }
         let bins = tokio::task::spawn_blocking(move || fetch::binaries(kind))
             .await
-            .map_err(|e| Error::Unsupported {
-                detail: format!("fetching {kind} panicked: {e}"),
+            .map_err(|e| Error::Task {
+                what: format!("fetching {kind}"),
+                detail: e.to_string(),
             })??;
         {
             let mut st = self.state();
@@ -415,6 +452,11 @@ impl Instance {
             program: server,
             source,
         })?;
+        crate::reaper::register(
+            child.id(),
+            &cnf_path,
+            self.dir.parent().unwrap_or(&self.dir),
+        );
         st.process = Some(Process {
             child,
             paused: false,
@@ -525,7 +567,10 @@ impl Instance {
         line("sync-binlog", &1);
         line("innodb-flush-log-at-trx-commit", &1);
         line("relay-log-recovery", &"ON");
-        line("read-only", &"ON");
+        if self.galera.is_none() {
+            // Nothing is writable until someone decides it is the primary.
+            line("read-only", &"ON");
+        }
         line("max-connections", &500);
         if self.run_as.is_none() && crate::template::running_as_root() {
             line("user", &"root");
@@ -533,7 +578,9 @@ impl Instance {
         match bins.kind().flavor() {
             Flavor::Mariadb => {
                 line("log-slave-updates", &"ON");
-                line("gtid-strict-mode", &"ON");
+                if self.galera.is_none() {
+                    line("gtid-strict-mode", &"ON");
+                }
                 line("skip-slave-start", &"ON");
                 line("innodb-log-file-size", &"32M");
                 line("innodb-buffer-pool-size", &"64M");
@@ -545,6 +592,10 @@ impl Instance {
                 line("skip-replica-start", &"ON");
                 line("super-read-only", &"ON");
                 line("mysqlx", &0);
+                line(
+                    "innodb-redo-log-capacity",
+                    &crate::template::MYSQL_REDO_CAPACITY,
+                );
                 line("secure-file-priv", &self.dir.join("files").display());
                 line("innodb-buffer-pool-size", &"64M");
             }
@@ -552,6 +603,9 @@ impl Instance {
         if let Some(g) = &self.galera {
             let provider = bins.root().join("usr/lib/galera/libgalera_smm.so");
             line("wsrep-on", &"ON");
+            // One GTID domain for the write sets of the whole cluster.
+            line("wsrep-gtid-mode", &"ON");
+            line("wsrep-gtid-domain-id", &1);
             line("wsrep-provider", &provider.display());
             line("wsrep-cluster-name", &g.cluster_name);
             line("wsrep-cluster-address", &g.cluster_address);
@@ -609,14 +663,42 @@ impl Instance {
     }
 
     /// Freezes the server with SIGSTOP (a hung server: connections open,
-    /// nothing answers).
+    /// nothing answers). Returns once the kernel reports it stopped.
     pub fn pause(&self) -> Result<()> {
-        self.signal(Signal::SIGSTOP, "SIGSTOP").map(|_| ())
+        let pid = self.signal(Signal::SIGSTOP, "SIGSTOP")?;
+        self.wait_process_state(pid, true, "stopped after SIGSTOP")
     }
 
-    /// Lets a paused server run again with SIGCONT.
+    /// Lets a paused server run again with SIGCONT. Returns once the kernel
+    /// reports it running.
     pub fn resume(&self) -> Result<()> {
-        self.signal(Signal::SIGCONT, "SIGCONT").map(|_| ())
+        let pid = self.signal(Signal::SIGCONT, "SIGCONT")?;
+        self.wait_process_state(pid, false, "running after SIGCONT")
+    }
+
+    /// Signals are delivered asynchronously: waits (briefly, blocking) until
+    /// `/proc/PID/stat` shows the process stopped (`T`) or not.
+    fn wait_process_state(&self, pid: u32, stopped: bool, condition: &'static str) -> Result<()> {
+        let limit = Duration::from_secs(5);
+        let started = std::time::Instant::now();
+        loop {
+            let state = process_state(pid);
+            match state {
+                Some(s) if (s == 'T') == stopped => return Ok(()),
+                None => return Ok(()), // exited: nothing left to wait for
+                _ => {}
+            }
+            if started.elapsed() > limit {
+                return Err(Error::Timeout {
+                    instance: self.name.clone(),
+                    port: self.port(),
+                    condition,
+                    waited: started.elapsed(),
+                    last: format!("process state {state:?}"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Kills the server and its process group with SIGKILL and reaps it.
@@ -640,6 +722,7 @@ impl Instance {
             }
         }
         let status = p.child.wait().map_err(Error::io("wait for", &self.dir))?;
+        crate::reaper::unregister(pid);
         st.last_exit = Some(status);
         Ok(())
     }
@@ -776,6 +859,7 @@ impl Drop for Instance {
             let _ = signal::killpg(to_pid(pid), Signal::SIGKILL);
             let _ = signal::kill(to_pid(pid), Signal::SIGKILL);
             let _ = p.child.wait();
+            crate::reaper::unregister(pid);
         }
     }
 }
@@ -785,9 +869,17 @@ fn reap(st: &mut State) {
     if let Some(p) = st.process.as_mut()
         && let Ok(Some(status)) = p.child.try_wait()
     {
+        crate::reaper::unregister(p.child.id());
         st.last_exit = Some(status);
         st.process = None;
     }
+}
+
+/// The state letter of `/proc/PID/stat` (`R`, `S`, `T`, ...), `None` once
+/// the process is gone.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 fn to_pid(pid: u32) -> Pid {

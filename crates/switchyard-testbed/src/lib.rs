@@ -9,7 +9,16 @@
 //! every new instance. [`replication`] and [`galera`] start clusters on
 //! loopback with generated [`Credentials`]; an [`Instance`] can be shut
 //! down cleanly, killed, paused, resumed and started again on another
-//! version. Every process is killed when its handle drops.
+//! version. Every process is killed when its handle drops (and servers
+//! left by a test process that died are killed by the next one, see
+//! [`reaper`]). [`router`], [`load`] and [`ledger`] run a counted
+//! application load through a proxy that follows role changes.
+//!
+//! Environment: `SWITCHYARD_TESTBED_DIR` (cache, default `target/testbed`),
+//! `SWITCHYARD_TESTBED_MAX_SERVERS` (servers running at once across
+//! processes, default 6), `SWITCHYARD_TESTBED_KEEP` (keep cluster folders
+//! for a post-mortem), `SWITCHYARD_DEBIAN_MIRROR` (default: the host's apt
+//! sources). x86-64 Linux only.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), switchyard_testbed::Error> {
@@ -29,6 +38,7 @@ pub mod instance;
 pub mod ledger;
 pub mod load;
 pub mod ports;
+pub mod reaper;
 pub mod router;
 pub mod slots;
 mod sysuser;

@@ -58,6 +58,9 @@ pub async fn acquire(n: usize) -> Result<SlotLease> {
             detail: format!("raise {MAX_SERVERS_ENV} to at least {n}"),
         });
     }
+    // Servers left behind by test processes that died are killed first,
+    // which also frees their slots.
+    crate::reaper::sweep();
     let dir = cache::testbed_dir().join("slots");
     let started = Instant::now();
     let mut announced = false;
@@ -90,5 +93,17 @@ pub async fn acquire(n: usize) -> Result<SlotLease> {
         }
         let pause = rand::rng().random_range(50..250);
         tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn refuses_more_than_the_cap_with_the_variable_to_raise() {
+        let err = acquire(max_servers() + 1).await.unwrap_err();
+        assert_eq!(err.category(), "server_cap");
+        assert!(err.to_string().contains(MAX_SERVERS_ENV), "{err}");
     }
 }

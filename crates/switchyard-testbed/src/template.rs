@@ -17,6 +17,11 @@ use crate::error::{Error, Result};
 use crate::fetch::{Binaries, Flavor};
 
 const MARKER: &str = "switchyard-template-complete";
+/// Version of how templates are made; part of the cache key.
+const LAYOUT: &str = "template-2";
+/// MySQL's redo log size, at initialization and at run time (the default
+/// 100 MB would make every copy of the template that much larger).
+pub(crate) const MYSQL_REDO_CAPACITY: &str = "32M";
 
 /// The template data directory for `bins`, created on first use.
 ///
@@ -26,7 +31,11 @@ pub fn template(bins: &Binaries) -> Result<PathBuf> {
     let slug = format!(
         "{}-{}",
         bins.kind().slug(),
-        cache::short_hash(&[bins.full_version(), &bins.root().display().to_string()])
+        cache::short_hash(&[
+            LAYOUT,
+            bins.full_version(),
+            &bins.root().display().to_string()
+        ])
     );
     let dir = base.join("templates").join(&slug);
     if dir.join(MARKER).is_file() {
@@ -42,6 +51,7 @@ pub fn template(bins: &Binaries) -> Result<PathBuf> {
         bins.kind(),
         bins.full_version()
     );
+    crate::fetch::remove_leftovers(&base.join("templates"), &format!(".tmp-{slug}-"));
     let work = base
         .join("templates")
         .join(format!(".tmp-{slug}-{}", std::process::id()));
@@ -85,9 +95,24 @@ fn bootstrap_mariadb(bins: &Binaries, datadir: &Path, scratch: &Path, log: &Path
     );
     // (candidate names, required): the sys schema ships from 10.6 on.
     let scripts: [(&[&str], bool); 5] = [
-        (&["mariadb_system_tables.sql", "mysql_system_tables.sql"], true),
-        (&["mariadb_performance_tables.sql", "mysql_performance_tables.sql"], true),
-        (&["mariadb_system_tables_data.sql", "mysql_system_tables_data.sql"], true),
+        (
+            &["mariadb_system_tables.sql", "mysql_system_tables.sql"],
+            true,
+        ),
+        (
+            &[
+                "mariadb_performance_tables.sql",
+                "mysql_performance_tables.sql",
+            ],
+            true,
+        ),
+        (
+            &[
+                "mariadb_system_tables_data.sql",
+                "mysql_system_tables_data.sql",
+            ],
+            true,
+        ),
         (&["maria_add_gis_sp_bootstrap.sql"], true),
         (&["mariadb_sys_schema.sql", "mysql_sys_schema.sql"], false),
     ];
@@ -139,6 +164,7 @@ fn initialize_mysql(bins: &Binaries, datadir: &Path, scratch: &Path, log: &Path)
             bins.messages_dir()?.display()
         ))
         .arg(format!("--secure-file-priv={}", files.display()))
+        .arg(format!("--innodb-redo-log-capacity={MYSQL_REDO_CAPACITY}"))
         .arg(format!("--log-error={}", log.display()));
     if let Some(plugins) = bins.plugin_dir() {
         cmd.arg(format!("--plugin-dir={}", plugins.display()));

@@ -21,11 +21,18 @@ async fn mariadb_10_5_to_10_11_to_11_8_in_place() {
         .unwrap();
     drop(conn);
 
-    for (kind, series) in [(ServerKind::Mariadb1011, "10.11."), (ServerKind::Mariadb118, "11.8.")] {
+    for (kind, series) in [
+        (ServerKind::Mariadb1011, "10.11."),
+        (ServerKind::Mariadb118, "11.8."),
+    ] {
         let old_pid = node.pid().unwrap();
         node.shutdown_clean().await.unwrap();
         assert!(!node.is_running());
-        assert!(node.last_exit().unwrap().success(), "{:?}", node.last_exit());
+        assert!(
+            node.last_exit().unwrap().success(),
+            "{:?}",
+            node.last_exit()
+        );
         assert_gone(old_pid);
 
         node.start_with(kind, &[]).await.unwrap();
@@ -36,7 +43,10 @@ async fn mariadb_10_5_to_10_11_to_11_8_in_place() {
             .iter()
             .find_map(|f| std::fs::read_to_string(node.datadir().join(f)).ok())
             .expect("mariadb-upgrade left no upgrade info file");
-        assert!(info.starts_with(series), "mysql_upgrade_info says {info:?} after upgrading to {kind}");
+        assert!(
+            info.starts_with(series),
+            "mysql_upgrade_info says {info:?} after upgrading to {kind}"
+        );
 
         let mut conn = node.connect(op).await.unwrap();
         let row = sqlx::query("SELECT v FROM app.kept WHERE id = 1")
