@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod check_ddl;
 mod check_upgrade;
 mod exit;
+mod history;
 mod plan;
 
 use exit::Exit;
@@ -30,6 +31,8 @@ enum Command {
     CheckDdl(check_ddl::Args),
     /// Is an in-place change from one server version to another supported?
     CheckUpgrade(check_upgrade::Args),
+    /// Print a cluster's numbered revisions and what changed in each.
+    History(history::Args),
     /// Print the ordered steps the engine would take to upgrade a healthy cluster.
     Plan(plan::Args),
 }
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
     let outcome: Exit = match cli.command {
         Command::CheckDdl(args) => check_ddl::run(args),
         Command::CheckUpgrade(args) => check_upgrade::run(args),
+        Command::History(args) => history::run(args),
         Command::Plan(args) => plan::run(args),
     };
     outcome.into()
