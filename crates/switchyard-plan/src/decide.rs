@@ -59,6 +59,15 @@ impl Target {
             schema: None,
         }
     }
+    /// Identifies what this target asks for: its revision's hash and its
+    /// schema change. Failures and halts recorded under one target do not
+    /// carry over to another.
+    pub fn key(&self) -> String {
+        match &self.schema {
+            Some(change) => format!("{}+{}", self.revision.hash, change.id),
+            None => self.revision.hash.clone(),
+        }
+    }
 }
 
 /// A schema change rolled node by node (binary log off on replicas, RSU on Galera).
@@ -629,7 +638,7 @@ struct Decider<'a> {
 impl Decider<'_> {
     fn decide(&self) -> Action {
         if let Some(halted) = &self.record.halted
-            && halted.revision_hash == self.target.revision.hash
+            && halted.revision_hash == self.target.key()
         {
             return Action::Halt {
                 reason: halted.reason.clone(),
@@ -810,7 +819,12 @@ impl Decider<'_> {
     /// A step that keeps failing halts after `halt_after`, and is retried
     /// only after the backoff.
     fn repeated_failure(&self) -> Option<Action> {
-        let failure = self.record.failure.as_ref()?;
+        // A failure under another target (a rollback, a new revision) is history.
+        let failure = self
+            .record
+            .failure
+            .as_ref()
+            .filter(|f| f.target == self.target.key())?;
         if self.now.since(failure.first) >= self.policy.halt_after {
             return Some(Action::Halt {
                 reason: HaltReason::KeepsFailing {

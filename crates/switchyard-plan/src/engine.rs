@@ -456,11 +456,11 @@ impl<R: ClusterRuntime> Engine<R> {
                 if record
                     .halted
                     .as_ref()
-                    .is_none_or(|h| h.revision_hash != self.target.revision.hash)
+                    .is_none_or(|h| h.revision_hash != self.target.key())
                 {
                     record.log(now, format!("halt: {reason}"), None);
                     record.halted = Some(Halted {
-                        revision_hash: self.target.revision.hash.clone(),
+                        revision_hash: self.target.key(),
                         reason: reason.clone(),
                         at: now,
                     });
@@ -514,7 +514,7 @@ impl<R: ClusterRuntime> Engine<R> {
             }
             Err(e) => {
                 let error = e.to_string();
-                record.note_failure(action.key(), error.clone(), now);
+                record.note_failure(self.target.key(), action.key(), error.clone(), now);
                 record.log(now, action.to_string(), Some(error.clone()));
                 StepOutcome::Failed { action, error }
             }
@@ -599,6 +599,7 @@ impl<R: ClusterRuntime> Engine<R> {
                         _ => format!("switchover:{ordinal}"),
                     };
                     record.note_failure(
+                        self.target.key(),
                         key,
                         "the switchover missed its deadline and was undone".into(),
                         now,

@@ -100,6 +100,9 @@ pub struct Waiting {
 /// A step that failed, counted until the same step succeeds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
+    /// The target (see [`crate::Target::key`]) the step failed under.
+    #[serde(default)]
+    pub target: String,
     /// The failed action's stable key (see [`crate::Action::key`]).
     pub key: String,
     /// When it first failed.
@@ -115,7 +118,8 @@ pub struct Failure {
 /// The rollout stopped and needs a person.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Halted {
-    /// The target revision's hash the halt applies to: a new target clears it.
+    /// The key of the target the halt applies to (see
+    /// [`crate::Target::key`]): a new target clears it.
     pub revision_hash: String,
     /// Why.
     pub reason: HaltReason,
@@ -199,16 +203,17 @@ impl Record {
         }
     }
 
-    /// Notes that the action with `key` failed with `message`.
-    pub fn note_failure(&mut self, key: String, message: String, now: Timestamp) {
+    /// Notes that the action with `key` failed with `message` under `target`.
+    pub fn note_failure(&mut self, target: String, key: String, message: String, now: Timestamp) {
         match &mut self.failure {
-            Some(f) if f.key == key => {
+            Some(f) if f.key == key && f.target == target => {
                 f.last = now;
                 f.count += 1;
                 f.message = message;
             }
             _ => {
                 self.failure = Some(Failure {
+                    target,
                     key,
                     first: now,
                     last: now,

@@ -506,6 +506,7 @@ fn a_failing_step_backs_off_then_halts() {
         ..Policy::default()
     };
     let failure = |first: u64, last: u64| Failure {
+        target: t.key(),
         key: "restart:1".into(),
         first: Timestamp(first),
         last: Timestamp(last),
@@ -530,6 +531,9 @@ fn a_failing_step_backs_off_then_halts() {
         panic!("expected a halt")
     };
     assert_eq!(reason.category(), "keeps-failing");
+    // A new target (a rollback, say) does not inherit the old target's failure.
+    let other = target("10.11.13");
+    assert_eq!(d(&o, &old, &other, &p), Action::Drain { ordinal: 1 });
 }
 
 #[test]
