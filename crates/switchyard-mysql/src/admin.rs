@@ -1,6 +1,7 @@
 //! Administration: online variables, local DDL, the replica type-conversion variable and clean
 //! shutdown.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -23,9 +24,23 @@ pub struct SetVariablesReport {
     pub read_only: Vec<VariableRefusal>,
     /// Variables the server refused for another reason (unknown variable, bad value, ...).
     pub refused: Vec<VariableRefusal>,
+    /// Warnings the server gave while setting applied variables, such as an out-of-range
+    /// value clamped to the nearest allowed one (1292).
+    pub warnings: Vec<VariableRefusal>,
 }
 
-/// A variable the server refused, with what it said.
+/// An account as `mysql.user` lists it (no password or authentication string).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AccountInfo {
+    /// The user name.
+    pub user: String,
+    /// The host pattern.
+    pub host: String,
+    /// The authentication plugin (`caching_sha2_password`, `mysql_native_password`, ...).
+    pub plugin: String,
+}
+
+/// A variable the server refused or warned about, with what it said.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct VariableRefusal {
     /// The variable.
@@ -146,14 +161,54 @@ impl Instance {
         let mut report = SetVariablesReport::default();
         let mut failure = None;
         for (name, value) in variables {
-            let sql = format!("SET GLOBAL {} = ?", quote_identifier(name));
-            let d = self.statement_deadline(None);
             let param = variable_param(value);
+            // Statements stay prepared on the connection, and MySQL keeps the parameter type
+            // of a statement's first execution (a string bound later where an integer was
+            // first would be converted, not refused): one statement text per type.
+            let kind = match param {
+                Param::Int(_) => "integer",
+                Param::Float(_) => "decimal",
+                Param::Text(_) => "string",
+            };
+            let sql = format!("SET GLOBAL {} = ? /* {kind} */", quote_identifier(name));
+            let d = self.statement_deadline(None);
             match session
                 .exec_bound(purpose, Sql::Built(sql), &[param], d)
                 .await
             {
-                Ok(_) => report.applied.push((*name).to_owned()),
+                Ok(_) => {
+                    report.applied.push((*name).to_owned());
+                    let warnings = session
+                        .query_text(
+                            "read the warnings of SET GLOBAL",
+                            Sql::Static("SHOW WARNINGS"),
+                            d,
+                        )
+                        .await;
+                    match warnings {
+                        Ok(rows) => {
+                            report
+                                .warnings
+                                .extend(rows.iter().map(|row| {
+                                    VariableRefusal {
+                                        name: (*name).to_owned(),
+                                        server: ServerError {
+                                            code: row
+                                                .get("Code")
+                                                .and_then(|c| c.parse().ok())
+                                                .unwrap_or(0),
+                                            sqlstate: None,
+                                            message: row.get("Message").unwrap_or("").to_owned(),
+                                        },
+                                    }
+                                }))
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                }
                 Err(Error::Statement { server, .. }) => {
                     let refusal = VariableRefusal {
                         name: (*name).to_owned(),
@@ -178,11 +233,75 @@ impl Instance {
         }
     }
 
+    /// Reads global variables: `SELECT CAST(@@GLOBAL.`name` AS CHAR)` for each name, validated
+    /// against `^[a-z0-9_]+$` and quoted. A NULL value reads as `None`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad name (nothing is read), [`Error::Statement`] for an
+    /// unknown variable (1193), connection failures.
+    pub async fn global_values(
+        &self,
+        names: &[&str],
+    ) -> Result<BTreeMap<String, Option<String>>, Error> {
+        for name in names {
+            validate_variable_name(name)?;
+        }
+        let purpose = "read global variables";
+        let mut session = self.session(purpose, None).await?;
+        let d = self.statement_deadline(None);
+        let mut values = BTreeMap::new();
+        let mut result = Ok(());
+        for name in names {
+            let sql = format!("SELECT CAST(@@GLOBAL.{} AS CHAR)", quote_identifier(name));
+            match session.query_text(purpose, Sql::Built(sql), d).await {
+                Ok(rows) => {
+                    values.insert((*name).to_owned(), rows.first().and_then(|r| r.text(0)));
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.release(session);
+        result.map(|()| values)
+    }
+
+    /// The server's accounts: `SELECT user, host, plugin FROM mysql.user` (on MariaDB a view
+    /// over `mysql.global_priv`). Passwords and authentication strings are not read.
+    ///
+    /// # Errors
+    /// Connection failures and [`Error::Statement`].
+    pub async fn accounts(&self) -> Result<Vec<AccountInfo>, Error> {
+        let purpose = "list the accounts";
+        let mut session = self.session(purpose, None).await?;
+        let d = self.statement_deadline(None);
+        let rows = session
+            .query_text(
+                purpose,
+                Sql::Static("SELECT user, host, plugin FROM mysql.user ORDER BY user, host"),
+                d,
+            )
+            .await;
+        self.release(session);
+        Ok(rows?
+            .iter()
+            .map(|row| AccountInfo {
+                user: row.text(0).unwrap_or_default(),
+                host: row.text(1).unwrap_or_default(),
+                plugin: row.text(2).unwrap_or_default(),
+            })
+            .collect())
+    }
+
     /// Runs one DDL statement on this server only: with the binary log off for the session
     /// (`SET SESSION sql_log_bin = 0`) on a replication member, or with Galera's rolling
     /// schema upgrade (`SET SESSION wsrep_OSU_method = 'RSU'`) on a Galera node, and
     /// `SET SESSION lock_wait_timeout = ?` so that a DDL waiting for a metadata lock gives up
     /// (error 1205) instead of stalling every query queued behind it.
+    ///
+    /// On a MySQL server with `super_read_only` on (a replica), `super_read_only` is turned off
+    /// for the statement and back on afterwards, even when it fails; `read_only` stays on.
     ///
     /// The statement runs on a connection of its own as a prepared statement, so the server
     /// accepts exactly one statement. Its SQL is the schema change itself (checked by the
@@ -238,6 +357,29 @@ impl Instance {
                 d,
             )
             .await?;
+        // MySQL's super_read_only refuses DDL from every account, the operator's included: lift
+        // it (read_only stays on, so clients without CONNECTION_ADMIN still cannot write) for
+        // the statement and put it back whatever the outcome.
+        let lift_super_read_only = session.flavor() == Flavor::Mysql
+            && session
+                .query_text(
+                    "read super_read_only",
+                    Sql::Static("SELECT @@GLOBAL.super_read_only"),
+                    d,
+                )
+                .await?
+                .first()
+                .and_then(|r| r.text(0))
+                .is_some_and(|v| crate::observe::flag(&v));
+        if lift_super_read_only {
+            session
+                .exec(
+                    "lift super_read_only for the schema change",
+                    Sql::Static("SET GLOBAL super_read_only = 0"),
+                    d,
+                )
+                .await?;
+        }
         let ddl_deadline = Instant::now() + self.inner.timeouts.ddl;
         let thread = session.connection_id;
         let result = session
@@ -248,6 +390,9 @@ impl Instance {
             let _killed = self.kill_query(thread).await;
         }
         session.close().await;
+        if lift_super_read_only {
+            self.make_read_only_by(None).await?;
+        }
         result.map(|_| method)
     }
 
@@ -347,9 +492,14 @@ impl Instance {
         drop(session);
         let addr = (self.inner.addr.host.clone(), self.inner.addr.port);
         loop {
-            match tokio::net::TcpStream::connect(addr.clone()).await {
-                Err(_) => return Ok(()),
-                Ok(_still_listening) => {
+            let attempt = tokio::time::timeout_at(
+                deadline.max(Instant::now() + Duration::from_millis(100)),
+                tokio::net::TcpStream::connect(addr.clone()),
+            )
+            .await;
+            match attempt {
+                Ok(Err(_)) => return Ok(()),
+                Err(_) | Ok(Ok(_)) => {
                     if Instant::now() >= deadline {
                         return Err(Error::Timeout {
                             instance: self.label().to_owned(),

@@ -3,6 +3,8 @@
 //!
 //! See [`crate::switchover`](mod@crate::switchover) for why each mechanism was chosen.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use switchyard_plan::gtid::GtidSet;
 use switchyard_plan::versions::{Flavor, ServerVersion};
@@ -20,13 +22,15 @@ pub enum FenceMechanism {
     /// client including holders of `SUPER` and `CONNECTION_ADMIN`. It lasts until turned off,
     /// whatever happens to the operator.
     SuperReadOnly,
-    /// MariaDB: `SET GLOBAL read_only = 1` (stops clients without `READ ONLY ADMIN`) plus
-    /// `FLUSH TABLES WITH READ LOCK` held on a dedicated connection of the [`Instance`] handle
-    /// (stops everyone else: a commit waits for the lock and its connection is then killed).
-    /// The read lock lasts as long as that connection: if the handle is dropped or the
-    /// operator dies, only `read_only` remains, so a caller that resumes a switchover fences
-    /// again before relying on it.
-    ReadOnlyAndGlobalReadLock,
+    /// MariaDB: `SET GLOBAL read_only = 1` (stops clients without `READ ONLY ADMIN`) plus the
+    /// backup lock `BACKUP STAGE BLOCK_COMMIT` held on a dedicated connection of the
+    /// [`Instance`] handle, which stops every other commit: a client's commit, privileged or
+    /// not, waits for the lock (it is never acknowledged) until the fence kills its
+    /// connection. The backup lock lasts as long as that connection: if the handle is dropped
+    /// or the operator dies, only `read_only` remains, so a caller that resumes a switchover
+    /// fences again before relying on it. No `mariadb-backup` can run while it is held (and a
+    /// fence fails while one runs).
+    ReadOnlyAndBlockCommit,
 }
 
 impl FenceMechanism {
@@ -34,7 +38,7 @@ impl FenceMechanism {
     pub fn for_version(version: ServerVersion) -> Self {
         match version.flavor {
             Flavor::Mysql => FenceMechanism::SuperReadOnly,
-            Flavor::Mariadb => FenceMechanism::ReadOnlyAndGlobalReadLock,
+            Flavor::Mariadb => FenceMechanism::ReadOnlyAndBlockCommit,
         }
     }
 }
@@ -49,6 +53,9 @@ pub struct FenceReport {
     /// The server's binary log GTID position once fenced: nothing commits after it, so a
     /// candidate that has executed it has everything.
     pub position: GtidSet,
+    /// Time from the first statement that stopped writes to the end of the fence (the
+    /// preparation before it, on MariaDB, is not counted).
+    pub blocking: Duration,
 }
 
 /// Users whose threads are the server's own.
@@ -72,9 +79,11 @@ impl Instance {
     /// then kills every client connection other than the operator account's and replication's.
     ///
     /// - MySQL: `SET GLOBAL super_read_only = 1`.
-    /// - MariaDB: `SET GLOBAL read_only = 1`, kill clients, `FLUSH TABLES WITH READ LOCK` on a
-    ///   dedicated connection that this handle (and its clones) keeps, kill clients again (a
-    ///   privileged writer that reconnected now waits on the lock and is killed).
+    /// - MariaDB: on a dedicated connection that this handle (and its clones) keeps,
+    ///   `BACKUP STAGE START` and `BACKUP STAGE FLUSH` (which block nothing a client does to
+    ///   InnoDB tables); then `SET GLOBAL read_only = 1`, kill clients, `BACKUP STAGE
+    ///   BLOCK_COMMIT` on the dedicated connection, and kill clients again (a privileged
+    ///   client that reconnected now waits for the lock and is killed before it can commit).
     ///
     /// Fencing again is harmless. Lift it with [`Instance::unfence`] (or by
     /// [`Instance::promote`], which ends with it).
@@ -102,8 +111,10 @@ impl Instance {
         let d = self.statement_deadline(deadline);
         let mechanism = FenceMechanism::for_version(session.version);
         let mut killed = 0;
+        let writes_stopped;
         match mechanism {
             FenceMechanism::SuperReadOnly => {
+                writes_stopped = Instant::now();
                 session
                     .exec(
                         "fence the primary (super_read_only)",
@@ -113,21 +124,16 @@ impl Instance {
                     .await?;
                 killed += self.kill_clients_on(session, &[], d).await?;
             }
-            FenceMechanism::ReadOnlyAndGlobalReadLock => {
-                session
-                    .exec(
-                        "fence the primary (read_only)",
-                        Sql::Static("SET GLOBAL read_only = 1"),
-                        d,
-                    )
-                    .await?;
-                killed += self.kill_clients_on(session, &[], d).await?;
+            FenceMechanism::ReadOnlyAndBlockCommit => {
                 let mut held = self.inner.fence.lock().await;
+                // The lock's connection and the backup stages that block no client are
+                // prepared before anything changes, so that they do not lengthen the time
+                // without a writable primary.
+                let mut fresh = None;
                 if held.is_none() {
                     let mut lock = self
-                        .connect("fence the primary (global read lock)", deadline)
+                        .connect("fence the primary (backup lock)", deadline)
                         .await?;
-                    let d = self.statement_deadline(deadline);
                     let wait = d.saturating_duration_since(Instant::now()).as_secs().max(1);
                     lock.exec_bound(
                         "bound the fence's lock wait",
@@ -136,16 +142,39 @@ impl Instance {
                         d,
                     )
                     .await?;
+                    for stage in ["BACKUP STAGE START", "BACKUP STAGE FLUSH"] {
+                        lock.exec("prepare the fence (backup stages)", Sql::Static(stage), d)
+                            .await?;
+                    }
+                    fresh = Some(lock);
+                }
+                writes_stopped = Instant::now();
+                session
+                    .exec(
+                        "fence the primary (read_only)",
+                        Sql::Static("SET GLOBAL read_only = 1"),
+                        d,
+                    )
+                    .await?;
+                let lock_id = fresh
+                    .as_ref()
+                    .or(held.as_ref())
+                    .map_or(0, |s| s.connection_id);
+                // Clients without READ ONLY ADMIN are stopped now; closing every client also
+                // ends statements that would hold up the lock.
+                killed += self.kill_clients_on(session, &[lock_id], d).await?;
+                if let Some(mut lock) = fresh {
                     lock.exec(
-                        "fence the primary (global read lock)",
-                        Sql::Static("FLUSH TABLES WITH READ LOCK"),
+                        "fence the primary (BACKUP STAGE BLOCK_COMMIT)",
+                        Sql::Static("BACKUP STAGE BLOCK_COMMIT"),
                         d,
                     )
                     .await?;
                     *held = Some(lock);
                 }
-                let lock_id = held.as_ref().map(|s| s.connection_id).unwrap_or(0);
                 drop(held);
+                // Privileged clients that reconnected meanwhile now wait for the lock: close
+                // them too, so that none is left to commit when the lock goes.
                 killed += self.kill_clients_on(session, &[lock_id], d).await?;
             }
         }
@@ -162,10 +191,11 @@ impl Instance {
             mechanism,
             killed_connections: killed,
             position,
+            blocking: writes_stopped.elapsed(),
         })
     }
 
-    /// Lifts a fence: releases the global read lock this handle holds (MariaDB) and turns
+    /// Lifts a fence: releases the backup lock this handle holds (MariaDB) and turns
     /// `super_read_only` (MySQL) and `read_only` off, so the server takes writes again.
     ///
     /// Also use it after a restart of the operator: the server-side part of the fence
@@ -208,19 +238,23 @@ impl Instance {
         result
     }
 
-    /// Whether this handle holds a fence's global read lock (MariaDB).
+    /// Whether this handle holds a fence's backup lock (MariaDB).
     pub async fn holds_fence_lock(&self) -> bool {
         self.inner.fence.lock().await.is_some()
     }
 
-    /// Releases the global read lock of a fence, leaving `read_only` as it is.
+    /// Releases the backup lock of a fence, leaving `read_only` as it is.
     pub(crate) async fn release_fence_lock(&self) {
         let lock = self.inner.fence.lock().await.take();
         if let Some(mut lock) = lock {
             let d = Instant::now() + self.inner.timeouts.connect;
-            // Closing the connection releases the lock too; UNLOCK first makes it immediate.
-            let _unlocked = lock
-                .exec("release the fence's lock", Sql::Static("UNLOCK TABLES"), d)
+            // Closing the connection releases the lock too; ending the stage makes it immediate.
+            let _ended = lock
+                .exec(
+                    "release the fence's lock",
+                    Sql::Static("BACKUP STAGE END"),
+                    d,
+                )
                 .await;
             lock.close().await;
         }
@@ -246,13 +280,62 @@ impl Instance {
         keep: &[u64],
         deadline: Instant,
     ) -> Result<u32, Error> {
+        let killed = self.kill_clients_ids(session, keep, deadline).await?;
+        Ok(u32::try_from(killed.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Kills client connections and waits until their threads have ended: a thread killed while
+    /// it waits for the fence's lock rolls back only once it wakes, and if the lock went first
+    /// it could commit instead.
+    pub(crate) async fn kill_clients_and_wait(
+        &self,
+        session: &mut Session,
+        deadline: Instant,
+    ) -> Result<u32, Error> {
+        let mut killed = self.kill_clients_ids(session, &[], deadline).await?;
+        let count = u32::try_from(killed.len()).unwrap_or(u32::MAX);
+        while !killed.is_empty() {
+            let rows = session
+                .query_text(
+                    "wait for killed clients to end",
+                    Sql::Static("SHOW PROCESSLIST"),
+                    deadline,
+                )
+                .await?;
+            let alive: Vec<u64> = rows
+                .iter()
+                .filter_map(|row| row.get("Id").and_then(|v| v.trim().parse().ok()))
+                .collect();
+            killed.retain(|id| alive.contains(id));
+            if killed.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    instance: self.label().to_owned(),
+                    purpose: "wait for killed clients to end",
+                    waited: self.inner.timeouts.statement,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(count)
+    }
+
+    /// Kills client connections; returns the ids killed.
+    async fn kill_clients_ids(
+        &self,
+        session: &mut Session,
+        keep: &[u64],
+        deadline: Instant,
+    ) -> Result<Vec<u64>, Error> {
         let purpose = "list client connections";
         let rows = session
             .query_text(purpose, Sql::Static("SHOW PROCESSLIST"), deadline)
             .await?;
         let own = session.connection_id;
         let operator = self.inner.credentials.user.as_str();
-        let mut killed = 0;
+        let mut killed = Vec::new();
         for row in rows {
             let Some(id) = row.get("Id").and_then(|v| v.trim().parse::<u64>().ok()) else {
                 continue;
@@ -277,7 +360,7 @@ impl Instance {
                 )
                 .await
             {
-                Ok(_) => killed += 1,
+                Ok(_) => killed.push(id),
                 // 1094: unknown thread id, it ended on its own.
                 Err(Error::Statement { server, .. }) if server.code == 1094 => {}
                 Err(e) => return Err(e),

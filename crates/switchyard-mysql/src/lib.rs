@@ -29,7 +29,8 @@
 //!   ([`Instance::fence`], [`Instance::unfence`], [`Instance::wait_caught_up`], ...). See the
 //!   [`switchover`](mod@switchover) module for the fence used on each flavor.
 //! - Administration: [`Instance::set_variables`] (online, reporting variables the server
-//!   refuses as read-only), [`Instance::run_local_ddl`] (binary log off for the session, or
+//!   refuses as read-only), [`Instance::global_values`], [`Instance::accounts`],
+//!   [`Instance::run_local_ddl`] (binary log off for the session, or
 //!   Galera's rolling schema upgrade), [`Instance::set_type_conversions`] and
 //!   [`Instance::clean_shutdown`].
 //!
@@ -57,7 +58,9 @@ mod replication;
 pub mod sql;
 pub mod switchover;
 
-pub use admin::{LocalDdlMethod, SetVariablesReport, TypeConversions, VariableRefusal};
+pub use admin::{
+    AccountInfo, LocalDdlMethod, SetVariablesReport, TypeConversions, VariableRefusal,
+};
 pub use error::{Error, ServerError};
 pub use fence::{FenceMechanism, FenceReport};
 pub use instance::{Credentials, Instance, InstanceAddr, Secret, Timeouts, TlsMode};

@@ -45,6 +45,9 @@ pub struct Observation {
     /// Galera state when the server has `wsrep_on` (MariaDB), else `None`.
     pub galera: Option<GaleraState>,
     /// The InnoDB transaction that has been open longest, if any is open.
+    ///
+    /// InnoDB refreshes `information_schema.innodb_trx` only when nobody has read it for
+    /// 0.1 s: observe a server at most every 0.1 s or this field stays frozen.
     pub longest_transaction: Option<TransactionInfo>,
     /// How many threads wait for a table metadata lock.
     pub metadata_lock_waits: u64,

@@ -103,12 +103,15 @@ impl Instance {
     /// [`Instance::configure_replica`]. On MariaDB it first sets `gtid_slave_pos` to
     /// `gtid_current_pos`, so the server asks its new source for what follows its own last
     /// transactions rather than from a stale replica position. It kills the server's client
-    /// connections and then releases a fence's global read lock held by this handle (the
-    /// applier needs it gone; the server stays read-only). Move client traffic away from the
-    /// server first: on MariaDB, `read_only` does not stop privileged clients.
+    /// connections, waits until they have ended, and then releases a fence's backup lock held
+    /// by this handle (the applier needs it gone; the server stays read-only). Move client
+    /// traffic away from the server first: on MariaDB, `read_only` does not stop privileged
+    /// clients.
     ///
     /// # Errors
-    /// As [`Instance::configure_replica`].
+    /// As [`Instance::configure_replica`], and [`Error::FenceBreached`] when a client committed
+    /// on the server between the release of the lock and the configuration (it then has
+    /// errant transactions and is left read-only, not replicating).
     pub async fn demote_to_replica(
         &self,
         of: &SourceAddr,
@@ -135,19 +138,31 @@ impl Instance {
             make_read_only(&mut session, d).await?;
             if former_primary {
                 // Clients still waiting on the fence's lock would commit the moment it goes:
-                // kill them first, then release it (the applier needs it gone).
-                self.kill_clients_on(&mut session, &[], d).await?;
+                // kill them and wait until they have ended, then release it (the applier
+                // needs it gone), and check that nothing committed in between.
+                self.kill_clients_and_wait(&mut session, d).await?;
+                let before = binlog_position_on(&mut session, d).await?;
                 self.release_fence_lock().await;
-            }
-            stop_replica(&mut session, d).await?;
-            if former_primary && flavor == Flavor::Mariadb {
-                session
-                    .exec(
-                        "carry the former primary's GTID position over to gtid_slave_pos",
-                        Sql::Static("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos"),
-                        d,
-                    )
-                    .await?;
+                stop_replica(&mut session, d).await?;
+                if flavor == Flavor::Mariadb {
+                    session
+                        .exec(
+                            "carry the former primary's GTID position over to gtid_slave_pos",
+                            Sql::Static("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos"),
+                            d,
+                        )
+                        .await?;
+                }
+                let after = binlog_position_on(&mut session, d).await?;
+                if after != before {
+                    return Err(Error::FenceBreached {
+                        instance: self.label().to_owned(),
+                        before,
+                        after,
+                    });
+                }
+            } else {
+                stop_replica(&mut session, d).await?;
             }
             let ssl = u8::from(credentials.ssl);
             let host = quote_literal(&of.host);
@@ -221,21 +236,22 @@ impl Instance {
         result
     }
 
-    /// Makes the instance a writable primary: stops replication, forgets its source
-    /// (`RESET REPLICA ALL` / `RESET SLAVE ALL`), releases a fence held by this handle and turns
-    /// `super_read_only` (MySQL) and `read_only` off.
+    /// Makes the instance a writable primary: stops replication, releases a fence held by this
+    /// handle, turns `super_read_only` (MySQL) and `read_only` off, and then forgets the
+    /// source (`RESET REPLICA ALL` / `RESET SLAVE ALL`), which can take tens of milliseconds
+    /// and so comes after the server takes writes.
     ///
     /// The caller makes sure the instance has executed what it must first
     /// ([`Instance::wait_caught_up`]); [`crate::switchover()`] does.
     ///
     /// # Errors
-    /// Connection failures and [`Error::Statement`].
+    /// Connection failures and [`Error::Statement`]. When only the final reset failed, the
+    /// server is already writable (with its replication stopped).
     pub async fn promote(&self) -> Result<(), Error> {
         self.promote_by(None).await.map_err(|(_, e)| e)
     }
 
-    /// Promotes; on failure also says whether the server may have become writable (the
-    /// failure happened while turning read-only off).
+    /// Promotes; on failure also says how far it got.
     pub(crate) async fn promote_by(
         &self,
         deadline: Option<Instant>,
@@ -246,26 +262,26 @@ impl Instance {
             .await
             .map_err(|e| (PromoteStage::Replicating, e))?;
         let d = self.statement_deadline(deadline);
-        let result = async {
-            stop_replica(&mut session, d)
-                .await
-                .map_err(|e| (PromoteStage::Replicating, e))?;
-            let reset = match session.flavor() {
-                Flavor::Mysql => "RESET REPLICA ALL",
-                Flavor::Mariadb => "RESET SLAVE ALL",
-            };
-            session
-                .exec("forget the replication source", Sql::Static(reset), d)
-                .await
-                .map_err(|e| (PromoteStage::Stopped, e))?;
-            Ok(())
-        }
-        .await;
+        let stopped = stop_replica(&mut session, d).await;
         self.release(session);
-        result?;
+        stopped.map_err(|e| (PromoteStage::Replicating, e))?;
         self.unfence_by(deadline)
             .await
-            .map_err(|e| (PromoteStage::MakingWritable, e))
+            .map_err(|e| (PromoteStage::MakingWritable, e))?;
+        let mut session = self
+            .session(purpose, deadline)
+            .await
+            .map_err(|e| (PromoteStage::Writable, e))?;
+        let reset = match session.flavor() {
+            Flavor::Mysql => "RESET REPLICA ALL",
+            Flavor::Mariadb => "RESET SLAVE ALL",
+        };
+        let d = self.statement_deadline(deadline);
+        let result = session
+            .exec("forget the replication source", Sql::Static(reset), d)
+            .await;
+        self.release(session);
+        result.map(drop).map_err(|e| (PromoteStage::Writable, e))
     }
 
     /// Makes the server read-only (`super_read_only` on MySQL, `read_only` on MariaDB) without
@@ -424,15 +440,27 @@ pub(crate) async fn gtid_variable_on(
     })
 }
 
+async fn binlog_position_on(session: &mut Session, deadline: Instant) -> Result<GtidSet, Error> {
+    gtid_variable_on(
+        session,
+        "read the former primary's GTID position",
+        "SELECT @@GLOBAL.gtid_executed",
+        "SELECT @@GLOBAL.gtid_binlog_pos",
+        deadline,
+    )
+    .await
+}
+
 /// How far a promotion got before it failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PromoteStage {
     /// Replication may still run; the server is read-only.
     Replicating,
-    /// Replication is stopped but the source is still configured; read-only.
-    Stopped,
-    /// Replication was reset; turning read-only off failed, so the server may be writable.
+    /// Replication is stopped (its source still configured); turning read-only off failed,
+    /// so the server may be writable.
     MakingWritable,
+    /// The server is writable; only forgetting the old source failed.
+    Writable,
 }
 
 enum WaitFailure {

@@ -15,13 +15,17 @@
 //!    - MySQL: `super_read_only = 1` stops every account, `SUPER` included.
 //!    - MariaDB: `read_only = 1` does not stop accounts with `READ ONLY ADMIN` (which `ALL
 //!      PRIVILEGES` carries); a hand-driven switchover lost 1,039 of 12,266 acknowledged writes
-//!      of such an account to it. MariaDB 10.5 to 11.8 have no `super_read_only`, so the fence
-//!      adds `FLUSH TABLES WITH READ LOCK`, held on a dedicated connection: a commit from any
-//!      account, privileged or not, waits for the global read lock (it never fails on its
-//!      own, so nothing is acknowledged) until its connection is killed, which the fence does
-//!      right after taking the lock. Account locking was rejected because it changes the
-//!      users' accounts and must be undone exactly; `read_only` plus killing connections
-//!      alone was rejected because a privileged client that reconnects writes again.
+//!      of such an account to it. MariaDB 10.5 to 11.8 have no `super_read_only` (11.8.6
+//!      refuses `read_only = NO_LOCK_NO_ADMIN`), so the fence adds the backup lock
+//!      `BACKUP STAGE BLOCK_COMMIT`, held on a dedicated connection: a commit from any
+//!      account, privileged or not, waits for it (it never fails on its own, so nothing is
+//!      acknowledged) until its connection is killed, which the fence does right after taking
+//!      the lock. `FLUSH TABLES WITH READ LOCK` holds the same way but first waits for every
+//!      open table to close (about 100 ms under the test load, against a few ms for
+//!      `BLOCK_COMMIT`, whose earlier stages are taken before the fence). Locking the
+//!      accounts was rejected because it changes the users' accounts and must be undone
+//!      exactly; `read_only` plus killing connections alone was rejected because a privileged
+//!      client that reconnects writes again.
 //! 3. **Catch up**: waits until the candidate has executed the old primary's fenced position
 //!    ([`Instance::wait_caught_up`]), then checks that the old primary's position has not
 //!    moved ([`Error::FenceBreached`] otherwise), [`SwitchoverStep::CaughtUp`].
@@ -198,11 +202,17 @@ pub struct SwitchoverOutcome {
     pub fenced_position: GtidSet,
     /// Client connections killed on the old primary.
     pub killed_connections: u32,
-    /// Time from the start of the fence to the end of the promotion: how long no primary
-    /// took writes.
+    /// Time from the fence's first write-stopping statement to the end of the promotion: how
+    /// long no primary took writes.
     pub unavailable: Duration,
     /// Time spent in the pre-flight.
     pub preflight: Duration,
+    /// Time writes were stopped while fencing the old primary and closing its clients.
+    pub fence: Duration,
+    /// Time from the fence until the candidate had caught up (and the fence was checked).
+    pub catch_up: Duration,
+    /// Time spent promoting the candidate.
+    pub promote: Duration,
     /// What became of the old primary.
     pub old_primary: OldPrimaryRole,
     /// The instances repointed to the new primary (the old primary included when repointed).
@@ -233,8 +243,15 @@ pub async fn switchover(
         .unwrap_or(deadline);
     let started = Instant::now();
     let preflight_deadline = work_deadline.min(started + policy.preflight_wait);
-    let (old_obs, new_obs) =
-        preflight(old, new, !others.is_empty(), policy, preflight_deadline).await?;
+    let (old_obs, new_obs) = preflight(
+        old,
+        new,
+        !others.is_empty(),
+        policy,
+        preflight_deadline,
+        work_deadline,
+    )
+    .await?;
     let preflight_time = started.elapsed();
 
     // 2. Fence.
@@ -243,6 +260,10 @@ pub async fn switchover(
         Ok(report) => report,
         Err(e) => return Err(abandon(old, new, e, deadline).await),
     };
+    let fence_time = fenced.blocking;
+    let writes_stopped = Instant::now()
+        .checked_sub(fenced.blocking)
+        .unwrap_or(fence_started);
     let step = SwitchoverStep::Fenced {
         old: old.name().to_owned(),
         mechanism: fenced.mechanism,
@@ -254,6 +275,7 @@ pub async fn switchover(
     }
 
     // 3. Catch up, then check the fence held.
+    let catch_up_started = Instant::now();
     if let Err(e) = new.wait_caught_up_by(&fenced.position, work_deadline).await {
         return Err(abandon(old, new, e, deadline).await);
     }
@@ -277,23 +299,34 @@ pub async fn switchover(
         return Err(abandon(old, new, e, deadline).await);
     }
 
+    let catch_up_time = catch_up_started.elapsed();
+
     // 4. Promote.
-    if let Err((stage, e)) = new.promote_by(Some(work_deadline)).await {
-        return Err(abandon_promotion(old, new, stage, e, policy, deadline).await);
-    }
-    let unavailable = fence_started.elapsed();
-    tracing::info!(old = %old, new = %new, ?unavailable, "promoted");
+    let promote_started = Instant::now();
     let mut late_failures: Vec<(String, Error)> = Vec::new();
-    if let Err(e) = record(
-        sink,
-        &SwitchoverStep::Promoted {
-            new: new.name().to_owned(),
-        },
-    )
-    .await
-    {
-        late_failures.push((new.label().to_owned(), e));
+    match new.promote_by(Some(work_deadline)).await {
+        Ok(()) => {}
+        // Writable: the switchover stands; the stale source is reported.
+        Err((PromoteStage::Writable, e)) => late_failures.push((new.label().to_owned(), e)),
+        Err((stage, e)) => {
+            return Err(abandon_promotion(old, new, stage, e, deadline).await);
+        }
     }
+    let unavailable = writes_stopped.elapsed();
+    let promote_time = promote_started.elapsed();
+    tracing::info!(old = %old, new = %new, ?unavailable, "promoted");
+    let promoted = SwitchoverStep::Promoted {
+        new: new.name().to_owned(),
+    };
+    // The sink moves client traffic when it records the promotion; if it could not, clients
+    // may still reach the old primary, which then stays fenced.
+    let traffic_moved = match record(sink, &promoted).await {
+        Ok(()) => true,
+        Err(e) => {
+            late_failures.push((new.label().to_owned(), e));
+            false
+        }
+    };
 
     // 5. Repoint.
     let to = policy
@@ -330,7 +363,9 @@ pub async fn switchover(
             Err(e) => late_failures.push((other.label().to_owned(), e)),
         }
     }
-    let keep_out_reason = if !policy.repoint_old_primary {
+    let keep_out_reason = if !traffic_moved {
+        Some("the promotion could not be recorded, so client traffic may still reach it".to_owned())
+    } else if !policy.repoint_old_primary {
         Some("the caller keeps it out (repoint_old_primary = false)".to_owned())
     } else if old_obs.version.version < new_obs.version.version {
         Some(format!(
@@ -378,6 +413,9 @@ pub async fn switchover(
         killed_connections: fenced.killed_connections,
         unavailable,
         preflight: preflight_time,
+        fence: fence_time,
+        catch_up: catch_up_time,
+        promote: promote_time,
         old_primary,
         repointed,
     })
@@ -413,13 +451,14 @@ async fn abandon_promotion(
     new: &Instance,
     stage: PromoteStage,
     cause: Error,
-    policy: &SwitchoverPolicy,
     deadline: Instant,
 ) -> Error {
     let half = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
     let candidate_safe = match stage {
-        PromoteStage::Replicating | PromoteStage::Stopped => true,
-        PromoteStage::MakingWritable => new.make_read_only_by(Some(half)).await.is_ok(),
+        PromoteStage::Replicating => true,
+        PromoteStage::MakingWritable | PromoteStage::Writable => {
+            new.make_read_only_by(Some(half)).await.is_ok()
+        }
     };
     if !candidate_safe {
         return Error::SwitchoverAbandoned {
@@ -433,16 +472,9 @@ async fn abandon_promotion(
             source: Box::new(cause),
         };
     }
-    // Best effort: the candidate replicates again from the old primary.
-    let source = SourceAddr::from(old.addr());
-    let _restarted = match (stage, &policy.replication) {
-        (PromoteStage::Replicating | PromoteStage::Stopped, _) => new.start_replication().await,
-        (PromoteStage::MakingWritable, Some(credentials)) => {
-            new.configure_replica_by(&source, credentials, false, Some(half))
-                .await
-        }
-        (PromoteStage::MakingWritable, None) => Ok(()),
-    };
+    // Best effort: the candidate replicates again from the old primary (its source is still
+    // configured: the reset comes last).
+    let _restarted = new.start_replication().await;
     abandon(old, new, cause, deadline).await
 }
 
@@ -452,12 +484,14 @@ async fn preflight(
     has_other_replicas: bool,
     policy: &SwitchoverPolicy,
     until: Instant,
+    work_deadline: Instant,
 ) -> Result<(Observation, Observation), Error> {
+    // `until` ends the waiting; each observation may take until the work deadline.
     loop {
         // The candidate first: everything it has replicated is then also in the old
         // primary's later observation, so only real errant transactions show.
-        let new_obs = new.observe_by(Some(until)).await?;
-        let old_obs = old.observe_by(Some(until)).await?;
+        let new_obs = new.observe_by(Some(work_deadline)).await?;
+        let old_obs = old.observe_by(Some(work_deadline)).await?;
         let not_ready = |reason: String| Error::CandidateNotReady {
             instance: new.label().to_owned(),
             reason,

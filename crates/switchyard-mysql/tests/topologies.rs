@@ -1,0 +1,305 @@
+//! Topologies beyond one version of asynchronous replication: a MariaDB 10.5 primary with a
+//! 10.11 replica (and a switchover to the newer one), Galera's rolling schema upgrade, and the
+//! fence and a switchover on MariaDB 11.8.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+use switchyard_mysql::{
+    LocalDdlMethod, OldPrimaryRole, SourceAddr, SwitchoverPolicy, SwitchoverStep, switchover,
+};
+use switchyard_plan::versions::Series;
+use switchyard_testbed::{
+    Cluster, Options, ServerKind, galera, replication, replication_with, wait_for,
+};
+
+use common::handles;
+
+async fn count(cluster: &Cluster, index: usize, sql: &'static str) -> i64 {
+    let mut root = cluster.instance(index).connect_root().await.expect("root");
+    let n: i64 = sqlx::query_scalar(sql)
+        .fetch_one(&mut root)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = root.close().await;
+    n
+}
+
+#[tokio::test]
+async fn mariadb_10_5_primary_with_a_10_11_replica() {
+    let cluster = replication_with(
+        &[ServerKind::Mariadb105, ServerKind::Mariadb1011],
+        &Options::default(),
+    )
+    .await
+    .expect("cluster");
+    let h = handles(&cluster);
+    let creds = cluster.credentials();
+    let p = h[0].observe().await.expect("observe the primary");
+    let r = h[1].observe().await.expect("observe the replica");
+    assert_eq!(p.version.version.series(), Series::new(10, 5));
+    assert_eq!(r.version.version.series(), Series::new(10, 11));
+    let rs = r.replication.as_ref().expect("replica");
+    assert_eq!(rs.source_port, cluster.primary().port());
+
+    // Configured again by this client, the newer replica follows the older primary.
+    let source = SourceAddr::new("127.0.0.1", cluster.primary().port());
+    h[1].configure_replica(&source, &common::replication(&cluster, false))
+        .await
+        .expect("configure the 10.11 replica of the 10.5 primary");
+    let mut op = cluster
+        .primary()
+        .connect(&creds.operator)
+        .await
+        .expect("connect");
+    sqlx::raw_sql("CREATE TABLE app.xv (id INT PRIMARY KEY); INSERT INTO app.xv VALUES (1), (2)")
+        .execute(&mut op)
+        .await
+        .expect("write on 10.5");
+    let target = h[0].binlog_position().await.expect("position");
+    h[1].wait_caught_up(&target, Duration::from_secs(20))
+        .await
+        .expect("10.11 catches up");
+    assert_eq!(count(&cluster, 1, "SELECT COUNT(*) FROM app.xv").await, 2);
+    let r = h[1].observe().await.expect("observe");
+    assert!(r.replication.as_ref().is_some_and(|s| s.is_running()));
+    assert!(
+        r.errant_against(&h[0].observe().await.expect("observe"))
+            .expect("same flavor")
+            .is_empty()
+    );
+    let _ = op.close().await;
+
+    // A switchover to the newer replica leaves the older primary fenced, not replicating
+    // from a newer source, even though the caller asked for it to be repointed.
+    let policy = SwitchoverPolicy {
+        replication: Some(common::replication(&cluster, false)),
+        repoint_old_primary: true,
+        ..SwitchoverPolicy::default()
+    };
+    let mut steps: Vec<SwitchoverStep> = Vec::new();
+    let outcome = switchover(
+        &h[0],
+        &h[1],
+        &[],
+        Instant::now() + Duration::from_secs(20),
+        &policy,
+        &mut steps,
+    )
+    .await
+    .expect("switchover to 10.11");
+    assert_eq!(
+        steps.iter().map(SwitchoverStep::name).collect::<Vec<_>>(),
+        ["fenced", "caught_up", "promoted"]
+    );
+    match &outcome.old_primary {
+        OldPrimaryRole::Fenced { reason } => assert!(reason.contains("older"), "{reason}"),
+        other => panic!("the 10.5 primary was not kept fenced: {other:?}"),
+    }
+    let old = h[0].observe().await.expect("observe the old primary");
+    assert!(old.read_only && old.replication.is_none());
+    assert!(h[0].holds_fence_lock().await);
+    assert!(h[1].observe().await.expect("observe").is_writable());
+    // The fence holds against a privileged client on the old primary.
+    let mut admin = cluster
+        .primary()
+        .connect(&creds.privileged)
+        .await
+        .expect("connect");
+    let write = tokio::time::timeout(
+        Duration::from_millis(500),
+        sqlx::raw_sql("INSERT INTO app.xv VALUES (3)").execute(&mut admin),
+    )
+    .await;
+    assert!(
+        write.is_err(),
+        "a privileged write went through the fence: {write:?}"
+    );
+    drop(admin);
+    assert_eq!(
+        h[0].binlog_position().await.expect("position"),
+        outcome.fenced_position
+    );
+    h[0].kill_client_connections()
+        .await
+        .expect("close the waiting write");
+}
+
+#[tokio::test]
+async fn galera_rolling_schema_upgrade_on_one_node_of_three() {
+    let cluster = galera(3).await.expect("galera cluster");
+    let h = handles(&cluster);
+    for node in &h {
+        let g = node
+            .observe()
+            .await
+            .expect("observe")
+            .galera
+            .expect("galera state");
+        assert!(g.wsrep_on && g.ready && !g.desync, "{node}: {g:?}");
+        assert_eq!(g.local_state, Some(4), "{node}: {g:?}");
+        assert_eq!(g.local_state_comment.as_deref(), Some("Synced"));
+        assert_eq!(g.cluster_size, Some(3));
+    }
+    let mut op = cluster
+        .primary()
+        .connect(&cluster.credentials().operator)
+        .await
+        .expect("connect");
+    sqlx::raw_sql(
+        "CREATE TABLE app.g (id INT PRIMARY KEY, v INT); INSERT INTO app.g VALUES (1, 1)",
+    )
+    .execute(&mut op)
+    .await
+    .expect("create");
+    let columns = "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = 'app' AND table_name = 'g'";
+    for i in 0..3 {
+        wait_for(Duration::from_secs(20), async || {
+            let mut root = cluster.instance(i).connect_root().await.ok()?;
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM app.g")
+                .fetch_one(&mut root)
+                .await
+                .ok()?;
+            (n == 1).then_some(())
+        })
+        .await
+        .expect("the table reaches every node");
+    }
+
+    let method = h[1]
+        .run_local_ddl(
+            "ALTER TABLE app.g ADD COLUMN extra INT NULL",
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("RSU on node 1");
+    assert_eq!(method, LocalDdlMethod::RollingSchemaUpgrade);
+    assert_eq!(count(&cluster, 1, columns).await, 3);
+    assert_eq!(count(&cluster, 0, columns).await, 2);
+    assert_eq!(count(&cluster, 2, columns).await, 2);
+    let g = common::poll_slowly(Duration::from_secs(30), async || {
+        let g = h[1].observe().await.ok()?.galera?;
+        (g.is_synced() && g.cluster_size == Some(3) && !g.desync).then_some(g)
+    })
+    .await
+    .expect("node 1 returns to Synced in a cluster of 3");
+    assert_eq!(g.local_state_comment.as_deref(), Some("Synced"));
+    // Writes from the other nodes still apply on the altered node (a trailing column).
+    sqlx::raw_sql("INSERT INTO app.g VALUES (2, 2)")
+        .execute(&mut op)
+        .await
+        .expect("insert");
+    wait_for(Duration::from_secs(20), async || {
+        let mut root = cluster.instance(1).connect_root().await.ok()?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM app.g")
+            .fetch_one(&mut root)
+            .await
+            .ok()?;
+        (n == 2).then_some(())
+    })
+    .await
+    .expect("the altered node applies the new row");
+    for node in &h {
+        let g = node
+            .observe()
+            .await
+            .expect("observe")
+            .galera
+            .expect("galera");
+        assert!(g.is_synced() && g.cluster_size == Some(3), "{node}: {g:?}");
+    }
+    let _ = op.close().await;
+}
+
+#[tokio::test]
+async fn mariadb_11_8_fence_and_switchover() {
+    let cluster = replication(ServerKind::Mariadb118, 2)
+        .await
+        .expect("cluster");
+    let h = handles(&cluster);
+    let creds = cluster.credentials();
+    let p = h[0].observe().await.expect("observe");
+    assert_eq!(p.version.version.series(), Series::new(11, 8));
+    assert!(p.is_writable() && p.super_read_only.is_none());
+
+    let mut admin = cluster
+        .primary()
+        .connect(&creds.privileged)
+        .await
+        .expect("connect");
+    sqlx::raw_sql("CREATE TABLE app.f (id INT PRIMARY KEY)")
+        .execute(&mut admin)
+        .await
+        .expect("create");
+    let fenced = h[0].fence().await.expect("fence");
+    assert!(fenced.killed_connections >= 1);
+    let mut admin = cluster
+        .primary()
+        .connect(&creds.privileged)
+        .await
+        .expect("connect");
+    let write = tokio::time::timeout(
+        Duration::from_millis(500),
+        sqlx::raw_sql("INSERT INTO app.f VALUES (1)").execute(&mut admin),
+    )
+    .await;
+    assert!(
+        write.is_err(),
+        "a privileged write went through the fence: {write:?}"
+    );
+    drop(admin);
+    assert_eq!(
+        h[0].binlog_position().await.expect("position"),
+        fenced.position
+    );
+    h[0].kill_client_connections()
+        .await
+        .expect("close the waiting write");
+    h[0].unfence().await.expect("unfence");
+    let mut admin = cluster
+        .primary()
+        .connect(&creds.privileged)
+        .await
+        .expect("connect");
+    sqlx::raw_sql("INSERT INTO app.f VALUES (2)")
+        .execute(&mut admin)
+        .await
+        .expect("writable again");
+    let ids: Vec<i32> = sqlx::query_scalar("SELECT id FROM app.f")
+        .fetch_all(&mut admin)
+        .await
+        .expect("rows");
+    assert_eq!(ids, [2], "the write made while fenced never committed");
+    let _ = admin.close().await;
+
+    let policy = SwitchoverPolicy {
+        replication: Some(common::replication(&cluster, false)),
+        ..SwitchoverPolicy::default()
+    };
+    let mut steps: Vec<SwitchoverStep> = Vec::new();
+    let outcome = switchover(
+        &h[0],
+        &h[1],
+        &[],
+        Instant::now() + Duration::from_secs(20),
+        &policy,
+        &mut steps,
+    )
+    .await
+    .expect("switchover on 11.8");
+    assert_eq!(outcome.old_primary, OldPrimaryRole::Replica);
+    let new_obs = h[1].observe().await.expect("observe");
+    assert!(new_obs.is_writable() && new_obs.replication.is_none());
+    let old = wait_for(Duration::from_secs(20), async || {
+        let o = h[0].observe().await.ok()?;
+        (o.replication.as_ref()?.is_running() && o.read_only).then_some(o)
+    })
+    .await
+    .expect("the old primary follows the new one");
+    assert_eq!(
+        old.replication.map(|r| r.source_port),
+        Some(cluster.instance(1).port())
+    );
+}
