@@ -651,6 +651,15 @@ impl<R: ClusterRuntime> Engine<R> {
             step = SwitchoverStep::Promoted;
         }
         let action = Action::Switchover { from, to };
+        // Resuming a switchover another engine fenced: a fence may live only
+        // as long as the connection that holds it (MariaDB's backup lock), so
+        // fence again before relying on it.
+        if step > SwitchoverStep::Requested
+            && step < SwitchoverStep::Promoted
+            && let Err(err) = rt.fence(from).await
+        {
+            return self.abort_switchover(record, action, from, err).await;
+        }
         loop {
             if step < SwitchoverStep::Promoted && rt.now() >= deadline {
                 let err = RuntimeError::new(

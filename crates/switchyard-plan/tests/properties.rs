@@ -352,3 +352,27 @@ fn altering_the_primary_in_place_when_it_needs_a_switchover_is_caught() {
         "altered in place",
     );
 }
+
+/// The engine killed at every runtime call of a primary switchover (before
+/// or after the call takes effect), then replaced by a new engine.
+#[test]
+fn an_engine_killed_at_any_point_of_a_switchover_resumes_safely() {
+    let (from, to) = versions(Flavor::Mariadb);
+    for op in 0..14 {
+        for after_effect in [false, true] {
+            let scn = Scenario {
+                flavor: Flavor::Mariadb,
+                from,
+                to,
+                primary: 0,
+                upgraded: vec![false, true, true],
+                // Step 0 is the switchover: the replicas already run the target.
+                faults: vec![(0, Fault::KillEngine { op, after_effect })],
+                schema: None,
+            };
+            if let Err(e) = run(&scn, Mutation::None) {
+                panic!("killed at op {op} (after effect: {after_effect}): {e}");
+            }
+        }
+    }
+}

@@ -234,6 +234,10 @@ impl Model {
         let mut s = self.lock();
         // Let replication converge with the faults over.
         s.advance(10_000);
+        // ...and the last writes reach every replica (no new ones meanwhile).
+        for _ in 0..s.instances.len() {
+            s.replicate();
+        }
         let mut out = s.violations.clone();
         let acked = s.acknowledged.clone();
         for i in &s.instances {
@@ -289,7 +293,7 @@ impl Model {
             if left == 0 {
                 s.kill = None;
                 if !after_effect {
-                    s.dead = true;
+                    s.kill_engine();
                     return Err(RuntimeError::new(
                         RuntimeErrorKind::Transient,
                         what,
@@ -305,7 +309,7 @@ impl Model {
         s.advance(100);
         s.check(what);
         if die_after {
-            s.dead = true;
+            s.kill_engine();
             return Err(RuntimeError::new(
                 RuntimeErrorKind::Transient,
                 what,
@@ -321,6 +325,15 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl State {
+    /// The engine dies: so does every connection it held, and with them any
+    /// fence that is a lock (MariaDB's backup lock); `read_only` stays.
+    fn kill_engine(&mut self) {
+        self.dead = true;
+        for i in &mut self.instances {
+            i.fenced = false;
+        }
+    }
+
     fn inst_mut(&mut self, ordinal: u32) -> Option<&mut MInstance> {
         self.instances.iter_mut().find(|i| i.ordinal == ordinal)
     }
@@ -333,8 +346,10 @@ impl State {
         let steps = (millis / 100).max(1);
         for _ in 0..steps {
             self.clock += millis / steps;
-            self.write();
+            // Replication trails the primary by a tick: a write acknowledged
+            // just now is not yet on any replica.
             self.replicate();
+            self.write();
         }
     }
 
@@ -345,7 +360,9 @@ impl State {
         let Some(p) = self.instances.iter_mut().find(|i| i.role == Role::Primary) else {
             return;
         };
-        if p.up && p.writable && !p.fenced {
+        // The writer holds ALL privileges: on MariaDB `read_only` does not stop
+        // it; only the fence (a lock held by the engine's connection) does.
+        if p.up && !p.fenced {
             p.data.insert(id);
             self.acknowledged.insert(id);
             self.next_write += 1;
