@@ -84,6 +84,16 @@ pub enum LobSize {
 }
 
 impl LobSize {
+    /// The most bytes a value of this size holds.
+    pub fn capacity(self) -> u64 {
+        match self {
+            LobSize::Tiny => 255,
+            LobSize::Regular => 65_535,
+            LobSize::Medium => 16_777_215,
+            LobSize::Long => 4_294_967_295,
+        }
+    }
+
     fn prefix(self) -> &'static str {
         match self {
             LobSize::Tiny => "TINY",

@@ -1,13 +1,14 @@
 //! Reference cases: one ALTER per rule on one table, with the verdict expected on each flavor
 //! and the source writes that exercise it.
 //!
-//! The analyzer's own tests check these verdicts. A real-server test replays each case on a
-//! replication pair: create [`TABLE`] on both, set the case's conversion setting on the replica,
-//! run the ALTER on the replica with the binary log off, run [`WRITES`] on the source,
-//! then check that the replica keeps applying and that its rows equal the source's on the
-//! shared columns. `safe` and `safe-with-conversion` cases must pass that check; `unsafe`
-//! cases are expected to fail it (replication stops or data differs), which shows the analyzer
-//! is never more permissive than the servers.
+//! The analyzer's own tests check these verdicts. The real-server test (`tests/servers.rs`)
+//! replays each case on a MariaDB and a MySQL replication pair: create [`TABLE`] on both, set
+//! the case's conversion setting on the replica, run the ALTER on the replica with the binary
+//! log off, run [`WRITES`] on the source, then check that the replica keeps applying and that
+//! its rows equal the source's table altered the same way. `safe` and `safe-with-conversion`
+//! cases must pass that check; a case that fails it (replication stops, data differs, the
+//! replica crashes) must be `unsafe`, so the analyzer is never more permissive than the
+//! servers. The results are in `docs/ddl-verification.md`.
 
 use crate::rules::{Rule, Verdict};
 
@@ -28,14 +29,18 @@ pub const TABLE: &str = "CREATE TABLE `t` (
   PRIMARY KEY (`id`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
 
-/// Source writes that touch every column with edge values (negative, NULL, maximum, every ENUM
-/// value, fractional seconds), then update and delete.
+/// Source writes that touch every column with edge values (negative, NULL, minimum and
+/// maximum, every ENUM value, fractional seconds, trailing spaces, an inexact FLOAT), then update
+/// and delete; rows with the first, middle and last ENUM values stay, so that a changed meaning
+/// shows in the data.
 pub const WRITES: &[&str] = &[
     "INSERT INTO t (id, n, u, s, d, f, e, dt, dt3, dd, l, k) VALUES \
      (1, -1, 4294967295, 'abcdefghij', 12345678.91, 1.5, 'a', '2024-01-02 03:04:05', '2024-01-02 03:04:05.678', '2024-01-02', 'caf\u{e9}', 7)",
     "INSERT INTO t (id, n, u, s, d, f, e, dt, dt3, dd, l, k) VALUES \
      (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 7)",
     "INSERT INTO t (id, n, u, s, d, f, e, k) VALUES (3, 2147483647, 0, '', -0.01, -2.25, 'c', 8)",
+    "INSERT INTO t (id, n, u, s, d, f, e, dt, dt3, dd, l, k) VALUES \
+     (4, -2147483648, 0, 'z  ', -99999999.99, 0.1, 'c', '1000-01-01 00:00:00', '1000-01-01 00:00:00.000', '1000-01-01', '', 10)",
     "UPDATE t SET n = n - 1, e = 'b', k = 9 WHERE id = 1",
     "DELETE FROM t WHERE id = 3",
 ];
@@ -238,6 +243,12 @@ pub const CASES: &[Case] = &[
     both(
         "varchar to text",
         "ALTER TABLE t MODIFY s TEXT",
+        Convert,
+        Rule::WideningNeedsConversion,
+    ),
+    both(
+        "varchar to char",
+        "ALTER TABLE t MODIFY s CHAR(10)",
         Unsafe,
         Rule::StringKindChange,
     ),

@@ -10,7 +10,7 @@
 
 use switchyard_plan::versions::Flavor;
 
-use crate::model::{ColumnType, TypeFamily, TypeKind};
+use crate::model::{ColumnType, LobSize, TypeFamily, TypeKind};
 use crate::rules::Rule;
 
 /// A conversion the replica's type-conversion setting must allow.
@@ -190,6 +190,13 @@ pub(crate) fn compare_types(
             widen(ws, as_, &change, "size")
         }
         (
+            TypeKind::Char {
+                varying: true,
+                length,
+            },
+            TypeKind::Text { size },
+        ) => varchar_to_text(*length, *size, writer.charset.as_deref(), &change),
+        (
             TypeKind::Char { .. } | TypeKind::Text { .. },
             TypeKind::Char { .. } | TypeKind::Text { .. },
         )
@@ -200,8 +207,9 @@ pub(crate) fn compare_types(
             Rule::StringKindChange,
             format!(
                 "{change} changes the kind of string (CHAR, VARCHAR, TEXT or BINARY, VARBINARY, BLOB); the \
-                 manuals list it as convertible but it is not verified on both servers, and CHAR pads \
-                 trailing spaces differently: run it as a normal replicated ALTER"
+                 manuals list it as convertible but only VARCHAR to a large enough TEXT is verified on both \
+                 servers, and CHAR strips trailing spaces that VARCHAR and TEXT keep: run it as a normal \
+                 replicated ALTER"
             ),
         ),
         (TypeKind::Time { fsp: wf }, TypeKind::Time { fsp: af })
@@ -258,6 +266,49 @@ pub(crate) fn compare_types(
             Rule::TypeFamilyChange,
             format!("{change} is not a conversion the replica makes"),
         ),
+    }
+}
+
+/// VARCHAR(n) to a TEXT type: a non-lossy conversion when the TEXT holds the longest value
+/// the VARCHAR can (n characters of the character set's widest), a truncation otherwise.
+/// Measured on MariaDB 10.11 and MySQL 9.7 (`tests/servers.rs`): VARCHAR(10) utf8mb4 to TEXT
+/// and to TINYTEXT apply and match with `ALL_NON_LOSSY`, VARCHAR(100) utf8mb4 (400 bytes) to
+/// TINYTEXT (255 bytes) does not.
+fn varchar_to_text(length: u32, size: LobSize, charset: Option<&str>, change: &str) -> TypeOutcome {
+    let longest = u64::from(length) * u64::from(max_bytes_per_char(charset));
+    let capacity = size.capacity();
+    if longest <= capacity {
+        TypeOutcome::Convert(
+            Promotion::Other,
+            format!(
+                "{change} keeps every value (at most {longest} bytes, the TEXT type holds {capacity}); \
+                 measured on both servers with ALL_NON_LOSSY"
+            ),
+        )
+    } else {
+        TypeOutcome::Refuse(
+            Rule::Narrowing,
+            format!(
+                "{change} narrows: a value may take {longest} bytes, the TEXT type holds {capacity}; needs \
+                 ALL_LOSSY, which truncates"
+            ),
+        )
+    }
+}
+
+/// The most bytes one character takes in `charset`; 4 when it is unknown (the table default,
+/// or a character set not listed), which can only make the answer stricter.
+fn max_bytes_per_char(charset: Option<&str>) -> u32 {
+    match charset {
+        Some(
+            "latin1" | "latin2" | "latin5" | "latin7" | "ascii" | "binary" | "cp1250" | "cp1251"
+            | "cp1256" | "cp1257" | "cp850" | "cp852" | "cp866" | "greek" | "hebrew" | "koi8r"
+            | "koi8u" | "swe7" | "armscii8" | "dec8" | "hp8" | "keybcs2" | "macce" | "macroman"
+            | "geostd8" | "tis620",
+        ) => 1,
+        Some("ucs2" | "big5" | "gbk" | "euckr" | "sjis" | "cp932") => 2,
+        Some("utf8mb3" | "ujis" | "eucjpms") => 3,
+        _ => 4,
     }
 }
 
@@ -496,21 +547,61 @@ mod tests {
             rule(compare_types(Flavor::Mysql, &varchar(20), &varchar(10))),
             Some(Rule::Narrowing)
         );
-        let latin = ColumnType {
+        let latin = |n| ColumnType {
             charset: Some("latin1".into()),
-            ..varchar(10)
+            ..varchar(n)
         };
         assert_eq!(
-            rule(compare_types(Flavor::Mariadb, &latin, &varchar(10))),
+            rule(compare_types(Flavor::Mariadb, &latin(10), &varchar(10))),
             Some(Rule::CharsetChange)
         );
         let text = ty(TypeKind::Text {
             size: LobSize::Regular,
         });
-        assert_eq!(
-            rule(compare_types(Flavor::Mysql, &varchar(10), &text)),
-            Some(Rule::StringKindChange)
-        );
+        assert!(matches!(
+            compare_types(Flavor::Mysql, &varchar(10), &text),
+            TypeOutcome::Convert(..)
+        ));
+        let tiny = ty(TypeKind::Text {
+            size: LobSize::Tiny,
+        });
+        let utf8mb4 = |n| ColumnType {
+            charset: Some("utf8mb4".into()),
+            ..varchar(n)
+        };
+        // 63 × 4 = 252 bytes fit a TINYTEXT, 64 × 4 = 256 do not; an unknown charset counts 4.
+        assert!(matches!(
+            compare_types(Flavor::Mariadb, &utf8mb4(63), &tiny),
+            TypeOutcome::Convert(..)
+        ));
+        for writer in [utf8mb4(64), varchar(64)] {
+            assert_eq!(
+                rule(compare_types(Flavor::Mariadb, &writer, &tiny)),
+                Some(Rule::Narrowing)
+            );
+        }
+        let latin_tiny = ColumnType {
+            charset: Some("latin1".into()),
+            ..tiny.clone()
+        };
+        assert!(matches!(
+            compare_types(Flavor::Mysql, &latin(255), &latin_tiny),
+            TypeOutcome::Convert(..)
+        ));
+        let char10 = ty(TypeKind::Char {
+            varying: false,
+            length: 10,
+        });
+        for (writer, applier) in [
+            (&varchar(10), &char10),
+            (&char10, &text),
+            (&text, &varchar(70_000)),
+        ] {
+            assert_eq!(
+                rule(compare_types(Flavor::Mysql, writer, applier)),
+                Some(Rule::StringKindChange)
+            );
+        }
         let medium = ty(TypeKind::Text {
             size: LobSize::Medium,
         });

@@ -358,7 +358,24 @@ fn family_and_kind_changes_are_unsafe() {
         Rule::StringKindChange,
     );
     both(
-        "ALTER TABLE orders MODIFY code TEXT NOT NULL",
+        "ALTER TABLE orders MODIFY email TEXT COLLATE utf8mb4_bin",
+        Conversion,
+        Rule::WideningNeedsConversion,
+    );
+    // 255 latin1 characters take 255 bytes: a TINYTEXT holds them.
+    both(
+        "ALTER TABLE orders MODIFY note TINYTEXT CHARACTER SET latin1 COLLATE latin1_swedish_ci",
+        Conversion,
+        Rule::WideningNeedsConversion,
+    );
+    // 100 utf8mb4 characters may take 400 bytes: more than a TINYTEXT's 255.
+    both(
+        "ALTER TABLE orders MODIFY email TINYTEXT COLLATE utf8mb4_bin",
+        Unsafe,
+        Rule::Narrowing,
+    );
+    both(
+        "ALTER TABLE orders MODIFY email CHAR(100) COLLATE utf8mb4_bin",
         Unsafe,
         Rule::StringKindChange,
     );
