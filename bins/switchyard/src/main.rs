@@ -6,11 +6,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod approve;
 mod check_ddl;
 mod check_upgrade;
 mod exit;
 mod history;
+mod operator;
 mod plan;
+mod switchover;
 
 use exit::Exit;
 
@@ -27,6 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Approve the supervised primary switchover a MySQLCluster waits for.
+    Approve(approve::Args),
     /// Is an ALTER TABLE safe to roll node by node under row-based replication?
     CheckDdl(check_ddl::Args),
     /// Is an in-place change from one server version to another supported?
@@ -35,6 +40,10 @@ enum Command {
     History(history::Args),
     /// Print the ordered steps the engine would take to upgrade a healthy cluster.
     Plan(plan::Args),
+    /// Run the Kubernetes operator (in a cluster, or from a kubeconfig).
+    Operator(operator::Args),
+    /// Ask the operator to move a MySQLCluster's primary to instance N.
+    Switchover(switchover::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,10 +52,13 @@ fn main() -> ExitCode {
         Err(err) => return exit::from_clap(err),
     };
     let outcome: Exit = match cli.command {
+        Command::Approve(args) => approve::run(args),
         Command::CheckDdl(args) => check_ddl::run(args),
         Command::CheckUpgrade(args) => check_upgrade::run(args),
         Command::History(args) => history::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Operator(args) => operator::run(args),
+        Command::Switchover(args) => switchover::run(args),
     };
     outcome.into()
 }

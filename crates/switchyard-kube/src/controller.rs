@@ -1,0 +1,422 @@
+//! The controller: watches, per-object backoff, leader election, the HTTP endpoint and
+//! graceful shutdown around [`crate::reconcile::reconcile`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Client, ResourceExt};
+use rand::Rng;
+
+use crate::build::{FIELD_MANAGER, LABEL_INSTANCE, LABEL_MANAGED_BY};
+use crate::crd::MySQLCluster;
+use crate::error::Error;
+use crate::leader::{self, Leadership, LeaseConfig};
+use crate::metrics::{self, Metrics, Readiness};
+use crate::ops::{HandleCache, InstanceOps, MysqlOps};
+use crate::reconcile::{Context, OpsFactory, reconcile};
+use crate::runtime::{Clock, Resolver, dns_resolver, system_clock};
+
+/// The operator's settings.
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    /// Watch only this namespace (all namespaces when `None`).
+    pub namespace: Option<String>,
+    /// Where `/metrics`, `/healthz` and `/readyz` listen.
+    pub metrics_addr: SocketAddr,
+    /// The namespace of the leader-election Lease.
+    pub lease_namespace: String,
+    /// The Lease and this replica's identity.
+    pub lease: LeaseConfig,
+}
+
+/// The operator could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The HTTP endpoint could not listen.
+    #[error("could not serve metrics on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Lease could not be read or written.
+    #[error("leader election failed: {0}")]
+    Lease(#[source] kube::Error),
+    /// The lease was lost while leading: this replica stopped acting.
+    #[error("lost the leader lease; stopped reconciling so that the new leader acts alone")]
+    LostLease,
+}
+
+impl RunError {
+    /// A bounded category.
+    pub fn category(&self) -> &'static str {
+        match self {
+            RunError::Listen { .. } => "listen",
+            RunError::Lease(_) => "lease",
+            RunError::LostLease => "lost-lease",
+        }
+    }
+}
+
+/// Production instance operations: SQL through `switchyard-mysql`.
+pub struct MysqlOpsFactory {
+    client: Client,
+    handles: HandleCache,
+}
+
+impl MysqlOpsFactory {
+    /// A factory sharing one cache of instance handles.
+    pub fn new(client: Client) -> Self {
+        MysqlOpsFactory {
+            client,
+            handles: HandleCache::default(),
+        }
+    }
+}
+
+impl OpsFactory for MysqlOpsFactory {
+    fn ops(
+        &self,
+        namespace: &str,
+        creds: &crate::build::ClusterCredentials,
+    ) -> Arc<dyn InstanceOps> {
+        Arc::new(MysqlOps::new(
+            Some(Api::namespaced(self.client.clone(), namespace)),
+            creds,
+            self.handles.clone(),
+        ))
+    }
+}
+
+/// Per-object retry state: consecutive failures, for exponential backoff with jitter.
+#[derive(Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    /// The delay after another failure of `key` (a conflict retries at once, almost).
+    pub fn next(&self, key: &str, error: &Error) -> Duration {
+        if error.is_conflict() {
+            return Duration::from_millis(200 + rand::rng().random_range(0..300));
+        }
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = failures.entry(key.to_owned()).or_insert(0);
+        *n = n.saturating_add(1);
+        let base = Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300));
+        // ±20% jitter so that many failing objects do not retry in lockstep.
+        let jitter = rand::rng().random_range(0.8..1.2);
+        base.mul_f64(jitter)
+    }
+
+    /// Forgets the failures of `key` after a success.
+    pub fn reset(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+}
+
+/// The controller's shared state.
+pub struct Shared {
+    /// The reconcile context.
+    pub ctx: Arc<Context>,
+    /// Per-object backoff.
+    pub backoff: Backoff,
+}
+
+fn key(cluster: &MySQLCluster) -> String {
+    format!(
+        "{}/{}",
+        cluster.namespace().unwrap_or_default(),
+        cluster.name_any()
+    )
+}
+
+/// Reconciles and records success for the backoff.
+pub async fn reconcile_with_backoff(
+    cluster: Arc<MySQLCluster>,
+    shared: Arc<Shared>,
+) -> Result<Action, Error> {
+    let k = key(&cluster);
+    let result = reconcile(cluster, shared.ctx.clone()).await;
+    if result.is_ok() {
+        shared.backoff.reset(&k);
+    }
+    result
+}
+
+/// Requeues a failed object after its backoff, and logs the typed error.
+pub fn error_policy(cluster: Arc<MySQLCluster>, error: &Error, shared: Arc<Shared>) -> Action {
+    let delay = shared.backoff.next(&key(&cluster), error);
+    tracing::warn!(
+        cluster = %key(&cluster),
+        category = error.category(),
+        error = %error,
+        retry_in = ?delay,
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+/// The context of a production controller.
+pub fn production_context(client: Client, metrics: Arc<Metrics>, identity: &str) -> Context {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "switchyard".into(),
+            instance: Some(identity.to_owned()),
+        },
+    );
+    let resolver: Resolver = dns_resolver();
+    let clock: Clock = system_clock();
+    Context {
+        ops: Arc::new(MysqlOpsFactory::new(client.clone())),
+        client,
+        resolver,
+        clock,
+        recorder,
+        metrics,
+    }
+}
+
+/// Maps a pod to the cluster it belongs to (by its instance label).
+pub fn cluster_of_pod(pod: &Pod) -> Option<ObjectRef<MySQLCluster>> {
+    let labels = pod.labels();
+    if labels.get(LABEL_MANAGED_BY).map(String::as_str) != Some(FIELD_MANAGER) {
+        return None;
+    }
+    let name = labels.get(LABEL_INSTANCE)?;
+    Some(ObjectRef::new(name).within(&pod.namespace()?))
+}
+
+fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the operator until `shutdown` resolves: the HTTP endpoint at once, the controller
+/// once this replica holds the Lease.
+///
+/// # Errors
+/// [`RunError`] when the endpoint cannot listen, the Lease cannot be used, or the lease is
+/// lost while leading.
+pub async fn run(
+    client: Client,
+    cfg: OperatorConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::new());
+    let ready = Readiness::default();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let listener = tokio::net::TcpListener::bind(cfg.metrics_addr)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: cfg.metrics_addr,
+            source,
+        })?;
+    drop(listener);
+    let server = tokio::spawn(metrics::serve(
+        cfg.metrics_addr,
+        metrics.clone(),
+        ready.clone(),
+        stopped(stop_rx.clone()),
+    ));
+
+    // Ready means running: a follower is a healthy replica waiting for the lease.
+    ready.set(true);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &cfg.lease_namespace);
+    let retry = cfg.lease.duration / 3;
+    loop {
+        if *stop_rx.borrow() {
+            let _ = server.await;
+            return Ok(());
+        }
+        match leader::try_acquire(&leases, &cfg.lease)
+            .await
+            .map_err(RunError::Lease)?
+        {
+            Leadership::Leading => break,
+            Leadership::Following => {
+                tokio::select! {
+                    () = tokio::time::sleep(retry) => {}
+                    () = stopped(stop_rx.clone()) => {}
+                }
+            }
+        }
+    }
+    tracing::info!(identity = %cfg.lease.identity, "leading");
+
+    // Renew the lease; losing it stops the controller.
+    let (lost_tx, lost_rx) = tokio::sync::watch::channel(false);
+    let renew = {
+        let leases = leases.clone();
+        let lease = cfg.lease.clone();
+        let stop_rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut last_renewed = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(retry) => {}
+                    () = stopped(stop_rx.clone()) => return,
+                }
+                match leader::try_acquire(&leases, &lease).await {
+                    Ok(Leadership::Leading) => last_renewed = tokio::time::Instant::now(),
+                    Ok(Leadership::Following) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not renew the lease");
+                        if last_renewed.elapsed() >= lease.duration {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = lost_tx.send(true);
+        })
+    };
+
+    let identity = cfg.lease.identity.clone();
+    let ctx = Arc::new(production_context(
+        client.clone(),
+        metrics.clone(),
+        &identity,
+    ));
+    let shared = Arc::new(Shared {
+        ctx,
+        backoff: Backoff::default(),
+    });
+    let managed = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
+    let stop_or_lost = {
+        let stop_rx = stop_rx.clone();
+        let mut lost_rx = lost_rx.clone();
+        async move {
+            tokio::select! {
+                () = stopped(stop_rx) => {}
+                _ = lost_rx.wait_for(|l| *l) => {}
+            }
+        }
+    };
+    Controller::new(
+        api::<MySQLCluster>(&client, &cfg.namespace),
+        watcher::Config::default(),
+    )
+    .owns(api::<StatefulSet>(&client, &cfg.namespace), managed.clone())
+    .owns(api::<Service>(&client, &cfg.namespace), managed.clone())
+    .owns(api::<ConfigMap>(&client, &cfg.namespace), managed.clone())
+    .owns(
+        api::<PodDisruptionBudget>(&client, &cfg.namespace),
+        managed.clone(),
+    )
+    .owns(api::<Secret>(&client, &cfg.namespace), managed.clone())
+    .watches(api::<Pod>(&client, &cfg.namespace), managed, |pod| {
+        cluster_of_pod(&pod)
+    })
+    .graceful_shutdown_on(stop_or_lost)
+    .run(reconcile_with_backoff, error_policy, shared)
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "controller event");
+        }
+    })
+    .await;
+    ready.set(false);
+    let lost = *lost_rx.borrow();
+    renew.abort();
+    if !lost && let Err(e) = leader::release(&leases, &cfg.lease).await {
+        tracing::warn!(error = %e, "could not release the lease");
+    }
+    let _ = server.await;
+    if lost {
+        Err(RunError::LostLease)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    #[test]
+    fn backoff_grows_per_object_resets_on_success_and_retries_conflicts_fast() {
+        let b = Backoff::default();
+        let err = Error::Bootstrap {
+            ordinal: 0,
+            message: "down".into(),
+        };
+        let d1 = b.next("db/a", &err);
+        let d2 = b.next("db/a", &err);
+        let d3 = b.next("db/a", &err);
+        assert!(d1 >= Duration::from_millis(800) && d1 <= Duration::from_millis(1200));
+        assert!(d2 >= Duration::from_millis(1600) && d2 <= Duration::from_millis(2400));
+        assert!(d3 >= Duration::from_millis(3200) && d3 <= Duration::from_millis(4800));
+        // Another object has its own count.
+        assert!(b.next("db/b", &err) <= Duration::from_millis(1200));
+        b.reset("db/a");
+        assert!(b.next("db/a", &err) <= Duration::from_millis(1200));
+        assert!(b.next("db/a", &Error::Conflict) < Duration::from_millis(500));
+        for _ in 0..20 {
+            b.next("db/c", &err);
+        }
+        assert!(b.next("db/c", &err) <= Duration::from_secs(360));
+    }
+
+    #[test]
+    fn pods_map_to_their_cluster_only_when_switchyard_manages_them() {
+        let mut pod = Pod {
+            metadata: ObjectMeta {
+                name: Some("shop-1".into()),
+                namespace: Some("db".into()),
+                labels: Some(
+                    [
+                        (LABEL_INSTANCE.to_owned(), "shop".to_owned()),
+                        (LABEL_MANAGED_BY.to_owned(), FIELD_MANAGER.to_owned()),
+                    ]
+                    .into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        };
+        assert_eq!(
+            cluster_of_pod(&pod),
+            Some(ObjectRef::new("shop").within("db"))
+        );
+        pod.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(LABEL_MANAGED_BY.to_owned(), "someone-else".to_owned());
+        assert_eq!(cluster_of_pod(&pod), None);
+    }
+}

@@ -1,0 +1,310 @@
+//! The `MySQLCluster` custom resource (`switchyard.io/v1alpha1`): spec, status and the CRD YAML.
+//!
+//! Fields that users can get wrong in ways the OpenAPI schema cannot express (an unknown
+//! flavor on a server without schema validation, an unparsable version, an operator-owned
+//! variable in `config`) are plain strings or maps here and checked by
+//! [`crate::validate::validate`], which sets the `InvalidSpec` condition. Everything the
+//! schema can express (minimum replicas, the flavor enum, patterns) is in the schema too.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, CustomResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use switchyard_plan::Record;
+
+/// The API group of switchyard's resources.
+pub const GROUP: &str = "switchyard.io";
+
+/// The specification of a MySQL or MariaDB primary-replica cluster.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "switchyard.io",
+    derive = "Default",
+    derive = "PartialEq",
+    version = "v1alpha1",
+    kind = "MySQLCluster",
+    plural = "mysqlclusters",
+    shortname = "mysqlc",
+    namespaced,
+    status = "MySQLClusterStatus",
+    printcolumn = r#"{"name":"Primary","type":"integer","jsonPath":".status.currentPrimary"}"#,
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.currentVersion"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.ready"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MySQLClusterSpec {
+    /// The server product: `mysql` or `mariadb`.
+    #[schemars(extend("enum" = ["mysql", "mariadb"]))]
+    pub flavor: String,
+    /// The server version every instance should run, `X.Y.Z` (for example `10.11.14`).
+    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$"))]
+    pub version: String,
+    /// The container image; defaults to the vendor's official image for the flavor and
+    /// version (`mysql:X.Y.Z`, `mariadb:X.Y.Z`). The image must run the version named in
+    /// `version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// How many instances: one primary and `replicas - 1` replicas.
+    #[schemars(range(min = 1, max = 9))]
+    pub replicas: i32,
+    /// Compute resources of the server container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// The volume claim template of each instance's data directory (default: 10Gi,
+    /// ReadWriteOnce, the default storage class).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<PersistentVolumeClaimSpec>,
+    /// Server variables rendered into my.cnf (`innodb_buffer_pool_size: 1G`). Variables the
+    /// operator owns (`read_only`, `server_id`, GTID, binary log and replication settings)
+    /// are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// Where the credentials of the accounts the operator uses are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<CredentialsSpec>,
+    /// How changes roll out.
+    #[serde(default)]
+    pub update: UpdatePolicy,
+}
+
+/// References to the Secret that holds the accounts' credentials.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsSpec {
+    /// The Secret's name (default `NAME-credentials`). It holds the keys `root-password`,
+    /// `operator-user`, `operator-password`, `replication-user` and
+    /// `replication-password`; the operator generates it, with random passwords, when it
+    /// does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub secret_name: Option<String>,
+}
+
+/// How a rollout proceeds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum UpdateStrategy {
+    /// Every step, including the primary's switchover, runs on its own.
+    #[default]
+    Automatic,
+    /// Replicas roll on their own; the primary's switchover waits for
+    /// `switchyard approve CLUSTER`.
+    Supervised,
+    /// No new step starts (an in-flight switchover still finishes or is undone).
+    Paused,
+}
+
+/// The update policy: bounds and pacing of rollouts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdatePolicy {
+    /// Automatic, Supervised or Paused.
+    #[serde(default)]
+    pub strategy: UpdateStrategy,
+    /// A replica lagging more than this many seconds is unhealthy and is not promoted.
+    #[serde(default = "default_max_lag")]
+    #[schemars(range(min = 0))]
+    pub max_lag_seconds: i64,
+    /// A transaction open longer than this many seconds on the primary postpones its
+    /// switchover.
+    #[serde(default = "default_max_transaction")]
+    #[schemars(range(min = 0))]
+    pub max_transaction_seconds: i64,
+    /// How long a restarted instance may take to become ready (`1h`, `90m`). Long by
+    /// default: MySQL upgrades its data dictionary and system tables at start.
+    #[serde(default = "default_startup_timeout")]
+    #[schemars(regex(pattern = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"))]
+    pub startup_timeout: String,
+    /// How long a clean (slow) shutdown may take; the pods' termination grace period is at
+    /// least this long.
+    #[serde(default = "default_shutdown_timeout")]
+    #[schemars(regex(pattern = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"))]
+    pub shutdown_timeout: String,
+    /// A switchover not promoted by then is undone (the old primary takes writes again).
+    #[serde(default = "default_switchover_deadline")]
+    #[schemars(regex(pattern = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"))]
+    pub switchover_deadline: String,
+    /// How long a replica stays out of the read Service before it restarts, so clients
+    /// leave it.
+    #[serde(default = "default_drain_seconds")]
+    #[schemars(range(min = 0))]
+    pub drain_seconds: i64,
+    /// A wait or a repeatedly failing step longer than this halts the rollout.
+    #[serde(default = "default_halt_after")]
+    #[schemars(regex(pattern = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"))]
+    pub halt_after: String,
+}
+
+impl Default for UpdatePolicy {
+    fn default() -> Self {
+        UpdatePolicy {
+            strategy: UpdateStrategy::default(),
+            max_lag_seconds: default_max_lag(),
+            max_transaction_seconds: default_max_transaction(),
+            startup_timeout: default_startup_timeout(),
+            shutdown_timeout: default_shutdown_timeout(),
+            switchover_deadline: default_switchover_deadline(),
+            drain_seconds: default_drain_seconds(),
+            halt_after: default_halt_after(),
+        }
+    }
+}
+
+fn default_max_lag() -> i64 {
+    10
+}
+fn default_max_transaction() -> i64 {
+    30
+}
+fn default_startup_timeout() -> String {
+    "1h".into()
+}
+fn default_shutdown_timeout() -> String {
+    "10m".into()
+}
+fn default_switchover_deadline() -> String {
+    "30s".into()
+}
+fn default_drain_seconds() -> i64 {
+    10
+}
+fn default_halt_after() -> String {
+    "15m".into()
+}
+
+/// What the operator observed and did, written only by the operator.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MySQLClusterStatus {
+    /// Conditions: `Available`, `Progressing`, `Degraded`, `InvalidSpec`, `UpgradeBlocked`,
+    /// `Halted`, `AwaitingApproval`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// A one-word summary: Pending, Bootstrapping, Ready, Upgrading, AwaitingApproval,
+    /// Blocked, Halted, Degraded or Invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The ordinal of the writable primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_primary: Option<u32>,
+    /// The version of the current revision (what the cluster runs when no rollout is under
+    /// way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<String>,
+    /// Ready instances out of desired, `2/3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    /// One entry per instance, by ordinal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceStatus>,
+    /// The revisions: what runs, what should run, and the numbered history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revisions: Option<Revisions>,
+    /// The highest server version the cluster has ever run: a spec edit to an older
+    /// version the rules forbid is refused against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highest_version: Option<String>,
+    /// The engine's durable record (intent, switchover sub-step, waits, failures,
+    /// history), stored with compare-and-swap on the resource version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "opaque_object")]
+    pub record: Option<Record>,
+    /// The last completed switchover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_switchover: Option<LastSwitchover>,
+}
+
+/// The state of one instance.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStatus {
+    /// The instance's ordinal (pod `NAME-ORDINAL`).
+    pub ordinal: u32,
+    /// `primary` or `replica`.
+    pub role: String,
+    /// The server version it runs (or last ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The number of the revision it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    /// Whether it is up and, for a replica, replicating within bounds.
+    pub ready: bool,
+    /// Replication lag in seconds, for a replica that applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<u64>,
+    /// What is wrong with it, when something is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// The revisions of a cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Revisions {
+    /// The revision every instance ran when the last rollout finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<u64>,
+    /// The revision the spec asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<u64>,
+    /// Every revision the spec has asked for, oldest first (at most 16 kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<RevisionEntry>,
+}
+
+/// One numbered revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionEntry {
+    /// The revision's number.
+    pub number: u64,
+    /// Hex SHA-256 of its content (flavor, version, rendered configuration, image,
+    /// resources): `switchyard_plan::topology::Revision::hash`.
+    pub hash: String,
+    /// Its server version.
+    pub version: String,
+    /// When the operator first saw it.
+    pub created: Time,
+}
+
+/// The last completed switchover.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastSwitchover {
+    /// The old primary's ordinal.
+    pub from: u32,
+    /// The new primary's ordinal.
+    pub to: u32,
+    /// From the start of the switchover (fence) to the promotion, in milliseconds.
+    pub duration_millis: u64,
+    /// When the candidate was promoted.
+    pub time: Time,
+}
+
+fn opaque_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// The CRDs switchyard installs, as `(file name, YAML)`, in the form committed under `crds/`.
+pub fn crd_files() -> Vec<(String, String)> {
+    let crd = MySQLCluster::crd();
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    let yaml = serde_yaml::to_string(&crd).expect("a CRD serializes to YAML");
+    vec![(
+        format!("{name}.yaml"),
+        format!(
+            "# Generated by `cargo xtask crds` from crates/switchyard-kube/src/crd.rs: do not edit.\n{yaml}"
+        ),
+    )]
+}

@@ -1,0 +1,352 @@
+//! The instance-facing operations the Kubernetes runtime needs, behind a small trait.
+//!
+//! [`InstanceOps`] is the seam between the reconciler and the servers. The production
+//! implementation, [`MysqlOps`], talks SQL through `switchyard-mysql` (and reads one file in
+//! the pod for the MariaDB system-table check); the reconcile tests use a Kubernetes-side
+//! test double so that they run against a fake API server without database servers. The
+//! real SQL path is exercised by the end-to-end tests over real servers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, AttachParams};
+use switchyard_mysql::{
+    Credentials, Instance, InstanceAddr, ReplicationCredentials, SourceAddr, Timeouts,
+};
+use switchyard_plan::gtid::GtidSet;
+use switchyard_plan::versions::{Flavor, Version};
+use tokio::io::AsyncReadExt;
+
+use crate::build::{CONTAINER, ClusterCredentials, MYSQL_PORT};
+
+/// One instance as the operations address it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// The namespace.
+    pub namespace: String,
+    /// The cluster's name.
+    pub cluster: String,
+    /// The ordinal.
+    pub ordinal: u32,
+    /// The pod's name.
+    pub pod: String,
+    /// Where the server listens (stable pod DNS name, or what a resolver gave).
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+}
+
+/// Replication as an instance reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicationView {
+    /// The host it replicates from.
+    pub source_host: String,
+    /// Whether both threads run (the I/O thread may be connecting).
+    pub running: bool,
+    /// The last I/O or SQL error number (0: none).
+    pub errno: u32,
+    /// The last error text.
+    pub error: String,
+    /// Seconds behind the source, when applying.
+    pub lag_seconds: Option<u64>,
+}
+
+/// What an instance reports about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceView {
+    /// The version it runs.
+    pub version: Version,
+    /// Whether clients may write (`read_only` off).
+    pub writable: bool,
+    /// Replication, when a source is configured.
+    pub replication: Option<ReplicationView>,
+    /// Executed GTIDs.
+    pub gtid: Option<GtidSet>,
+}
+
+/// A failed instance operation: what it was for, and a bounded category.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct OpsError {
+    /// A bounded label (`down`, `timeout`, `statement`, ...).
+    pub category: &'static str,
+    /// Whether it may pass on its own (down, unreachable, timeout).
+    pub transient: bool,
+    /// What happened, naming the instance (never a password).
+    pub message: String,
+}
+
+impl OpsError {
+    /// An error from the topology client.
+    pub fn from_mysql(e: &switchyard_mysql::Error) -> Self {
+        let category = e.category();
+        OpsError {
+            category,
+            transient: matches!(
+                category,
+                "down" | "unreachable" | "not_responding" | "timeout" | "connection" | "lagging"
+            ),
+            message: e.to_string(),
+        }
+    }
+
+    /// An error of the operator's own.
+    pub fn new(category: &'static str, transient: bool, message: impl Into<String>) -> Self {
+        OpsError {
+            category,
+            transient,
+            message: message.into(),
+        }
+    }
+}
+
+/// The operations on one instance that the Kubernetes runtime performs. Every operation is
+/// idempotent; the engine may repeat one.
+#[async_trait]
+pub trait InstanceOps: Send + Sync {
+    /// What the instance reports.
+    async fn observe(&self, t: &Target) -> Result<InstanceView, OpsError>;
+    /// Fences it (no client commits afterwards) and closes client connections.
+    async fn fence(&self, t: &Target) -> Result<(), OpsError>;
+    /// Lifts the fence: the instance takes writes.
+    async fn unfence(&self, t: &Target) -> Result<(), OpsError>;
+    /// Waits until `candidate` executed everything `from` committed, at most `timeout`.
+    async fn wait_caught_up(
+        &self,
+        candidate: &Target,
+        from: &Target,
+        timeout: Duration,
+    ) -> Result<(), OpsError>;
+    /// Makes it the writable primary.
+    async fn promote(&self, t: &Target) -> Result<(), OpsError>;
+    /// Makes it replicate from `source` with GTID positioning and starts replication;
+    /// `former_primary` when it was the primary (its own position carries over).
+    async fn replicate_from(
+        &self,
+        t: &Target,
+        source: &Target,
+        former_primary: bool,
+    ) -> Result<(), OpsError>;
+    /// Prepares a shutdown: a slow one (`innodb_fast_shutdown = 0`) when `slow`.
+    async fn prepare_shutdown(&self, t: &Target, slow: bool) -> Result<(), OpsError>;
+    /// Closes every client connection (after the primary moved away).
+    async fn close_client_connections(&self, t: &Target) -> Result<(), OpsError>;
+    /// Whether the system tables were upgraded for `version` (MariaDB; always true on
+    /// MySQL, which upgrades them itself at start).
+    async fn system_tables_current(
+        &self,
+        t: &Target,
+        flavor: Flavor,
+        version: Version,
+    ) -> Result<bool, OpsError>;
+}
+
+/// The production [`InstanceOps`]: SQL through `switchyard-mysql`.
+///
+/// Handles are cached per instance and kept across reconciles: on MariaDB the fence is a
+/// global read lock held by a connection of the handle, which must outlive the step that
+/// took it until the promotion or the unfence releases it.
+#[derive(Clone)]
+pub struct MysqlOps {
+    pods: Option<Api<Pod>>,
+    credentials: Credentials,
+    replication: ReplicationCredentials,
+    handles: Arc<Mutex<HashMap<Target, Instance>>>,
+    timeouts: Timeouts,
+}
+
+/// The shared cache of instance handles (one per operator process).
+pub type HandleCache = Arc<Mutex<HashMap<Target, Instance>>>;
+
+impl MysqlOps {
+    /// Operations with `creds`, sharing `handles`; `pods` (in the cluster's namespace) for
+    /// the in-pod system-table check.
+    pub fn new(pods: Option<Api<Pod>>, creds: &ClusterCredentials, handles: HandleCache) -> Self {
+        MysqlOps {
+            pods,
+            credentials: Credentials::new(
+                creds.operator_user.clone(),
+                creds.operator_password.clone(),
+            ),
+            replication: ReplicationCredentials::new(
+                creds.replication_user.clone(),
+                creds.replication_password.clone(),
+            ),
+            handles,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    fn handle(&self, t: &Target) -> Instance {
+        let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(h) = handles.get(t)
+            && h.addr().host == t.host
+        {
+            return h.clone();
+        }
+        let h = Instance::new(
+            t.pod.clone(),
+            InstanceAddr::new(t.host.clone(), t.port),
+            self.credentials.clone(),
+        )
+        .with_timeouts(self.timeouts);
+        handles.insert(t.clone(), h.clone());
+        h
+    }
+}
+
+fn ops<T>(r: Result<T, switchyard_mysql::Error>) -> Result<T, OpsError> {
+    r.map_err(|e| OpsError::from_mysql(&e))
+}
+
+#[async_trait]
+impl InstanceOps for MysqlOps {
+    async fn observe(&self, t: &Target) -> Result<InstanceView, OpsError> {
+        let o = ops(self.handle(t).observe().await)?;
+        let replication = o.replication.as_ref().map(|r| ReplicationView {
+            source_host: r.source_host.clone(),
+            running: r.is_running(),
+            errno: if r.last_sql_errno != 0 {
+                r.last_sql_errno
+            } else {
+                r.last_io_errno
+            },
+            error: if r.last_sql_errno != 0 {
+                r.last_sql_error.clone()
+            } else {
+                r.last_io_error.clone()
+            },
+            lag_seconds: r.seconds_behind,
+        });
+        Ok(InstanceView {
+            version: o.version.version,
+            writable: o.is_writable() && o.super_read_only != Some(true),
+            replication,
+            gtid: Some(o.gtid.executed().clone()),
+        })
+    }
+
+    async fn fence(&self, t: &Target) -> Result<(), OpsError> {
+        ops(self.handle(t).fence().await).map(drop)
+    }
+
+    async fn unfence(&self, t: &Target) -> Result<(), OpsError> {
+        ops(self.handle(t).unfence().await)
+    }
+
+    async fn wait_caught_up(
+        &self,
+        candidate: &Target,
+        from: &Target,
+        timeout: Duration,
+    ) -> Result<(), OpsError> {
+        let position = ops(self.handle(from).binlog_position().await)?;
+        ops(self
+            .handle(candidate)
+            .wait_caught_up(&position, timeout)
+            .await)
+    }
+
+    async fn promote(&self, t: &Target) -> Result<(), OpsError> {
+        ops(self.handle(t).promote().await)
+    }
+
+    async fn replicate_from(
+        &self,
+        t: &Target,
+        source: &Target,
+        former_primary: bool,
+    ) -> Result<(), OpsError> {
+        let h = self.handle(t);
+        let to = SourceAddr::new(source.host.clone(), source.port);
+        if former_primary {
+            ops(h.demote_to_replica(&to, &self.replication).await)
+        } else {
+            ops(h.configure_replica(&to, &self.replication).await)
+        }
+    }
+
+    async fn prepare_shutdown(&self, t: &Target, slow: bool) -> Result<(), OpsError> {
+        let value = if slow { "0" } else { "1" };
+        let report = ops(self
+            .handle(t)
+            .set_variables(&[("innodb_fast_shutdown", value)])
+            .await)?;
+        match report.refused.first().or(report.read_only.first()) {
+            Some(refusal) => Err(OpsError::new(
+                "statement",
+                false,
+                format!(
+                    "{}: could not set innodb_fast_shutdown: {}",
+                    t.pod, refusal.server
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    async fn close_client_connections(&self, t: &Target) -> Result<(), OpsError> {
+        ops(self.handle(t).kill_client_connections().await).map(drop)
+    }
+
+    async fn system_tables_current(
+        &self,
+        t: &Target,
+        flavor: Flavor,
+        version: Version,
+    ) -> Result<bool, OpsError> {
+        if flavor == Flavor::Mysql {
+            return Ok(true);
+        }
+        let Some(pods) = &self.pods else {
+            return Err(OpsError::new(
+                "exec",
+                false,
+                "no pod API to check the system tables",
+            ));
+        };
+        // mariadb-upgrade records the version that upgraded the system tables in the data
+        // directory; the image's entrypoint runs it (MARIADB_AUTO_UPGRADE) before the server
+        // listens on the network.
+        let command = [
+            "sh",
+            "-c",
+            "cat /var/lib/mysql/mariadb_upgrade_info 2>/dev/null || cat /var/lib/mysql/mysql_upgrade_info",
+        ];
+        let params = AttachParams::default()
+            .container(CONTAINER)
+            .stdout(true)
+            .stderr(false)
+            .stdin(false);
+        let mut attached = pods
+            .exec(&t.pod, command, &params)
+            .await
+            .map_err(|e| OpsError::new("exec", true, format!("{}: exec failed: {e}", t.pod)))?;
+        let mut text = String::new();
+        if let Some(mut out) = attached.stdout() {
+            out.read_to_string(&mut text)
+                .await
+                .map_err(|e| OpsError::new("exec", true, format!("{}: {e}", t.pod)))?;
+        }
+        attached
+            .join()
+            .await
+            .map_err(|e| OpsError::new("exec", true, format!("{}: {e}", t.pod)))?;
+        Ok(Version::parse(text.trim()).is_ok_and(|v| v == version))
+    }
+}
+
+/// The address of an instance: its stable DNS name through the headless Service.
+pub fn pod_target(namespace: &str, cluster: &str, ordinal: u32, host: String) -> Target {
+    Target {
+        namespace: namespace.to_owned(),
+        cluster: cluster.to_owned(),
+        ordinal,
+        pod: format!("{cluster}-{ordinal}"),
+        host,
+        port: MYSQL_PORT,
+    }
+}

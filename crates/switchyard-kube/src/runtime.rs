@@ -1,0 +1,662 @@
+//! [`KubeRuntime`]: the engine's [`ClusterRuntime`] on Kubernetes.
+//!
+//! Instances are the StatefulSet's pods plus what each server reports through
+//! [`InstanceOps`]. The engine's record lives in the `MySQLCluster` status and is stored
+//! with compare-and-swap on the object's `resourceVersion`, so a paused former leader can
+//! never overwrite a newer decision.
+//!
+//! A restart does not block the reconcile: it prepares the shutdown over SQL, deletes the
+//! pod, and returns. The StatefulSet (`OnDelete`) recreates the pod from the current
+//! template; until it is ready the instance is reported `Starting`, so the decision waits,
+//! at most `startupTimeout`. The restarted server does not replicate (`skip-replica-start`),
+//! so the decision repoints it next, and the repoint first checks (MariaDB) that the image
+//! upgraded the system tables.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use switchyard_plan::engine::{ClusterRuntime, RuntimeError, RuntimeErrorKind};
+use switchyard_plan::record::Intent;
+use switchyard_plan::topology::TopologyKind;
+use switchyard_plan::versions::{Flavor, Version};
+use switchyard_plan::{Health, Instance, Observed, Record, Revision, Role, Timestamp, WaitReason};
+
+use crate::build::{
+    ANNOTATION_REVISION_HASH, ANNOTATION_VERSION, LABEL_ROLE, LABEL_SERVING, Names, selector_labels,
+};
+use crate::crd::{MySQLCluster, MySQLClusterStatus};
+use crate::error::is_conflict;
+use crate::ops::{InstanceOps, InstanceView, Target};
+use crate::validate::ValidSpec;
+
+/// Gives the address of an instance: `(host, port)`.
+pub type Resolver = Arc<dyn Fn(&Names, u32) -> (String, u16) + Send + Sync>;
+
+/// The runtime's clock.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The stable DNS name of each pod through the headless Service, port 3306.
+pub fn dns_resolver() -> Resolver {
+    Arc::new(|names: &Names, ordinal| (names.pod_host(ordinal), crate::build::MYSQL_PORT))
+}
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        Timestamp(u64::try_from(ms).unwrap_or(u64::MAX))
+    })
+}
+
+/// What the runtime saw of one instance.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// The pod, when it exists.
+    pub pod: Option<Pod>,
+    /// Whether the pod is ready and not terminating.
+    pub pod_ready: bool,
+    /// What the server reported, or why it could not be asked.
+    pub view: Option<Result<InstanceView, String>>,
+}
+
+struct State {
+    cluster: MySQLCluster,
+    seen: BTreeMap<u32, Seen>,
+}
+
+/// The engine's runtime over one `MySQLCluster`.
+pub struct KubeRuntime {
+    clusters: Api<MySQLCluster>,
+    pods: Api<Pod>,
+    stateful_sets: Api<StatefulSet>,
+    names: Names,
+    spec: ValidSpec,
+    ops: Arc<dyn InstanceOps>,
+    resolver: Resolver,
+    clock: Clock,
+    state: Mutex<State>,
+}
+
+fn failed(kind: RuntimeErrorKind, op: impl Into<String>, msg: impl Into<String>) -> RuntimeError {
+    RuntimeError::new(kind, op, msg)
+}
+
+fn from_ops(op: String, e: crate::ops::OpsError) -> RuntimeError {
+    let kind = if e.transient {
+        RuntimeErrorKind::Transient
+    } else {
+        RuntimeErrorKind::Failed
+    };
+    RuntimeError::new(kind, op, e.message)
+}
+
+fn api_failed(op: String, e: &kube::Error) -> RuntimeError {
+    RuntimeError::new(RuntimeErrorKind::Transient, op, e.to_string())
+}
+
+/// Whether a pod is ready and not terminating.
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+impl KubeRuntime {
+    /// A runtime over `cluster` (as last read), with a validated spec.
+    pub fn new(
+        client: Client,
+        cluster: MySQLCluster,
+        spec: ValidSpec,
+        ops: Arc<dyn InstanceOps>,
+        resolver: Resolver,
+        clock: Clock,
+    ) -> Self {
+        let names = Names::of(&cluster);
+        KubeRuntime {
+            clusters: Api::namespaced(client.clone(), &names.namespace),
+            pods: Api::namespaced(client.clone(), &names.namespace),
+            stateful_sets: Api::namespaced(client, &names.namespace),
+            names,
+            spec,
+            ops,
+            resolver,
+            clock,
+            state: Mutex::new(State {
+                cluster,
+                seen: BTreeMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cluster object as last read or written.
+    pub fn cluster(&self) -> MySQLCluster {
+        self.lock().cluster.clone()
+    }
+
+    /// What was seen of each instance by the last observation.
+    pub fn seen(&self) -> BTreeMap<u32, Seen> {
+        self.lock().seen.clone()
+    }
+
+    /// The API client.
+    pub fn client(&self) -> Client {
+        self.clusters.clone().into_client()
+    }
+
+    /// The cluster's names.
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    /// The instance operations.
+    pub fn ops(&self) -> &Arc<dyn InstanceOps> {
+        &self.ops
+    }
+
+    /// The address of `ordinal`.
+    pub fn target(&self, ordinal: u32) -> Target {
+        let (host, port) = (self.resolver)(&self.names, ordinal);
+        Target {
+            namespace: self.names.namespace.clone(),
+            cluster: self.names.cluster.clone(),
+            ordinal,
+            pod: self.names.pod(ordinal),
+            host,
+            port,
+        }
+    }
+
+    /// Writes `status` with compare-and-swap on the cached object's resource version.
+    pub async fn write_status(&self, status: MySQLClusterStatus) -> Result<(), kube::Error> {
+        let mut obj = self.cluster();
+        obj.status = Some(status);
+        obj.metadata.managed_fields = None;
+        let written = self
+            .clusters
+            .replace_status(&self.names.cluster, &PostParams::default(), &obj)
+            .await?;
+        self.lock().cluster = written;
+        Ok(())
+    }
+
+    /// Re-reads the cluster object.
+    pub async fn reload(&self) -> Result<MySQLCluster, kube::Error> {
+        let fresh = self.clusters.get(&self.names.cluster).await?;
+        self.lock().cluster = fresh.clone();
+        Ok(fresh)
+    }
+
+    /// Lists the pods and asks every ready one what it runs.
+    pub async fn refresh(&self) -> Result<BTreeMap<u32, Seen>, kube::Error> {
+        let selector = selector_labels(&self.names)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let pods = self
+            .pods
+            .list(&ListParams::default().labels(&selector))
+            .await?;
+        let mut by_ordinal: BTreeMap<u32, Pod> = BTreeMap::new();
+        for pod in pods.items {
+            if let Some(o) = self.names.ordinal_of(&pod.name_any()) {
+                by_ordinal.insert(o, pod);
+            }
+        }
+        let mut seen = BTreeMap::new();
+        for ordinal in 0..self.spec.replicas {
+            let pod = by_ordinal.remove(&ordinal);
+            let ready = pod.as_ref().is_some_and(pod_ready);
+            let view = if ready {
+                Some(
+                    self.ops
+                        .observe(&self.target(ordinal))
+                        .await
+                        .map_err(|e| e.message),
+                )
+            } else {
+                None
+            };
+            seen.insert(
+                ordinal,
+                Seen {
+                    pod,
+                    pod_ready: ready,
+                    view,
+                },
+            );
+        }
+        self.lock().seen = seen.clone();
+        Ok(seen)
+    }
+
+    /// The observed topology from the last [`KubeRuntime::refresh`].
+    pub fn observed(&self) -> Observed {
+        let state = self.lock();
+        observed_from(&self.names, &self.spec, &state.cluster, &state.seen)
+    }
+
+    /// Sets the role label of every pod to its observed role.
+    pub async fn label_roles(&self, observed: &Observed) -> Result<(), RuntimeError> {
+        let seen = self.seen();
+        for i in &observed.instances {
+            let Some(pod) = seen.get(&i.ordinal).and_then(|s| s.pod.as_ref()) else {
+                continue;
+            };
+            let want = match i.role {
+                Role::Primary => "primary",
+                Role::Replica => "replica",
+            };
+            if pod.labels().get(LABEL_ROLE).map(String::as_str) != Some(want) {
+                self.label(i.ordinal, LABEL_ROLE, Some(want)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn label(
+        &self,
+        ordinal: u32,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), RuntimeError> {
+        let patch = json!({ "metadata": { "labels": { key: value } } });
+        let name = self.names.pod(ordinal);
+        match self
+            .pods
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(api_failed(format!("label pod {name}"), &e)),
+        }
+    }
+
+    /// Records that `to` is the primary: status `currentPrimary`, then the role labels.
+    async fn note_primary(&self, to: u32) -> Result<(), RuntimeError> {
+        let mut status = self.cluster().status.unwrap_or_default();
+        if status.current_primary != Some(to) {
+            status.current_primary = Some(to);
+            self.write_status(status).await.map_err(|e| {
+                if is_conflict(&e) {
+                    RuntimeError::conflict("record the new primary")
+                } else {
+                    api_failed("record the new primary".into(), &e)
+                }
+            })?;
+        }
+        for ordinal in 0..self.spec.replicas {
+            let role = if ordinal == to { "primary" } else { "replica" };
+            self.label(ordinal, LABEL_ROLE, Some(role)).await?;
+        }
+        Ok(())
+    }
+
+    fn view(&self, ordinal: u32) -> Option<InstanceView> {
+        self.lock()
+            .seen
+            .get(&ordinal)
+            .and_then(|s| s.view.clone())
+            .and_then(Result::ok)
+    }
+}
+
+/// The revision a pod runs, from its template annotation, numbered by the status history.
+fn pod_revision(status: &MySQLClusterStatus, pod: &Pod) -> Option<Revision> {
+    let hash = pod.annotations().get(ANNOTATION_REVISION_HASH)?.clone();
+    let number = status
+        .revisions
+        .as_ref()
+        .and_then(|r| r.history.iter().find(|e| e.hash == hash))
+        .map_or(0, |e| e.number);
+    Some(Revision { number, hash })
+}
+
+/// Builds the engine's view of the cluster from pods and instance reports.
+pub fn observed_from(
+    names: &Names,
+    spec: &ValidSpec,
+    cluster: &MySQLCluster,
+    seen: &BTreeMap<u32, Seen>,
+) -> Observed {
+    let status = cluster.status.clone().unwrap_or_default();
+    let record = status.record.clone().unwrap_or_default();
+    let switchover_from = match &record.intent {
+        Some(Intent::Switchover { from, .. }) => Some(*from),
+        _ => None,
+    };
+    let writable_sources: Vec<u32> = seen
+        .iter()
+        .filter_map(|(o, s)| match &s.view {
+            Some(Ok(v)) if v.writable && v.replication.is_none() => Some(*o),
+            _ => None,
+        })
+        .collect();
+    let primary = match writable_sources.as_slice() {
+        [only] => *only,
+        _ => status.current_primary.unwrap_or(0),
+    };
+    let mut instances = Vec::new();
+    for (ordinal, s) in seen {
+        let ordinal = *ordinal;
+        let last = status.instances.iter().find(|i| i.ordinal == ordinal);
+        let history_hash = |n: u64| {
+            status
+                .revisions
+                .as_ref()
+                .and_then(|r| r.history.iter().find(|e| e.number == n))
+                .map(|e| e.hash.clone())
+        };
+        let revision = s
+            .pod
+            .as_ref()
+            .and_then(|p| pod_revision(&status, p))
+            .or_else(|| {
+                let n = last.and_then(|l| l.revision)?;
+                Some(Revision {
+                    number: n,
+                    hash: history_hash(n)?,
+                })
+            })
+            .unwrap_or(Revision {
+                number: 0,
+                hash: String::new(),
+            });
+        let pod_version = s
+            .pod
+            .as_ref()
+            .and_then(|p| p.annotations().get(ANNOTATION_VERSION).cloned())
+            .or_else(|| last.and_then(|l| l.version.clone()))
+            .and_then(|v| Version::parse(&v).ok())
+            .unwrap_or(spec.version);
+        let role = if ordinal == primary {
+            Role::Primary
+        } else {
+            Role::Replica
+        };
+        let drained = s
+            .pod
+            .as_ref()
+            .is_none_or(|p| p.labels().get(LABEL_SERVING).map(String::as_str) != Some("true"));
+        let mut instance = Instance {
+            ordinal,
+            role,
+            version: pod_version,
+            revision,
+            health: Health::Starting,
+            gtid: None,
+            writable: false,
+            fenced: false,
+            drained,
+            source: None,
+            schema: None,
+        };
+        match &s.view {
+            None => {}
+            Some(Err(reason)) => {
+                instance.health = Health::Unreachable {
+                    reason: reason.clone(),
+                }
+            }
+            Some(Ok(v)) => {
+                instance.version = v.version;
+                instance.gtid = v.gtid.clone();
+                instance.writable = v.writable;
+                instance.health = Health::Ready;
+                match &v.replication {
+                    Some(r) if r.errno != 0 => {
+                        instance.health = Health::ReplicationStopped {
+                            errno: r.errno,
+                            message: r.error.clone(),
+                        };
+                        instance.source = names.ordinal_of_host(&r.source_host);
+                    }
+                    Some(r) if r.running => {
+                        instance.source = names.ordinal_of_host(&r.source_host);
+                        if let Some(lag) = r.lag_seconds.filter(|l| *l > 0) {
+                            instance.health = Health::Lagging { seconds: lag };
+                        }
+                    }
+                    // Configured but stopped without an error (a restart with
+                    // skip-replica-start): it does not replicate until repointed.
+                    Some(_) | None => {}
+                }
+                instance.fenced = switchover_from == Some(ordinal) && !v.writable;
+            }
+        }
+        instances.push(instance);
+    }
+    Observed {
+        kind: TopologyKind::Async,
+        flavor: spec.flavor,
+        instances,
+    }
+}
+
+#[async_trait]
+impl ClusterRuntime for KubeRuntime {
+    fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    async fn observe(&self) -> Result<Observed, RuntimeError> {
+        self.refresh()
+            .await
+            .map_err(|e| api_failed("observe the pods".into(), &e))?;
+        Ok(self.observed())
+    }
+
+    async fn load_record(&self) -> Result<Record, RuntimeError> {
+        let cluster = self
+            .reload()
+            .await
+            .map_err(|e| api_failed("load the record".into(), &e))?;
+        Ok(cluster.status.and_then(|s| s.record).unwrap_or_default())
+    }
+
+    async fn store_record(&self, expected_seq: u64, record: &Record) -> Result<(), RuntimeError> {
+        let mut status = self.cluster().status.unwrap_or_default();
+        let stored_seq = status.record.as_ref().map_or(0, |r| r.seq);
+        if stored_seq != expected_seq {
+            return Err(RuntimeError::conflict("store the record"));
+        }
+        status.record = Some(record.clone());
+        self.write_status(status).await.map_err(|e| {
+            if is_conflict(&e) {
+                RuntimeError::conflict("store the record")
+            } else {
+                api_failed("store the record".into(), &e)
+            }
+        })
+    }
+
+    async fn drain(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        self.label(ordinal, LABEL_SERVING, None).await
+    }
+
+    async fn undrain(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        self.label(ordinal, LABEL_SERVING, Some("true")).await
+    }
+
+    async fn restart(
+        &self,
+        ordinal: u32,
+        revision: &Revision,
+        _version: Version,
+        slow_shutdown: bool,
+    ) -> Result<(), RuntimeError> {
+        let op = format!("restart instance {ordinal}");
+        let name = self.names.pod(ordinal);
+        let pod = self
+            .pods
+            .get_opt(&name)
+            .await
+            .map_err(|e| api_failed(op.clone(), &e))?;
+        let Some(pod) = pod else {
+            // Deleted already: the StatefulSet recreates it from the current template.
+            return Ok(());
+        };
+        if pod.metadata.deletion_timestamp.is_some()
+            || pod.annotations().get(ANNOTATION_REVISION_HASH) == Some(&revision.hash)
+        {
+            return Ok(());
+        }
+        let sts = self
+            .stateful_sets
+            .get(&self.names.cluster)
+            .await
+            .map_err(|e| api_failed(op.clone(), &e))?;
+        let template_hash = sts
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(ANNOTATION_REVISION_HASH));
+        if template_hash != Some(&revision.hash) {
+            return Err(failed(
+                RuntimeErrorKind::Transient,
+                op,
+                format!(
+                    "the StatefulSet's pod template is not at revision {} yet",
+                    revision.number
+                ),
+            ));
+        }
+        if pod_ready(&pod) {
+            self.ops
+                .prepare_shutdown(&self.target(ordinal), slow_shutdown)
+                .await
+                .map_err(|e| from_ops(op.clone(), e))?;
+        }
+        let params = DeleteParams {
+            preconditions: pod.metadata.uid.clone().map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match self.pods.delete(&name, &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+            Err(e) => Err(api_failed(op, &e)),
+        }
+    }
+
+    async fn recover(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        // The kubelet restarts a crashed container in place, on the pod's own (current)
+        // revision; recovery is done when the pod is ready again.
+        let ready = self.lock().seen.get(&ordinal).is_some_and(|s| s.pod_ready);
+        if ready {
+            Ok(())
+        } else {
+            Err(failed(
+                RuntimeErrorKind::Transient,
+                format!("recover instance {ordinal}"),
+                "the kubelet is still restarting the server",
+            ))
+        }
+    }
+
+    async fn fence(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        self.ops
+            .fence(&self.target(ordinal))
+            .await
+            .map_err(|e| from_ops(format!("fence instance {ordinal}"), e))
+    }
+
+    async fn unfence(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        self.ops
+            .unfence(&self.target(ordinal))
+            .await
+            .map_err(|e| from_ops(format!("lift the fence on instance {ordinal}"), e))
+    }
+
+    async fn wait_caught_up(
+        &self,
+        candidate: u32,
+        from: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        let timeout = deadline.since(self.now()).max(Duration::from_millis(100));
+        self.ops
+            .wait_caught_up(&self.target(candidate), &self.target(from), timeout)
+            .await
+            .map_err(|e| from_ops(format!("wait for instance {candidate} to catch up"), e))
+    }
+
+    async fn promote(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        let old = self.cluster().status.and_then(|s| s.current_primary);
+        self.ops
+            .promote(&self.target(ordinal))
+            .await
+            .map_err(|e| from_ops(format!("promote instance {ordinal}"), e))?;
+        self.note_primary(ordinal).await?;
+        // Services do not close established connections: close them on the old primary
+        // now that no Service sends new ones there.
+        if let Some(old) = old.filter(|o| *o != ordinal)
+            && let Err(e) = self.ops.close_client_connections(&self.target(old)).await
+        {
+            tracing::warn!(
+                instance = old,
+                category = e.category,
+                "could not close client connections on the demoted primary"
+            );
+        }
+        Ok(())
+    }
+
+    async fn repoint(&self, ordinal: u32, source: u32) -> Result<(), RuntimeError> {
+        let op = format!("make instance {ordinal} replicate from {source}");
+        let target = self.target(ordinal);
+        let view = self.view(ordinal);
+        if self.spec.flavor == Flavor::Mariadb
+            && let Some(v) = &view
+        {
+            let current = self
+                .ops
+                .system_tables_current(&target, self.spec.flavor, v.version)
+                .await
+                .map_err(|e| from_ops(op.clone(), e))?;
+            if !current {
+                return Err(failed(
+                    RuntimeErrorKind::Failed,
+                    op,
+                    format!(
+                        "the system tables were not upgraded to {} (mariadb-upgrade did not run): \
+                         check the pod's log and that MARIADB_AUTO_UPGRADE is honoured by the image",
+                        v.version
+                    ),
+                ));
+            }
+        }
+        // An instance with no replication configured at all is a former primary (or a
+        // fresh one): its own executed position must carry over (MariaDB gtid_slave_pos).
+        let former_primary = view.as_ref().is_some_and(|v| v.replication.is_none());
+        self.ops
+            .replicate_from(&target, &self.target(source), former_primary)
+            .await
+            .map_err(|e| from_ops(op, e))
+    }
+
+    async fn pause(&self, _reason: &WaitReason) {
+        // The reconciler returns and requeues; nothing waits here.
+    }
+}

@@ -1,0 +1,393 @@
+//! Validation of a `MySQLCluster` spec beyond what its OpenAPI schema can express.
+//!
+//! [`validate`] is pure: it turns a spec into a [`ValidSpec`] (parsed flavor, version,
+//! durations, normalized configuration) or lists every problem with what to do about it.
+//! The reconciler writes the problems into the `InvalidSpec` condition and changes nothing
+//! else.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use switchyard_plan::Strategy;
+use switchyard_plan::versions::{Flavor, Version};
+
+use crate::crd::{MySQLClusterSpec, UpdateStrategy};
+
+/// Server variables the operator sets itself and users may not set in `config`: roles,
+/// identities, GTID, binary log and replication settings. A name matches when it equals an
+/// entry, or starts with an entry that ends in `*`.
+pub const OPERATOR_OWNED_VARIABLES: &[&str] = &[
+    "read_only",
+    "super_read_only",
+    "server_id",
+    "gtid_*",
+    "enforce_gtid_consistency",
+    "log_bin*",
+    "binlog_format",
+    "log_slave_updates",
+    "log_replica_updates",
+    "relay_log*",
+    "skip_slave_start",
+    "skip_replica_start",
+    "report_host",
+    "report_port",
+    "wsrep_*",
+    "port",
+    "bind_address",
+    "datadir",
+    "socket",
+    "skip_networking",
+];
+
+/// The most instances a cluster may have (the schema's maximum too).
+pub const MAX_REPLICAS: i32 = 9;
+
+/// A spec that passed validation, in parsed form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidSpec {
+    /// MySQL or MariaDB.
+    pub flavor: Flavor,
+    /// The version every instance should run.
+    pub version: Version,
+    /// The container image.
+    pub image: String,
+    /// The number of instances.
+    pub replicas: u32,
+    /// The user's server variables, names normalized (lowercase, `-` → `_`).
+    pub config: BTreeMap<String, String>,
+    /// The rollout strategy.
+    pub strategy: Strategy,
+    /// The replication lag bound.
+    pub max_lag_seconds: u64,
+    /// The longest transaction allowed before a switchover.
+    pub max_transaction_seconds: u64,
+    /// How long a restarted instance may take to become ready.
+    pub startup_timeout: Duration,
+    /// How long a clean shutdown may take.
+    pub shutdown_timeout: Duration,
+    /// When an unpromoted switchover is undone.
+    pub switchover_deadline: Duration,
+    /// How long a replica stays out of the read Service before its restart.
+    pub drain: Duration,
+    /// When a wait or a failing step halts the rollout.
+    pub halt_after: Duration,
+    /// The name of the credentials Secret.
+    pub credentials_secret: String,
+}
+
+/// One problem with a spec.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpecError {
+    /// `flavor` is neither `mysql` nor `mariadb`.
+    #[error("spec.flavor '{0}' is unknown: use mysql or mariadb")]
+    UnknownFlavor(String),
+    /// `version` does not parse.
+    #[error("spec.version '{input}' is not a version: {reason}")]
+    BadVersion {
+        /// What was given.
+        input: String,
+        /// The parser's explanation.
+        reason: String,
+    },
+    /// `replicas` is out of range.
+    #[error("spec.replicas is {0}: give between 1 and {MAX_REPLICAS} instances")]
+    BadReplicas(i32),
+    /// A duration does not parse or is zero.
+    #[error("spec.update.{field} '{input}' is not a duration: write it as 90s, 10m, 1h or 1h30m")]
+    BadDuration {
+        /// Which field.
+        field: &'static str,
+        /// What was given.
+        input: String,
+    },
+    /// A number is negative.
+    #[error("spec.update.{field} is {value}: it must be zero or more")]
+    Negative {
+        /// Which field.
+        field: &'static str,
+        /// What was given.
+        value: i64,
+    },
+    /// The shutdown timeout is too long for a pod's grace period.
+    #[error(
+        "spec.update.shutdownTimeout is longer than 24h: the pods' grace period could not cover it"
+    )]
+    ShutdownTooLong,
+    /// A variable the operator owns appears in `config`.
+    #[error(
+        "spec.config sets '{0}', which the operator owns (roles, server ids, GTID, binary log and replication settings): remove it"
+    )]
+    OperatorOwned(String),
+    /// A variable name is not a server variable name.
+    #[error("spec.config key '{0}' is not a server variable name: use letters, digits, '_' or '-'")]
+    BadVariableName(String),
+    /// A value would break my.cnf.
+    #[error(
+        "spec.config value of '{0}' contains a line break or control character: give it on one line"
+    )]
+    BadVariableValue(String),
+    /// An image name with whitespace.
+    #[error("spec.image '{0}' is not an image reference")]
+    BadImage(String),
+}
+
+impl SpecError {
+    /// A bounded category for metrics and event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            SpecError::UnknownFlavor(_) => "unknown-flavor",
+            SpecError::BadVersion { .. } => "bad-version",
+            SpecError::BadReplicas(_) => "bad-replicas",
+            SpecError::BadDuration { .. } => "bad-duration",
+            SpecError::Negative { .. } => "negative",
+            SpecError::ShutdownTooLong => "shutdown-too-long",
+            SpecError::OperatorOwned(_) => "operator-owned-variable",
+            SpecError::BadVariableName(_) => "bad-variable-name",
+            SpecError::BadVariableValue(_) => "bad-variable-value",
+            SpecError::BadImage(_) => "bad-image",
+        }
+    }
+}
+
+/// Every problem found in a spec.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct InvalidSpec {
+    /// The problems, in field order.
+    pub problems: Vec<SpecError>,
+}
+
+impl fmt::Display for InvalidSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.problems.iter().map(ToString::to_string).collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+/// Normalizes a server variable name as my.cnf reads it: lowercase, `-` as `_`.
+pub fn normalize_variable(name: &str) -> String {
+    name.trim().to_ascii_lowercase().replace('-', "_")
+}
+
+/// Whether the operator owns the (normalized) variable `name`.
+pub fn is_operator_owned(name: &str) -> bool {
+    OPERATOR_OWNED_VARIABLES
+        .iter()
+        .any(|owned| match owned.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == *owned,
+        })
+}
+
+/// Parses `90s`, `10m`, `1h`, `1h30m` (hours, minutes, seconds, in that order).
+pub fn parse_duration(input: &str) -> Option<Duration> {
+    let mut rest = input.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0u64;
+    let mut last_unit = 0;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        if digits == 0 {
+            return None;
+        }
+        let value: u64 = rest[..digits].parse().ok()?;
+        let unit = rest[digits..].chars().next()?;
+        let (rank, factor) = match unit {
+            'h' => (1, 3600),
+            'm' => (2, 60),
+            's' => (3, 1),
+            _ => return None,
+        };
+        if rank <= last_unit {
+            return None;
+        }
+        last_unit = rank;
+        total = total.checked_add(value.checked_mul(factor)?)?;
+        rest = &rest[digits + 1..];
+    }
+    Some(Duration::from_secs(total))
+}
+
+/// The default image for a flavor and version.
+pub fn default_image(flavor: Flavor, version: Version) -> String {
+    match flavor {
+        Flavor::Mysql => format!("mysql:{version}"),
+        Flavor::Mariadb => format!("mariadb:{version}"),
+    }
+}
+
+/// Validates a spec. `name` is the cluster's name (for the default Secret name).
+pub fn validate(name: &str, spec: &MySQLClusterSpec) -> Result<ValidSpec, InvalidSpec> {
+    let mut problems = Vec::new();
+    let flavor = match spec.flavor.trim() {
+        "mysql" => Some(Flavor::Mysql),
+        "mariadb" => Some(Flavor::Mariadb),
+        other => {
+            problems.push(SpecError::UnknownFlavor(other.to_owned()));
+            None
+        }
+    };
+    let version = match Version::parse(&spec.version) {
+        Ok(v)
+            if spec.version.trim().split('.').count() == 3
+                && spec
+                    .version
+                    .trim()
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '.') =>
+        {
+            Some(v)
+        }
+        Ok(_) => {
+            problems.push(SpecError::BadVersion {
+                input: spec.version.clone(),
+                reason: "give exactly major.minor.patch, such as 10.11.14".into(),
+            });
+            None
+        }
+        Err(e) => {
+            problems.push(SpecError::BadVersion {
+                input: spec.version.clone(),
+                reason: e.to_string(),
+            });
+            None
+        }
+    };
+    if spec.replicas < 1 || spec.replicas > MAX_REPLICAS {
+        problems.push(SpecError::BadReplicas(spec.replicas));
+    }
+    if let Some(image) = &spec.image
+        && (image.trim().is_empty() || image.chars().any(char::is_whitespace))
+    {
+        problems.push(SpecError::BadImage(image.clone()));
+    }
+    let mut config = BTreeMap::new();
+    for (key, value) in &spec.config {
+        let name = normalize_variable(key);
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            problems.push(SpecError::BadVariableName(key.clone()));
+            continue;
+        }
+        if is_operator_owned(&name) {
+            problems.push(SpecError::OperatorOwned(key.clone()));
+            continue;
+        }
+        if value.chars().any(char::is_control) {
+            problems.push(SpecError::BadVariableValue(key.clone()));
+            continue;
+        }
+        config.insert(name, value.trim().to_owned());
+    }
+    let update = &spec.update;
+    let mut duration = |field: &'static str, input: &str| match parse_duration(input) {
+        Some(d) if !d.is_zero() => Some(d),
+        _ => {
+            problems.push(SpecError::BadDuration {
+                field,
+                input: input.to_owned(),
+            });
+            None
+        }
+    };
+    let startup = duration("startupTimeout", &update.startup_timeout);
+    let shutdown = duration("shutdownTimeout", &update.shutdown_timeout);
+    let deadline = duration("switchoverDeadline", &update.switchover_deadline);
+    let halt_after = duration("haltAfter", &update.halt_after);
+    if shutdown.is_some_and(|d| d > Duration::from_secs(24 * 3600)) {
+        problems.push(SpecError::ShutdownTooLong);
+    }
+    let mut non_negative = |field: &'static str, value: i64| {
+        u64::try_from(value).ok().or_else(|| {
+            problems.push(SpecError::Negative { field, value });
+            None
+        })
+    };
+    let max_lag = non_negative("maxLagSeconds", update.max_lag_seconds);
+    let max_trx = non_negative("maxTransactionSeconds", update.max_transaction_seconds);
+    let drain = non_negative("drainSeconds", update.drain_seconds);
+    match (
+        flavor, version, startup, shutdown, deadline, halt_after, max_lag, max_trx, drain,
+    ) {
+        (
+            Some(flavor),
+            Some(version),
+            Some(startup_timeout),
+            Some(shutdown_timeout),
+            Some(switchover_deadline),
+            Some(halt_after),
+            Some(max_lag_seconds),
+            Some(max_transaction_seconds),
+            Some(drain),
+        ) if problems.is_empty() => Ok(ValidSpec {
+            flavor,
+            version,
+            image: spec
+                .image
+                .clone()
+                .unwrap_or_else(|| default_image(flavor, version)),
+            replicas: u32::try_from(spec.replicas).unwrap_or(1),
+            config,
+            strategy: match update.strategy {
+                UpdateStrategy::Automatic => Strategy::Automatic,
+                UpdateStrategy::Supervised => Strategy::Supervised,
+                UpdateStrategy::Paused => Strategy::Paused,
+            },
+            max_lag_seconds,
+            max_transaction_seconds,
+            startup_timeout,
+            shutdown_timeout,
+            switchover_deadline,
+            drain: Duration::from_secs(drain),
+            halt_after,
+            credentials_secret: spec
+                .credentials
+                .as_ref()
+                .and_then(|c| c.secret_name.clone())
+                .unwrap_or_else(|| format!("{name}-credentials")),
+        }),
+        _ => Err(InvalidSpec { problems }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_unit_order() {
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1h2m3s"), Some(Duration::from_secs(3723)));
+        assert_eq!(parse_duration("30m1h"), None);
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("5d"), None);
+    }
+
+    #[test]
+    fn operator_owned_names_match_prefixes() {
+        for owned in [
+            "read_only",
+            "gtid_mode",
+            "gtid_strict_mode",
+            "log_bin_basename",
+            "relay_log_recovery",
+            "wsrep_on",
+            "server_id",
+        ] {
+            assert!(is_operator_owned(owned), "{owned}");
+        }
+        for free in ["innodb_buffer_pool_size", "max_connections", "sync_binlog"] {
+            assert!(!is_operator_owned(free), "{free}");
+        }
+        assert_eq!(normalize_variable("Server-Id"), "server_id");
+    }
+}

@@ -1,0 +1,410 @@
+//! Shared test support: a fake API server, a test kubelet, and the instance-operations test
+//! double.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use kube_fake_client::ClientBuilder;
+use switchyard_kube::build::{ANNOTATION_VERSION, ClusterCredentials, Names};
+use switchyard_kube::crd::{MySQLCluster, MySQLClusterSpec};
+use switchyard_kube::metrics::Metrics;
+use switchyard_kube::ops::{InstanceOps, InstanceView, OpsError, ReplicationView, Target};
+use switchyard_kube::reconcile::{Context, OpsFactory, reconcile};
+use switchyard_kube::runtime::{Clock, Resolver};
+use switchyard_plan::Timestamp;
+use switchyard_plan::versions::{Flavor, Version};
+
+pub const NS: &str = "db";
+pub const NAME: &str = "shop";
+
+/// One instance as the test double reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeInstance {
+    pub version: Version,
+    pub writable: bool,
+    pub source: Option<u32>,
+    pub running: bool,
+    pub down: bool,
+}
+
+/// A Kubernetes-side test double for [`InstanceOps`], NOT a MySQL mock: it has no SQL
+/// semantics (no GTIDs, no lag, no read-only rules, no version rules, no failure modes of its
+/// own). It records the calls the reconciler makes and echoes requested state back (the
+/// instance fenced is reported read-only, the instance promoted writable, the instance told
+/// to replicate from N reports N as its source), so that the reconcile tests can follow
+/// the Kubernetes side of a rollout. What SQL does is proven by the tests of
+/// switchyard-mysql and by the end-to-end tests over real servers.
+#[derive(Default)]
+pub struct FakeOps {
+    pub instances: Mutex<BTreeMap<u32, FakeInstance>>,
+    pub calls: Mutex<Vec<String>>,
+}
+
+impl FakeOps {
+    fn call(&self, c: String) {
+        self.calls.lock().unwrap().push(c);
+    }
+    fn with<T>(&self, o: u32, f: impl FnOnce(&mut FakeInstance) -> T) -> Result<T, OpsError> {
+        let mut map = self.instances.lock().unwrap();
+        match map.get_mut(&o) {
+            Some(i) if !i.down => Ok(f(i)),
+            _ => Err(OpsError::new("down", true, format!("instance {o} is down"))),
+        }
+    }
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+    pub fn instance(&self, o: u32) -> FakeInstance {
+        self.instances.lock().unwrap()[&o].clone()
+    }
+    pub fn set_down(&self, o: u32, down: bool) {
+        self.instances.lock().unwrap().get_mut(&o).unwrap().down = down;
+    }
+    /// The kubelet started a server from a pod of `version`: it starts read-only and, with
+    /// skip-replica-start, not replicating (its configured source is kept).
+    pub fn started(&self, o: u32, version: Version) {
+        let mut map = self.instances.lock().unwrap();
+        let source = map.get(&o).and_then(|i| i.source);
+        map.insert(
+            o,
+            FakeInstance {
+                version,
+                writable: false,
+                source,
+                running: false,
+                down: false,
+            },
+        );
+    }
+}
+
+#[async_trait]
+impl InstanceOps for FakeOps {
+    async fn observe(&self, t: &Target) -> Result<InstanceView, OpsError> {
+        self.with(t.ordinal, |i| InstanceView {
+            version: i.version,
+            writable: i.writable,
+            replication: i.source.map(|s| ReplicationView {
+                source_host: format!("{NAME}-{s}.{NAME}-headless.{NS}.svc"),
+                running: i.running,
+                errno: 0,
+                error: String::new(),
+                lag_seconds: Some(0),
+            }),
+            gtid: None,
+        })
+    }
+    async fn fence(&self, t: &Target) -> Result<(), OpsError> {
+        self.call(format!("fence {}", t.ordinal));
+        self.with(t.ordinal, |i| i.writable = false)
+    }
+    async fn unfence(&self, t: &Target) -> Result<(), OpsError> {
+        self.call(format!("unfence {}", t.ordinal));
+        self.with(t.ordinal, |i| i.writable = true)
+    }
+    async fn wait_caught_up(&self, c: &Target, f: &Target, _: Duration) -> Result<(), OpsError> {
+        self.call(format!("wait-caught-up {}<-{}", c.ordinal, f.ordinal));
+        self.with(c.ordinal, |_| ())
+    }
+    async fn promote(&self, t: &Target) -> Result<(), OpsError> {
+        self.call(format!("promote {}", t.ordinal));
+        self.with(t.ordinal, |i| {
+            i.writable = true;
+            i.source = None;
+            i.running = false;
+        })
+    }
+    async fn replicate_from(&self, t: &Target, s: &Target, former: bool) -> Result<(), OpsError> {
+        self.call(format!(
+            "replicate {}<-{}{}",
+            t.ordinal,
+            s.ordinal,
+            if former { " (former primary)" } else { "" }
+        ));
+        self.with(t.ordinal, |i| {
+            i.writable = false;
+            i.source = Some(s.ordinal);
+            i.running = true;
+        })
+    }
+    async fn prepare_shutdown(&self, t: &Target, slow: bool) -> Result<(), OpsError> {
+        self.call(format!("prepare-shutdown {} slow={slow}", t.ordinal));
+        self.with(t.ordinal, |_| ())
+    }
+    async fn close_client_connections(&self, t: &Target) -> Result<(), OpsError> {
+        self.call(format!("close-clients {}", t.ordinal));
+        self.with(t.ordinal, |_| ())
+    }
+    async fn system_tables_current(
+        &self,
+        t: &Target,
+        _: Flavor,
+        v: Version,
+    ) -> Result<bool, OpsError> {
+        self.call(format!("check-system-tables {} {v}", t.ordinal));
+        Ok(true)
+    }
+}
+
+struct Factory(Arc<FakeOps>);
+
+impl OpsFactory for Factory {
+    fn ops(&self, _: &str, _: &ClusterCredentials) -> Arc<dyn InstanceOps> {
+        self.0.clone()
+    }
+}
+
+/// A fake API server, the test double, a test clock, and the reconcile context.
+pub struct World {
+    pub client: Client,
+    pub ops: Arc<FakeOps>,
+    pub clock: Arc<AtomicU64>,
+    pub ctx: Arc<Context>,
+    /// Ordinals whose pods the test kubelet must not recreate.
+    pub held: Mutex<Vec<u32>>,
+    restart_operator_each_round: std::sync::atomic::AtomicBool,
+}
+
+fn make_context(client: &Client, ops: &Arc<FakeOps>, clock: &Arc<AtomicU64>) -> Arc<Context> {
+    let c = clock.clone();
+    let clock_fn: Clock = Arc::new(move || Timestamp(c.load(Ordering::SeqCst)));
+    let resolver: Resolver = Arc::new(|names: &Names, o| (names.pod_host(o), 3306));
+    Arc::new(Context {
+        client: client.clone(),
+        ops: Arc::new(Factory(ops.clone())),
+        resolver,
+        clock: clock_fn,
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "switchyard".into(),
+                instance: Some("test".into()),
+            },
+        ),
+        metrics: Arc::new(Metrics::new()),
+    })
+}
+
+pub fn spec(flavor: &str, version: &str, replicas: i32) -> MySQLClusterSpec {
+    serde_json::from_value(serde_json::json!({
+        "flavor": flavor,
+        "version": version,
+        "replicas": replicas,
+    }))
+    .expect("a spec")
+}
+
+pub fn cluster(spec: MySQLClusterSpec) -> MySQLCluster {
+    let mut c = MySQLCluster::new(NAME, spec);
+    c.metadata.namespace = Some(NS.into());
+    c
+}
+
+impl World {
+    pub async fn new(cluster: MySQLCluster) -> World {
+        let client = ClientBuilder::new()
+            .with_resource::<MySQLCluster>()
+            .with_status_subresource::<MySQLCluster>()
+            .with_object(cluster)
+            .build()
+            .await
+            .expect("a fake client");
+        let ops = Arc::new(FakeOps::default());
+        let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
+        let ctx = make_context(&client, &ops, &clock);
+        World {
+            client,
+            ops,
+            clock,
+            ctx,
+            held: Mutex::new(Vec::new()),
+            restart_operator_each_round: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Every reconcile from now on runs in a new operator process (a new context: no
+    /// memory, a new event recorder, new metrics), as after a restart or a new leader.
+    pub fn restart_operator_each_round(&self) {
+        self.restart_operator_each_round
+            .store(true, Ordering::SeqCst);
+    }
+
+    pub fn clusters(&self) -> Api<MySQLCluster> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+    pub fn stateful_sets(&self) -> Api<StatefulSet> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    pub async fn cluster(&self) -> MySQLCluster {
+        self.clusters().get(NAME).await.expect("the cluster")
+    }
+
+    pub fn advance(&self, d: Duration) {
+        self.clock
+            .fetch_add(u64::try_from(d.as_millis()).unwrap(), Ordering::SeqCst);
+    }
+
+    /// One reconcile of the current object, as the controller would run it.
+    pub async fn reconcile(&self) -> Result<Action, switchyard_kube::Error> {
+        let c = self.cluster().await;
+        let ctx = if self.restart_operator_each_round.load(Ordering::SeqCst) {
+            make_context(&self.client, &self.ops, &self.clock)
+        } else {
+            self.ctx.clone()
+        };
+        reconcile(Arc::new(c), ctx).await
+    }
+
+    /// Plays the StatefulSet controller and the kubelet: every missing pod is created from
+    /// the StatefulSet's current template, ready, and its server "starts" on the template's
+    /// version. Returns the ordinals it created.
+    pub async fn kubelet(&self) -> Vec<u32> {
+        let Some(sts) = self.stateful_sets().get_opt(NAME).await.unwrap() else {
+            return vec![];
+        };
+        let spec = sts.spec.clone().unwrap();
+        let template = spec.template.clone();
+        let held = self.held.lock().unwrap().clone();
+        let mut created = vec![];
+        for o in 0..u32::try_from(spec.replicas.unwrap()).unwrap() {
+            let name = format!("{NAME}-{o}");
+            if held.contains(&o) || self.pods().get_opt(&name).await.unwrap().is_some() {
+                continue;
+            }
+            let meta = template.metadata.clone().unwrap();
+            let version: Version = meta.annotations.as_ref().unwrap()[ANNOTATION_VERSION]
+                .parse()
+                .unwrap();
+            let pod = Pod {
+                metadata: ObjectMeta {
+                    name: Some(name),
+                    namespace: Some(NS.into()),
+                    labels: meta.labels.clone(),
+                    annotations: meta.annotations.clone(),
+                    owner_references: Some(vec![OwnerReference {
+                        api_version: "apps/v1".into(),
+                        kind: "StatefulSet".into(),
+                        name: NAME.into(),
+                        uid: sts.meta().uid.clone().unwrap(),
+                        controller: Some(true),
+                        ..OwnerReference::default()
+                    }]),
+                    ..ObjectMeta::default()
+                },
+                spec: template.spec.clone(),
+                status: Some(PodStatus {
+                    phase: Some("Running".into()),
+                    conditions: Some(vec![PodCondition {
+                        type_: "Ready".into(),
+                        status: "True".into(),
+                        ..PodCondition::default()
+                    }]),
+                    ..PodStatus::default()
+                }),
+            };
+            self.pods()
+                .create(&PostParams::default(), &pod)
+                .await
+                .unwrap();
+            self.ops.started(o, version);
+            created.push(o);
+        }
+        created
+    }
+
+    /// Reconciles and plays the kubelet until the phase is `phase` or `max` rounds passed,
+    /// moving the clock `tick` each round. Returns the rounds taken.
+    pub async fn run_until(&self, phase: &str, max: usize, tick: Duration) -> usize {
+        for round in 0..max {
+            self.reconcile().await.expect("reconcile");
+            self.kubelet().await;
+            self.advance(tick);
+            let c = self.cluster().await;
+            if c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(phase) {
+                return round + 1;
+            }
+        }
+        let c = self.cluster().await;
+        panic!(
+            "phase {phase} not reached in {max} rounds; status: {}",
+            serde_json::to_string_pretty(&c.status).unwrap()
+        );
+    }
+
+    /// Every event's reason, a series counted once per occurrence.
+    pub async fn event_reasons(&self) -> Vec<String> {
+        let events: Api<K8sEvent> = Api::namespaced(self.client.clone(), NS);
+        let mut list = events.list(&ListParams::default()).await.unwrap().items;
+        list.sort_by_key(|e| e.event_time.clone().map(|t| t.0));
+        // The recorder folds repeats of one reason into a series: expand it.
+        list.into_iter()
+            .flat_map(|e| {
+                let n = e.series.as_ref().map_or(1, |s| s.count);
+                std::iter::repeat_n(e.reason.unwrap_or_default(), usize::try_from(n).unwrap())
+            })
+            .collect()
+    }
+
+    pub async fn pod_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .pods()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(ResourceExt::name_any)
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Updates the spec (as `kubectl apply` would).
+    pub async fn edit(&self, f: impl FnOnce(&mut MySQLClusterSpec)) {
+        let mut c = self.cluster().await;
+        f(&mut c.spec);
+        c.metadata.managed_fields = None;
+        self.clusters()
+            .replace(NAME, &PostParams::default(), &c)
+            .await
+            .expect("edit the spec");
+    }
+
+    /// Sets an annotation on the cluster.
+    pub async fn annotate(&self, key: &str, value: &str) {
+        let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+        self.clusters()
+            .patch(
+                NAME,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .expect("annotate");
+    }
+}
+
+/// The condition `type_` of the cluster: (status, reason, message).
+pub fn condition(c: &MySQLCluster, type_: &str) -> Option<(String, String, String)> {
+    c.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|x| x.type_ == type_)
+        .map(|x| (x.status.clone(), x.reason.clone(), x.message.clone()))
+}

@@ -1,0 +1,640 @@
+//! Reconcile against a fake API server (kube-fake-client), driven in a loop with a test
+//! kubelet: bootstrap, a full version rollout, approvals, manual switchovers, bad specs,
+//! forbidden transitions, a dead primary, and the record's compare-and-swap.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{NAME, NS, World, cluster, condition, spec};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::ResourceExt;
+use kube::api::{Api, PostParams};
+use switchyard_kube::build::{self, LABEL_ROLE, LABEL_SERVING};
+use switchyard_kube::crd::MySQLClusterSpec;
+use switchyard_kube::runtime::KubeRuntime;
+use switchyard_kube::status::{ANNOTATION_APPROVE, ANNOTATION_SWITCHOVER_TO, pending_approval};
+use switchyard_kube::validate::validate;
+use switchyard_plan::decide::Approval;
+use switchyard_plan::engine::{ClusterRuntime, RuntimeErrorKind};
+
+const TICK: Duration = Duration::from_secs(5);
+
+/// A bootstrapped 3-instance cluster, every instance in service.
+async fn ready_world(spec: MySQLClusterSpec) -> World {
+    let w = World::new(cluster(spec)).await;
+    w.run_until("Ready", 20, TICK).await;
+    // Every instance returns to the read pool, one per step, then the engine is done.
+    for _ in 0..5 {
+        w.reconcile().await.expect("reconcile");
+    }
+    w
+}
+
+async fn label(w: &World, pod: &str, key: &str) -> Option<String> {
+    w.pods().get(pod).await.unwrap().labels().get(key).cloned()
+}
+
+#[tokio::test]
+async fn bootstrap_creates_the_managed_objects_and_forms_the_topology() {
+    let w = World::new(cluster(spec("mariadb", "10.5.27", 3))).await;
+    w.reconcile().await.expect("first reconcile");
+
+    // Exactly the built objects, applied under the one field manager.
+    let c = w.cluster().await;
+    let valid = validate(NAME, &c.spec).unwrap();
+    let sts = w.stateful_sets().get(NAME).await.unwrap();
+    assert_eq!(
+        sts.spec,
+        build::stateful_set(&c, &valid).spec,
+        "the applied StatefulSet is the built one"
+    );
+    assert_eq!(sts.owner_references()[0].name, NAME);
+    let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), NS);
+    assert_eq!(
+        cms.get("shop-config").await.unwrap().data,
+        build::config_map(&c, &valid).data
+    );
+    let svcs: Api<Service> = Api::namespaced(w.client.clone(), NS);
+    for built in build::services(&c) {
+        assert_eq!(svcs.get(&built.name_any()).await.unwrap().spec, built.spec);
+    }
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(w.client.clone(), NS);
+    assert_eq!(
+        pdbs.get(NAME).await.unwrap().spec,
+        build::pod_disruption_budget(&c).spec
+    );
+    // The credentials Secret was generated, with 24-character passwords.
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), NS);
+    let creds = secrets.get("shop-credentials").await.unwrap();
+    let data = creds.data.unwrap();
+    assert_eq!(data["operator-user"].0, b"switchyard");
+    assert_eq!(data["operator-password"].0.len(), 24);
+    assert_eq!(data["replication-password"].0.len(), 24);
+    let bootstrap = secrets.get("shop-bootstrap").await.unwrap().data.unwrap();
+    let sql = String::from_utf8(bootstrap["10-switchyard-accounts.sql"].0.clone()).unwrap();
+    assert!(sql.starts_with("-- Rendered by switchyard"));
+    assert!(sql.contains("SET SESSION sql_log_bin = 0;"));
+    // The status names the revision and says it is bootstrapping.
+    let status = c.status.clone().unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Bootstrapping"));
+    assert_eq!(status.observed_generation, Some(1));
+    let revisions = status.revisions.unwrap();
+    assert_eq!(revisions.update, Some(1));
+    assert_eq!(revisions.history.len(), 1);
+    assert_eq!(revisions.history[0].hash, build::revision_hash(&valid, &c));
+    assert_eq!(
+        condition(&w.cluster().await, "InvalidSpec").unwrap().0,
+        "False"
+    );
+
+    // Pods appear; the next reconcile makes 0 the writable primary, the others replicas.
+    assert_eq!(w.kubelet().await, vec![0, 1, 2]);
+    w.reconcile().await.expect("bootstrap reconcile");
+    assert_eq!(
+        w.ops.calls(),
+        vec!["unfence 0", "replicate 1<-0", "replicate 2<-0"]
+    );
+    let c = w.cluster().await;
+    assert_eq!(c.status.as_ref().unwrap().current_primary, Some(0));
+    assert_eq!(
+        label(&w, "shop-0", LABEL_ROLE).await.as_deref(),
+        Some("primary")
+    );
+    assert_eq!(
+        label(&w, "shop-1", LABEL_ROLE).await.as_deref(),
+        Some("replica")
+    );
+    assert_eq!(label(&w, "shop-2", LABEL_SERVING).await, None);
+
+    // The engine returns every instance to the read pool, then reports Ready.
+    for _ in 0..5 {
+        w.reconcile().await.expect("reconcile");
+    }
+    for pod in ["shop-0", "shop-1", "shop-2"] {
+        assert_eq!(label(&w, pod, LABEL_SERVING).await.as_deref(), Some("true"));
+    }
+    let c = w.cluster().await;
+    let status = c.status.clone().unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Ready"));
+    assert_eq!(status.ready.as_deref(), Some("3/3"));
+    assert_eq!(status.current_version.as_deref(), Some("10.5.27"));
+    assert_eq!(status.revisions.as_ref().unwrap().current, Some(1));
+    assert_eq!(condition(&c, "Available").unwrap().0, "True");
+    assert_eq!(condition(&c, "Progressing").unwrap().0, "False");
+    assert_eq!(condition(&c, "Degraded").unwrap().0, "False");
+    let roles: Vec<(u32, String, bool)> = status
+        .instances
+        .iter()
+        .map(|i| (i.ordinal, i.role.clone(), i.ready))
+        .collect();
+    assert_eq!(
+        roles,
+        vec![
+            (0, "primary".into(), true),
+            (1, "replica".into(), true),
+            (2, "replica".into(), true)
+        ]
+    );
+}
+
+/// The calls of the rollout 10.5.27 → 10.11.14 of a 3-instance MariaDB cluster.
+const ROLLOUT: [&str; 15] = [
+    "prepare-shutdown 2 slow=true",
+    "check-system-tables 2 10.11.14",
+    "replicate 2<-0",
+    "prepare-shutdown 1 slow=true",
+    "check-system-tables 1 10.11.14",
+    "replicate 1<-0",
+    "fence 0",
+    "wait-caught-up 1<-0",
+    "promote 1",
+    "close-clients 0",
+    "check-system-tables 2 10.11.14",
+    "replicate 2<-1",
+    "prepare-shutdown 0 slow=true",
+    "check-system-tables 0 10.11.14",
+    "replicate 0<-1 (former primary)",
+];
+
+#[tokio::test]
+async fn an_operator_restarted_at_every_step_repeats_and_skips_nothing() {
+    let w = ready_world(spec("mariadb", "10.5.27", 3)).await;
+    w.ops.calls.lock().unwrap().clear();
+    w.restart_operator_each_round();
+    w.edit(|s| s.version = "10.11.14".into()).await;
+    w.run_until("Ready", 80, TICK).await;
+    w.reconcile().await.expect("reconcile");
+    assert_eq!(w.ops.calls(), ROLLOUT);
+    let status = w.cluster().await.status.unwrap();
+    assert_eq!(status.current_primary, Some(1));
+    assert_eq!(status.revisions.unwrap().current, Some(2));
+}
+
+#[tokio::test]
+async fn a_version_upgrade_rolls_replicas_first_then_switches_the_primary_over() {
+    let w = ready_world(spec("mariadb", "10.5.27", 3)).await;
+    w.ops.calls.lock().unwrap().clear();
+    let uids_before: Vec<String> = {
+        let mut v = Vec::new();
+        for p in ["shop-0", "shop-1", "shop-2"] {
+            v.push(w.pods().get(p).await.unwrap().uid().unwrap());
+        }
+        v
+    };
+
+    w.edit(|s| s.version = "10.11.14".into()).await;
+    w.run_until("Ready", 80, TICK).await;
+    // One more round so the engine records that it is done.
+    w.reconcile().await.expect("reconcile");
+
+    // Replicas first, highest ordinal first, each restarted after a slow shutdown and
+    // started replicating again once its system tables are checked; then the switchover
+    // 0 → 1, the old primary's clients closed, the last replica repointed to the new
+    // primary, and the old primary (kept fenced, out of replication) restarted on the new
+    // version and demoted to a replica of 1, its own position carried over.
+    assert_eq!(w.ops.calls(), ROLLOUT);
+    // Every pod was replaced, at the new template.
+    for (i, p) in ["shop-0", "shop-1", "shop-2"].iter().enumerate() {
+        let pod = w.pods().get(p).await.unwrap();
+        assert_ne!(pod.uid().unwrap(), uids_before[i]);
+        assert_eq!(pod.annotations()["switchyard.io/version"], "10.11.14");
+    }
+    let c = w.cluster().await;
+    let status = c.status.clone().unwrap();
+    assert_eq!(status.current_primary, Some(1));
+    assert_eq!(status.current_version.as_deref(), Some("10.11.14"));
+    assert_eq!(status.highest_version.as_deref(), Some("10.11.14"));
+    let revisions = status.revisions.clone().unwrap();
+    assert_eq!((revisions.current, revisions.update), (Some(2), Some(2)));
+    assert_eq!(
+        revisions
+            .history
+            .iter()
+            .map(|e| (e.number, e.version.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(1, "10.5.27"), (2, "10.11.14")]
+    );
+    assert!(
+        status
+            .instances
+            .iter()
+            .all(|i| i.revision == Some(2) && i.ready)
+    );
+    let last = status.last_switchover.clone().unwrap();
+    assert_eq!((last.from, last.to), (0, 1));
+    assert_eq!(
+        label(&w, "shop-1", LABEL_ROLE).await.as_deref(),
+        Some("primary")
+    );
+    assert_eq!(
+        label(&w, "shop-0", LABEL_ROLE).await.as_deref(),
+        Some("replica")
+    );
+    assert_eq!(condition(&c, "Progressing").unwrap().0, "False");
+    assert_eq!(condition(&c, "Available").unwrap().0, "True");
+    let record = status.record.unwrap();
+    assert!(record.intent.is_none());
+    let reasons = w.event_reasons().await;
+    for wanted in [
+        "RolloutStarted",
+        "InstanceUpdated",
+        "SwitchoverDone",
+        "RolloutFinished",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == wanted),
+            "{wanted} in {reasons:?}"
+        );
+    }
+    assert_eq!(
+        reasons.iter().filter(|r| *r == "InstanceUpdated").count(),
+        3,
+        "{reasons:?}"
+    );
+    let metrics = w.ctx.metrics.render();
+    assert!(
+        metrics.contains("switchyard_switchovers_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchyard_instances_upgraded_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchyard_rollouts_finished_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn bad_specs_end_in_invalid_spec_and_change_nothing() {
+    type Edit = Box<dyn Fn(&mut MySQLClusterSpec)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "negative replicas",
+            Box::new(|s| s.replicas = -1),
+            "spec.replicas is -1",
+        ),
+        (
+            "unknown flavor",
+            Box::new(|s| s.flavor = "postgres".into()),
+            "spec.flavor 'postgres' is unknown",
+        ),
+        (
+            "unparsable version",
+            Box::new(|s| s.version = "ten".into()),
+            "spec.version 'ten' is not a version",
+        ),
+        (
+            "operator-owned variable",
+            Box::new(|s| {
+                s.config.insert("read_only".into(), "OFF".into());
+            }),
+            "spec.config sets 'read_only', which the operator owns",
+        ),
+        (
+            "operator-owned variable, other spelling",
+            Box::new(|s| {
+                s.config.insert("GTID-MODE".into(), "OFF".into());
+            }),
+            "spec.config sets 'GTID-MODE'",
+        ),
+    ];
+    for (what, edit, message) in cases {
+        let mut s = spec("mariadb", "10.11.14", 3);
+        edit(&mut s);
+        let w = World::new(cluster(s)).await;
+        let action = w.reconcile().await.expect(what);
+        assert_eq!(
+            action,
+            kube::runtime::controller::Action::await_change(),
+            "{what}"
+        );
+        let c = w.cluster().await;
+        let (status, _, msg) = condition(&c, "InvalidSpec").expect(what);
+        assert_eq!(status, "True", "{what}");
+        assert!(msg.contains(message), "{what}: {msg}");
+        assert_eq!(c.status.as_ref().unwrap().phase.as_deref(), Some("Invalid"));
+        // Nothing else was created.
+        assert!(
+            w.stateful_sets().get_opt(NAME).await.unwrap().is_none(),
+            "{what}"
+        );
+        let secrets: Api<Secret> = Api::namespaced(w.client.clone(), NS);
+        assert!(
+            secrets.get_opt("shop-credentials").await.unwrap().is_none(),
+            "{what}"
+        );
+        assert!(w.event_reasons().await.contains(&"InvalidSpec".to_owned()));
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_edit_of_a_running_cluster_touches_nothing_and_clears_when_fixed() {
+    let w = ready_world(spec("mariadb", "10.5.27", 3)).await;
+    let sts_before = w.stateful_sets().get(NAME).await.unwrap().spec;
+    w.ops.calls.lock().unwrap().clear();
+    w.edit(|s| {
+        s.config.insert("server_id".into(), "7".into());
+    })
+    .await;
+    w.reconcile().await.unwrap();
+    let c = w.cluster().await;
+    assert_eq!(condition(&c, "InvalidSpec").unwrap().0, "True");
+    assert_eq!(w.stateful_sets().get(NAME).await.unwrap().spec, sts_before);
+    assert!(w.ops.calls().is_empty());
+    w.edit(|s| {
+        s.config.remove("server_id");
+    })
+    .await;
+    w.reconcile().await.unwrap();
+    let c = w.cluster().await;
+    assert_eq!(condition(&c, "InvalidSpec").unwrap().0, "False");
+    assert_eq!(c.status.unwrap().phase.as_deref(), Some("Ready"));
+}
+
+async fn assert_blocked(w: &World, reason: &str) {
+    let pods_before: Vec<String> = {
+        let mut v = Vec::new();
+        for p in w.pod_names().await {
+            v.push(w.pods().get(&p).await.unwrap().uid().unwrap());
+        }
+        v
+    };
+    let sts_before = w.stateful_sets().get(NAME).await.unwrap().spec;
+    w.ops.calls.lock().unwrap().clear();
+    for _ in 0..3 {
+        w.reconcile().await.unwrap();
+        w.kubelet().await;
+        w.advance(TICK);
+    }
+    let c = w.cluster().await;
+    let (status, got_reason, msg) = condition(&c, "UpgradeBlocked").unwrap();
+    assert_eq!(
+        (status.as_str(), got_reason.as_str()),
+        ("True", reason),
+        "{msg}"
+    );
+    assert_eq!(c.status.as_ref().unwrap().phase.as_deref(), Some("Blocked"));
+    // Nothing touched: no SQL, same pods, same StatefulSet template.
+    assert!(w.ops.calls().is_empty(), "{:?}", w.ops.calls());
+    let mut uids = Vec::new();
+    for p in w.pod_names().await {
+        uids.push(w.pods().get(&p).await.unwrap().uid().unwrap());
+    }
+    assert_eq!(uids, pods_before);
+    assert_eq!(w.stateful_sets().get(NAME).await.unwrap().spec, sts_before);
+    let reasons = w.event_reasons().await;
+    assert_eq!(
+        reasons.iter().filter(|r| *r == "UpgradeBlocked").count(),
+        1,
+        "one Warning on the transition: {reasons:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_downgrade_is_blocked_and_no_pod_is_deleted() {
+    let w = ready_world(spec("mariadb", "10.11.14", 3)).await;
+    w.edit(|s| s.version = "10.5.27".into()).await;
+    assert_blocked(&w, "ForbiddenTransition").await;
+    let msg = condition(&w.cluster().await, "UpgradeBlocked").unwrap().2;
+    assert!(msg.contains("10.11.14") && msg.contains("10.5.27"), "{msg}");
+}
+
+#[tokio::test]
+async fn skipping_an_lts_is_blocked_and_no_pod_is_deleted() {
+    let w = ready_world(spec("mysql", "8.0.40", 3)).await;
+    w.edit(|s| s.version = "9.7.0".into()).await;
+    assert_blocked(&w, "ForbiddenTransition").await;
+}
+
+#[tokio::test]
+async fn a_supervised_switchover_waits_for_the_exact_approval() {
+    let mut s = spec("mariadb", "10.5.27", 3);
+    s.update.strategy = switchyard_kube::crd::UpdateStrategy::Supervised;
+    let w = ready_world(s).await;
+    w.edit(|s| s.version = "10.11.14".into()).await;
+    w.run_until("AwaitingApproval", 60, TICK).await;
+    let c = w.cluster().await;
+    let (status, _, msg) = condition(&c, "AwaitingApproval").unwrap();
+    assert_eq!(status, "True");
+    assert!(msg.contains("\"2:0->1\""), "{msg}");
+    assert_eq!(
+        pending_approval(c.status.as_ref().unwrap()),
+        Some(Approval {
+            revision: 2,
+            from: 0,
+            to: 1
+        })
+    );
+    // A stale approval (another revision) approves nothing.
+    w.annotate(ANNOTATION_APPROVE, "1:0->1").await;
+    for _ in 0..3 {
+        w.reconcile().await.unwrap();
+        w.advance(TICK);
+    }
+    assert!(!w.ops.calls().iter().any(|c| c.starts_with("fence")));
+    assert_eq!(
+        w.cluster().await.status.unwrap().phase.as_deref(),
+        Some("AwaitingApproval")
+    );
+    w.annotate(ANNOTATION_APPROVE, "2:0->1").await;
+    w.run_until("Ready", 40, TICK).await;
+    assert!(w.ops.calls().contains(&"promote 1".to_owned()));
+    let c = w.cluster().await;
+    assert_eq!(condition(&c, "AwaitingApproval").unwrap().0, "False");
+    assert_eq!(c.status.unwrap().current_primary, Some(1));
+}
+
+#[tokio::test]
+async fn a_manual_switchover_runs_the_engine_steps_after_the_safety_checks() {
+    let w = ready_world(spec("mariadb", "10.11.14", 3)).await;
+    w.ops.calls.lock().unwrap().clear();
+    w.annotate(ANNOTATION_SWITCHOVER_TO, "7").await;
+    w.reconcile().await.unwrap();
+    assert!(w.ops.calls().is_empty());
+    assert!(
+        w.event_reasons()
+            .await
+            .contains(&"SwitchoverRefused".to_owned())
+    );
+
+    // The request is consumed, so it can never move the primary later.
+    let annotations = w.cluster().await.metadata.annotations.unwrap_or_default();
+    assert!(!annotations.contains_key(ANNOTATION_SWITCHOVER_TO));
+
+    // A candidate that is down is refused.
+    w.ops.set_down(2, true);
+    w.annotate(ANNOTATION_SWITCHOVER_TO, "2").await;
+    w.reconcile().await.unwrap();
+    assert!(!w.ops.calls().iter().any(|c| c.starts_with("fence")));
+    assert_eq!(
+        w.event_reasons()
+            .await
+            .iter()
+            .filter(|r| *r == "SwitchoverRefused")
+            .count(),
+        2
+    );
+    w.ops.set_down(2, false);
+    w.annotate(ANNOTATION_SWITCHOVER_TO, "2").await;
+
+    for _ in 0..6 {
+        w.reconcile().await.unwrap();
+        w.advance(TICK);
+    }
+    let calls = w.ops.calls();
+    let fence = calls.iter().position(|c| c == "fence 0").expect("fenced");
+    assert_eq!(
+        calls[fence..fence + 4],
+        [
+            "fence 0",
+            "wait-caught-up 2<-0",
+            "promote 2",
+            "close-clients 0"
+        ]
+    );
+    let c = w.cluster().await;
+    assert_eq!(c.status.as_ref().unwrap().current_primary, Some(2));
+    assert_eq!(
+        label(&w, "shop-2", LABEL_ROLE).await.as_deref(),
+        Some("primary")
+    );
+    assert_eq!(
+        label(&w, "shop-0", LABEL_ROLE).await.as_deref(),
+        Some("replica")
+    );
+    assert_eq!(
+        w.ops.instance(0).source,
+        Some(2),
+        "the old primary replicates from 2"
+    );
+    assert_eq!(w.ops.instance(1).source, Some(2));
+    assert!(w.ops.instance(2).writable && !w.ops.instance(0).writable);
+    assert!(
+        w.event_reasons()
+            .await
+            .contains(&"SwitchoverDone".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_primary_that_dies_outside_a_switchover_degrades_and_halts_the_rollout() {
+    let w = ready_world(spec("mariadb", "10.5.27", 3)).await;
+    w.ops.set_down(0, true);
+    w.ops.calls.lock().unwrap().clear();
+    w.edit(|s| s.version = "10.11.14".into()).await;
+    for _ in 0..4 {
+        w.reconcile().await.unwrap();
+        w.kubelet().await;
+        w.advance(TICK);
+    }
+    let c = w.cluster().await;
+    assert_eq!(condition(&c, "Degraded").unwrap().1, "PrimaryDown");
+    assert_eq!(condition(&c, "Halted").unwrap().1, "PrimaryDown");
+    assert_eq!(condition(&c, "Available").unwrap().0, "False");
+    assert_eq!(
+        c.status.as_ref().unwrap().phase.as_deref(),
+        Some("Degraded")
+    );
+    assert_eq!(
+        c.status.as_ref().unwrap().current_primary,
+        Some(0),
+        "not replaced"
+    );
+    assert!(
+        w.ops.calls().is_empty(),
+        "nothing done: {:?}",
+        w.ops.calls()
+    );
+    let reasons = w.event_reasons().await;
+    assert_eq!(reasons.iter().filter(|r| *r == "PrimaryDown").count(), 1);
+}
+
+#[tokio::test]
+async fn the_record_is_stored_with_compare_and_swap_on_the_resource_version() {
+    let w = ready_world(spec("mariadb", "10.11.14", 3)).await;
+    let c = w.cluster().await;
+    let valid = validate(NAME, &c.spec).unwrap();
+    let rt = KubeRuntime::new(
+        w.client.clone(),
+        c.clone(),
+        valid,
+        w.ops.clone(),
+        w.ctx.resolver.clone(),
+        w.ctx.clock.clone(),
+    );
+    let mut record = rt.load_record().await.unwrap();
+    let seq = record.seq;
+    // Another writer (a former leader, say) changes the status in between.
+    let mut other = w.cluster().await;
+    other.status.as_mut().unwrap().phase = Some("Written-by-someone-else".into());
+    other.metadata.managed_fields = None;
+    w.clusters()
+        .replace_status(NAME, &PostParams::default(), &other)
+        .await
+        .unwrap();
+    record.seq += 1;
+    let err = rt.store_record(seq, &record).await.unwrap_err();
+    assert_eq!(err.kind, RuntimeErrorKind::Conflict);
+    // A stale expected sequence is a conflict too, and nothing is written.
+    let rt = KubeRuntime::new(
+        w.client.clone(),
+        w.cluster().await,
+        validate(NAME, &c.spec).unwrap(),
+        w.ops.clone(),
+        w.ctx.resolver.clone(),
+        w.ctx.clock.clone(),
+    );
+    let fresh = rt.load_record().await.unwrap();
+    let err = rt.store_record(fresh.seq + 5, &fresh).await.unwrap_err();
+    assert_eq!(err.kind, RuntimeErrorKind::Conflict);
+    // With the current sequence and resource version, the store succeeds.
+    let mut next = fresh.clone();
+    next.seq += 1;
+    rt.store_record(fresh.seq, &next).await.unwrap();
+    assert_eq!(
+        w.cluster().await.status.unwrap().record.unwrap().seq,
+        fresh.seq + 1
+    );
+}
+
+#[tokio::test]
+async fn scaling_in_past_the_primary_is_refused() {
+    let w = ready_world(spec("mariadb", "10.11.14", 3)).await;
+    w.annotate(ANNOTATION_SWITCHOVER_TO, "2").await;
+    for _ in 0..6 {
+        w.reconcile().await.unwrap();
+        w.advance(TICK);
+    }
+    assert_eq!(w.cluster().await.status.unwrap().current_primary, Some(2));
+    let replicas_before = w
+        .stateful_sets()
+        .get(NAME)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .replicas;
+    w.edit(|s| s.replicas = 2).await;
+    w.reconcile().await.unwrap();
+    let c = w.cluster().await;
+    let (status, reason, msg) = condition(&c, "InvalidSpec").unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "ScaleInRemovesPrimary")
+    );
+    assert!(msg.contains("switchyard switchover shop --to 0"), "{msg}");
+    assert_eq!(
+        w.stateful_sets()
+            .get(NAME)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .replicas,
+        replicas_before
+    );
+}
