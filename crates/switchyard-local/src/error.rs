@@ -1,0 +1,189 @@
+//! The crate's error type, with a bounded category for metrics and reports.
+
+use std::path::PathBuf;
+
+use switchyard_plan::engine::{RuntimeError, RuntimeErrorKind};
+
+/// What went wrong in the local runtime. Every variant names the instance or
+/// file concerned; none carries a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The testbed could not fetch, start, stop or control a server.
+    #[error("{what}: {source}")]
+    Testbed {
+        /// What was being done ("start instance 2 on MariaDB 10.11").
+        what: String,
+        /// The testbed's error.
+        #[source]
+        source: Box<switchyard_testbed::Error>,
+    },
+    /// The router could not be started or changed.
+    #[error("{what}: {source}")]
+    Router {
+        /// What was being done.
+        what: String,
+        /// The router's error.
+        #[source]
+        source: Box<switchyard_testbed::router::RouterError>,
+    },
+    /// A statement on an instance failed (the topology client's error names
+    /// the instance, the statement's purpose and what the server said).
+    #[error("instance {ordinal}: {source}")]
+    Sql {
+        /// The instance.
+        ordinal: u32,
+        /// The topology client's error.
+        #[source]
+        source: Box<switchyard_mysql::Error>,
+    },
+    /// The state file could not be read or written.
+    #[error("state file {path}: cannot {action}: {source}")]
+    StateIo {
+        /// The file.
+        path: PathBuf,
+        /// What was being done ("read", "rename", "lock").
+        action: &'static str,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state file does not hold what this crate writes.
+    #[error("state file {path} is not a switchyard state file: {source}")]
+    StateFormat {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The stored record's sequence number is not the expected one: another
+    /// engine stored a record since this one was loaded.
+    #[error("the record changed since it was loaded (expected seq {expected}, found {found})")]
+    Conflict {
+        /// The sequence number the caller expected.
+        expected: u64,
+        /// The one stored.
+        found: u64,
+    },
+    /// A revision the engine asked for is not in the cluster's history.
+    #[error(
+        "revision {hash} is not in the cluster's revision history: create it with LocalCluster::upgrade_target or config_target first"
+    )]
+    UnknownRevision {
+        /// The revision's content hash.
+        hash: String,
+    },
+    /// A server version the testbed cannot run.
+    #[error("the testbed has no {flavor} {version} server: {detail}")]
+    UnsupportedVersion {
+        /// The flavor.
+        flavor: String,
+        /// The version.
+        version: String,
+        /// What is available.
+        detail: String,
+    },
+    /// No instance with this ordinal.
+    #[error("the cluster has no instance {0}")]
+    NoSuchInstance(u32),
+    /// The server refused to set variables online.
+    #[error("instance {ordinal}: the server refused to set {refused} online")]
+    VariablesRefused {
+        /// The instance.
+        ordinal: u32,
+        /// The refused variables with what the server said.
+        refused: String,
+    },
+    /// An operation did not finish in time.
+    #[error("instance {ordinal}: {what} did not happen within {waited:?}")]
+    Timeout {
+        /// The instance.
+        ordinal: u32,
+        /// What was waited for.
+        what: &'static str,
+        /// How long.
+        waited: std::time::Duration,
+    },
+    /// A fenced primary's position moved: something committed on it.
+    #[error(
+        "instance {ordinal}: the fence did not hold: its GTID position moved from {before} to {after}"
+    )]
+    FenceBreached {
+        /// The fenced instance.
+        ordinal: u32,
+        /// The position read after the fence.
+        before: String,
+        /// The position read later.
+        after: String,
+    },
+    /// A request the cluster cannot honour.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// A bounded label for metrics and event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Testbed { source, .. } => match source.category() {
+                "start" => "start",
+                "stop" => "stop",
+                "upgrade" => "upgrade",
+                _ => "testbed",
+            },
+            Error::Router { .. } => "router",
+            Error::Sql { source, .. } => source.category(),
+            Error::StateIo { .. } => "state_io",
+            Error::StateFormat { .. } => "state_format",
+            Error::Conflict { .. } => "conflict",
+            Error::UnknownRevision { .. } => "unknown_revision",
+            Error::UnsupportedVersion { .. } => "unsupported_version",
+            Error::NoSuchInstance(_) => "no_such_instance",
+            Error::VariablesRefused { .. } => "variables_refused",
+            Error::Timeout { .. } => "timeout",
+            Error::FenceBreached { .. } => "fence_breached",
+            Error::Invalid(_) => "invalid",
+        }
+    }
+
+    /// The engine's kind of failure for this error.
+    pub fn runtime_kind(&self) -> RuntimeErrorKind {
+        match self {
+            Error::Conflict { .. } => RuntimeErrorKind::Conflict,
+            Error::Timeout { .. } => RuntimeErrorKind::Transient,
+            Error::Sql { source, .. } => match source.category() {
+                "down" | "unreachable" | "not_responding" | "timeout" | "connection"
+                | "lagging" => RuntimeErrorKind::Transient,
+                _ => RuntimeErrorKind::Failed,
+            },
+            _ => RuntimeErrorKind::Failed,
+        }
+    }
+
+    /// This error as the engine's [`RuntimeError`] for `operation`.
+    pub fn into_runtime(self, operation: impl Into<String>) -> RuntimeError {
+        let kind = self.runtime_kind();
+        RuntimeError::new(kind, operation, self.to_string()).with_source(self)
+    }
+
+    pub(crate) fn testbed(
+        what: impl Into<String>,
+    ) -> impl FnOnce(switchyard_testbed::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Testbed {
+            what,
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn sql(ordinal: u32) -> impl FnOnce(switchyard_mysql::Error) -> Error {
+        move |source| Error::Sql {
+            ordinal,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

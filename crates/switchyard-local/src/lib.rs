@@ -1,0 +1,51 @@
+//! The switchyard engine on local server processes: a [`ClusterRuntime`]
+//! over real MySQL and MariaDB servers started by `switchyard-testbed`, behind
+//! the testbed's router, for demos, simulations, benchmarks and tests on a
+//! machine without Kubernetes.
+//!
+//! - [`LocalCluster`] starts the servers, the router and a supervisor that
+//!   starts a crashed process again on its current revision (as a kubelet
+//!   would), keeps the state file next to the cluster's data, and records
+//!   the cluster's numbered revision history.
+//! - [`LocalRuntime`] is the engine's runtime over it; a new runtime over the
+//!   same cluster resumes from the state file, as a new engine process would.
+//! - [`Timeline`] records what happened; [`Progress`] shows it as it
+//!   happens; [`Summary`] and [`report`] tell it afterwards.
+//! - [`Monitor`] samples the invariants independently: at most one writable
+//!   instance, no replica of a newer source, at most one instance out of
+//!   service by the engine.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use switchyard_local::{ClusterSpec, LocalCluster, LocalRuntime};
+//! use switchyard_plan::{Engine, Policy};
+//! use switchyard_testbed::ServerKind;
+//!
+//! let cluster = LocalCluster::start(ClusterSpec::new(ServerKind::Mariadb105, 3)).await?;
+//! let target = cluster.upgrade_target(ServerKind::Mariadb1011).await?;
+//! let engine = Engine::new(LocalRuntime::new(&cluster), target, Policy::default());
+//! engine.run(1_000).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! [`ClusterRuntime`]: switchyard_plan::engine::ClusterRuntime
+
+mod cluster;
+mod error;
+mod monitor;
+pub mod progress;
+pub mod report;
+mod runtime;
+pub mod state;
+pub mod summary;
+pub mod timeline;
+
+pub use cluster::{
+    Apply, ClusterSpec, LocalCluster, flavor_of, kind_for, render_config, server_version,
+};
+pub use error::{Error, Result};
+pub use monitor::{Invariant, Monitor, MonitorReport, Violation};
+pub use progress::Progress;
+pub use runtime::{LocalRuntime, RuntimeConfig};
+pub use summary::Summary;
+pub use timeline::{Event, Observer, Op, StartedBy, Timed, Timeline};

@@ -1,0 +1,822 @@
+//! [`LocalRuntime`]: the engine's [`ClusterRuntime`] over a [`LocalCluster`].
+//!
+//! - **observe**: every instance through the topology client; the role from
+//!   the runtime's own record of the primary (which the router follows), the
+//!   revision from what the runtime started the instance with, the health
+//!   from the process (starting, crashed) and the server (unreachable,
+//!   replication stopped, lagging, ready).
+//! - **restart**: a clean shutdown through SQL (slow when asked), a start on
+//!   the revision's server version and rendered my.cnf, `mariadb-upgrade`
+//!   after a MariaDB major upgrade, bounded by the startup timeout, and
+//!   replication resumed on a replica. The old primary after a switchover
+//!   has no source: the engine repoints it.
+//! - **drain / undrain**: the router's read pool.
+//! - **fence**: the router's primary endpoint closed (its sessions with it),
+//!   the instance taken out of the read pool, then the topology client's
+//!   fence (read-only, every client's connection killed, and on MariaDB the
+//!   global read lock).
+//! - **promote**: the topology client's promotion, the state file's primary,
+//!   the router's primary endpoint, and every session to the old primary
+//!   closed.
+//! - **apply_variables**: `SET GLOBAL` through the topology client (never
+//!   `SET PERSIST`: the revision's my.cnf stays the one source of truth for
+//!   restarts), and the instance's revision moved to the target.
+//! - **record**: the state file, with compare-and-swap on `seq`.
+//!
+//! Every operation is idempotent, and a runtime made afresh over the same
+//! cluster (a new engine process) continues from the state file.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use switchyard_mysql::{IoThreadState, Observation, SourceAddr};
+use switchyard_plan::decide::WaitReason;
+use switchyard_plan::engine::{ClusterRuntime, RuntimeError, StepOutcome};
+use switchyard_plan::record::Record;
+use switchyard_plan::topology::{
+    Health, Instance, Observed, Revision, Role, Timestamp, TopologyKind,
+};
+use switchyard_plan::versions::{Flavor, Version};
+use tokio::task::JoinSet;
+
+use crate::cluster::{
+    LocalCluster, Phase, Shared, mysql_handle, now, operator_credentials, replication_credentials,
+};
+use crate::error::{Error, Result};
+use crate::timeline::{Event, Op, StartedBy};
+
+/// The interval between two looks at a condition the runtime waits for.
+pub(crate) const POLL: Duration = Duration::from_millis(50);
+
+/// How the runtime paces itself.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RuntimeConfig {
+    /// The pause between two observations while the engine waits.
+    pub poll: Duration,
+    /// How long a drained instance's read sessions stay open.
+    pub drain_grace: Duration,
+}
+
+impl Default for RuntimeConfig {
+    /// Observe every 100 ms while waiting; close a drained instance's read
+    /// sessions at once.
+    fn default() -> Self {
+        RuntimeConfig {
+            poll: Duration::from_millis(100),
+            drain_grace: Duration::ZERO,
+        }
+    }
+}
+
+/// The engine's runtime over a [`LocalCluster`]. Each runtime has its own
+/// connections (and so its own fences), as a separate engine process would.
+pub struct LocalRuntime {
+    shared: Arc<Shared>,
+    handles: Mutex<Vec<switchyard_mysql::Instance>>,
+    config: RuntimeConfig,
+}
+
+impl std::fmt::Debug for LocalRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalRuntime")
+            .field("state", &self.shared.state.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalRuntime {
+    /// A runtime over `cluster` with the default [`RuntimeConfig`].
+    pub fn new(cluster: &LocalCluster) -> Self {
+        Self::with_config(cluster, RuntimeConfig::default())
+    }
+
+    /// A runtime over `cluster`.
+    pub fn with_config(cluster: &LocalCluster, config: RuntimeConfig) -> Self {
+        let shared = Arc::clone(cluster.shared());
+        let handles = (0..shared.nodes.len())
+            .map(|i| new_handle(&shared, crate::cluster::ordinal(i)))
+            .collect();
+        LocalRuntime {
+            shared,
+            handles: Mutex::new(handles),
+            config,
+        }
+    }
+
+    fn handle(&self, ordinal: u32) -> Result<switchyard_mysql::Instance> {
+        usize::try_from(ordinal)
+            .ok()
+            .and_then(|i| {
+                self.handles
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(i)
+                    .cloned()
+            })
+            .ok_or(Error::NoSuchInstance(ordinal))
+    }
+
+    /// Replaces the handle on `ordinal` after its process was restarted, so
+    /// nothing of the old process (a fence's lock session) is kept.
+    fn renew_handle(&self, ordinal: u32) {
+        let fresh = new_handle(&self.shared, ordinal);
+        if let Ok(i) = usize::try_from(ordinal)
+            && let Some(slot) = self
+                .handles
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_mut(i)
+        {
+            *slot = fresh;
+        }
+    }
+
+    fn source_addr(&self, ordinal: u32) -> Result<SourceAddr> {
+        Ok(SourceAddr::new(
+            "127.0.0.1",
+            self.shared.instance(ordinal)?.port(),
+        ))
+    }
+
+    /// Runs one operation, recording its start and end in the timeline and
+    /// turning its error into the engine's.
+    async fn op<F>(&self, ordinal: u32, op: Op, work: F) -> Result<(), RuntimeError>
+    where
+        F: Future<Output = Result<()>>,
+    {
+        let what = format!("{op} on instance {ordinal}");
+        self.shared.timeline.push(Event::OpStarted {
+            ordinal,
+            op: op.clone(),
+        });
+        let started = Instant::now();
+        let result = work.await;
+        self.shared.timeline.push(Event::OpFinished {
+            ordinal,
+            op,
+            took: started.elapsed(),
+            error: result.as_ref().err().map(ToString::to_string),
+        });
+        result.map_err(|e| e.into_runtime(what))
+    }
+
+    async fn observe_cluster(&self) -> Result<Observed> {
+        let cluster = self.shared.state.read()?.cluster;
+        let mut tasks = JoinSet::new();
+        for (node, o) in self.shared.nodes.iter().zip(0u32..) {
+            let phase = node.phase();
+            let running = self.shared.instance(o)?.is_running();
+            let handle = self.handle(o)?;
+            tasks.spawn(async move {
+                let seen = match phase {
+                    Phase::Changing => Seen::Starting,
+                    Phase::Crashed { .. } => Seen::Crashed,
+                    Phase::Running if !running => Seen::Crashed,
+                    Phase::Running => match handle.observe().await {
+                        Ok(obs) => Seen::Up(Box::new(obs)),
+                        Err(e) => Seen::Unreachable(e.to_string()),
+                    },
+                };
+                (o, seen)
+            });
+        }
+        let mut seen = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            seen.push(joined.map_err(|e| Error::Invalid(format!("observing panicked: {e}")))?);
+        }
+        seen.sort_by_key(|(o, _)| *o);
+        let history = &cluster.history;
+        let mut instances = Vec::with_capacity(seen.len());
+        for (o, seen) in seen {
+            let st = cluster.instances.get(&o).ok_or(Error::NoSuchInstance(o))?;
+            let known_version = history
+                .by_hash(&st.revision.hash)
+                .map(|e| e.version)
+                .ok_or_else(|| Error::UnknownRevision {
+                    hash: st.revision.hash.clone(),
+                })?;
+            let role = if cluster.primary == o {
+                Role::Primary
+            } else {
+                Role::Replica
+            };
+            let drained = self.shared.router.is_drained(o).unwrap_or(false);
+            let mut instance = Instance {
+                ordinal: o,
+                role,
+                version: known_version,
+                revision: st.revision.clone(),
+                health: Health::Starting,
+                gtid: None,
+                schema: None,
+                writable: false,
+                fenced: st.fenced,
+                drained,
+                source: None,
+            };
+            match seen {
+                Seen::Starting => {}
+                Seen::Crashed => instance.health = Health::Crashed,
+                Seen::Unreachable(reason) => instance.health = Health::Unreachable { reason },
+                Seen::Up(obs) => {
+                    instance.version = obs.version.version;
+                    instance.gtid = Some(obs.gtid.executed().clone());
+                    instance.writable = obs.is_writable();
+                    instance.source = obs
+                        .replication
+                        .as_ref()
+                        .filter(|r| r.source_host == "127.0.0.1")
+                        .and_then(|r| self.shared.ordinal_of_port(r.source_port));
+                    instance.health = health_of(&obs, role);
+                }
+            }
+            instances.push(instance);
+        }
+        Ok(Observed {
+            kind: TopologyKind::Async,
+            flavor: cluster.flavor,
+            instances,
+        })
+    }
+
+    async fn do_restart(
+        &self,
+        ordinal: u32,
+        revision: &Revision,
+        version: Version,
+        slow: bool,
+    ) -> Result<()> {
+        let entry = self
+            .shared
+            .state
+            .read()?
+            .cluster
+            .history
+            .by_hash(&revision.hash)
+            .cloned()
+            .ok_or_else(|| Error::UnknownRevision {
+                hash: revision.hash.clone(),
+            })?;
+        if entry.version != version {
+            return Err(Error::Invalid(format!(
+                "revision {revision} runs {}, not {version}",
+                entry.version
+            )));
+        }
+        let node = self.shared.node(ordinal)?;
+        let _lifecycle = node.lifecycle.lock().await;
+        let _phase = SettleOnDrop::new(&self.shared, ordinal, true);
+        let before = self.shared.current_entry(ordinal)?;
+        let instance = self.shared.instance(ordinal)?;
+        if instance.is_running() {
+            let handle = self.handle(ordinal)?;
+            if slow {
+                handle
+                    .clean_shutdown(self.shared.shutdown_timeout)
+                    .await
+                    .map_err(Error::sql(ordinal))?;
+            } else {
+                // A normal (fast) shutdown: SIGTERM, which mysqld and mariadbd
+                // handle as SHUTDOWN. The topology client has only the slow one.
+                self.shared.stop_process(ordinal).await?;
+            }
+            let waited = self.shared.shutdown_timeout;
+            let deadline = tokio::time::Instant::now() + waited;
+            while instance.is_running() {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::Timeout {
+                        ordinal,
+                        what: "the server process exiting after its shutdown",
+                        waited,
+                    });
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        self.renew_handle(ordinal);
+        self.shared.state.update_cluster(|c| {
+            let st = c
+                .instances
+                .get_mut(&ordinal)
+                .ok_or(Error::NoSuchInstance(ordinal))?;
+            st.revision = revision.clone();
+            Ok(())
+        })?;
+        self.shared
+            .start_on(ordinal, &entry, StartedBy::Restart)
+            .await?;
+        let handle = self.handle(ordinal)?;
+        self.shared
+            .after_start(ordinal, &handle, Some(before.version), entry.version)
+            .await
+    }
+
+    async fn do_recover(&self, ordinal: u32) -> Result<()> {
+        let node = self.shared.node(ordinal)?;
+        let _lifecycle = node.lifecycle.lock().await;
+        let _phase = SettleOnDrop::new(&self.shared, ordinal, false);
+        if !self.shared.instance(ordinal)?.is_running() {
+            self.renew_handle(ordinal);
+        }
+        let handle = self.handle(ordinal)?;
+        self.shared
+            .recover_process(ordinal, &handle, StartedBy::Recover)
+            .await
+    }
+
+    /// Lets the replicas of `primary` catch up while writes still flow, so
+    /// that the fenced window (and the write gap) is as short as possible:
+    /// at most three rounds of waiting for the primary's current position,
+    /// three seconds in all, ending early once a round is quick. Nothing
+    /// fails here: the switchover's own catch-up decides.
+    async fn settle_replicas(&self, primary: u32) {
+        let Ok(cluster) = self.shared.state.read().map(|d| d.cluster) else {
+            return;
+        };
+        let replicas: Vec<u32> = cluster
+            .instances
+            .keys()
+            .copied()
+            .filter(|o| *o != primary)
+            .collect();
+        let Ok(source) = self.handle(primary) else {
+            return;
+        };
+        let budget = tokio::time::Instant::now() + Duration::from_secs(3);
+        for _ in 0..3 {
+            let Ok(position) = source.binlog_position().await else {
+                return;
+            };
+            let round = tokio::time::Instant::now();
+            for o in &replicas {
+                let left = budget.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return;
+                }
+                if let Ok(h) = self.handle(*o) {
+                    let _ = h.wait_caught_up(&position, left).await;
+                }
+            }
+            if round.elapsed() < Duration::from_millis(100) {
+                return;
+            }
+        }
+    }
+
+    async fn do_fence(&self, ordinal: u32) -> Result<()> {
+        self.set_fenced(ordinal, true)?;
+        let router = &self.shared.router;
+        if router.primary() == Some(ordinal) {
+            router.set_primary(None).await.map_err(router_error)?;
+        }
+        router
+            .drain(ordinal, Duration::ZERO)
+            .await
+            .map_err(router_error)?;
+        self.handle(ordinal)?
+            .fence()
+            .await
+            .map_err(Error::sql(ordinal))?;
+        router
+            .close_connections_to(ordinal)
+            .await
+            .map_err(router_error)?;
+        Ok(())
+    }
+
+    async fn do_unfence(&self, ordinal: u32) -> Result<()> {
+        let primary = self.shared.state.read()?.cluster.primary;
+        if primary != ordinal {
+            return Err(Error::Invalid(format!(
+                "instance {ordinal} is no longer the primary (instance {primary} is): \
+                 it stays read-only"
+            )));
+        }
+        self.handle(ordinal)?
+            .unfence()
+            .await
+            .map_err(Error::sql(ordinal))?;
+        self.set_fenced(ordinal, false)?;
+        let router = &self.shared.router;
+        router.undrain(ordinal).map_err(router_error)?;
+        router
+            .set_primary(Some(ordinal))
+            .await
+            .map_err(router_error)?;
+        Ok(())
+    }
+
+    async fn do_wait_caught_up(
+        &self,
+        candidate: u32,
+        from: u32,
+        deadline: Timestamp,
+    ) -> Result<()> {
+        let old = self.handle(from)?;
+        // A new engine process does not hold the old one's fence lock: fence again.
+        if self.shared.flavor == Flavor::Mariadb && !old.holds_fence_lock().await {
+            old.fence().await.map_err(Error::sql(from))?;
+        }
+        let position = old.binlog_position().await.map_err(Error::sql(from))?;
+        let left = deadline.since(now()).max(Duration::from_millis(100));
+        self.handle(candidate)?
+            .wait_caught_up(&position, left)
+            .await
+            .map_err(Error::sql(candidate))?;
+        let after = old.binlog_position().await.map_err(Error::sql(from))?;
+        if after != position {
+            return Err(Error::FenceBreached {
+                ordinal: from,
+                before: position.to_string(),
+                after: after.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn do_promote(&self, ordinal: u32) -> Result<()> {
+        self.handle(ordinal)?
+            .promote()
+            .await
+            .map_err(Error::sql(ordinal))?;
+        let old = self.shared.state.update_cluster(|c| {
+            let old = c.primary;
+            c.primary = ordinal;
+            if let Some(st) = c.instances.get_mut(&ordinal) {
+                st.fenced = false;
+            }
+            Ok(old)
+        })?;
+        let router = &self.shared.router;
+        router
+            .set_primary(Some(ordinal))
+            .await
+            .map_err(router_error)?;
+        if old != ordinal {
+            router
+                .close_connections_to(old)
+                .await
+                .map_err(router_error)?;
+        }
+        Ok(())
+    }
+
+    async fn do_repoint(&self, ordinal: u32, source: u32) -> Result<()> {
+        if self.shared.state.read()?.cluster.primary == ordinal {
+            return Err(Error::Invalid(format!(
+                "instance {ordinal} is the primary: it does not replicate"
+            )));
+        }
+        let handle = self.handle(ordinal)?;
+        let to = self.source_addr(source)?;
+        let observation = handle.observe().await.map_err(Error::sql(ordinal))?;
+        if observation.replication.is_some() {
+            handle.repoint(&to).await.map_err(Error::sql(ordinal))?;
+        } else {
+            // A former primary: it carries its own position over.
+            let creds =
+                replication_credentials(self.shared.testbed.credentials(), self.shared.flavor);
+            handle
+                .demote_to_replica(&to, &creds)
+                .await
+                .map_err(Error::sql(ordinal))?;
+        }
+        self.set_fenced(ordinal, false)
+    }
+
+    async fn do_apply_variables(
+        &self,
+        ordinal: u32,
+        revision: &Revision,
+        variables: &[(String, String)],
+    ) -> Result<()> {
+        let known = self
+            .shared
+            .state
+            .read()?
+            .cluster
+            .history
+            .by_hash(&revision.hash)
+            .is_some();
+        if !known {
+            return Err(Error::UnknownRevision {
+                hash: revision.hash.clone(),
+            });
+        }
+        let pairs: Vec<(&str, &str)> = variables
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let handle = self.handle(ordinal)?;
+        let report = handle
+            .set_variables(&pairs)
+            .await
+            .map_err(Error::sql(ordinal))?;
+        let mut refused: Vec<String> = report
+            .read_only
+            .iter()
+            .chain(&report.refused)
+            .chain(&report.warnings)
+            .map(|r| format!("{} ({})", r.name, r.server))
+            .collect();
+        // A server may accept a value and run another (clamped to a bound
+        // without a warning): read every value back.
+        let names: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
+        let values = handle
+            .global_values(&names)
+            .await
+            .map_err(Error::sql(ordinal))?;
+        for (name, wanted) in &pairs {
+            let running = values.get(*name).cloned().flatten().unwrap_or_default();
+            if !same_value(wanted, &running) {
+                refused.push(format!(
+                    "{name} (asked for {wanted}, the server runs {running})"
+                ));
+            }
+        }
+        refused.dedup();
+        if !refused.is_empty() {
+            return Err(Error::VariablesRefused {
+                ordinal,
+                refused: refused.join(", "),
+            });
+        }
+        self.shared.state.update_cluster(|c| {
+            let st = c
+                .instances
+                .get_mut(&ordinal)
+                .ok_or(Error::NoSuchInstance(ordinal))?;
+            st.revision = revision.clone();
+            Ok(())
+        })
+    }
+
+    fn set_fenced(&self, ordinal: u32, fenced: bool) -> Result<()> {
+        self.shared.state.update_cluster(|c| {
+            let st = c
+                .instances
+                .get_mut(&ordinal)
+                .ok_or(Error::NoSuchInstance(ordinal))?;
+            st.fenced = fenced;
+            Ok(())
+        })
+    }
+}
+
+/// Whether a variable's running value is the one asked for: numbers compare
+/// as numbers, switches as switches (`ON`, `1`, `TRUE`), the rest ignoring case.
+fn same_value(wanted: &str, running: &str) -> bool {
+    let (w, r) = (wanted.trim(), running.trim());
+    if let (Ok(a), Ok(b)) = (w.parse::<f64>(), r.parse::<f64>()) {
+        return a == b;
+    }
+    let switch = |v: &str| match v.to_ascii_uppercase().as_str() {
+        "ON" | "1" | "TRUE" | "YES" => Some(true),
+        "OFF" | "0" | "FALSE" | "NO" => Some(false),
+        _ => None,
+    };
+    if let (Some(a), Some(b)) = (switch(w), switch(r)) {
+        return a == b;
+    }
+    w.eq_ignore_ascii_case(r)
+}
+
+fn new_handle(shared: &Shared, ordinal: u32) -> switchyard_mysql::Instance {
+    let port = shared.instance(ordinal).map(|i| i.port()).unwrap_or(0);
+    mysql_handle(
+        ordinal,
+        port,
+        &operator_credentials(shared.testbed.credentials()),
+        false,
+    )
+}
+
+fn router_error(source: switchyard_testbed::router::RouterError) -> Error {
+    Error::Router {
+        what: "change the router".into(),
+        source: Box::new(source),
+    }
+}
+
+/// What the runtime saw of one instance.
+enum Seen {
+    Starting,
+    Crashed,
+    Unreachable(String),
+    Up(Box<Observation>),
+}
+
+/// The health of a running server that answered.
+fn health_of(obs: &Observation, role: Role) -> Health {
+    let Some(r) = obs.replication.as_ref().filter(|_| role == Role::Replica) else {
+        return Health::Ready;
+    };
+    if r.last_sql_errno != 0 {
+        return Health::ReplicationStopped {
+            errno: r.last_sql_errno,
+            message: r.last_sql_error.clone(),
+        };
+    }
+    if r.last_io_errno != 0 && r.io_thread != IoThreadState::Running {
+        return Health::ReplicationStopped {
+            errno: r.last_io_errno,
+            message: r.last_io_error.clone(),
+        };
+    }
+    if !r.sql_running || r.io_thread == IoThreadState::Stopped {
+        return Health::ReplicationStopped {
+            errno: 0,
+            message: "replication is stopped".into(),
+        };
+    }
+    match r.seconds_behind {
+        Some(s) if s > 0 => Health::Lagging { seconds: s },
+        _ => Health::Ready,
+    }
+}
+
+/// Sets an instance's phase from its process when a restart or recovery
+/// ends, however it ends (an engine dropped mid-operation included).
+struct SettleOnDrop<'a> {
+    shared: &'a Shared,
+    ordinal: u32,
+}
+
+impl<'a> SettleOnDrop<'a> {
+    /// Marks `ordinal` as being changed until dropped; `taken_out` when the
+    /// engine takes it out of service (a restart, not a crash recovery).
+    fn new(shared: &'a Shared, ordinal: u32, taken_out: bool) -> Self {
+        if let Ok(node) = shared.node(ordinal) {
+            node.set_phase(Phase::Changing);
+            node.by_engine.store(taken_out, Ordering::SeqCst);
+        }
+        SettleOnDrop { shared, ordinal }
+    }
+}
+
+impl Drop for SettleOnDrop<'_> {
+    fn drop(&mut self) {
+        self.shared.settle_phase(self.ordinal, 0);
+        if let Ok(node) = self.shared.node(self.ordinal) {
+            node.by_engine.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+#[async_trait]
+impl ClusterRuntime for LocalRuntime {
+    fn now(&self) -> Timestamp {
+        now()
+    }
+
+    async fn observe(&self) -> Result<Observed, RuntimeError> {
+        let observed = self
+            .observe_cluster()
+            .await
+            .map_err(|e| e.into_runtime("observe the cluster"))?;
+        self.shared.timeline.push(Event::Observed {
+            observed: observed.clone(),
+        });
+        Ok(observed)
+    }
+
+    async fn load_record(&self) -> Result<Record, RuntimeError> {
+        self.shared
+            .state
+            .read()
+            .map(|d| d.record)
+            .map_err(|e| e.into_runtime("load the record"))
+    }
+
+    async fn store_record(&self, expected_seq: u64, record: &Record) -> Result<(), RuntimeError> {
+        self.shared
+            .state
+            .store_record(expected_seq, record)
+            .map_err(|e| e.into_runtime("store the record"))
+    }
+
+    async fn drain(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        self.op(ordinal, Op::Drain, async {
+            self.shared
+                .router
+                .drain(ordinal, self.config.drain_grace)
+                .await
+                .map_err(router_error)
+        })
+        .await
+    }
+
+    async fn undrain(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        self.op(ordinal, Op::Undrain, async {
+            self.shared.router.undrain(ordinal).map_err(router_error)
+        })
+        .await
+    }
+
+    async fn restart(
+        &self,
+        ordinal: u32,
+        revision: &Revision,
+        version: Version,
+        slow_shutdown: bool,
+    ) -> Result<(), RuntimeError> {
+        let op = Op::Restart {
+            revision: revision.clone(),
+            version,
+            slow: slow_shutdown,
+        };
+        self.op(
+            ordinal,
+            op,
+            self.do_restart(ordinal, revision, version, slow_shutdown),
+        )
+        .await
+    }
+
+    async fn recover(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        self.op(ordinal, Op::Recover, self.do_recover(ordinal))
+            .await
+    }
+
+    async fn fence(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        if self.shared.router.primary() == Some(ordinal) {
+            self.op(ordinal, Op::SettleReplicas, async {
+                self.settle_replicas(ordinal).await;
+                Ok(())
+            })
+            .await?;
+        }
+        self.op(ordinal, Op::Fence, self.do_fence(ordinal)).await
+    }
+
+    async fn unfence(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        self.op(ordinal, Op::Unfence, self.do_unfence(ordinal))
+            .await
+    }
+
+    async fn wait_caught_up(
+        &self,
+        candidate: u32,
+        from: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        self.op(
+            candidate,
+            Op::CatchUp { from },
+            self.do_wait_caught_up(candidate, from, deadline),
+        )
+        .await
+    }
+
+    async fn promote(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        self.op(ordinal, Op::Promote, self.do_promote(ordinal))
+            .await
+    }
+
+    async fn repoint(&self, ordinal: u32, source: u32) -> Result<(), RuntimeError> {
+        self.op(
+            ordinal,
+            Op::Repoint { source },
+            self.do_repoint(ordinal, source),
+        )
+        .await
+    }
+
+    async fn apply_variables(
+        &self,
+        ordinal: u32,
+        revision: &Revision,
+        variables: &[(String, String)],
+    ) -> Result<(), RuntimeError> {
+        self.op(
+            ordinal,
+            Op::ApplyVariables {
+                revision: revision.clone(),
+            },
+            self.do_apply_variables(ordinal, revision, variables),
+        )
+        .await
+    }
+
+    async fn pause(&self, reason: &WaitReason) {
+        let until = match reason {
+            WaitReason::DrainGrace { until, .. } | WaitReason::Backoff { until, .. } => {
+                Some(*until)
+            }
+            _ => None,
+        };
+        let wait = until
+            .map_or(self.config.poll, |u| u.since(now()))
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        tokio::time::sleep(wait).await;
+    }
+
+    fn on_step(&self, step: &StepOutcome) {
+        self.shared.timeline.push(Event::Step {
+            outcome: step.clone(),
+        });
+    }
+}
