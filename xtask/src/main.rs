@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod demo;
+mod sim;
+
 #[derive(Parser)]
 #[command(name = "xtask", about = "switchyard project automation")]
 struct Cli {
@@ -21,18 +25,39 @@ struct Cli {
 enum Cmd {
     /// Run everything CI runs: rustfmt --check, clippy -D warnings, all tests.
     Ci,
-    /// Run the main job on a local default (see README).
+    /// The main job on local servers: a 3-instance MariaDB cluster under load, upgraded
+    /// 10.5 → 10.11 → 11.8 and reconfigured by the engine; summary and report in target/demo.
     Demo,
     /// Fetch every test server from Debian's archive and build its template data directory.
     Fetch,
+    /// Regenerate the committed CRD YAML under crds/ from the Rust types.
+    Crds,
+    /// Run a benchmark on real servers (release build) and record it in docs/benchmarks.md.
+    Bench {
+        /// Which benchmark.
+        #[command(subcommand)]
+        what: bench::BenchKind,
+    },
+    /// Run rollout scenarios with faults and an independent monitor; JSON in target/sim.
+    Sim {
+        /// A scenario file (repeatable), e.g. e2e/scenarios/replica-kill9-mariadb.yaml.
+        #[arg(long)]
+        scenario: Vec<PathBuf>,
+        /// Run every e2e/scenarios/*.yaml.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Ci => ci(),
-        Cmd::Demo => demo(),
+        Cmd::Demo => demo::run(),
         Cmd::Fetch => fetch(),
+        Cmd::Crds => crds(),
+        Cmd::Bench { what } => bench::run(what),
+        Cmd::Sim { scenario, all } => sim::run(scenario, all),
     }
 }
 
@@ -132,25 +157,9 @@ fn ci() -> Result<()> {
             // Property tests use a fixed seed in CI so a failure reproduces.
             .env("PROPTEST_RNG_SEED", "20261122"))
     })?;
+    phases.run("e2e scenarios", || sim::run(Vec::new(), true))?;
     phases.print();
     Ok(())
-}
-
-fn demo() -> Result<()> {
-    // Until the local runtime lands, the demo shows the planner on a bundled cluster.
-    let topology = project_root().join("docs/examples/mariadb-3.yaml");
-    run(cargo()
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "switchyard",
-            "--",
-            "plan",
-            "--topology",
-        ])
-        .arg(&topology)
-        .args(["--to-version", "10.11.9"]))
 }
 
 /// Fetches every server the tests use, so the test phase's timings are the tests'.
@@ -166,6 +175,20 @@ fn fetch() -> Result<()> {
             bins.full_version(),
             start.elapsed().as_secs_f64()
         );
+    }
+    Ok(())
+}
+
+/// Writes `crds/*.yaml` from `switchyard_kube::crd::crd_files()`; the test
+/// `crds_are_current` in switchyard-kube fails when the committed files differ.
+fn crds() -> Result<()> {
+    let dir = project_root().join("crds");
+    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    for (name, yaml) in switchyard_kube::crd::crd_files() {
+        let path = dir.join(&name);
+        std::fs::write(&path, yaml)
+            .with_context(|| format!("could not write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }

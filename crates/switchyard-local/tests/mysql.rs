@@ -62,7 +62,7 @@ async fn a_static_change_on_mysql_restarts_each_instance_once_with_one_switchove
         [1, 1, 1],
         "{starts:?}"
     );
-    let observed = common::observe(&cluster).await;
+    let observed = common::observe_settled(&cluster).await;
     common::assert_healthy(&observed);
     assert!(observed.instances.iter().all(|i| i.runs(&target.revision)));
     assert_eq!(observed.primary().map(|p| p.ordinal), Some(1));

@@ -88,7 +88,7 @@ async fn a_dynamic_variable_is_applied_online_without_restarting_any_instance() 
         cluster.timeline().starts().is_empty(),
         "a server was started"
     );
-    let observed = common::observe(&cluster).await;
+    let observed = common::observe_settled(&cluster).await;
     common::assert_healthy(&observed);
     assert!(observed.instances.iter().all(|i| i.runs(&target.revision)));
     assert_eq!(
@@ -187,7 +187,7 @@ async fn without_the_supervisor_the_engine_recovers_a_crashed_instance_on_its_cu
         .await
         .expect("recover is idempotent");
     assert_eq!(cluster.timeline().starts().get(&2), Some(&1));
-    let observed = common::observe(&cluster).await;
+    let observed = common::observe_settled(&cluster).await;
     common::assert_healthy(&observed);
     assert!(observed.instances.iter().all(|i| i.runs(&target.revision)));
     assert_eq!(pool_size(cluster.testbed().instance(2)).await, BYTES);

@@ -288,7 +288,7 @@ async fn a_killed_engine_is_resumed_by_a_new_one_without_repeating_or_skipping_a
         done.len(),
         "an action was recorded twice: {done:#?}"
     );
-    let observed = common::observe(&cluster).await;
+    let observed = common::observe_settled(&cluster).await;
     common::assert_healthy(&observed);
     assert!(observed.instances.iter().all(|i| i.runs(&target.revision)));
     assert_eq!(observed.primary().map(|p| p.ordinal), Some(1));

@@ -80,7 +80,7 @@ async fn mariadb_10_5_to_10_11_under_load_loses_no_write_and_never_has_two_write
 
     // Every instance runs the target, the primary moved once, and each
     // server was started exactly once (by its restart onto the target).
-    let observed = common::observe(&cluster).await;
+    let observed = common::observe_settled(&cluster).await;
     common::assert_healthy(&observed);
     for i in &observed.instances {
         assert!(

@@ -53,6 +53,25 @@ pub async fn observe(cluster: &LocalCluster) -> Observed {
         .expect("observe the cluster")
 }
 
+/// Observes the cluster once every instance is ready (a replica restarted
+/// under load may report lag for a few seconds after the rollout is done),
+/// or, after 30 s, as it is — for `assert_healthy` to report.
+pub async fn observe_settled(cluster: &LocalCluster) -> Observed {
+    let settled = switchyard_testbed::wait_for(Duration::from_secs(30), async || {
+        let observed = observe(cluster).await;
+        observed
+            .instances
+            .iter()
+            .all(|i| i.health == Health::Ready)
+            .then_some(observed)
+    })
+    .await;
+    match settled {
+        Ok(observed) => observed,
+        Err(_) => observe(cluster).await,
+    }
+}
+
 /// Asserts the cluster is whole: one writable primary, every other instance
 /// a ready read-only replica of it.
 pub fn assert_healthy(observed: &Observed) {

@@ -1,0 +1,17 @@
+//! switchyard's benchmarks: commands that run real servers under load and print a table.
+//!
+//! They are run by `cargo xtask bench <what>` in release mode (debug builds of the TLS and SQL
+//! client stack are several times slower at connecting, which would be measured as
+//! unavailability) and recorded in `docs/benchmarks.md`. The test suite holds no timing
+//! assertions; these are the place for performance targets.
+//!
+//! - [`switchover`]: write unavailability of a switchover under load, against restarting the
+//!   primary in place.
+//! - [`events`]: when switchyard-mysql made an instance writable, from its tracing events.
+//! - [`stats`]: percentiles of measured durations.
+//! - [`report`]: markdown tables, the machine, the date and the load average.
+
+pub mod events;
+pub mod report;
+pub mod stats;
+pub mod switchover;

@@ -1,0 +1,170 @@
+//! `switchyard-bench`: runs one of switchyard's benchmarks and prints its table. Run it through
+//! `cargo xtask bench <what>`, which builds it in release mode and records the table in
+//! `docs/benchmarks.md`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use switchyard_bench::events::FenceLifted;
+use switchyard_bench::report::{LoadAverage, Machine, utc_date};
+use switchyard_bench::switchover::{self, LoadTls, SectionContext};
+use switchyard_testbed::ServerKind;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard-bench",
+    about = "switchyard's benchmarks on real servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Subcommand)]
+enum What {
+    /// Write unavailability of switchovers under load, against restarting the primary in place.
+    Switchover {
+        /// Switchovers per flavor.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Restarts in place per flavor (default: as many as --runs).
+        #[arg(long)]
+        restarts: Option<usize>,
+        /// The servers, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "mariadb,mysql")]
+        flavors: Vec<BenchFlavor>,
+        /// Whether the load's writers use TLS ("disabled" is a diagnostic of what the TLS
+        /// handshake costs them; it needs --restarts 0).
+        #[arg(long, value_enum, default_value_t = LoadTlsArg::Preferred)]
+        load_tls: LoadTlsArg,
+        /// Write the markdown section here.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Write every run's measurements here, as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// The command to record as the one that reproduces the measurement.
+        #[arg(long, default_value = "cargo xtask bench switchover")]
+        command: String,
+    },
+}
+
+/// Whether the load uses TLS.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LoadTlsArg {
+    /// TLS when the server offers it.
+    Preferred,
+    /// No TLS (after one TLS login per server, which MySQL's caching_sha2_password needs).
+    Disabled,
+}
+
+/// A server the benchmark runs.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BenchFlavor {
+    /// MariaDB 10.11.
+    Mariadb,
+    /// MySQL 9.7.
+    Mysql,
+}
+
+impl BenchFlavor {
+    fn kind(self) -> ServerKind {
+        match self {
+            BenchFlavor::Mariadb => ServerKind::Mariadb1011,
+            BenchFlavor::Mysql => ServerKind::Mysql97,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let lifted = FenceLifted::default();
+    let log = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        );
+    let record = lifted.clone().with_filter(
+        tracing_subscriber::filter::Targets::new()
+            .with_target("switchyard_mysql", tracing::Level::INFO),
+    );
+    tracing_subscriber::registry().with(log).with(record).init();
+    match run(Cli::parse(), &lifted) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli, lifted: &FenceLifted) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    match cli.what {
+        What::Switchover {
+            runs,
+            restarts,
+            flavors,
+            load_tls,
+            markdown,
+            json,
+            command,
+        } => {
+            let config = switchover::Config {
+                flavors: flavors.iter().map(|f| f.kind()).collect(),
+                runs,
+                restarts: restarts.unwrap_or(runs),
+                load_tls: match load_tls {
+                    LoadTlsArg::Preferred => LoadTls::Preferred,
+                    LoadTlsArg::Disabled => LoadTls::Disabled,
+                },
+            };
+            let load_before = LoadAverage::now();
+            if let Some(l) = load_before
+                && l.0[0] > 3.0
+            {
+                eprintln!(
+                    "warning: the load average is {l}: other work on this machine inflates the figures"
+                );
+            }
+            let progress = |line: &str| eprintln!("    {line}");
+            let results = runtime.block_on(switchover::run(&config, lifted, &progress))?;
+            let ctx = SectionContext {
+                command,
+                date: utc_date(SystemTime::now()),
+                machine: Machine::detect(),
+                load_before,
+                load_after: LoadAverage::now(),
+            };
+            let section = switchover::section(&results, &ctx);
+            println!("\n{section}");
+            if let Some(path) = markdown {
+                std::fs::write(&path, &section)
+                    .with_context(|| format!("could not write {}", path.display()))?;
+            }
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&results)?;
+                std::fs::write(&path, text)
+                    .with_context(|| format!("could not write {}", path.display()))?;
+            }
+            let lost: usize = results
+                .iter()
+                .map(|r| r.switchover.lost + r.restart.lost)
+                .sum();
+            if lost > 0 {
+                eprintln!("error: {lost} acknowledged writes were lost");
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

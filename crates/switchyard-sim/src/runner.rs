@@ -1,0 +1,372 @@
+//! The runner: starts the scenario's cluster and load, drives engines
+//! (a new one whenever a fault kills the running one) until the rollout is
+//! done or halted, stops the load, checks every acknowledged write on every
+//! instance and builds the [`SimReport`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use switchyard_local::timeline::{Event, Op};
+use switchyard_local::{Apply, ClusterSpec, LocalCluster, LocalRuntime};
+use switchyard_plan::engine::{ClusterRuntime, StepOutcome};
+use switchyard_plan::{Engine, Finished};
+use switchyard_testbed::ledger::{CheckConfig, check};
+use switchyard_testbed::load::{Load, LoadConfig, prepare};
+
+use crate::fault::{FaultPlan, Faulty};
+use crate::monitor::{Monitor, Violation};
+use crate::scenario::{Expect, Scenario};
+use crate::{Error, Result};
+
+/// How often the monitor samples.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+
+/// How many times an engine that stopped with an error is replaced.
+const ENGINE_RESTARTS: u32 = 5;
+
+/// What a simulation found; written as `target/sim/NAME.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SimReport {
+    /// The scenario.
+    pub scenario: String,
+    /// `done` or `halted`.
+    pub outcome: String,
+    /// The halt's category and reason, when halted.
+    pub halt: Option<(String, String)>,
+    /// The expected outcome, in words.
+    pub expected: String,
+    /// Whether the outcome was the expected one and nothing was violated.
+    pub passed: bool,
+    /// The rollout's wall time, seconds (cluster start and checks excluded).
+    pub rollout_s: f64,
+    /// The whole simulation's wall time, seconds.
+    pub duration_s: f64,
+    /// Every broken invariant.
+    pub violations: Vec<Violation>,
+    /// Writes acknowledged to the load.
+    pub writes_acknowledged: usize,
+    /// Acknowledged writes missing on some instance (summed over instances).
+    pub writes_lost: usize,
+    /// Instances the final check left out: down, or their replication
+    /// stopped with an error (by a fault) at the end.
+    pub unchecked: Vec<String>,
+    /// The longest stretch without an acknowledged write, ms.
+    pub max_write_gap_ms: u64,
+    /// Completed promotions.
+    pub switchovers: usize,
+    /// Engines started (more than one when a fault killed one).
+    pub engines: u32,
+    /// Engine steps taken over all engines.
+    pub steps: u64,
+    /// What the faults did.
+    pub faults: Vec<String>,
+    /// Killed instances seen up again, with their version.
+    pub recoveries: Vec<(u32, String)>,
+    /// Errors engines stopped with (each replaced by a new engine).
+    pub engine_errors: Vec<String>,
+}
+
+impl SimReport {
+    /// Writes the report as `DIR/NAME.json`.
+    pub fn write_json(&self, dir: &Path) -> Result<PathBuf> {
+        let path = dir.join(format!("{}.json", self.scenario));
+        let io = |source| Error::Write {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let text = serde_json::to_string_pretty(self).map_err(|e| io(e.into()))?;
+        std::fs::write(&path, text).map_err(io)?;
+        Ok(path)
+    }
+}
+
+/// Runs `scenario` with the local runtime.
+pub async fn run(scenario: &Scenario) -> Result<SimReport> {
+    run_with(scenario, LocalRuntime::new).await
+}
+
+/// Runs `scenario` with the runtime `make` builds over the cluster (a new
+/// one for every engine), so a test can run a deliberately broken runtime.
+pub async fn run_with<R, F>(scenario: &Scenario, make: F) -> Result<SimReport>
+where
+    R: ClusterRuntime,
+    F: Fn(&LocalCluster) -> R,
+{
+    let wall = Instant::now();
+    let invalid = |message: String| Error::Invalid {
+        name: scenario.name.clone(),
+        message,
+    };
+    let kind = scenario.server_kind().map_err(invalid)?;
+    let account = scenario.account().map_err(invalid)?;
+    let cluster = LocalCluster::start(
+        ClusterSpec::new(kind, scenario.cluster.instances)
+            .with_config(scenario.cluster.config.clone()),
+    )
+    .await
+    .map_err(|source| Error::Cluster {
+        what: "start",
+        source,
+    })?;
+    let set: Vec<(&str, &str)> = scenario
+        .change
+        .config
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let target = match scenario.upgrade_kind().map_err(invalid)? {
+        Some(to) => cluster.upgrade_target_with(to, &set).await,
+        None => {
+            let apply = if scenario.change.apply == "online" {
+                Apply::Online
+            } else {
+                Apply::Restart
+            };
+            cluster.config_target(&set, apply)
+        }
+    }
+    .map_err(|source| Error::Cluster {
+        what: "make the target revision",
+        source,
+    })?;
+
+    prepare(
+        &cluster
+            .testbed()
+            .primary()
+            .connect_options(&cluster.credentials().operator),
+        "app.ledger",
+    )
+    .await?;
+    let plan = FaultPlan::new(scenario.faults.clone(), target.revision.hash.clone());
+    let ports: Vec<u16> = cluster
+        .testbed()
+        .instances()
+        .iter()
+        .map(switchyard_testbed::Instance::port)
+        .collect();
+    let mut handles = Vec::new();
+    for o in 0..u32::try_from(cluster.len()).unwrap_or(0) {
+        handles.push(cluster.handle(o).map_err(|source| Error::Cluster {
+            what: "make the monitor's handles",
+            source,
+        })?);
+    }
+    let monitor = Monitor::start(
+        handles,
+        &ports,
+        cluster.state().clone(),
+        Arc::clone(&plan),
+        SAMPLE_EVERY,
+    );
+    let load = Load::start(
+        {
+            let mut c = LoadConfig::with_account(account);
+            c.writers = scenario.load.writers;
+            c.rate_per_sec = scenario.load.rate;
+            c.read_rate_per_sec = 20;
+            c
+        },
+        cluster.endpoints(),
+        cluster.credentials(),
+    )?;
+
+    let rollout = Instant::now();
+    let limit = Duration::from_secs(scenario.deadline_s);
+    let mut drive = Drive::default();
+    let finished = tokio::time::timeout(
+        limit,
+        drive.engines(&cluster, &plan, &make, scenario, &target),
+    )
+    .await;
+    let rollout_s = rollout.elapsed().as_secs_f64();
+    // Nothing restarts an instance any more: what is down at the end stays
+    // down, and no start is in flight when the cluster is dropped.
+    cluster.set_supervised(false);
+    plan.resume(&cluster, true);
+
+    let loaded = load.stop().await;
+    let mut seen = monitor.stop().await;
+    // Check every instance that answers and replicates without an error;
+    // the others (down, or replication broken by a fault) are reported as
+    // unchecked, and a rollout that says it is done must leave none.
+    let mut targets = Vec::new();
+    let mut unchecked = Vec::new();
+    for (t, o) in cluster.check_targets().into_iter().zip(0u32..) {
+        let why = match cluster.handle(o) {
+            Ok(h) => match h.observe().await {
+                Ok(obs) => obs.replication.as_ref().and_then(|r| {
+                    let errno = if r.last_sql_errno != 0 {
+                        r.last_sql_errno
+                    } else {
+                        r.last_io_errno
+                    };
+                    (errno != 0).then(|| format!("replication stopped with error {errno}"))
+                }),
+                Err(e) => Some(format!("unreachable: {e}")),
+            },
+            Err(e) => Some(format!("no handle: {e}")),
+        };
+        match why {
+            None => targets.push(t),
+            Some(why) => unchecked.push(format!("{}: {why}", t.name)),
+        }
+    }
+    if matches!(finished, Ok(Ok(Finished::Done))) && !unchecked.is_empty() {
+        seen.violations.push(Violation {
+            at_ms: u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX),
+            check: "converged",
+            detail: format!("the rollout is done but {unchecked:?}"),
+        });
+    }
+    let checked = check(&loaded.ledger, &targets, &CheckConfig::default()).await?;
+    if !checked.no_lost_writes() {
+        seen.violations.push(Violation {
+            at_ms: u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX),
+            check: "lost-writes",
+            detail: format!(
+                "{} acknowledged writes missing: {:?}",
+                checked.total_missing(),
+                checked
+                    .missing
+                    .iter()
+                    .map(|(i, ids)| (i, ids.iter().take(5).collect::<Vec<_>>()))
+                    .collect::<Vec<_>>()
+            ),
+        });
+    }
+    // A finished rollout left every instance on the target version.
+    if matches!(finished, Ok(Ok(Finished::Done))) {
+        for o in 0..u32::try_from(cluster.len()).unwrap_or(0) {
+            let running = match cluster.handle(o) {
+                Ok(h) => h.observe().await.ok().map(|obs| obs.version.version),
+                Err(_) => None,
+            };
+            if running != Some(target.version) {
+                seen.violations.push(Violation {
+                    at_ms: u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    check: "converged",
+                    detail: format!(
+                        "the rollout is done but instance {o} runs {running:?}, not {}",
+                        target.version
+                    ),
+                });
+            }
+        }
+    }
+    let switchovers = cluster
+        .timeline()
+        .events()
+        .iter()
+        .filter(|t| {
+            matches!(
+                &t.event,
+                Event::OpFinished {
+                    op: Op::Promote,
+                    error: None,
+                    ..
+                }
+            )
+        })
+        .count();
+    let (outcome, halt) = match &finished {
+        Ok(Ok(Finished::Done)) => ("done".to_owned(), None),
+        Ok(Ok(Finished::Halted(r))) => (
+            "halted".to_owned(),
+            Some((r.category().to_owned(), r.to_string())),
+        ),
+        Ok(Err(e)) => (format!("error: {e}"), None),
+        Err(_) => (format!("no verdict within {limit:?}"), None),
+    };
+    let expected = match &scenario.expect {
+        Expect::Done => "done".to_owned(),
+        Expect::Halt(c) => format!("halted: {c}"),
+    };
+    let as_expected = match (&scenario.expect, &halt) {
+        (Expect::Done, None) => outcome == "done",
+        (Expect::Halt(c), Some((got, _))) => c == got,
+        _ => false,
+    };
+    let mut faults = plan.log();
+    if !plan.all_fired() {
+        faults.push("not every fault fired".into());
+    }
+    Ok(SimReport {
+        scenario: scenario.name.clone(),
+        outcome,
+        halt,
+        expected,
+        passed: as_expected && seen.violations.is_empty() && plan.all_fired(),
+        rollout_s,
+        duration_s: wall.elapsed().as_secs_f64(),
+        writes_acknowledged: checked.acknowledged,
+        writes_lost: checked.total_missing(),
+        unchecked,
+        max_write_gap_ms: loaded
+            .ledger
+            .longest_gap()
+            .map_or(0, |g| (g.to_us - g.from_us) / 1000),
+        switchovers,
+        engines: drive.engines,
+        steps: drive.steps,
+        faults,
+        recoveries: seen.recoveries,
+        violations: seen.violations,
+        engine_errors: drive.errors,
+    })
+}
+
+/// The engines of one run.
+#[derive(Default)]
+struct Drive {
+    engines: u32,
+    steps: u64,
+    errors: Vec<String>,
+}
+
+impl Drive {
+    async fn engines<R, F>(
+        &mut self,
+        cluster: &LocalCluster,
+        plan: &Arc<FaultPlan>,
+        make: &F,
+        scenario: &Scenario,
+        target: &switchyard_plan::decide::Target,
+    ) -> Result<Finished>
+    where
+        R: ClusterRuntime,
+        F: Fn(&LocalCluster) -> R,
+    {
+        let policy = scenario.policy.policy();
+        'engine: loop {
+            self.engines += 1;
+            let runtime = Faulty::new(make(cluster), Arc::clone(plan), cluster);
+            let engine = Engine::new(runtime, target.clone(), policy.clone());
+            loop {
+                self.steps += 1;
+                plan.before_step(self.steps, cluster).await;
+                let outcome = tokio::select! {
+                    r = engine.step() => Some(r),
+                    () = plan.engine_killed() => None,
+                };
+                match outcome {
+                    // Killed: drop this engine mid-step, start a new one.
+                    None => continue 'engine,
+                    Some(Ok(StepOutcome::Done)) => return Ok(Finished::Done),
+                    Some(Ok(StepOutcome::Halted(r))) => return Ok(Finished::Halted(r)),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        self.errors.push(e.to_string());
+                        if self.errors.len() > ENGINE_RESTARTS as usize {
+                            return Err(e.into());
+                        }
+                        continue 'engine;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! `cargo xtask bench <what>`: benchmarks on real servers, recorded in `docs/benchmarks.md`.
+//!
+//! Each benchmark is a subcommand of the `switchyard-bench` binary (crate
+//! `crates/switchyard-bench`), built and run here in release mode: debug builds of the SQL and
+//! TLS client stack connect several times slower, and a benchmark of write unavailability would
+//! measure that. The binary prints its section (command, date, machine, load average, tables);
+//! this module rewrites that section of `docs/benchmarks.md`, between the markers
+//! `<!-- bench:NAME:begin -->` and `<!-- bench:NAME:end -->`, leaving everything else in the
+//! file (the notes written by hand under each section) as it is.
+//!
+//! To add a benchmark: a variant of [`BenchKind`], a module here that runs it through
+//! [`run_bench`] and [`record`], and a subcommand of `switchyard-bench`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+
+use crate::{cargo, project_root};
+
+mod switchover;
+
+/// The benchmarks.
+#[derive(Subcommand)]
+pub enum BenchKind {
+    /// Write unavailability of switchovers under load (MariaDB 10.11 and MySQL 9.7, 3
+    /// instances, 200 writes/s through the router), against restarting the primary in place.
+    Switchover(switchover::Args),
+}
+
+/// Runs a benchmark.
+pub fn run(what: BenchKind) -> Result<()> {
+    match what {
+        BenchKind::Switchover(args) => switchover::run(&args),
+    }
+}
+
+/// The file the benchmarks are recorded in, relative to the workspace root.
+const DOC: &str = "docs/benchmarks.md";
+
+/// The start of `docs/benchmarks.md` when it does not exist yet.
+const INTRO: &str = "# Benchmarks
+
+switchyard's performance targets live here, not in the test suite: each benchmark is a
+command that runs real servers from Debian's archive on this machine, prints a table, and
+rewrites its own section of this file (between the `bench:` markers; the notes after each
+section are written by hand). Every section says how to reproduce it, when and on what
+machine it was measured, and how busy that machine was: the figures are wall-clock times on
+a small shared machine, so compare them with their load average in mind.
+
+The benchmarks are built in release mode by `cargo xtask bench <what>` (the first build takes
+a few minutes) and are not part of CI.
+";
+
+/// Builds `switchyard-bench` in release mode and runs it with `args`.
+fn run_bench(args: &[String]) -> Result<()> {
+    crate::run(
+        cargo()
+            .args(["run", "--release", "-p", "switchyard-bench", "--"])
+            .args(args),
+    )
+}
+
+/// Where the benchmarks write their raw outputs: `target/bench` (created).
+fn out_dir() -> Result<PathBuf> {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| project_root().join("target"), PathBuf::from)
+        .join("bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Rewrites section `name` (headed `heading` when it is new) of `docs/benchmarks.md` with
+/// `body`.
+fn record(name: &str, heading: &str, body: &str) -> Result<()> {
+    let path = project_root().join(DOC);
+    let doc = match std::fs::read_to_string(&path) {
+        Ok(doc) => doc,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => INTRO.to_owned(),
+        Err(e) => return Err(e).with_context(|| format!("could not read {}", path.display())),
+    };
+    std::fs::write(&path, splice(&doc, name, heading, body))
+        .with_context(|| format!("could not write {}", path.display()))?;
+    eprintln!("recorded in {}", path.display());
+    Ok(())
+}
+
+/// `doc` with the text between the markers of section `name` replaced by `body`; a section
+/// that is not there yet is appended under `## heading`.
+fn splice(doc: &str, name: &str, heading: &str, body: &str) -> String {
+    let begin = format!("<!-- bench:{name}:begin -->\n");
+    let end = format!("<!-- bench:{name}:end -->");
+    let body = if body.ends_with('\n') {
+        body.to_owned()
+    } else {
+        format!("{body}\n")
+    };
+    if let Some(b) = doc.find(&begin)
+        && let Some(e) = doc[b..].find(&end).map(|e| b + e)
+    {
+        return format!("{}{begin}{body}{}", &doc[..b], &doc[e..]);
+    }
+    let mut out = doc.trim_end().to_owned();
+    out.push_str(&format!("\n\n## {heading}\n\n{begin}{body}{end}\n"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_section_is_appended_and_then_replaced_in_place() {
+        let doc = splice(INTRO, "switchover", "Switchover", "| table 1 |\n");
+        assert!(doc.starts_with("# Benchmarks"));
+        assert!(doc.ends_with(
+            "## Switchover\n\n<!-- bench:switchover:begin -->\n| table 1 |\n<!-- bench:switchover:end -->\n"
+        ));
+
+        // Notes written after the section and other sections survive a rewrite.
+        let doc = format!("{doc}\nNotes by hand.\n");
+        let doc = splice(&doc, "rollout", "Rollout", "rollout table");
+        let doc = splice(&doc, "switchover", "Switchover", "| table 2 |");
+        assert!(!doc.contains("table 1"));
+        assert!(doc.contains("<!-- bench:switchover:begin -->\n| table 2 |\n<!-- bench:switchover:end -->\n\nNotes by hand."));
+        assert!(
+            doc.contains("<!-- bench:rollout:begin -->\nrollout table\n<!-- bench:rollout:end -->")
+        );
+        assert_eq!(doc.matches("## Switchover").count(), 1);
+    }
+}
