@@ -233,9 +233,6 @@ const LAYOUT: &str = "layout-2";
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// Environment variable overriding the Debian mirror.
 pub const MIRROR_ENV: &str = "SWITCHYARD_DEBIAN_MIRROR";
-/// The mirror used when neither the environment nor the host's apt sources
-/// name one.
-pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 
 impl Binaries {
     /// The server kind.
@@ -482,12 +479,17 @@ fn library_path(root: &Path) -> OsString {
 }
 
 /// The Debian mirror: `$SWITCHYARD_DEBIAN_MIRROR`, else the first Debian
-/// archive URI in the host's apt sources, else [`DEFAULT_MIRROR`].
-pub fn debian_mirror() -> String {
+/// archive URI in the host's apt sources; an error naming both when neither
+/// has one.
+pub fn debian_mirror() -> Result<String> {
     if let Some(m) = std::env::var(MIRROR_ENV).ok().filter(|m| !m.is_empty()) {
-        return m.trim_end_matches('/').to_string();
+        return Ok(m.trim_end_matches('/').to_string());
     }
-    host_mirror().unwrap_or_else(|| DEFAULT_MIRROR.to_string())
+    host_mirror().ok_or_else(|| Error::Missing {
+        what: "a Debian archive mirror (set SWITCHYARD_DEBIAN_MIRROR to one)",
+        root: PathBuf::from("/etc/apt"),
+        looked_for: "a URI ending in /debian in sources.list and sources.list.d".to_string(),
+    })
 }
 
 fn host_mirror() -> Option<String> {
@@ -545,6 +547,7 @@ fn mirror_in(text: &str) -> Option<String> {
 
 fn fetch_root(kind: ServerKind, base: &Path, key: &str, root: &Path) -> Result<Binaries> {
     let suite = kind.suite();
+    let mirror = debian_mirror()?;
     let started = Instant::now();
     eprintln!(
         "switchyard-testbed: fetching {kind} from Debian {suite} ({}) ...",
@@ -570,7 +573,7 @@ fn fetch_root(kind: ServerKind, base: &Path, key: &str, root: &Path) -> Result<B
     let sources = apt.join("sources.list");
     let line = format!(
         "deb [signed-by={KEYRING}] {} {} main\n",
-        debian_mirror(),
+        mirror,
         suite.codename()
     );
     fs::write(&sources, line).map_err(Error::io("write", &sources))?;
@@ -716,7 +719,7 @@ fn fetch_root(kind: ServerKind, base: &Path, key: &str, root: &Path) -> Result<B
     let mut marker = format!(
         "version={version}\nfull_version={full_version}\nloader={}\nsuite={suite}\nmirror={}\n",
         loader_rel.display(),
-        debian_mirror()
+        mirror
     );
     for (name, ver) in &packages {
         marker.push_str(&format!("package={name} {ver}\n"));
