@@ -175,23 +175,12 @@ async fn observe_every_field(kind: ServerKind) {
     assert!(rs.gtid_positioning);
 
     // The longest open transaction and a DDL waiting for its metadata lock.
-    let mut holder = cluster
-        .primary()
-        .connect(&creds.application)
-        .await
-        .expect("connect");
-    let holder_id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
-        .fetch_one(&mut holder)
-        .await
-        .expect("id");
-    sqlx::raw_sql("BEGIN")
-        .execute(&mut holder)
-        .await
-        .expect("begin");
-    sqlx::raw_sql("INSERT INTO app.obs VALUES (1, 1)")
-        .execute(&mut holder)
-        .await
-        .expect("insert");
+    let (mut holder, holder_id) = common::hold_open_transaction(
+        &cluster,
+        &creds.application,
+        "INSERT INTO app.obs VALUES (1, 1)",
+    )
+    .await;
     let trx = poll_slowly(Duration::from_secs(10), async || {
         h[0].observe()
             .await
@@ -759,14 +748,10 @@ async fn administration(kind: ServerKind) {
     assert!(obs.read_only);
     assert_eq!(obs.super_read_only, (fl == Flavor::Mysql).then_some(true));
     assert_eq!(h[0].holds_fence_lock().await, fl == Flavor::Mariadb);
-    let mut admin = cluster
-        .primary()
-        .connect(&creds.privileged)
-        .await
-        .expect("connect");
-    let write = tokio::time::timeout(
-        Duration::from_millis(500),
-        sqlx::raw_sql("INSERT INTO app.ddl (id, v) VALUES (2, 2)").execute(&mut admin),
+    let (_admin, write) = common::try_write(
+        &cluster,
+        &creds.privileged,
+        "INSERT INTO app.ddl (id, v) VALUES (2, 2)",
     )
     .await;
     // MySQL refuses at once (super_read_only, 1290); MariaDB makes it wait for the lock.

@@ -364,23 +364,12 @@ async fn long_transaction(kind: ServerKind) {
         .await
         .expect("create");
     drop(app);
-    let mut holder = cluster
-        .primary()
-        .connect(&creds.application)
-        .await
-        .expect("connect");
-    let holder_id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
-        .fetch_one(&mut holder)
-        .await
-        .expect("id");
-    sqlx::raw_sql("BEGIN")
-        .execute(&mut holder)
-        .await
-        .expect("begin");
-    sqlx::raw_sql("INSERT INTO app.held VALUES (1)")
-        .execute(&mut holder)
-        .await
-        .expect("insert");
+    let (mut holder, holder_id) = common::hold_open_transaction(
+        &cluster,
+        &creds.application,
+        "INSERT INTO app.held VALUES (1)",
+    )
+    .await;
     common::poll_slowly(Duration::from_secs(10), async || {
         let t = h[0].observe().await.ok()?.longest_transaction?;
         (t.thread_id == holder_id && t.seconds >= 2).then_some(())
@@ -441,23 +430,12 @@ async fn long_transaction(kind: ServerKind) {
 
     // A transaction that ends while the pre-flight waits delays the switchover: another
     // task commits it once it has been open 3 s.
-    let mut holder = cluster
-        .primary()
-        .connect(&creds.application)
-        .await
-        .expect("connect");
-    let holder_id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
-        .fetch_one(&mut holder)
-        .await
-        .expect("id");
-    sqlx::raw_sql("BEGIN")
-        .execute(&mut holder)
-        .await
-        .expect("begin");
-    sqlx::raw_sql("INSERT INTO app.held VALUES (2)")
-        .execute(&mut holder)
-        .await
-        .expect("insert");
+    let (mut holder, holder_id) = common::hold_open_transaction(
+        &cluster,
+        &creds.application,
+        "INSERT INTO app.held VALUES (2)",
+    )
+    .await;
     let open_for = async |seconds: u64| {
         common::poll_slowly(Duration::from_secs(20), async || {
             let t = h[0].observe().await.ok()?.longest_transaction?;

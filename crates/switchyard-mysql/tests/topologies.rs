@@ -103,16 +103,8 @@ async fn mariadb_10_5_primary_with_a_10_11_replica() {
     assert!(h[0].holds_fence_lock().await);
     assert!(h[1].observe().await.expect("observe").is_writable());
     // The fence holds against a privileged client on the old primary.
-    let mut admin = cluster
-        .primary()
-        .connect(&creds.privileged)
-        .await
-        .expect("connect");
-    let write = tokio::time::timeout(
-        Duration::from_millis(500),
-        sqlx::raw_sql("INSERT INTO app.xv VALUES (3)").execute(&mut admin),
-    )
-    .await;
+    let (admin, write) =
+        common::try_write(&cluster, &creds.privileged, "INSERT INTO app.xv VALUES (3)").await;
     assert!(
         write.is_err(),
         "a privileged write went through the fence: {write:?}"
@@ -235,16 +227,8 @@ async fn mariadb_11_8_fence_and_switchover() {
         .expect("create");
     let fenced = h[0].fence().await.expect("fence");
     assert!(fenced.killed_connections >= 1);
-    let mut admin = cluster
-        .primary()
-        .connect(&creds.privileged)
-        .await
-        .expect("connect");
-    let write = tokio::time::timeout(
-        Duration::from_millis(500),
-        sqlx::raw_sql("INSERT INTO app.f VALUES (1)").execute(&mut admin),
-    )
-    .await;
+    let (admin, write) =
+        common::try_write(&cluster, &creds.privileged, "INSERT INTO app.f VALUES (1)").await;
     assert!(
         write.is_err(),
         "a privileged write went through the fence: {write:?}"

@@ -55,3 +55,54 @@ pub async fn poll_slowly<T>(
         }
     }
 }
+
+/// A connection to the primary as `account` holding an open transaction that
+/// ran `insert`, and its connection id.
+#[allow(
+    dead_code,
+    reason = "each test binary includes this module; not every one uses this helper"
+)]
+pub async fn hold_open_transaction(
+    cluster: &Cluster,
+    account: &Account,
+    insert: &'static str,
+) -> (sqlx::MySqlConnection, u64) {
+    let mut holder = cluster.primary().connect(account).await.expect("connect");
+    let holder_id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
+        .fetch_one(&mut holder)
+        .await
+        .expect("id");
+    sqlx::raw_sql("BEGIN")
+        .execute(&mut holder)
+        .await
+        .expect("begin");
+    sqlx::raw_sql(insert)
+        .execute(&mut holder)
+        .await
+        .expect("insert");
+    (holder, holder_id)
+}
+
+/// The outcome of a write given at most 500 ms to answer.
+pub type BoundedWrite =
+    Result<Result<sqlx::mysql::MySqlQueryResult, sqlx::Error>, tokio::time::error::Elapsed>;
+
+/// Tries `write` on the primary as `account` for at most 500 ms: against a
+/// fence it must fail or wait. Returns the connection and the outcome.
+#[allow(
+    dead_code,
+    reason = "each test binary includes this module; not every one uses this helper"
+)]
+pub async fn try_write(
+    cluster: &Cluster,
+    account: &Account,
+    write: &'static str,
+) -> (sqlx::MySqlConnection, BoundedWrite) {
+    let mut conn = cluster.primary().connect(account).await.expect("connect");
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        sqlx::raw_sql(write).execute(&mut conn),
+    )
+    .await;
+    (conn, outcome)
+}
