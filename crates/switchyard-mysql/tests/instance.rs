@@ -282,12 +282,21 @@ async fn observe_every_field(kind: ServerKind) {
     h[2].stop_replication().await.expect("stop");
     h[2].start_replication().await.expect("start");
     caught_up(&h[0], &h[2]).await;
-    let rs = h[2]
-        .observe()
-        .await
-        .expect("observe")
-        .replication
-        .expect("replica");
+    // Caught up by GTID can come before the I/O thread has reconnected.
+    let rs = poll_slowly(Duration::from_secs(10), async || {
+        let rs = h[2].observe().await.ok()?.replication?;
+        rs.is_running().then_some(rs)
+    })
+    .await;
+    let rs = match rs {
+        Some(rs) => rs,
+        None => h[2]
+            .observe()
+            .await
+            .expect("observe")
+            .replication
+            .expect("replica"),
+    };
     assert!(rs.is_running() && rs.last_sql_errno == 0, "{rs:?}");
 
     // Errant transactions: a write with the binary log on, on replica 1.
