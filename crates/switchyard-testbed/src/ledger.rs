@@ -708,11 +708,14 @@ async fn check_instance(
     let mut last_change = Instant::now();
     let mut last_seen: Option<(u64, usize)> = None;
     let rows = loop {
-        let rows = count_rows(&mut conn, table, name).await?;
         let found = present(&mut conn, table, name, &missing, config.batch).await?;
         for id in &found {
             missing.remove(id);
         }
+        // Counted after the lookup, so a replica that caught up between the
+        // two queries is not reported with fewer rows than it was found to
+        // hold.
+        let rows = count_rows(&mut conn, table, name).await?;
         let seen = (rows, missing.len());
         if last_seen != Some(seen) {
             last_seen = Some(seen);
