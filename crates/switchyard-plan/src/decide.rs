@@ -19,8 +19,11 @@
 //!    (slow shutdown when the version changes), return to the pool.
 //! 8. The primary goes last, through a switchover to a healthy replica whose
 //!    version is no newer than any other instance's except the old primary's,
-//!    lowest ordinal first. In supervised mode it waits for an approval bound
-//!    to (revision, from, to). The old primary stays fenced and out of
+//!    lowest ordinal first, and which lags at most
+//!    [`SWITCHOVER_CANDIDATE_MAX_LAG_SECONDS`] (so the primary is never fenced
+//!    while the candidate still has seconds of writes to apply, which would
+//!    stall writes for as long). In supervised mode it waits for an approval
+//!    bound to (revision, from, to). The old primary stays fenced and out of
 //!    replication until it runs the target revision.
 
 use std::fmt;
@@ -121,6 +124,15 @@ pub struct Approval {
     /// The candidate it approves moving to.
     pub to: u32,
 }
+
+/// The largest replication lag, in seconds, a switchover candidate may have
+/// when the primary is fenced. Writes stall from the fence until the
+/// candidate has applied everything, so a candidate that has just come back
+/// from its restart (and lags within [`Policy::max_lag_seconds`]) is waited
+/// for until it is this close, rather than fenced behind. The bound applies
+/// only to starting a switchover; an instance lagging within the policy's
+/// bound is still healthy for everything else.
+pub const SWITCHOVER_CANDIDATE_MAX_LAG_SECONDS: u64 = 1;
 
 /// The rollout policy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -1012,11 +1024,16 @@ impl Decider<'_> {
                 .ok_or_else(|| "no live replica".to_string());
         }
         for r in replicas {
-            let lag_ok = r
-                .lag_seconds()
-                .is_some_and(|lag| lag <= self.policy.max_lag_seconds);
+            let bound = self
+                .policy
+                .max_lag_seconds
+                .min(SWITCHOVER_CANDIDATE_MAX_LAG_SECONDS);
+            let lag_ok = r.lag_seconds().is_some_and(|lag| lag <= bound);
             if !lag_ok {
-                passed_over.push(format!("{} is {}", r.ordinal, r.health));
+                passed_over.push(format!(
+                    "{} is {} (a candidate may lag at most {bound}s)",
+                    r.ordinal, r.health
+                ));
                 continue;
             }
             let galera = self.observed.kind == TopologyKind::Galera;

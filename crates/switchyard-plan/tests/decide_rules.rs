@@ -262,6 +262,32 @@ fn an_unhealthy_instance_blocks_then_halts_after_halt_after() {
 }
 
 #[test]
+fn the_primary_is_not_fenced_behind_a_candidate_still_catching_up() {
+    // Instance 1 is back from its restart and healthy (3 s is within the
+    // policy's bound), but fencing the primary now would stall writes while
+    // it applies those 3 s: the switchover waits until it is caught up.
+    let mut o = cluster(0, &["10.5.27", "10.11.14", "10.11.14"]);
+    for r in [1, 2] {
+        set(&mut o, r, |i| i.revision = rev(2, "10.11.14"));
+    }
+    set(&mut o, 1, |i| i.health = Health::Lagging { seconds: 3 });
+    set(&mut o, 2, |i| i.health = Health::Lagging { seconds: 2 });
+    let t = target("10.11.14");
+    let p = Policy::default();
+    match d(&o, &Record::default(), &t, &p) {
+        Action::Wait {
+            reason: WaitReason::NoCandidate { detail },
+        } => assert!(detail.contains("at most 1s"), "{detail}"),
+        other => panic!("expected a wait for a caught-up candidate, got {other:?}"),
+    }
+    set(&mut o, 1, |i| i.health = Health::Lagging { seconds: 1 });
+    assert_eq!(
+        d(&o, &Record::default(), &t, &p),
+        Action::Switchover { from: 0, to: 1 }
+    );
+}
+
+#[test]
 fn a_lagging_replica_beyond_the_bound_blocks() {
     let mut o = cluster(0, &["10.5.27", "10.5.27", "10.5.27"]);
     set(&mut o, 1, |i| i.health = Health::Lagging { seconds: 30 });
