@@ -2,8 +2,9 @@
 //!
 //! A local cluster keeps its history in its state directory as `history.json` (a serialized
 //! [`switchyard_plan::history::History`], written by the local runtime). On Kubernetes the
-//! history is the MySQLCluster's `status.revisions`; switchyard-kube does not publish that yet,
-//! so this command reads local clusters only for now and says so for `-n`.
+//! history is the MySQLCluster's `status.revisions` (read with the kubeconfig's client and
+//! turned into the same [`History`] by `MySQLCluster::revision_history`); both print the same
+//! table.
 
 use std::path::PathBuf;
 
@@ -22,7 +23,8 @@ pub struct Args {
     /// The state directory of a local cluster (it holds history.json).
     #[arg(long, conflicts_with = "namespace")]
     state: Option<PathBuf>,
-    /// The Kubernetes namespace of the MySQLCluster.
+    /// The Kubernetes namespace of the MySQLCluster (read from the API server with the
+    /// kubeconfig; the default is the kubeconfig's namespace).
     #[arg(short = 'n', long)]
     namespace: Option<String>,
     /// Output format: text or json.
@@ -38,13 +40,7 @@ pub fn run(args: Args) -> Exit {
         other => return exit::invalid(format!("unknown --format `{other}`: use text or json")),
     };
     let Some(state) = args.state else {
-        let ns = args.namespace.as_deref().unwrap_or("default");
-        return exit::invalid(format!(
-            "reading the history of MySQLCluster {ns}/{} from Kubernetes is not available yet \
-             (the operator does not publish status.revisions yet): for a local cluster give \
-             --state DIR",
-            args.cluster
-        ));
+        return from_kubernetes(args.cluster, args.namespace, json);
     };
     let path = state.join(HISTORY_FILE);
     let text = match std::fs::read_to_string(&path) {
@@ -67,6 +63,45 @@ pub fn run(args: Args) -> Exit {
             ));
         }
     };
+    let current = history.latest().map(|e| e.revision.number);
+    print_history(&args.cluster, &history, current, json)
+}
+
+/// Reads `status.revisions` of the MySQLCluster `cluster` and prints it.
+fn from_kubernetes(cluster: String, namespace: Option<String>, json: bool) -> Exit {
+    use kube::api::Api;
+    use switchyard_kube::crd::MySQLCluster;
+    crate::operator::block_on(async move {
+        let client = crate::operator::client().await?;
+        let ns = namespace.unwrap_or_else(|| client.default_namespace().to_owned());
+        let api: Api<MySQLCluster> = Api::namespaced(client, &ns);
+        Ok(match api.get_opt(&cluster).await {
+            Ok(Some(c)) => {
+                let (history, current) = kube_history(&c);
+                print_history(&cluster, &history, current, json)
+            }
+            Ok(None) => exit::invalid(format!("there is no MySQLCluster {ns}/{cluster}")),
+            Err(e) => {
+                eprintln!("error: could not read MySQLCluster {ns}/{cluster}: {e}");
+                Exit::Internal
+            }
+        })
+    })
+}
+
+/// The history of a MySQLCluster and its current revision (what every instance ran when the
+/// last rollout finished).
+pub fn kube_history(cluster: &switchyard_kube::crd::MySQLCluster) -> (History, Option<u64>) {
+    let current = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.revisions.as_ref())
+        .and_then(|r| r.current);
+    (cluster.revision_history(), current)
+}
+
+/// Prints `history` as text or JSON.
+fn print_history(cluster: &str, history: &History, current: Option<u64>, json: bool) -> Exit {
     if json {
         let revisions: Vec<serde_json::Value> = history
             .with_changes()
@@ -83,9 +118,9 @@ pub fn run(args: Args) -> Exit {
             })
             .collect();
         let out = serde_json::json!({
-            "cluster": args.cluster,
+            "cluster": cluster,
             "flavor": history.flavor,
-            "current": history.latest().map(|e| e.revision.number),
+            "current": current,
             "revisions": revisions,
         });
         return match serde_json::to_string_pretty(&out) {
@@ -99,12 +134,13 @@ pub fn run(args: Args) -> Exit {
             }
         };
     }
-    print!("{}", render_text(&args.cluster, &history));
+    print!("{}", render_text(cluster, history, current));
     Exit::Ok
 }
 
-/// The text form: one block per revision, oldest first, with what changed from the one before.
-pub fn render_text(cluster: &str, history: &History) -> String {
+/// The text form: one block per revision, oldest first, with what changed from the one before,
+/// then the current revision.
+pub fn render_text(cluster: &str, history: &History, current: Option<u64>) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let flavor = history
@@ -144,8 +180,100 @@ pub fn render_text(cluster: &str, history: &History) -> String {
             let _ = writeln!(out, "        {kind}: {change}");
         }
     }
-    if let Some(latest) = history.latest() {
-        let _ = writeln!(out, "current: r{}", latest.revision.number);
+    if let Some(current) = current {
+        let _ = writeln!(out, "current: r{current}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use switchyard_kube::crd::{
+        MySQLCluster, MySQLClusterSpec, MySQLClusterStatus, RevisionEntry, Revisions,
+    };
+
+    use super::*;
+
+    fn entry(number: u64, hash: &str, version: &str, config: &[(&str, &str)]) -> RevisionEntry {
+        let ms = 1_795_000_000_000 + i64::try_from(number).expect("small") * 600_000;
+        RevisionEntry {
+            number,
+            hash: hash.repeat(64),
+            version: version.into(),
+            created: Time(k8s_openapi::jiff::Timestamp::from_millisecond(ms).expect("time")),
+            config: Some(
+                config
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            template_hash: None,
+            online: None,
+            refused: None,
+            rolls_back: None,
+        }
+    }
+
+    /// A MySQLCluster that went through an upgrade and two configuration changes prints the
+    /// same table as a local cluster's history.json.
+    #[test]
+    fn a_mysqlcluster_status_prints_as_the_local_table() {
+        let spec: MySQLClusterSpec = serde_json::from_value(serde_json::json!({
+            "flavor": "mariadb", "version": "11.8.6", "replicas": 3,
+        }))
+        .expect("spec");
+        let mut cluster = MySQLCluster::new("demo", spec);
+        cluster.status = Some(MySQLClusterStatus {
+            revisions: Some(Revisions {
+                current: Some(4),
+                update: Some(4),
+                history: vec![
+                    entry(1, "a", "10.11.14", &[("max_connections", "151")]),
+                    entry(2, "b", "11.8.6", &[("max_connections", "151")]),
+                    entry(3, "c", "11.8.6", &[("max_connections", "300")]),
+                    entry(
+                        4,
+                        "d",
+                        "11.8.6",
+                        &[
+                            ("max_connections", "300"),
+                            ("innodb_buffer_pool_size", "128M"),
+                        ],
+                    ),
+                ],
+            }),
+            ..MySQLClusterStatus::default()
+        });
+        let (history, current) = kube_history(&cluster);
+        let text = render_text("demo", &history, current);
+        let blocks: Vec<&str> = text.split("\nr").collect();
+        assert!(
+            text.starts_with("cluster demo (mariadb): 4 revision(s), oldest first"),
+            "{text}"
+        );
+        assert_eq!(blocks.len(), 5, "{text}");
+        assert!(blocks[1].contains("version 10.11.14"), "{text}");
+        assert!(blocks[1].contains("max_connections=151"), "{text}");
+        assert!(
+            blocks[2].contains("upgrade: version 10.11.14 -> 11.8.6"),
+            "{text}"
+        );
+        assert!(
+            blocks[3].contains("config: max_connections: 151 -> 300"),
+            "{text}"
+        );
+        assert!(
+            blocks[4].contains("config: +innodb_buffer_pool_size=128M"),
+            "{text}"
+        );
+        assert!(text.trim_end().ends_with("current: r4"), "{text}");
+
+        // The same history from a local cluster's file prints the same table.
+        let local: History =
+            serde_json::from_str(&serde_json::to_string(&history).expect("json")).expect("back");
+        assert_eq!(render_text("demo", &local, current), text);
+    }
 }

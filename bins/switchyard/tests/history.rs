@@ -146,13 +146,18 @@ fn missing_state_and_kubernetes_are_clear_invalid_input() {
         "{}",
         text(&out.stderr)
     );
-    let out = history(&["demo", "-n", "prod"]);
+    // -n reads the MySQLCluster from the API server: with no kubeconfig and outside a
+    // cluster there is none to talk to.
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["history", "demo", "-n", "prod"])
+        .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+        .env("HOME", dir.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("the switchyard binary runs");
     assert_eq!(out.status.code(), Some(64));
     let err = text(&out.stderr);
-    assert!(
-        err.contains("prod/demo") && err.contains("--state"),
-        "{err}"
-    );
+    assert!(err.contains("KUBECONFIG"), "{err}");
     std::fs::write(dir.path().join("history.json"), "{not json").expect("write");
     let out = history(&["demo", "--state", dir.path().to_str().expect("path")]);
     assert_eq!(out.status.code(), Some(64));

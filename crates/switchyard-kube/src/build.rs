@@ -359,8 +359,21 @@ fn tcp_probe(period: i32, failure_threshold: i32) -> Probe {
 /// The StatefulSet: `OnDelete` (the engine chooses which pod restarts next), parallel pod
 /// management, a template derived from the spec only.
 pub fn stateful_set(cluster: &MySQLCluster, spec: &ValidSpec) -> StatefulSet {
+    stateful_set_at(cluster, spec, &revision_hash(spec, cluster))
+}
+
+/// The StatefulSet whose pod template carries `template_hash` instead of the spec's own
+/// revision hash: a revision reached online keeps the template (and so the pods) of the
+/// revision it was applied over. Only the hash annotation differs from
+/// [`stateful_set`]; the template never holds the server variables (they are in the
+/// ConfigMap).
+pub fn stateful_set_at(
+    cluster: &MySQLCluster,
+    spec: &ValidSpec,
+    template_hash: &str,
+) -> StatefulSet {
     let names = Names::of(cluster);
-    let hash = revision_hash(spec, cluster);
+    let hash = template_hash.to_owned();
     let mut pod_labels = selector_labels(&names);
     pod_labels.insert(LABEL_MANAGED_BY.into(), FIELD_MANAGER.into());
     let annotations = BTreeMap::from([

@@ -13,7 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use switchyard_plan::Record;
+use switchyard_plan::history::{History, RevisionEntry as HistoryEntry};
+use switchyard_plan::versions::{Flavor, Version};
+use switchyard_plan::{Record, Revision, Timestamp};
 
 /// The API group of switchyard's resources.
 pub const GROUP: &str = "switchyard.io";
@@ -273,6 +275,58 @@ pub struct RevisionEntry {
     pub version: String,
     /// When the operator first saw it.
     pub created: Time,
+    /// Its server variables (`spec.config`, names normalized). Absent in revisions recorded
+    /// before switchyard kept them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<BTreeMap<String, String>>,
+    /// The hash of the pod template its pods run with, when it is not this revision's own
+    /// hash: a revision reached online keeps the template of the revision it was applied
+    /// over, so no pod restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_hash: Option<String>,
+    /// Set when instances reach this revision by setting variables online, without a
+    /// restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<OnlineRevision>,
+    /// Why an instance refused this revision at apply time; the next revision undid it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    /// The number of the refused revision this one undoes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolls_back: Option<u64>,
+}
+
+impl RevisionEntry {
+    /// The hash of the pod template this revision's pods run with.
+    pub fn pod_template_hash(&self) -> &str {
+        self.template_hash.as_deref().unwrap_or(&self.hash)
+    }
+}
+
+/// How instances reach a revision online.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OnlineRevision {
+    /// The number of the revision every instance ran when this one was planned.
+    pub over: u64,
+    /// The hash of the pod template's revision: instances started from that template reach
+    /// this revision by setting the variables.
+    pub from_hash: String,
+    /// The variables set with `SET GLOBAL`, in order (values in the server's form).
+    pub variables: Vec<VariableSetting>,
+    /// The values every instance had before, when they all agreed: what an online rollback
+    /// sets back after a refusal. Absent: a rollback restarts the changed instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Vec<VariableSetting>>,
+}
+
+/// One server variable and its value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VariableSetting {
+    /// The variable's name.
+    pub name: String,
+    /// Its value.
+    pub value: String,
 }
 
 /// The last completed switchover.
@@ -287,6 +341,40 @@ pub struct LastSwitchover {
     pub duration_millis: u64,
     /// When the candidate was promoted.
     pub time: Time,
+}
+
+impl MySQLCluster {
+    /// The numbered revisions of `status.revisions` as a [`History`] (the form the local
+    /// runtime keeps, which `switchyard history` prints). Revisions recorded before
+    /// switchyard kept their variables have an empty configuration; an entry whose version
+    /// does not parse is left out.
+    pub fn revision_history(&self) -> History {
+        let mut history = History {
+            flavor: self.spec.flavor.parse::<Flavor>().ok(),
+            entries: Vec::new(),
+        };
+        let entries = self
+            .status
+            .as_ref()
+            .and_then(|s| s.revisions.as_ref())
+            .map(|r| r.history.as_slice())
+            .unwrap_or_default();
+        for e in entries {
+            let Ok(version) = Version::parse(&e.version) else {
+                continue;
+            };
+            history.entries.push(HistoryEntry {
+                revision: Revision {
+                    number: e.number,
+                    hash: e.hash.clone(),
+                },
+                version,
+                config: e.config.clone().unwrap_or_default(),
+                created: Timestamp(u64::try_from(e.created.0.as_millisecond()).unwrap_or(0)),
+            });
+        }
+        history
+    }
 }
 
 fn opaque_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

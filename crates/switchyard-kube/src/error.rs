@@ -59,6 +59,15 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// Checking a configuration change or an upgrade against the servers could not complete
+    /// (an instance did not answer): nothing changed, the check is retried.
+    #[error("could not check the change against instance {ordinal}: {message}")]
+    CheckChange {
+        /// The instance.
+        ordinal: u32,
+        /// What failed.
+        message: String,
+    },
     /// The engine step failed.
     #[error("the engine step failed: {0}")]
     Engine(#[source] Box<EngineError>),
@@ -75,6 +84,7 @@ impl Error {
             Error::Conflict => "conflict",
             Error::Credentials { .. } => "credentials",
             Error::Bootstrap { .. } => "bootstrap",
+            Error::CheckChange { .. } => "check-change",
             Error::Engine(e) => match e.as_ref() {
                 EngineError::Conflict => "conflict",
                 other => other.category(),

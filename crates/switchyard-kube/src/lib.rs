@@ -7,6 +7,7 @@
 //! kube-runtime controller with leader election, metrics and graceful shutdown.
 
 pub mod build;
+pub mod change;
 pub mod controller;
 pub mod crd;
 pub mod error;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams};
+use switchyard_config::{Account, ConfigError, ConfigServer, ServerMetadata};
 use switchyard_mysql::{
     Credentials, Instance, InstanceAddr, ReplicationCredentials, SourceAddr, Timeouts,
 };
@@ -142,6 +143,40 @@ pub trait InstanceOps: Send + Sync {
         flavor: Flavor,
         version: Version,
     ) -> Result<bool, OpsError>;
+    /// What the server says about the variables: scope, whether they change at run time,
+    /// type and range, global value. `probe` names the variables of interest (MySQL asks the
+    /// server whether each is dynamic with a statement that cannot change anything).
+    async fn variable_metadata(
+        &self,
+        t: &Target,
+        probe: &[String],
+    ) -> Result<ServerMetadata, OpsError> {
+        let _ = probe;
+        Err(unsupported(t, "read variable metadata"))
+    }
+    /// Sets `variables` online (`SET GLOBAL`, values in the server's form, in order). When
+    /// the server refuses one, what was already set on this instance is set back and the
+    /// error's category is `refused` (permanent). Idempotent.
+    async fn set_variables(
+        &self,
+        t: &Target,
+        variables: &[(String, String)],
+    ) -> Result<(), OpsError> {
+        let _ = variables;
+        Err(unsupported(t, "set variables"))
+    }
+    /// The server's accounts and their authentication plugins (no credentials).
+    async fn accounts(&self, t: &Target) -> Result<Vec<Account>, OpsError> {
+        Err(unsupported(t, "list the accounts"))
+    }
+}
+
+fn unsupported(t: &Target, what: &str) -> OpsError {
+    OpsError::new(
+        "unsupported",
+        false,
+        format!("{}: these instance operations cannot {what}", t.pod),
+    )
 }
 
 /// The production [`InstanceOps`]: SQL through `switchyard-mysql`.
@@ -196,6 +231,26 @@ impl MysqlOps {
         handles.insert(t.clone(), h.clone());
         h
     }
+
+    /// The configuration client of `t`, with the operator account (connects on first use).
+    fn config_server(&self, t: &Target) -> ConfigServer {
+        ConfigServer::new(
+            t.pod.clone(),
+            InstanceAddr::new(t.host.clone(), t.port),
+            self.credentials.clone(),
+        )
+    }
+}
+
+fn config<T>(r: Result<T, ConfigError>) -> Result<T, OpsError> {
+    r.map_err(|e| {
+        let category = e.category();
+        let transient = matches!(
+            category,
+            "connect" | "query" | "timeout" | "topology" | "probe"
+        );
+        OpsError::new(category, transient, e.to_string())
+    })
 }
 
 fn ops<T>(r: Result<T, switchyard_mysql::Error>) -> Result<T, OpsError> {
@@ -290,6 +345,27 @@ impl InstanceOps for MysqlOps {
 
     async fn close_client_connections(&self, t: &Target) -> Result<(), OpsError> {
         ops(self.handle(t).kill_client_connections().await).map(drop)
+    }
+
+    async fn variable_metadata(
+        &self,
+        t: &Target,
+        probe: &[String],
+    ) -> Result<ServerMetadata, OpsError> {
+        let names: Vec<&str> = probe.iter().map(String::as_str).collect();
+        config(self.config_server(t).metadata(&names).await)
+    }
+
+    async fn set_variables(
+        &self,
+        t: &Target,
+        variables: &[(String, String)],
+    ) -> Result<(), OpsError> {
+        config(self.config_server(t).apply_online(variables).await).map(drop)
+    }
+
+    async fn accounts(&self, t: &Target) -> Result<Vec<Account>, OpsError> {
+        config(self.config_server(t).accounts().await)
     }
 
     async fn system_tables_current(

@@ -30,9 +30,8 @@ use switchyard_plan::{
 use crate::build::{
     self, ClusterCredentials, FIELD_MANAGER, LABEL_INSTANCE, LABEL_MANAGED_BY, Names, keys,
 };
-use crate::crd::{
-    InstanceStatus, LastSwitchover, MySQLCluster, MySQLClusterStatus, RevisionEntry, Revisions,
-};
+use crate::change::{self, Resolved, Verdict};
+use crate::crd::{InstanceStatus, LastSwitchover, MySQLCluster, MySQLClusterStatus, Revisions};
 use crate::error::{Error, is_conflict};
 use crate::metrics::Metrics;
 use crate::ops::InstanceOps;
@@ -238,29 +237,10 @@ async fn credentials(
     Ok(creds)
 }
 
-/// The update revision: the history entry with the spec's hash, or a new number.
-fn update_revision(status: &MySQLClusterStatus, hash: &str) -> (Revision, bool) {
-    let history = status
-        .revisions
-        .as_ref()
-        .map(|r| r.history.as_slice())
-        .unwrap_or_default();
-    if let Some(e) = history.iter().rev().find(|e| e.hash == hash) {
-        return (
-            Revision {
-                number: e.number,
-                hash: hash.to_owned(),
-            },
-            false,
-        );
-    }
-    let next = history.iter().map(|e| e.number).max().unwrap_or(0) + 1;
-    (
-        Revision {
-            number: next,
-            hash: hash.to_owned(),
-        },
-        true,
+fn refused_message(refused: u64, undone_by: u64, message: &str) -> String {
+    format!(
+        "revision {refused} was refused by an instance and is undone by revision {undone_by}: \
+         {message}; change spec.config"
     )
 }
 
@@ -380,8 +360,24 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     }
     let creds = credentials(&ctx.client, cluster, &spec).await?;
     let hash = build::revision_hash(&spec, cluster);
-    let (revision, new_revision) = update_revision(&old_status, &hash);
-    let target = PlanTarget::new(revision.clone(), spec.version);
+    let mut resolved = change::resolve(old_status.revisions.as_ref(), &hash);
+    let (mut revision, mut new_revision) = match &resolved {
+        Resolved::Latest(e) | Resolved::Refused { latest: e, .. } => (
+            Revision {
+                number: e.number,
+                hash: e.hash.clone(),
+            },
+            false,
+        ),
+        Resolved::New(n) => (
+            Revision {
+                number: *n,
+                hash: hash.clone(),
+            },
+            true,
+        ),
+    };
+    let probe_target = PlanTarget::new(revision.clone(), spec.version);
     let ops = ctx.ops.ops(&names.namespace, &creds);
     let runtime = Arc::new(KubeRuntime::new(
         ctx.client.clone(),
@@ -400,11 +396,11 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     let bootstrapped = old_status.current_primary.is_some();
 
     // Forbidden transitions: UpgradeBlocked, a Warning, and nothing touched.
-    let blocked = if bootstrapped {
+    let mut blocked = if bootstrapped {
         match decide(
             &observed,
             &record,
-            &target,
+            &probe_target,
             &policy(&spec, &record, None),
             ctx.clock.as_ref()(),
         ) {
@@ -418,8 +414,63 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
             .map(|e| HaltReason::UnknownVersion {
                 message: e.to_string(),
             })
+    }
+    .map(|reason| (reason.category(), reason.to_string()));
+
+    // A new revision: the upgrade pre-flight, and a configuration change classified against
+    // every instance's live metadata, before anything is applied.
+    let verdict = if blocked.is_none() && new_revision && bootstrapped {
+        change::plan_revision(&runtime, &spec, cluster, &observed, ctx.clock.as_ref()()).await?
+    } else {
+        Verdict::Restart
     };
-    if let Some(reason) = blocked {
+    match &verdict {
+        Verdict::Invalid { category, message } => {
+            let mut status = old_status.clone();
+            set_condition(
+                &mut status.conditions,
+                types::INVALID_SPEC,
+                true,
+                &camel(category),
+                message.clone(),
+                generation,
+                &now,
+            );
+            status.observed_generation = generation;
+            status.phase = Some("Invalid".into());
+            if status != old_status {
+                write_status(&clusters, cluster, status).await?;
+                publish(
+                    ctx,
+                    cluster,
+                    EventType::Warning,
+                    "InvalidSpec",
+                    message.clone(),
+                )
+                .await;
+            }
+            return Ok(Action::await_change());
+        }
+        Verdict::Blocked { category, message } => blocked = Some((category, message.clone())),
+        Verdict::Wait { message } => {
+            // Not recorded yet: the cluster stays on its latest revision meanwhile.
+            tracing::info!(cluster = %names.cluster, namespace = %names.namespace, %message, "the new revision waits");
+            if let Some(latest) = old_status
+                .revisions
+                .as_ref()
+                .and_then(|r| r.history.iter().max_by_key(|e| e.number))
+            {
+                revision = Revision {
+                    number: latest.number,
+                    hash: latest.hash.clone(),
+                };
+                new_revision = false;
+                resolved = Resolved::Latest(latest.clone());
+            }
+        }
+        Verdict::Restart | Verdict::Online { .. } => {}
+    }
+    if let Some((category, message)) = blocked {
         let mut status = old_status.clone();
         set_condition(
             &mut status.conditions,
@@ -435,8 +486,8 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
             &mut status.conditions,
             types::UPGRADE_BLOCKED,
             true,
-            &camel(reason.category()),
-            reason.to_string(),
+            &camel(category),
+            message.clone(),
             generation,
             &now,
         );
@@ -446,15 +497,8 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
             write_status(&clusters, cluster, status).await?;
         }
         if !was_blocked {
-            ctx.metrics.halted(reason.category());
-            publish(
-                ctx,
-                cluster,
-                EventType::Warning,
-                "UpgradeBlocked",
-                reason.to_string(),
-            )
-            .await;
+            ctx.metrics.halted(category);
+            publish(ctx, cluster, EventType::Warning, "UpgradeBlocked", message).await;
         }
         return Ok(Action::requeue(SAFETY_REQUEUE));
     }
@@ -467,9 +511,20 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    // The target revision's entry: its variables render the ConfigMap (they differ from the
+    // spec only while a refused change is undone), its template hash the pod template.
+    let entry = match &resolved {
+        Resolved::Latest(e) | Resolved::Refused { latest: e, .. } => e.clone(),
+        Resolved::New(_) => change::new_entry(&revision, &spec, &verdict, &now),
+    };
+    let target = change::target_of(&entry, spec.version);
+    let mut rendered = spec.clone();
+    if let Some(config) = &entry.config {
+        rendered.config = config.clone();
+    }
     apply(
         &config_maps,
-        &build::config_map(cluster, &spec),
+        &build::config_map(cluster, &rendered),
         "ConfigMap",
     )
     .await?;
@@ -491,7 +546,7 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     .await?;
     apply(
         &stateful_sets,
-        &build::stateful_set(cluster, &spec),
+        &build::stateful_set_at(cluster, &spec, entry.pod_template_hash()),
         "StatefulSet",
     )
     .await?;
@@ -518,25 +573,33 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     let mut status = old_status.clone();
     let revisions = status.revisions.get_or_insert_with(Revisions::default);
     if new_revision {
-        revisions.history.push(RevisionEntry {
-            number: revision.number,
-            hash: revision.hash.clone(),
-            version: spec.version.to_string(),
-            created: now.clone(),
-        });
+        revisions.history.push(entry.clone());
         let excess = revisions.history.len().saturating_sub(REVISION_HISTORY);
         revisions.history.drain(..excess);
     }
     revisions.update = Some(revision.number);
-    set_condition(
-        &mut status.conditions,
-        types::INVALID_SPEC,
-        false,
-        "Valid",
-        "",
-        generation,
-        &now,
-    );
+    match &resolved {
+        Resolved::Refused {
+            message, refused, ..
+        } => set_condition(
+            &mut status.conditions,
+            types::INVALID_SPEC,
+            true,
+            "ConfigRefused",
+            refused_message(*refused, revision.number, message),
+            generation,
+            &now,
+        ),
+        _ => set_condition(
+            &mut status.conditions,
+            types::INVALID_SPEC,
+            false,
+            "Valid",
+            "",
+            generation,
+            &now,
+        ),
+    }
     set_condition(
         &mut status.conditions,
         types::UPGRADE_BLOCKED,
@@ -618,6 +681,7 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
         tracing::info!(cluster = %names.cluster, namespace = %names.namespace, step = %step, "engine step");
         outcome = Some(step);
     }
+    let refusal = runtime.take_refusal();
 
     // Status.
     runtime.refresh().await.map_err(|source| Error::Read {
@@ -767,6 +831,25 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
             "RolloutFinished",
             format!("every instance runs revision {}", revision.number),
         ));
+    }
+    // An instance refused the online change: undo it with a new revision.
+    if let Some(message) = refusal
+        && let Some(revisions) = status.revisions.as_mut()
+        && let Some(next) = change::roll_back(revisions, revision.number, &message, &now)
+    {
+        let excess = revisions.history.len().saturating_sub(REVISION_HISTORY);
+        revisions.history.drain(..excess);
+        let text = refused_message(revision.number, next, &message);
+        set_condition(
+            &mut status.conditions,
+            types::INVALID_SPEC,
+            true,
+            "ConfigRefused",
+            text.clone(),
+            generation,
+            &now,
+        );
+        events.push((EventType::Warning, "ConfigRefused", text));
     }
     if status != before {
         runtime.write_status(status).await.map_err(status_error)?;

@@ -72,6 +72,7 @@ pub struct Seen {
 struct State {
     cluster: MySQLCluster,
     seen: BTreeMap<u32, Seen>,
+    refusal: Option<String>,
 }
 
 /// The engine's runtime over one `MySQLCluster`.
@@ -137,6 +138,7 @@ impl KubeRuntime {
             state: Mutex::new(State {
                 cluster,
                 seen: BTreeMap::new(),
+                refusal: None,
             }),
         }
     }
@@ -153,6 +155,28 @@ impl KubeRuntime {
     /// What was seen of each instance by the last observation.
     pub fn seen(&self) -> BTreeMap<u32, Seen> {
         self.lock().seen.clone()
+    }
+
+    /// The refusal of an online change seen by the last step (an instance refused a
+    /// variable: permanent, the change must be rolled back), taken once.
+    pub fn take_refusal(&self) -> Option<String> {
+        self.lock().refusal.take()
+    }
+
+    /// The hash of the pod template instances of `revision` run with (its own hash unless
+    /// the status history says it was reached online).
+    fn template_hash_of(&self, revision: &Revision) -> String {
+        self.cluster()
+            .status
+            .and_then(|s| s.revisions)
+            .and_then(|r| {
+                r.history
+                    .iter()
+                    .rev()
+                    .find(|e| e.number == revision.number && e.hash == revision.hash)
+                    .map(|e| e.pod_template_hash().to_owned())
+            })
+            .unwrap_or_else(|| revision.hash.clone())
     }
 
     /// The API client.
@@ -271,6 +295,16 @@ impl KubeRuntime {
         Ok(())
     }
 
+    async fn annotate(&self, ordinal: u32, key: &str, value: &str) -> Result<(), RuntimeError> {
+        let patch = json!({ "metadata": { "annotations": { key: value } } });
+        let name = self.names.pod(ordinal);
+        self.pods
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(drop)
+            .map_err(|e| api_failed(format!("annotate pod {name}"), &e))
+    }
+
     async fn label(
         &self,
         ordinal: u32,
@@ -325,7 +359,7 @@ fn pod_revision(status: &MySQLClusterStatus, pod: &Pod) -> Option<Revision> {
     let number = status
         .revisions
         .as_ref()
-        .and_then(|r| r.history.iter().find(|e| e.hash == hash))
+        .and_then(|r| r.history.iter().rev().find(|e| e.hash == hash))
         .map_or(0, |e| e.number);
     Some(Revision { number, hash })
 }
@@ -350,6 +384,26 @@ pub fn observed_from(
             _ => None,
         })
         .collect();
+    // Under an online target, an instance on any revision of the target's pod template is
+    // reported at the template's revision: setting the target's variables brings it there.
+    let revisions = status.revisions.clone().unwrap_or_default();
+    let target_entry = revisions
+        .update
+        .and_then(|n| revisions.history.iter().find(|e| e.number == n));
+    let family = target_entry
+        .map(|t| crate::change::online_family(&revisions, t))
+        .unwrap_or_default();
+    let online_from = target_entry
+        .and_then(|t| t.online.as_ref())
+        .map(|o| Revision {
+            number: revisions
+                .history
+                .iter()
+                .rev()
+                .find(|e| e.hash == o.from_hash)
+                .map_or(0, |e| e.number),
+            hash: o.from_hash.clone(),
+        });
     let primary = match writable_sources.as_slice() {
         [only] => *only,
         _ => status.current_primary.unwrap_or(0),
@@ -380,6 +434,10 @@ pub fn observed_from(
                 number: 0,
                 hash: String::new(),
             });
+        let revision = match &online_from {
+            Some(from) if family.contains(&revision.hash) => from.clone(),
+            _ => revision,
+        };
         let pod_version = s
             .pod
             .as_ref()
@@ -530,7 +588,7 @@ impl ClusterRuntime for KubeRuntime {
             .and_then(|s| s.template.metadata.as_ref())
             .and_then(|m| m.annotations.as_ref())
             .and_then(|a| a.get(ANNOTATION_REVISION_HASH));
-        if template_hash != Some(&revision.hash) {
+        if template_hash.map(String::as_str) != Some(self.template_hash_of(revision).as_str()) {
             return Err(failed(
                 RuntimeErrorKind::Transient,
                 op,
@@ -654,6 +712,30 @@ impl ClusterRuntime for KubeRuntime {
             .replicate_from(&target, &self.target(source), former_primary)
             .await
             .map_err(|e| from_ops(op, e))
+    }
+
+    async fn apply_variables(
+        &self,
+        ordinal: u32,
+        revision: &Revision,
+        variables: &[(String, String)],
+    ) -> Result<(), RuntimeError> {
+        let op = format!("set variables on instance {ordinal}");
+        if let Err(e) = self
+            .ops
+            .set_variables(&self.target(ordinal), variables)
+            .await
+        {
+            if e.category == "refused" {
+                self.lock().refusal = Some(e.message.clone());
+            }
+            return Err(from_ops(op, e));
+        }
+        // The pod now runs `revision`; its template (and a recreated pod) still names the
+        // revision the change was applied over, and a recreated pod gets the change again
+        // from the engine (its my.cnf already has it).
+        self.annotate(ordinal, ANNOTATION_REVISION_HASH, &revision.hash)
+            .await
     }
 
     async fn pause(&self, _reason: &WaitReason) {

@@ -16,6 +16,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use kube_fake_client::ClientBuilder;
+use switchyard_config::{Account, Mutability, Scope, ServerMetadata, ValueType, VariableInfo};
 use switchyard_kube::build::{ANNOTATION_VERSION, ClusterCredentials, Names};
 use switchyard_kube::crd::{MySQLCluster, MySQLClusterSpec};
 use switchyard_kube::metrics::Metrics;
@@ -23,7 +24,7 @@ use switchyard_kube::ops::{InstanceOps, InstanceView, OpsError, ReplicationView,
 use switchyard_kube::reconcile::{Context, OpsFactory, reconcile};
 use switchyard_kube::runtime::{Clock, Resolver};
 use switchyard_plan::Timestamp;
-use switchyard_plan::versions::{Flavor, Version};
+use switchyard_plan::versions::{Flavor, ServerVersion, Version};
 
 pub const NS: &str = "db";
 pub const NAME: &str = "shop";
@@ -49,6 +50,57 @@ pub struct FakeInstance {
 pub struct FakeOps {
     pub instances: Mutex<BTreeMap<u32, FakeInstance>>,
     pub calls: Mutex<Vec<String>>,
+    /// Global values set online, per instance (cleared when the instance starts again).
+    pub globals: Mutex<BTreeMap<u32, BTreeMap<String, String>>>,
+    /// Instance -> a variable it refuses to set (as a server started with an option that
+    /// forbids it would).
+    pub refuse: Mutex<BTreeMap<u32, String>>,
+    /// What `accounts` lists.
+    pub accounts: Mutex<Vec<Account>>,
+}
+
+/// The variable table the test double describes (a fixture, not a server's rules): name,
+/// whether it changes at run time, its type, its default.
+fn variable_table() -> Vec<(&'static str, Mutability, ValueType, &'static str)> {
+    let int = |min, max| ValueType::Integer { min, max, block: 0 };
+    vec![
+        (
+            "max_connections",
+            Mutability::Dynamic,
+            int(10, 100_000),
+            "151",
+        ),
+        (
+            "long_query_time",
+            Mutability::Dynamic,
+            ValueType::Double {
+                min: 0.0,
+                max: Some(31_536_000.0),
+                max_exclusive: false,
+            },
+            "10.000000",
+        ),
+        (
+            "innodb_buffer_pool_size",
+            Mutability::Dynamic,
+            int(5_242_880, i128::from(i64::MAX)),
+            "134217728",
+        ),
+        (
+            "innodb_log_buffer_size",
+            Mutability::Static,
+            int(262_144, i128::from(u32::MAX)),
+            "16777216",
+        ),
+        (
+            "event_scheduler",
+            Mutability::Dynamic,
+            ValueType::Enum {
+                values: vec!["ON".into(), "OFF".into(), "DISABLED".into()],
+            },
+            "OFF",
+        ),
+    ]
 }
 
 impl FakeOps {
@@ -68,6 +120,22 @@ impl FakeOps {
     pub fn instance(&self, o: u32) -> FakeInstance {
         self.instances.lock().unwrap()[&o].clone()
     }
+    /// The global value of `name` on instance `o` as the double reports it.
+    pub fn global(&self, o: u32, name: &str) -> Option<String> {
+        if let Some(v) = self
+            .globals
+            .lock()
+            .unwrap()
+            .get(&o)
+            .and_then(|g| g.get(name))
+        {
+            return Some(v.clone());
+        }
+        variable_table()
+            .into_iter()
+            .find(|v| v.0 == name)
+            .map(|v| v.3.to_owned())
+    }
     pub fn set_down(&self, o: u32, down: bool) {
         self.instances.lock().unwrap().get_mut(&o).unwrap().down = down;
     }
@@ -76,6 +144,7 @@ impl FakeOps {
     pub fn started(&self, o: u32, version: Version) {
         let mut map = self.instances.lock().unwrap();
         let source = map.get(&o).and_then(|i| i.source);
+        self.globals.lock().unwrap().remove(&o);
         map.insert(
             o,
             FakeInstance {
@@ -154,6 +223,61 @@ impl InstanceOps for FakeOps {
     ) -> Result<bool, OpsError> {
         self.call(format!("check-system-tables {} {v}", t.ordinal));
         Ok(true)
+    }
+    async fn variable_metadata(
+        &self,
+        t: &Target,
+        _: &[String],
+    ) -> Result<ServerMetadata, OpsError> {
+        let version = self.with(t.ordinal, |i| i.version)?;
+        let flavor = if version.major >= 10 {
+            Flavor::Mariadb
+        } else {
+            Flavor::Mysql
+        };
+        let variables = variable_table()
+            .into_iter()
+            .map(|(name, mutability, value_type, _)| {
+                let info = VariableInfo {
+                    name: name.to_owned(),
+                    scope: Scope::Global,
+                    mutability,
+                    value_type,
+                    settable: true,
+                    global_value: self.global(t.ordinal, name),
+                };
+                (name.to_owned(), info)
+            })
+            .collect();
+        Ok(ServerMetadata {
+            instance: t.pod.clone(),
+            version: ServerVersion::new(flavor, version),
+            variables,
+        })
+    }
+    async fn set_variables(&self, t: &Target, vars: &[(String, String)]) -> Result<(), OpsError> {
+        let list: Vec<String> = vars.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        self.call(format!("set-variables {} {}", t.ordinal, list.join(",")));
+        self.with(t.ordinal, |_| ())?;
+        if let Some(name) = self.refuse.lock().unwrap().get(&t.ordinal)
+            && vars.iter().any(|(n, _)| n == name)
+        {
+            return Err(OpsError::new(
+                "refused",
+                false,
+                format!("{}: the server refused SET GLOBAL {name}", t.pod),
+            ));
+        }
+        let mut globals = self.globals.lock().unwrap();
+        let g = globals.entry(t.ordinal).or_default();
+        for (n, v) in vars {
+            g.insert(n.clone(), v.clone());
+        }
+        Ok(())
+    }
+    async fn accounts(&self, t: &Target) -> Result<Vec<Account>, OpsError> {
+        self.with(t.ordinal, |_| ())?;
+        Ok(self.accounts.lock().unwrap().clone())
     }
 }
 
