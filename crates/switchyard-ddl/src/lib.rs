@@ -156,6 +156,13 @@ pub fn apply_alter(flavor: Flavor, create_table: &str, alter: &str) -> Result<Ta
     Ok(apply::apply(flavor, &table, &statement)?.0)
 }
 
+/// The table `alter` changes, as written (the schema only when the statement names one), for
+/// fetching its current definition before [`analyze`]. The statement is checked as
+/// [`analyze`] checks it: one ALTER TABLE, no executable comments.
+pub fn alter_table_name(flavor: Flavor, alter: &str) -> Result<model::TableName, DdlError> {
+    Ok(alter::parse_alter(flavor, alter)?.table)
+}
+
 fn check_table_name(table: &Table, statement: &alter::AlterStatement) -> Result<(), DdlError> {
     if table.name.matches(&statement.table) {
         Ok(())

@@ -117,6 +117,69 @@ pub enum Error {
         /// The position read later.
         after: String,
     },
+    /// The pre-flight refused a schema change the analyzer judged unsafe; nothing ran.
+    #[error(
+        "the schema change `{statement}` is not safe to roll node by node, so nothing was run: {}; \
+         to run it anyway, ask again with force and the risk you accept (see docs/schema-changes.md)",
+        reasons.join("; ")
+    )]
+    SchemaRefused {
+        /// The statement.
+        statement: String,
+        /// Each unsafe clause with its reason and rule (`` `clause`: reason [rule] ``).
+        reasons: Vec<String>,
+    },
+    /// The upgrade pre-flight refused the target version (an option it removed
+    /// in the configuration, accounts on a plugin it removed); no instance
+    /// was restarted for it.
+    #[error("{0}")]
+    UpgradeRefused(Box<switchyard_config::UpgradeRefusal>),
+    /// The analyzer cannot judge the statement or the table (not one ALTER TABLE, an
+    /// executable comment, another table...); nothing ran.
+    #[error("the schema change `{statement}` cannot be checked: {source}")]
+    SchemaInvalid {
+        /// The statement.
+        statement: String,
+        /// The analyzer's error.
+        #[source]
+        source: Box<switchyard_ddl::DdlError>,
+    },
+    /// A schema change the runtime was asked to run was never prepared by
+    /// [`LocalCluster::schema_target`](crate::LocalCluster::schema_target).
+    #[error(
+        "schema change {id} is not in the state file: prepare it with LocalCluster::schema_target first"
+    )]
+    UnknownSchemaChange {
+        /// The change's id.
+        id: String,
+    },
+    /// An instance's table has neither the definition the change starts from nor the one it
+    /// should end with.
+    #[error("instance {ordinal}: table {table} {detail}")]
+    SchemaMismatch {
+        /// The instance.
+        ordinal: u32,
+        /// The table (`db.table`).
+        table: String,
+        /// What does not match.
+        detail: String,
+    },
+    /// Replication stopped with an error on an instance during a schema change: the change
+    /// halts here and touches no further instance.
+    #[error(
+        "instance {ordinal}: replication stopped with error {errno} during schema change {change}: \
+         {message}; the change goes no further until a person repairs the replica"
+    )]
+    ReplicationBroken {
+        /// The instance.
+        ordinal: u32,
+        /// The change's id.
+        change: String,
+        /// The server's error number (0 when the applier stopped without one).
+        errno: u32,
+        /// The server's error text.
+        message: String,
+    },
     /// A request the cluster cannot honour.
     #[error("{0}")]
     Invalid(String),
@@ -143,6 +206,12 @@ impl Error {
             Error::VariablesRefused { .. } => "variables_refused",
             Error::Timeout { .. } => "timeout",
             Error::FenceBreached { .. } => "fence_breached",
+            Error::SchemaRefused { .. } => "schema_refused",
+            Error::UpgradeRefused(_) => "upgrade_refused",
+            Error::SchemaInvalid { .. } => "schema_invalid",
+            Error::UnknownSchemaChange { .. } => "unknown_schema_change",
+            Error::SchemaMismatch { .. } => "schema_mismatch",
+            Error::ReplicationBroken { .. } => "replication_broken",
             Error::Invalid(_) => "invalid",
         }
     }

@@ -11,6 +11,9 @@
 //!   same cluster resumes from the state file, as a new engine process would.
 //! - [`Timeline`] records what happened; [`Progress`] shows it as it
 //!   happens; [`Summary`] and [`report`] tell it afterwards.
+//! - [`LocalCluster::schema_target`] is the pre-flight of a schema change
+//!   (unsafe changes refused unless forced); the engine then rolls it with
+//!   [`LocalRuntime`] (see [`schema`]).
 //! - [`Monitor`] samples the invariants independently: at most one writable
 //!   instance, no replica of a newer source, at most one instance out of
 //!   service by the engine.
@@ -32,10 +35,12 @@
 
 mod cluster;
 mod error;
+pub mod galera;
 mod monitor;
 pub mod progress;
 pub mod report;
 mod runtime;
+pub mod schema;
 pub mod state;
 pub mod summary;
 pub mod timeline;
@@ -44,8 +49,10 @@ pub use cluster::{
     Apply, ClusterSpec, LocalCluster, flavor_of, kind_for, render_config, server_version,
 };
 pub use error::{Error, Result};
+pub use galera::{GaleraChange, GaleraMethod, GaleraReport, galera_schema_change};
 pub use monitor::{Invariant, Monitor, MonitorReport, Violation};
 pub use progress::Progress;
 pub use runtime::{LocalRuntime, RuntimeConfig};
+pub use schema::{SchemaPlan, SchemaRequest};
 pub use summary::Summary;
 pub use timeline::{Event, Observer, Op, StartedBy, Timed, Timeline};

@@ -48,6 +48,42 @@ pub struct ClusterState {
     pub instances: BTreeMap<u32, InstanceState>,
     /// Every revision the cluster has had, numbered.
     pub history: History,
+    /// The schema changes prepared for the cluster and which instance has which.
+    #[serde(default)]
+    pub schema: SchemaState,
+}
+
+/// The runtime's record of schema changes (see [`crate::schema`]).
+///
+/// An instance's schema id is written here only after its table was seen
+/// with the new definition, and a change is re-run idempotently (a table
+/// that already has the new definition is not altered again), so a killed
+/// engine or runtime leaves nothing that a new one would get wrong.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaState {
+    /// The id of the last schema change each instance has, by ordinal.
+    #[serde(default)]
+    pub applied: BTreeMap<u32, String>,
+    /// The changes prepared by the pre-flight, by id.
+    #[serde(default)]
+    pub changes: BTreeMap<String, SchemaChangeState>,
+}
+
+/// One prepared schema change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaChangeState {
+    /// The `ALTER TABLE` statement.
+    pub statement: String,
+    /// The table's database.
+    pub database: String,
+    /// The table's name.
+    pub table: String,
+    /// The table's definition before the change, as the primary printed it.
+    pub before: String,
+    /// The previous values of the replica settings the executor changed, per
+    /// instance, restored once every instance has the change.
+    #[serde(default)]
+    pub saved_settings: BTreeMap<u32, Vec<(String, String)>>,
 }
 
 /// The runtime's view of one instance.
@@ -220,6 +256,7 @@ mod tests {
                     })
                     .collect(),
                 history,
+                schema: SchemaState::default(),
             },
         }
     }

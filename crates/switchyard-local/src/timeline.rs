@@ -57,6 +57,11 @@ pub enum Op {
         /// The revision it runs afterwards.
         revision: Revision,
     },
+    /// A schema change run locally (binary log off for the session).
+    RunDdl {
+        /// The change's id.
+        change: String,
+    },
 }
 
 impl fmt::Display for Op {
@@ -81,6 +86,7 @@ impl fmt::Display for Op {
             Op::Promote => write!(f, "promote"),
             Op::Repoint { source } => write!(f, "replicate from {source}"),
             Op::ApplyVariables { revision } => write!(f, "set variables online ({revision})"),
+            Op::RunDdl { change } => write!(f, "run schema change {change}"),
         }
     }
 }

@@ -267,6 +267,33 @@ impl Instance {
         result.map(|()| values)
     }
 
+    /// The table's definition as the server prints it (`SHOW CREATE TABLE`, both names
+    /// quoted as identifiers), for a schema-change analysis or for checking that a change
+    /// took the shape it should.
+    ///
+    /// # Errors
+    /// [`Error::Statement`] when the table does not exist (1146), connection failures.
+    pub async fn show_create_table(&self, database: &str, table: &str) -> Result<String, Error> {
+        let purpose = "read the table's definition";
+        let mut session = self.session(purpose, None).await?;
+        let d = self.statement_deadline(None);
+        let sql = format!(
+            "SHOW CREATE TABLE {}.{}",
+            quote_identifier(database),
+            quote_identifier(table)
+        );
+        let rows = session.query_text(purpose, Sql::Built(sql), d).await;
+        self.release(session);
+        let rows = rows?;
+        rows.first()
+            .and_then(|r| r.text(1))
+            .ok_or_else(|| Error::UnexpectedAnswer {
+                instance: self.label().to_owned(),
+                purpose,
+                detail: format!("SHOW CREATE TABLE printed no definition for {database}.{table}"),
+            })
+    }
+
     /// The server's accounts: `SELECT user, host, plugin FROM mysql.user` (on MariaDB a view
     /// over `mysql.global_priv`). Passwords and authentication strings are not read.
     ///
@@ -316,7 +343,42 @@ impl Instance {
         ddl: &str,
         lock_wait_timeout: Duration,
     ) -> Result<LocalDdlMethod, Error> {
-        let purpose = "run a schema change locally";
+        self.run_ddl_as(ddl, lock_wait_timeout, true)
+            .await
+            .map(|m| m.unwrap_or(LocalDdlMethod::BinlogOff))
+    }
+
+    /// Runs one DDL statement the ordinary way, replicated to every member: written to the
+    /// binary log, and on a Galera node in total order (`wsrep_OSU_method = 'TOI'` for the
+    /// session), which blocks every node's writes to the table, and on a copying change
+    /// every node's commits, until all have run it. Only for a change a caller asked to run
+    /// in total order; the rest as [`Instance::run_local_ddl`] describes (lock wait bound,
+    /// one prepared statement, `super_read_only` lifted around it on MySQL).
+    ///
+    /// # Errors
+    /// As [`Instance::run_local_ddl`].
+    pub async fn run_replicated_ddl(
+        &self,
+        ddl: &str,
+        lock_wait_timeout: Duration,
+    ) -> Result<(), Error> {
+        self.run_ddl_as(ddl, lock_wait_timeout, false)
+            .await
+            .map(drop)
+    }
+
+    /// Runs `ddl` locally (returning how) or replicated (returning `None`).
+    async fn run_ddl_as(
+        &self,
+        ddl: &str,
+        lock_wait_timeout: Duration,
+        local: bool,
+    ) -> Result<Option<LocalDdlMethod>, Error> {
+        let purpose = if local {
+            "run a schema change locally"
+        } else {
+            "run a replicated schema change"
+        };
         let mut session = self.connect(purpose, None).await?;
         let d = self.statement_deadline(None);
         let wsrep = session
@@ -329,7 +391,18 @@ impl Instance {
             .first()
             .and_then(|r| r.text(1))
             .is_some_and(|v| crate::observe::flag(&v));
-        let method = if wsrep {
+        let method = if !local {
+            if wsrep {
+                session
+                    .exec(
+                        "switch the session to total order isolation",
+                        Sql::Static("SET SESSION wsrep_OSU_method = 'TOI'"),
+                        d,
+                    )
+                    .await?;
+            }
+            None
+        } else if wsrep {
             session
                 .exec(
                     "switch the session to rolling schema upgrade",
@@ -337,7 +410,7 @@ impl Instance {
                     d,
                 )
                 .await?;
-            LocalDdlMethod::RollingSchemaUpgrade
+            Some(LocalDdlMethod::RollingSchemaUpgrade)
         } else {
             session
                 .exec(
@@ -346,7 +419,7 @@ impl Instance {
                     d,
                 )
                 .await?;
-            LocalDdlMethod::BinlogOff
+            Some(LocalDdlMethod::BinlogOff)
         };
         let wait = i64::try_from(lock_wait_timeout.as_secs().max(1)).unwrap_or(i64::MAX);
         session

@@ -243,8 +243,11 @@ impl Instance {
         self.inner.fence.lock().await.is_some()
     }
 
-    /// Releases the backup lock of a fence, leaving `read_only` as it is.
-    pub(crate) async fn release_fence_lock(&self) {
+    /// Releases the backup lock of a fence this handle holds (MariaDB), leaving `read_only`
+    /// (and so the fence against clients without the read-only admin privilege) as it is:
+    /// for DDL on a fenced former primary, which the lock would block. Does nothing when the
+    /// handle holds no lock.
+    pub async fn release_fence_lock(&self) {
         let lock = self.inner.fence.lock().await.take();
         if let Some(mut lock) = lock {
             let d = Instant::now() + self.inner.timeouts.connect;

@@ -4,13 +4,14 @@
 //! cluster: { server: mariadb-10.5, instances: 3 }
 //! load: { account: application, writers: 2, rate: 100 }
 //! change: { upgrade: mariadb-10.11 }          # or { config: { k: v }, apply: restart }
+//!                                             # or { schema: { alter: "ALTER TABLE app.ledger ..." } }
 //! policy: { halt_after_s: 20, switchover_deadline_s: 10 }
 //! faults:
 //!   - when: { before_step: 3 }
 //!     kill9: replica-not-upgraded
 //!   - when: { after_action: fence }
 //!     kill_engine: true
-//! expect: done                                 # or { halt: keeps-failing }
+//! expect: done                                 # or { halt: keeps-failing }, or refused
 //! ```
 
 use std::collections::BTreeMap;
@@ -113,10 +114,13 @@ impl Default for LoadDef {
     }
 }
 
-/// The change: a server upgrade or a configuration change.
+/// The change: a server upgrade, a configuration change or a schema change.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeDef {
+    /// A schema change, rolled node by node after the pre-flight.
+    #[serde(default)]
+    pub schema: Option<SchemaDef>,
     /// The server to upgrade to.
     #[serde(default)]
     pub upgrade: Option<String>,
@@ -126,6 +130,18 @@ pub struct ChangeDef {
     /// `restart` (rolling restart) or `online` (`SET GLOBAL`).
     #[serde(default = "default_apply")]
     pub apply: String,
+}
+
+/// A schema change: one `ALTER TABLE db.table ...`, checked by the pre-flight, which
+/// refuses an unsafe one unless `force` names the risk accepted.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaDef {
+    /// The statement.
+    pub alter: String,
+    /// The risk accepted, in words, to run a change the analyzer judges unsafe.
+    #[serde(default)]
+    pub force: Option<String>,
 }
 
 fn default_apply() -> String {
@@ -295,18 +311,21 @@ enum ExpectDef {
 fn expect<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Expect, D::Error> {
     match ExpectDef::deserialize(d)? {
         ExpectDef::Word(w) if w == "done" => Ok(Expect::Done),
+        ExpectDef::Word(w) if w == "refused" => Ok(Expect::Refused),
         ExpectDef::Word(w) => Err(serde::de::Error::custom(format!(
-            "expect is `{w}`: use `done` or `{{ halt: CATEGORY }}`"
+            "expect is `{w}`: use `done`, `refused` or `{{ halt: CATEGORY }}`"
         ))),
         ExpectDef::Halt { halt } => Ok(Expect::Halt(halt)),
     }
 }
 
-/// The outcome a scenario must have, written `done` or `{ halt: CATEGORY }`.
+/// The outcome a scenario must have, written `done`, `refused` or `{ halt: CATEGORY }`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Expect {
     /// Every instance runs the target.
     Done,
+    /// The pre-flight refuses the schema change and nothing changes.
+    Refused,
     /// The rollout halts with this category (see `HaltReason::category`).
     Halt(String),
 }
@@ -353,12 +372,23 @@ impl Scenario {
             return Err(invalid("cluster.instances must be at least 2".into()));
         }
         match (&s.change.upgrade, s.change.config.is_empty()) {
+            _ if s.change.schema.is_some() => {
+                if s.change.upgrade.is_some() || !s.change.config.is_empty() {
+                    return Err(invalid(
+                        "change.schema goes alone: roll an upgrade or a configuration change \
+                         in a scenario of its own"
+                            .into(),
+                    ));
+                }
+            }
             (Some(_), _) => {
                 s.upgrade_kind().map_err(invalid)?;
             }
             (None, true) => {
                 return Err(invalid(
-                    "change needs `upgrade: SERVER` or `config: {variable: value}`".into(),
+                    "change needs `upgrade: SERVER`, `config: {variable: value}` or \
+                     `schema: { alter: \"ALTER TABLE db.table ...\" }`"
+                        .into(),
                 ));
             }
             (None, false) => {}
@@ -368,6 +398,11 @@ impl Scenario {
                 "change.apply is `{}`: use `restart` or `online`",
                 s.change.apply
             )));
+        }
+        if s.expect == Expect::Refused && s.change.schema.is_none() {
+            return Err(invalid(
+                "expect: refused is for a schema change the pre-flight refuses".into(),
+            ));
         }
         for f in &s.faults {
             if f.kill9.is_none() && !f.kill_engine && f.sql.is_none() && f.pause.is_none() {
@@ -449,6 +484,49 @@ mod tests {
         assert_eq!(s.faults[1].when, Trigger::AfterAction("fence".into()));
         assert_eq!(s.expect, Expect::Halt("keeps-failing".into()));
         assert_eq!(s.cluster.instances, 3);
+    }
+
+    #[test]
+    fn parses_schema_changes_and_their_expectations() {
+        let s = Scenario::from_yaml(
+            "x",
+            "cluster: { server: mariadb-10.11 }\n\
+             change: { schema: { alter: \"ALTER TABLE app.t ADD COLUMN c INT\", force: risk } }\n\
+             expect: refused\n",
+        )
+        .expect("valid");
+        let schema = s.change.schema.expect("a schema change");
+        assert_eq!(schema.alter, "ALTER TABLE app.t ADD COLUMN c INT");
+        assert_eq!(schema.force.as_deref(), Some("risk"));
+        assert_eq!(s.expect, Expect::Refused);
+        let e = Scenario::from_yaml(
+            "x",
+            "cluster: { server: mariadb-10.11 }\n\
+             change: { upgrade: mariadb-11.8, schema: { alter: \"ALTER TABLE app.t ADD c INT\" } }\n\
+             expect: done\n",
+        )
+        .expect_err("schema goes alone");
+        assert!(e.to_string().contains("change.schema goes alone"), "{e}");
+        let e = Scenario::from_yaml(
+            "x",
+            "cluster: { server: mariadb-10.11 }\nchange: { upgrade: mariadb-11.8 }\nexpect: refused\n",
+        )
+        .expect_err("refused is for schema changes");
+        assert!(e.to_string().contains("expect: refused"), "{e}");
+    }
+
+    #[test]
+    fn every_scenario_file_parses() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../e2e/scenarios");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("list e2e/scenarios") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|x| x == "yaml") {
+                Scenario::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n > 0, "no scenario in {}", dir.display());
     }
 
     #[test]

@@ -1,0 +1,559 @@
+//! Schema changes on a local cluster: the pre-flight that turns an `ALTER TABLE` into the
+//! engine's [`SchemaTarget`], and the executor behind [`LocalRuntime`]'s `run_ddl`.
+//!
+//! # Use
+//! ```no_run
+//! # async fn demo(cluster: &switchyard_local::LocalCluster) -> Result<(), Box<dyn std::error::Error>> {
+//! use switchyard_local::{LocalRuntime, SchemaRequest};
+//! use switchyard_plan::{Engine, Policy};
+//!
+//! let request = SchemaRequest::new("ALTER TABLE app.t ADD COLUMN note VARCHAR(20) DEFAULT ''");
+//! let plan = cluster.schema_target(&request).await?; // refused here if unsafe
+//! let engine = Engine::new(LocalRuntime::new(cluster), plan.target, Policy::default());
+//! engine.run(1_000).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Pre-flight
+//! [`LocalCluster::schema_target`] reads the table's definition on the primary
+//! (`SHOW CREATE TABLE`) and judges the statement with switchyard-ddl's analyzer. A change
+//! judged `unsafe` is refused with each unsafe clause, its reason and its rule
+//! ([`Error::SchemaRefused`]), and nothing runs, unless the request carries
+//! [`SchemaRequest::force`] with the risk the caller accepts in words. The prepared change
+//! (statement, table, definition before) is written to the state file.
+//!
+//! # Executor
+//! The engine orders the change (replicas one at a time after a drain, the primary in place
+//! when the change is online-capable, otherwise behind a switchover with the old primary
+//! altered before it replicates again); `run_ddl` on one instance:
+//!
+//! 1. reads the table; if it already has the new definition it is not altered again;
+//! 2. on a replica, sets the replica type-conversion variable the change needs, after saving
+//!    its previous value in the state file (restored once every instance has the change and
+//!    the replicas have applied everything the primary wrote);
+//! 3. on a fenced former primary, releases the fence's backup lock (MariaDB; `read_only`
+//!    stays on) and stops its applier around the ALTER if it replicates;
+//! 4. runs the ALTER with `sql_log_bin = 0` for the session and a bounded `lock_wait_timeout`
+//!    ([`RuntimeConfig::ddl_lock_wait`](crate::RuntimeConfig::ddl_lock_wait));
+//! 5. on a replica, waits until it has executed the primary's position, failing with
+//!    [`Error::ReplicationBroken`] and the server's error text if its applier stops;
+//! 6. checks that `SHOW CREATE TABLE` has the shape the analyzer's model of the ALTER
+//!    predicts ([`switchyard_ddl::Table::same_shape`]);
+//! 7. writes the change's id for the instance to the state file, which `observe` reports
+//!    as [`Instance::schema`](switchyard_plan::topology::Instance::schema).
+//!
+//! The id is written only after the table was seen with its new shape, and every step is
+//! idempotent, so an engine killed at any point is followed by one that finishes the work:
+//! the state file is written by atomic rename under a lock, and the table's shape (which
+//! survives anything) decides whether the ALTER still has to run. A table on the server
+//! would not be safer: DDL commits on its own, never together with a row.
+//!
+//! Changes made with the binary log off are not in the binary log: change-data-capture
+//! consumers and point-in-time recovery from binary logs do not see them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+use switchyard_ddl::{Analysis, AnalyzeOptions, Table, Verdict};
+use switchyard_mysql::Instance;
+use switchyard_plan::decide::{SchemaTarget, Target};
+
+use crate::cluster::{LocalCluster, Shared};
+use crate::error::{Error, Result};
+use crate::runtime::POLL;
+use crate::state::{SchemaChangeState, SchemaState};
+
+/// A schema change asked for: one `ALTER TABLE` naming its database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemaRequest {
+    statement: String,
+    id: Option<String>,
+    accepted_risk: Option<String>,
+}
+
+impl SchemaRequest {
+    /// A request to run `statement` (`ALTER TABLE db.table ...`).
+    pub fn new(statement: impl Into<String>) -> Self {
+        SchemaRequest {
+            statement: statement.into(),
+            id: None,
+            accepted_risk: None,
+        }
+    }
+
+    /// The same request with this id (default: `ddl-` and 12 hex digits of the statement's
+    /// SHA-256). Instances report the id of the last change they have. An id names one
+    /// change for good: preparing it again (a new engine process) keeps the definition it
+    /// was first prepared against, so to run the same statement again after other changes,
+    /// give it a new id.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The same request, run even when the analyzer judges it unsafe. `accepted_risk` says
+    /// in words what the caller accepts (a replica whose applier stops, rows that differ);
+    /// it must not be empty. A forced change that breaks replication still halts at the
+    /// first instance whose applier stops.
+    pub fn force(mut self, accepted_risk: impl Into<String>) -> Self {
+        self.accepted_risk = Some(accepted_risk.into());
+        self
+    }
+
+    /// The statement.
+    pub fn statement(&self) -> &str {
+        &self.statement
+    }
+
+    /// The id the change gets.
+    pub fn id(&self) -> String {
+        self.id.clone().unwrap_or_else(|| {
+            let digest = Sha256::digest(self.statement.trim().as_bytes());
+            format!("ddl-{}", &hex::encode(digest)[..12])
+        })
+    }
+}
+
+/// A schema change that passed the pre-flight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SchemaPlan {
+    /// The target for the engine: the cluster's latest revision with the schema change.
+    pub target: Target,
+    /// The analyzer's judgement.
+    pub analysis: Analysis,
+    /// The risk accepted when an unsafe change was forced.
+    pub forced: Option<String>,
+    /// The table's definition before the change, as the primary printed it.
+    pub before: String,
+}
+
+impl LocalCluster {
+    /// The pre-flight of a schema change: reads the table's definition on the primary,
+    /// judges `request` with switchyard-ddl's analyzer, refuses an unsafe change unless
+    /// forced, records the prepared change in the state file and returns the engine's target
+    /// (the latest revision, with the change as its [`SchemaTarget`]).
+    ///
+    /// # Errors
+    /// [`Error::SchemaRefused`] for an unsafe change without force (nothing runs),
+    /// [`Error::SchemaInvalid`] for a statement the analyzer refuses (not one ALTER TABLE,
+    /// executable comments, another table), [`Error::Invalid`] for a table without its
+    /// database, an empty accepted risk or an id already used by another statement,
+    /// [`Error::Sql`] when the table cannot be read.
+    pub async fn schema_target(&self, request: &SchemaRequest) -> Result<SchemaPlan> {
+        let shared = self.shared();
+        let flavor = shared.flavor;
+        let statement = request.statement.trim().to_owned();
+        let invalid = |source| Error::SchemaInvalid {
+            statement: statement.clone(),
+            source: Box::new(source),
+        };
+        let name = switchyard_ddl::alter_table_name(flavor, &statement).map_err(invalid)?;
+        let Some(database) = name.schema.clone() else {
+            return Err(Error::Invalid(format!(
+                "the schema change `{statement}` does not name the table's database: \
+                 write ALTER TABLE db.{} ...",
+                name.name
+            )));
+        };
+        if let Some(risk) = &request.accepted_risk
+            && risk.trim().is_empty()
+        {
+            return Err(Error::Invalid(
+                "force needs the risk you accept, in words (for example \
+                 \"replicas may stop applying until repaired\")"
+                    .into(),
+            ));
+        }
+        let cluster = shared.state.read()?.cluster;
+        let latest = cluster
+            .history
+            .latest()
+            .cloned()
+            .ok_or_else(|| Error::Invalid("the cluster has no revision yet".into()))?;
+        let primary = cluster.primary;
+        let before = self
+            .handle(primary)?
+            .show_create_table(&database, &name.name)
+            .await
+            .map_err(Error::sql(primary))?;
+        let options = AnalyzeOptions::default().with_server_version(latest.version);
+        let analysis =
+            switchyard_ddl::analyze_with(flavor, &before, &statement, &options).map_err(invalid)?;
+        if analysis.verdict == Verdict::Unsafe && request.accepted_risk.is_none() {
+            let reasons = analysis
+                .clauses
+                .iter()
+                .filter(|c| c.verdict == Verdict::Unsafe)
+                .map(|c| format!("`{}`: {} [{}]", c.clause, c.reason, c.rule))
+                .chain(
+                    // Statement-level findings have no clause.
+                    analysis
+                        .reasons
+                        .iter()
+                        .filter(|r| !r.starts_with('`'))
+                        .cloned(),
+                )
+                .collect();
+            return Err(Error::SchemaRefused { statement, reasons });
+        }
+        let id = request.id();
+        let prepared = SchemaChangeState {
+            statement: statement.clone(),
+            database,
+            table: name.name.clone(),
+            before: before.clone(),
+            saved_settings: BTreeMap::new(),
+        };
+        shared.state.update_cluster(|c| {
+            match c.schema.changes.get(&id) {
+                Some(known) if known.statement != statement => {
+                    return Err(Error::Invalid(format!(
+                        "schema change id {id} is already used for `{}`: choose another id",
+                        known.statement
+                    )));
+                }
+                // Prepared again (a new engine): keep the saved settings.
+                Some(_) => {}
+                None => {
+                    c.schema.changes.insert(id.clone(), prepared);
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(risk) = &request.accepted_risk {
+            tracing::warn!(change = %id, risk = %risk, "an unsafe schema change is forced");
+        }
+        let mut target = Target::new(latest.revision, latest.version);
+        target.schema = Some(SchemaTarget {
+            id,
+            statement,
+            replica_settings: analysis
+                .settings
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            primary_online: analysis.primary == switchyard_ddl::PrimaryMode::Online,
+        });
+        Ok(SchemaPlan {
+            target,
+            analysis,
+            forced: request.accepted_risk.clone(),
+            before,
+        })
+    }
+}
+
+/// What the executor needs from the runtime.
+pub(crate) struct Executor<'a> {
+    pub(crate) shared: &'a Shared,
+    /// The runtime's handles, by ordinal.
+    pub(crate) handles: Vec<Instance>,
+    pub(crate) lock_wait: Duration,
+    pub(crate) catch_up: Duration,
+}
+
+impl Executor<'_> {
+    fn handle(&self, ordinal: u32) -> Result<&Instance> {
+        usize::try_from(ordinal)
+            .ok()
+            .and_then(|i| self.handles.get(i))
+            .ok_or(Error::NoSuchInstance(ordinal))
+    }
+
+    /// Runs `change` on `ordinal` (see the module documentation).
+    pub(crate) async fn run(&self, ordinal: u32, change: &SchemaTarget) -> Result<()> {
+        let flavor = self.shared.flavor;
+        let cluster = self.shared.state.read()?.cluster;
+        let prepared = cluster
+            .schema
+            .changes
+            .get(&change.id)
+            .cloned()
+            .ok_or_else(|| Error::UnknownSchemaChange {
+                id: change.id.clone(),
+            })?;
+        if prepared.statement != change.statement.trim() {
+            return Err(Error::Invalid(format!(
+                "schema change {} was prepared for `{}`, not `{}`",
+                change.id, prepared.statement, change.statement
+            )));
+        }
+        let invalid = |source| Error::SchemaInvalid {
+            statement: prepared.statement.clone(),
+            source: Box::new(source),
+        };
+        let before = switchyard_ddl::parse_table(flavor, &prepared.before).map_err(invalid)?;
+        let expected = switchyard_ddl::apply_alter(flavor, &prepared.before, &prepared.statement)
+            .map_err(invalid)?;
+        let table = format!("{}.{}", prepared.database, prepared.table);
+        let handle = self.handle(ordinal)?;
+        let is_primary = cluster.primary == ordinal;
+        let fenced = cluster
+            .instances
+            .get(&ordinal)
+            .ok_or(Error::NoSuchInstance(ordinal))?
+            .fenced;
+
+        let (_, current) = self.read_table(ordinal, &prepared).await?;
+        // A change the shape model cannot see (table options, a rebuild) always runs.
+        let invisible = before.same_shape(&expected);
+        let needs_alter = invisible || !current.same_shape(&expected);
+        if needs_alter && !current.same_shape(&before) {
+            return Err(Error::SchemaMismatch {
+                ordinal,
+                table,
+                detail: "has neither the definition the change starts from nor the one it \
+                         makes: it was changed outside this schema change; compare it with the \
+                         primary's and repair it by hand"
+                    .into(),
+            });
+        }
+
+        if !is_primary && !change.replica_settings.is_empty() {
+            self.set_replica_settings(ordinal, change).await?;
+        }
+        if needs_alter {
+            let replicating = handle
+                .observe()
+                .await
+                .map_err(Error::sql(ordinal))?
+                .replication
+                .is_some_and(|r| r.sql_running);
+            // A former primary after a switchover: the fence's backup lock would block the
+            // ALTER (read_only stays on), and its applier waits until it has the new shape.
+            let pause_applier = fenced && !is_primary && replicating;
+            if fenced && !is_primary {
+                handle.release_fence_lock().await;
+            }
+            if pause_applier {
+                handle
+                    .stop_replication()
+                    .await
+                    .map_err(Error::sql(ordinal))?;
+            }
+            let altered = handle
+                .run_local_ddl(&prepared.statement, self.lock_wait)
+                .await
+                .map_err(Error::sql(ordinal));
+            if pause_applier {
+                handle
+                    .start_replication()
+                    .await
+                    .map_err(Error::sql(ordinal))?;
+            }
+            altered?;
+        }
+        if !is_primary {
+            self.wait_applied(ordinal, cluster.primary, &change.id)
+                .await?;
+        }
+        let (text, now) = self.read_table(ordinal, &prepared).await?;
+        if !now.same_shape(&expected) {
+            return Err(Error::SchemaMismatch {
+                ordinal,
+                table,
+                detail: format!(
+                    "does not have the definition the change should give it after the ALTER: \
+                     the server prints {}",
+                    one_line(&text)
+                ),
+            });
+        }
+        let last = cluster
+            .instances
+            .keys()
+            .filter(|o| **o != ordinal)
+            .all(|o| cluster.schema.applied.get(o) == Some(&change.id));
+        if last {
+            self.restore_settings(&change.id, cluster.primary).await?;
+        }
+        self.shared.state.update_cluster(|c| {
+            c.schema.applied.insert(ordinal, change.id.clone());
+            if last && let Some(p) = c.schema.changes.get_mut(&change.id) {
+                p.saved_settings.clear();
+            }
+            Ok(())
+        })
+    }
+
+    /// The table's definition on `ordinal`: as printed, and parsed.
+    async fn read_table(
+        &self,
+        ordinal: u32,
+        prepared: &SchemaChangeState,
+    ) -> Result<(String, Table)> {
+        let text = self
+            .handle(ordinal)?
+            .show_create_table(&prepared.database, &prepared.table)
+            .await
+            .map_err(Error::sql(ordinal))?;
+        let table = switchyard_ddl::parse_table(self.shared.flavor, &text).map_err(|source| {
+            Error::SchemaInvalid {
+                statement: prepared.statement.clone(),
+                source: Box::new(source),
+            }
+        })?;
+        Ok((text, table))
+    }
+
+    /// Saves the previous values (once: a second run keeps the first save) and sets the
+    /// change's replica settings.
+    async fn set_replica_settings(&self, ordinal: u32, change: &SchemaTarget) -> Result<()> {
+        let handle = self.handle(ordinal)?;
+        let names: Vec<&str> = change
+            .replica_settings
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let previous = handle
+            .global_values(&names)
+            .await
+            .map_err(Error::sql(ordinal))?;
+        let saved: Vec<(String, String)> = previous
+            .into_iter()
+            .map(|(k, v)| (k, v.unwrap_or_default()))
+            .collect();
+        self.shared.state.update_cluster(|c| {
+            let p =
+                c.schema
+                    .changes
+                    .get_mut(&change.id)
+                    .ok_or_else(|| Error::UnknownSchemaChange {
+                        id: change.id.clone(),
+                    })?;
+            p.saved_settings.entry(ordinal).or_insert(saved);
+            Ok(())
+        })?;
+        self.set(ordinal, &change.replica_settings).await
+    }
+
+    async fn set(&self, ordinal: u32, pairs: &[(String, String)]) -> Result<()> {
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let report = self
+            .handle(ordinal)?
+            .set_variables(&pairs)
+            .await
+            .map_err(Error::sql(ordinal))?;
+        let refused: Vec<String> = report
+            .read_only
+            .iter()
+            .chain(&report.refused)
+            .map(|r| format!("{} ({})", r.name, r.server))
+            .collect();
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::VariablesRefused {
+                ordinal,
+                refused: refused.join(", "),
+            })
+        }
+    }
+
+    /// Once every instance has the change: lets every replica apply what the primary wrote
+    /// (old-shape rows included), then puts the saved settings back.
+    async fn restore_settings(&self, id: &str, primary: u32) -> Result<()> {
+        let saved = self
+            .shared
+            .state
+            .read()?
+            .cluster
+            .schema
+            .changes
+            .get(id)
+            .map(|p| p.saved_settings.clone())
+            .unwrap_or_default();
+        if saved.is_empty() {
+            return Ok(());
+        }
+        for o in saved.keys().filter(|o| **o != primary) {
+            self.wait_applied(*o, primary, id).await?;
+        }
+        for (o, pairs) in &saved {
+            self.set(*o, pairs).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until replica `ordinal` has executed everything `primary` has written, failing
+    /// at once with the server's error when its applier stops. An instance that does not
+    /// replicate (a former primary before it is repointed) has nothing to wait for.
+    async fn wait_applied(&self, ordinal: u32, primary: u32, change: &str) -> Result<()> {
+        let handle = self.handle(ordinal)?;
+        if handle
+            .observe()
+            .await
+            .map_err(Error::sql(ordinal))?
+            .replication
+            .is_none()
+        {
+            return Ok(());
+        }
+        let position = self
+            .handle(primary)?
+            .binlog_position()
+            .await
+            .map_err(Error::sql(primary))?;
+        let deadline = tokio::time::Instant::now() + self.catch_up;
+        loop {
+            let obs = handle.observe().await.map_err(Error::sql(ordinal))?;
+            if let Some(r) = &obs.replication {
+                let broken = |errno, message: &str| Error::ReplicationBroken {
+                    ordinal,
+                    change: change.to_owned(),
+                    errno,
+                    message: message.to_owned(),
+                };
+                if r.last_sql_errno != 0 {
+                    return Err(broken(r.last_sql_errno, &r.last_sql_error));
+                }
+                if !r.sql_running {
+                    return Err(broken(0, "the applier (SQL thread) is stopped"));
+                }
+            }
+            let slice = POLL * 5;
+            match handle.wait_caught_up(&position, slice).await {
+                Ok(()) => break,
+                Err(switchyard_mysql::Error::Lagging { .. }) => {}
+                Err(e) => return Err(Error::sql(ordinal)(e)),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    ordinal,
+                    what: "the replica applying what the primary wrote after a schema change",
+                    waited: self.catch_up,
+                });
+            }
+        }
+        // An event applied just before the wait ended may have stopped the applier.
+        if let Some(r) = handle
+            .observe()
+            .await
+            .map_err(Error::sql(ordinal))?
+            .replication
+            && r.last_sql_errno != 0
+        {
+            return Err(Error::ReplicationBroken {
+                ordinal,
+                change: change.to_owned(),
+                errno: r.last_sql_errno,
+                message: r.last_sql_error,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The id of the last schema change `ordinal` has, from the state.
+pub(crate) fn applied(schema: &SchemaState, ordinal: u32) -> Option<String> {
+    schema.applied.get(&ordinal).cloned()
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
