@@ -121,15 +121,19 @@ pub(crate) struct Shared {
     pub(crate) startup_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
     supervise: std::sync::atomic::AtomicBool,
+    /// The supervisor's starts in flight (joined by [`LocalCluster::stop_supervisor`]).
+    restarts: Mutex<Vec<JoinHandle<()>>>,
     // Last, so the processes are stopped after everything that talks to them.
     pub(crate) testbed: switchyard_testbed::Cluster,
 }
 
 /// A running local cluster. Dropping it stops the supervisor, the router and
-/// every server process (once the runtimes made from it are gone too).
+/// every server process (once the runtimes made from it are gone too). Call
+/// [`LocalCluster::stop_supervisor`] before the async runtime it runs on shuts
+/// down: a start the supervisor has in flight needs that runtime.
 pub struct LocalCluster {
     shared: Arc<Shared>,
-    supervisor: JoinHandle<()>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for LocalCluster {
@@ -143,7 +147,14 @@ impl std::fmt::Debug for LocalCluster {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
-        self.supervisor.abort();
+        if let Some(s) = self
+            .supervisor
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            s.abort();
+        }
     }
 }
 
@@ -258,6 +269,7 @@ impl LocalCluster {
                     })
                     .collect(),
                 history,
+                schema: crate::state::SchemaState::default(),
             },
         })?;
         let operator = operator_credentials(testbed.credentials());
@@ -281,10 +293,14 @@ impl LocalCluster {
             startup_timeout: spec.startup_timeout,
             shutdown_timeout: spec.shutdown_timeout,
             supervise: std::sync::atomic::AtomicBool::new(spec.supervise),
+            restarts: Mutex::new(Vec::new()),
             testbed,
         });
         let supervisor = tokio::spawn(supervise(Arc::downgrade(&shared)));
-        Ok(LocalCluster { shared, supervisor })
+        Ok(LocalCluster {
+            shared,
+            supervisor: Mutex::new(Some(supervisor)),
+        })
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -370,6 +386,43 @@ impl LocalCluster {
             .collect()
     }
 
+    /// Stops the supervisor for good and waits for the starts it has in
+    /// flight to end (each bounded by the startup timeout), so no start is
+    /// left running when the cluster or its async runtime goes away. What is
+    /// down stays down afterwards.
+    pub async fn stop_supervisor(&self) {
+        self.set_supervised(false);
+        let supervisor = self
+            .supervisor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(s) = supervisor {
+            s.abort();
+            // Ends at its next await; a start it was spawning is then in the list below.
+            let _ = s.await;
+        }
+        loop {
+            let in_flight = std::mem::take(
+                &mut *self
+                    .shared
+                    .restarts
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            if in_flight.is_empty() {
+                return;
+            }
+            for task in in_flight {
+                if let Err(e) = task.await
+                    && e.is_panic()
+                {
+                    tracing::warn!(error = %e, "a start by the supervisor panicked");
+                }
+            }
+        }
+    }
+
     /// Turns the supervisor on or off (a scenario that wants the engine's
     /// own recovery turns it off).
     pub fn set_supervised(&self, on: bool) {
@@ -392,6 +445,12 @@ impl LocalCluster {
     /// Like [`LocalCluster::upgrade_target`], with `set` added to the
     /// variables in the same revision (a variable the new version needs,
     /// such as MariaDB 11.8's `innodb_buffer_pool_size_max`).
+    ///
+    /// # Errors
+    /// [`Error::UpgradeRefused`], with nothing recorded, when the revision's
+    /// configuration names an option the new version removed or accounts use
+    /// an authentication plugin it removed (switchyard-config's upgrade
+    /// pre-flight).
     pub async fn upgrade_target_with(
         &self,
         kind: ServerKind,
@@ -405,6 +464,11 @@ impl LocalCluster {
         }
         let version = server_version(kind).await?;
         let flavor = self.shared.flavor;
+        let mut config = latest(&self.history()?)?.config.clone();
+        for (k, v) in set {
+            config.insert((*k).to_owned(), (*v).to_owned());
+        }
+        self.shared.preflight_upgrade(version, &config).await?;
         let entry = self.shared.state.update_cluster(|c| {
             let mut config = latest(&c.history)?.config.clone();
             for (k, v) in set {
@@ -539,6 +603,44 @@ impl Shared {
             })
     }
 
+    /// The upgrade pre-flight of a move to `to` with `config`, from the oldest
+    /// version an instance runs: options the target removed named in
+    /// `config`, and accounts (read on the primary) on an authentication
+    /// plugin it removed. Nothing to check when no instance runs an older
+    /// version.
+    pub(crate) async fn preflight_upgrade(
+        &self,
+        to: Version,
+        config: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let cluster = self.state.read()?.cluster;
+        let from = cluster
+            .instances
+            .values()
+            .filter_map(|i| cluster.history.by_hash(&i.revision.hash))
+            .map(|e| e.version)
+            .min();
+        let Some(from) = from.filter(|from| *from < to) else {
+            return Ok(());
+        };
+        let primary = cluster.primary;
+        let accounts = self
+            .node(primary)?
+            .handle
+            .accounts()
+            .await
+            .map_err(Error::sql(primary))?
+            .into_iter()
+            .map(|a| switchyard_config::Account {
+                user: a.user,
+                host: a.host,
+                plugin: a.plugin,
+            })
+            .collect::<Vec<_>>();
+        switchyard_config::preflight_upgrade(self.flavor, from, to, config, &accounts)
+            .map_err(|refusal| Error::UpgradeRefused(Box::new(refusal)))
+    }
+
     /// Starts the stopped process of `ordinal` on `entry` and waits (bounded
     /// by the startup timeout) until it accepts connections.
     pub(crate) async fn start_on(
@@ -662,6 +764,22 @@ impl Shared {
             .as_ref()
             .is_some_and(|r| !r.is_running())
         {
+            if let Some(pos) = slave_pos_after_crash(&observation) {
+                // See `slave_pos_after_crash`: without this the replica asks its source
+                // again for a transaction its binary log already holds, and gtid_strict_mode
+                // stops it with error 1950.
+                tracing::warn!(
+                    instance = ordinal,
+                    gtid_slave_pos = %pos.0,
+                    repaired = %pos.1,
+                    "the replica's binary log holds replicated transactions its gtid_slave_pos \
+                     lacks (a crash between the two); carrying them over before replication starts"
+                );
+                handle
+                    .set_slave_pos(&pos.1)
+                    .await
+                    .map_err(Error::sql(ordinal))?;
+            }
             handle
                 .start_replication()
                 .await
@@ -727,6 +845,45 @@ impl Shared {
     }
 }
 
+/// The `gtid_slave_pos` a MariaDB replica must resume from after a crash, when it is not the
+/// one the server loaded: `(loaded, repaired)`, or `None` when nothing needs repairing.
+///
+/// A replica writes each replicated transaction to its binary log (`log_slave_updates`) and
+/// records its GTID in `mysql.gtid_slave_pos`. For transactional row changes both happen in
+/// one transaction, made consistent by crash recovery. For DDL on MariaDB before 10.6 (no
+/// atomic DDL) the statement is executed and binary-logged first and its GTID recorded in
+/// `mysql.gtid_slave_pos` afterwards, in a transaction of its own: a `kill -9` in between
+/// leaves the binary log one transaction ahead of `gtid_slave_pos` (seen here on 10.5 with the
+/// load's `CREATE TABLE`: the restarted replica asked for `0-S-11` again, and
+/// `gtid_strict_mode` stopped it with error 1950, "out-of-order sequence number"). The binary
+/// log is what crash recovery trusts, so a domain whose last binary-logged GTID is newer than
+/// `gtid_slave_pos` and came from another server (never this replica's own, which would be an
+/// errant write and must stay visible) is carried over.
+fn slave_pos_after_crash(
+    observation: &switchyard_mysql::Observation,
+) -> Option<(
+    switchyard_plan::gtid::MariadbGtidPos,
+    switchyard_plan::gtid::MariadbGtidPos,
+)> {
+    use switchyard_plan::gtid::GtidSet;
+    let switchyard_mysql::GtidState::Mariadb {
+        binlog_pos: GtidSet::Mariadb(binlog),
+        slave_pos: GtidSet::Mariadb(slave),
+        ..
+    } = &observation.gtid
+    else {
+        return None;
+    };
+    let mut repaired = slave.clone();
+    for g in binlog.iter() {
+        let behind = slave.get(g.domain).is_none_or(|s| s.seq < g.seq);
+        if behind && g.server_id != observation.server_id {
+            repaired.insert(g);
+        }
+    }
+    (&repaired != slave).then(|| (slave.clone(), repaired))
+}
+
 /// The supervisor's delay before its next start attempt after `failures` failed ones.
 fn backoff(failures: u32) -> Duration {
     Duration::from_millis(200)
@@ -762,8 +919,9 @@ async fn supervise(weak: Weak<Shared>) {
                         continue;
                     };
                     node.set_phase(Phase::Changing);
-                    let shared = Arc::clone(&shared);
-                    tokio::spawn(async move {
+                    let shared2 = Arc::clone(&shared);
+                    let task = tokio::spawn(async move {
+                        let shared = shared2;
                         let _guard = guard;
                         let Ok(node) = shared.node(o) else { return };
                         let handle = node.handle.clone();
@@ -775,6 +933,12 @@ async fn supervise(weak: Weak<Shared>) {
                         }
                         shared.settle_phase(o, if result.is_ok() { 0 } else { failures + 1 });
                     });
+                    let mut restarts = shared
+                        .restarts
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    restarts.retain(|t| !t.is_finished());
+                    restarts.push(task);
                 }
                 _ => {}
             }

@@ -5,7 +5,10 @@
 //!   revision from what the runtime started the instance with, the health
 //!   from the process (starting, crashed) and the server (unreachable,
 //!   replication stopped, lagging, ready).
-//! - **restart**: a clean shutdown through SQL (slow when asked), a start on
+//! - **restart**: for a version change first the upgrade pre-flight
+//!   (switchyard-config: options the target removed, accounts on a removed
+//!   authentication plugin; refused before anything stops), then a clean
+//!   shutdown through SQL (slow when asked), a start on
 //!   the revision's server version and rendered my.cnf, `mariadb-upgrade`
 //!   after a MariaDB major upgrade, bounded by the startup timeout, and
 //!   replication resumed on a replica. The old primary after a switchover
@@ -21,6 +24,9 @@
 //! - **apply_variables**: `SET GLOBAL` through the topology client (never
 //!   `SET PERSIST`: the revision's my.cnf stays the one source of truth for
 //!   restarts), and the instance's revision moved to the target.
+//! - **run_ddl**: a schema change on one instance with the binary log off
+//!   for the session (see [`crate::schema`]); `observe` reports the id of
+//!   the last change each instance has, from the state file.
 //! - **record**: the state file, with compare-and-swap on `seq`.
 //!
 //! Every operation is idempotent, and a runtime made afresh over the same
@@ -32,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use switchyard_mysql::{IoThreadState, Observation, SourceAddr};
-use switchyard_plan::decide::WaitReason;
+use switchyard_plan::decide::{SchemaTarget, WaitReason};
 use switchyard_plan::engine::{ClusterRuntime, RuntimeError, StepOutcome};
 use switchyard_plan::record::Record;
 use switchyard_plan::topology::{
@@ -58,15 +64,25 @@ pub struct RuntimeConfig {
     pub poll: Duration,
     /// How long a drained instance's read sessions stay open.
     pub drain_grace: Duration,
+    /// How long a schema change waits for a metadata lock before it gives up (the
+    /// session's `lock_wait_timeout`), so that it never stalls the queries queued behind it
+    /// for long; the engine retries after its backoff.
+    pub ddl_lock_wait: Duration,
+    /// How long a replica may take, after its schema change, to apply what the primary
+    /// wrote meanwhile.
+    pub ddl_catch_up: Duration,
 }
 
 impl Default for RuntimeConfig {
     /// Observe every 100 ms while waiting; close a drained instance's read
-    /// sessions at once.
+    /// sessions at once; a schema change waits at most 10 s for a metadata
+    /// lock, and a replica 120 s to catch up after it.
     fn default() -> Self {
         RuntimeConfig {
             poll: Duration::from_millis(100),
             drain_grace: Duration::ZERO,
+            ddl_lock_wait: Duration::from_secs(10),
+            ddl_catch_up: Duration::from_secs(120),
         }
     }
 }
@@ -211,7 +227,7 @@ impl LocalRuntime {
                 revision: st.revision.clone(),
                 health: Health::Starting,
                 gtid: None,
-                schema: None,
+                schema: crate::schema::applied(&cluster.schema, o),
                 writable: false,
                 fenced: st.fenced,
                 drained,
@@ -265,6 +281,12 @@ impl LocalRuntime {
                 "revision {revision} runs {}, not {version}",
                 entry.version
             )));
+        }
+        // A version change passes the upgrade pre-flight before anything stops.
+        if self.shared.current_entry(ordinal)?.version != version {
+            self.shared
+                .preflight_upgrade(version, &entry.config)
+                .await?;
         }
         let node = self.shared.node(ordinal)?;
         let _lifecycle = node.lifecycle.lock().await;
@@ -554,6 +576,22 @@ impl LocalRuntime {
         })
     }
 
+    async fn do_run_ddl(&self, ordinal: u32, change: &SchemaTarget) -> Result<()> {
+        let handles = self
+            .handles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        crate::schema::Executor {
+            shared: &self.shared,
+            handles,
+            lock_wait: self.config.ddl_lock_wait,
+            catch_up: self.config.ddl_catch_up,
+        }
+        .run(ordinal, change)
+        .await
+    }
+
     fn set_fenced(&self, ordinal: u32, fenced: bool) -> Result<()> {
         self.shared.state.update_cluster(|c| {
             let st = c
@@ -797,6 +835,17 @@ impl ClusterRuntime for LocalRuntime {
                 revision: revision.clone(),
             },
             self.do_apply_variables(ordinal, revision, variables),
+        )
+        .await
+    }
+
+    async fn run_ddl(&self, ordinal: u32, change: &SchemaTarget) -> Result<(), RuntimeError> {
+        self.op(
+            ordinal,
+            Op::RunDdl {
+                change: change.id.clone(),
+            },
+            self.do_run_ddl(ordinal, change),
         )
         .await
     }

@@ -318,6 +318,42 @@ impl Instance {
         result
     }
 
+    /// Sets a MariaDB replica's `gtid_slave_pos`, the position it asks its source for next:
+    /// `STOP SLAVE`, then `SET GLOBAL gtid_slave_pos = '...'` (start replication afterwards).
+    ///
+    /// The position is rendered from `pos` (digits, `-` and `,` only) and sent as text:
+    /// MariaDB refuses this statement prepared with a bound value (error 1615, "Prepared
+    /// statement needs to be re-prepared").
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] on MySQL (nothing is sent), connection failures and
+    /// [`Error::Statement`].
+    pub async fn set_slave_pos(
+        &self,
+        pos: &switchyard_plan::gtid::MariadbGtidPos,
+    ) -> Result<(), Error> {
+        let purpose = "set gtid_slave_pos";
+        let mut session = self.session(purpose, None).await?;
+        let result = async {
+            if session.flavor() != Flavor::Mariadb {
+                return Err(Error::InvalidInput {
+                    what: "gtid_slave_pos",
+                    reason: "gtid_slave_pos exists on MariaDB only".into(),
+                });
+            }
+            let d = self.statement_deadline(None);
+            stop_replica(&mut session, d).await?;
+            let sql = format!(
+                "SET GLOBAL gtid_slave_pos = {}",
+                quote_literal(&pos.to_string())
+            );
+            session.exec(purpose, Sql::Built(sql), d).await.map(|_| ())
+        }
+        .await;
+        self.release(session);
+        result
+    }
+
     /// Waits until this replica has executed every transaction in `target`, at most `timeout`
     /// (`WAIT_FOR_EXECUTED_GTID_SET(?, ?)` on MySQL, `MASTER_GTID_WAIT(?, ?)` on MariaDB, the set
     /// and the timeout bound as parameters).

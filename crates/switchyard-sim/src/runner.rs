@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use switchyard_local::timeline::{Event, Op};
-use switchyard_local::{Apply, ClusterSpec, LocalCluster, LocalRuntime};
+use switchyard_local::{Apply, ClusterSpec, LocalCluster, LocalRuntime, SchemaRequest};
 use switchyard_plan::engine::{ClusterRuntime, StepOutcome};
 use switchyard_plan::{Engine, Finished};
 use switchyard_testbed::ledger::{CheckConfig, check};
@@ -17,7 +17,7 @@ use switchyard_testbed::load::{Load, LoadConfig, prepare};
 
 use crate::fault::{FaultPlan, Faulty};
 use crate::monitor::{Monitor, Violation};
-use crate::scenario::{Expect, Scenario};
+use crate::scenario::{Expect, Scenario, SchemaDef};
 use crate::{Error, Result};
 
 /// How often the monitor samples.
@@ -56,6 +56,8 @@ pub struct SimReport {
     pub max_write_gap_ms: u64,
     /// Completed promotions.
     pub switchovers: usize,
+    /// The pre-flight's refusal of a schema change, when it refused one.
+    pub refusal: Option<String>,
     /// Engines started (more than one when a fault killed one).
     pub engines: u32,
     /// Engine steps taken over all engines.
@@ -111,15 +113,44 @@ where
         what: "start",
         source,
     })?;
+    prepare(
+        &cluster
+            .testbed()
+            .primary()
+            .connect_options(&cluster.credentials().operator),
+        "app.ledger",
+    )
+    .await?;
     let set: Vec<(&str, &str)> = scenario
         .change
         .config
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let target = match scenario.upgrade_kind().map_err(invalid)? {
-        Some(to) => cluster.upgrade_target_with(to, &set).await,
-        None => {
+    let schema = match &scenario.change.schema {
+        Some(def) => Some(SchemaCheck::read(&cluster, def).await.map_err(invalid)?),
+        None => None,
+    };
+    let target = match (
+        &scenario.change.schema,
+        scenario.upgrade_kind().map_err(invalid)?,
+    ) {
+        (Some(def), _) => {
+            let mut request = SchemaRequest::new(def.alter.clone());
+            if let Some(risk) = &def.force {
+                request = request.force(risk.clone());
+            }
+            match cluster.schema_target(&request).await {
+                Ok(plan) => Ok(plan.target),
+                Err(refusal @ switchyard_local::Error::SchemaRefused { .. }) => {
+                    let check = schema.as_ref().ok_or_else(|| invalid("no schema".into()))?;
+                    return refused(scenario, &cluster, check, &refusal, wall).await;
+                }
+                Err(e) => Err(e),
+            }
+        }
+        (None, Some(to)) => cluster.upgrade_target_with(to, &set).await,
+        (None, None) => {
             let apply = if scenario.change.apply == "online" {
                 Apply::Online
             } else {
@@ -132,15 +163,6 @@ where
         what: "make the target revision",
         source,
     })?;
-
-    prepare(
-        &cluster
-            .testbed()
-            .primary()
-            .connect_options(&cluster.credentials().operator),
-        "app.ledger",
-    )
-    .await?;
     let plan = FaultPlan::new(scenario.faults.clone(), target.revision.hash.clone());
     let ports: Vec<u16> = cluster
         .testbed()
@@ -184,8 +206,9 @@ where
     .await;
     let rollout_s = rollout.elapsed().as_secs_f64();
     // Nothing restarts an instance any more: what is down at the end stays
-    // down, and no start is in flight when the cluster is dropped.
-    cluster.set_supervised(false);
+    // down, and no start is in flight when the cluster (or the async runtime
+    // it runs on) is dropped.
+    cluster.stop_supervisor().await;
     plan.resume(&cluster, true);
 
     let loaded = load.stop().await;
@@ -238,6 +261,16 @@ where
             ),
         });
     }
+    // A finished schema change left every instance with the same, new definition.
+    if let (Some(check), Ok(Ok(Finished::Done))) = (&schema, &finished) {
+        for detail in check.after_done(&cluster).await {
+            seen.violations.push(Violation {
+                at_ms: u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX),
+                check: "converged",
+                detail,
+            });
+        }
+    }
     // A finished rollout left every instance on the target version.
     if matches!(finished, Ok(Ok(Finished::Done))) {
         for o in 0..u32::try_from(cluster.len()).unwrap_or(0) {
@@ -281,10 +314,7 @@ where
         Ok(Err(e)) => (format!("error: {e}"), None),
         Err(_) => (format!("no verdict within {limit:?}"), None),
     };
-    let expected = match &scenario.expect {
-        Expect::Done => "done".to_owned(),
-        Expect::Halt(c) => format!("halted: {c}"),
-    };
+    let expected = expected_words(&scenario.expect);
     let as_expected = match (&scenario.expect, &halt) {
         (Expect::Done, None) => outcome == "done",
         (Expect::Halt(c), Some((got, _))) => c == got,
@@ -310,12 +340,158 @@ where
             .longest_gap()
             .map_or(0, |g| (g.to_us - g.from_us) / 1000),
         switchovers,
+        refusal: None,
         engines: drive.engines,
         steps: drive.steps,
         faults,
         recoveries: seen.recoveries,
         violations: seen.violations,
         engine_errors: drive.errors,
+    })
+}
+
+fn expected_words(expect: &Expect) -> String {
+    match expect {
+        Expect::Done => "done".to_owned(),
+        Expect::Refused => "refused".to_owned(),
+        Expect::Halt(c) => format!("halted: {c}"),
+    }
+}
+
+/// The table a schema scenario changes, and its definition on every instance before.
+struct SchemaCheck {
+    database: String,
+    table: String,
+    before: Vec<String>,
+}
+
+impl SchemaCheck {
+    async fn read(cluster: &LocalCluster, def: &SchemaDef) -> Result<SchemaCheck, String> {
+        let name = switchyard_ddl::alter_table_name(cluster.flavor(), &def.alter)
+            .map_err(|e| format!("change.schema.alter: {e}"))?;
+        let database = name
+            .schema
+            .ok_or("change.schema.alter must name the table's database (db.table)")?;
+        let mut check = SchemaCheck {
+            database,
+            table: name.name,
+            before: Vec::new(),
+        };
+        check.before = check
+            .definitions(cluster)
+            .await
+            .into_iter()
+            .map(|d| d.unwrap_or_default())
+            .collect();
+        Ok(check)
+    }
+
+    /// `SHOW CREATE TABLE` on every instance (the error text where it fails).
+    async fn definitions(&self, cluster: &LocalCluster) -> Vec<Result<String, String>> {
+        let mut out = Vec::new();
+        for o in 0..u32::try_from(cluster.len()).unwrap_or(0) {
+            let text = match cluster.handle(o) {
+                Ok(h) => h
+                    .show_create_table(&self.database, &self.table)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            out.push(text);
+        }
+        out
+    }
+
+    /// What is wrong after a refusal: any instance whose table changed, or a change
+    /// recorded in the state file.
+    async fn after_refusal(&self, cluster: &LocalCluster) -> Vec<String> {
+        let mut wrong = Vec::new();
+        match cluster.state().read() {
+            Ok(doc) if doc.cluster.schema.changes.is_empty() => {}
+            Ok(doc) => wrong.push(format!(
+                "the change was refused but the state file records {:?}",
+                doc.cluster.schema.changes.keys().collect::<Vec<_>>()
+            )),
+            Err(e) => wrong.push(format!("the state file cannot be read: {e}")),
+        }
+        for (o, (now, before)) in self
+            .definitions(cluster)
+            .await
+            .iter()
+            .zip(&self.before)
+            .enumerate()
+        {
+            if now.as_ref() != Ok(before) {
+                wrong.push(format!(
+                    "the change was refused but instance {o}'s {}.{} changed: {now:?}",
+                    self.database, self.table
+                ));
+            }
+        }
+        wrong
+    }
+
+    /// What is wrong after a schema change said done: an instance whose table
+    /// is unchanged or differs from instance 0's.
+    async fn after_done(&self, cluster: &LocalCluster) -> Vec<String> {
+        let now = self.definitions(cluster).await;
+        let mut wrong = Vec::new();
+        for (o, (d, before)) in now.iter().zip(&self.before).enumerate() {
+            if d.as_ref() == Ok(before) {
+                wrong.push(format!(
+                    "the schema change is done but instance {o} was not altered"
+                ));
+            }
+            if d != &now[0] {
+                wrong.push(format!(
+                    "the schema change is done but instance {o}'s {}.{} differs from instance 0's: {d:?}",
+                    self.database, self.table
+                ));
+            }
+        }
+        wrong
+    }
+}
+
+/// The report of a scenario whose schema change the pre-flight refused: it passes when a
+/// refusal was expected and no instance's table changed.
+async fn refused(
+    scenario: &Scenario,
+    cluster: &LocalCluster,
+    check: &SchemaCheck,
+    refusal: &switchyard_local::Error,
+    wall: Instant,
+) -> Result<SimReport> {
+    let violations: Vec<Violation> = check
+        .after_refusal(cluster)
+        .await
+        .into_iter()
+        .map(|detail| Violation {
+            at_ms: u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX),
+            check: "refused-changes-nothing",
+            detail,
+        })
+        .collect();
+    Ok(SimReport {
+        scenario: scenario.name.clone(),
+        outcome: "refused".to_owned(),
+        halt: None,
+        expected: expected_words(&scenario.expect),
+        passed: scenario.expect == Expect::Refused && violations.is_empty(),
+        rollout_s: 0.0,
+        duration_s: wall.elapsed().as_secs_f64(),
+        violations,
+        writes_acknowledged: 0,
+        writes_lost: 0,
+        unchecked: Vec::new(),
+        max_write_gap_ms: 0,
+        switchovers: 0,
+        refusal: Some(refusal.to_string()),
+        engines: 0,
+        steps: 0,
+        faults: Vec::new(),
+        recoveries: Vec::new(),
+        engine_errors: Vec::new(),
     })
 }
 
