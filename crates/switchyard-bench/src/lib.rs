@@ -7,11 +7,17 @@
 //!
 //! - [`switchover`]: write unavailability of a switchover under load, against restarting the
 //!   primary in place.
+//! - [`schema`]: a schema change on a million-row table under load: a plain `ALTER`,
+//!   pt-online-schema-change, and switchyard's rolling change.
+//! - [`rollout`]: a whole rolling change by the engine over the local runtime, against the
+//!   naive StatefulSet order: the engine's overhead per step and write unavailability.
 //! - [`events`]: when switchyard-mysql made an instance writable, from its tracing events.
 //! - [`stats`]: percentiles of measured durations.
 //! - [`report`]: markdown tables, the machine, the date and the load average.
 
 pub mod events;
 pub mod report;
+pub mod rollout;
+pub mod schema;
 pub mod stats;
 pub mod switchover;

@@ -10,6 +10,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use switchyard_bench::events::FenceLifted;
 use switchyard_bench::report::{LoadAverage, Machine, utc_date};
+use switchyard_bench::rollout;
+use switchyard_bench::schema;
 use switchyard_bench::switchover::{self, LoadTls, SectionContext};
 use switchyard_testbed::ServerKind;
 use tracing_subscriber::Layer as _;
@@ -53,6 +55,83 @@ enum What {
         #[arg(long, default_value = "cargo xtask bench switchover")]
         command: String,
     },
+    /// A whole rolling change of a MariaDB cluster under load by the engine, against the
+    /// StatefulSet order (highest ordinal first, the primary restarted in place).
+    Rollout {
+        /// Cluster sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "3,5")]
+        sizes: Vec<usize>,
+        /// What is rolled out.
+        #[arg(long, value_enum, default_value_t = ChangeArg::Config)]
+        change: ChangeArg,
+        /// Write the markdown section here.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Write every rollout's measurements here, as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// The command to record as the one that reproduces the measurement.
+        #[arg(long, default_value = "cargo xtask bench rollout")]
+        command: String,
+    },
+    /// A schema change on a million-row MariaDB 10.11 table under load: a plain ALTER,
+    /// pt-online-schema-change and switchyard's rolling change.
+    Schema {
+        /// Rows in the table.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// A change, as it follows `ALTER TABLE app.bench_orders` (repeat for several).
+        #[arg(long = "change", default_value = schema::DEFAULT_CHANGE)]
+        changes: Vec<String>,
+        /// The methods, comma-separated, run in this order.
+        #[arg(long, value_delimiter = ',', default_value = "plain,pt-osc,rolling")]
+        methods: Vec<SchemaMethod>,
+        /// Total writes per second of the load.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        /// Where pt-online-schema-change's output goes.
+        #[arg(long, default_value = "target/bench")]
+        log_dir: PathBuf,
+        /// Write the markdown section here.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Write the measurements here, as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// The command to record as the one that reproduces the measurement.
+        #[arg(long, default_value = "cargo xtask bench schema")]
+        command: String,
+    },
+}
+
+/// What the rollout benchmark rolls out.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ChangeArg {
+    /// performance_schema=ON on MariaDB 10.11 (static: one restart per instance).
+    Config,
+    /// MariaDB 10.5 → 10.11.
+    Upgrade,
+}
+
+/// A way to make a schema change.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SchemaMethod {
+    /// ALTER TABLE on the primary, replicated as usual.
+    Plain,
+    /// Percona Toolkit's pt-online-schema-change.
+    PtOsc,
+    /// switchyard's rolling change.
+    Rolling,
+}
+
+impl SchemaMethod {
+    fn method(self) -> schema::Method {
+        match self {
+            SchemaMethod::Plain => schema::Method::PlainAlter,
+            SchemaMethod::PtOsc => schema::Method::PtOsc,
+            SchemaMethod::Rolling => schema::Method::Rolling,
+        }
+    }
 }
 
 /// Whether the load uses TLS.
@@ -110,6 +189,47 @@ fn run(cli: Cli, lifted: &FenceLifted) -> Result<ExitCode> {
         .build()
         .context("could not start the async runtime")?;
     match cli.what {
+        What::Rollout {
+            sizes,
+            change,
+            markdown,
+            json,
+            command,
+        } => {
+            let change = match change {
+                ChangeArg::Config => rollout::Change::Config,
+                ChangeArg::Upgrade => rollout::Change::Upgrade,
+            };
+            let load_before = LoadAverage::now();
+            let progress = |line: &str| eprintln!("    {line}");
+            let results =
+                runtime.block_on(rollout::run(&rollout::Config { sizes, change }, &progress))?;
+            let ctx = rollout::SectionContext {
+                command,
+                date: utc_date(SystemTime::now()),
+                machine: Machine::detect(),
+                load_before,
+                load_after: LoadAverage::now(),
+                change,
+            };
+            let section = rollout::section(&results, &ctx);
+            println!("\n{section}");
+            if let Some(path) = markdown {
+                std::fs::write(&path, &section)
+                    .with_context(|| format!("could not write {}", path.display()))?;
+            }
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&results)?;
+                std::fs::write(&path, text)
+                    .with_context(|| format!("could not write {}", path.display()))?;
+            }
+            let lost: usize = results.iter().map(|m| m.lost).sum();
+            if lost > 0 {
+                eprintln!("error: {lost} acknowledged writes were lost");
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         What::Switchover {
             runs,
             restarts,
@@ -160,6 +280,51 @@ fn run(cli: Cli, lifted: &FenceLifted) -> Result<ExitCode> {
                 .iter()
                 .map(|r| r.switchover.lost + r.restart.lost)
                 .sum();
+            if lost > 0 {
+                eprintln!("error: {lost} acknowledged writes were lost");
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        What::Schema {
+            rows,
+            changes,
+            methods,
+            rate,
+            log_dir,
+            markdown,
+            json,
+            command,
+        } => {
+            let config = schema::Config {
+                rows,
+                changes,
+                methods: methods.iter().map(|m| m.method()).collect(),
+                rate,
+                log_dir,
+            };
+            let load_before = LoadAverage::now();
+            let progress = |line: &str| eprintln!("    {line}");
+            let results = runtime.block_on(schema::run(&config, &progress))?;
+            let ctx = SectionContext {
+                command,
+                date: utc_date(SystemTime::now()),
+                machine: Machine::detect(),
+                load_before,
+                load_after: LoadAverage::now(),
+            };
+            let section = schema::section(&results, &ctx);
+            println!("\n{section}");
+            if let Some(path) = markdown {
+                std::fs::write(&path, &section)
+                    .with_context(|| format!("could not write {}", path.display()))?;
+            }
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&results)?;
+                std::fs::write(&path, text)
+                    .with_context(|| format!("could not write {}", path.display()))?;
+            }
+            let lost: usize = results.results.iter().map(|r| r.writes.lost).sum();
             if lost > 0 {
                 eprintln!("error: {lost} acknowledged writes were lost");
                 return Ok(ExitCode::FAILURE);

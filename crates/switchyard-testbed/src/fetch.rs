@@ -72,7 +72,7 @@ impl Suite {
     }
 
     /// Whether the suite's dynamic loader understands `--argv0` (glibc 2.33+).
-    fn loader_has_argv0(self) -> bool {
+    pub(crate) fn loader_has_argv0(self) -> bool {
         !matches!(self, Suite::Bullseye)
     }
 }
@@ -219,7 +219,7 @@ pub struct Binaries {
 }
 
 /// Name of the completion marker inside a root.
-const MARKER: &str = ".switchyard/complete";
+pub(crate) const MARKER: &str = ".switchyard/complete";
 /// Folder of wrapper scripts inside a root.
 const WRAPPERS: &str = ".switchyard/bin";
 /// Folder of links to the loader, one per program, so that a process run
@@ -228,7 +228,7 @@ const WRAPPERS: &str = ".switchyard/bin";
 const LOADER_LINKS: &str = ".switchyard/ld";
 /// Version of the layout of an unpacked root; part of the cache key, so a
 /// change makes a new root instead of altering one in use.
-const LAYOUT: &str = "layout-2";
+pub(crate) const LAYOUT: &str = "layout-2";
 /// The keyring that verifies every suite's Release files.
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// Environment variable overriding the Debian mirror.
@@ -471,7 +471,7 @@ fn load_marker(kind: ServerKind, root: &Path) -> Result<Option<Binaries>> {
     }
 }
 
-fn library_path(root: &Path) -> OsString {
+pub(crate) fn library_path(root: &Path) -> OsString {
     let mut lp = root.join("usr/lib/x86_64-linux-gnu").into_os_string();
     lp.push(":");
     lp.push(root.join("lib/x86_64-linux-gnu"));
@@ -545,13 +545,31 @@ fn mirror_in(text: &str) -> Option<String> {
     None
 }
 
-fn fetch_root(kind: ServerKind, base: &Path, key: &str, root: &Path) -> Result<Binaries> {
-    let suite = kind.suite();
+/// Packages apt downloaded and `dpkg -x` unpacked into a work folder, not yet published.
+pub(crate) struct Unpacked {
+    /// The work folder (`roots/.tmp-KEY-PID`), renamed into place by the caller.
+    pub(crate) tmp: PathBuf,
+    /// Every package unpacked, with its version.
+    pub(crate) packages: Vec<(String, String)>,
+    /// The mirror they came from.
+    pub(crate) mirror: String,
+}
+
+/// Resolves `packages` (and their dependencies) from Debian `suite` with apt in the suite's
+/// isolated apt root (signatures verified, nothing installed), downloads them and unpacks
+/// each with `dpkg -x` into a fresh work folder under `base/roots`. `what` names the fetch in
+/// messages. The caller holds the suite's fetch lock.
+pub(crate) fn download_and_unpack(
+    suite: Suite,
+    packages: &[&str],
+    what: &str,
+    base: &Path,
+    key: &str,
+) -> Result<Unpacked> {
     let mirror = debian_mirror()?;
-    let started = Instant::now();
     eprintln!(
-        "switchyard-testbed: fetching {kind} from Debian {suite} ({}) ...",
-        kind.packages().join(", ")
+        "switchyard-testbed: fetching {what} from Debian {suite} ({}) ...",
+        packages.join(", ")
     );
     if !Path::new(KEYRING).is_file() {
         return Err(Error::Missing {
@@ -641,7 +659,7 @@ fn fetch_root(kind: ServerKind, base: &Path, key: &str, root: &Path) -> Result<B
     }
 
     let mut args = vec!["install", "--download-only", "-y"];
-    args.extend(kind.packages());
+    args.extend(packages);
     let out = apt_get(&args).output().map_err(|source| Error::Spawn {
         what: format!("apt-get install --download-only for {suite}"),
         program: "apt-get".into(),
@@ -650,7 +668,7 @@ fn fetch_root(kind: ServerKind, base: &Path, key: &str, root: &Path) -> Result<B
     if !out.status.success() {
         return Err(Error::AptDownload {
             suite: suite.to_string(),
-            packages: kind.packages().join(" "),
+            packages: packages.join(" "),
             status: out.status.to_string(),
             output: tail(&output_text(&out), 6),
         });
@@ -671,7 +689,7 @@ fn fetch_root(kind: ServerKind, base: &Path, key: &str, root: &Path) -> Result<B
         fs::remove_dir_all(&tmp).map_err(Error::io("remove", &tmp))?;
     }
     cache::create_dir_all(&tmp)?;
-    let mut packages = Vec::new();
+    let mut unpacked = Vec::new();
     for deb in &debs {
         let out = Command::new("dpkg")
             .arg("-x")
@@ -692,9 +710,26 @@ fn fetch_root(kind: ServerKind, base: &Path, key: &str, root: &Path) -> Result<B
             });
         }
         if let Some(p) = package_of(deb) {
-            packages.push(p);
+            unpacked.push(p);
         }
     }
+    // The unpacked folder is what is kept; the .deb files are not needed again.
+    let _ = fs::remove_dir_all(&archives);
+    Ok(Unpacked {
+        tmp,
+        packages: unpacked,
+        mirror,
+    })
+}
+
+fn fetch_root(kind: ServerKind, base: &Path, key: &str, root: &Path) -> Result<Binaries> {
+    let suite = kind.suite();
+    let started = Instant::now();
+    let Unpacked {
+        tmp,
+        packages,
+        mirror,
+    } = download_and_unpack(suite, kind.packages(), &kind.to_string(), base, key)?;
 
     let loader_rel = find_loader(&tmp)?;
     let server = tmp.join(kind.server_rel());
@@ -731,8 +766,6 @@ fn fetch_root(kind: ServerKind, base: &Path, key: &str, root: &Path) -> Result<B
         fs::remove_dir_all(root).map_err(Error::io("remove stale root", root))?;
     }
     fs::rename(&tmp, root).map_err(Error::io("rename into place", root))?;
-    // The unpacked root is what is kept; the .deb files are not needed again.
-    let _ = fs::remove_dir_all(&archives);
     eprintln!(
         "switchyard-testbed: fetched {kind} {full_version} ({} packages) in {:.1?}",
         packages.len(),
@@ -776,7 +809,7 @@ fn package_of(deb: &Path) -> Option<(String, String)> {
 
 /// The loader inside the root, as a path relative to it. It must resolve
 /// inside the root (bullseye's `lib64` link points at the host's file).
-fn find_loader(root: &Path) -> Result<PathBuf> {
+pub(crate) fn find_loader(root: &Path) -> Result<PathBuf> {
     let candidates = [
         "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
         "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
@@ -835,7 +868,12 @@ fn parse_version(text: &str) -> Option<(String, String)> {
 /// Writes `ROOT/.switchyard/bin`: for each program in the root's `bin`
 /// folders, an `sh` script running it through the loader (ELF files) or a
 /// link to it (scripts). `final_root` is where the root will live.
-fn write_wrappers(tmp: &Path, final_root: &Path, loader_rel: &Path, argv0: bool) -> Result<()> {
+pub(crate) fn write_wrappers(
+    tmp: &Path,
+    final_root: &Path,
+    loader_rel: &Path,
+    argv0: bool,
+) -> Result<()> {
     let dir = tmp.join(WRAPPERS);
     cache::create_dir_all(&dir)?;
     let links = tmp.join(LOADER_LINKS);

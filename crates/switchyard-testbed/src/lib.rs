@@ -12,7 +12,8 @@
 //! version. Every process is killed when its handle drops (and servers
 //! left by a test process that died are killed by the next one, see
 //! [`reaper`]). [`router`], [`load`] and [`ledger`] run a counted
-//! application load through a proxy that follows role changes.
+//! application load through a proxy that follows role changes. [`tools`]
+//! fetches programs that run beside the servers (Percona Toolkit) the same way.
 //!
 //! Environment: `SWITCHYARD_TESTBED_DIR` (cache, default `target/testbed`),
 //! `SWITCHYARD_TESTBED_MAX_SERVERS` (servers running at once across
@@ -43,6 +44,7 @@ pub mod router;
 pub mod slots;
 mod sysuser;
 pub mod template;
+pub mod tools;
 pub mod wait;
 
 pub use cluster::{Cluster, Options, Topology, galera, galera_with, replication, replication_with};

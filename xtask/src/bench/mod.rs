@@ -18,6 +18,8 @@ use clap::Subcommand;
 
 use crate::{cargo, project_root};
 
+mod rollout;
+mod schema;
 mod switchover;
 
 /// The benchmarks.
@@ -26,12 +28,21 @@ pub enum BenchKind {
     /// Write unavailability of switchovers under load (MariaDB 10.11 and MySQL 9.7, 3
     /// instances, 200 writes/s through the router), against restarting the primary in place.
     Switchover(switchover::Args),
+    /// A schema change on a million-row MariaDB 10.11 table under load: a plain ALTER,
+    /// pt-online-schema-change and switchyard's rolling change (total time, lag on serving
+    /// replicas, write latency and failures).
+    Schema(schema::Args),
+    /// A whole rolling change of a MariaDB cluster (3 and 5 instances) under load by the
+    /// engine, against the StatefulSet order: overhead per step and write unavailability.
+    Rollout(rollout::Args),
 }
 
 /// Runs a benchmark.
 pub fn run(what: BenchKind) -> Result<()> {
     match what {
         BenchKind::Switchover(args) => switchover::run(&args),
+        BenchKind::Rollout(args) => rollout::run(&args),
+        BenchKind::Schema(args) => schema::run(&args),
     }
 }
 
