@@ -401,33 +401,50 @@ impl Binaries {
 /// from several processes at once: a lock file per suite serializes the
 /// work and the root appears under its final name only when complete.
 pub fn binaries(kind: ServerKind) -> Result<Binaries> {
+    cached(
+        kind.slug(),
+        kind.suite(),
+        kind.packages(),
+        |root| load_marker(kind, root),
+        |base, key, root| fetch_root(kind, base, key, root),
+    )
+}
+
+/// The cache protocol shared by servers and tools: the root named by the
+/// slug and a hash of (layout, suite, packages) is used when its marker is
+/// there; otherwise the suite's fetch lock is taken (one apt root per
+/// suite), the marker looked for again (another process may have finished
+/// meanwhile), and `fetch(base, key, root)` run under the lock.
+pub(crate) fn cached<T>(
+    slug: &str,
+    suite: Suite,
+    packages: &[&str],
+    load: impl Fn(&Path) -> Result<Option<T>>,
+    fetch: impl FnOnce(&Path, &str, &Path) -> Result<T>,
+) -> Result<T> {
     let base = cache::testbed_dir();
     let key = format!(
-        "{}-{}",
-        kind.slug(),
-        cache::short_hash(&[LAYOUT, kind.suite().codename(), &kind.packages().join(" ")])
+        "{slug}-{}",
+        cache::short_hash(&[LAYOUT, suite.codename(), &packages.join(" ")])
     );
     let root = base.join("roots").join(&key);
-    if let Some(found) = load_marker(kind, &root)? {
+    if let Some(found) = load(&root)? {
         return Ok(found);
     }
-    let lock_path = base
-        .join("locks")
-        .join(format!("fetch-{}.lock", kind.suite()));
+    let lock_path = base.join("locks").join(format!("fetch-{suite}.lock"));
     let _lock = match FileLock::try_acquire(&lock_path)? {
         Some(lock) => lock,
         None => {
             eprintln!(
-                "switchyard-testbed: waiting for another process fetching from Debian {} ...",
-                kind.suite()
+                "switchyard-testbed: waiting for another process fetching from Debian {suite} ..."
             );
             FileLock::acquire(&lock_path)?
         }
     };
-    if let Some(found) = load_marker(kind, &root)? {
+    if let Some(found) = load(&root)? {
         return Ok(found);
     }
-    fetch_root(kind, &base, &key, &root)
+    fetch(&base, &key, &root)
 }
 
 fn load_marker(kind: ServerKind, root: &Path) -> Result<Option<Binaries>> {

@@ -16,10 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::cache::{self, FileLock};
 use crate::error::{Error, Result, tail};
 use crate::fetch::{
-    LAYOUT, MARKER, Suite, Unpacked, download_and_unpack, find_loader, library_path, write_wrappers,
+    MARKER, Suite, Unpacked, cached, download_and_unpack, find_loader, library_path, write_wrappers,
 };
 
 /// A tool the testbed can fetch.
@@ -182,33 +181,13 @@ fn perl5lib(root: &Path) -> OsString {
 /// What fetching a server can fail with; [`Error::Version`] when the unpacked perl cannot load
 /// the tool's database driver.
 pub fn tool(kind: ToolKind) -> Result<Tool> {
-    let base = cache::testbed_dir();
-    let key = format!(
-        "{}-{}",
+    cached(
         kind.slug(),
-        cache::short_hash(&[LAYOUT, kind.suite().codename(), &kind.packages().join(" ")])
-    );
-    let root = base.join("roots").join(&key);
-    if let Some(found) = load_marker(kind, &root)? {
-        return Ok(found);
-    }
-    let lock_path = base
-        .join("locks")
-        .join(format!("fetch-{}.lock", kind.suite()));
-    let _lock = match FileLock::try_acquire(&lock_path)? {
-        Some(lock) => lock,
-        None => {
-            eprintln!(
-                "switchyard-testbed: waiting for another process fetching from Debian {} ...",
-                kind.suite()
-            );
-            FileLock::acquire(&lock_path)?
-        }
-    };
-    if let Some(found) = load_marker(kind, &root)? {
-        return Ok(found);
-    }
-    fetch(kind, &base, &key, &root)
+        kind.suite(),
+        kind.packages(),
+        |root| load_marker(kind, root),
+        |base, key, root| fetch(kind, base, key, root),
+    )
 }
 
 fn fetch(kind: ToolKind, base: &Path, key: &str, root: &Path) -> Result<Tool> {
