@@ -19,10 +19,10 @@
 //!    (slow shutdown when the version changes), return to the pool.
 //! 8. The primary goes last, through a switchover to a healthy replica whose
 //!    version is no newer than any other instance's except the old primary's,
-//!    lowest ordinal first, and which lags at most
-//!    [`SWITCHOVER_CANDIDATE_MAX_LAG_SECONDS`] (so the primary is never fenced
-//!    while the candidate still has seconds of writes to apply, which would
-//!    stall writes for as long). In supervised mode it waits for an approval
+//!    lowest ordinal first. The switchover starts only once that candidate
+//!    lags at most [`SWITCHOVER_CANDIDATE_MAX_LAG_SECONDS`] (it is waited
+//!    for, not passed over): the primary is never fenced while the candidate
+//!    still has seconds of writes to apply, which would stall writes as long. In supervised mode it waits for an approval
 //!    bound to (revision, from, to). The old primary stays fenced and out of
 //!    replication until it runs the target revision.
 
@@ -1024,16 +1024,11 @@ impl Decider<'_> {
                 .ok_or_else(|| "no live replica".to_string());
         }
         for r in replicas {
-            let bound = self
-                .policy
-                .max_lag_seconds
-                .min(SWITCHOVER_CANDIDATE_MAX_LAG_SECONDS);
-            let lag_ok = r.lag_seconds().is_some_and(|lag| lag <= bound);
+            let lag_ok = r
+                .lag_seconds()
+                .is_some_and(|lag| lag <= self.policy.max_lag_seconds);
             if !lag_ok {
-                passed_over.push(format!(
-                    "{} is {} (a candidate may lag at most {bound}s)",
-                    r.ordinal, r.health
-                ));
+                passed_over.push(format!("{} is {}", r.ordinal, r.health));
                 continue;
             }
             let galera = self.observed.kind == TopologyKind::Galera;
@@ -1074,6 +1069,22 @@ impl Decider<'_> {
                     newer_than.join(", ")
                 ));
                 continue;
+            }
+            // The chosen candidate is waited for, not passed over for
+            // another, while it catches up: the choice stays the lowest
+            // eligible ordinal whatever the lag of the moment.
+            let bound = self
+                .policy
+                .max_lag_seconds
+                .min(SWITCHOVER_CANDIDATE_MAX_LAG_SECONDS);
+            if let Some(lag) = r.lag_seconds()
+                && lag > bound
+            {
+                return Err(format!(
+                    "candidate {} lags {lag}s; the primary is fenced only once it lags at most \
+                     {bound}s",
+                    r.ordinal
+                ));
             }
             return Ok(r);
         }

@@ -271,13 +271,15 @@ fn the_primary_is_not_fenced_behind_a_candidate_still_catching_up() {
         set(&mut o, r, |i| i.revision = rev(2, "10.11.14"));
     }
     set(&mut o, 1, |i| i.health = Health::Lagging { seconds: 3 });
-    set(&mut o, 2, |i| i.health = Health::Lagging { seconds: 2 });
+    // Instance 2 is caught up, but the choice does not move to it: the
+    // lowest eligible ordinal is waited for.
+    set(&mut o, 2, |i| i.health = Health::Ready);
     let t = target("10.11.14");
     let p = Policy::default();
     match d(&o, &Record::default(), &t, &p) {
         Action::Wait {
             reason: WaitReason::NoCandidate { detail },
-        } => assert!(detail.contains("at most 1s"), "{detail}"),
+        } => assert!(detail.contains("candidate 1 lags 3s"), "{detail}"),
         other => panic!("expected a wait for a caught-up candidate, got {other:?}"),
     }
     set(&mut o, 1, |i| i.health = Health::Lagging { seconds: 1 });
