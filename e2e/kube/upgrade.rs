@@ -259,6 +259,27 @@ impl InstanceOps for PodNetworkOps {
         self.inner.accounts(t).await
     }
 
+    async fn show_create_table(
+        &self,
+        t: &Target,
+        database: &str,
+        table: &str,
+    ) -> Result<String, OpsError> {
+        self.inner.show_create_table(t, database, table).await
+    }
+
+    async fn run_ddl(
+        &self,
+        t: &Target,
+        statement: &str,
+        lock_wait: Duration,
+        former_primary: bool,
+    ) -> Result<(), OpsError> {
+        self.inner
+            .run_ddl(t, statement, lock_wait, former_primary)
+            .await
+    }
+
     async fn system_tables_current(
         &self,
         t: &Target,

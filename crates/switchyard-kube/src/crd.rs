@@ -377,6 +377,104 @@ impl MySQLCluster {
     }
 }
 
+/// A rolling schema change of one table of a `MySQLCluster` in the same namespace.
+///
+/// The operator judges the statement against the primary's current definition of the table
+/// (switchyard-ddl's analyzer) before anything runs: an unsafe change is refused (condition
+/// `Refused`, naming each unsafe clause and its rule) unless `force` is set with the risk
+/// accepted in `acceptedRisk`. An accepted change is rolled by the cluster's engine: replicas
+/// one at a time with the binary log off, then the primary (in place when the change is
+/// online-capable, otherwise after a switchover). One change runs at a time per cluster.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "switchyard.io",
+    derive = "Default",
+    derive = "PartialEq",
+    version = "v1alpha1",
+    kind = "SchemaChange",
+    plural = "schemachanges",
+    shortname = "sc",
+    namespaced,
+    status = "SchemaChangeStatus",
+    printcolumn = r#"{"name":"Cluster","type":"string","jsonPath":".spec.clusterRef"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaChangeSpec {
+    /// The name of the `MySQLCluster` (same namespace) whose table changes.
+    pub cluster_ref: String,
+    /// One `ALTER TABLE db.table ...` statement.
+    pub statement: String,
+    /// How the change runs: `auto` and `rolling` roll it instance by instance (binary log
+    /// off); `toi` (total order, blocking) is for Galera clusters, which the operator does not
+    /// manage yet, and is refused.
+    #[serde(default)]
+    pub method: SchemaMethod,
+    /// Run the change even when the analyzer judges it unsafe (needs `acceptedRisk`).
+    #[serde(default)]
+    pub force: bool,
+    /// With `force`: the risk accepted, in words (must not be empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_risk: Option<String>,
+}
+
+/// How a schema change runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SchemaMethod {
+    /// The rolling change (the only one the operator runs today).
+    #[default]
+    Auto,
+    /// The rolling change, asked for by name.
+    Rolling,
+    /// Total order isolation: every node at once, blocking writes to the table.
+    Toi,
+}
+
+/// What the operator reports about a schema change.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaChangeStatus {
+    /// `Pending`, `Waiting`, `Refused`, `Progressing`, `Complete` or `Halted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// `Accepted`, `Refused`, `Progressing`, `Complete`, `Halted`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The change's id: instances report the last change they have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The table's definition on the primary when the change was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// Replica type-conversion settings the change needs while the shapes differ.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replica_settings: BTreeMap<String, String>,
+    /// Whether the primary takes the change in place (otherwise after a switchover).
+    #[serde(default)]
+    pub primary_online: bool,
+    /// Each instance's progress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<SchemaInstanceStatus>,
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One instance's progress in a schema change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaInstanceStatus {
+    /// The instance's ordinal.
+    pub ordinal: u32,
+    /// `pending`, `altered` or `failed`.
+    pub state: String,
+    /// What happened, when there is something to say.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
 fn opaque_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
@@ -386,13 +484,17 @@ fn opaque_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 
 /// The CRDs switchyard installs, as `(file name, YAML)`, in the form committed under `crds/`.
 pub fn crd_files() -> Vec<(String, String)> {
-    let crd = MySQLCluster::crd();
-    let name = crd.metadata.name.clone().unwrap_or_default();
-    let yaml = serde_yaml::to_string(&crd).expect("a CRD serializes to YAML");
-    vec![(
-        format!("{name}.yaml"),
-        format!(
-            "# Generated by `cargo xtask crds` from crates/switchyard-kube/src/crd.rs: do not edit.\n{yaml}"
-        ),
-    )]
+    [MySQLCluster::crd(), SchemaChange::crd()]
+        .into_iter()
+        .map(|crd| {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            let yaml = serde_yaml::to_string(&crd).expect("a CRD serializes to YAML");
+            (
+                format!("{name}.yaml"),
+                format!(
+                    "# Generated by `cargo xtask crds` from crates/switchyard-kube/src/crd.rs: do not edit.\n{yaml}"
+                ),
+            )
+        })
+        .collect()
 }

@@ -16,10 +16,12 @@ pub mod metrics;
 pub mod ops;
 pub mod reconcile;
 pub mod runtime;
+pub mod schema;
 pub mod status;
 pub mod validate;
 
-pub use crd::{MySQLCluster, MySQLClusterSpec, MySQLClusterStatus};
+pub use crd::{MySQLCluster, MySQLClusterSpec, MySQLClusterStatus, SchemaChange};
 pub use error::Error;
 pub use reconcile::{Context, OpsFactory, reconcile};
 pub use runtime::KubeRuntime;
+pub use schema::reconcile_schema_change;

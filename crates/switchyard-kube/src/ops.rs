@@ -169,6 +169,29 @@ pub trait InstanceOps: Send + Sync {
     async fn accounts(&self, t: &Target) -> Result<Vec<Account>, OpsError> {
         Err(unsupported(t, "list the accounts"))
     }
+    /// The table's definition as the server prints it (`SHOW CREATE TABLE`).
+    async fn show_create_table(
+        &self,
+        t: &Target,
+        database: &str,
+        table: &str,
+    ) -> Result<String, OpsError> {
+        let _ = (database, table);
+        Err(unsupported(t, "read a table's definition"))
+    }
+    /// Runs one schema change on this instance only (binary log off for the session, lock
+    /// wait bounded by `lock_wait`); on a fenced former primary (`former_primary`) the
+    /// fence's backup lock is released and its applier stopped around the ALTER.
+    async fn run_ddl(
+        &self,
+        t: &Target,
+        statement: &str,
+        lock_wait: Duration,
+        former_primary: bool,
+    ) -> Result<(), OpsError> {
+        let _ = (statement, lock_wait, former_primary);
+        Err(unsupported(t, "run a schema change"))
+    }
 }
 
 fn unsupported(t: &Target, what: &str) -> OpsError {
@@ -366,6 +389,28 @@ impl InstanceOps for MysqlOps {
 
     async fn accounts(&self, t: &Target) -> Result<Vec<Account>, OpsError> {
         config(self.config_server(t).accounts().await)
+    }
+
+    async fn show_create_table(
+        &self,
+        t: &Target,
+        database: &str,
+        table: &str,
+    ) -> Result<String, OpsError> {
+        ops(self.handle(t).show_create_table(database, table).await)
+    }
+
+    async fn run_ddl(
+        &self,
+        t: &Target,
+        statement: &str,
+        lock_wait: Duration,
+        former_primary: bool,
+    ) -> Result<(), OpsError> {
+        ops(self
+            .handle(t)
+            .run_member_ddl(statement, lock_wait, former_primary)
+            .await)
     }
 
     async fn system_tables_current(

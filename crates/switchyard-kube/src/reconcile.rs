@@ -160,7 +160,7 @@ fn secret_text(secret: &Secret, key: &str) -> Option<String> {
 }
 
 /// Reads the credentials Secret, creating it with random passwords when it is absent.
-async fn credentials(
+pub(crate) async fn credentials(
     client: &Client,
     cluster: &MySQLCluster,
     spec: &ValidSpec,
@@ -517,7 +517,15 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
         Resolved::Latest(e) | Resolved::Refused { latest: e, .. } => e.clone(),
         Resolved::New(_) => change::new_entry(&revision, &spec, &verdict, &now),
     };
-    let target = change::target_of(&entry, spec.version);
+    let mut target = change::target_of(&entry, spec.version);
+    // An accepted SchemaChange of this cluster rides on the target until every instance has it.
+    if bootstrapped {
+        crate::schema::reconcile_for_cluster(ctx, cluster).await;
+        if let Some(prepared) = crate::schema::active_for(&ctx.client, &names).await {
+            target.schema = Some(prepared.target.clone());
+            runtime.set_schema(Some(prepared));
+        }
+    }
     let mut rendered = spec.clone();
     if let Some(config) = &entry.config {
         rendered.config = config.clone();
@@ -703,7 +711,14 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
         &outcome,
         Some(StepOutcome::Waited(WaitReason::AwaitingApproval { .. }))
     );
-    let pending = observed.instances.iter().any(|i| !i.runs(&revision)) || record.intent.is_some();
+    let pending = observed.instances.iter().any(|i| !i.runs(&revision))
+        || record.intent.is_some()
+        || target.schema.as_ref().is_some_and(|c| {
+            observed
+                .instances
+                .iter()
+                .any(|i| i.schema.as_deref() != Some(c.id.as_str()))
+        });
     conditions(
         &mut status,
         &observed,
@@ -855,6 +870,9 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
         runtime.write_status(status).await.map_err(status_error)?;
     }
     let written = runtime.cluster();
+    if bootstrapped {
+        crate::schema::reconcile_for_cluster(ctx, &written).await;
+    }
     for (type_, reason, note) in events {
         publish(ctx, &written, type_, reason, note).await;
     }

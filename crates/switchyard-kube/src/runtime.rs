@@ -22,6 +22,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use switchyard_plan::decide::SchemaTarget;
 use switchyard_plan::engine::{ClusterRuntime, RuntimeError, RuntimeErrorKind};
 use switchyard_plan::record::Intent;
 use switchyard_plan::topology::TopologyKind;
@@ -46,6 +47,12 @@ pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 pub fn dns_resolver() -> Resolver {
     Arc::new(|names: &Names, ordinal| (names.pod_host(ordinal), crate::build::MYSQL_PORT))
 }
+
+/// How long a schema change's ALTER waits for a metadata lock before it gives up (error 1205)
+/// instead of stalling every query queued behind it.
+pub const DDL_LOCK_WAIT: Duration = Duration::from_secs(10);
+/// How long a replica may take to apply what the primary wrote after its ALTER.
+pub const DDL_CATCH_UP: Duration = Duration::from_secs(60);
 
 /// The wall clock.
 pub fn system_clock() -> Clock {
@@ -73,6 +80,7 @@ struct State {
     cluster: MySQLCluster,
     seen: BTreeMap<u32, Seen>,
     refusal: Option<String>,
+    schema: Option<crate::schema::Prepared>,
 }
 
 /// The engine's runtime over one `MySQLCluster`.
@@ -139,6 +147,7 @@ impl KubeRuntime {
                 cluster,
                 seen: BTreeMap::new(),
                 refusal: None,
+                schema: None,
             }),
         }
     }
@@ -161,6 +170,12 @@ impl KubeRuntime {
     /// variable: permanent, the change must be rolled back), taken once.
     pub fn take_refusal(&self) -> Option<String> {
         self.lock().refusal.take()
+    }
+
+    /// The accepted schema change the engine's target carries (its definition before the
+    /// change is what `run_ddl` checks the table against).
+    pub fn set_schema(&self, prepared: Option<crate::schema::Prepared>) {
+        self.lock().schema = prepared;
     }
 
     /// The hash of the pod template instances of `revision` run with (its own hash unless
@@ -454,6 +469,11 @@ pub fn observed_from(
             .pod
             .as_ref()
             .is_none_or(|p| p.labels().get(LABEL_SERVING).map(String::as_str) != Some("true"));
+        let schema = s.pod.as_ref().and_then(|p| {
+            p.annotations()
+                .get(crate::schema::ANNOTATION_SCHEMA)
+                .cloned()
+        });
         let mut instance = Instance {
             ordinal,
             role,
@@ -465,7 +485,7 @@ pub fn observed_from(
             fenced: false,
             drained,
             source: None,
-            schema: None,
+            schema,
         };
         match &s.view {
             None => {}
@@ -735,6 +755,99 @@ impl ClusterRuntime for KubeRuntime {
         // revision the change was applied over, and a recreated pod gets the change again
         // from the engine (its my.cnf already has it).
         self.annotate(ordinal, ANNOTATION_REVISION_HASH, &revision.hash)
+            .await
+    }
+
+    async fn run_ddl(&self, ordinal: u32, change: &SchemaTarget) -> Result<(), RuntimeError> {
+        let op = format!("run schema change {} on instance {ordinal}", change.id);
+        let prepared = self
+            .lock()
+            .schema
+            .clone()
+            .filter(|p| p.target.id == change.id)
+            .ok_or_else(|| {
+                failed(
+                    RuntimeErrorKind::Failed,
+                    op.clone(),
+                    "the change is not the cluster's accepted SchemaChange",
+                )
+            })?;
+        let flavor = self.spec.flavor;
+        let invalid = |e: switchyard_ddl::DdlError| {
+            failed(
+                RuntimeErrorKind::Failed,
+                op.clone(),
+                format!("`{}`: {e}", change.statement),
+            )
+        };
+        let name = switchyard_ddl::alter_table_name(flavor, &change.statement).map_err(invalid)?;
+        let database = name.schema.clone().unwrap_or_default();
+        let before = switchyard_ddl::parse_table(flavor, &prepared.before).map_err(invalid)?;
+        let expected = switchyard_ddl::apply_alter(flavor, &prepared.before, &change.statement)
+            .map_err(invalid)?;
+        let target = self.target(ordinal);
+        let read = || async {
+            let text = self
+                .ops
+                .show_create_table(&target, &database, &name.name)
+                .await
+                .map_err(|e| from_ops(op.clone(), e))?;
+            let table = switchyard_ddl::parse_table(flavor, &text).map_err(invalid)?;
+            Ok::<_, RuntimeError>((text, table))
+        };
+        let (_, current) = read().await?;
+        let invisible = before.same_shape(&expected);
+        let needs_alter = invisible || !current.same_shape(&expected);
+        if needs_alter && !current.same_shape(&before) {
+            return Err(failed(
+                RuntimeErrorKind::Failed,
+                op,
+                format!(
+                    "{database}.{} on {} has neither the definition the change starts from nor                      the one it makes: it was changed outside this schema change; compare it                      with the primary's and repair it by hand",
+                    name.name, target.pod
+                ),
+            ));
+        }
+        let primary = self.observed().primary().map_or(0, |p| p.ordinal);
+        let is_primary = primary == ordinal;
+        if needs_alter {
+            if !is_primary && !change.replica_settings.is_empty() {
+                self.ops
+                    .set_variables(&target, &change.replica_settings)
+                    .await
+                    .map_err(|e| from_ops(op.clone(), e))?;
+            }
+            let fenced = self.observed().instance(ordinal).is_some_and(|i| i.fenced);
+            self.ops
+                .run_ddl(
+                    &target,
+                    &change.statement,
+                    DDL_LOCK_WAIT,
+                    fenced && !is_primary,
+                )
+                .await
+                .map_err(|e| from_ops(op.clone(), e))?;
+        }
+        if !is_primary && self.view(ordinal).is_some_and(|v| v.replication.is_some()) {
+            self.ops
+                .wait_caught_up(&target, &self.target(primary), DDL_CATCH_UP)
+                .await
+                .map_err(|e| from_ops(op.clone(), e))?;
+        }
+        let (text, now) = read().await?;
+        if !now.same_shape(&expected) {
+            return Err(failed(
+                RuntimeErrorKind::Failed,
+                op,
+                format!(
+                    "{database}.{} on {} does not have the definition the change should give                      it after the ALTER: the server prints {}",
+                    name.name,
+                    target.pod,
+                    text.split_whitespace().collect::<Vec<_>>().join(" ")
+                ),
+            ));
+        }
+        self.annotate(ordinal, crate::schema::ANNOTATION_SCHEMA, &change.id)
             .await
     }
 

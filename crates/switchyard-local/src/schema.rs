@@ -34,7 +34,8 @@
 //! 3. on a fenced former primary, releases the fence's backup lock (MariaDB; `read_only`
 //!    stays on) and stops its applier around the ALTER if it replicates;
 //! 4. runs the ALTER with `sql_log_bin = 0` for the session and a bounded `lock_wait_timeout`
-//!    ([`RuntimeConfig::ddl_lock_wait`](crate::RuntimeConfig::ddl_lock_wait));
+//!    ([`RuntimeConfig::ddl_lock_wait`](crate::RuntimeConfig::ddl_lock_wait)) (steps 3 and 4
+//!    are switchyard-mysql's `Instance::run_member_ddl`, shared with the Kubernetes runtime);
 //! 5. on a replica, waits until it has executed the primary's position, failing with
 //!    [`Error::ReplicationBroken`] and the server's error text if its applier stops;
 //! 6. checks that `SHOW CREATE TABLE` has the shape the analyzer's model of the ALTER
@@ -315,35 +316,12 @@ impl Executor<'_> {
             self.set_replica_settings(ordinal, change).await?;
         }
         if needs_alter {
-            let replicating = handle
-                .observe()
-                .await
-                .map_err(Error::sql(ordinal))?
-                .replication
-                .is_some_and(|r| r.sql_running);
             // A former primary after a switchover: the fence's backup lock would block the
             // ALTER (read_only stays on), and its applier waits until it has the new shape.
-            let pause_applier = fenced && !is_primary && replicating;
-            if fenced && !is_primary {
-                handle.release_fence_lock().await;
-            }
-            if pause_applier {
-                handle
-                    .stop_replication()
-                    .await
-                    .map_err(Error::sql(ordinal))?;
-            }
-            let altered = handle
-                .run_local_ddl(&prepared.statement, self.lock_wait)
+            handle
+                .run_member_ddl(&prepared.statement, self.lock_wait, fenced && !is_primary)
                 .await
-                .map_err(Error::sql(ordinal));
-            if pause_applier {
-                handle
-                    .start_replication()
-                    .await
-                    .map_err(Error::sql(ordinal))?;
-            }
-            altered?;
+                .map_err(Error::sql(ordinal))?;
         }
         if !is_primary {
             self.wait_applied(ordinal, cluster.primary, &change.id)

@@ -367,6 +367,43 @@ impl Instance {
             .map(drop)
     }
 
+    /// Runs one schema change on this member only, as a rolling schema change does on each
+    /// instance: [`Instance::run_local_ddl`] (binary log off or RSU, bounded lock wait),
+    /// and on a fenced former primary (`fenced_former_primary`) first releases the fence's
+    /// backup lock (MariaDB; `read_only` stays on), which would block the ALTER, and stops its
+    /// applier around the ALTER when it replicates, so that it applies nothing of the new
+    /// shape before it has it. The applier is started again even when the ALTER fails.
+    ///
+    /// Shared by the local and the Kubernetes runtimes; the callers check the table's shape
+    /// before and after.
+    ///
+    /// # Errors
+    /// As [`Instance::run_local_ddl`], and those of stopping or starting the applier.
+    pub async fn run_member_ddl(
+        &self,
+        ddl: &str,
+        lock_wait_timeout: Duration,
+        fenced_former_primary: bool,
+    ) -> Result<(), Error> {
+        let pause_applier = fenced_former_primary
+            && self
+                .observe()
+                .await?
+                .replication
+                .is_some_and(|r| r.sql_running);
+        if fenced_former_primary {
+            self.release_fence_lock().await;
+        }
+        if pause_applier {
+            self.stop_replication().await?;
+        }
+        let altered = self.run_local_ddl(ddl, lock_wait_timeout).await;
+        if pause_applier {
+            self.start_replication().await?;
+        }
+        altered.map(drop)
+    }
+
     /// Runs `ddl` locally (returning how) or replicated (returning `None`).
     async fn run_ddl_as(
         &self,

@@ -18,7 +18,7 @@ use kube::{Client, Resource, ResourceExt};
 use kube_fake_client::ClientBuilder;
 use switchyard_config::{Account, Mutability, Scope, ServerMetadata, ValueType, VariableInfo};
 use switchyard_kube::build::{ANNOTATION_VERSION, ClusterCredentials, Names};
-use switchyard_kube::crd::{MySQLCluster, MySQLClusterSpec};
+use switchyard_kube::crd::{MySQLCluster, MySQLClusterSpec, SchemaChange};
 use switchyard_kube::metrics::Metrics;
 use switchyard_kube::ops::{InstanceOps, InstanceView, OpsError, ReplicationView, Target};
 use switchyard_kube::reconcile::{Context, OpsFactory, reconcile};
@@ -43,7 +43,8 @@ pub struct FakeInstance {
 /// semantics (no GTIDs, no lag, no read-only rules, no version rules, no failure modes of its
 /// own). It records the calls the reconciler makes and echoes requested state back (the
 /// instance fenced is reported read-only, the instance promoted writable, the instance told
-/// to replicate from N reports N as its source), so that the reconcile tests can follow
+/// to replicate from N reports N as its source, the instance that ran a schema change prints
+/// the fixture definition the test gave), so that the reconcile tests can follow
 /// the Kubernetes side of a rollout. What SQL does is proven by the tests of
 /// switchyard-mysql and by the end-to-end tests over real servers.
 #[derive(Default)]
@@ -57,6 +58,12 @@ pub struct FakeOps {
     pub refuse: Mutex<BTreeMap<u32, String>>,
     /// What `accounts` lists.
     pub accounts: Mutex<Vec<Account>>,
+    /// Table definitions `show_create_table` prints, per instance: fixture text the test
+    /// sets, not a model of the server (`run_ddl` replaces an instance's text with
+    /// [`FakeOps::after_ddl`], whatever the statement says).
+    pub tables: Mutex<BTreeMap<u32, String>>,
+    /// The definition an instance prints after `run_ddl`.
+    pub after_ddl: Mutex<String>,
 }
 
 /// The variable table the test double describes (a fixture, not a server's rules): name,
@@ -279,6 +286,47 @@ impl InstanceOps for FakeOps {
         self.with(t.ordinal, |_| ())?;
         Ok(self.accounts.lock().unwrap().clone())
     }
+    async fn show_create_table(
+        &self,
+        t: &Target,
+        database: &str,
+        table: &str,
+    ) -> Result<String, OpsError> {
+        self.with(t.ordinal, |_| ())?;
+        self.tables
+            .lock()
+            .unwrap()
+            .get(&t.ordinal)
+            .cloned()
+            .ok_or_else(|| {
+                OpsError::new(
+                    "statement",
+                    false,
+                    format!("{}: no table {database}.{table}", t.pod),
+                )
+            })
+    }
+    async fn run_ddl(
+        &self,
+        t: &Target,
+        statement: &str,
+        _: Duration,
+        former_primary: bool,
+    ) -> Result<(), OpsError> {
+        self.with(t.ordinal, |_| ())?;
+        self.call(format!(
+            "run_ddl:{}{}:{statement}",
+            t.ordinal,
+            if former_primary {
+                ":former-primary"
+            } else {
+                ""
+            }
+        ));
+        let after = self.after_ddl.lock().unwrap().clone();
+        self.tables.lock().unwrap().insert(t.ordinal, after);
+        Ok(())
+    }
 }
 
 struct Factory(Arc<FakeOps>);
@@ -340,6 +388,8 @@ impl World {
         let client = ClientBuilder::new()
             .with_resource::<MySQLCluster>()
             .with_status_subresource::<MySQLCluster>()
+            .with_resource::<SchemaChange>()
+            .with_status_subresource::<SchemaChange>()
             .with_object(cluster)
             .build()
             .await
