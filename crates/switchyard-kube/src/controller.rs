@@ -20,7 +20,7 @@ use kube::{Client, ResourceExt};
 use rand::Rng;
 
 use crate::build::{FIELD_MANAGER, LABEL_INSTANCE, LABEL_MANAGED_BY};
-use crate::crd::MySQLCluster;
+use crate::crd::{MySQLCluster, SchemaChange};
 use crate::error::Error;
 use crate::leader::{self, Leadership, LeaseConfig};
 use crate::metrics::{self, Metrics, Readiness};
@@ -206,6 +206,17 @@ pub fn cluster_of_pod(pod: &Pod) -> Option<ObjectRef<MySQLCluster>> {
     Some(ObjectRef::new(name).within(&pod.namespace()?))
 }
 
+/// Maps a `SchemaChange` to the cluster it names (`spec.clusterRef`, in its namespace), so
+/// that a new or edited change reconciles its cluster at once rather than at the cluster's
+/// next requeue.
+pub fn cluster_of_schema_change(sc: &SchemaChange) -> Option<ObjectRef<MySQLCluster>> {
+    let name = sc.spec.cluster_ref.trim();
+    if name.is_empty() {
+        return None;
+    }
+    Some(ObjectRef::new(name).within(&sc.namespace()?))
+}
+
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -340,6 +351,11 @@ pub async fn run(
     .watches(api::<Pod>(&client, &cfg.namespace), managed, |pod| {
         cluster_of_pod(&pod)
     })
+    .watches(
+        api::<SchemaChange>(&client, &cfg.namespace),
+        watcher::Config::default(),
+        |sc| cluster_of_schema_change(&sc),
+    )
     .graceful_shutdown_on(stop_or_lost)
     .run(reconcile_with_backoff, error_policy, shared)
     .for_each(|result| async move {
@@ -418,5 +434,31 @@ mod tests {
             .unwrap()
             .insert(LABEL_MANAGED_BY.to_owned(), "someone-else".to_owned());
         assert_eq!(cluster_of_pod(&pod), None);
+    }
+
+    #[test]
+    fn schema_changes_map_to_the_cluster_they_name_in_their_namespace() {
+        let mut sc = SchemaChange::new(
+            "add-note",
+            crate::crd::SchemaChangeSpec {
+                cluster_ref: "shop".into(),
+                statement: "ALTER TABLE app.t ADD COLUMN note INT".into(),
+                method: crate::crd::SchemaMethod::Auto,
+                force: false,
+                accepted_risk: None,
+            },
+        );
+        assert_eq!(
+            cluster_of_schema_change(&sc),
+            None,
+            "no namespace, no cluster"
+        );
+        sc.metadata.namespace = Some("db".into());
+        assert_eq!(
+            cluster_of_schema_change(&sc),
+            Some(ObjectRef::new("shop").within("db"))
+        );
+        sc.spec.cluster_ref = " ".into();
+        assert_eq!(cluster_of_schema_change(&sc), None);
     }
 }

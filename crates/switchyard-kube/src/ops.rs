@@ -6,7 +6,7 @@
 //! test double so that they run against a fake API server without database servers. The
 //! real SQL path is exercised by the end-to-end tests over real servers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -164,6 +164,15 @@ pub trait InstanceOps: Send + Sync {
     ) -> Result<(), OpsError> {
         let _ = variables;
         Err(unsupported(t, "set variables"))
+    }
+    /// The global values of `names` (`@@GLOBAL`, as text; a NULL value reads as `None`).
+    async fn global_values(
+        &self,
+        t: &Target,
+        names: &[String],
+    ) -> Result<BTreeMap<String, Option<String>>, OpsError> {
+        let _ = names;
+        Err(unsupported(t, "read global variables"))
     }
     /// The server's accounts and their authentication plugins (no credentials).
     async fn accounts(&self, t: &Target) -> Result<Vec<Account>, OpsError> {
@@ -385,6 +394,15 @@ impl InstanceOps for MysqlOps {
         variables: &[(String, String)],
     ) -> Result<(), OpsError> {
         config(self.config_server(t).apply_online(variables).await).map(drop)
+    }
+
+    async fn global_values(
+        &self,
+        t: &Target,
+        names: &[String],
+    ) -> Result<BTreeMap<String, Option<String>>, OpsError> {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        ops(self.handle(t).global_values(&names).await)
     }
 
     async fn accounts(&self, t: &Target) -> Result<Vec<Account>, OpsError> {

@@ -35,6 +35,7 @@ use crate::build::{
 use crate::crd::{MySQLCluster, MySQLClusterStatus};
 use crate::error::is_conflict;
 use crate::ops::{InstanceOps, InstanceView, Target};
+use crate::schema::{ANNOTATION_CONVERSION_PREVIOUS, SavedSettings};
 use crate::validate::ValidSpec;
 
 /// Gives the address of an instance: `(host, port)`.
@@ -337,6 +338,56 @@ impl KubeRuntime {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(api_failed(format!("label pod {name}"), &e)),
         }
+    }
+
+    /// Saves the global values of the change's replica settings on `ordinal`'s pod
+    /// ([`ANNOTATION_CONVERSION_PREVIOUS`]) before they are set, so that the values survive
+    /// an operator restart and are put back once the change is complete. A second run keeps
+    /// the first save (the value before any schema change set it).
+    async fn save_previous_settings(
+        &self,
+        ordinal: u32,
+        change: &SchemaTarget,
+        op: &str,
+    ) -> Result<(), RuntimeError> {
+        let name = self.names.pod(ordinal);
+        let pod = self
+            .pods
+            .get(&name)
+            .await
+            .map_err(|e| api_failed(format!("{op}: read pod {name}"), &e))?;
+        if let Some(text) = pod.annotations().get(ANNOTATION_CONVERSION_PREVIOUS) {
+            return SavedSettings::parse(text).map(drop).map_err(|e| {
+                failed(
+                    RuntimeErrorKind::Failed,
+                    op.to_owned(),
+                    format!(
+                        "pod {name} has an unreadable annotation {ANNOTATION_CONVERSION_PREVIOUS} \
+                         ({e}): it saves the replica settings a schema change replaced; set \
+                         them back by hand and remove the annotation"
+                    ),
+                )
+            });
+        }
+        let names: Vec<String> = change
+            .replica_settings
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect();
+        let values = self
+            .ops
+            .global_values(&self.target(ordinal), &names)
+            .await
+            .map_err(|e| from_ops(op.to_owned(), e))?;
+        let saved = SavedSettings {
+            change: change.id.clone(),
+            values: values
+                .into_iter()
+                .map(|(k, v)| (k, v.unwrap_or_default()))
+                .collect(),
+        };
+        self.annotate(ordinal, ANNOTATION_CONVERSION_PREVIOUS, &saved.to_text())
+            .await
     }
 
     /// Records that `to` is the primary: status `currentPrimary`, then the role labels.
@@ -803,7 +854,9 @@ impl ClusterRuntime for KubeRuntime {
                 RuntimeErrorKind::Failed,
                 op,
                 format!(
-                    "{database}.{} on {} has neither the definition the change starts from nor                      the one it makes: it was changed outside this schema change; compare it                      with the primary's and repair it by hand",
+                    "{database}.{} on {} has neither the definition the change starts from nor \
+                     the one it makes: it was changed outside this schema change; compare it \
+                     with the primary's and repair it by hand",
                     name.name, target.pod
                 ),
             ));
@@ -812,6 +865,7 @@ impl ClusterRuntime for KubeRuntime {
         let is_primary = primary == ordinal;
         if needs_alter {
             if !is_primary && !change.replica_settings.is_empty() {
+                self.save_previous_settings(ordinal, change, &op).await?;
                 self.ops
                     .set_variables(&target, &change.replica_settings)
                     .await
@@ -840,7 +894,8 @@ impl ClusterRuntime for KubeRuntime {
                 RuntimeErrorKind::Failed,
                 op,
                 format!(
-                    "{database}.{} on {} does not have the definition the change should give                      it after the ALTER: the server prints {}",
+                    "{database}.{} on {} does not have the definition the change should give \
+                     it after the ALTER: the server prints {}",
                     name.name,
                     target.pod,
                     text.split_whitespace().collect::<Vec<_>>().join(" ")

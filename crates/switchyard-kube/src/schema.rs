@@ -20,17 +20,25 @@
 //! before its pre-flight, so that it is judged against the definition the running change
 //! leaves.
 //!
+//! On a replica, the replica type-conversion settings a change needs are set before its
+//! ALTER; their previous global values are saved first on the pod
+//! ([`ANNOTATION_CONVERSION_PREVIOUS`], kept across operator restarts; a second run keeps the
+//! first save). Once every instance has the change, each replica applies what the primary
+//! wrote, the saved values are set back and the annotation removed; only then is the change
+//! `Complete`. A recreated pod loses the annotation, and its server starts from its
+//! configuration, so there is nothing to put back.
+//!
 //! The `MySQLCluster` reconcile reconciles the cluster's `SchemaChange`s at its start and end
-//! ([`reconcile_for_cluster`]); the controller does not watch `SchemaChange`s yet, so a new
-//! one is picked up at the cluster's next reconcile (at most the safety requeue).
-//! [`reconcile_schema_change`] is the entry point for such a watch.
+//! ([`reconcile_for_cluster`]); the controller watches `SchemaChange`s and reconciles the
+//! cluster a change names when it is created or edited. [`reconcile_schema_change`]
+//! reconciles one change alone.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Client, ResourceExt};
 use switchyard_ddl::{AnalyzeOptions, Verdict};
@@ -43,11 +51,41 @@ use crate::crd::{
 use crate::error::{Error, is_conflict};
 use crate::ops::Target;
 use crate::reconcile::{ACTIVE_REQUEUE, Context, SAFETY_REQUEUE, credentials};
+use crate::runtime::DDL_CATCH_UP;
 use crate::status::set_condition;
 use crate::validate::validate;
 
 /// The pod annotation naming the last schema change the instance has.
 pub const ANNOTATION_SCHEMA: &str = "switchyard.io/schema-change";
+
+/// The pod annotation saving the global values a schema change's replica settings replaced
+/// on the instance (JSON, [`SavedSettings`]), written before the settings are set and
+/// removed once the values are set back.
+pub const ANNOTATION_CONVERSION_PREVIOUS: &str = "switchyard.io/schema-conversion-previous";
+
+/// What [`ANNOTATION_CONVERSION_PREVIOUS`] holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedSettings {
+    /// The change that saved them.
+    pub change: String,
+    /// Variable name -> its global value before the change (empty for NULL).
+    pub values: BTreeMap<String, String>,
+}
+
+impl SavedSettings {
+    /// Reads the annotation's text.
+    ///
+    /// # Errors
+    /// The JSON error when the text is not a [`SavedSettings`].
+    pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// The annotation's text.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
 
 /// The condition types a `SchemaChange` reports.
 pub mod types {
@@ -578,7 +616,27 @@ async fn progress(
             }
         })
         .collect();
-    if status.instances.iter().all(|i| i.state == "altered") {
+    let all_altered = status.instances.iter().all(|i| i.state == "altered");
+    let restored = if all_altered {
+        restore_settings(cluster, ctx, &list.items).await
+    } else {
+        Ok(())
+    };
+    if let Err(message) = restored {
+        tracing::warn!(schema_change = %sc.name_any(), %message, "restoring replica settings");
+        set_condition(
+            &mut status.conditions,
+            types::PROGRESSING,
+            true,
+            "RestoringSettings",
+            format!(
+                "every instance has the change; the replica settings it replaced are not set \
+                 back yet (retrying): {message}"
+            ),
+            generation,
+            now,
+        );
+    } else if all_altered {
         status.phase = Some("Complete".into());
         set_condition(
             &mut status.conditions,
@@ -609,6 +667,96 @@ async fn progress(
             generation,
             now,
         );
+    }
+    Ok(())
+}
+
+/// Once every instance has the change: lets each replica that saved settings apply what the
+/// primary wrote (old-shape rows included), then sets the saved values back on each instance
+/// and removes its [`ANNOTATION_CONVERSION_PREVIOUS`]. Idempotent: an interrupted restore
+/// sets the values again. A message naming what failed otherwise.
+async fn restore_settings(
+    cluster: &MySQLCluster,
+    ctx: &Context,
+    pods: &[Pod],
+) -> Result<(), String> {
+    let names = Names::of(cluster);
+    let mut saved: Vec<(u32, String, SavedSettings)> = Vec::new();
+    for pod in pods {
+        let (Some(ordinal), Some(text)) = (
+            names.ordinal_of(&pod.name_any()),
+            pod.annotations().get(ANNOTATION_CONVERSION_PREVIOUS),
+        ) else {
+            continue;
+        };
+        let settings = SavedSettings::parse(text).map_err(|e| {
+            format!(
+                "pod {} has an unreadable annotation {ANNOTATION_CONVERSION_PREVIOUS} ({e}): set \
+                 the replica settings back by hand and remove the annotation",
+                pod.name_any()
+            )
+        })?;
+        saved.push((ordinal, pod.name_any(), settings));
+    }
+    if saved.is_empty() {
+        return Ok(());
+    }
+    let spec = validate(&names.cluster, &cluster.spec)
+        .map_err(|e| format!("the cluster's spec is invalid: {e}"))?;
+    let primary = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.current_primary)
+        .ok_or_else(|| format!("cluster {} has no primary", names.cluster))?;
+    let creds = credentials(&ctx.client, cluster, &spec)
+        .await
+        .map_err(|e| e.to_string())?;
+    let ops = ctx.ops.ops(&names.namespace, &creds);
+    let target = |ordinal: u32| {
+        let (host, port) = (ctx.resolver)(&names, ordinal);
+        Target {
+            namespace: names.namespace.clone(),
+            cluster: names.cluster.clone(),
+            ordinal,
+            pod: names.pod(ordinal),
+            host,
+            port,
+        }
+    };
+    for (ordinal, pod, _) in saved.iter().filter(|(o, _, _)| *o != primary) {
+        let replica = ops
+            .observe(&target(*ordinal))
+            .await
+            .map_err(|e| format!("could not observe {pod}: {}", e.message))?;
+        if replica.replication.is_some() {
+            ops.wait_caught_up(&target(*ordinal), &target(primary), DDL_CATCH_UP)
+                .await
+                .map_err(|e| {
+                    format!("{pod} has not applied the primary's writes: {}", e.message)
+                })?;
+        }
+    }
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    for (ordinal, pod, settings) in &saved {
+        let pairs: Vec<(String, String)> = settings
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        ops.set_variables(&target(*ordinal), &pairs)
+            .await
+            .map_err(|e| {
+                format!(
+                    "could not set the saved values back on {pod}: {}",
+                    e.message
+                )
+            })?;
+        let patch = serde_json::json!({
+            "metadata": { "annotations": { ANNOTATION_CONVERSION_PREVIOUS: null } }
+        });
+        api.patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| format!("could not remove the saved values from {pod}: {e}"))?;
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The controller wiring of [`controller::run`] against a mocked API server (tower-test): it
 //! takes the leader Lease, watches, reconciles the `MySQLCluster` the API serves (the managed
 //! objects applied under the one field manager, the status written), serves `/metrics` and
-//! `/readyz`, and on shutdown stops and releases the Lease.
+//! `/readyz`, and on shutdown stops and releases the Lease. It also watches `SchemaChange`s, so
+//! that a new one reconciles its cluster at once.
 //!
 //! The mock answers like a small API server: objects it was given or sent are echoed back,
 //! lists of anything but the cluster are empty, and watches are held open without events.
@@ -106,6 +107,8 @@ impl FakeApi {
                 self.cluster = self.stamp(cluster);
                 (StatusCode::OK, self.cluster.clone())
             }
+            // No SchemaChange: listed (by the watch and the cluster's reconcile) as empty.
+            (Method::GET, ["schemachanges"]) => list(vec![]),
             (Method::GET, [_]) => list(vec![]),
             (Method::GET, [kind, ..]) => not_found(kind),
             (Method::POST, [_]) => (StatusCode::CREATED, self.stamp(body)),
@@ -295,7 +298,7 @@ async fn the_controller_leads_reconciles_the_served_cluster_writes_status_and_re
         seen.iter()
             .any(|(_, uri, _)| uri.contains(&format!("/{plural}?")) && uri.contains("watch=true"))
     };
-    for plural in ["mysqlclusters", "statefulsets", "pods"] {
+    for plural in ["mysqlclusters", "statefulsets", "pods", "schemachanges"] {
         assert!(watched(plural), "no watch of {plural}");
     }
 

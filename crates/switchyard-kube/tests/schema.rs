@@ -1,6 +1,7 @@
 //! `SchemaChange` resources against the fake API server: the pre-flight (unsafe changes refused
 //! naming the analyzer's rule, forced ones run), the hand-over to the cluster's engine, the
-//! order (replicas first, then the primary) and the per-instance status.
+//! order (replicas first, then the primary), the per-instance status, and the replica
+//! conversion setting saved on the pod before it is set and put back on completion.
 //!
 //! The instance operations are the Kubernetes-side test double: the table definitions are
 //! fixture text; what the ALTER does on a server is proven by switchyard-local's schema tests
@@ -13,9 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{NS, World, cluster, spec};
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use switchyard_kube::crd::{SchemaChange, SchemaChangeSpec, SchemaMethod};
 use switchyard_kube::reconcile_schema_change;
+use switchyard_kube::schema::{ANNOTATION_CONVERSION_PREVIOUS, SavedSettings};
 
 const TICK: Duration = Duration::from_secs(5);
 
@@ -215,4 +218,116 @@ async fn a_second_change_waits_for_the_first() {
     let (_, reason, _) = condition(&w, "second", "Refused").await.unwrap();
     assert_eq!(reason, "InvalidStatement");
     assert_eq!(ddl_calls(&w).len(), 3, "{:?}", ddl_calls(&w));
+}
+
+const WIDEN: &str = "ALTER TABLE app.t MODIFY name VARCHAR(40) DEFAULT NULL";
+const WIDEN_AFTER: &str = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `name` varchar(40) DEFAULT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci";
+const CONVERSIONS: &str = "slave_type_conversions";
+
+#[tokio::test]
+async fn the_conversion_setting_is_saved_on_the_pod_before_it_is_set_and_restored_on_completion() {
+    let w = ready_world(WIDEN_AFTER).await;
+    // A value the operator did not choose, so that putting it back is visible.
+    for o in 0..3 {
+        w.ops
+            .globals
+            .lock()
+            .unwrap()
+            .entry(o)
+            .or_default()
+            .insert(CONVERSIONS.into(), "ALL_LOSSY".into());
+    }
+    create(&w, "widen", WIDEN, false, None).await;
+    let mut saved_seen = Vec::new();
+    for _ in 0..40 {
+        w.reconcile().await.expect("reconcile");
+        w.kubelet().await;
+        w.advance(TICK);
+        for pod in w.pods().list(&Default::default()).await.unwrap().items {
+            if let Some(text) = pod.annotations().get(ANNOTATION_CONVERSION_PREVIOUS) {
+                saved_seen.push((pod.name_any(), SavedSettings::parse(text).unwrap()));
+            }
+        }
+        let sc = changes(&w).get("widen").await.unwrap();
+        if sc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Complete") {
+            break;
+        }
+    }
+    let status = changes(&w).get("widen").await.unwrap().status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Complete"), "{status:?}");
+    assert_eq!(
+        status.replica_settings.get(CONVERSIONS).map(String::as_str),
+        Some("ALL_NON_LOSSY"),
+        "the analyzer needs the conversion for the widening: {status:?}"
+    );
+
+    let calls = w.ops.calls();
+    let set_at = |o: u32, value: &str| {
+        calls
+            .iter()
+            .position(|c| *c == format!("set-variables {o} {CONVERSIONS}={value}"))
+    };
+    let last_ddl = calls
+        .iter()
+        .rposition(|c| c.starts_with("run_ddl:"))
+        .unwrap();
+    let converted: Vec<u32> = (0..3)
+        .filter(|o| set_at(*o, "ALL_NON_LOSSY").is_some())
+        .collect();
+    assert!(
+        converted.len() >= 2,
+        "every replica gets the conversion before its ALTER: {calls:#?}"
+    );
+    for o in &converted {
+        // Saved (read) before it was set, on the pod, as the value it replaced.
+        let read = calls
+            .iter()
+            .position(|c| *c == format!("global-values {o} {CONVERSIONS}"))
+            .unwrap_or_else(|| panic!("instance {o}: previous value never read: {calls:#?}"));
+        assert!(read < set_at(*o, "ALL_NON_LOSSY").unwrap(), "{calls:#?}");
+        let pod = format!("{}-{o}", common::NAME);
+        assert!(
+            saved_seen.iter().any(|(p, s)| *p == pod
+                && s.change == status.id.clone().unwrap()
+                && s.values.get(CONVERSIONS).map(String::as_str) == Some("ALL_LOSSY")),
+            "{pod} never carried the saved value: {saved_seen:?}"
+        );
+        assert!(
+            saved_seen
+                .iter()
+                .all(|(_, s)| s.values[CONVERSIONS] == "ALL_LOSSY"),
+            "a later run kept the first save: {saved_seen:?}"
+        );
+        // Put back once every instance has the change.
+        let restored = calls
+            .iter()
+            .rposition(|c| *c == format!("set-variables {o} {CONVERSIONS}=ALL_LOSSY"))
+            .unwrap_or_else(|| panic!("instance {o}: previous value never restored: {calls:#?}"));
+        assert!(
+            restored > last_ddl,
+            "restored after the last ALTER: {calls:#?}"
+        );
+        assert_eq!(w.ops.global(*o, CONVERSIONS).as_deref(), Some("ALL_LOSSY"));
+    }
+    // The record is cleared.
+    for pod in w.pods().list(&Default::default()).await.unwrap().items {
+        assert!(
+            !pod.annotations()
+                .contains_key(ANNOTATION_CONVERSION_PREVIOUS),
+            "{} still carries the saved values",
+            pod.name_any()
+        );
+    }
+    // Completion is stable and nothing is set again.
+    let before = w.ops.calls().len();
+    for _ in 0..3 {
+        w.reconcile().await.expect("reconcile");
+    }
+    assert!(
+        !w.ops.calls()[before..]
+            .iter()
+            .any(|c| c.contains(CONVERSIONS)),
+        "{:?}",
+        &w.ops.calls()[before..]
+    );
 }

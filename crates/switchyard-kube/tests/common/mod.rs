@@ -44,7 +44,8 @@ pub struct FakeInstance {
 /// own). It records the calls the reconciler makes and echoes requested state back (the
 /// instance fenced is reported read-only, the instance promoted writable, the instance told
 /// to replicate from N reports N as its source, the instance that ran a schema change prints
-/// the fixture definition the test gave), so that the reconcile tests can follow
+/// the fixture definition the test gave, a global variable reads back as last set, from the
+/// fixture table or from [`FakeOps::globals`], else NULL), so that the reconcile tests can follow
 /// the Kubernetes side of a rollout. What SQL does is proven by the tests of
 /// switchyard-mysql and by the end-to-end tests over real servers.
 #[derive(Default)]
@@ -281,6 +282,18 @@ impl InstanceOps for FakeOps {
             g.insert(n.clone(), v.clone());
         }
         Ok(())
+    }
+    async fn global_values(
+        &self,
+        t: &Target,
+        names: &[String],
+    ) -> Result<BTreeMap<String, Option<String>>, OpsError> {
+        self.call(format!("global-values {} {}", t.ordinal, names.join(",")));
+        self.with(t.ordinal, |_| ())?;
+        Ok(names
+            .iter()
+            .map(|n| (n.clone(), self.global(t.ordinal, n)))
+            .collect())
     }
     async fn accounts(&self, t: &Target) -> Result<Vec<Account>, OpsError> {
         self.with(t.ordinal, |_| ())?;
