@@ -105,6 +105,21 @@ pub enum Error {
         /// How long.
         waited: std::time::Duration,
     },
+    /// An instance to be restarted onto another server version is not
+    /// running: it crashed, and is recovered on its current version (and
+    /// then shut down cleanly) before it is upgraded.
+    #[error(
+        "instance {ordinal} is not running on {running} (it crashed); it is recovered on that \
+         version and shut down cleanly before it starts on {target}"
+    )]
+    CrashedBeforeUpgrade {
+        /// The instance.
+        ordinal: u32,
+        /// The version it last ran.
+        running: switchyard_plan::versions::Version,
+        /// The version of the restart's revision.
+        target: switchyard_plan::versions::Version,
+    },
     /// A fenced primary's position moved: something committed on it.
     #[error(
         "instance {ordinal}: the fence did not hold: its GTID position moved from {before} to {after}"
@@ -205,6 +220,7 @@ impl Error {
             Error::NoSuchInstance(_) => "no_such_instance",
             Error::VariablesRefused { .. } => "variables_refused",
             Error::Timeout { .. } => "timeout",
+            Error::CrashedBeforeUpgrade { .. } => "crashed_before_upgrade",
             Error::FenceBreached { .. } => "fence_breached",
             Error::SchemaRefused { .. } => "schema_refused",
             Error::UpgradeRefused(_) => "upgrade_refused",
@@ -220,7 +236,9 @@ impl Error {
     pub fn runtime_kind(&self) -> RuntimeErrorKind {
         match self {
             Error::Conflict { .. } => RuntimeErrorKind::Conflict,
-            Error::Timeout { .. } => RuntimeErrorKind::Transient,
+            Error::Timeout { .. } | Error::CrashedBeforeUpgrade { .. } => {
+                RuntimeErrorKind::Transient
+            }
             Error::Sql { source, .. } => match source.category() {
                 "down" | "unreachable" | "not_responding" | "timeout" | "connection"
                 | "lagging" => RuntimeErrorKind::Transient,

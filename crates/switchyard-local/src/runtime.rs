@@ -293,6 +293,17 @@ impl LocalRuntime {
         let _phase = SettleOnDrop::new(&self.shared, ordinal, true);
         let before = self.shared.current_entry(ordinal)?;
         let instance = self.shared.instance(ordinal)?;
+        // A crashed instance is never started on another version: its data
+        // is not cleanly shut down (MariaDB refuses such an upgrade, MySQL
+        // upgrades a crash-recovered dictionary). The engine recovers it on
+        // its own version first; this step fails until then.
+        if !instance.is_running() && before.version != version {
+            return Err(Error::CrashedBeforeUpgrade {
+                ordinal,
+                running: before.version,
+                target: version,
+            });
+        }
         if instance.is_running() {
             let handle = self.handle(ordinal)?;
             if slow {
