@@ -1,11 +1,14 @@
 //! A MariaDB 10.5 replica whose binary log is ahead of its `gtid_slave_pos` when it crashes
 //! (what a `kill -9` between a replicated DDL's binary-log write and its slave-position update
-//! leaves behind) comes back through the supervisor replicating, not stopped with error 1950.
+//! leaves behind) comes back through the supervisor replicating, not stopped with error 1950;
+//! and a crashed replica is never started on another version.
 
 use std::time::Duration;
 
 use sqlx::{Connection as _, Row as _};
-use switchyard_local::{ClusterSpec, LocalCluster};
+use switchyard_local::{ClusterSpec, LocalCluster, LocalRuntime};
+use switchyard_plan::ClusterRuntime as _;
+use switchyard_plan::engine::RuntimeErrorKind;
 use switchyard_testbed::ServerKind;
 
 /// How long the replica may take to come back and catch up.
@@ -111,5 +114,36 @@ async fn a_replica_whose_binlog_is_ahead_of_its_slave_pos_resumes_after_a_crash(
     assert_eq!(
         root_string(&cluster, 1, "SELECT CAST(COUNT(*) AS CHAR) FROM app.crash").await,
         "2"
+    );
+}
+
+/// A crashed replica is never started on another version: the upgrade's restart fails,
+/// transiently, naming the crash, and leaves the instance down on its own version for the
+/// engine to recover first (MariaDB refuses an upgrade of a data directory that was not shut
+/// down cleanly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_replica_is_not_restarted_onto_a_new_version() {
+    let cluster = LocalCluster::start(ClusterSpec::new(ServerKind::Mariadb105, 2))
+        .await
+        .expect("start the cluster");
+    let target = cluster
+        .upgrade_target(ServerKind::Mariadb1011)
+        .await
+        .expect("the 10.11 target");
+    cluster.stop_supervisor().await;
+    let replica = &cluster.testbed().instances()[1];
+    replica.kill9().expect("kill the replica");
+    let runtime = LocalRuntime::new(&cluster);
+    let err = runtime
+        .restart(1, &target.revision, target.version, true)
+        .await
+        .expect_err("a crashed instance is not upgraded");
+    assert_eq!(err.kind, RuntimeErrorKind::Transient, "{err}");
+    assert!(err.message.contains("crashed"), "{err}");
+    assert!(!replica.is_running(), "nothing was started");
+    assert_eq!(
+        replica.kind(),
+        ServerKind::Mariadb105,
+        "still on its version"
     );
 }
