@@ -183,6 +183,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints a benchmark's section and writes it (and the results as JSON) where asked.
+fn emit(
+    section: &str,
+    results: &impl serde::Serialize,
+    markdown: Option<PathBuf>,
+    json: Option<PathBuf>,
+) -> Result<()> {
+    println!("\n{section}");
+    if let Some(path) = markdown {
+        std::fs::write(&path, section)
+            .with_context(|| format!("could not write {}", path.display()))?;
+    }
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(results)?;
+        std::fs::write(&path, text)
+            .with_context(|| format!("could not write {}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn run(cli: Cli, lifted: &FenceLifted) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -213,16 +233,7 @@ fn run(cli: Cli, lifted: &FenceLifted) -> Result<ExitCode> {
                 change,
             };
             let section = rollout::section(&results, &ctx);
-            println!("\n{section}");
-            if let Some(path) = markdown {
-                std::fs::write(&path, &section)
-                    .with_context(|| format!("could not write {}", path.display()))?;
-            }
-            if let Some(path) = json {
-                let text = serde_json::to_string_pretty(&results)?;
-                std::fs::write(&path, text)
-                    .with_context(|| format!("could not write {}", path.display()))?;
-            }
+            emit(&section, &results, markdown, json)?;
             let lost: usize = results.iter().map(|m| m.lost).sum();
             if lost > 0 {
                 eprintln!("error: {lost} acknowledged writes were lost");
@@ -266,16 +277,7 @@ fn run(cli: Cli, lifted: &FenceLifted) -> Result<ExitCode> {
                 load_after: LoadAverage::now(),
             };
             let section = switchover::section(&results, &ctx);
-            println!("\n{section}");
-            if let Some(path) = markdown {
-                std::fs::write(&path, &section)
-                    .with_context(|| format!("could not write {}", path.display()))?;
-            }
-            if let Some(path) = json {
-                let text = serde_json::to_string_pretty(&results)?;
-                std::fs::write(&path, text)
-                    .with_context(|| format!("could not write {}", path.display()))?;
-            }
+            emit(&section, &results, markdown, json)?;
             let lost: usize = results
                 .iter()
                 .map(|r| r.switchover.lost + r.restart.lost)
@@ -314,16 +316,7 @@ fn run(cli: Cli, lifted: &FenceLifted) -> Result<ExitCode> {
                 load_after: LoadAverage::now(),
             };
             let section = schema::section(&results, &ctx);
-            println!("\n{section}");
-            if let Some(path) = markdown {
-                std::fs::write(&path, &section)
-                    .with_context(|| format!("could not write {}", path.display()))?;
-            }
-            if let Some(path) = json {
-                let text = serde_json::to_string_pretty(&results)?;
-                std::fs::write(&path, text)
-                    .with_context(|| format!("could not write {}", path.display()))?;
-            }
+            emit(&section, &results, markdown, json)?;
             let lost: usize = results.results.iter().map(|r| r.writes.lost).sum();
             if lost > 0 {
                 eprintln!("error: {lost} acknowledged writes were lost");
