@@ -29,6 +29,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Display;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -80,31 +81,46 @@ const VOLUME_LAYOUT_KEYS: [&str; 2] = ["log_bin", "relay_log"];
 /// longer than any test runs.
 const KEEP_DRAINED_CONNECTIONS: Duration = Duration::from_secs(3600);
 
-/// The test's log on stdout, every line stamped with the seconds since the test started.
+/// Where the test's log is also written, so that `cargo xtask ci` can show it (the test
+/// harness keeps a passing test's stdout to itself).
+pub const LOG_FILE: &str = "kube-e2e-upgrade.log";
+
+/// The test's log on stdout and in [`LOG_FILE`] under cargo's temporary folder for tests,
+/// every line stamped with the seconds since the test started.
 struct Log {
     start: Instant,
     start_ms: u64,
+    file: Mutex<Option<std::fs::File>>,
 }
 
 impl Log {
     fn new() -> Log {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(LOG_FILE);
         Log {
             start: Instant::now(),
             start_ms: system_clock()().0,
+            file: Mutex::new(std::fs::File::create(path).ok()),
+        }
+    }
+
+    fn line(&self, line: String) {
+        println!("{line}");
+        let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(f) = file.as_mut() {
+            // The file is a copy for the CI log; stdout has every line regardless.
+            let _ = writeln!(f, "{line}");
         }
     }
 
     fn say(&self, who: &str, what: impl Display) {
-        println!(
-            "[{:>7.2}s] {who:<9} {what}",
-            self.start.elapsed().as_secs_f64()
-        );
+        let secs = self.start.elapsed().as_secs_f64();
+        self.line(format!("[{secs:>7.2}s] {who:<9} {what}"));
     }
 
     /// A line stamped with a time the operator recorded.
     fn say_at(&self, at: Timestamp, who: &str, what: impl Display) {
         let secs = (i128::from(at.0) - i128::from(self.start_ms)) as f64 / 1000.0;
-        println!("[{secs:>7.2}s] {who:<9} {what}");
+        self.line(format!("[{secs:>7.2}s] {who:<9} {what}"));
     }
 }
 

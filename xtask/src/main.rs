@@ -157,9 +157,30 @@ fn ci() -> Result<()> {
             // Property tests use a fixed seed in CI so a failure reproduces.
             .env("PROPTEST_RNG_SEED", "20261122"))
     })?;
+    show_kube_e2e_log();
     phases.run("e2e scenarios", || sim::run(Vec::new(), true))?;
     phases.print();
     Ok(())
+}
+
+/// Prints the log of the Kubernetes end-to-end test (`e2e/kube/upgrade.rs`): the order of
+/// its steps, its switchovers and their durations. The test harness hides a passing test's
+/// output, so the test also writes it to cargo's temporary folder for tests.
+fn show_kube_e2e_log() {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"));
+    let path = target.join("tmp").join("kube-e2e-upgrade.log");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            eprintln!("==> Kubernetes end-to-end test log ({})", path.display());
+            eprint!("{text}");
+        }
+        Err(e) => eprintln!(
+            "==> no Kubernetes end-to-end test log at {}: {e}",
+            path.display()
+        ),
+    }
 }
 
 /// Fetches every server the tests use, so the test phase's timings are the tests'.
