@@ -293,17 +293,6 @@ impl LocalRuntime {
         let _phase = SettleOnDrop::new(&self.shared, ordinal, true);
         let before = self.shared.current_entry(ordinal)?;
         let instance = self.shared.instance(ordinal)?;
-        // A crashed instance is never started on another version: its data
-        // is not cleanly shut down (MariaDB refuses such an upgrade, MySQL
-        // upgrades a crash-recovered dictionary). The engine recovers it on
-        // its own version first; this step fails until then.
-        if !instance.is_running() && before.version != version {
-            return Err(Error::CrashedBeforeUpgrade {
-                ordinal,
-                running: before.version,
-                target: version,
-            });
-        }
         if instance.is_running() {
             let handle = self.handle(ordinal)?;
             if slow {
@@ -328,6 +317,19 @@ impl LocalRuntime {
                 }
                 tokio::time::sleep(POLL).await;
             }
+        }
+        // A crashed instance is never started on another version: its data
+        // was not shut down cleanly (MariaDB refuses such an upgrade, MySQL
+        // would upgrade a crash-recovered dictionary). A crash found here
+        // (the process already gone, or gone with a failure status while
+        // being shut down) fails the step; the engine recovers the instance
+        // on its own version first and restarts it cleanly later.
+        if before.version != version && instance.last_exit().is_some_and(|s| !s.success()) {
+            return Err(Error::CrashedBeforeUpgrade {
+                ordinal,
+                running: before.version,
+                target: version,
+            });
         }
         self.renew_handle(ordinal);
         self.shared.state.update_cluster(|c| {
