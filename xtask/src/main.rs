@@ -40,7 +40,7 @@ enum Cmd {
     },
     /// Run rollout scenarios with faults and an independent monitor; JSON in target/sim.
     Sim {
-        /// A scenario file (repeatable), e.g. e2e/scenarios/replica-kill9-mariadb.yaml.
+        /// A scenario file (repeatable), e.g. e2e/scenarios/primary-kill9-mariadb.yaml.
         #[arg(long)]
         scenario: Vec<PathBuf>,
         /// Run every e2e/scenarios/*.yaml.
