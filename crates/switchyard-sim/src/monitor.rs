@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use switchyard_local::state::StateFile;
+use switchyard_local::timeline::{Event, StartedBy, Timeline};
 use switchyard_mysql::{Instance, Observation, Timeouts};
 use switchyard_plan::record::Intent;
 use switchyard_plan::{Record, versions::Version};
@@ -65,11 +66,14 @@ impl Monitor {
     /// Starts sampling every `every` the instances behind `handles` (by
     /// ordinal, listening on `ports`), reading the engine's record from
     /// `state`. The handles are the monitor's own (made for it, not shared
-    /// with an engine).
+    /// with an engine). `timeline` is the cluster's record of process starts,
+    /// read only to tell a supervisor's recovery too short for the sampling
+    /// to see from an instance started on the wrong version.
     pub fn start(
         handles: Vec<Instance>,
         ports: &[u16],
         state: StateFile,
+        timeline: Arc<Timeline>,
         plan: Arc<FaultPlan>,
         every: Duration,
     ) -> Monitor {
@@ -88,6 +92,7 @@ impl Monitor {
             handles,
             ports: ports.to_vec(),
             state,
+            timeline,
             plan,
         };
         let task = tokio::spawn(watch.run(every, rx));
@@ -105,7 +110,34 @@ struct Watch {
     handles: Vec<Instance>,
     ports: Vec<u16>,
     state: StateFile,
+    timeline: Arc<Timeline>,
     plan: Arc<FaultPlan>,
+}
+
+impl Watch {
+    /// The version the supervisor last started `o` on, from the cluster's
+    /// record of process starts. A supervisor's recovery can be shorter than
+    /// a sample interval when the engine's restart was waiting for it (it
+    /// then shuts the recovered process down cleanly and starts the next
+    /// version at once), so the sampling alone may first see the next one.
+    fn supervisor_started(&self, o: u32) -> Option<Version> {
+        let hash = self
+            .timeline
+            .events()
+            .into_iter()
+            .rev()
+            .find_map(|t| match t.event {
+                Event::Started {
+                    ordinal,
+                    by: StartedBy::Supervisor,
+                    error: None,
+                    revision,
+                } if ordinal == o => Some(revision.hash),
+                _ => None,
+            })?;
+        let doc = self.state.read().ok()?;
+        doc.cluster.history.by_hash(&hash).map(|e| e.version)
+    }
 }
 
 /// Consecutive failing samples per check, and whether it was reported.
@@ -209,7 +241,7 @@ impl Watch {
             for (o, obs) in &seen {
                 if let (Some(obs), Some(expected)) = (obs, injected.get(o)) {
                     let v = obs.version.version;
-                    if v != *expected {
+                    if v != *expected && self.supervisor_started(*o) != Some(*expected) {
                         violate(
                             "recovery",
                             format!("instance {o} came back on {v}, not on {expected}"),

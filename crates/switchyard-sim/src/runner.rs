@@ -181,6 +181,7 @@ where
         handles,
         &ports,
         cluster.state().clone(),
+        Arc::clone(cluster.timeline()),
         Arc::clone(&plan),
         SAMPLE_EVERY,
     );
