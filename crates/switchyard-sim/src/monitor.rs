@@ -223,6 +223,10 @@ impl Watch {
             if *stop.borrow() {
                 return report;
             }
+            // Only an instance already taken down when the sample began can
+            // be seen up again by it: a sample under way when a fault fires
+            // may still reach the old process.
+            let down_before = self.plan.injected();
             let before = self.state.read().ok();
             let seen = self.sample(&all).await;
             let after = self.state.read().ok();
@@ -239,7 +243,9 @@ impl Watch {
 
             // Instances a fault killed, seen up again.
             for (o, obs) in &seen {
-                if let (Some(obs), Some(expected)) = (obs, injected.get(o)) {
+                if let (Some(obs), Some(expected), true) =
+                    (obs, injected.get(o), down_before.contains_key(o))
+                {
                     let v = obs.version.version;
                     if v != *expected && self.supervisor_started(*o) != Some(*expected) {
                         violate(
