@@ -113,6 +113,7 @@ impl Phases {
             took.as_secs_f64()
         );
         if result.is_err() {
+            print_free_disk();
             self.print();
         }
         result.with_context(|| format!("phase `{name}` failed"))
@@ -132,6 +133,17 @@ impl Phases {
 }
 
 fn ci() -> Result<()> {
+    // A from-scratch run builds everything twice (clippy's metadata and the
+    // test binaries) beside the test servers; incremental caches would add
+    // a third copy of the workspace crates that a one-off run never reuses.
+    let cargo = || {
+        let mut cmd = cargo();
+        if std::env::var_os("CARGO_INCREMENTAL").is_none() {
+            cmd.env("CARGO_INCREMENTAL", "0");
+        }
+        cmd
+    };
+    print_free_disk();
     let mut phases = Phases::new();
     phases.run("rustfmt --check", || {
         run(cargo().args(["fmt", "--all", "--", "--check"]))
@@ -159,8 +171,41 @@ fn ci() -> Result<()> {
     })?;
     show_kube_e2e_log();
     phases.run("e2e scenarios", || sim::run(Vec::new(), true))?;
+    print_free_disk();
     phases.print();
     Ok(())
+}
+
+/// Prints the space left where the build and the test servers go: a run that
+/// fails with "No space left on device" then says how much there was.
+fn print_free_disk() {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"));
+    let mut dir = target.as_path();
+    while !dir.exists() {
+        match dir.parent() {
+            Some(parent) => dir = parent,
+            None => return,
+        }
+    }
+    let out = Command::new("df").args(["-Pk"]).arg(dir).output();
+    let free_kib = out.ok().and_then(|out| {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text.lines().nth(1)?.to_owned();
+        line.split_whitespace().nth(3)?.parse::<u64>().ok()
+    });
+    match free_kib {
+        Some(kib) => eprintln!(
+            "==> disk: {:.1} GiB free on the filesystem of {} (a from-scratch run needs about 6 GiB)",
+            kib as f64 / (1024.0 * 1024.0),
+            target.display()
+        ),
+        None => eprintln!(
+            "==> disk: could not read the free space of {}",
+            dir.display()
+        ),
+    }
 }
 
 /// Prints the log of the Kubernetes end-to-end test (`e2e/kube/upgrade.rs`): the order of
