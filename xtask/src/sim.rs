@@ -86,6 +86,11 @@ pub fn run(scenarios: Vec<PathBuf>, all: bool) -> Result<()> {
                     eprintln!("      halt: {reason}");
                 }
                 if !report.passed {
+                    // CI keeps only what was printed: the run's record with it.
+                    eprintln!("      timeline of the failed run:");
+                    for line in &report.timeline {
+                        eprintln!("        {line}");
+                    }
                     failed.push(s.name.clone());
                 }
                 lines.push(format!("  {:<40} {verdict} {took:>7.1}s", s.name));

@@ -909,7 +909,12 @@ async fn supervise(weak: Weak<Shared>) {
                         retry_at: Instant::now(),
                         failures: 0,
                     });
-                    shared.timeline.push(Event::Crashed { ordinal: o });
+                    let status = shared
+                        .instance(o)
+                        .ok()
+                        .and_then(|i| i.last_exit())
+                        .map(|s| s.to_string());
+                    shared.timeline.push(Event::Crashed { ordinal: o, status });
                 }
                 Phase::Crashed { retry_at, failures }
                     if Instant::now() >= retry_at

@@ -294,8 +294,13 @@ impl Observer for Progress {
                     took.as_secs_f64()
                 )),
             },
-            Event::Crashed { ordinal } => {
-                self.line(format!("  ! instance {ordinal}: the server process died"));
+            Event::Crashed { ordinal, status } => {
+                let how = status
+                    .as_deref()
+                    .map_or(String::new(), |s| format!(" ({s})"));
+                self.line(format!(
+                    "  ! instance {ordinal}: the server process died{how}"
+                ));
             }
             Event::Started {
                 ordinal,

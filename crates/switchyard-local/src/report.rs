@@ -104,7 +104,7 @@ pub fn chart(
                 ordinal,
                 op: Op::Restart { .. } | Op::Recover,
             }
-            | Event::Crashed { ordinal } => {
+            | Event::Crashed { ordinal, .. } => {
                 open.entry(*ordinal).or_insert(off(t.at));
             }
             Event::OpFinished {

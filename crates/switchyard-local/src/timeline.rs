@@ -141,6 +141,9 @@ pub enum Event {
     Crashed {
         /// The instance.
         ordinal: u32,
+        /// How the process ended (`signal: 9 (SIGKILL)`, `exit status: 1`),
+        /// when it was reaped.
+        status: Option<String>,
     },
     /// A server process was started (by a restart, a recovery or the
     /// supervisor).

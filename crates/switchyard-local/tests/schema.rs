@@ -38,6 +38,38 @@ async fn conversions(instance: &switchyard_testbed::Instance) -> String {
         .get::<String, _>(0)
 }
 
+/// The statements (`Query` events) in every binary log of `instance`.
+async fn binlogged_statements(instance: &switchyard_testbed::Instance) -> Vec<String> {
+    let mut conn = instance.connect_root().await.expect("connect as root");
+    let files: Vec<String> = sqlx::raw_sql("SHOW BINARY LOGS")
+        .fetch_all(&mut conn)
+        .await
+        .expect("SHOW BINARY LOGS")
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect();
+    assert!(!files.is_empty(), "the binary log is on");
+    let mut out = Vec::new();
+    for file in files {
+        assert!(
+            file.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+            "a binary log name: {file}"
+        );
+        let sql = format!("SHOW BINLOG EVENTS IN '{file}'");
+        for row in sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut conn)
+            .await
+            .expect("SHOW BINLOG EVENTS")
+        {
+            if row.get::<String, _>("Event_type") == "Query" {
+                out.push(row.get::<String, _>("Info"));
+            }
+        }
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_change_is_checked_first_then_rolled_replica_first() {
     let cluster = LocalCluster::start(ClusterSpec::new(ServerKind::Mariadb1011, 3))
@@ -143,6 +175,21 @@ async fn a_schema_change_is_checked_first_then_rolled_replica_first() {
     );
     for (i, o) in cluster.testbed().instances().iter().zip(0..) {
         assert_eq!(conversions(i).await, "", "instance {o} kept the conversion");
+    }
+    // Rolled node by node with the binary log off for the session: no instance logged the
+    // ALTER, so no replica applies it twice and no later replica of a replica receives it.
+    for (i, o) in cluster.testbed().instances().iter().zip(0..) {
+        let statements = binlogged_statements(i).await;
+        assert!(
+            statements.iter().any(|q| q.contains("CREATE TABLE")),
+            "instance {o}: the binary log holds the load's CREATE TABLE: {statements:?}"
+        );
+        assert!(
+            !statements
+                .iter()
+                .any(|q| q.to_ascii_uppercase().contains("VARCHAR(300)")),
+            "instance {o} binary-logged the rolling ALTER: {statements:?}"
+        );
     }
     let ddl_runs: Vec<u32> = cluster
         .timeline()

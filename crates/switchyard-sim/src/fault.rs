@@ -28,6 +28,8 @@ pub struct FaultPlan {
     target_hash: String,
     /// Instances a fault took down, with the version each must come back on.
     injected: Mutex<BTreeMap<u32, Version>>,
+    /// When a fault last took each instance down (kept after it is back).
+    taken_down: Mutex<BTreeMap<u32, Instant>>,
     log: Mutex<Vec<String>>,
     engine_killed: Notify,
     /// Paused instances and when they run again.
@@ -44,6 +46,7 @@ impl FaultPlan {
                 .collect(),
             target_hash,
             injected: Mutex::new(BTreeMap::new()),
+            taken_down: Mutex::new(BTreeMap::new()),
             log: Mutex::new(Vec::new()),
             engine_killed: Notify::new(),
             paused: Mutex::new(Vec::new()),
@@ -65,6 +68,28 @@ impl FaultPlan {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// When a fault last took `ordinal` down (killed or paused it).
+    pub fn taken_down_at(&self, ordinal: u32) -> Option<Instant> {
+        self.taken_down
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&ordinal)
+            .copied()
+    }
+
+    /// Records that a fault takes `ordinal` down now, and the version it
+    /// must come back on.
+    fn take_down(&self, ordinal: u32, version: Version) {
+        self.taken_down
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(ordinal, Instant::now());
+        self.injected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(ordinal, version);
     }
 
     /// Notes that `ordinal` was seen up again.
@@ -148,10 +173,7 @@ impl FaultPlan {
                         .and_then(|i| cluster.testbed().instances().get(i))
                         .map(switchyard_testbed::Instance::pause);
                     if let Some(Ok(())) = done {
-                        self.injected
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .insert(o, version);
+                        self.take_down(o, version);
                         self.paused
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
@@ -185,10 +207,7 @@ impl FaultPlan {
         if let Some(pick) = &f.kill9 {
             match self.pick(pick, cluster) {
                 Some((o, version)) => {
-                    self.injected
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(o, version);
+                    self.take_down(o, version);
                     let done = usize::try_from(o)
                         .ok()
                         .and_then(|i| cluster.testbed().instances().get(i))

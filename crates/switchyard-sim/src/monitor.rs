@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use switchyard_local::state::StateFile;
-use switchyard_local::timeline::{Event, StartedBy, Timeline};
+use switchyard_local::timeline::{Event, Timeline};
 use switchyard_mysql::{Instance, Observation, Timeouts};
 use switchyard_plan::record::Intent;
 use switchyard_plan::{Record, versions::Version};
@@ -115,24 +115,25 @@ struct Watch {
 }
 
 impl Watch {
-    /// The version the supervisor last started `o` on, from the cluster's
-    /// record of process starts. A supervisor's recovery can be shorter than
-    /// a sample interval when the engine's restart was waiting for it (it
-    /// then shuts the recovered process down cleanly and starts the next
-    /// version at once), so the sampling alone may first see the next one.
-    fn supervisor_started(&self, o: u32) -> Option<Version> {
+    /// The version of the first process start of `o` after a fault took it
+    /// down, from the cluster's record of process starts (by the supervisor,
+    /// the engine's recovery or a restart). A recovery can be shorter than a
+    /// sample when the engine's restart is next (it shuts the recovered
+    /// process down cleanly and starts the next version at once), so the
+    /// sampling alone may first see the next version.
+    fn first_start_after_fault(&self, o: u32) -> Option<Version> {
+        let down = self.plan.taken_down_at(o)?;
         let hash = self
             .timeline
             .events()
             .into_iter()
-            .rev()
             .find_map(|t| match t.event {
                 Event::Started {
                     ordinal,
-                    by: StartedBy::Supervisor,
                     error: None,
                     revision,
-                } if ordinal == o => Some(revision.hash),
+                    ..
+                } if ordinal == o && t.at >= down => Some(revision.hash),
                 _ => None,
             })?;
         let doc = self.state.read().ok()?;
@@ -247,7 +248,7 @@ impl Watch {
                     (obs, injected.get(o), down_before.contains_key(o))
                 {
                     let v = obs.version.version;
-                    if v != *expected && self.supervisor_started(*o) != Some(*expected) {
+                    if v != *expected && self.first_start_after_fault(*o) != Some(*expected) {
                         violate(
                             "recovery",
                             format!("instance {o} came back on {v}, not on {expected}"),

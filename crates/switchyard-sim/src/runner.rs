@@ -68,6 +68,10 @@ pub struct SimReport {
     pub recoveries: Vec<(u32, String)>,
     /// Errors engines stopped with (each replaced by a new engine).
     pub engine_errors: Vec<String>,
+    /// The cluster's record of the run (operations, engine steps, process
+    /// starts and crashes), one line per event with its time since the
+    /// cluster started: what to read when a scenario fails.
+    pub timeline: Vec<String>,
 }
 
 impl SimReport {
@@ -348,7 +352,21 @@ where
         recoveries: seen.recoveries,
         violations: seen.violations,
         engine_errors: drive.errors,
+        timeline: timeline_lines(cluster.timeline()),
     })
+}
+
+/// Every kept event of `timeline`, as `+MS ms EVENT` lines.
+fn timeline_lines(timeline: &switchyard_local::timeline::Timeline) -> Vec<String> {
+    let start = timeline.start();
+    timeline
+        .events()
+        .into_iter()
+        .map(|t| {
+            let ms = t.at.saturating_duration_since(start).as_millis();
+            format!("+{ms} ms {:?}", t.event)
+        })
+        .collect()
 }
 
 fn expected_words(expect: &Expect) -> String {
@@ -493,6 +511,7 @@ async fn refused(
         faults: Vec::new(),
         recoveries: Vec::new(),
         engine_errors: Vec::new(),
+        timeline: timeline_lines(cluster.timeline()),
     })
 }
 
