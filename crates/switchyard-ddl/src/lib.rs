@@ -156,6 +156,52 @@ pub fn apply_alter(flavor: Flavor, create_table: &str, alter: &str) -> Result<Ta
     Ok(apply::apply(flavor, &table, &statement)?.0)
 }
 
+/// The statement a rolling change runs on every instance for `alter`, whose analysis judged
+/// the primary `primary` ([`Analysis::primary`]).
+///
+/// When the primary can take the change online, `, LOCK=NONE` is added, so
+/// that a server that would block writes for it (a table copy) refuses it instead of running
+/// it: the first replica's ALTER then fails with the server's reason (error 1846) before any
+/// instance changed, rather than the primary's ALTER later holding up every write. Both
+/// servers still choose INSTANT for a change that can be instant (measured on MariaDB 10.11
+/// and MySQL 9.7). A statement that names its own ALGORITHM or LOCK, renames the table
+/// (an instant exclusive lock both servers refuse to run with LOCK=NONE) or has a
+/// partitioning clause (which must come last) is kept as written. Comments around the statement and a
+/// trailing `;` are dropped.
+pub fn rollout_statement(
+    flavor: Flavor,
+    alter: &str,
+    primary: PrimaryMode,
+) -> Result<String, DdlError> {
+    let parsed = alter::parse_alter(flavor, alter)?;
+    let tokens = alter::single_statement(
+        alter,
+        "ALTER statement",
+        "ALTER TABLE",
+        lex::ExecutableComments::Report,
+    )?;
+    let (Some(first), Some(last)) = (tokens.first(), tokens.last()) else {
+        return Ok(alter.trim().to_owned());
+    };
+    let text = &alter[first.start..last.end];
+    // RENAME TO takes an exclusive metadata lock for an instant: both servers refuse it
+    // with LOCK=NONE (error 1845), and it never blocks writes for longer.
+    let kept = parsed.clauses.iter().flat_map(|c| &c.ops).any(|op| {
+        matches!(
+            op,
+            alter::Op::Algorithm(_)
+                | alter::Op::Lock(_)
+                | alter::Op::Partition(_)
+                | alter::Op::RenameTable(_)
+        )
+    });
+    if primary == PrimaryMode::Online && !kept {
+        Ok(format!("{text}, LOCK=NONE"))
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
 /// The table `alter` changes, as written (the schema only when the statement names one), for
 /// fetching its current definition before [`analyze`]. The statement is checked as
 /// [`analyze`] checks it: one ALTER TABLE, no executable comments.

@@ -38,6 +38,15 @@ pub enum Algorithm {
 }
 
 impl PrimaryMode {
+    /// `Online` when `online`, else `Switchover` (as a schema target records the judgement).
+    pub fn from_online(online: bool) -> Self {
+        if online {
+            PrimaryMode::Online
+        } else {
+            PrimaryMode::Switchover
+        }
+    }
+
     /// The serialised form (`online`, `switchover`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -435,6 +444,18 @@ fn type_change(
                     "MariaDB extends a VARCHAR within the same length-prefix size instantly",
                 ),
             };
+        }
+        // InnoDB's COMPACT and DYNAMIC formats store a length under 128 bytes in one byte
+        // even where the column's maximum needs two, so values of a column of at most 127
+        // bytes are already stored as the wider column would store them: MariaDB (10.4.3+)
+        // extends it instantly (`ALGORITHM=INSTANT` accepted on 10.11 for latin1 VARCHAR(127)
+        // to VARCHAR(300), refused for VARCHAR(128) and VARCHAR(200); MySQL 9.7 refuses both).
+        if flavor == Flavor::Mariadb && from.saturating_mul(bytes) <= 127 {
+            return j(
+                Algorithm::Instant,
+                false,
+                "MariaDB extends a VARCHAR of at most 127 bytes instantly, even past 255 bytes",
+            );
         }
         return j(
             Algorithm::Copy,

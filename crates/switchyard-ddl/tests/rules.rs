@@ -1278,3 +1278,39 @@ fn system_versioned_tables_are_read_and_refused() {
         assert!(analysis.reasons.iter().any(|r| r.contains("[unsupported]")));
     }
 }
+
+#[test]
+fn a_change_judged_online_runs_with_lock_none_so_a_blocking_server_refuses_it() {
+    use switchyard_ddl::rollout_statement;
+    let online = |alter: &str| {
+        rollout_statement(Flavor::Mysql, alter, PrimaryMode::Online).expect("one ALTER")
+    };
+    assert_eq!(
+        online("ALTER TABLE t ADD COLUMN x INT;  -- trailing comment\n"),
+        "ALTER TABLE t ADD COLUMN x INT, LOCK=NONE"
+    );
+    // A line comment inside stays closed by its newline.
+    assert_eq!(
+        online("ALTER TABLE t ADD COLUMN x INT, -- note\n ADD COLUMN y INT"),
+        "ALTER TABLE t ADD COLUMN x INT, -- note\n ADD COLUMN y INT, LOCK=NONE"
+    );
+    // The statement's own choice, a rename and a partitioning clause are kept as written.
+    for kept in [
+        "ALTER TABLE t ADD COLUMN x INT, ALGORITHM=INSTANT",
+        "ALTER TABLE t ADD COLUMN x INT, LOCK=SHARED",
+        "ALTER TABLE t RENAME TO u",
+        "ALTER TABLE t ADD PARTITION (PARTITION p9 VALUES LESS THAN (900))",
+    ] {
+        assert_eq!(online(kept), kept);
+    }
+    assert_eq!(
+        rollout_statement(
+            Flavor::Mariadb,
+            "ALTER TABLE t MODIFY n BIGINT;",
+            PrimaryMode::Switchover
+        )
+        .expect("one ALTER"),
+        "ALTER TABLE t MODIFY n BIGINT"
+    );
+    assert!(rollout_statement(Flavor::Mysql, "DROP TABLE t", PrimaryMode::Online).is_err());
+}

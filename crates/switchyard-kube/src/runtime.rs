@@ -872,13 +872,13 @@ impl ClusterRuntime for KubeRuntime {
                     .map_err(|e| from_ops(op.clone(), e))?;
             }
             let fenced = self.observed().instance(ordinal).is_some_and(|i| i.fenced);
+            // With LOCK=NONE where the primary was judged online: a server that would block
+            // writes refuses it at the first replica, before anything changed.
+            let mode = switchyard_ddl::PrimaryMode::from_online(change.primary_online);
+            let statement = switchyard_ddl::rollout_statement(flavor, &change.statement, mode)
+                .map_err(invalid)?;
             self.ops
-                .run_ddl(
-                    &target,
-                    &change.statement,
-                    DDL_LOCK_WAIT,
-                    fenced && !is_primary,
-                )
+                .run_ddl(&target, &statement, DDL_LOCK_WAIT, fenced && !is_primary)
                 .await
                 .map_err(|e| from_ops(op.clone(), e))?;
         }

@@ -316,10 +316,18 @@ impl Executor<'_> {
             self.set_replica_settings(ordinal, change).await?;
         }
         if needs_alter {
+            // With LOCK=NONE where the primary was judged online: a server that would block
+            // writes refuses it at the first replica, before anything changed.
+            let statement = switchyard_ddl::rollout_statement(
+                flavor,
+                &prepared.statement,
+                switchyard_ddl::PrimaryMode::from_online(change.primary_online),
+            )
+            .map_err(invalid)?;
             // A former primary after a switchover: the fence's backup lock would block the
             // ALTER (read_only stays on), and its applier waits until it has the new shape.
             handle
-                .run_member_ddl(&prepared.statement, self.lock_wait, fenced && !is_primary)
+                .run_member_ddl(&statement, self.lock_wait, fenced && !is_primary)
                 .await
                 .map_err(Error::sql(ordinal))?;
         }
