@@ -120,6 +120,22 @@ pub enum Error {
         /// The version of the restart's revision.
         target: switchyard_plan::versions::Version,
     },
+    /// A schema change judged online for the primary, run with `LOCK=NONE`, was refused by
+    /// the server: it would block writes. Nothing changed on the instance.
+    #[error(
+        "instance {ordinal} refuses to run `{statement}` without blocking writes ({server}): \
+         the analyzer judged that the primary could take this change online, but this server \
+         would copy the table or lock it, and nothing was changed; to roll it with the primary \
+         behind a switchover instead, add LOCK=SHARED to the statement"
+    )]
+    SchemaNotOnline {
+        /// The instance.
+        ordinal: u32,
+        /// The statement as run (with `LOCK=NONE`).
+        statement: String,
+        /// The server's error.
+        server: String,
+    },
     /// A fenced primary's position moved: something committed on it.
     #[error(
         "instance {ordinal}: the fence did not hold: its GTID position moved from {before} to {after}"
@@ -227,6 +243,7 @@ impl Error {
             Error::SchemaInvalid { .. } => "schema_invalid",
             Error::UnknownSchemaChange { .. } => "unknown_schema_change",
             Error::SchemaMismatch { .. } => "schema_mismatch",
+            Error::SchemaNotOnline { .. } => "schema_not_online",
             Error::ReplicationBroken { .. } => "replication_broken",
             Error::Invalid(_) => "invalid",
         }

@@ -329,7 +329,20 @@ impl Executor<'_> {
             handle
                 .run_member_ddl(&statement, self.lock_wait, fenced && !is_primary)
                 .await
-                .map_err(Error::sql(ordinal))?;
+                .map_err(|e| match e.server_error() {
+                    // ER_ALTER_OPERATION_NOT_SUPPORTED(_REASON): the LOCK=NONE added.
+                    Some(server)
+                        if statement != prepared.statement
+                            && matches!(server.code, 1845 | 1846) =>
+                    {
+                        Error::SchemaNotOnline {
+                            ordinal,
+                            statement: statement.clone(),
+                            server: server.to_string(),
+                        }
+                    }
+                    _ => Error::sql(ordinal)(e),
+                })?;
         }
         if !is_primary {
             self.wait_applied(ordinal, cluster.primary, &change.id)

@@ -144,6 +144,20 @@ async fn a_schema_change_is_checked_first_then_rolled_replica_first() {
     );
     assert!(!change.primary_online, "{:?}", plan.analysis);
 
+    // Had the analyzer judged it online, the ALTER would carry LOCK=NONE, and the server
+    // refuses to copy the table that way: the error says so and nothing changes.
+    let mut wrong = change.clone();
+    wrong.primary_online = true;
+    let err = LocalRuntime::new(&cluster)
+        .run_ddl(2, &wrong)
+        .await
+        .expect_err("a table copy with LOCK=NONE is refused");
+    let text = err.to_string();
+    assert!(text.contains("without blocking writes"), "{text}");
+    assert!(text.contains("1846"), "the server's error: {text}");
+    assert!(text.contains("LOCK=SHARED"), "what to do: {text}");
+    assert_eq!(definitions(&cluster).await, before, "a refused ALTER ran");
+
     let engine = Engine::new(
         LocalRuntime::new(&cluster),
         plan.target.clone(),
