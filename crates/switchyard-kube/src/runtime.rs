@@ -880,7 +880,24 @@ impl ClusterRuntime for KubeRuntime {
             self.ops
                 .run_ddl(&target, &statement, DDL_LOCK_WAIT, fenced && !is_primary)
                 .await
-                .map_err(|e| from_ops(op.clone(), e))?;
+                .map_err(|e| {
+                    if e.category == "alter_not_supported" && statement != change.statement {
+                        failed(
+                            RuntimeErrorKind::Failed,
+                            op.clone(),
+                            format!(
+                                "{} refuses to run `{statement}` without blocking writes ({}): \
+                                 the analyzer judged that the primary could take this change \
+                                 online, but this server would copy the table or lock it, and \
+                                 nothing was changed; to roll it with the primary behind a \
+                                 switchover instead, add LOCK=SHARED to the statement",
+                                target.pod, e.message
+                            ),
+                        )
+                    } else {
+                        from_ops(op.clone(), e)
+                    }
+                })?;
         }
         if !is_primary && self.view(ordinal).is_some_and(|v| v.replication.is_some()) {
             self.ops

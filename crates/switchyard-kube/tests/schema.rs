@@ -152,6 +152,43 @@ async fn a_safe_change_rolls_replicas_first_then_the_primary_and_completes() {
 }
 
 #[tokio::test]
+async fn a_change_judged_online_that_a_server_refuses_with_lock_none_changes_nothing() {
+    let w = ready_world(SAFE_AFTER).await;
+    *w.ops.refuse_ddl.lock().unwrap() = Some(
+        "1846 (0A000): LOCK=NONE is not supported. Reason: Cannot change column type. \
+         Try LOCK=SHARED"
+            .into(),
+    );
+    create(&w, "add-note", SAFE, false, None).await;
+    let mut seen = String::new();
+    for _ in 0..15 {
+        w.reconcile().await.expect("reconcile");
+        w.kubelet().await;
+        w.advance(TICK);
+        let sc = changes(&w).get("add-note").await.unwrap();
+        let cluster = w.cluster().await;
+        seen = format!(
+            "{}\n{}",
+            serde_json::to_string(&sc.status).unwrap(),
+            serde_json::to_string(&cluster.status).unwrap()
+        );
+        if seen.contains("without blocking writes") {
+            break;
+        }
+    }
+    assert!(seen.contains("without blocking writes"), "{seen}");
+    assert!(seen.contains("add LOCK=SHARED"), "what to do: {seen}");
+    assert!(ddl_calls(&w).is_empty(), "no ALTER ran");
+    for o in 0..3 {
+        assert_eq!(
+            w.ops.tables.lock().unwrap()[&o],
+            BEFORE,
+            "instance {o} changed"
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_unsafe_change_is_refused_naming_the_rule_and_nothing_runs() {
     let w = ready_world(UNSAFE_AFTER).await;
     create(&w, "add-c2", UNSAFE, false, None).await;

@@ -242,6 +242,9 @@ impl Error {
                 1205 => "lock_wait_timeout",
                 1290 | 1836 => "read_only",
                 1227 | 1142 | 1044 => "privilege",
+                // ER_ALTER_OPERATION_NOT_SUPPORTED(_REASON): an ALGORITHM or LOCK the
+                // server cannot honour for that change.
+                1845 | 1846 => "alter_not_supported",
                 _ => "statement",
             },
             Error::Connection { .. } => "connection",

@@ -65,6 +65,9 @@ pub struct FakeOps {
     pub tables: Mutex<BTreeMap<u32, String>>,
     /// The definition an instance prints after `run_ddl`.
     pub after_ddl: Mutex<String>,
+    /// When set, `run_ddl` fails as a server does that cannot run the statement with the
+    /// ALGORITHM or LOCK it names (errors 1845/1846), with this message.
+    pub refuse_ddl: Mutex<Option<String>>,
 }
 
 /// The variable table the test double describes (a fixture, not a server's rules): name,
@@ -327,6 +330,9 @@ impl InstanceOps for FakeOps {
         former_primary: bool,
     ) -> Result<(), OpsError> {
         self.with(t.ordinal, |_| ())?;
+        if let Some(message) = self.refuse_ddl.lock().unwrap().clone() {
+            return Err(OpsError::new("alter_not_supported", false, message));
+        }
         self.call(format!(
             "run_ddl:{}{}:{statement}",
             t.ordinal,
