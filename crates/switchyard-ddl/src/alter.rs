@@ -143,6 +143,8 @@ pub(crate) struct AlterStatement {
     pub clauses: Vec<Clause>,
     /// `ALTER IGNORE TABLE` (MariaDB): rows that violate a new unique key are deleted.
     pub ignore: bool,
+    /// The statement as written, without the comments around it and the trailing `;`.
+    pub text: String,
 }
 
 const WHAT: &str = "ALTER statement";
@@ -269,6 +271,7 @@ pub(crate) fn parse_alter(flavor: Flavor, text: &str) -> Result<AlterStatement, 
         table,
         clauses,
         ignore,
+        text: source_text(text, &tokens).to_owned(),
     })
 }
 

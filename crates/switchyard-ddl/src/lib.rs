@@ -174,19 +174,10 @@ pub fn rollout_statement(
     primary: PrimaryMode,
 ) -> Result<String, DdlError> {
     let parsed = alter::parse_alter(flavor, alter)?;
-    let tokens = alter::single_statement(
-        alter,
-        "ALTER statement",
-        "ALTER TABLE",
-        lex::ExecutableComments::Report,
-    )?;
-    let (Some(first), Some(last)) = (tokens.first(), tokens.last()) else {
-        return Ok(alter.trim().to_owned());
-    };
-    let text = &alter[first.start..last.end];
+    let text = parsed.text;
     // RENAME TO takes an exclusive metadata lock for an instant: both servers refuse it
     // with LOCK=NONE (error 1845), and it never blocks writes for longer.
-    let kept = parsed.clauses.iter().flat_map(|c| &c.ops).any(|op| {
+    let kept = parsed.clauses.iter().flat_map(|c| c.ops.iter()).any(|op| {
         matches!(
             op,
             alter::Op::Algorithm(_)
@@ -198,7 +189,7 @@ pub fn rollout_statement(
     if primary == PrimaryMode::Online && !kept {
         Ok(format!("{text}, LOCK=NONE"))
     } else {
-        Ok(text.to_owned())
+        Ok(text)
     }
 }
 
