@@ -193,6 +193,12 @@ pub fn rollout_statement(
     }
 }
 
+/// What to add when a server refuses a statement of [`rollout_statement`] that carries
+/// `LOCK=NONE` (errors 1845/1846): why, what it means, and what to do.
+pub const NOT_ONLINE_ADVICE: &str = "the analyzer judged that the primary could take this change \
+     online, but this server would copy the table or lock it, and nothing was changed; to roll \
+     it with the primary behind a switchover instead, add LOCK=SHARED to the statement";
+
 /// The table `alter` changes, as written (the schema only when the statement names one), for
 /// fetching its current definition before [`analyze`]. The statement is checked as
 /// [`analyze`] checks it: one ALTER TABLE, no executable comments.

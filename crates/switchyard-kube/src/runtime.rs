@@ -886,12 +886,10 @@ impl ClusterRuntime for KubeRuntime {
                             RuntimeErrorKind::Failed,
                             op.clone(),
                             format!(
-                                "{} refuses to run `{statement}` without blocking writes ({}): \
-                                 the analyzer judged that the primary could take this change \
-                                 online, but this server would copy the table or lock it, and \
-                                 nothing was changed; to roll it with the primary behind a \
-                                 switchover instead, add LOCK=SHARED to the statement",
-                                target.pod, e.message
+                                "{} refuses to run `{statement}` without blocking writes ({}): {}",
+                                target.pod,
+                                e.message,
+                                switchyard_ddl::NOT_ONLINE_ADVICE
                             ),
                         )
                     } else {

@@ -123,10 +123,8 @@ pub enum Error {
     /// A schema change judged online for the primary, run with `LOCK=NONE`, was refused by
     /// the server: it would block writes. Nothing changed on the instance.
     #[error(
-        "instance {ordinal} refuses to run `{statement}` without blocking writes ({server}): \
-         the analyzer judged that the primary could take this change online, but this server \
-         would copy the table or lock it, and nothing was changed; to roll it with the primary \
-         behind a switchover instead, add LOCK=SHARED to the statement"
+        "instance {ordinal} refuses to run `{statement}` without blocking writes ({server}): {}",
+        switchyard_ddl::NOT_ONLINE_ADVICE
     )]
     SchemaNotOnline {
         /// The instance.

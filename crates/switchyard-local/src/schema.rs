@@ -329,19 +329,18 @@ impl Executor<'_> {
             handle
                 .run_member_ddl(&statement, self.lock_wait, fenced && !is_primary)
                 .await
-                .map_err(|e| match e.server_error() {
-                    // ER_ALTER_OPERATION_NOT_SUPPORTED(_REASON): the LOCK=NONE added.
-                    Some(server)
-                        if statement != prepared.statement
-                            && matches!(server.code, 1845 | 1846) =>
-                    {
+                .map_err(|e| {
+                    if e.category() == "alter_not_supported" && statement != prepared.statement {
                         Error::SchemaNotOnline {
                             ordinal,
                             statement: statement.clone(),
-                            server: server.to_string(),
+                            server: e
+                                .server_error()
+                                .map_or_else(|| e.to_string(), ToString::to_string),
                         }
+                    } else {
+                        Error::sql(ordinal)(e)
                     }
-                    _ => Error::sql(ordinal)(e),
                 })?;
         }
         if !is_primary {
