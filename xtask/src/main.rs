@@ -69,6 +69,12 @@ fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR`, or `target/` in the workspace.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| project_root().join("target"), PathBuf::from)
+}
+
 /// A `cargo` command run from the workspace root.
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -179,9 +185,7 @@ fn ci() -> Result<()> {
 /// Prints the space left where the build and the test servers go: a run that
 /// fails with "No space left on device" then says how much there was.
 fn print_free_disk() {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("target"));
+    let target = target_dir();
     let mut dir = target.as_path();
     while !dir.exists() {
         match dir.parent() {
@@ -212,9 +216,7 @@ fn print_free_disk() {
 /// its steps, its switchovers and their durations. The test harness hides a passing test's
 /// output, so the test also writes it to cargo's temporary folder for tests.
 fn show_kube_e2e_log() {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("target"));
+    let target = target_dir();
     let path = target.join("tmp").join("kube-e2e-upgrade.log");
     match std::fs::read_to_string(&path) {
         Ok(text) => {

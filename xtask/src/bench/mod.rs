@@ -74,9 +74,7 @@ fn run_bench(args: &[String]) -> Result<()> {
 
 /// Where the benchmarks write their raw outputs: `target/bench` (created).
 fn out_dir() -> Result<PathBuf> {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| project_root().join("target"), PathBuf::from)
-        .join("bench");
+    let dir = crate::target_dir().join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
     Ok(dir)
 }
