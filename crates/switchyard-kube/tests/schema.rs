@@ -73,13 +73,18 @@ async fn condition(w: &World, name: &str, type_: &str) -> Option<(String, String
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
-/// Reconciles the cluster (which reconciles its SchemaChanges) and plays the kubelet until
-/// the SchemaChange reaches `phase`.
+/// One round: reconciles the cluster (which reconciles its SchemaChanges), plays the kubelet
+/// and moves the clock on by one tick.
+async fn round(w: &World) {
+    w.reconcile().await.expect("reconcile");
+    w.kubelet().await;
+    w.advance(TICK);
+}
+
+/// Plays rounds until the SchemaChange reaches `phase`.
 async fn run_until_phase(w: &World, name: &str, phase: &str, max: usize) {
     for _ in 0..max {
-        w.reconcile().await.expect("reconcile");
-        w.kubelet().await;
-        w.advance(TICK);
+        round(w).await;
         let sc = changes(w).get(name).await.unwrap();
         if sc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(phase) {
             return;
@@ -162,9 +167,7 @@ async fn a_change_judged_online_that_a_server_refuses_with_lock_none_changes_not
     create(&w, "add-note", SAFE, false, None).await;
     let mut seen = String::new();
     for _ in 0..15 {
-        w.reconcile().await.expect("reconcile");
-        w.kubelet().await;
-        w.advance(TICK);
+        round(&w).await;
         let sc = changes(&w).get("add-note").await.unwrap();
         let cluster = w.cluster().await;
         seen = format!(
@@ -280,9 +283,7 @@ async fn the_conversion_setting_is_saved_on_the_pod_before_it_is_set_and_restore
     create(&w, "widen", WIDEN, false, None).await;
     let mut saved_seen = Vec::new();
     for _ in 0..40 {
-        w.reconcile().await.expect("reconcile");
-        w.kubelet().await;
-        w.advance(TICK);
+        round(&w).await;
         for pod in w.pods().list(&Default::default()).await.unwrap().items {
             if let Some(text) = pod.annotations().get(ANNOTATION_CONVERSION_PREVIOUS) {
                 saved_seen.push((pod.name_any(), SavedSettings::parse(text).unwrap()));
