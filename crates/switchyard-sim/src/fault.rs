@@ -26,10 +26,9 @@ use crate::scenario::{FaultDef, Pick, SqlFault, Trigger};
 pub struct FaultPlan {
     faults: Vec<(FaultDef, AtomicBool)>,
     target_hash: String,
-    /// Instances a fault took down, with the version each must come back on.
-    injected: Mutex<BTreeMap<u32, Version>>,
-    /// When a fault last took each instance down (kept after it is back).
-    taken_down: Mutex<BTreeMap<u32, Instant>>,
+    /// Instances a fault took down and not seen up again, with the version
+    /// each must come back on and when it was taken down.
+    injected: Mutex<BTreeMap<u32, (Version, Instant)>>,
     log: Mutex<Vec<String>>,
     engine_killed: Notify,
     /// Paused instances and when they run again.
@@ -46,7 +45,6 @@ impl FaultPlan {
                 .collect(),
             target_hash,
             injected: Mutex::new(BTreeMap::new()),
-            taken_down: Mutex::new(BTreeMap::new()),
             log: Mutex::new(Vec::new()),
             engine_killed: Notify::new(),
             paused: Mutex::new(Vec::new()),
@@ -67,29 +65,28 @@ impl FaultPlan {
         self.injected
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .iter()
+            .map(|(o, (version, _))| (*o, *version))
+            .collect()
     }
 
-    /// When a fault last took `ordinal` down (killed or paused it).
+    /// When a fault took `ordinal` down (killed or paused it), while it is
+    /// not seen up again.
     pub fn taken_down_at(&self, ordinal: u32) -> Option<Instant> {
-        self.taken_down
+        self.injected
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&ordinal)
-            .copied()
+            .map(|(_, at)| *at)
     }
 
     /// Records that a fault takes `ordinal` down now, and the version it
     /// must come back on.
     fn take_down(&self, ordinal: u32, version: Version) {
-        self.taken_down
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(ordinal, Instant::now());
         self.injected
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(ordinal, version);
+            .insert(ordinal, (version, Instant::now()));
     }
 
     /// Notes that `ordinal` was seen up again.
