@@ -157,12 +157,35 @@ impl ClusterRuntime for MyFleet {
         Ok(())
     }
 
-    async fn fence(&self, ordinal: u32) -> Result<(), RuntimeError> {
+    async fn fence(&self, ordinal: u32, _deadline: Timestamp) -> Result<(), RuntimeError> {
         self.with(ordinal, |m| m.read_only = true)
     }
 
-    async fn unfence(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.with(ordinal, |m| m.read_only = !m.primary)
+    async fn unfence(&self, ordinal: u32, _deadline: Timestamp) -> Result<(), RuntimeError> {
+        // The engine asks only once no other instance takes writes: this one
+        // is the primary again, whatever it was configured to follow.
+        let mut machines = self.machines.lock().expect("fleet lock");
+        for (o, m) in machines.iter_mut() {
+            m.primary = *o == ordinal;
+            if m.primary {
+                m.source = None;
+                m.read_only = false;
+            }
+        }
+        Ok(())
+    }
+
+    async fn demote(
+        &self,
+        ordinal: u32,
+        source: u32,
+        _deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        // Configured as a replica of the candidate, not started: it stays fenced.
+        self.with(ordinal, |m| {
+            m.source = Some(source);
+            m.read_only = true;
+        })
     }
 
     async fn wait_caught_up(
@@ -174,7 +197,7 @@ impl ClusterRuntime for MyFleet {
         Ok(())
     }
 
-    async fn promote(&self, ordinal: u32) -> Result<(), RuntimeError> {
+    async fn promote(&self, ordinal: u32, _deadline: Timestamp) -> Result<(), RuntimeError> {
         let mut machines = self.machines.lock().expect("fleet lock");
         for (o, m) in machines.iter_mut() {
             m.primary = *o == ordinal;

@@ -12,6 +12,10 @@ pub mod decide;
 pub mod engine;
 pub mod gtid;
 pub mod history;
+#[cfg(feature = "mutations")]
+pub mod mutation;
+#[cfg(not(feature = "mutations"))]
+mod mutation;
 pub mod record;
 pub mod topology;
 pub mod versions;

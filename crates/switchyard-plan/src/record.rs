@@ -9,13 +9,20 @@
 use serde::{Deserialize, Serialize};
 
 use crate::decide::{HaltReason, WaitReason};
+use crate::gtid::GtidSet;
 use crate::topology::{Revision, Timestamp};
 use crate::versions::Version;
 
 /// How many history entries a record keeps.
 pub const HISTORY_LIMIT: usize = 64;
 
-/// The sub-steps of a switchover, in order.
+/// The sub-steps of a switchover, in order: each names the last one completed.
+///
+/// `Promoting` is the switchover's commit point. Before it the candidate was
+/// never asked to take writes, so undoing means lifting the old primary's
+/// fence. From it on the candidate may be writable, so an undo first makes the
+/// candidate read-only for every client and checks that it holds nothing the
+/// old primary lacks; otherwise the switchover completes forward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SwitchoverStep {
@@ -23,8 +30,12 @@ pub enum SwitchoverStep {
     Requested,
     /// The old primary is fenced: no client can commit on it.
     Fenced,
-    /// The candidate has executed everything the old primary committed.
+    /// The old primary is configured as a replica of the candidate (its
+    /// replication not started) and the candidate has executed everything the
+    /// old primary committed, without errant transactions of its own.
     CaughtUp,
+    /// The promotion was issued: the candidate may already take writes.
+    Promoting,
     /// The candidate is the writable primary.
     Promoted,
     /// The other replicas replicate from the new primary.
@@ -140,6 +151,15 @@ pub struct SwitchoverSummary {
     pub promoted: Timestamp,
 }
 
+/// A primary's executed GTIDs, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrimaryPosition {
+    /// The primary.
+    pub ordinal: u32,
+    /// What it had executed.
+    pub gtid: GtidSet,
+}
+
 /// One line of the record's history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -175,6 +195,11 @@ pub struct Record {
     /// The last completed switchover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_switchover: Option<SwitchoverSummary>,
+    /// The writable primary's executed GTIDs as last recorded (refreshed
+    /// whenever the record is stored for another reason): a primary that
+    /// comes back without them lost its data, and is never made writable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_position: Option<PrimaryPosition>,
     /// The most recent actions, oldest first, at most [`HISTORY_LIMIT`].
     #[serde(default)]
     pub history: Vec<Entry>,

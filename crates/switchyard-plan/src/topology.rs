@@ -193,7 +193,9 @@ pub struct Instance {
     /// Whether it accepts writes from clients (neither `read_only` nor fenced).
     #[serde(default)]
     pub writable: bool,
-    /// Whether switchyard fenced it (no client, however privileged, can commit).
+    /// Whether a fence switchyard set on it holds now: no client, however
+    /// privileged, can commit (MySQL: `super_read_only`; MariaDB: the fence's
+    /// lock, which dies with the connection that holds it, is held).
     #[serde(default)]
     pub fenced: bool,
     /// Whether switchyard took it out of the read pool.
@@ -212,6 +214,29 @@ impl Instance {
     /// True when the instance runs `revision`.
     pub fn runs(&self, revision: &Revision) -> bool {
         self.revision.hash == revision.hash
+    }
+
+    /// Whether it replicates from `source` with its replication running.
+    pub fn replicates_from(&self, source: u32) -> bool {
+        self.source == Some(source) && self.health.is_up()
+    }
+
+    /// Whether it answers but its replication is stopped without an error:
+    /// configured and not started (a former primary demoted before a
+    /// promotion), or stopped by hand.
+    pub fn replication_paused(&self) -> bool {
+        matches!(self.health, Health::ReplicationStopped { errno: 0, .. })
+    }
+
+    /// The transactions it has executed that `source` has not (errant), when
+    /// both positions are known and there are any (see [`crate::gtid::errant`]).
+    pub fn errant_against(&self, source: &Instance) -> Option<GtidSet> {
+        let (Some(mine), Some(theirs)) = (&self.gtid, &source.gtid) else {
+            return None;
+        };
+        crate::gtid::errant(mine, theirs)
+            .ok()
+            .filter(|e| !e.is_empty())
     }
 
     /// Replication lag in seconds: 0 when ready, `None` when not applying.

@@ -446,7 +446,8 @@ fn after_promotion_the_old_primary_restarts_then_rejoins() {
             source: 1
         }
     );
-    set(&mut o, 0, |i| i.source = Some(1));
+    // The repoint lifts the fence (it stays read-only).
+    set(&mut o, 0, |i| (i.source, i.fenced) = (Some(1), false));
     assert_eq!(
         d(&o, &restarting, &t, &Policy::default()),
         Action::Undrain { ordinal: 0 }

@@ -1,18 +1,38 @@
-//! An in-memory model cluster implementing `ClusterRuntime`, with fault
-//! injection and an invariant checker that runs after every operation.
+//! An in-memory model cluster implementing `ClusterRuntime`, with faults fired
+//! at chosen runtime calls and invariants checked after every call and every
+//! tick of its clock.
 //!
-//! The model is deliberately simple but keeps the properties that matter:
-//! writes are acknowledged only by a writable primary, replicas copy what
-//! their source has, a fenced instance takes no writes, a restart takes an
-//! instance down and brings it back on a new version, and a crashed instance
-//! must be recovered before it can change version.
+//! The model keeps what the guarantees depend on:
+//! - **asynchronous replication with a delay the test controls**: a replica
+//!   applies its source's binary log in order, each transaction once it is
+//!   `delay` old, so catching up costs model time;
+//! - **GTID sets**: every transaction carries its origin's id and sequence
+//!   (MySQL: one UUID per instance; MariaDB: one domain per instance, so a
+//!   position is exact), and errant transactions are possible;
+//! - **fences as the servers have them**: `read_only` (MySQL adds
+//!   `super_read_only`) and, on MariaDB, a lock held by the engine's
+//!   connection, which dies with the engine (or on its own: `FenceLost`) while
+//!   `read_only` stays; on MariaDB `read_only` does not stop a privileged
+//!   client;
+//! - **clients**: the application writes through the runtime's primary
+//!   endpoint (the instance its bookkeeping calls primary), and optionally a
+//!   privileged client connected directly to the first primary writes
+//!   whenever that server takes its commit and is not configured as a
+//!   replica (a commit on a replica is an errant transaction: `ErrantWrite`);
+//! - **several engines**: each has its own handle and identity, a lease says
+//!   which one may act (a deposed engine keeps running beside its successor),
+//!   and a killed engine's calls fail.
+//!
+//! "Writable" means "takes a privileged client's commit": the one-writer
+//! check counts every instance that does and is not configured as a replica.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use switchyard_plan::engine::{ClusterRuntime, RuntimeError, RuntimeErrorKind};
+use switchyard_plan::gtid::GtidSet;
 use switchyard_plan::record::{Intent, Record};
 use switchyard_plan::topology::{
     Health, Instance, Observed, Revision, Role, Timestamp, TopologyKind,
@@ -20,46 +40,117 @@ use switchyard_plan::topology::{
 use switchyard_plan::versions::{Flavor, Version, catalog};
 use switchyard_plan::{SchemaTarget, WaitReason};
 
+/// Where a killed engine dies relative to the call it was making.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillAt {
+    /// Before the call takes effect.
+    Before,
+    /// Inside the call: a restart leaves the instance down (the supervisor
+    /// starts it later on the revision the runtime recorded); a promotion
+    /// leaves the candidate writable with its bookkeeping not moved. Other
+    /// calls take effect.
+    Inside,
+    /// After the call took effect, before the engine could record it.
+    After,
+}
+
 /// A fault the test injects.
 #[derive(Clone, Debug)]
 pub enum Fault {
     /// The instance crashes; recovery fails until `down_for` has passed.
     Crash { ordinal: u32, down_for: Duration },
-    /// The instance's next restart fails to start it.
+    /// The instance's next restart fails to start it (it is left crashed).
     RestartFails { ordinal: u32 },
     /// Replication on the instance stops with an error for `lasting`.
     ReplicationError { ordinal: u32, lasting: Duration },
-    /// The instance lags by `seconds` for `lasting`.
+    /// The instance's replication delay is `seconds` for `lasting`.
     Lag {
         ordinal: u32,
         seconds: u64,
         lasting: Duration,
     },
-    /// The engine is killed at its `op`-th runtime call from now; with
-    /// `after_effect` the call takes effect before the engine dies.
-    KillEngine { op: u32, after_effect: bool },
+    /// The engine making the call dies.
+    KillEngine { at: KillAt },
+    /// The connection holding a fence's lock dies (MariaDB); `read_only` stays.
+    FenceLost { ordinal: u32 },
+    /// A privileged client commits directly on the instance, if it lets it
+    /// (a MariaDB replica does; MySQL's `super_read_only` does not).
+    ErrantWrite { ordinal: u32 },
+    /// The next `times` promotions make the candidate writable, then fail
+    /// before the runtime moves its traffic and bookkeeping.
+    PromoteFailsAfterWritable { times: u32 },
+    /// The next store of the record takes effect, then reports a failure.
+    RecordWriteFails,
+    /// The leading engine loses its lease and runs on beside a new leader for
+    /// `steps` steps.
+    Depose { steps: u32 },
 }
+
+impl Fault {
+    /// Whether a run may end halted because of this fault (a person must
+    /// look at transactions written where they should not have been).
+    pub fn may_halt(&self) -> bool {
+        matches!(self, Fault::ErrantWrite { .. })
+    }
+}
+
+/// A transaction: (origin instance, sequence number on that origin).
+type WriteId = (u32, u64);
 
 #[derive(Clone, Debug)]
 struct MInstance {
     ordinal: u32,
     version: Version,
     revision: Revision,
+    /// The runtime's bookkeeping: where client writes go.
     role: Role,
     up: bool,
     crashed: bool,
+    /// The runtime call during which it crashed.
+    crashed_at_op: u64,
     recover_after: u64,
+    /// Started again by the supervisor at this time (killed mid-restart).
+    back_at: Option<u64>,
     restart_fails: bool,
-    writable: bool,
+    /// `read_only`, and `super_read_only` on MySQL.
+    read_only: bool,
+    /// The fence holds against every client (MariaDB: the engine's lock;
+    /// MySQL: `super_read_only`, which survives everything).
+    lock: bool,
+    /// The engine whose connection holds the lock (MariaDB).
+    lock_by: u32,
+    /// The runtime's bookkeeping of the fence.
     fenced: bool,
+    /// A fault took its fence's lock during the engine step this counts
+    /// (the number of steps begun then): until the first action of a later
+    /// step, a commit that reaches it is one the engine could not prevent
+    /// (it must be reported, never lost silently).
+    exposed: Option<u64>,
     drained: bool,
+    /// The configured replication source.
     source: Option<u32>,
+    /// Whether the replication threads run.
+    applying: bool,
+    /// Position in the source's log up to which everything was considered.
+    cursor: usize,
     repl_error_until: u64,
+    /// Extra replication delay of a `Lag` fault, and when it ends.
+    lag_ms: u64,
     lag_until: u64,
-    lag_seconds: u64,
-    data: BTreeSet<u64>,
-    /// Whether the instance's table has the schema change.
+    /// Committed here, in order, with the time of the commit here.
+    log: Vec<(WriteId, u64)>,
+    executed: BTreeSet<WriteId>,
+    next_seq: u64,
     altered: bool,
+}
+
+/// An engine's lease: from when, until when, and the latest time it
+/// confirmed it would still act (renewals keep the lease at least that long).
+#[derive(Clone, Copy, Debug)]
+struct Grant {
+    from: u64,
+    until: u64,
+    confirmed: u64,
 }
 
 struct State {
@@ -67,14 +158,41 @@ struct State {
     flavor: Flavor,
     instances: Vec<MInstance>,
     record: Record,
-    next_write: u64,
-    acknowledged: BTreeSet<u64>,
+    /// Writes acknowledged to a client that must never be lost.
+    acknowledged: BTreeSet<WriteId>,
+    /// Transactions a privileged client wrote on replicas (faults), with the
+    /// runtime call during which each was written.
+    errant: BTreeMap<WriteId, u64>,
+    /// Writes acknowledged by a server whose fence a fault had just taken.
+    exposed: BTreeSet<WriteId>,
     out_by_us: BTreeSet<u32>,
-    kill: Option<(u32, bool)>,
-    dead: bool,
+    /// Faults by the runtime call (counted over every engine) they fire at.
+    schedule: Vec<(u64, Fault)>,
+    fired: Vec<(u64, u64, Fault)>,
+    promote_fails: u32,
+    record_write_fails: bool,
+    /// Engines killed, by id; engines deposed, with the steps left.
+    dead: BTreeSet<u32>,
+    deposed_request: Option<u32>,
+    grants: BTreeMap<u32, Grant>,
+    leader: u32,
     violations: Vec<String>,
+    /// Engine steps begun (each begins by loading the record).
+    steps: u64,
+    /// A promotion call is under way.
+    promoting: bool,
+    /// The engine making the current call.
+    caller: u32,
+    /// Each engine's latest observation, by runtime call.
+    observed_at: BTreeMap<u32, u64>,
+    /// Every runtime call and fault, for the trace of a failed case.
+    oplog: Vec<String>,
     ops: u64,
-    switchover_deadline: Duration,
+    base_delay: u64,
+    privileged_writer: Option<u32>,
+    /// The clients stopped (the end of a run).
+    clients_stopped: bool,
+    no_writer_since: Option<u64>,
     /// The schema change being rolled, if any: (id, whether the primary may take it in place).
     schema: Option<(String, bool)>,
 }
@@ -90,15 +208,26 @@ pub struct Setup {
     pub flavor: Flavor,
     pub versions: Vec<Version>,
     pub primary: u32,
-    pub switchover_deadline: Duration,
     /// The schema change being rolled, if any: (id, whether the primary may take it in place).
     pub schema: Option<(String, bool)>,
+    /// How long a transaction takes to reach a replica.
+    pub replication_delay: Duration,
+    /// Whether a privileged client writes directly to the first primary.
+    pub privileged_writer: bool,
 }
 
 /// The revision an instance on `version` runs before the rollout.
 pub fn revision_for(flavor: Flavor, version: Version) -> Revision {
     Revision::new(1, flavor, version, &BTreeMap::new())
 }
+
+/// How long the cluster may have no writable primary outside a switchover
+/// and a fault (a primary that started read-only waits for the engine).
+const NO_WRITER_GRACE_MS: u64 = 3_000;
+/// How long after a switchover's deadline its undo may take.
+const UNDO_GRACE_MS: u64 = 3_000;
+/// How long the supervisor takes to start an instance whose restart was cut short.
+const SUPERVISOR_START_MS: u64 = 2_000;
 
 impl Model {
     pub fn new(setup: &Setup) -> Self {
@@ -120,34 +249,67 @@ impl Model {
                     },
                     up: true,
                     crashed: false,
+                    crashed_at_op: 0,
                     recover_after: 0,
+                    back_at: None,
                     restart_fails: false,
-                    writable: primary,
+                    read_only: !primary,
+                    lock: false,
+                    lock_by: 0,
                     fenced: false,
+                    exposed: None,
                     drained: false,
                     source: (!primary).then_some(setup.primary),
+                    applying: !primary,
+                    cursor: 0,
                     repl_error_until: 0,
+                    lag_ms: 0,
                     lag_until: 0,
-                    lag_seconds: 0,
-                    data: BTreeSet::new(),
+                    log: Vec::new(),
+                    executed: BTreeSet::new(),
+                    next_seq: 0,
                     altered: false,
                 }
             })
             .collect();
+        let mut grants = BTreeMap::new();
+        grants.insert(
+            0,
+            Grant {
+                from: 0,
+                until: u64::MAX,
+                confirmed: 0,
+            },
+        );
         Model {
             state: Mutex::new(State {
                 clock: 1_000_000,
                 flavor: setup.flavor,
                 instances,
                 record: Record::default(),
-                next_write: 1,
                 acknowledged: BTreeSet::new(),
+                errant: BTreeMap::new(),
+                exposed: BTreeSet::new(),
                 out_by_us: BTreeSet::new(),
-                kill: None,
-                dead: false,
+                schedule: Vec::new(),
+                fired: Vec::new(),
+                promote_fails: 0,
+                record_write_fails: false,
+                dead: BTreeSet::new(),
+                deposed_request: None,
+                grants,
+                leader: 0,
                 violations: Vec::new(),
+                steps: 0,
+                promoting: false,
+                caller: 0,
+                observed_at: BTreeMap::new(),
+                oplog: Vec::new(),
                 ops: 0,
-                switchover_deadline: setup.switchover_deadline,
+                base_delay: ms(setup.replication_delay),
+                privileged_writer: setup.privileged_writer.then_some(setup.primary),
+                clients_stopped: false,
+                no_writer_since: None,
                 schema: setup.schema.clone(),
             }),
         }
@@ -157,48 +319,100 @@ impl Model {
         self.state.lock().expect("model lock")
     }
 
+    /// Schedules `faults`, each at the runtime call (counted from the start,
+    /// over every engine) it fires at.
+    pub fn schedule(&self, mut faults: Vec<(u64, Fault)>) {
+        faults.sort_by_key(|(at, _)| *at);
+        self.lock().schedule = faults;
+    }
+
     /// Applies a fault now.
     pub fn inject(&self, fault: &Fault) {
         let mut s = self.lock();
-        let now = s.clock;
-        match fault {
-            Fault::Crash { ordinal, down_for } => {
-                if let Some(i) = s.inst_mut(*ordinal)
-                    && i.up
-                {
-                    i.up = false;
-                    i.crashed = true;
-                    i.writable = false;
-                    i.recover_after = now + ms(*down_for);
-                }
-            }
-            Fault::RestartFails { ordinal } => {
-                if let Some(i) = s.inst_mut(*ordinal) {
-                    i.restart_fails = true;
-                }
-            }
-            Fault::ReplicationError { ordinal, lasting } => {
-                if let Some(i) = s.inst_mut(*ordinal) {
-                    i.repl_error_until = now + ms(*lasting);
-                }
-            }
-            Fault::Lag {
-                ordinal,
-                seconds,
-                lasting,
-            } => {
-                if let Some(i) = s.inst_mut(*ordinal) {
-                    i.lag_seconds = *seconds;
-                    i.lag_until = now + ms(*lasting);
-                }
-            }
-            Fault::KillEngine { op, after_effect } => s.kill = Some((*op, *after_effect)),
-        }
+        s.fire(fault.clone(), None);
         s.check("fault");
     }
 
+    /// The faults that fired: (runtime call, model time, fault).
+    pub fn fired(&self) -> Vec<(u64, u64, Fault)> {
+        self.lock().fired.clone()
+    }
+
+    /// Faults not fired yet.
+    pub fn pending_faults(&self) -> usize {
+        self.lock().schedule.len()
+    }
+
+    pub fn clock(&self) -> u64 {
+        self.lock().clock
+    }
+
+    /// Runtime calls made so far.
+    pub fn ops(&self) -> u64 {
+        self.lock().ops
+    }
+
+    /// A handle for the engine `id` (its own connections and identity).
+    pub fn handle(self: &Arc<Self>, id: u32) -> Handle {
+        Handle {
+            model: Arc::clone(self),
+            id,
+        }
+    }
+
+    /// Whether the engine `id` was killed.
+    pub fn is_dead(&self, id: u32) -> bool {
+        self.lock().dead.contains(&id)
+    }
+
+    /// A new engine `id` replaces the killed leader: it holds the lease now.
+    pub fn replace_leader(&self, id: u32) {
+        let mut s = self.lock();
+        let now = s.clock;
+        let old = s.leader;
+        s.grants.remove(&old);
+        s.grants.insert(
+            id,
+            Grant {
+                from: now,
+                until: u64::MAX,
+                confirmed: now,
+            },
+        );
+        s.leader = id;
+    }
+
+    /// A `Depose` fault fired: how many steps the deposed engine runs on.
+    pub fn take_depose(&self) -> Option<u32> {
+        self.lock().deposed_request.take()
+    }
+
+    /// The leader `old` stops renewing its lease: it ends now, or at the
+    /// latest time `old` confirmed it would act (renewals covered that), and
+    /// `new` may act only after it ended.
+    pub fn depose(&self, old: u32, new: u32) {
+        let mut s = self.lock();
+        let now = s.clock;
+        let ends = match s.grants.get_mut(&old) {
+            Some(g) => {
+                g.until = now.max(g.confirmed);
+                g.until
+            }
+            None => now,
+        };
+        s.grants.insert(
+            new,
+            Grant {
+                from: ends + 1,
+                until: u64::MAX,
+                confirmed: ends + 1,
+            },
+        );
+        s.leader = new;
+    }
+
     /// Ends every lasting fault: crashed instances may be recovered, restarts
-    /// succeed, replication errors and lag clear.
+    /// succeed, replication errors and lag clear; scheduled faults are dropped.
     pub fn heal(&self) {
         let mut s = self.lock();
         let now = s.clock;
@@ -208,50 +422,127 @@ impl Model {
             i.repl_error_until = 0;
             i.lag_until = 0;
         }
-        s.kill = None;
+        s.schedule.clear();
+        s.promote_fails = 0;
+        s.record_write_fails = false;
     }
 
-    /// Whether the engine was killed (the test then starts a new engine).
-    pub fn take_dead(&self) -> bool {
-        let mut s = self.lock();
-        std::mem::replace(&mut s.dead, false)
-    }
-
-    /// Lets time pass and replication run (a tick of the world).
+    /// Lets time pass and replication and clients run (a tick of the world).
     pub fn tick(&self, d: Duration) {
         let mut s = self.lock();
         s.advance(ms(d));
+        s.check("tick");
+    }
+
+    /// Every instance's state, for the trace of a failed case.
+    pub fn dump(&self) -> String {
+        let s = self.lock();
+        s.instances
+            .iter()
+            .map(|i| {
+                format!(
+                    "instance {}: {:?} {} up={} crashed={} read_only={} lock={} fenced={} \
+                     source={:?} applying={} cursor={} log={} executed={} repl_error_until={} \
+                     lag_until={}",
+                    i.ordinal,
+                    i.role,
+                    i.version,
+                    i.up,
+                    i.crashed,
+                    i.read_only,
+                    i.lock,
+                    i.fenced,
+                    i.source,
+                    i.applying,
+                    i.cursor,
+                    i.log.len(),
+                    i.executed.len(),
+                    i.repl_error_until,
+                    i.lag_until
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The runtime calls and faults so far.
+    pub fn oplog(&self) -> Vec<String> {
+        self.lock().oplog.clone()
     }
 
     pub fn violations(&self) -> Vec<String> {
         self.lock().violations.clone()
     }
 
-    /// Checks what can only be checked at the end: no acknowledged write lost
-    /// on any instance once replication has converged.
-    pub fn final_check(&self) -> Vec<String> {
+    /// Checks what can only be checked at the end, once replication has
+    /// converged with the faults over: no acknowledged write missing on the
+    /// primary, and every instance that replicates has everything the primary
+    /// has. With `finished`, every instance replicates from the primary.
+    pub fn final_check(&self, finished: bool, halted_on: Option<u32>) -> Vec<String> {
         self.heal();
         let mut s = self.lock();
-        // Let replication converge with the faults over.
-        s.advance(10_000);
-        // ...and the last writes reach every replica (no new ones meanwhile).
-        for _ in 0..s.instances.len() {
-            s.replicate();
-        }
+        s.clients_stopped = true;
+        s.advance(30_000);
         let mut out = s.violations.clone();
-        let acked = s.acknowledged.clone();
-        for i in &s.instances {
-            let missing: Vec<u64> = acked.difference(&i.data).copied().collect();
-            if !missing.is_empty() {
+        let Some(p) = s.instances.iter().find(|i| i.role == Role::Primary) else {
+            out.push("no primary at the end".into());
+            return out;
+        };
+        let missing: Vec<WriteId> = s.acknowledged.difference(&p.executed).copied().collect();
+        if !missing.is_empty() {
+            out.push(format!(
+                "the primary {} is missing {} acknowledged writes (first {:?})",
+                p.ordinal,
+                missing.len(),
+                &missing[..missing.len().min(5)]
+            ));
+        }
+        // Writes a server took while a fault had just taken its fence: the
+        // engine could not prevent them, but it must not lose them silently:
+        // on the primary, or the rollout halted on the server holding them.
+        let lost: Vec<WriteId> = s.exposed.difference(&p.executed).copied().collect();
+        if !lost.is_empty() {
+            let named_holds_them = halted_on
+                .and_then(|o| s.inst(o))
+                .is_some_and(|i| lost.iter().all(|id| i.executed.contains(id)));
+            let holder = s
+                .instances
+                .iter()
+                .find(|i| lost.iter().all(|id| i.executed.contains(id)))
+                .map(|i| i.ordinal);
+            if !named_holds_them {
                 out.push(format!(
-                    "instance {} is missing {} acknowledged writes (first {:?})",
-                    i.ordinal,
-                    missing.len(),
-                    &missing[..missing.len().min(5)]
+                    "{} writes acknowledged while a fence was lost are missing on the primary \
+                     and no halt names the instance holding them ({holder:?}): first {:?}",
+                    lost.len(),
+                    &lost[..lost.len().min(5)]
+                ));
+            }
+        }
+        for i in &s.instances {
+            let follows = i.up && i.applying && i.source == Some(p.ordinal);
+            if i.ordinal == p.ordinal || !(follows || finished) {
+                continue;
+            }
+            let lacking = p.executed.difference(&i.executed).count();
+            if lacking > 0 {
+                out.push(format!(
+                    "instance {} lacks {lacking} of the primary's transactions at the end \
+                     (source {:?}, applying {})",
+                    i.ordinal, i.source, i.applying
                 ));
             }
         }
         out
+    }
+
+    /// Whether the cluster has a primary that takes writes, or whose primary
+    /// is down.
+    pub fn has_writer_or_primary_down(&self) -> bool {
+        let s = self.lock();
+        s.instances
+            .iter()
+            .any(|i| i.role == Role::Primary && (!i.up || s.app_writable(i)))
     }
 
     pub fn versions(&self) -> Vec<Version> {
@@ -271,15 +562,56 @@ impl Model {
         self.lock().acknowledged.len()
     }
 
-    /// One runtime call: handles the engine kill, advances the clock, runs
-    /// `f`, and checks the invariants.
+    /// Writes taken by a server whose fence a fault had just taken.
+    pub fn exposed(&self) -> usize {
+        self.lock().exposed.len()
+    }
+
+    /// One runtime call of engine `id`: fires due faults, handles the
+    /// engine's death, advances the clock, runs `f`, checks the invariants.
     fn op<T>(
         &self,
+        id: u32,
         what: &str,
+        inside: impl FnOnce(&mut State),
         f: impl FnOnce(&mut State) -> Result<T, String>,
     ) -> Result<T, RuntimeError> {
+        let acting = !(what == "observe" || what == "load record");
         let mut s = self.lock();
-        if s.dead {
+        if what == "load record" {
+            s.steps += 1;
+        }
+        s.promoting = what.starts_with("promote");
+        let result = s.call(id, what, inside, f);
+        s.promoting = false;
+        // An engine acted on the server in a step begun after its fence was
+        // lost: it is the engine's business again from the end of this call.
+        if acting && !s.dead.contains(&id) {
+            let steps = s.steps;
+            let named = named_ordinals(what);
+            for i in &mut s.instances {
+                if named.contains(&i.ordinal) && i.exposed.is_some_and(|at| at < steps) {
+                    i.exposed = None;
+                }
+            }
+        }
+        result
+    }
+}
+
+impl State {
+    fn call<T>(
+        &mut self,
+        id: u32,
+        what: &str,
+        inside: impl FnOnce(&mut State),
+        f: impl FnOnce(&mut State) -> Result<T, String>,
+    ) -> Result<T, RuntimeError> {
+        let s = self;
+        s.caller = id;
+        let line = format!("t={} call {} engine {id}: {what}", s.clock, s.ops + 1);
+        s.oplog.push(line);
+        if s.dead.contains(&id) {
             return Err(RuntimeError::new(
                 RuntimeErrorKind::Transient,
                 what,
@@ -287,50 +619,150 @@ impl Model {
             ));
         }
         s.ops += 1;
-        s.advance(100);
-        let mut die_after = false;
-        if let Some((left, after_effect)) = s.kill {
-            if left == 0 {
-                s.kill = None;
-                if !after_effect {
-                    s.kill_engine();
-                    return Err(RuntimeError::new(
-                        RuntimeErrorKind::Transient,
-                        what,
-                        "the engine was killed",
-                    ));
-                }
-                die_after = true;
+        let mut kill = None;
+        while s.schedule.first().is_some_and(|(at, _)| *at <= s.ops) {
+            let (_, fault) = s.schedule.remove(0);
+            if let Fault::KillEngine { at } = fault {
+                s.record_fired(fault.clone());
+                kill = Some(at);
             } else {
-                s.kill = Some((left - 1, after_effect));
+                s.fire(fault, Some(id));
             }
         }
-        let result = f(&mut s);
+        s.advance(100);
+        if kill == Some(KillAt::Before) {
+            s.kill_engine(id);
+            s.check(what);
+            return Err(killed(what));
+        }
+        if kill == Some(KillAt::Inside) {
+            inside(s);
+            s.kill_engine(id);
+            s.check(what);
+            return Err(killed(what));
+        }
+        let result = f(s);
         s.advance(100);
         s.check(what);
-        if die_after {
-            s.kill_engine();
-            return Err(RuntimeError::new(
-                RuntimeErrorKind::Transient,
-                what,
-                "the engine was killed",
-            ));
+        if kill == Some(KillAt::After) {
+            s.kill_engine(id);
+            return Err(killed(what));
         }
         result.map_err(|m| RuntimeError::new(RuntimeErrorKind::Failed, what, m))
     }
+}
+
+/// The instances a runtime call names, read from its description ("fence 0",
+/// "wait for 1 to catch up with 0").
+fn named_ordinals(what: &str) -> Vec<u32> {
+    what.split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect()
+}
+
+fn killed(what: &str) -> RuntimeError {
+    RuntimeError::new(RuntimeErrorKind::Transient, what, "the engine was killed")
 }
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A UUID for instance `o`'s transactions (MySQL).
+fn uuid(o: u32) -> String {
+    format!("{:08x}-0000-4000-8000-{:012x}", o + 1, o + 1)
+}
+
 impl State {
-    /// The engine dies: so does every connection it held, and with them any
-    /// fence that is a lock (MariaDB's backup lock); `read_only` stays.
-    fn kill_engine(&mut self) {
-        self.dead = true;
-        for i in &mut self.instances {
-            i.fenced = false;
+    fn record_fired(&mut self, fault: Fault) {
+        let (ops, clock) = (self.ops, self.clock);
+        self.oplog
+            .push(format!("t={clock} call {ops}: FAULT {fault:?}"));
+        self.fired.push((ops, clock, fault));
+    }
+
+    fn fire(&mut self, fault: Fault, _by: Option<u32>) {
+        let now = self.clock;
+        let steps = self.steps;
+        self.record_fired(fault.clone());
+        match fault {
+            Fault::Crash { ordinal, down_for } => {
+                let op = self.ops;
+                if let Some(i) = self.inst_mut(ordinal)
+                    && i.up
+                {
+                    i.up = false;
+                    i.crashed = true;
+                    i.crashed_at_op = op;
+                    i.exposed = Some(steps);
+                    i.lock = false;
+                    i.recover_after = now + ms(down_for);
+                }
+            }
+            Fault::RestartFails { ordinal } => {
+                if let Some(i) = self.inst_mut(ordinal) {
+                    i.restart_fails = true;
+                }
+            }
+            Fault::ReplicationError { ordinal, lasting } => {
+                if let Some(i) = self.inst_mut(ordinal) {
+                    i.repl_error_until = now + ms(lasting);
+                }
+            }
+            Fault::Lag {
+                ordinal,
+                seconds,
+                lasting,
+            } => {
+                if let Some(i) = self.inst_mut(ordinal) {
+                    i.lag_ms = seconds * 1000;
+                    i.lag_until = now + ms(lasting);
+                }
+            }
+            Fault::KillEngine { .. } => {
+                let leader = self.leader;
+                self.kill_engine(leader);
+            }
+            Fault::FenceLost { ordinal } => {
+                if self.flavor == Flavor::Mariadb
+                    && let Some(i) = self.inst_mut(ordinal)
+                    && i.lock
+                {
+                    i.lock = false;
+                    i.exposed = Some(steps);
+                }
+            }
+            Fault::ErrantWrite { ordinal } => {
+                let Some(idx) = self.instances.iter().position(|i| i.ordinal == ordinal) else {
+                    return;
+                };
+                let i = &self.instances[idx];
+                // Only a replica that applies from its source: a demoted old
+                // primary's own commits are what its candidate catches up on.
+                if i.up && i.source.is_some() && i.applying && self.takes_privileged(i) {
+                    let id = self.commit(idx);
+                    let op = self.ops;
+                    self.errant.insert(id, op);
+                }
+            }
+            Fault::PromoteFailsAfterWritable { times } => self.promote_fails = times,
+            Fault::RecordWriteFails => self.record_write_fails = true,
+            Fault::Depose { steps } => self.deposed_request = Some(steps),
+        }
+    }
+
+    /// The engine `id` dies: so does every connection it held, and with them
+    /// every fence that is a lock (MariaDB); `read_only` stays.
+    fn kill_engine(&mut self, id: u32) {
+        let steps = self.steps;
+        self.dead.insert(id);
+        if self.flavor == Flavor::Mariadb {
+            for i in &mut self.instances {
+                if i.lock && i.lock_by == id {
+                    i.lock = false;
+                    i.exposed = Some(steps);
+                }
+            }
         }
     }
 
@@ -342,113 +774,277 @@ impl State {
         self.instances.iter().find(|i| i.ordinal == ordinal)
     }
 
+    /// Whether a privileged client's commit succeeds on `i`.
+    fn takes_privileged(&self, i: &MInstance) -> bool {
+        i.up && !i.lock && (self.flavor == Flavor::Mariadb || !i.read_only)
+    }
+
+    /// Whether the application's (unprivileged) commit succeeds on `i`.
+    fn app_writable(&self, i: &MInstance) -> bool {
+        i.up && !i.lock && !i.read_only
+    }
+
+    /// Commits a new transaction of instance `idx` (its own GTID).
+    fn commit(&mut self, idx: usize) -> WriteId {
+        let now = self.clock;
+        let i = &mut self.instances[idx];
+        i.next_seq += 1;
+        let id = (i.ordinal, i.next_seq);
+        i.log.push((id, now));
+        i.executed.insert(id);
+        id
+    }
+
     fn advance(&mut self, millis: u64) {
         let steps = (millis / 100).max(1);
         for _ in 0..steps {
             self.clock += millis / steps;
-            // Replication trails the primary by a tick: a write acknowledged
-            // just now is not yet on any replica.
+            self.supervise();
             self.replicate();
             self.write();
         }
     }
 
-    /// The application writes through the primary endpoint: a write is
-    /// acknowledged only by the primary when it is up and writable.
-    fn write(&mut self) {
-        let id = self.next_write;
-        let Some(p) = self.instances.iter_mut().find(|i| i.role == Role::Primary) else {
-            return;
-        };
-        // The writer holds ALL privileges: on MariaDB `read_only` does not stop
-        // it; only the fence (a lock held by the engine's connection) does.
-        if p.up && !p.fenced {
-            p.data.insert(id);
-            self.acknowledged.insert(id);
-            self.next_write += 1;
+    /// Starts instances whose restart was cut short, on the recorded revision.
+    fn supervise(&mut self) {
+        let now = self.clock;
+        let steps = self.steps;
+        for i in &mut self.instances {
+            if i.back_at.is_some_and(|t| t <= now) {
+                i.back_at = None;
+                i.up = true;
+                i.read_only = true;
+                i.lock = false;
+                i.applying = false;
+                i.exposed = Some(steps);
+            }
         }
     }
 
-    /// Replicas copy what their source has beyond their own latest write
-    /// (ids only grow, so this is what GTID auto-positioning fetches).
+    /// Each replica applies its source's log in order, every transaction
+    /// once it is old enough, skipping what it has (GTID auto-positioning).
     fn replicate(&mut self) {
         let now = self.clock;
         for idx in 0..self.instances.len() {
             let i = &self.instances[idx];
             let Some(src) = i.source else { continue };
-            if !i.up || i.repl_error_until > now || i.lag_until > now {
+            if !i.up || !i.applying || i.repl_error_until > now {
                 continue;
             }
-            let have = i.data.last().copied().unwrap_or(0);
+            let delay = self.base_delay + if i.lag_until > now { i.lag_ms } else { 0 };
             let Some(s) = self.instances.iter().find(|s| s.ordinal == src && s.up) else {
                 continue;
             };
-            let new: Vec<u64> = s.data.range(have + 1..).copied().collect();
-            self.instances[idx].data.extend(new);
+            let mut cursor = i.cursor.min(s.log.len());
+            let mut new = Vec::new();
+            while let Some((id, t)) = s.log.get(cursor) {
+                if t.saturating_add(delay) > now {
+                    break;
+                }
+                if !i.executed.contains(id) {
+                    new.push(*id);
+                }
+                cursor += 1;
+            }
+            let r = &mut self.instances[idx];
+            r.cursor = cursor;
+            for id in new {
+                r.log.push((id, now));
+                r.executed.insert(id);
+            }
         }
+    }
+
+    /// The application writes through the primary endpoint; the privileged
+    /// client writes directly to its server.
+    fn write(&mut self) {
+        if self.clients_stopped {
+            return;
+        }
+        if let Some(idx) = self
+            .instances
+            .iter()
+            .position(|i| i.role == Role::Primary && self.app_writable(i))
+        {
+            let id = self.commit(idx);
+            self.acknowledged.insert(id);
+        }
+        // The privileged client writes to its server while that server may be
+        // taken for a primary: it has no source, or it is the fenced old
+        // primary of a switchover (configured as the candidate's replica, not
+        // applying). Once it replicates, a commit there is an errant
+        // transaction, which only the errant checks can deal with.
+        if let Some(w) = self.privileged_writer
+            && let Some(idx) = self.instances.iter().position(|i| i.ordinal == w)
+        {
+            let i = &self.instances[idx];
+            let (exposed, fenced) = (i.exposed.is_some(), i.fenced);
+            // Once another server is being promoted (its catch-up is behind
+            // it), what a fault let through here cannot be merged; before
+            // that, the candidate can still catch up on it, and must.
+            let unmergeable = self.promoting
+                || self.instances.iter().any(|j| {
+                    j.ordinal != w
+                        && (j.role == Role::Primary || (j.source.is_none() && !j.read_only))
+                });
+            if (i.source.is_none() || fenced) && !i.applying && self.takes_privileged(i) {
+                let id = self.commit(idx);
+                if exposed && unmergeable {
+                    self.exposed.insert(id);
+                } else {
+                    if fenced && !exposed {
+                        let now = self.clock;
+                        self.violations.push(format!(
+                            "instance {w}, fenced, took a privileged commit {id:?} at t={now}: \
+                             its fence was not held"
+                        ));
+                    }
+                    self.acknowledged.insert(id);
+                }
+            }
+        }
+    }
+
+    fn lag_seconds(&self, i: &MInstance) -> u64 {
+        let Some(s) = i.source.and_then(|s| self.inst(s)) else {
+            return 0;
+        };
+        let oldest = s
+            .log
+            .iter()
+            .skip(i.cursor.min(s.log.len()))
+            .find(|(id, _)| !i.executed.contains(id))
+            .map(|(_, t)| *t);
+        oldest.map_or(0, |t| self.clock.saturating_sub(t) / 1000)
     }
 
     fn check(&mut self, during: &str) {
         let now = self.clock;
-        let writable: Vec<u32> = self
+        // one-writer: instances that take a privileged commit and are not
+        // configured as replicas.
+        let writers: Vec<u32> = self
             .instances
             .iter()
-            .filter(|i| i.up && i.writable)
+            .filter(|i| i.source.is_none() && i.exposed.is_none() && self.takes_privileged(i))
             .map(|i| i.ordinal)
             .collect();
-        if writable.len() > 1 {
-            self.violations
-                .push(format!("{during}: instances {writable:?} are all writable"));
+        if writers.len() > 1 {
+            self.violations.push(format!(
+                "{during}: instances {writers:?} are all writable (t={now})"
+            ));
         }
-        // A primary that crashed (a fault) leaves no writable instance through
-        // no action of ours; anything else that does must be a switchover.
-        let primary_crashed = self
-            .instances
-            .iter()
-            .any(|i| i.role == Role::Primary && i.crashed);
-        if writable.is_empty() && !primary_crashed {
-            let grace = ms(self.switchover_deadline) + 3_000;
-            let in_switchover = matches!(self.record.intent, Some(Intent::Switchover { started, .. }) if now <= started.0 + grace);
-            if !in_switchover {
-                self.violations.push(format!(
-                    "{during}: no writable instance outside a switchover (t={now})"
-                ));
-            }
-        }
+        self.check_no_writer(during);
+        let mut found = Vec::new();
         for i in &self.instances {
             let Some(src) = i.source.and_then(|s| self.inst(s)) else {
                 continue;
             };
-            if !(i.up && src.up) {
+            if !(i.up && i.applying && src.up) {
                 continue;
             }
             let ok = catalog()
                 .check_replication(self.flavor, src.version, i.version)
                 .is_ok_and(|v| v.allowed);
             if !ok {
-                self.violations.push(format!(
+                found.push(format!(
                     "{during}: instance {} ({}) replicates from {} ({}), a newer source",
                     i.ordinal, i.version, src.ordinal, src.version
                 ));
             }
-        }
-        for i in &self.instances {
-            let Some(src) = i.source.and_then(|s| self.inst(s)) else {
-                continue;
-            };
-            if i.up && src.up && src.altered && !i.altered {
-                self.violations.push(format!(
+            if src.altered && !i.altered {
+                found.push(format!(
                     "{during}: instance {} (old table) replicates new-shape rows from {}",
                     i.ordinal, src.ordinal
                 ));
             }
         }
-        if self.out_by_us.len() > 1 {
+        self.violations.extend(found);
+        let candidate = match &self.record.intent {
+            Some(Intent::Switchover { to, .. }) => Some(*to),
+            _ => None,
+        };
+        let out: Vec<u32> = self
+            .out_by_us
+            .iter()
+            .copied()
+            .filter(|o| Some(*o) != candidate)
+            .collect();
+        if out.len() > 1 {
             self.violations.push(format!(
-                "{during}: instances {:?} are out of service by our action",
-                self.out_by_us
+                "{during}: instances {out:?} are out of service by our action"
             ));
         }
+    }
+
+    /// no-writer: the primary takes no writes only inside a switchover (until
+    /// its deadline and the undo), while it is down by a fault, or briefly
+    /// (it started read-only and waits for the engine); never because we took
+    /// it down outside a switchover.
+    fn check_no_writer(&mut self, during: &str) {
+        let now = self.clock;
+        let Some(p) = self.instances.iter().find(|i| i.role == Role::Primary) else {
+            return;
+        };
+        if self.app_writable(p) {
+            self.no_writer_since = None;
+            return;
+        }
+        let in_switchover = matches!(&self.record.intent,
+            Some(Intent::Switchover { deadline, .. }) if now <= deadline.0 + UNDO_GRACE_MS);
+        if in_switchover || p.crashed {
+            self.no_writer_since = None;
+            return;
+        }
+        if !p.up && self.out_by_us.contains(&p.ordinal) {
+            self.violations.push(format!(
+                "{during}: no writable instance outside a switchover: the primary {} is down \
+                 by our action (t={now})",
+                p.ordinal
+            ));
+            return;
+        }
+        let since = *self.no_writer_since.get_or_insert(now);
+        if now.saturating_sub(since) > NO_WRITER_GRACE_MS {
+            self.violations.push(format!(
+                "{during}: no writable instance outside a switchover since t={since} (t={now})"
+            ));
+            self.no_writer_since = Some(now);
+        }
+    }
+
+    fn gtid(&self, i: &MInstance) -> GtidSet {
+        let mut by_origin: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+        for (o, seq) in &i.executed {
+            by_origin.entry(*o).or_default().push(*seq);
+        }
+        let text = match self.flavor {
+            Flavor::Mysql => by_origin
+                .iter()
+                .map(|(o, seqs)| {
+                    let mut ranges = Vec::new();
+                    let mut start = seqs[0];
+                    let mut prev = seqs[0];
+                    for s in seqs.iter().skip(1) {
+                        if *s != prev + 1 {
+                            ranges.push(range(start, prev));
+                            start = *s;
+                        }
+                        prev = *s;
+                    }
+                    ranges.push(range(start, prev));
+                    format!("{}:{}", uuid(*o), ranges.join(":"))
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            Flavor::Mariadb => by_origin
+                .iter()
+                .map(|(o, seqs)| {
+                    format!("{}-{}-{}", o + 1, o + 1, seqs.last().copied().unwrap_or(0))
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        GtidSet::parse(self.flavor, &text).expect("the model's GTID text parses")
     }
 
     fn observe(&self) -> Observed {
@@ -459,19 +1055,25 @@ impl State {
             .map(|i| {
                 let health = if i.crashed {
                     Health::Crashed
+                } else if !i.up && i.back_at.is_some() {
+                    Health::Starting
                 } else if !i.up {
                     Health::Stopped
-                } else if i.source.is_some() && i.repl_error_until > now {
+                } else if i.source.is_some() && i.repl_error_until > now && i.applying {
                     Health::ReplicationStopped {
                         errno: 1062,
                         message: "Duplicate entry".into(),
                     }
-                } else if i.source.is_some() && i.lag_until > now {
-                    Health::Lagging {
-                        seconds: i.lag_seconds,
+                } else if i.source.is_some() && !i.applying {
+                    Health::ReplicationStopped {
+                        errno: 0,
+                        message: "replication is stopped".into(),
                     }
                 } else {
-                    Health::Ready
+                    match self.lag_seconds(i) {
+                        0 => Health::Ready,
+                        seconds => Health::Lagging { seconds },
+                    }
                 };
                 Instance {
                     ordinal: i.ordinal,
@@ -479,9 +1081,9 @@ impl State {
                     version: i.version,
                     revision: i.revision.clone(),
                     health,
-                    gtid: None,
-                    writable: i.up && i.writable,
-                    fenced: i.fenced,
+                    gtid: i.up.then(|| self.gtid(i)),
+                    writable: self.app_writable(i),
+                    fenced: i.lock,
                     drained: i.drained,
                     source: i.source,
                     schema: self
@@ -498,58 +1100,166 @@ impl State {
             instances,
         }
     }
+
+    /// Makes `ordinal` a writable primary with no source (as a promotion's
+    /// SQL does), without moving the bookkeeping.
+    fn make_writable(&mut self, ordinal: u32) {
+        if let Some(i) = self.inst_mut(ordinal) {
+            i.source = None;
+            i.applying = false;
+            i.read_only = false;
+            i.lock = false;
+        }
+    }
+
+    /// Checks a promotion of `ordinal`: it must hold no errant transaction
+    /// the engine could have seen (one written during this very call could
+    /// not be).
+    fn check_promotion(&mut self, ordinal: u32) {
+        let Some(i) = self.inst(ordinal) else { return };
+        let now = self.ops;
+        let held: Vec<WriteId> = self
+            .errant
+            .iter()
+            .filter(|(id, at)| **at < now && i.executed.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        if !held.is_empty() {
+            self.violations.push(format!(
+                "promote {ordinal}: the candidate holds errant transactions {held:?}"
+            ));
+        }
+    }
+}
+
+fn range(a: u64, b: u64) -> String {
+    if a == b {
+        a.to_string()
+    } else {
+        format!("{a}-{b}")
+    }
+}
+
+/// One engine's handle on the model: its own identity and connections.
+pub struct Handle {
+    model: Arc<Model>,
+    id: u32,
+}
+
+impl Handle {
+    async fn op<T>(
+        &self,
+        what: &str,
+        inside: impl FnOnce(&mut State),
+        f: impl FnOnce(&mut State) -> Result<T, String>,
+    ) -> Result<T, RuntimeError> {
+        // Other engines run between two calls of this one.
+        tokio::task::yield_now().await;
+        self.model.op(self.id, what, inside, f)
+    }
+}
+
+fn up(s: &mut State, ordinal: u32) -> Result<&mut MInstance, String> {
+    let i = s.inst_mut(ordinal).ok_or("no such instance")?;
+    if !i.up {
+        return Err(format!("instance {ordinal} is down"));
+    }
+    Ok(i)
 }
 
 #[async_trait]
-impl ClusterRuntime for Model {
+impl ClusterRuntime for Handle {
     fn now(&self) -> Timestamp {
-        Timestamp(self.lock().clock)
+        Timestamp(self.model.lock().clock)
     }
 
     async fn observe(&self) -> Result<Observed, RuntimeError> {
-        self.op("observe", |s| Ok(s.observe()))
+        let id = self.id;
+        self.op(
+            "observe",
+            |_| {},
+            |s| {
+                let op = s.ops;
+                s.observed_at.insert(id, op);
+                Ok(s.observe())
+            },
+        )
+        .await
     }
 
     async fn load_record(&self) -> Result<Record, RuntimeError> {
-        self.op("load record", |s| Ok(s.record.clone()))
+        self.op("load record", |_| {}, |s| Ok(s.record.clone()))
+            .await
     }
 
     async fn store_record(&self, expected_seq: u64, record: &Record) -> Result<(), RuntimeError> {
-        let mut s = self.lock();
-        if s.dead {
-            return Err(RuntimeError::new(
-                RuntimeErrorKind::Transient,
-                "store record",
-                "the engine is dead",
-            ));
+        tokio::task::yield_now().await;
+        let mut s = self.model.lock();
+        if s.dead.contains(&self.id) {
+            return Err(killed("store record"));
         }
         if s.record.seq != expected_seq {
             return Err(RuntimeError::conflict("store record"));
         }
         s.record = record.clone();
+        if std::mem::take(&mut s.record_write_fails) {
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::Transient,
+                "store record",
+                "the write took effect but its answer was lost",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn confirm_leadership(&self, until: Timestamp) -> Result<(), RuntimeError> {
+        let mut s = self.model.lock();
+        let now = s.clock;
+        let Some(g) = s.grants.get_mut(&self.id) else {
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::Conflict,
+                "confirm the lease",
+                "this engine holds no lease",
+            ));
+        };
+        if now < g.from || until.0 > g.until {
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::Conflict,
+                "confirm the lease",
+                format!(
+                    "the lease covers {}..{}, not {now}..{}",
+                    g.from, g.until, until.0
+                ),
+            ));
+        }
+        g.confirmed = g.confirmed.max(until.0);
         Ok(())
     }
 
     async fn drain(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.op(&format!("drain {ordinal}"), |s| {
-            s.out_by_us.insert(ordinal);
-            let i = s.inst_mut(ordinal).ok_or("no such instance")?;
-            i.drained = true;
-            Ok(())
-        })
+        self.op(
+            &format!("drain {ordinal}"),
+            |_| {},
+            |s| {
+                s.out_by_us.insert(ordinal);
+                s.inst_mut(ordinal).ok_or("no such instance")?.drained = true;
+                Ok(())
+            },
+        )
+        .await
     }
 
     async fn undrain(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.op(&format!("undrain {ordinal}"), |s| {
-            let i = s.inst_mut(ordinal).ok_or("no such instance")?;
-            if !i.up {
-                return Err("instance is down".into());
-            }
-            i.drained = false;
-            i.fenced = false;
-            s.out_by_us.remove(&ordinal);
-            Ok(())
-        })
+        self.op(
+            &format!("undrain {ordinal}"),
+            |_| {},
+            |s| {
+                up(s, ordinal)?.drained = false;
+                s.out_by_us.remove(&ordinal);
+                Ok(())
+            },
+        )
+        .await
     }
 
     async fn restart(
@@ -559,83 +1269,183 @@ impl ClusterRuntime for Model {
         version: Version,
         slow_shutdown: bool,
     ) -> Result<(), RuntimeError> {
-        self.op(&format!("restart {ordinal}"), |s| {
+        let go_down = |s: &mut State| -> Result<(), String> {
             s.out_by_us.insert(ordinal);
             let flavor = s.flavor;
+            let seen = s.observed_at.get(&s.caller).copied().unwrap_or(0);
             let i = s.inst_mut(ordinal).ok_or("no such instance")?;
             let from = i.version;
             let crashed = i.crashed;
-            if from != version {
-                if crashed {
-                    s.violations.push(format!("restart {ordinal}: version change of a crashed instance (not recovered first)"));
+            let crashed_just_now = crashed && i.crashed_at_op >= seen;
+            if from != version && crashed {
+                // The runtime refuses to start a crashed instance on another
+                // version; an engine that saw the crash and asked is wrong.
+                if !crashed_just_now {
+                    s.violations.push(format!(
+                        "restart {ordinal}: version change of a crashed instance (not recovered first)"
+                    ));
                 }
-                if !slow_shutdown {
-                    s.violations.push(format!("restart {ordinal}: version change without a slow shutdown"));
-                }
-                let allowed = catalog().check_in_place(flavor, from, version).is_ok_and(|v| v.allowed);
-                if !allowed {
-                    s.violations.push(format!("restart {ordinal}: forbidden transition {from} -> {version} started"));
-                }
+                return Err(format!(
+                    "instance {ordinal} crashed: recover it on {from} first"
+                ));
             }
-            // Down for the restart: check the invariants in the gap.
+            if from != version {
+                let mut v = Vec::new();
+                if !slow_shutdown {
+                    v.push(format!(
+                        "restart {ordinal}: version change without a slow shutdown"
+                    ));
+                }
+                let allowed = catalog()
+                    .check_in_place(flavor, from, version)
+                    .is_ok_and(|v| v.allowed);
+                if !allowed {
+                    v.push(format!(
+                        "restart {ordinal}: forbidden transition {from} -> {version} started"
+                    ));
+                }
+                s.violations.extend(v);
+            }
             let i = s.inst_mut(ordinal).ok_or("no such instance")?;
             i.up = false;
-            i.writable = false;
-            s.check(&format!("restart {ordinal} (down)"));
-            let i = s.inst_mut(ordinal).ok_or("no such instance")?;
+            i.lock = false;
             i.version = version;
             i.revision = revision.clone();
-            if i.restart_fails {
-                i.restart_fails = false;
-                i.crashed = true;
-                return Err(format!("instance {ordinal} failed to start on {version}"));
-            }
-            i.crashed = false;
-            i.up = true;
-            // Every instance starts read-only; the runtime makes the primary writable.
-            i.writable = i.role == Role::Primary && !i.fenced;
+            s.check(&format!("restart {ordinal} (down)"));
             Ok(())
-        })
+        };
+        self.op(
+            &format!("restart {ordinal}"),
+            |s| {
+                let back = s.clock + SUPERVISOR_START_MS;
+                if go_down(s).is_ok()
+                    && let Some(i) = s.inst_mut(ordinal)
+                {
+                    i.back_at = Some(back);
+                }
+            },
+            |s| {
+                go_down(s)?;
+                let s_caller = s.caller;
+                let i = s.inst_mut(ordinal).ok_or("no such instance")?;
+                if std::mem::take(&mut i.restart_fails) {
+                    i.crashed = true;
+                    return Err(format!("instance {ordinal} failed to start on {version}"));
+                }
+                i.crashed = false;
+                i.back_at = None;
+                i.up = true;
+                // Every instance starts read-only, its replication not
+                // started; one the runtime records as fenced, fenced again.
+                i.read_only = true;
+                i.applying = false;
+                i.lock = i.fenced;
+                i.lock_by = s_caller;
+                Ok(())
+            },
+        )
+        .await
     }
 
     async fn recover(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.op(&format!("recover {ordinal}"), |s| {
-            let now = s.clock;
-            let i = s.inst_mut(ordinal).ok_or("no such instance")?;
-            if !i.crashed {
-                return Ok(());
-            }
-            if now < i.recover_after {
-                return Err(format!("instance {ordinal} did not come back"));
-            }
-            i.crashed = false;
-            i.up = true;
-            i.writable = i.role == Role::Primary && !i.fenced;
-            Ok(())
-        })
+        self.op(
+            &format!("recover {ordinal}"),
+            |_| {},
+            |s| {
+                let now = s.clock;
+                let s_caller = s.caller;
+                let s_steps = s.steps;
+                let i = s.inst_mut(ordinal).ok_or("no such instance")?;
+                if !i.crashed {
+                    return Ok(());
+                }
+                if now < i.recover_after {
+                    return Err(format!("instance {ordinal} did not come back"));
+                }
+                i.crashed = false;
+                i.up = true;
+                i.read_only = true;
+                i.applying = false;
+                i.lock = i.fenced;
+                i.lock_by = s_caller;
+                // Back without a source it may be taken for a primary by a
+                // privileged client until the engine's next step repoints it.
+                if i.role != Role::Primary && i.source.is_none() {
+                    i.exposed = Some(s_steps);
+                }
+                Ok(())
+            },
+        )
+        .await
     }
 
-    async fn fence(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.op(&format!("fence {ordinal}"), |s| {
-            s.out_by_us.insert(ordinal);
-            let i = s.inst_mut(ordinal).ok_or("no such instance")?;
-            if !i.up {
-                return Err("instance is down".into());
-            }
-            i.fenced = true;
-            i.writable = false;
-            Ok(())
-        })
+    async fn fence(&self, ordinal: u32, _deadline: Timestamp) -> Result<(), RuntimeError> {
+        self.op(
+            &format!("fence {ordinal}"),
+            |_| {},
+            |s| {
+                let caller = s.caller;
+                let i = up(s, ordinal)?;
+                i.read_only = true;
+                i.lock = true;
+                i.lock_by = caller;
+                i.fenced = true;
+                if i.role == Role::Primary {
+                    s.out_by_us.insert(ordinal);
+                }
+                Ok(())
+            },
+        )
+        .await
     }
 
-    async fn unfence(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.op(&format!("unfence {ordinal}"), |s| {
-            let i = s.inst_mut(ordinal).ok_or("no such instance")?;
-            i.fenced = false;
-            i.writable = i.up && i.role == Role::Primary;
-            s.out_by_us.remove(&ordinal);
-            Ok(())
-        })
+    async fn unfence(&self, ordinal: u32, _deadline: Timestamp) -> Result<(), RuntimeError> {
+        self.op(
+            &format!("unfence {ordinal}"),
+            |_| {},
+            |s| {
+                up(s, ordinal)?;
+                for i in &mut s.instances {
+                    if i.ordinal != ordinal && i.role == Role::Primary {
+                        i.role = Role::Replica;
+                    }
+                }
+                s.make_writable(ordinal);
+                let i = s.inst_mut(ordinal).ok_or("no such instance")?;
+                i.role = Role::Primary;
+                i.fenced = false;
+                s.out_by_us.remove(&ordinal);
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    async fn demote(
+        &self,
+        ordinal: u32,
+        source: u32,
+        _deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        self.op(
+            &format!("demote {ordinal} under {source}"),
+            |_| {},
+            |s| {
+                let caller = s.caller;
+                let i = up(s, ordinal)?;
+                if i.source != Some(source) {
+                    i.cursor = 0;
+                }
+                i.source = Some(source);
+                i.applying = false;
+                i.read_only = true;
+                // The lock is released for the reconfiguration and taken again.
+                i.lock = true;
+                i.lock_by = caller;
+                Ok(())
+            },
+        )
+        .await
     }
 
     async fn wait_caught_up(
@@ -646,73 +1456,113 @@ impl ClusterRuntime for Model {
     ) -> Result<(), RuntimeError> {
         self.op(
             &format!("wait for {candidate} to catch up with {from}"),
+            |_| {},
             |s| {
+                let want = s
+                    .inst(from)
+                    .filter(|i| i.up)
+                    .map(|i| i.executed.clone())
+                    .ok_or_else(|| format!("instance {from} is down"))?;
                 loop {
-                    let want = s.inst(from).map(|i| i.data.clone()).unwrap_or_default();
                     let have = s
                         .inst(candidate)
-                        .map(|i| i.data.clone())
-                        .unwrap_or_default();
-                    if want.is_subset(&have) {
+                        .map(|i| i.executed.is_superset(&want))
+                        .unwrap_or(false);
+                    if have {
                         return Ok(());
                     }
                     if s.clock >= deadline.0 {
                         return Err(format!("{candidate} did not catch up by the deadline"));
                     }
                     s.advance(100);
+                    s.check("catching up");
                 }
             },
         )
+        .await
     }
 
-    async fn promote(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.op(&format!("promote {ordinal}"), |s| {
-            if !s.inst(ordinal).is_some_and(|i| i.up) {
-                return Err("candidate is down".into());
-            }
-            for i in &mut s.instances {
-                if i.role == Role::Primary && i.ordinal != ordinal {
-                    i.role = Role::Replica;
-                    i.writable = false;
-                    i.source = None;
+    async fn promote(&self, ordinal: u32, _deadline: Timestamp) -> Result<(), RuntimeError> {
+        self.op(
+            &format!("promote {ordinal}"),
+            |s| {
+                if s.inst(ordinal).is_some_and(|i| i.up) {
+                    s.check_promotion(ordinal);
+                    s.make_writable(ordinal);
                 }
-            }
-            let i = s.inst_mut(ordinal).ok_or("no such instance")?;
-            i.role = Role::Primary;
-            i.source = None;
-            i.writable = true;
-            i.fenced = false;
-            Ok(())
-        })
+            },
+            |s| {
+                up(s, ordinal)?;
+                s.check_promotion(ordinal);
+                s.make_writable(ordinal);
+                if s.promote_fails > 0 {
+                    s.promote_fails -= 1;
+                    return Err("the candidate took writes, then the promotion failed".into());
+                }
+                for i in &mut s.instances {
+                    if i.role == Role::Primary && i.ordinal != ordinal {
+                        i.role = Role::Replica;
+                    }
+                }
+                let i = s.inst_mut(ordinal).ok_or("no such instance")?;
+                i.role = Role::Primary;
+                i.fenced = false;
+                Ok(())
+            },
+        )
+        .await
     }
 
     async fn repoint(&self, ordinal: u32, source: u32) -> Result<(), RuntimeError> {
-        self.op(&format!("repoint {ordinal} to {source}"), |s| {
-            let i = s.inst_mut(ordinal).ok_or("no such instance")?;
-            if !i.up {
-                return Err("instance is down".into());
-            }
-            i.source = Some(source);
-            Ok(())
-        })
+        self.op(
+            &format!("repoint {ordinal} to {source}"),
+            |_| {},
+            |s| {
+                let i = up(s, ordinal)?;
+                if i.role == Role::Primary {
+                    return Err(format!("instance {ordinal} is the primary"));
+                }
+                if i.source != Some(source) {
+                    i.cursor = 0;
+                }
+                i.source = Some(source);
+                i.applying = true;
+                i.read_only = true;
+                i.lock = false;
+                i.fenced = false;
+                Ok(())
+            },
+        )
+        .await
     }
 
     async fn run_ddl(&self, ordinal: u32, change: &SchemaTarget) -> Result<(), RuntimeError> {
-        self.op(&format!("alter {ordinal}"), |s| {
-            let i = s.inst_mut(ordinal).ok_or("no such instance")?;
-            if !i.up {
-                return Err("instance is down".into());
-            }
-            if i.role == Role::Primary && i.writable && !change.primary_online {
-                s.violations.push(format!("alter {ordinal}: the primary was altered in place by a change that needs a switchover"));
-            }
-            let i = s.inst_mut(ordinal).ok_or("no such instance")?;
-            i.altered = true;
-            Ok(())
-        })
+        self.op(
+            &format!("alter {ordinal}"),
+            |_| {},
+            |s| {
+                let flavor = s.flavor;
+                let s_caller = s.caller;
+                let i = up(s, ordinal)?;
+                let takes_writes = !i.lock && (flavor == Flavor::Mariadb || !i.read_only);
+                if i.role == Role::Primary && takes_writes && !change.primary_online {
+                    s.violations.push(format!("alter {ordinal}: the primary was altered in place by a change that needs a switchover"));
+                }
+                let i = s.inst_mut(ordinal).ok_or("no such instance")?;
+                // A fenced instance keeps every other client out for the whole
+                // statement (the runtime holds the fence across the ALTER).
+                if i.fenced {
+                    i.lock = true;
+                    i.lock_by = s_caller;
+                }
+                i.altered = true;
+                Ok(())
+            },
+        )
+        .await
     }
 
     async fn pause(&self, _reason: &WaitReason) {
-        self.tick(Duration::from_millis(1000));
+        self.model.tick(Duration::from_millis(1000));
     }
 }

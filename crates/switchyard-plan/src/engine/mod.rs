@@ -10,12 +10,15 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::decide::{
-    Action, HaltReason, Policy, SchemaTarget, Target, WaitReason, decide, mutation,
-};
-use crate::record::{Halted, Intent, Record, SwitchoverStep, SwitchoverSummary};
-use crate::topology::{Observed, Revision, Role, Timestamp};
-use crate::versions::{Version, catalog};
+use std::time::Duration;
+
+use crate::decide::{Action, HaltReason, Policy, SchemaTarget, Target, WaitReason, decide_with};
+use crate::mutation::Mutation;
+use crate::record::{Halted, Intent, PrimaryPosition, Record};
+use crate::topology::{Observed, Revision, Timestamp};
+use crate::versions::Version;
+
+mod switchover;
 
 /// What kind of failure a runtime reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -81,7 +84,8 @@ impl RuntimeError {
 /// place to keep its record.
 ///
 /// Every operation is idempotent: the engine may repeat one after it was
-/// killed between doing it and recording that it was done.
+/// killed between doing it and recording that it was done. Operations that
+/// take a `deadline` bound every statement they send by it.
 #[async_trait]
 pub trait ClusterRuntime: Send + Sync {
     /// The runtime's clock.
@@ -99,6 +103,19 @@ pub trait ClusterRuntime: Send + Sync {
     /// [`RuntimeErrorKind::Conflict`] and stores nothing.
     async fn store_record(&self, expected_seq: u64, record: &Record) -> Result<(), RuntimeError>;
 
+    /// Confirms that this engine may go on changing the cluster until at
+    /// least `until`: where several engines may run (an operator with leader
+    /// election), that it still holds the leadership with that much time left.
+    /// The engine calls it before every action that changes a server, and
+    /// stops ([`EngineError::NotLeader`]) when it fails, so that a deposed
+    /// engine never acts after its successor may have (see ARCHITECTURE.md,
+    /// the lease rule). The default, for a runtime driven by one engine
+    /// only, always confirms.
+    async fn confirm_leadership(&self, until: Timestamp) -> Result<(), RuntimeError> {
+        let _ = until;
+        Ok(())
+    }
+
     /// Takes an instance out of the read pool.
     async fn drain(&self, ordinal: u32) -> Result<(), RuntimeError>;
 
@@ -107,7 +124,10 @@ pub trait ClusterRuntime: Send + Sync {
 
     /// Shuts an instance down (slowly when `slow_shutdown`), starts it on
     /// `revision` running `version`, and waits until it is ready. A replica
-    /// resumes replicating from its configured source.
+    /// resumes replicating from its configured source. Every instance starts
+    /// read-only; only [`ClusterRuntime::unfence`] and
+    /// [`ClusterRuntime::promote`] make one writable; an instance the runtime
+    /// fenced is fenced again as soon as it starts.
     async fn restart(
         &self,
         ordinal: u32,
@@ -117,18 +137,38 @@ pub trait ClusterRuntime: Send + Sync {
     ) -> Result<(), RuntimeError>;
 
     /// Starts a crashed instance on its current revision and waits until it
-    /// has finished crash recovery.
+    /// has finished crash recovery. It starts read-only, and fenced again if
+    /// the runtime had fenced it.
     async fn recover(&self, ordinal: u32) -> Result<(), RuntimeError>;
 
     /// Fences an instance: no client, however privileged, commits on it
-    /// afterwards, and client connections are closed.
-    async fn fence(&self, ordinal: u32) -> Result<(), RuntimeError>;
+    /// afterwards, client connections are closed and client traffic no longer
+    /// reaches it. Used on the old primary of a switchover (again whenever a
+    /// switchover resumes: a fence that is a lock lives only as long as its
+    /// connection), and on a candidate whose promotion is being undone.
+    async fn fence(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError>;
 
-    /// Lifts the fence: the instance takes writes again.
-    async fn unfence(&self, ordinal: u32) -> Result<(), RuntimeError>;
+    /// Makes `ordinal` the writable primary again: forgets a replication
+    /// source it was given by [`ClusterRuntime::demote`], lifts its fence and
+    /// read-only mode, and sends client writes to it. The engine calls it only
+    /// once no other instance can take writes (the undo of a switchover
+    /// fences a candidate that may be writable first).
+    async fn unfence(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError>;
 
-    /// Waits until `candidate` has executed everything `from` committed,
-    /// failing at `deadline`.
+    /// Makes the fenced old primary `ordinal` a replica of the candidate
+    /// `source` before the candidate is promoted, without starting its
+    /// replication: from then on a commit that reaches it (a lost fence, a
+    /// privileged client) is a transaction of a replica, which the errant
+    /// checks see, never a second primary's. It stays fenced.
+    async fn demote(
+        &self,
+        ordinal: u32,
+        source: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError>;
+
+    /// Waits until `candidate` has executed everything `from` committed (the
+    /// position read now, not earlier), failing at `deadline`.
     async fn wait_caught_up(
         &self,
         candidate: u32,
@@ -136,10 +176,12 @@ pub trait ClusterRuntime: Send + Sync {
         deadline: Timestamp,
     ) -> Result<(), RuntimeError>;
 
-    /// Makes `ordinal` the writable primary (stops its replication).
-    async fn promote(&self, ordinal: u32) -> Result<(), RuntimeError>;
+    /// Makes `ordinal` the writable primary (stops its replication) and sends
+    /// client writes to it.
+    async fn promote(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError>;
 
-    /// Makes `ordinal` replicate from `source` with GTID auto-positioning.
+    /// Makes `ordinal` replicate from `source` with GTID auto-positioning and
+    /// starts its replication; a fence on it is lifted (it stays read-only).
     async fn repoint(&self, ordinal: u32, source: u32) -> Result<(), RuntimeError>;
 
     /// Sets variables online on one instance, which then runs `revision`.
@@ -161,7 +203,8 @@ pub trait ClusterRuntime: Send + Sync {
     /// session on a replica, RSU on Galera), with the change's replica
     /// settings in place, and waits until the instance has caught up; the
     /// instance then reports the change's id. Must be idempotent: an instance
-    /// whose table already has the new definition is not altered again.
+    /// whose table already has the new definition is not altered again. On a
+    /// fenced instance no other client commits while it runs.
     async fn run_ddl(&self, ordinal: u32, change: &SchemaTarget) -> Result<(), RuntimeError> {
         let _ = change;
         Err(RuntimeError::new(
@@ -197,6 +240,9 @@ impl<T: ClusterRuntime + ?Sized> ClusterRuntime for std::sync::Arc<T> {
     async fn store_record(&self, expected_seq: u64, record: &Record) -> Result<(), RuntimeError> {
         (**self).store_record(expected_seq, record).await
     }
+    async fn confirm_leadership(&self, until: Timestamp) -> Result<(), RuntimeError> {
+        (**self).confirm_leadership(until).await
+    }
     async fn drain(&self, ordinal: u32) -> Result<(), RuntimeError> {
         (**self).drain(ordinal).await
     }
@@ -217,11 +263,19 @@ impl<T: ClusterRuntime + ?Sized> ClusterRuntime for std::sync::Arc<T> {
     async fn recover(&self, ordinal: u32) -> Result<(), RuntimeError> {
         (**self).recover(ordinal).await
     }
-    async fn fence(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        (**self).fence(ordinal).await
+    async fn fence(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        (**self).fence(ordinal, deadline).await
     }
-    async fn unfence(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        (**self).unfence(ordinal).await
+    async fn unfence(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        (**self).unfence(ordinal, deadline).await
+    }
+    async fn demote(
+        &self,
+        ordinal: u32,
+        source: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        (**self).demote(ordinal, source, deadline).await
     }
     async fn wait_caught_up(
         &self,
@@ -231,8 +285,8 @@ impl<T: ClusterRuntime + ?Sized> ClusterRuntime for std::sync::Arc<T> {
     ) -> Result<(), RuntimeError> {
         (**self).wait_caught_up(candidate, from, deadline).await
     }
-    async fn promote(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        (**self).promote(ordinal).await
+    async fn promote(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        (**self).promote(ordinal, deadline).await
     }
     async fn repoint(&self, ordinal: u32, source: u32) -> Result<(), RuntimeError> {
         (**self).repoint(ordinal, source).await
@@ -311,6 +365,10 @@ pub enum EngineError {
     /// Another engine changed the record: this one must stop acting.
     #[error("another engine changed the record; this engine stepped back")]
     Conflict,
+    /// The runtime did not confirm this engine's leadership: it stopped
+    /// before changing anything.
+    #[error("this engine is no longer the leader; it stepped back: {0}")]
+    NotLeader(#[source] RuntimeError),
     /// The step budget of [`Engine::run`] ran out.
     #[error("the rollout did not finish within {0} steps")]
     StepBudget(usize),
@@ -323,19 +381,18 @@ impl EngineError {
             EngineError::Observe(_) => "observe",
             EngineError::Record(_) => "record",
             EngineError::Conflict => "conflict",
+            EngineError::NotLeader(_) => "not-leader",
             EngineError::StepBudget(_) => "step-budget",
         }
     }
 }
-
-type DecideFn = fn(&Observed, &Record, &Target, &Policy, Timestamp) -> Action;
 
 /// The engine loop over a runtime.
 pub struct Engine<R> {
     runtime: R,
     target: Target,
     policy: Policy,
-    decide: DecideFn,
+    mutation: Mutation,
 }
 
 impl<R: ClusterRuntime> Engine<R> {
@@ -345,45 +402,24 @@ impl<R: ClusterRuntime> Engine<R> {
             runtime,
             target,
             policy,
-            decide,
+            mutation: Mutation::None,
         }
     }
 
-    /// An engine whose decision has one rule broken on purpose (tests only).
-    #[doc(hidden)]
+    /// An engine with one rule broken on purpose (tests only; see
+    /// [`crate::mutation`]).
+    #[cfg(feature = "mutations")]
     pub fn with_mutation(
         runtime: R,
         target: Target,
         policy: Policy,
-        m: mutation::Mutation,
+        mutation: crate::mutation::Mutation,
     ) -> Self {
-        let decide: DecideFn = match m {
-            mutation::Mutation::None => decide,
-            mutation::Mutation::PromoteNewestIgnoringDown => |o, r, t, p, n| {
-                mutation::decide_mutated(
-                    mutation::Mutation::PromoteNewestIgnoringDown,
-                    o,
-                    r,
-                    t,
-                    p,
-                    n,
-                )
-            },
-            mutation::Mutation::PrimaryInPlace => |o, r, t, p, n| {
-                mutation::decide_mutated(mutation::Mutation::PrimaryInPlace, o, r, t, p, n)
-            },
-            mutation::Mutation::TwoAtOnce => |o, r, t, p, n| {
-                mutation::decide_mutated(mutation::Mutation::TwoAtOnce, o, r, t, p, n)
-            },
-            mutation::Mutation::AlterPrimaryInPlace => |o, r, t, p, n| {
-                mutation::decide_mutated(mutation::Mutation::AlterPrimaryInPlace, o, r, t, p, n)
-            },
-        };
         Engine {
             runtime,
             target,
             policy,
-            decide,
+            mutation,
         }
     }
 
@@ -428,13 +464,30 @@ impl<R: ClusterRuntime> Engine<R> {
             .await
             .map_err(EngineError::Record)?;
         let now = self.runtime.now();
+        // Kept current in what is stored, without a store of its own.
+        if let Some(p) = observed.primary()
+            && p.writable
+            && let Some(gtid) = &p.gtid
+        {
+            record.primary_position = Some(PrimaryPosition {
+                ordinal: p.ordinal,
+                gtid: gtid.clone(),
+            });
+        }
         let before = record.clone();
         if let Some(v) = observed.highest_version()
             && record.highest_version.is_none_or(|h| v > h)
         {
             record.highest_version = Some(v);
         }
-        let action = (self.decide)(&observed, &record, &self.target, &self.policy, now);
+        let action = decide_with(
+            self.mutation,
+            &observed,
+            &record,
+            &self.target,
+            &self.policy,
+            now,
+        );
         let outcome = match action {
             Action::Wait { reason } => {
                 record.note_wait(&reason, now);
@@ -475,6 +528,11 @@ impl<R: ClusterRuntime> Engine<R> {
                 self.switchover(&mut record, &observed, from, to, now)
                     .await?
             }
+            Action::Unfence { ordinal } if is_switchover_from(&record, ordinal) => {
+                record.waiting = None;
+                self.undo_switchover(&mut record, &observed, now, None)
+                    .await?
+            }
             action => {
                 record.waiting = None;
                 self.act(&mut record, action, now).await?
@@ -494,6 +552,18 @@ impl<R: ClusterRuntime> Engine<R> {
         }
     }
 
+    /// Confirms the leadership until `until` before an action that changes a
+    /// server (see [`ClusterRuntime::confirm_leadership`]).
+    async fn lead(&self, until: Timestamp) -> Result<(), EngineError> {
+        if self.mutation == Mutation::SkipLeadershipCheck {
+            return Ok(());
+        }
+        self.runtime
+            .confirm_leadership(until)
+            .await
+            .map_err(EngineError::NotLeader)
+    }
+
     /// Records the outcome of an action.
     async fn finish(
         &self,
@@ -504,11 +574,7 @@ impl<R: ClusterRuntime> Engine<R> {
         let now = self.runtime.now();
         let outcome = match result {
             Ok(()) => {
-                // Progress clears the failure count, except lifting the fence of
-                // a switchover that failed: that failure must keep counting.
-                if !matches!(action, Action::Unfence { .. }) {
-                    record.failure = None;
-                }
+                record.failure = None;
                 record.log(now, action.to_string(), None);
                 StepOutcome::Acted(action)
             }
@@ -530,6 +596,8 @@ impl<R: ClusterRuntime> Engine<R> {
         now: Timestamp,
     ) -> Result<StepOutcome, EngineError> {
         let rt = &self.runtime;
+        self.lead(now).await?;
+        let former_primary = is_switchover_from(record, action_ordinal(&action));
         // Write the intent first, so a new engine knows what may be half done.
         match &action {
             Action::Drain { ordinal } => {
@@ -539,6 +607,10 @@ impl<R: ClusterRuntime> Engine<R> {
                 });
                 self.save(record).await?;
             }
+            // The old primary of a promoted switchover keeps that intent
+            // through its restart and schema change: it stays fenced and out
+            // of service until it rejoins as a replica.
+            Action::RunDdl { .. } | Action::Restart { .. } if former_primary => {}
             Action::RunDdl { ordinal, change } => {
                 record.intent = Some(Intent::Altering {
                     ordinal: *ordinal,
@@ -559,6 +631,7 @@ impl<R: ClusterRuntime> Engine<R> {
             }
             _ => {}
         }
+        let bound = now.after(self.policy.switchover_deadline);
         let result = match &action {
             Action::Drain { ordinal } => rt.drain(*ordinal).await,
             Action::Undrain { ordinal } => rt.undrain(*ordinal).await,
@@ -572,198 +645,63 @@ impl<R: ClusterRuntime> Engine<R> {
                     .await
             }
             Action::Recover { ordinal } => rt.recover(*ordinal).await,
-            Action::Unfence { ordinal } => rt.unfence(*ordinal).await,
+            Action::Fence { ordinal } => rt.fence(*ordinal, bound).await,
+            Action::Unfence { ordinal } => rt.unfence(*ordinal, bound).await,
             Action::Repoint { ordinal, source } => rt.repoint(*ordinal, *source).await,
             Action::ApplyVariables {
                 ordinal,
                 revision,
                 variables,
             } => rt.apply_variables(*ordinal, revision, variables).await,
-            Action::RunDdl { ordinal, change } => rt.run_ddl(*ordinal, change).await,
+            Action::RunDdl { ordinal, change } => {
+                if self.mutation == Mutation::ReleaseFenceBeforeDdl && former_primary {
+                    let _lifted = rt.unfence(*ordinal, bound).await;
+                }
+                rt.run_ddl(*ordinal, change).await
+            }
             other => Err(RuntimeError::new(
                 RuntimeErrorKind::Unsupported,
                 other.to_string(),
                 "the engine does not carry out this action",
             )),
         };
-        if result.is_ok() {
-            match &action {
-                Action::Undrain { .. } => record.intent = None,
-                Action::Unfence { ordinal } => {
-                    // The undone switchover counts as a failure: retried after the
-                    // backoff, halted if it keeps failing.
-                    let key = match record.intent.take() {
-                        Some(Intent::Switchover { from, to, .. }) => {
-                            format!("switchover:{from}->{to}")
-                        }
-                        _ => format!("switchover:{ordinal}"),
-                    };
-                    record.note_failure(
-                        self.target.key(),
-                        key,
-                        "the switchover missed its deadline and was undone".into(),
-                        now,
-                    );
-                }
-                _ => {}
-            }
+        if result.is_ok()
+            && let Action::Undrain { ordinal } = &action
+            && record
+                .intent
+                .as_ref()
+                .is_some_and(|i| i.ordinal() == *ordinal)
+        {
+            record.intent = None;
         }
         self.finish(record, action, result).await
     }
+}
 
-    /// Runs (or resumes) a switchover, recording each sub-step.
-    async fn switchover(
-        &self,
-        record: &mut Record,
-        observed: &Observed,
-        from: u32,
-        to: u32,
-        now: Timestamp,
-    ) -> Result<StepOutcome, EngineError> {
-        let rt = &self.runtime;
-        let (mut step, started, deadline) = match &record.intent {
-            Some(Intent::Switchover {
-                from: f,
-                to: t,
-                step,
-                started,
-                deadline,
-            }) if *f == from && *t == to => (*step, *started, *deadline),
-            _ => {
-                let deadline = now.after(self.policy.switchover_deadline);
-                let step = SwitchoverStep::Requested;
-                record.intent = Some(Intent::Switchover {
-                    from,
-                    to,
-                    step,
-                    started: now,
-                    deadline,
-                });
-                self.save(record).await?;
-                (step, now, deadline)
-            }
-        };
-        if step < SwitchoverStep::Promoted
-            && observed
-                .instance(to)
-                .is_some_and(|i| i.role == Role::Primary)
-        {
-            step = SwitchoverStep::Promoted;
-        }
-        let action = Action::Switchover { from, to };
-        // Resuming a switchover another engine fenced: a fence may live only
-        // as long as the connection that holds it (MariaDB's backup lock), so
-        // fence again before relying on it.
-        if step > SwitchoverStep::Requested
-            && step < SwitchoverStep::Promoted
-            && let Err(err) = rt.fence(from).await
-        {
-            return self.abort_switchover(record, action, from, err).await;
-        }
-        loop {
-            if step < SwitchoverStep::Promoted && rt.now() >= deadline {
-                let err = RuntimeError::new(
-                    RuntimeErrorKind::Transient,
-                    format!("switch the primary from {from} to {to}"),
-                    format!(
-                        "the deadline passed before the candidate was promoted (last step: {step:?})"
-                    ),
-                );
-                return self.abort_switchover(record, action, from, err).await;
-            }
-            let (result, next) = match step {
-                SwitchoverStep::Requested => (rt.fence(from).await, SwitchoverStep::Fenced),
-                SwitchoverStep::Fenced => (
-                    rt.wait_caught_up(to, from, deadline).await,
-                    SwitchoverStep::CaughtUp,
-                ),
-                SwitchoverStep::CaughtUp => (rt.promote(to).await, SwitchoverStep::Promoted),
-                SwitchoverStep::Promoted => (
-                    self.repoint_after_switchover(observed, from, to).await,
-                    SwitchoverStep::Repointed,
-                ),
-                SwitchoverStep::Repointed => break,
-            };
-            if let Err(err) = result {
-                if step < SwitchoverStep::Promoted {
-                    return self.abort_switchover(record, action, from, err).await;
-                }
-                // Promoted: the new primary takes writes; the repoint is retried.
-                return self.finish(record, action, Err(err)).await;
-            }
-            step = next;
-            record.intent = Some(Intent::Switchover {
-                from,
-                to,
-                step,
-                started,
-                deadline,
-            });
-            if step == SwitchoverStep::Promoted {
-                record.last_switchover = Some(SwitchoverSummary {
-                    from,
-                    to,
-                    started,
-                    promoted: rt.now(),
-                });
-            }
-            self.save(record).await?;
-        }
-        self.finish(record, action, Ok(())).await
+/// The instance an action changes (`u32::MAX` for none).
+fn action_ordinal(action: &Action) -> u32 {
+    match action {
+        Action::Drain { ordinal }
+        | Action::Undrain { ordinal }
+        | Action::Restart { ordinal, .. }
+        | Action::Recover { ordinal }
+        | Action::Fence { ordinal }
+        | Action::Unfence { ordinal }
+        | Action::Repoint { ordinal, .. }
+        | Action::ApplyVariables { ordinal, .. }
+        | Action::RunDdl { ordinal, .. } => *ordinal,
+        _ => u32::MAX,
     }
+}
 
-    /// Repoints every live replica to the new primary. The old primary is repointed
-    /// only if it may replicate from the new primary's version; otherwise it
-    /// stays fenced and out of replication until it restarts on the target.
-    async fn repoint_after_switchover(
-        &self,
-        observed: &Observed,
-        from: u32,
-        to: u32,
-    ) -> Result<(), RuntimeError> {
-        let new_version = observed.instance(to).map(|i| i.version);
-        for i in observed.by_ordinal() {
-            // A replica that is down is repointed by a later decision once it is back.
-            if i.ordinal == to || i.source == Some(to) || !i.health.is_up() {
-                continue;
-            }
-            if i.ordinal == from {
-                // The old primary rejoins only once it has the schema change,
-                // or new-shape rows would reach an old-shape table.
-                let has_schema = self
-                    .target
-                    .schema
-                    .as_ref()
-                    .is_none_or(|c| i.schema.as_deref() == Some(c.id.as_str()));
-                if !has_schema {
-                    continue;
-                }
-                let compatible = new_version.is_some_and(|nv| {
-                    catalog()
-                        .check_replication(observed.flavor, nv, i.version)
-                        .is_ok_and(|v| v.allowed)
-                });
-                if !compatible || !i.runs(&self.target.revision) {
-                    continue;
-                }
-            }
-            self.runtime.repoint(i.ordinal, to).await?;
-        }
-        Ok(())
-    }
+/// Whether the record's intent is a switchover away from `ordinal`.
+fn is_switchover_from(record: &Record, ordinal: u32) -> bool {
+    matches!(record.intent, Some(Intent::Switchover { from, .. }) if from == ordinal)
+}
 
-    async fn abort_switchover(
-        &self,
-        record: &mut Record,
-        action: Action,
-        from: u32,
-        err: RuntimeError,
-    ) -> Result<StepOutcome, EngineError> {
-        // Lift the fence so the old primary takes writes again. If that fails
-        // too, the intent stays and the next step's decision undoes it.
-        if self.runtime.unfence(from).await.is_ok() {
-            record.intent = None;
-        }
-        self.finish(record, action, Err(err)).await
-    }
+/// The time a switchover keeps back before its deadline to undo itself: a
+/// fifth of the deadline, between 200 ms and 5 s. Every step before the
+/// promotion must finish by `deadline - reserve`; an undo by the deadline.
+pub fn undo_reserve(switchover_deadline: Duration) -> Duration {
+    (switchover_deadline / 5).clamp(Duration::from_millis(200), Duration::from_secs(5))
 }

@@ -1,0 +1,636 @@
+//! The decision's rules for a primary-replica (or Galera) cluster, in the
+//! order the [module documentation](super) lists them; the switchover's own
+//! rules are in [`super::switchover`].
+
+use super::{Action, Approval, HaltReason, Policy, Strategy, Target, WaitReason};
+use crate::mutation::Mutation;
+use crate::record::{Intent, Record};
+use crate::topology::{Health, Instance, Observed, Role, Timestamp, TopologyKind};
+use crate::versions::catalog;
+
+pub(super) struct Decider<'a> {
+    pub(super) observed: &'a Observed,
+    pub(super) record: &'a Record,
+    pub(super) target: &'a Target,
+    pub(super) policy: &'a Policy,
+    pub(super) now: Timestamp,
+    pub(super) mutation: Mutation,
+}
+
+impl Decider<'_> {
+    pub(super) fn decide(&self) -> Action {
+        if let Some(action) = self
+            .unfinished_switchover()
+            .or_else(|| self.unfenced_old_primary())
+        {
+            return action;
+        }
+        if let Err(e) = self.observed.validate() {
+            return Action::Halt {
+                reason: HaltReason::InvalidTopology {
+                    message: e.to_string(),
+                },
+            };
+        }
+        let galera = self.observed.kind == TopologyKind::Galera;
+        if !galera && let Some(halt) = self.contradiction() {
+            return halt;
+        }
+        // The primary's service comes back first, halted or not: a crashed
+        // primary is recovered, one that is up but read-only made writable.
+        if !galera && let Some(action) = self.primary_service() {
+            return action;
+        }
+        if let Some(halted) = &self.record.halted
+            && halted.revision_hash == self.target.key()
+        {
+            return Action::Halt {
+                reason: halted.reason.clone(),
+            };
+        }
+        if galera
+            && self
+                .observed
+                .instances
+                .iter()
+                .any(|i| !i.runs(&self.target.revision))
+        {
+            return Action::Halt {
+                reason: HaltReason::Unsupported {
+                    message: "version and configuration rollouts on Galera are not supported yet; \
+                              schema changes are"
+                        .into(),
+                },
+            };
+        }
+        if let Some(action) = self.repeated_failure() {
+            return action;
+        }
+        if let Some(intent) = &self.record.intent
+            && (self.mutation != Mutation::TwoAtOnce || !matches!(intent, Intent::Drained { .. }))
+        {
+            return self.continue_intent(intent);
+        }
+        if let Some(halt) = self.forbidden_transition() {
+            return halt;
+        }
+        if !galera && let Some(action) = self.stray_replica() {
+            return action;
+        }
+        let mut pending: Vec<&Instance> = self
+            .observed
+            .by_ordinal()
+            .into_iter()
+            .filter(|i| !self.complete(i))
+            .collect();
+        let ignore_down = self.mutation == Mutation::PromoteNewestIgnoringDown;
+        if ignore_down && pending.iter().any(|i| i.health.is_up()) {
+            pending.retain(|i| i.health.is_up());
+        } else if let Some(crashed) = self
+            .observed
+            .by_ordinal()
+            .into_iter()
+            .find(|i| i.health == Health::Crashed)
+        {
+            return Action::Recover {
+                ordinal: crashed.ordinal,
+            };
+        }
+        if pending.is_empty() {
+            if let Some(drained) = self.observed.by_ordinal().into_iter().find(|i| i.drained) {
+                return Action::Undrain {
+                    ordinal: drained.ordinal,
+                };
+            }
+            // Done means every instance holds what the primary holds and
+            // nothing else: a replica with transactions the primary lacks is
+            // reported, not passed over in silence.
+            if !galera && let Some(halt) = self.errant_replica() {
+                return halt;
+            }
+            return Action::Done;
+        }
+        if self.policy.strategy == Strategy::Paused {
+            return Action::Wait {
+                reason: WaitReason::Paused,
+            };
+        }
+        if !ignore_down && let Some(wait) = self.health_gate() {
+            return self.wait(wait);
+        }
+        // Replicas (non-writer nodes on Galera) first, highest ordinal first.
+        let next_replica = pending.iter().rev().find(|i| {
+            i.role == Role::Replica && (self.mutation != Mutation::TwoAtOnce || !i.drained)
+        });
+        if let Some(replica) = next_replica {
+            if let Some(online) = self.online_change_for(replica) {
+                return online;
+            }
+            return Action::Drain {
+                ordinal: replica.ordinal,
+            };
+        }
+        // Only the primary (the writer node) is left.
+        let Some(primary) = self.observed.primary() else {
+            return Action::Done;
+        };
+        if let Some(online) = self.online_change_for(primary) {
+            return online;
+        }
+        if self.mutation == Mutation::PrimaryInPlace {
+            return self.restart(primary);
+        }
+        if primary.runs(&self.target.revision)
+            && let Some(change) = &self.target.schema
+            && (change.primary_online || self.mutation == Mutation::AlterPrimaryInPlace)
+        {
+            return Action::RunDdl {
+                ordinal: primary.ordinal,
+                change: change.clone(),
+            };
+        }
+        let candidate = match self.candidate(primary) {
+            Ok(c) => c,
+            Err(detail) => return self.wait(WaitReason::NoCandidate { detail }),
+        };
+        if self.policy.strategy == Strategy::Supervised {
+            let wanted = Approval {
+                revision: self.target.revision.number,
+                from: primary.ordinal,
+                to: candidate.ordinal,
+            };
+            if self.policy.approval != Some(wanted) {
+                return Action::Wait {
+                    reason: WaitReason::AwaitingApproval {
+                        revision: wanted.revision,
+                        from: wanted.from,
+                        to: wanted.to,
+                    },
+                };
+            }
+        }
+        Action::Switchover {
+            from: primary.ordinal,
+            to: candidate.ordinal,
+        }
+    }
+
+    /// State that contradicts the record halts (rule 2): more than one writable
+    /// instance, or a writable instance that is not the recorded primary (a
+    /// replica promoted by hand). Nothing is "repaired" by guessing which one
+    /// holds the writes that matter.
+    fn contradiction(&self) -> Option<Action> {
+        let writable: Vec<&Instance> = self
+            .observed
+            .by_ordinal()
+            .into_iter()
+            .filter(|i| i.writable)
+            .collect();
+        let message = match writable.as_slice() {
+            [] => return None,
+            [one] if one.role == Role::Primary => return None,
+            [one] => format!(
+                "instance {} takes writes but the recorded primary is {} (promoted by hand?)",
+                one.ordinal,
+                self.observed
+                    .primary()
+                    .map_or_else(|| "none".to_owned(), |p| p.ordinal.to_string())
+            ),
+            many => format!(
+                "instances {} all take writes",
+                many.iter()
+                    .map(|i| i.ordinal.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        Some(Action::Halt {
+            reason: HaltReason::ContradictsRecord { message },
+        })
+    }
+
+    /// The transactions `replica` has executed that `source` has not, in
+    /// words, when both positions are known and differ that way.
+    pub(super) fn errant(&self, replica: &Instance, source: &Instance) -> Option<String> {
+        replica.errant_against(source).map(|e| e.to_string())
+    }
+
+    /// Rule 3: the primary's service comes back before anything else, halted
+    /// or not: a crashed primary is recovered (every replica waits on it), and
+    /// one that is up but read-only (it restarted, or an undo left it so) is
+    /// made writable, unless it lacks transactions the record saw it execute
+    /// (its data came back empty or older): making it writable would lose them.
+    fn primary_service(&self) -> Option<Action> {
+        let primary = self.observed.primary()?;
+        if primary.health == Health::Crashed {
+            return Some(Action::Recover {
+                ordinal: primary.ordinal,
+            });
+        }
+        if primary.writable || !primary.health.is_up() {
+            return None;
+        }
+        if let Some(had) = &self.record.primary_position
+            && had.ordinal == primary.ordinal
+            && let Some(now) = &primary.gtid
+            && let Ok(missing) = had.gtid.subtract(now)
+            && !missing.is_empty()
+        {
+            return Some(Action::Halt {
+                reason: HaltReason::ContradictsRecord {
+                    message: format!(
+                        "the primary {} came back without transactions it had executed \
+                         ({missing}): its data is empty or older; it stays read-only",
+                        primary.ordinal
+                    ),
+                },
+            });
+        }
+        Some(Action::Unfence {
+            ordinal: primary.ordinal,
+        })
+    }
+
+    /// A replica holding transactions the primary lacks, as a halt.
+    fn errant_replica(&self) -> Option<Action> {
+        let primary = self.observed.primary()?;
+        self.observed.by_ordinal().into_iter().find_map(|r| {
+            let errant = (r.ordinal != primary.ordinal)
+                .then(|| self.errant(r, primary))
+                .flatten()?;
+            Some(Action::Halt {
+                reason: HaltReason::ErrantTransactions {
+                    ordinal: r.ordinal,
+                    primary: primary.ordinal,
+                    errant,
+                },
+            })
+        })
+    }
+
+    /// Rule 7: a live replica out of rotation with no intent on it (not
+    /// replicating from the primary, or fenced, or drained) is brought back:
+    /// repointed if it may replicate from the primary's version and holds
+    /// nothing the primary lacks, then returned to the read pool. A replica
+    /// older than the primary, or with errant transactions, halts instead.
+    fn stray_replica(&self) -> Option<Action> {
+        let primary = self.observed.primary()?;
+        let stray = self.observed.by_ordinal().into_iter().find(|r| {
+            r.role == Role::Replica
+                && (r.health.is_up() || r.replication_paused())
+                && (!r.replicates_from(primary.ordinal) || r.fenced)
+        })?;
+        if self.mutation == Mutation::PromoteNewestIgnoringDown {
+            return Some(Action::Repoint {
+                ordinal: stray.ordinal,
+                source: primary.ordinal,
+            });
+        }
+        let compatible = catalog()
+            .check_replication(self.observed.flavor, primary.version, stray.version)
+            .is_ok_and(|v| v.allowed);
+        if !compatible {
+            return Some(Action::Halt {
+                reason: HaltReason::ReplicaOlderThanPrimary {
+                    ordinal: stray.ordinal,
+                    version: stray.version,
+                    primary: primary.ordinal,
+                    primary_version: primary.version,
+                },
+            });
+        }
+        Some(self.rejoin(stray))
+    }
+
+    /// Whether the target's schema change is still missing on `instance`.
+    pub(super) fn needs_schema(&self, instance: &Instance) -> bool {
+        self.target
+            .schema
+            .as_ref()
+            .is_some_and(|c| instance.schema.as_deref() != Some(c.id.as_str()))
+    }
+
+    /// Whether `instance` runs the target revision and has the target's schema change.
+    fn complete(&self, instance: &Instance) -> bool {
+        instance.runs(&self.target.revision) && !self.needs_schema(instance)
+    }
+
+    /// A step that keeps failing halts after `halt_after`, and is retried
+    /// only after the backoff.
+    fn repeated_failure(&self) -> Option<Action> {
+        // A failure under another target (a rollback, a new revision) is history.
+        let failure = self
+            .record
+            .failure
+            .as_ref()
+            .filter(|f| f.target == self.target.key())?;
+        if self.now.since(failure.first) >= self.policy.halt_after {
+            return Some(Action::Halt {
+                reason: HaltReason::KeepsFailing {
+                    step: failure.key.clone(),
+                    count: failure.count,
+                    message: failure.message.clone(),
+                },
+            });
+        }
+        // (An unfinished switchover never waits here: rule 1 comes first.)
+        let until = failure.last.after(self.policy.retry_backoff);
+        (self.now < until).then(|| Action::Wait {
+            reason: WaitReason::Backoff {
+                step: failure.key.clone(),
+                until,
+            },
+        })
+    }
+
+    /// Wraps a wait, halting once it has lasted longer than `halt_after`.
+    pub(super) fn wait(&self, reason: WaitReason) -> Action {
+        if reason.can_halt()
+            && let Some(w) = &self.record.waiting
+            && w.key == reason.key()
+            && self.now.since(w.since) >= self.policy.halt_after
+        {
+            return Action::Halt {
+                reason: HaltReason::WaitedTooLong {
+                    reason,
+                    since: w.since,
+                },
+            };
+        }
+        Action::Wait { reason }
+    }
+
+    /// Every instance must be up, replicating without error, and within the
+    /// lag bound.
+    fn health_gate(&self) -> Option<WaitReason> {
+        for i in self.observed.by_ordinal() {
+            match &i.health {
+                Health::Ready => {}
+                Health::Lagging { seconds } if *seconds <= self.policy.max_lag_seconds => {}
+                Health::Lagging { seconds } => {
+                    return Some(WaitReason::Lagging {
+                        ordinal: i.ordinal,
+                        seconds: *seconds,
+                        max: self.policy.max_lag_seconds,
+                    });
+                }
+                Health::Starting => return Some(WaitReason::Starting { ordinal: i.ordinal }),
+                other => {
+                    return Some(WaitReason::Unhealthy {
+                        ordinal: i.ordinal,
+                        health: other.to_string(),
+                    });
+                }
+            }
+            if self.observed.kind == TopologyKind::Async
+                && i.role == Role::Replica
+                && i.source.is_none()
+            {
+                return Some(WaitReason::Unhealthy {
+                    ordinal: i.ordinal,
+                    health: "a replica that does not replicate".into(),
+                });
+            }
+        }
+        None
+    }
+
+    /// Halts before touching anything when the version rules forbid the change.
+    fn forbidden_transition(&self) -> Option<Action> {
+        let flavor = self.observed.flavor;
+        let to = self.target.version;
+        let cat = catalog();
+        for i in self.observed.by_ordinal() {
+            if i.version == to {
+                continue;
+            }
+            match cat.check_in_place(flavor, i.version, to) {
+                Ok(v) if v.allowed => {}
+                Ok(v) => {
+                    return Some(Action::Halt {
+                        reason: HaltReason::ForbiddenTransition {
+                            ordinal: i.ordinal,
+                            from: i.version,
+                            to,
+                            reason: v.reason,
+                            manual: v.manual.to_string(),
+                        },
+                    });
+                }
+                Err(e) => {
+                    return Some(Action::Halt {
+                        reason: HaltReason::UnknownVersion {
+                            message: e.to_string(),
+                        },
+                    });
+                }
+            }
+        }
+        let highest = self
+            .record
+            .highest_version
+            .into_iter()
+            .chain(self.observed.highest_version())
+            .max();
+        if let Some(highest) = highest
+            && highest > to
+        {
+            match cat.check_in_place(flavor, highest, to) {
+                Ok(v) if v.allowed => {}
+                Ok(v) => {
+                    return Some(Action::Halt {
+                        reason: HaltReason::BelowHighestVersion {
+                            highest,
+                            to,
+                            reason: v.reason,
+                        },
+                    });
+                }
+                Err(e) => {
+                    return Some(Action::Halt {
+                        reason: HaltReason::UnknownVersion {
+                            message: e.to_string(),
+                        },
+                    });
+                }
+            }
+        }
+        self.no_safe_order()
+    }
+
+    /// Replicas go first and replicate from the primary until its switchover,
+    /// so a target the primary's version may not replicate to (a downgrade
+    /// within a series, which the in-place rules allow) has no safe order.
+    fn no_safe_order(&self) -> Option<Action> {
+        if self.observed.kind != TopologyKind::Async
+            || self.mutation == Mutation::DowngradeInAnyOrder
+        {
+            return None;
+        }
+        let to = self.target.version;
+        let primary = self.observed.primary()?;
+        if primary.version == to {
+            return None;
+        }
+        match catalog().check_replication(self.observed.flavor, primary.version, to) {
+            Ok(v) if v.allowed => None,
+            Ok(v) => Some(Action::Halt {
+                reason: HaltReason::NoSafeOrder {
+                    primary: primary.ordinal,
+                    primary_version: primary.version,
+                    to,
+                    reason: v.reason,
+                },
+            }),
+            Err(e) => Some(Action::Halt {
+                reason: HaltReason::UnknownVersion {
+                    message: e.to_string(),
+                },
+            }),
+        }
+    }
+
+    /// The online change for an instance, when the target allows one for its revision.
+    fn online_change_for(&self, instance: &Instance) -> Option<Action> {
+        let online = self.target.online.as_ref()?;
+        (instance.revision.hash == online.from_hash && instance.version == self.target.version)
+            .then(|| Action::ApplyVariables {
+                ordinal: instance.ordinal,
+                revision: self.target.revision.clone(),
+                variables: online.variables.clone(),
+            })
+    }
+
+    pub(super) fn restart(&self, instance: &Instance) -> Action {
+        Action::Restart {
+            ordinal: instance.ordinal,
+            revision: self.target.revision.clone(),
+            version: self.target.version,
+            slow_shutdown: instance.version != self.target.version,
+        }
+    }
+
+    fn continue_intent(&self, intent: &Intent) -> Action {
+        match intent {
+            Intent::Drained { ordinal, at } => {
+                let Some(i) = self.observed.instance(*ordinal) else {
+                    return self.gone(*ordinal);
+                };
+                let restart = !i.runs(&self.target.revision);
+                if restart && i.health == Health::Crashed {
+                    return Action::Recover { ordinal: *ordinal };
+                }
+                let alter = !restart && self.needs_schema(i) && i.health.is_up();
+                if !restart && !alter {
+                    return self.rejoin(i);
+                }
+                let until = at.after(self.policy.drain);
+                if self.now < until {
+                    return Action::Wait {
+                        reason: WaitReason::DrainGrace {
+                            ordinal: *ordinal,
+                            until,
+                        },
+                    };
+                }
+                match (&self.target.schema, restart) {
+                    (Some(change), false) => Action::RunDdl {
+                        ordinal: *ordinal,
+                        change: change.clone(),
+                    },
+                    _ => self.restart(i),
+                }
+            }
+            Intent::Restarting { ordinal, .. } => {
+                let Some(i) = self.observed.instance(*ordinal) else {
+                    return self.gone(*ordinal);
+                };
+                if i.runs(&self.target.revision) {
+                    return self.rejoin(i);
+                }
+                match i.health {
+                    Health::Starting => self.wait(WaitReason::Starting { ordinal: *ordinal }),
+                    // Crashed on its old revision before the restart: recover first.
+                    Health::Crashed => Action::Recover { ordinal: *ordinal },
+                    _ => self.restart(i),
+                }
+            }
+            Intent::Altering { ordinal, .. } => match self.observed.instance(*ordinal) {
+                Some(i) => self.rejoin(i),
+                None => self.gone(*ordinal),
+            },
+            Intent::Switchover { from, to, .. } => self.promoted_switchover(*from, *to),
+        }
+    }
+
+    /// The instance an intent is on runs the target revision: give it the
+    /// schema change, bring it back into replication from the primary, and
+    /// return it to service once it has caught up.
+    pub(super) fn rejoin(&self, i: &Instance) -> Action {
+        let ordinal = i.ordinal;
+        match &i.health {
+            Health::Starting => return self.wait(WaitReason::Starting { ordinal }),
+            Health::Crashed => return Action::Recover { ordinal },
+            Health::Stopped => return self.restart(i),
+            h if h.is_up() => {}
+            // A replica whose replication is stopped without an error (a
+            // former primary configured but not started) is repointed below.
+            _ if i.replication_paused() => {}
+            other => {
+                return self.wait(WaitReason::Unhealthy {
+                    ordinal,
+                    health: other.to_string(),
+                });
+            }
+        }
+        if let Some(change) = &self.target.schema
+            && self.needs_schema(i)
+        {
+            return Action::RunDdl {
+                ordinal,
+                change: change.clone(),
+            };
+        }
+        if self.observed.kind == TopologyKind::Async
+            && i.role == Role::Replica
+            && let Some(primary) = self.observed.primary()
+            && (!i.replicates_from(primary.ordinal) || i.fenced)
+        {
+            // Repointing an instance that holds transactions the primary lacks
+            // would bury them (MySQL) or stop on them (MariaDB): halt instead.
+            if let Some(errant) = self.errant(i, primary) {
+                return Action::Halt {
+                    reason: HaltReason::ErrantTransactions {
+                        ordinal,
+                        primary: primary.ordinal,
+                        errant,
+                    },
+                };
+            }
+            return Action::Repoint {
+                ordinal,
+                source: primary.ordinal,
+            };
+        }
+        match &i.health {
+            Health::Lagging { seconds } if *seconds > self.policy.max_lag_seconds => {
+                self.wait(WaitReason::Lagging {
+                    ordinal,
+                    seconds: *seconds,
+                    max: self.policy.max_lag_seconds,
+                })
+            }
+            _ => Action::Undrain { ordinal },
+        }
+    }
+
+    pub(super) fn gone(&self, ordinal: u32) -> Action {
+        Action::Halt {
+            reason: HaltReason::InvalidTopology {
+                message: format!(
+                    "instance {ordinal}, which the record names, is no longer in the cluster"
+                ),
+            },
+        }
+    }
+}
