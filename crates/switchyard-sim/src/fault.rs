@@ -29,7 +29,7 @@ use switchyard_testbed::ledger::Ledger;
 use switchyard_testbed::load::{AccountKind, Endpoints, Load, LoadConfig, LoadHandle};
 use tokio::sync::Notify;
 
-use crate::scenario::{FaultDef, Pick, SqlFault, Trigger, Until};
+use crate::scenario::{FailMode, FaultDef, Pick, SqlFault, Trigger, Until};
 
 /// The `run` of the first direct writer's ids (the load's is 0).
 pub const DIRECT_RUN: u8 = 1;
@@ -350,7 +350,10 @@ impl FaultPlan {
     ) -> Asked {
         let mut asked = Asked::default();
         for (i, slot) in self.faults.iter().enumerate() {
-            if !hit(&slot.def.when) || (slot.def.fail.is_some() && !took_effect) {
+            if !hit(&slot.def.when)
+                || (slot.def.fail.is_some() && !took_effect)
+                || slot.def.fail == Some(FailMode::ServerOnly)
+            {
                 continue;
             }
             if slot.triggered.swap(true, Ordering::SeqCst) {
@@ -533,6 +536,16 @@ impl FaultPlan {
             });
         }
         Ok(())
+    }
+
+    /// Takes the `fail: server-only` fault due before `action`, if any.
+    fn take_server_only(&self, action: &str) -> Option<usize> {
+        self.faults.iter().enumerate().find_map(|(i, slot)| {
+            let due = slot.def.fail == Some(FailMode::ServerOnly)
+                && matches!(&slot.def.when, Trigger::BeforeAction(a) if a == action)
+                && !slot.triggered.swap(true, Ordering::SeqCst);
+            due.then_some(i)
+        })
     }
 
     /// Whether the next record stored after a trigger must fail; takes the
@@ -775,6 +788,29 @@ impl<R: ClusterRuntime> ClusterRuntime for Faulty<'_, R> {
         .await
     }
     async fn promote(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        if let Some(i) = self.plan.take_server_only("promote") {
+            let done = match self.cluster.handle(ordinal) {
+                Ok(h) => h.promote().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let line = match &done {
+                Ok(()) => Ok(format!(
+                    "before promote: instance {ordinal} promoted on the server only (writable, \
+                     not the recorded primary); the engine gets an error"
+                )),
+                Err(e) => Err(format!(
+                    "before promote: the server-side promotion FAILED: {e}"
+                )),
+            };
+            if let Some(slot) = self.plan.faults.get(i) {
+                self.plan.outcome(slot, line);
+            }
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::Transient,
+                format!("promote instance {ordinal}"),
+                format!("fault {}: promoted on the server, then failed", i + 1),
+            ));
+        }
         self.wrap("promote", self.inner.promote(ordinal)).await
     }
     async fn repoint(&self, ordinal: u32, source: u32) -> Result<(), RuntimeError> {

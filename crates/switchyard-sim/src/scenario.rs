@@ -251,7 +251,12 @@ pub struct FaultDef {
     #[serde(default)]
     pub direct_writer: Option<DirectWriterDef>,
     /// Make the triggering action fail: `after` (only with `after_action`)
-    /// runs it, and once it has taken effect returns an error to the engine.
+    /// runs it, and once it has taken effect returns an error to the engine;
+    /// `server-only` (only with `before_action: promote`) makes the candidate
+    /// the writable primary on the server alone (the topology client's
+    /// promotion, not the runtime's record of the primary nor the router),
+    /// then returns an error: the Kubernetes runtime's SQL promotion whose
+    /// status write fails.
     #[serde(default)]
     pub fail: Option<FailMode>,
     /// Make a record write fail after it was stored: the next record the
@@ -267,6 +272,9 @@ pub struct FaultDef {
 pub enum FailMode {
     /// The action runs and takes effect; then the engine gets an error.
     After,
+    /// Only the server side of a promotion runs; then the engine gets an
+    /// error.
+    ServerOnly,
 }
 
 /// A privileged client writing to one instance directly.
@@ -651,8 +659,13 @@ fn check_fault(f: &FaultDef) -> Result<(), String> {
     if f.engine_down_s > 0 && !f.kill_engine {
         return Err("engine_down_s goes with kill_engine: true".into());
     }
-    if f.fail.is_some() && !matches!(f.when, Trigger::AfterAction(_)) {
+    if f.fail == Some(FailMode::After) && !matches!(f.when, Trigger::AfterAction(_)) {
         return Err("`fail: after` needs `when: { after_action: A }`".into());
+    }
+    if f.fail == Some(FailMode::ServerOnly)
+        && !matches!(&f.when, Trigger::BeforeAction(a) if a == "promote")
+    {
+        return Err("`fail: server-only` needs `when: { before_action: promote }`".into());
     }
     if f.fail.is_some() && f.kill_engine {
         return Err("a fault either fails the action or kills the engine, not both".into());
