@@ -170,6 +170,30 @@ async fn every_check_reports_the_situation_it_forbids() {
         drop(root(&cluster, o, "START SLAVE").await);
     }
 
+    // A fault that cannot happen (no switchover, so no candidate) and one
+    // never triggered are both reported as not confirmed.
+    let impossible = Scenario::from_yaml(
+        "bite",
+        "cluster: { server: mariadb-10.11 }\nchange: { config: { a: b } }\n\
+         faults: [ { when: { before_step: 1 }, kill9: candidate }, \
+         { when: { before_step: 9 }, kill9: primary } ]\n\
+         expect: { outcome: done, seen: { recovered: true } }\n",
+    )
+    .expect("a valid scenario")
+    .faults;
+    let plan = FaultPlan::new(impossible, "none".into());
+    plan.before_step(1, &cluster).await;
+    let unconfirmed = plan.unconfirmed();
+    assert_eq!(unconfirmed.len(), 2, "{unconfirmed:?}");
+    assert!(
+        unconfirmed[0].contains("no instance matched"),
+        "{unconfirmed:?}"
+    );
+    assert!(
+        unconfirmed[1].contains("never triggered"),
+        "{unconfirmed:?}"
+    );
+
     // 5. recovery: a replica a fault killed comes back on another version.
     let faults = Scenario::from_yaml(
         "bite",
