@@ -60,17 +60,24 @@ pub fn run(scenarios: Vec<PathBuf>, all: bool) -> Result<()> {
                 let file = report.write_json(&out)?;
                 let verdict = if report.passed { "PASS" } else { "FAIL" };
                 eprintln!(
-                    "    {verdict} {}: {} (expected {}), {} violations, {} writes acknowledged, \
-                     {} lost, max write gap {} ms, {} switchovers, {} engines; {took:.1}s; {}",
+                    "    {verdict} {}: {} (expected {}), {} violations, {} writes acknowledged \
+                     ({} by direct writers), {} lost, {} overlapping across servers, \
+                     max write gap {} ms (bound {:?}), {} switchovers, {} engines, \
+                     {} monitor samples (longest interval {} ms); {took:.1}s; {}",
                     s.name,
                     report.outcome,
                     report.expected,
                     report.violations.len(),
                     report.writes_acknowledged,
+                    report.direct_writes,
                     report.writes_lost,
+                    report.split_brain.0,
                     report.max_write_gap_ms,
+                    report.max_write_gap_bound_ms,
                     report.switchovers,
                     report.engines,
+                    report.samples,
+                    report.max_sample_interval_ms,
                     display(&file),
                 );
                 for f in &report.faults {

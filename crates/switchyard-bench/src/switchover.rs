@@ -944,6 +944,7 @@ mod tests {
                 writer: 0,
                 sent_us: (t * 1000).saturating_sub(500),
                 ack_us: t * 1000,
+                server_id: None,
             })
             .collect()
     }

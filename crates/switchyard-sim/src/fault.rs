@@ -1,7 +1,16 @@
 //! Fault injection: a [`Faulty`] runtime wraps the engine's runtime and
 //! fires a scenario's faults just before or just after the engine's first
-//! call of a runtime action; [`FaultPlan::before_step`] fires the faults
-//! timed by engine step. Each fault fires once.
+//! call of a runtime action, or just after it stored a switchover sub-step;
+//! [`FaultPlan::before_step`] fires the faults timed by engine step. Each
+//! fault fires once.
+//!
+//! A fault counts as fired only once its effect is confirmed: the process is
+//! gone (`kill9`) or stopped (`pause`), every statement ran (`sql`), the
+//! engine was dropped (`kill_engine`, confirmed by the runner), the action or
+//! the record write took effect before the engine got its error (`fail`,
+//! `fail_record`), the direct writer had a write acknowledged
+//! (`direct_writer`, confirmed at the end of the run). [`FaultPlan::unconfirmed`]
+//! lists the others; a scenario with any fails.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,27 +21,92 @@ use async_trait::async_trait;
 use switchyard_local::LocalCluster;
 use switchyard_plan::Record;
 use switchyard_plan::decide::{SchemaTarget, WaitReason};
-use switchyard_plan::engine::{ClusterRuntime, RuntimeError, StepOutcome};
-use switchyard_plan::record::Intent;
+use switchyard_plan::engine::{ClusterRuntime, RuntimeError, RuntimeErrorKind, StepOutcome};
+use switchyard_plan::record::{Intent, SwitchoverStep};
 use switchyard_plan::topology::{Observed, Revision, Timestamp};
 use switchyard_plan::versions::Version;
+use switchyard_testbed::ledger::Ledger;
+use switchyard_testbed::load::{AccountKind, Endpoints, Load, LoadConfig, LoadHandle};
 use tokio::sync::Notify;
 
-use crate::scenario::{FaultDef, Pick, SqlFault, Trigger};
+use crate::scenario::{FailMode, FaultDef, Pick, SqlFault, Trigger, Until};
+
+/// The `run` of the first direct writer's ids (the load's is 0).
+pub const DIRECT_RUN: u8 = 1;
+
+/// A direct writer while it runs (`None` once stopped).
+type Writer = Arc<Mutex<Option<LoadHandle>>>;
+
+/// One fault and what became of it.
+#[derive(Debug)]
+struct Slot {
+    def: FaultDef,
+    /// Its trigger came.
+    triggered: AtomicBool,
+    /// Each part's result (`Ok` with what it did, `Err` with why it did not
+    /// happen); parts confirmed later (`kill_engine`, `fail_record`,
+    /// `direct_writer`) are added when they are.
+    parts: Mutex<Vec<Result<String, String>>>,
+}
+
+impl Slot {
+    fn part(&self, r: Result<String, String>) {
+        self.parts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(r);
+    }
+
+    /// How many parts the fault has: each of its effects.
+    fn expected_parts(&self) -> usize {
+        let d = &self.def;
+        [
+            d.kill9.is_some(),
+            d.kill_engine,
+            d.sql.is_some(),
+            d.pause.is_some(),
+            d.direct_writer.is_some(),
+            d.fail.is_some(),
+            d.fail_record,
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count()
+    }
+}
+
+/// What firing faults asks of the engine's runtime.
+#[derive(Debug, Default, Clone, Copy)]
+struct Asked {
+    /// Kill the engine.
+    kill: bool,
+    /// Return an error for the action that just took effect (fault index).
+    fail: Option<usize>,
+}
 
 /// A scenario's faults and what they did, shared by every engine of a run
 /// and by the monitor.
 #[derive(Debug)]
 pub struct FaultPlan {
-    faults: Vec<(FaultDef, AtomicBool)>,
+    faults: Vec<Slot>,
     target_hash: String,
     /// Instances a fault took down and not seen up again, with the version
     /// each must come back on and when it was taken down.
     injected: Mutex<BTreeMap<u32, (Version, Instant)>>,
     log: Mutex<Vec<String>>,
     engine_killed: Notify,
+    /// Faults whose engine kill waits for the runner to drop the engine.
+    killing: Mutex<Vec<usize>>,
+    /// The fault whose record failure comes with the next record stored.
+    record_failure: Mutex<Option<usize>>,
     /// Paused instances and when they run again.
     paused: Mutex<Vec<(u32, Instant)>>,
+    /// Sessions SQL faults hold, and whether the server closed each early.
+    sessions: Mutex<Vec<Arc<AtomicBool>>>,
+    /// The load's ledger, which direct writers share.
+    ledger: Mutex<Option<Arc<Ledger>>>,
+    /// Direct writers, with their fault (`None` once stopped).
+    writers: Mutex<Vec<(usize, Writer)>>,
 }
 
 impl FaultPlan {
@@ -41,14 +115,28 @@ impl FaultPlan {
         Arc::new(FaultPlan {
             faults: faults
                 .into_iter()
-                .map(|f| (f, AtomicBool::new(false)))
+                .map(|def| Slot {
+                    def,
+                    triggered: AtomicBool::new(false),
+                    parts: Mutex::new(Vec::new()),
+                })
                 .collect(),
             target_hash,
             injected: Mutex::new(BTreeMap::new()),
             log: Mutex::new(Vec::new()),
             engine_killed: Notify::new(),
+            killing: Mutex::new(Vec::new()),
+            record_failure: Mutex::new(None),
             paused: Mutex::new(Vec::new()),
+            sessions: Mutex::new(Vec::new()),
+            ledger: Mutex::new(None),
+            writers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Gives direct writers the ledger they record into (the load's).
+    pub fn share_ledger(&self, ledger: Arc<Ledger>) {
+        *self.ledger.lock().unwrap_or_else(PoisonError::into_inner) = Some(ledger);
     }
 
     /// What the faults did, in order.
@@ -97,14 +185,119 @@ impl FaultPlan {
             .remove(&ordinal);
     }
 
-    /// Whether every fault has fired.
+    /// Each fault whose effect was not confirmed, with why (never
+    /// triggered, or a part that did not happen). Empty when every fault
+    /// did what it says.
+    pub fn unconfirmed(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, slot) in self.faults.iter().enumerate() {
+            let parts = slot.parts.lock().unwrap_or_else(PoisonError::into_inner);
+            let failed: Vec<&String> = parts.iter().filter_map(|p| p.as_ref().err()).collect();
+            if !slot.triggered.load(Ordering::SeqCst) {
+                out.push(format!(
+                    "fault {} ({:?}) never triggered",
+                    i + 1,
+                    slot.def.when
+                ));
+            } else if !failed.is_empty() {
+                out.push(format!("fault {} did not happen: {failed:?}", i + 1));
+            } else if parts.len() < slot.expected_parts() {
+                out.push(format!(
+                    "fault {} ({:?}) triggered but its effect was never confirmed",
+                    i + 1,
+                    slot.def.when
+                ));
+            }
+        }
+        out
+    }
+
+    /// Whether every fault fired and its effect was confirmed.
     pub fn all_fired(&self) -> bool {
-        self.faults.iter().all(|(_, f)| f.load(Ordering::SeqCst))
+        self.unconfirmed().is_empty()
     }
 
     /// Resolves when a fault kills the engine.
     pub async fn engine_killed(&self) {
         self.engine_killed.notified().await;
+    }
+
+    /// The runner dropped the killed engine: confirms the kill, and returns
+    /// how long the engine stays dead (the longest `engine_down_s` of the
+    /// faults that killed it).
+    pub fn engine_dropped(&self) -> Duration {
+        let killing =
+            std::mem::take(&mut *self.killing.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut down = Duration::ZERO;
+        for i in killing {
+            if let Some(slot) = self.faults.get(i) {
+                slot.part(Ok("engine dropped".into()));
+                down = down.max(Duration::from_secs(slot.def.engine_down_s));
+            }
+        }
+        self.note(format!("engine dropped; a new one starts in {down:?}"));
+        down
+    }
+
+    /// Whether a session a SQL fault held open was closed by the server
+    /// before its hold ended.
+    pub fn session_killed(&self) -> bool {
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|k| k.load(Ordering::SeqCst))
+    }
+
+    /// Stops the direct writers, confirms each that had a write
+    /// acknowledged, and returns how many writes they had acknowledged.
+    pub async fn stop_direct_writers(&self) -> usize {
+        let writers =
+            std::mem::take(&mut *self.writers.lock().unwrap_or_else(PoisonError::into_inner));
+        let Some(ledger) = self
+            .ledger
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        else {
+            return 0;
+        };
+        let mut total = 0;
+        for (i, w) in writers {
+            let running = w.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(w) = running {
+                w.stop().await;
+            }
+            let Some(slot) = self.faults.get(i) else {
+                continue;
+            };
+            let run = self.run_of(i);
+            let acked = ledger
+                .snapshot()
+                .acked
+                .iter()
+                .filter(|a| a.id >> switchyard_testbed::ledger::RUN_SHIFT == u64::from(run))
+                .count();
+            total += acked;
+            slot.part(if acked > 0 {
+                Ok(format!("direct writer: {acked} writes acknowledged"))
+            } else {
+                Err("the direct writer had no write acknowledged".into())
+            });
+        }
+        total
+    }
+
+    /// The `run` of the ids of the direct writer of fault `index`: one run
+    /// per direct writer from [`DIRECT_RUN`] on, so their ids never meet.
+    fn run_of(&self, index: usize) -> u8 {
+        let before = self
+            .faults
+            .iter()
+            .take(index)
+            .filter(|s| s.def.direct_writer.is_some())
+            .count();
+        DIRECT_RUN.saturating_add(u8::try_from(before).unwrap_or(u8::MAX))
     }
 
     fn note(&self, line: String) {
@@ -136,95 +329,232 @@ impl FaultPlan {
     /// Fires the faults timed before engine step `step`.
     pub async fn before_step(&self, step: u64, cluster: &LocalCluster) {
         self.resume(cluster, false);
-        for (f, fired) in &self.faults {
-            if f.when == Trigger::BeforeStep(step) && !fired.swap(true, Ordering::SeqCst) {
-                self.fire(f, &format!("before step {step}"), cluster).await;
-            }
-        }
+        self.fire_due(
+            |t| *t == Trigger::BeforeStep(step),
+            &format!("before step {step}"),
+            true,
+            cluster,
+        )
+        .await;
     }
 
-    /// Fires the faults for `action`; true when one killed the engine.
-    async fn around(&self, action: &str, after: bool, cluster: &LocalCluster) -> bool {
-        let mut kill = false;
-        for (f, fired) in &self.faults {
-            let hit = match &f.when {
-                Trigger::BeforeAction(a) => !after && a == action,
-                Trigger::AfterAction(a) => after && a == action,
-                Trigger::BeforeStep(_) => false,
-            };
-            if hit && !fired.swap(true, Ordering::SeqCst) {
-                let when = format!("{} {action}", if after { "after" } else { "before" });
-                self.fire(f, &when, cluster).await;
-                kill |= f.kill_engine;
+    /// Fires the faults whose trigger `hit` matches; `took_effect` tells
+    /// whether the action they follow succeeded (a `fail` fault waits for
+    /// one that did).
+    async fn fire_due(
+        &self,
+        hit: impl Fn(&Trigger) -> bool,
+        when: &str,
+        took_effect: bool,
+        cluster: &LocalCluster,
+    ) -> Asked {
+        let mut asked = Asked::default();
+        for (i, slot) in self.faults.iter().enumerate() {
+            if !hit(&slot.def.when)
+                || (slot.def.fail.is_some() && !took_effect)
+                || slot.def.fail == Some(FailMode::ServerOnly)
+            {
+                continue;
+            }
+            if slot.triggered.swap(true, Ordering::SeqCst) {
+                continue;
+            }
+            self.fire(i, slot, when, cluster).await;
+            if slot.def.kill_engine {
+                asked.kill = true;
+                self.killing
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(i);
+            }
+            if slot.def.fail.is_some() {
+                asked.fail = Some(i);
+                slot.part(Ok(format!("{when}: the action took effect, then failed")));
+                self.note(format!(
+                    "{when}: the action took effect; the engine gets an error"
+                ));
+            }
+            if slot.def.fail_record {
+                *self
+                    .record_failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(i);
             }
         }
-        kill
+        asked
     }
 
-    async fn fire(&self, f: &FaultDef, when: &str, cluster: &LocalCluster) {
+    async fn fire(&self, index: usize, slot: &Slot, when: &str, cluster: &LocalCluster) {
+        let f = &slot.def;
         if let Some(p) = &f.pause {
-            let line = match self.pick(&p.on, cluster) {
+            let result = match self.pick(&p.on, cluster) {
                 Some((o, version)) => {
-                    let done = usize::try_from(o)
-                        .ok()
-                        .and_then(|i| cluster.testbed().instances().get(i))
-                        .map(switchyard_testbed::Instance::pause);
+                    let done = testbed(cluster, o).map(switchyard_testbed::Instance::pause);
                     if let Some(Ok(())) = done {
                         self.take_down(o, version);
                         self.paused
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
                             .push((o, Instant::now() + Duration::from_secs(p.resume_after_s)));
-                        format!(
+                        Ok(format!(
                             "{when}: instance {o} paused (SIGSTOP) for {} s",
                             p.resume_after_s
-                        )
+                        ))
                     } else {
-                        format!("{when}: pausing instance {o} FAILED: {done:?}")
+                        Err(format!("{when}: pausing instance {o} FAILED: {done:?}"))
                     }
                 }
-                None => format!("{when}: no instance matched {:?}", p.on),
+                None => Err(format!("{when}: no instance matched {:?}", p.on)),
             };
-            self.note(line);
+            self.outcome(slot, result);
         }
         if let Some(sql) = &f.sql {
-            let line = match self.pick(&sql.on, cluster) {
-                Some((o, _)) => match run_sql(cluster, o, sql).await {
-                    Ok(()) => format!(
+            let result = match self.pick(&sql.on, cluster) {
+                Some((o, _)) => match self.run_sql(cluster, o, sql).await {
+                    Ok(()) => Ok(format!(
                         "{when}: on instance {o}: {} (session held {} s)",
                         sql.statements.join("; "),
                         sql.hold_s
-                    ),
-                    Err(e) => format!("{when}: SQL on instance {o} FAILED: {e}"),
+                    )),
+                    Err(e) => Err(format!("{when}: SQL on instance {o} FAILED: {e}")),
                 },
-                None => format!("{when}: no instance matched {:?}", sql.on),
+                None => Err(format!("{when}: no instance matched {:?}", sql.on)),
             };
-            self.note(line);
+            self.outcome(slot, result);
         }
         if let Some(pick) = &f.kill9 {
-            match self.pick(pick, cluster) {
+            let result = match self.pick(pick, cluster) {
                 Some((o, version)) => {
                     self.take_down(o, version);
-                    let done = usize::try_from(o)
-                        .ok()
-                        .and_then(|i| cluster.testbed().instances().get(i))
-                        .map(switchyard_testbed::Instance::kill9);
-                    match done {
-                        Some(Ok(())) => {
-                            self.note(format!("{when}: kill -9 instance {o} (on {version})"));
-                        }
+                    // Returns once the process is gone and reaped.
+                    match testbed(cluster, o).map(switchyard_testbed::Instance::kill9) {
+                        Some(Ok(())) => Ok(format!("{when}: kill -9 instance {o} (on {version})")),
                         other => {
                             self.recovered(o);
-                            self.note(format!("{when}: kill -9 instance {o} FAILED: {other:?}"));
+                            Err(format!("{when}: kill -9 instance {o} FAILED: {other:?}"))
                         }
                     }
                 }
-                None => self.note(format!("{when}: no instance matched {pick:?}")),
+                None => Err(format!("{when}: no instance matched {pick:?}")),
+            };
+            self.outcome(slot, result);
+        }
+        if let Some(d) = &f.direct_writer {
+            let result = match self.pick(&d.on, cluster) {
+                Some((o, _)) => self
+                    .start_direct_writer(index, o, d.rate, d.until, cluster)
+                    .map(|()| {
+                        format!(
+                            "{when}: a privileged client writes to instance {o} directly at {}/s \
+                             (until {:?})",
+                            d.rate, d.until
+                        )
+                    }),
+                None => Err(format!("{when}: no instance matched {:?}", d.on)),
+            };
+            // Confirmed once it had a write acknowledged, at the end.
+            match result {
+                Ok(line) => self.note(line),
+                Err(e) => self.outcome(slot, Err(e)),
             }
         }
         if f.kill_engine {
             self.note(format!("{when}: engine killed"));
         }
+    }
+
+    fn outcome(&self, slot: &Slot, result: Result<String, String>) {
+        match &result {
+            Ok(line) | Err(line) => self.note(line.clone()),
+        }
+        slot.part(result);
+    }
+
+    fn start_direct_writer(
+        &self,
+        index: usize,
+        o: u32,
+        rate: u32,
+        until: Option<Until>,
+        cluster: &LocalCluster,
+    ) -> Result<(), String> {
+        let ledger = self
+            .ledger
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or("no load runs: a direct writer shares the load's ledger")?;
+        let port = testbed(cluster, o)
+            .map(switchyard_testbed::Instance::port)
+            .ok_or_else(|| format!("no instance {o}"))?;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut config = LoadConfig::with_account(AccountKind::Privileged);
+        config.writers = 1;
+        config.readers = 0;
+        config.rate_per_sec = rate;
+        config.run = self.run_of(index);
+        config.statement_timeout = Duration::from_secs(2);
+        let handle = Load::start_sharing(
+            config,
+            Endpoints {
+                primary: addr,
+                read: addr,
+            },
+            cluster.credentials(),
+            ledger,
+        )
+        .map_err(|e| e.to_string())?;
+        let slot = Arc::new(Mutex::new(Some(handle)));
+        self.writers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((index, Arc::clone(&slot)));
+        if let Some(until) = until {
+            let state = cluster.state().clone();
+            let handle = cluster.handle(o).map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let done = match until {
+                        Until::NotPrimary => state.read().is_ok_and(|d| d.cluster.primary != o),
+                        Until::Replica => handle
+                            .observe()
+                            .await
+                            .is_ok_and(|obs| obs.replication.is_some()),
+                    };
+                    let mut running = slot.lock().unwrap_or_else(PoisonError::into_inner);
+                    if running.is_none() {
+                        return;
+                    }
+                    if done {
+                        // Dropping the handle aborts the writer at once: a
+                        // write in flight is abandoned, never acknowledged.
+                        *running = None;
+                        return;
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes the `fail: server-only` fault due before `action`, if any.
+    fn take_server_only(&self, action: &str) -> Option<usize> {
+        self.faults.iter().enumerate().find_map(|(i, slot)| {
+            let due = slot.def.fail == Some(FailMode::ServerOnly)
+                && matches!(&slot.def.when, Trigger::BeforeAction(a) if a == action)
+                && !slot.triggered.swap(true, Ordering::SeqCst);
+            due.then_some(i)
+        })
+    }
+
+    /// Whether the next record stored after a trigger must fail; takes the
+    /// armed failure and confirms it.
+    fn take_record_failure(&self) -> Option<usize> {
+        self.record_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// The instance `pick` names now, with the version it runs.
@@ -248,28 +578,48 @@ impl FaultPlan {
         let version = c.history.by_hash(hash)?.version;
         Some((o, version))
     }
+
+    /// Runs a SQL fault's statements as root on instance `o`; a task keeps
+    /// the session open for the fault's `hold_s` (the fault's own duration)
+    /// and notes whether the server closed it before.
+    async fn run_sql(&self, cluster: &LocalCluster, o: u32, sql: &SqlFault) -> Result<(), String> {
+        let instance = testbed(cluster, o).ok_or_else(|| format!("no instance {o}"))?;
+        let mut conn = instance.connect_root().await.map_err(|e| e.to_string())?;
+        for statement in &sql.statements {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
+                .execute(&mut conn)
+                .await
+                .map_err(|e| format!("{statement}: {e}"))?;
+        }
+        let killed = Arc::new(AtomicBool::new(false));
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::clone(&killed));
+        let hold = Duration::from_secs(sql.hold_s);
+        tokio::spawn(async move {
+            use sqlx::Connection;
+            let until = tokio::time::Instant::now() + hold;
+            // A ping is no statement: it leaves an open transaction and its
+            // locks as they are.
+            while tokio::time::Instant::now() < until {
+                let ping = tokio::time::timeout(Duration::from_secs(1), conn.ping()).await;
+                if matches!(ping, Ok(Err(_))) {
+                    killed.store(true, Ordering::SeqCst);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200).min(hold)).await;
+            }
+            drop(conn);
+        });
+        Ok(())
+    }
 }
 
-/// Runs a SQL fault's statements as root on instance `o`; a task keeps the
-/// session open for the fault's `hold_s` (the fault's own duration).
-async fn run_sql(cluster: &LocalCluster, o: u32, sql: &SqlFault) -> Result<(), String> {
-    let instance = usize::try_from(o)
+fn testbed(cluster: &LocalCluster, o: u32) -> Option<&switchyard_testbed::Instance> {
+    usize::try_from(o)
         .ok()
         .and_then(|i| cluster.testbed().instances().get(i))
-        .ok_or_else(|| format!("no instance {o}"))?;
-    let mut conn = instance.connect_root().await.map_err(|e| e.to_string())?;
-    for statement in &sql.statements {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
-            .execute(&mut conn)
-            .await
-            .map_err(|e| format!("{statement}: {e}"))?;
-    }
-    let hold = Duration::from_secs(sql.hold_s);
-    tokio::spawn(async move {
-        tokio::time::sleep(hold).await;
-        drop(conn);
-    });
-    Ok(())
 }
 
 /// The engine's runtime with the scenario's faults around its actions.
@@ -289,16 +639,48 @@ impl<'a, R: ClusterRuntime> Faulty<'a, R> {
         }
     }
 
-    async fn before(&self, action: &str) {
-        if self.plan.around(action, false, self.cluster).await {
+    /// Runs one of the runtime's actions with the faults timed around it:
+    /// those before it, the action, those after it (a `fail` fault only
+    /// once the action took effect). Every action of the runtime goes
+    /// through here, so a new one is one line.
+    async fn wrap(
+        &self,
+        action: &str,
+        work: impl Future<Output = Result<(), RuntimeError>>,
+    ) -> Result<(), RuntimeError> {
+        let before = self
+            .plan
+            .fire_due(
+                |t| matches!(t, Trigger::BeforeAction(a) if a == action),
+                &format!("before {action}"),
+                true,
+                self.cluster,
+            )
+            .await;
+        if before.kill {
             self.die().await;
         }
-    }
-
-    async fn after(&self, action: &str) {
-        if self.plan.around(action, true, self.cluster).await {
+        let result = work.await;
+        let after = self
+            .plan
+            .fire_due(
+                |t| matches!(t, Trigger::AfterAction(a) if a == action),
+                &format!("after {action}"),
+                result.is_ok(),
+                self.cluster,
+            )
+            .await;
+        if after.kill {
             self.die().await;
         }
+        if let Some(i) = after.fail {
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::Transient,
+                action.to_owned(),
+                format!("fault {}: the action took effect, then failed", i + 1),
+            ));
+        }
+        result
     }
 
     /// The engine is dead: tell the runner and never return, so the runner
@@ -321,19 +703,54 @@ impl<R: ClusterRuntime> ClusterRuntime for Faulty<'_, R> {
         self.inner.load_record().await
     }
     async fn store_record(&self, expected_seq: u64, record: &Record) -> Result<(), RuntimeError> {
-        self.inner.store_record(expected_seq, record).await
+        self.inner.store_record(expected_seq, record).await?;
+        // Stored: the faults timed by what it records, then an armed failure.
+        let mut asked = Asked::default();
+        if let Some(Intent::Switchover { step, .. }) = &record.intent {
+            let step: SwitchoverStep = *step;
+            asked = self
+                .plan
+                .fire_due(
+                    |t| *t == Trigger::Recorded(step),
+                    &format!("recorded {step:?}"),
+                    true,
+                    self.cluster,
+                )
+                .await;
+        }
+        let failing = self.plan.take_record_failure();
+        if let Some(i) = failing
+            && let Some(slot) = self.plan.faults.get(i)
+        {
+            slot.part(Ok(format!(
+                "record seq {} stored, then the engine got an error",
+                record.seq
+            )));
+            self.plan.note(format!(
+                "record seq {} stored; the engine gets an error",
+                record.seq
+            ));
+        }
+        if asked.kill {
+            self.die().await;
+        }
+        if let Some(i) = failing {
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::Transient,
+                "store the record",
+                format!(
+                    "fault {}: the record was stored, then the write failed",
+                    i + 1
+                ),
+            ));
+        }
+        Ok(())
     }
     async fn drain(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.before("drain").await;
-        let r = self.inner.drain(ordinal).await;
-        self.after("drain").await;
-        r
+        self.wrap("drain", self.inner.drain(ordinal)).await
     }
     async fn undrain(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.before("undrain").await;
-        let r = self.inner.undrain(ordinal).await;
-        self.after("undrain").await;
-        r
+        self.wrap("undrain", self.inner.undrain(ordinal)).await
     }
     async fn restart(
         &self,
@@ -342,31 +759,21 @@ impl<R: ClusterRuntime> ClusterRuntime for Faulty<'_, R> {
         version: Version,
         slow_shutdown: bool,
     ) -> Result<(), RuntimeError> {
-        self.before("restart").await;
-        let r = self
-            .inner
-            .restart(ordinal, revision, version, slow_shutdown)
-            .await;
-        self.after("restart").await;
-        r
+        self.wrap(
+            "restart",
+            self.inner
+                .restart(ordinal, revision, version, slow_shutdown),
+        )
+        .await
     }
     async fn recover(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.before("recover").await;
-        let r = self.inner.recover(ordinal).await;
-        self.after("recover").await;
-        r
+        self.wrap("recover", self.inner.recover(ordinal)).await
     }
     async fn fence(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.before("fence").await;
-        let r = self.inner.fence(ordinal).await;
-        self.after("fence").await;
-        r
+        self.wrap("fence", self.inner.fence(ordinal)).await
     }
     async fn unfence(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.before("unfence").await;
-        let r = self.inner.unfence(ordinal).await;
-        self.after("unfence").await;
-        r
+        self.wrap("unfence", self.inner.unfence(ordinal)).await
     }
     async fn wait_caught_up(
         &self,
@@ -374,22 +781,41 @@ impl<R: ClusterRuntime> ClusterRuntime for Faulty<'_, R> {
         from: u32,
         deadline: Timestamp,
     ) -> Result<(), RuntimeError> {
-        self.before("wait_caught_up").await;
-        let r = self.inner.wait_caught_up(candidate, from, deadline).await;
-        self.after("wait_caught_up").await;
-        r
+        self.wrap(
+            "wait_caught_up",
+            self.inner.wait_caught_up(candidate, from, deadline),
+        )
+        .await
     }
     async fn promote(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.before("promote").await;
-        let r = self.inner.promote(ordinal).await;
-        self.after("promote").await;
-        r
+        if let Some(i) = self.plan.take_server_only("promote") {
+            let done = match self.cluster.handle(ordinal) {
+                Ok(h) => h.promote().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let line = match &done {
+                Ok(()) => Ok(format!(
+                    "before promote: instance {ordinal} promoted on the server only (writable, \
+                     not the recorded primary); the engine gets an error"
+                )),
+                Err(e) => Err(format!(
+                    "before promote: the server-side promotion FAILED: {e}"
+                )),
+            };
+            if let Some(slot) = self.plan.faults.get(i) {
+                self.plan.outcome(slot, line);
+            }
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::Transient,
+                format!("promote instance {ordinal}"),
+                format!("fault {}: promoted on the server, then failed", i + 1),
+            ));
+        }
+        self.wrap("promote", self.inner.promote(ordinal)).await
     }
     async fn repoint(&self, ordinal: u32, source: u32) -> Result<(), RuntimeError> {
-        self.before("repoint").await;
-        let r = self.inner.repoint(ordinal, source).await;
-        self.after("repoint").await;
-        r
+        self.wrap("repoint", self.inner.repoint(ordinal, source))
+            .await
     }
     async fn apply_variables(
         &self,
@@ -397,12 +823,15 @@ impl<R: ClusterRuntime> ClusterRuntime for Faulty<'_, R> {
         revision: &Revision,
         variables: &[(String, String)],
     ) -> Result<(), RuntimeError> {
-        self.inner
-            .apply_variables(ordinal, revision, variables)
-            .await
+        self.wrap(
+            "apply_variables",
+            self.inner.apply_variables(ordinal, revision, variables),
+        )
+        .await
     }
     async fn run_ddl(&self, ordinal: u32, change: &SchemaTarget) -> Result<(), RuntimeError> {
-        self.inner.run_ddl(ordinal, change).await
+        self.wrap("run_ddl", self.inner.run_ddl(ordinal, change))
+            .await
     }
     async fn pause(&self, reason: &WaitReason) {
         self.inner.pause(reason).await;

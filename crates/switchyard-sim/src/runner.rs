@@ -16,12 +16,15 @@ use switchyard_testbed::ledger::{CheckConfig, check};
 use switchyard_testbed::load::{Load, LoadConfig, prepare};
 
 use crate::fault::{FaultPlan, Faulty};
-use crate::monitor::{Monitor, Violation};
-use crate::scenario::{Expect, Scenario, SchemaDef};
+use crate::monitor::{FenceProbe, Monitor, MonitorConfig, MonitorReport, Violation};
+use crate::scenario::{Effects, Outcome, Scenario, SchemaDef};
 use crate::{Error, Result};
 
 /// How often the monitor samples.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+
+/// How many overlapping writes of a split brain the report shows.
+const SPLIT_BRAIN_EXAMPLES: usize = 3;
 
 /// How many times an engine that stopped with an error is replaced.
 const ENGINE_RESTARTS: u32 = 5;
@@ -52,8 +55,26 @@ pub struct SimReport {
     /// Instances the final check left out: down, or their replication
     /// stopped with an error (by a fault) at the end.
     pub unchecked: Vec<String>,
-    /// The longest stretch without an acknowledged write, ms.
+    /// The longest stretch without an acknowledged write of the load (the
+    /// router's writers), ms.
     pub max_write_gap_ms: u64,
+    /// The scenario's bound on it, ms.
+    pub max_write_gap_bound_ms: Option<u64>,
+    /// Writes acknowledged to the direct writers (privileged clients
+    /// connected to an instance), counted in `writes_acknowledged` too.
+    pub direct_writes: usize,
+    /// Acknowledged writes that overlap a write acknowledged by another
+    /// server (the split-brain check), and the acknowledged writes per
+    /// server id.
+    pub split_brain: (usize, Vec<(u32, usize)>),
+    /// Monitor samples taken.
+    pub samples: u64,
+    /// The longest time between two monitor samples, ms.
+    pub max_sample_interval_ms: u64,
+    /// The largest replication lag the monitor saw, seconds.
+    pub max_lag_s: u64,
+    /// Replication errors the monitor saw (error number, instance).
+    pub replication_errors: Vec<(u32, u32)>,
     /// Completed promotions.
     pub switchovers: usize,
     /// The pre-flight's refusal of a schema change, when it refused one.
@@ -181,13 +202,24 @@ where
             source,
         })?);
     }
+    let probes = cluster
+        .testbed()
+        .instances()
+        .iter()
+        .map(|i| FenceProbe::new(i.connect_options(&cluster.credentials().operator)))
+        .collect();
+    let monitor_config = MonitorConfig {
+        every: SAMPLE_EVERY,
+        ..MonitorConfig::default()
+    };
     let monitor = Monitor::start(
         handles,
+        probes,
         &ports,
         cluster.state().clone(),
         Arc::clone(cluster.timeline()),
         Arc::clone(&plan),
-        SAMPLE_EVERY,
+        monitor_config,
     );
     let load = Load::start(
         {
@@ -200,6 +232,7 @@ where
         cluster.endpoints(),
         cluster.credentials(),
     )?;
+    plan.share_ledger(Arc::clone(load.ledger()));
 
     let rollout = Instant::now();
     let limit = Duration::from_secs(scenario.deadline_s);
@@ -210,14 +243,21 @@ where
     )
     .await;
     let rollout_s = rollout.elapsed().as_secs_f64();
+    // The cluster as the verdict left it, watched a while longer.
+    let after = Instant::now() + Duration::from_secs(scenario.after_s);
+    while Instant::now() < after {
+        plan.resume(&cluster, false);
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
     // Nothing restarts an instance any more: what is down at the end stays
     // down, and no start is in flight when the cluster (or the async runtime
     // it runs on) is dropped.
     cluster.stop_supervisor().await;
     plan.resume(&cluster, true);
 
+    let direct_writes = plan.stop_direct_writers().await;
     let loaded = load.stop().await;
-    let mut seen = monitor.stop().await;
+    let mut seen = monitor.stop(monitor_config.max_interval).await;
     // Check every instance that answers and replicates without an error;
     // the others (down, or replication broken by a fault) are reported as
     // unchecked, and a rollout that says it is done must leave none.
@@ -310,6 +350,79 @@ where
             )
         })
         .count();
+    let at_end = u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX);
+    // Two servers acknowledging writes at once.
+    let split = loaded.ledger.split_brain(SPLIT_BRAIN_EXAMPLES);
+    if split.overlapping > 0 {
+        seen.violations.push(Violation {
+            at_ms: at_end,
+            check: "split-brain",
+            detail: format!(
+                "{} acknowledged writes overlap a write acknowledged by another server \
+                 (writes per server id: {:?}); first: {}",
+                split.overlapping,
+                split.per_server,
+                split
+                    .examples
+                    .iter()
+                    .map(|o| format!(
+                        "server {:?} acknowledged id {} (sent {} µs, acknowledged {} µs) while \
+                         server {:?} acknowledged id {} (sent {} µs, acknowledged {} µs)",
+                        o.first.server_id,
+                        o.first.id,
+                        o.first.sent_us,
+                        o.first.ack_us,
+                        o.second.server_id,
+                        o.second.id,
+                        o.second.sent_us,
+                        o.second.ack_us
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        });
+    }
+    // The load's (the router's writers') longest gap against the bound.
+    let gap = loaded.ledger.of_run(0).longest_gap();
+    let max_write_gap_ms = gap.map_or(0, |g| g.length_us() / 1000);
+    if let Some(bound) = scenario.expect.max_write_gap_ms
+        && max_write_gap_ms > bound
+    {
+        seen.violations.push(Violation {
+            at_ms: at_end,
+            check: "write-gap",
+            detail: format!(
+                "the load went {max_write_gap_ms} ms without an acknowledged write \
+                 (bound {bound} ms; from {} µs to {} µs on the load's time axis)",
+                gap.map_or(0, |g| g.from_us),
+                gap.map_or(0, |g| g.to_us)
+            ),
+        });
+    }
+    // Every fault happened, and did what the scenario says it does.
+    for line in plan.unconfirmed() {
+        seen.violations.push(Violation {
+            at_ms: at_end,
+            check: "fault",
+            detail: line,
+        });
+    }
+    let effects = Observed {
+        switchovers,
+        engines: drive.engines,
+        timeline: &cluster.timeline().events(),
+        monitor: &seen,
+        unrecovered: plan.injected().into_keys().collect(),
+        session_killed: plan.session_killed(),
+        direct_writes,
+    };
+    for detail in effects.missing(&scenario.expect.seen) {
+        seen.violations.push(Violation {
+            at_ms: at_end,
+            check: "expected-effect",
+            detail,
+        });
+    }
     let (outcome, halt) = match &finished {
         Ok(Ok(Finished::Done)) => ("done".to_owned(), None),
         Ok(Ok(Finished::Halted(r))) => (
@@ -319,16 +432,13 @@ where
         Ok(Err(e)) => (format!("error: {e}"), None),
         Err(_) => (format!("no verdict within {limit:?}"), None),
     };
-    let expected = expected_words(&scenario.expect);
-    let as_expected = match (&scenario.expect, &halt) {
-        (Expect::Done, None) => outcome == "done",
-        (Expect::Halt(c), Some((got, _))) => c == got,
+    let expected = expected_words(&scenario.expect.outcome);
+    let as_expected = match (&scenario.expect.outcome, &halt) {
+        (Outcome::Done, None) => outcome == "done",
+        (Outcome::Halt(c), Some((got, _))) => c == got,
         _ => false,
     };
-    let mut faults = plan.log();
-    if !plan.all_fired() {
-        faults.push("not every fault fired".into());
-    }
+    let faults = plan.log();
     Ok(SimReport {
         scenario: scenario.name.clone(),
         outcome,
@@ -340,10 +450,18 @@ where
         writes_acknowledged: checked.acknowledged,
         writes_lost: checked.total_missing(),
         unchecked,
-        max_write_gap_ms: loaded
-            .ledger
-            .longest_gap()
-            .map_or(0, |g| (g.to_us - g.from_us) / 1000),
+        max_write_gap_ms,
+        max_write_gap_bound_ms: scenario.expect.max_write_gap_ms,
+        direct_writes,
+        split_brain: (split.overlapping, split.per_server),
+        samples: seen.samples,
+        max_sample_interval_ms: seen.max_interval_ms,
+        max_lag_s: seen.max_lag_s,
+        replication_errors: seen
+            .replication_errors
+            .iter()
+            .map(|(e, o)| (*e, *o))
+            .collect(),
         switchovers,
         refusal: None,
         engines: drive.engines,
@@ -369,11 +487,133 @@ fn timeline_lines(timeline: &switchyard_local::timeline::Timeline) -> Vec<String
         .collect()
 }
 
-fn expected_words(expect: &Expect) -> String {
-    match expect {
-        Expect::Done => "done".to_owned(),
-        Expect::Refused => "refused".to_owned(),
-        Expect::Halt(c) => format!("halted: {c}"),
+fn expected_words(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Done => "done".to_owned(),
+        Outcome::Refused => "refused".to_owned(),
+        Outcome::Halt(c) => format!("halted: {c}"),
+    }
+}
+
+/// What a run showed of its faults' effects.
+struct Observed<'a> {
+    switchovers: usize,
+    engines: u32,
+    timeline: &'a [switchyard_local::timeline::Timed],
+    monitor: &'a MonitorReport,
+    unrecovered: Vec<u32>,
+    session_killed: bool,
+    direct_writes: usize,
+}
+
+impl Observed<'_> {
+    /// Each effect `want` names that was not seen, in words.
+    fn missing(&self, want: &Effects) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(n) = want.switchovers
+            && self.switchovers != n
+        {
+            out.push(format!(
+                "{} switchovers completed, not {n}",
+                self.switchovers
+            ));
+        }
+        if let Some(n) = want.engines
+            && self.engines < n
+        {
+            out.push(format!("{} engines ran, not at least {n}", self.engines));
+        }
+        if want.switchover_undone {
+            let undone = self.timeline.iter().any(|t| {
+                matches!(
+                    &t.event,
+                    Event::OpFinished {
+                        op: Op::Unfence,
+                        error: None,
+                        ..
+                    }
+                )
+            });
+            if !undone {
+                out.push("no switchover was undone (no fence was lifted)".into());
+            }
+        }
+        if want.recovered {
+            if self.monitor.recoveries.is_empty() {
+                out.push("no instance a fault took down was seen up again".into());
+            }
+            if !self.unrecovered.is_empty() {
+                out.push(format!(
+                    "instances {:?} a fault took down were never seen up again",
+                    self.unrecovered
+                ));
+            }
+            if self
+                .monitor
+                .violations
+                .iter()
+                .any(|v| v.check == "recovery")
+            {
+                out.push("an instance came back on another version".into());
+            }
+        }
+        if let Some(n) = want.lag_s
+            && self.monitor.max_lag_s < n
+        {
+            out.push(format!(
+                "the largest replication lag seen was {} s, not at least {n} s",
+                self.monitor.max_lag_s
+            ));
+        }
+        if let Some(errno) = want.replication_error
+            && !self.monitor.replication_errors.contains_key(&errno)
+        {
+            out.push(format!(
+                "no replica was seen stopped with error {errno} (seen: {:?})",
+                self.monitor.replication_errors
+            ));
+        }
+        if let Some(action) = &want.action_failed {
+            let failed = self.timeline.iter().any(|t| match &t.event {
+                Event::OpFinished {
+                    op, error: Some(_), ..
+                } => op_name(op) == action.as_str(),
+                _ => false,
+            });
+            if !failed {
+                out.push(format!("no {action} failed"));
+            }
+        }
+        if want.session_killed && !self.session_killed {
+            out.push("the server never closed the session a SQL fault held".into());
+        }
+        if let Some(n) = want.direct_writes
+            && self.direct_writes < n
+        {
+            out.push(format!(
+                "the direct writers had {} writes acknowledged, not at least {n}",
+                self.direct_writes
+            ));
+        }
+        out
+    }
+}
+
+/// The runtime method an operation of the timeline is.
+fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Drain => "drain",
+        Op::Undrain => "undrain",
+        Op::Restart { .. } => "restart",
+        Op::Recover => "recover",
+        Op::Fence => "fence",
+        Op::Unfence => "unfence",
+        Op::CatchUp { .. } => "wait_caught_up",
+        Op::Promote => "promote",
+        Op::Repoint { .. } => "repoint",
+        Op::ApplyVariables { .. } => "apply_variables",
+        Op::RunDdl { .. } => "run_ddl",
+        _ => "other",
     }
 }
 
@@ -495,8 +735,8 @@ async fn refused(
         scenario: scenario.name.clone(),
         outcome: "refused".to_owned(),
         halt: None,
-        expected: expected_words(&scenario.expect),
-        passed: scenario.expect == Expect::Refused && violations.is_empty(),
+        expected: expected_words(&scenario.expect.outcome),
+        passed: scenario.expect.outcome == Outcome::Refused && violations.is_empty(),
         rollout_s: 0.0,
         duration_s: wall.elapsed().as_secs_f64(),
         violations,
@@ -504,6 +744,13 @@ async fn refused(
         writes_lost: 0,
         unchecked: Vec::new(),
         max_write_gap_ms: 0,
+        max_write_gap_bound_ms: None,
+        direct_writes: 0,
+        split_brain: (0, Vec::new()),
+        samples: 0,
+        max_sample_interval_ms: 0,
+        max_lag_s: 0,
+        replication_errors: Vec::new(),
         switchovers: 0,
         refusal: Some(refusal.to_string()),
         engines: 0,
@@ -549,8 +796,18 @@ impl Drive {
                     () = plan.engine_killed() => None,
                 };
                 match outcome {
-                    // Killed: drop this engine mid-step, start a new one.
-                    None => continue 'engine,
+                    // Killed: drop this engine mid-step, start a new one
+                    // once it has been down as long as the fault says.
+                    None => {
+                        drop(engine);
+                        let down = plan.engine_dropped();
+                        let until = Instant::now() + down;
+                        while Instant::now() < until {
+                            plan.resume(cluster, false);
+                            tokio::time::sleep(SAMPLE_EVERY).await;
+                        }
+                        continue 'engine;
+                    }
                     Some(Ok(StepOutcome::Done)) => return Ok(Finished::Done),
                     Some(Ok(StepOutcome::Halted(r))) => return Ok(Finished::Halted(r)),
                     Some(Ok(_)) => {}

@@ -9,10 +9,20 @@
 //! faults:
 //!   - when: { before_step: 3 }
 //!     kill9: replica-not-upgraded
-//!   - when: { after_action: fence }
+//!   - when: { recorded: fenced }                # the record stored at a switchover sub-step
 //!     kill_engine: true
-//! expect: done                                 # or { halt: keeps-failing }, or refused
+//!     engine_down_s: 1
+//!   - when: { before_step: 1 }
+//!     direct_writer: { on: primary, rate: 50 } # a privileged client on the instance itself
+//!   - when: { after_action: promote }
+//!     fail: after                              # the action took effect, the engine gets an error
+//! expect:
+//!   outcome: done                              # or { halt: keeps-failing }, or refused
+//!   max_write_gap_ms: 4000                     # the load's longest gap
+//!   seen: { switchovers: 1, engines: 2 }       # the faults' observable effects
 //! ```
+//!
+//! `expect: done` (an outcome alone) is accepted for a scenario without faults.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,6 +30,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use switchyard_plan::Policy;
+use switchyard_plan::record::SwitchoverStep;
 use switchyard_testbed::ServerKind;
 use switchyard_testbed::load::AccountKind;
 
@@ -54,6 +65,11 @@ pub struct Scenario {
     /// How long the whole rollout may take, seconds.
     #[serde(default = "default_deadline")]
     pub deadline_s: u64,
+    /// How long the load, the direct writers and the monitor go on after the
+    /// rollout's verdict, seconds: a halt must leave a writable primary
+    /// behind, and this is how long it is watched.
+    #[serde(default)]
+    pub after_s: u64,
 }
 
 fn default_deadline() -> u64 {
@@ -225,6 +241,71 @@ pub struct FaultDef {
     /// Freeze an instance with SIGSTOP and let it run again later.
     #[serde(default)]
     pub pause: Option<PauseFault>,
+    /// How long a killed engine stays dead before a new one starts, seconds
+    /// (an operator's restart; 0: at once).
+    #[serde(default)]
+    pub engine_down_s: u64,
+    /// Start a privileged client connected to an instance directly (not
+    /// through the router) that writes until the end of the run; its
+    /// acknowledged writes count with the load's.
+    #[serde(default)]
+    pub direct_writer: Option<DirectWriterDef>,
+    /// Make the triggering action fail: `after` (only with `after_action`)
+    /// runs it, and once it has taken effect returns an error to the engine;
+    /// `server-only` (only with `before_action: promote`) makes the candidate
+    /// the writable primary on the server alone (the topology client's
+    /// promotion, not the runtime's record of the primary nor the router),
+    /// then returns an error: the Kubernetes runtime's SQL promotion whose
+    /// status write fails.
+    #[serde(default)]
+    pub fail: Option<FailMode>,
+    /// Make a record write fail after it was stored: the next record the
+    /// engine stores after the trigger (with `recorded`, the record that
+    /// fired it) is stored, then the engine gets an error.
+    #[serde(default)]
+    pub fail_record: bool,
+}
+
+/// How a fault makes an action fail.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailMode {
+    /// The action runs and takes effect; then the engine gets an error.
+    After,
+    /// Only the server side of a promotion runs; then the engine gets an
+    /// error.
+    ServerOnly,
+}
+
+/// A privileged client writing to one instance directly.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectWriterDef {
+    /// The instance, chosen when the fault fires.
+    pub on: Pick,
+    /// Writes per second.
+    #[serde(default = "default_direct_rate")]
+    pub rate: u32,
+    /// When it stops (at once, abandoning a write in flight): by default at
+    /// the end of the run.
+    #[serde(default)]
+    pub until: Option<Until>,
+}
+
+/// When a direct writer stops.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Until {
+    /// Once the state file records another instance as the primary (a
+    /// client that writes to the primary it knows, until told otherwise).
+    NotPrimary,
+    /// Once the instance replicates from a source (a client of a primary
+    /// that does not write to replicas).
+    Replica,
+}
+
+fn default_direct_rate() -> u32 {
+    50
 }
 
 /// A server frozen with SIGSTOP for a while.
@@ -252,9 +333,10 @@ pub struct SqlFault {
     pub hold_s: u64,
 }
 
-/// When a fault fires, written `{ before_step: N }`, `{ before_action: A }`
-/// or `{ after_action: A }`. Action names are the runtime's methods:
-/// `drain`, `restart`, `fence`, `wait_caught_up`, `promote`, `repoint`, `unfence`.
+/// When a fault fires, written `{ before_step: N }`, `{ before_action: A }`,
+/// `{ after_action: A }` or `{ recorded: STEP }`. Action names are the
+/// runtime's methods (see [`ACTIONS`]); steps are the switchover's sub-steps
+/// (`requested`, `fenced`, `caught-up`, `promoted`, `repointed`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Trigger {
     /// Before the engine's step N (counted from 1 over every engine).
@@ -264,6 +346,9 @@ pub enum Trigger {
     /// Just after the engine's first call of this runtime action took effect,
     /// before the engine could record it.
     AfterAction(String),
+    /// Just after the engine stored a record whose intent is a switchover at
+    /// this sub-step (the first time).
+    Recorded(SwitchoverStep),
 }
 
 /// Which instance a fault hits, chosen when it fires.
@@ -287,41 +372,82 @@ struct TriggerDef {
     before_action: Option<String>,
     #[serde(default)]
     after_action: Option<String>,
+    #[serde(default)]
+    recorded: Option<SwitchoverStep>,
 }
 
 fn trigger<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Trigger, D::Error> {
     let t = TriggerDef::deserialize(d)?;
-    match (t.before_step, t.before_action, t.after_action) {
-        (Some(n), None, None) => Ok(Trigger::BeforeStep(n)),
-        (None, Some(a), None) => Ok(Trigger::BeforeAction(a)),
-        (None, None, Some(a)) => Ok(Trigger::AfterAction(a)),
+    match (t.before_step, t.before_action, t.after_action, t.recorded) {
+        (Some(n), None, None, None) => Ok(Trigger::BeforeStep(n)),
+        (None, Some(a), None, None) => Ok(Trigger::BeforeAction(a)),
+        (None, None, Some(a), None) => Ok(Trigger::AfterAction(a)),
+        (None, None, None, Some(s)) => Ok(Trigger::Recorded(s)),
         _ => Err(serde::de::Error::custom(
-            "`when` needs exactly one of before_step, before_action, after_action",
+            "`when` needs exactly one of before_step, before_action, after_action, recorded",
         )),
     }
 }
 
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum ExpectDef {
+enum OutcomeDef {
     Word(String),
     Halt { halt: String },
 }
 
-fn expect<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Expect, D::Error> {
-    match ExpectDef::deserialize(d)? {
-        ExpectDef::Word(w) if w == "done" => Ok(Expect::Done),
-        ExpectDef::Word(w) if w == "refused" => Ok(Expect::Refused),
-        ExpectDef::Word(w) => Err(serde::de::Error::custom(format!(
-            "expect is `{w}`: use `done`, `refused` or `{{ halt: CATEGORY }}`"
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectFull {
+    outcome: OutcomeDef,
+    #[serde(default)]
+    max_write_gap_ms: Option<u64>,
+    #[serde(default)]
+    seen: Effects,
+}
+
+fn outcome<E: serde::de::Error>(o: OutcomeDef) -> std::result::Result<Outcome, E> {
+    match o {
+        OutcomeDef::Word(w) if w == "done" => Ok(Outcome::Done),
+        OutcomeDef::Word(w) if w == "refused" => Ok(Outcome::Refused),
+        OutcomeDef::Word(w) => Err(E::custom(format!(
+            "the outcome is `{w}`: use `done`, `refused` or `{{ halt: CATEGORY }}`"
         ))),
-        ExpectDef::Halt { halt } => Ok(Expect::Halt(halt)),
+        OutcomeDef::Halt { halt } => Ok(Outcome::Halt(halt)),
     }
 }
 
-/// The outcome a scenario must have, written `done`, `refused` or `{ halt: CATEGORY }`.
+fn expect<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Expect, D::Error> {
+    use serde::de::Error as _;
+    let value = serde_yaml::Value::deserialize(d)?;
+    let full = value
+        .as_mapping()
+        .is_some_and(|m| m.contains_key("outcome"));
+    if full {
+        // Parsed on its own so that an unknown field is named.
+        let f: ExpectFull = serde_yaml::from_value(value).map_err(D::Error::custom)?;
+        return Ok(Expect {
+            outcome: outcome(f.outcome)?,
+            max_write_gap_ms: f.max_write_gap_ms,
+            seen: f.seen,
+        });
+    }
+    let o: OutcomeDef = serde_yaml::from_value(value).map_err(|_| {
+        D::Error::custom(
+            "expect is `done`, `refused`, `{ halt: CATEGORY }` or \
+             `{ outcome: .., max_write_gap_ms: N, seen: { .. } }`",
+        )
+    })?;
+    Ok(Expect {
+        outcome: outcome(o)?,
+        max_write_gap_ms: None,
+        seen: Effects::default(),
+    })
+}
+
+/// The outcome a rollout must have, written `done`, `refused` or `{ halt: CATEGORY }`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Expect {
+pub enum Outcome {
     /// Every instance runs the target.
     Done,
     /// The pre-flight refuses the schema change and nothing changes.
@@ -330,8 +456,64 @@ pub enum Expect {
     Halt(String),
 }
 
+/// What a scenario must end with: its outcome, a bound on the load's
+/// longest write gap, and the observable effects of its faults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expect {
+    /// The rollout's outcome.
+    pub outcome: Outcome,
+    /// The longest stretch without an acknowledged write of the load (the
+    /// router's writers), milliseconds.
+    pub max_write_gap_ms: Option<u64>,
+    /// The effects that must have been seen.
+    pub seen: Effects,
+}
+
+/// Observable effects of a scenario's faults, each checked when given.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Effects {
+    /// Exactly this many completed promotions.
+    #[serde(default)]
+    pub switchovers: Option<usize>,
+    /// At least this many engines ran (each kill starts a new one).
+    #[serde(default)]
+    pub engines: Option<u32>,
+    /// A switchover was undone: the old primary's fence was lifted after it
+    /// failed.
+    #[serde(default)]
+    pub switchover_undone: bool,
+    /// Every instance a fault took down was seen up again, on the version it
+    /// ran when it went down.
+    #[serde(default)]
+    pub recovered: bool,
+    /// The monitor saw a replica lag by at least this many seconds.
+    #[serde(default)]
+    pub lag_s: Option<u64>,
+    /// The monitor saw a replica's replication stopped with this error.
+    #[serde(default)]
+    pub replication_error: Option<u32>,
+    /// The runtime action of this name failed at least once.
+    #[serde(default)]
+    pub action_failed: Option<String>,
+    /// A session a SQL fault held open was closed by the server before its
+    /// hold ended.
+    #[serde(default)]
+    pub session_killed: bool,
+    /// The direct writers had at least this many writes acknowledged.
+    #[serde(default)]
+    pub direct_writes: Option<usize>,
+}
+
+impl Effects {
+    /// Whether no effect is asked for.
+    pub fn is_empty(&self) -> bool {
+        *self == Effects::default()
+    }
+}
+
 /// The actions a trigger may name.
-pub const ACTIONS: [&str; 8] = [
+pub const ACTIONS: [&str; 11] = [
     "drain",
     "undrain",
     "restart",
@@ -340,6 +522,9 @@ pub const ACTIONS: [&str; 8] = [
     "unfence",
     "wait_caught_up",
     "promote",
+    "repoint",
+    "apply_variables",
+    "run_ddl",
 ];
 
 impl Scenario {
@@ -399,34 +584,30 @@ impl Scenario {
                 s.change.apply
             )));
         }
-        if s.expect == Expect::Refused && s.change.schema.is_none() {
+        if s.expect.outcome == Outcome::Refused && s.change.schema.is_none() {
             return Err(invalid(
                 "expect: refused is for a schema change the pre-flight refuses".into(),
             ));
         }
         for f in &s.faults {
-            if f.kill9.is_none() && !f.kill_engine && f.sql.is_none() && f.pause.is_none() {
-                return Err(invalid(
-                    "a fault needs `kill9: replica-not-upgraded|primary`, `kill_engine: true` \
-                     or `sql: { on: .., statements: [..] }`"
-                        .into(),
-                ));
-            }
-            if let Trigger::BeforeAction(a) | Trigger::AfterAction(a) = &f.when
-                && !ACTIONS.contains(&a.as_str())
-                && a != "repoint"
-            {
-                return Err(invalid(format!(
-                    "unknown action `{a}` in a trigger: use one of {ACTIONS:?} or repoint"
-                )));
-            }
-            if f.kill_engine && matches!(f.when, Trigger::BeforeStep(_)) {
-                return Err(invalid(
-                    "kill_engine needs `before_action` or `after_action`".into(),
-                ));
-            }
+            check_fault(f).map_err(invalid)?;
+        }
+        if !s.faults.is_empty() && s.expect.seen.is_empty() {
+            return Err(invalid(
+                "a scenario with faults states what they must be seen to do: \
+                 `expect: { outcome: .., seen: { .. } }`"
+                    .into(),
+            ));
         }
         Ok(s)
+    }
+
+    /// The faults that start a direct writer.
+    pub fn direct_writers(&self) -> usize {
+        self.faults
+            .iter()
+            .filter(|f| f.direct_writer.is_some())
+            .count()
     }
 
     /// The server the cluster starts on.
@@ -449,6 +630,50 @@ impl Scenario {
             )),
         }
     }
+}
+
+fn check_fault(f: &FaultDef) -> Result<(), String> {
+    if f.kill9.is_none()
+        && !f.kill_engine
+        && f.sql.is_none()
+        && f.pause.is_none()
+        && f.direct_writer.is_none()
+        && f.fail.is_none()
+        && !f.fail_record
+    {
+        return Err("a fault needs one of `kill9: PICK`, `kill_engine: true`, \
+                    `sql: { on: .., statements: [..] }`, `pause: { on: .., resume_after_s: N }`, \
+                    `direct_writer: { on: .. }`, `fail: after` or `fail_record: true`"
+            .into());
+    }
+    if let Trigger::BeforeAction(a) | Trigger::AfterAction(a) = &f.when
+        && !ACTIONS.contains(&a.as_str())
+    {
+        return Err(format!(
+            "unknown action `{a}` in a trigger: use one of {ACTIONS:?}"
+        ));
+    }
+    if f.kill_engine && matches!(f.when, Trigger::BeforeStep(_)) {
+        return Err("kill_engine needs `before_action`, `after_action` or `recorded`".into());
+    }
+    if f.engine_down_s > 0 && !f.kill_engine {
+        return Err("engine_down_s goes with kill_engine: true".into());
+    }
+    if f.fail == Some(FailMode::After) && !matches!(f.when, Trigger::AfterAction(_)) {
+        return Err("`fail: after` needs `when: { after_action: A }`".into());
+    }
+    if f.fail == Some(FailMode::ServerOnly)
+        && !matches!(&f.when, Trigger::BeforeAction(a) if a == "promote")
+    {
+        return Err("`fail: server-only` needs `when: { before_action: promote }`".into());
+    }
+    if f.fail.is_some() && f.kill_engine {
+        return Err("a fault either fails the action or kills the engine, not both".into());
+    }
+    if f.fail_record && matches!(f.when, Trigger::BeforeStep(_)) {
+        return Err("fail_record needs `before_action`, `after_action` or `recorded`".into());
+    }
+    Ok(())
 }
 
 fn kind(name: &str) -> Result<ServerKind, String> {
@@ -475,14 +700,32 @@ mod tests {
              change: { upgrade: mariadb-10.11 }\n\
              faults:\n  - when: { before_step: 3 }\n    kill9: replica-not-upgraded\n\
              \x20 - when: { after_action: fence }\n    kill_engine: true\n\
-             expect: { halt: keeps-failing }\n",
+             \x20 - when: { recorded: caught-up }\n    kill_engine: true\n    engine_down_s: 1\n\
+             \x20 - when: { before_step: 1 }\n    direct_writer: { on: primary }\n\
+             \x20 - when: { after_action: promote }\n    fail: after\n\
+             expect: { outcome: { halt: keeps-failing }, max_write_gap_ms: 900, \
+             seen: { engines: 2, recovered: true } }\n",
         )
         .expect("valid");
         assert_eq!(s.name, "x");
         assert_eq!(s.faults[0].when, Trigger::BeforeStep(3));
         assert_eq!(s.faults[0].kill9, Some(Pick::ReplicaNotUpgraded));
         assert_eq!(s.faults[1].when, Trigger::AfterAction("fence".into()));
-        assert_eq!(s.expect, Expect::Halt("keeps-failing".into()));
+        assert_eq!(
+            s.faults[2].when,
+            Trigger::Recorded(SwitchoverStep::CaughtUp)
+        );
+        assert_eq!(s.faults[2].engine_down_s, 1);
+        assert_eq!(
+            s.faults[3].direct_writer.as_ref().map(|d| (&d.on, d.rate)),
+            Some((&Pick::Primary, 50))
+        );
+        assert_eq!(s.faults[4].fail, Some(FailMode::After));
+        assert_eq!(s.expect.outcome, Outcome::Halt("keeps-failing".into()));
+        assert_eq!(s.expect.max_write_gap_ms, Some(900));
+        assert_eq!(s.expect.seen.engines, Some(2));
+        assert!(s.expect.seen.recovered);
+        assert_eq!(s.direct_writers(), 1);
         assert_eq!(s.cluster.instances, 3);
     }
 
@@ -498,7 +741,7 @@ mod tests {
         let schema = s.change.schema.expect("a schema change");
         assert_eq!(schema.alter, "ALTER TABLE app.t ADD COLUMN c INT");
         assert_eq!(schema.force.as_deref(), Some("risk"));
-        assert_eq!(s.expect, Expect::Refused);
+        assert_eq!(s.expect.outcome, Outcome::Refused);
         let e = Scenario::from_yaml(
             "x",
             "cluster: { server: mariadb-10.11 }\n\
@@ -516,13 +759,50 @@ mod tests {
     }
 
     #[test]
+    fn faults_need_their_effects_and_a_valid_shape() {
+        let e = Scenario::from_yaml(
+            "x",
+            "cluster: { server: mysql-9.7 }\nchange: { config: { a: b } }\n\
+             faults: [ { when: { after_action: fence }, kill_engine: true } ]\nexpect: done\n",
+        )
+        .expect_err("faults without effects");
+        assert!(
+            e.to_string().contains("what they must be seen to do"),
+            "{e}"
+        );
+        let e = Scenario::from_yaml(
+            "x",
+            "cluster: { server: mysql-9.7 }\nchange: { config: { a: b } }\n\
+             faults: [ { when: { before_action: promote }, fail: after } ]\n\
+             expect: { outcome: done, seen: { switchovers: 1 } }\n",
+        )
+        .expect_err("fail needs after_action");
+        assert!(e.to_string().contains("`fail: after` needs"), "{e}");
+        let e = Scenario::from_yaml(
+            "x",
+            "cluster: { server: mysql-9.7 }\nchange: { config: { a: b } }\n\
+             expect: { outcome: done, seen: { switchover: 1 } }\n",
+        )
+        .expect_err("unknown effect");
+        assert!(e.to_string().contains("switchover"), "{e}");
+    }
+
+    #[test]
     fn every_scenario_file_parses() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../e2e/scenarios");
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).expect("list e2e/scenarios") {
             let path = entry.expect("entry").path();
             if path.extension().is_some_and(|x| x == "yaml") {
-                Scenario::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let s = Scenario::from_file(&path)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                // Every scenario of the set bounds its write gap (but one the
+                // pre-flight refuses, which runs no load).
+                assert!(
+                    s.expect.outcome == Outcome::Refused || s.expect.max_write_gap_ms.is_some(),
+                    "{}: expect.max_write_gap_ms is missing",
+                    path.display()
+                );
                 n += 1;
             }
         }

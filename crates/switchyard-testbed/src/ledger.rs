@@ -17,6 +17,12 @@
 //! [`check`] reads the table back from every instance once the load has
 //! stopped: it waits (bounded) for each instance to converge, then reports
 //! every acknowledged id that is missing on any instance.
+//!
+//! [`LedgerSnapshot::split_brain`] is the client-side check that two servers
+//! never took writes at the same time: every acknowledged write carries the
+//! `@@server_id` read in its own transaction, and two writes acknowledged by
+//! different servers whose intervals (sent to acknowledged) overlap are
+//! reported.
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -38,6 +44,10 @@ pub struct AckedWrite {
     pub sent_us: u64,
     /// When the acknowledgement arrived, µs after the ledger's start.
     pub ack_us: u64,
+    /// The `@@server_id` read in the write's own transaction: the server that
+    /// acknowledged it (`None` when the writer did not read it).
+    #[serde(default)]
+    pub server_id: Option<u32>,
 }
 
 impl AckedWrite {
@@ -264,6 +274,32 @@ impl Gap {
     }
 }
 
+/// Two writes acknowledged by different servers whose intervals (sent to
+/// acknowledged) overlap: both servers took a write over the same stretch of
+/// time, so both were writable at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overlap {
+    /// The write sent first.
+    pub first: AckedWrite,
+    /// A write sent before `first` was acknowledged, acknowledged by another
+    /// server.
+    pub second: AckedWrite,
+}
+
+/// What [`LedgerSnapshot::split_brain`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitBrain {
+    /// How many writes overlap a write acknowledged by another server.
+    pub overlapping: usize,
+    /// The first few overlaps, in the order the second writes were sent.
+    pub examples: Vec<Overlap>,
+    /// Acknowledged writes per server id, in server id order.
+    pub per_server: Vec<(u32, usize)>,
+}
+
+/// The id bits that hold a load's `run` (see [`crate::load::LoadConfig::run`]).
+pub const RUN_SHIFT: u32 = 56;
+
 /// Latency percentiles over a set of acknowledged writes (nearest rank).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LatencySummary {
@@ -349,6 +385,66 @@ impl LedgerSnapshot {
             unknown,
             errors,
         }
+    }
+
+    /// The same snapshot with only the writes of load `run` (ids
+    /// `run·2^56 + ...`): the gaps of one load when others (direct writers)
+    /// share the ledger.
+    pub fn of_run(&self, run: u8) -> LedgerSnapshot {
+        let ours = |id: u64| id >> RUN_SHIFT == u64::from(run);
+        LedgerSnapshot {
+            start_unix_us: self.start_unix_us,
+            ended_us: self.ended_us,
+            acked: self.acked.iter().filter(|w| ours(w.id)).copied().collect(),
+            unknown: self
+                .unknown
+                .iter()
+                .filter(|w| ours(w.id))
+                .copied()
+                .collect(),
+            errors: self.errors.clone(),
+        }
+    }
+
+    /// Writes acknowledged by two different servers in overlapping intervals
+    /// (each write's interval runs from sending it to its acknowledgement,
+    /// and its commit lies inside): two servers were writable at once. Writes
+    /// without a server id are left out. Keeps at most `keep` examples.
+    pub fn split_brain(&self, keep: usize) -> SplitBrain {
+        let mut writes: Vec<&AckedWrite> = self
+            .acked
+            .iter()
+            .filter(|w| w.server_id.is_some())
+            .collect();
+        writes.sort_by_key(|w| (w.sent_us, w.ack_us, w.id));
+        let mut per_server = std::collections::BTreeMap::<u32, usize>::new();
+        // Per server, the write sent so far with the latest acknowledgement.
+        let mut latest = std::collections::BTreeMap::<u32, &AckedWrite>::new();
+        let mut found = SplitBrain::default();
+        for w in writes {
+            let Some(server) = w.server_id else { continue };
+            *per_server.entry(server).or_default() += 1;
+            let other = latest
+                .iter()
+                .filter(|(s, o)| **s != server && o.ack_us > w.sent_us)
+                .map(|(_, o)| *o)
+                .next();
+            if let Some(o) = other {
+                found.overlapping += 1;
+                if found.examples.len() < keep {
+                    found.examples.push(Overlap {
+                        first: *o,
+                        second: *w,
+                    });
+                }
+            }
+            let slot = latest.entry(server).or_insert(w);
+            if w.ack_us > slot.ack_us {
+                *slot = w;
+            }
+        }
+        found.per_server = per_server.into_iter().collect();
+        found
     }
 
     /// Every gap between consecutive acknowledged writes, in time order,
@@ -827,7 +923,70 @@ mod tests {
             writer: 0,
             sent_us,
             ack_us,
+            server_id: None,
         }
+    }
+
+    fn on(server: u32, w: AckedWrite) -> AckedWrite {
+        AckedWrite {
+            server_id: Some(server),
+            ..w
+        }
+    }
+
+    #[test]
+    fn split_brain_reports_overlapping_writes_of_two_servers_only() {
+        // Server 1 until 1 ms, server 2 from 2 ms, back to server 1 at 5 ms
+        // (a switchover and a switch back): no overlap.
+        let clean = LedgerSnapshot::from_parts(
+            vec![
+                on(1, ack(1, 0, 500)),
+                on(1, ack(2, 600, 1_000)),
+                on(2, ack(3, 2_000, 2_500)),
+                on(2, ack(4, 2_600, 3_000)),
+                on(1, ack(5, 5_000, 5_100)),
+                ack(6, 0, 9_000),
+            ],
+            vec![],
+            vec![],
+            None,
+        );
+        let seen = clean.split_brain(5);
+        assert_eq!(seen.overlapping, 0, "{seen:?}");
+        assert_eq!(seen.per_server, vec![(1, 3), (2, 2)]);
+        // Server 1 still acknowledges a write sent while server 2 takes them.
+        let broken = LedgerSnapshot::from_parts(
+            vec![
+                on(1, ack(1, 0, 500)),
+                on(2, ack(3, 2_000, 2_500)),
+                on(1, ack(7, 2_100, 2_200)),
+                on(1, ack(8, 2_150, 2_900)),
+            ],
+            vec![],
+            vec![],
+            None,
+        );
+        let seen = broken.split_brain(1);
+        assert_eq!(seen.overlapping, 2, "{seen:?}");
+        assert_eq!(seen.examples.len(), 1);
+        assert_eq!(
+            (seen.examples[0].first.id, seen.examples[0].second.id),
+            (3, 7)
+        );
+    }
+
+    #[test]
+    fn of_run_keeps_one_loads_writes() {
+        let direct = 1u64 << RUN_SHIFT;
+        let snap = LedgerSnapshot::from_parts(
+            vec![ack(1, 0, 10), ack(direct | 1, 5, 20), ack(2, 30, 40)],
+            vec![],
+            vec![],
+            Some(50),
+        );
+        let ids: Vec<u64> = snap.of_run(0).acked.iter().map(|w| w.id).collect();
+        assert_eq!(ids, vec![1, 2]);
+        assert_eq!(snap.of_run(1).acked.len(), 1);
     }
 
     fn ms(n: u64) -> Duration {
@@ -971,6 +1130,7 @@ mod tests {
                             writer: w,
                             sent_us: i * 10,
                             ack_us: i * 10 + u64::from(w),
+                            server_id: None,
                         });
                     }
                 })

@@ -5,12 +5,19 @@
 //! each, and insert into `app.ledger` at a paced total rate:
 //!
 //! ```sql
-//! INSERT INTO `app`.`ledger` (id, writer, at_us, payload) VALUES (?, ?, ?, ?)
+//! INSERT INTO `app`.`ledger` (id, writer, at_us, payload) VALUES (?, ?, ?, ?);
+//! SELECT @@server_id;
+//! COMMIT
 //! ```
+//!
+//! (`autocommit` is off on the writers' connections), so every acknowledged
+//! write carries the server that committed it, read in its own transaction:
+//! the ledger's split-brain check ([`crate::ledger::LedgerSnapshot::split_brain`])
+//! needs it.
 //!
 //! Every id is used once: `run·2^56 + writer·2^40 + seq`, where `seq` counts
 //! each writer's attempts. A write enters the ledger as acknowledged only
-//! when the autocommit `INSERT` returned OK. When the server answers with an
+//! when its `COMMIT` returned OK. When the server answers with an
 //! error, the row was not written; when the connection breaks or the
 //! statement times out after it was sent, the outcome is unknown and the id
 //! is recorded as such, never as acknowledged and never retried. After any
@@ -20,6 +27,10 @@
 //! Readers connect to the read endpoint and read the rows at and after the
 //! latest acknowledged write, recording latency, errors, and whether that
 //! write was already visible (replica staleness).
+//!
+//! [`Load::start_sharing`] starts a load that records into an existing
+//! ledger: a client connected directly to one instance (not through the
+//! router) whose acknowledged writes count with the main load's.
 //!
 //! [`LoadHandle::stop`] lets every in-flight statement finish (bounded by
 //! the statement timeout) and returns a [`LoadReport`]; dropping the handle
@@ -357,6 +368,29 @@ impl Load {
         endpoints: Endpoints,
         accounts: &impl Accounts,
     ) -> Result<LoadHandle, LoadError> {
+        Self::start_on(config, endpoints, accounts, Arc::new(Ledger::new()), true)
+    }
+
+    /// Like [`Load::start`], recording into `ledger`, which another load
+    /// owns: give this load its own [`LoadConfig::run`] so the ids differ.
+    /// Stopping it does not end the ledger's time axis (the owner's
+    /// [`LoadHandle::stop`] does).
+    pub fn start_sharing(
+        config: LoadConfig,
+        endpoints: Endpoints,
+        accounts: &impl Accounts,
+        ledger: Arc<Ledger>,
+    ) -> Result<LoadHandle, LoadError> {
+        Self::start_on(config, endpoints, accounts, ledger, false)
+    }
+
+    fn start_on(
+        config: LoadConfig,
+        endpoints: Endpoints,
+        accounts: &impl Accounts,
+        ledger: Arc<Ledger>,
+        owns_ledger: bool,
+    ) -> Result<LoadHandle, LoadError> {
         let table = quote_table(&config.table)?;
         if config.run >= 128 {
             return Err(LoadError::Config(format!(
@@ -379,7 +413,6 @@ impl Load {
                 .password(&login.password)
                 .ssl_mode(config.ssl_mode)
         };
-        let ledger = Arc::new(Ledger::new());
         let (stop_tx, stop_rx) = watch::channel(false);
         let writer_sql = Arc::<str>::from(format!(
             "INSERT INTO {table} (id, writer, at_us, payload) VALUES (?, ?, ?, ?)"
@@ -421,6 +454,7 @@ impl Load {
             writers,
             readers,
             grace: config.statement_timeout + config.connect_timeout + Duration::from_secs(1),
+            owns_ledger,
         })
     }
 }
@@ -434,6 +468,7 @@ pub struct LoadHandle {
     writers: Vec<JoinHandle<()>>,
     readers: Vec<JoinHandle<ReaderLog>>,
     grace: Duration,
+    owns_ledger: bool,
 }
 
 impl LoadHandle {
@@ -473,7 +508,9 @@ impl LoadHandle {
                 Err(_) => abort.abort(),
             }
         }
-        self.ledger.mark_end();
+        if self.owns_ledger {
+            self.ledger.mark_end();
+        }
         reads.sort_by_key(|r| r.sent_us);
         read_errors.sort_by_key(|e| e.at_us);
         LoadReport {
@@ -589,16 +626,52 @@ impl Worker {
         }
     }
 
+    /// A writer's connection: `autocommit` off, so that the write and the
+    /// read of `@@server_id` share a transaction.
+    async fn connect_writer(&self) -> Result<MySqlConnection, Option<sqlx::Error>> {
+        let mut conn = self.connect().await?;
+        let set = sqlx::raw_sql("SET SESSION autocommit = 0").execute(&mut conn);
+        match tokio::time::timeout(self.config.statement_timeout, set).await {
+            Ok(Ok(_)) => Ok(conn),
+            Ok(Err(err)) => Err(Some(err)),
+            Err(_) => Err(None),
+        }
+    }
+
+    /// The write, the server's id and the commit, in one transaction; the
+    /// server id once committed.
+    async fn write_once(
+        &self,
+        conn: &mut MySqlConnection,
+        id: u64,
+        at_us: i64,
+        payload: String,
+    ) -> Result<u32, sqlx::Error> {
+        sqlx::query(sqlx::AssertSqlSafe(Arc::clone(&self.sql)))
+            .bind(i64::try_from(id).unwrap_or(i64::MAX))
+            .bind(i64::from(self.index))
+            .bind(at_us)
+            .bind(payload)
+            .execute(&mut *conn)
+            .await?;
+        let server: u64 = sqlx::query_scalar("SELECT @@server_id")
+            .fetch_one(&mut *conn)
+            .await?;
+        sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+        Ok(u32::try_from(server).unwrap_or(u32::MAX))
+    }
+
     async fn write_loop(mut self) {
         let mut ticker = self.ticker();
         let mut conn: Option<MySqlConnection> = None;
         let mut backoff = self.config.backoff_min;
-        let base = (u64::from(self.config.run) << 56) | (u64::from(self.index) << 40);
+        let base = (u64::from(self.config.run) << crate::ledger::RUN_SHIFT)
+            | (u64::from(self.index) << 40);
         let mut seq: u64 = 0;
         while self.next_tick(&mut ticker).await {
             let c = match conn.as_mut() {
                 Some(c) => c,
-                None => match self.connect().await {
+                None => match self.connect_writer().await {
                     Ok(c) => conn.insert(c),
                     Err(err) => {
                         let record = self.error(ErrorKind::Connect, err.as_ref());
@@ -613,14 +686,13 @@ impl Worker {
             let sent_us = self.ledger.now_us();
             let at_us = unix_us();
             let payload = format!("w{}s{}", self.index, seq);
-            let insert = sqlx::query(sqlx::AssertSqlSafe(Arc::clone(&self.sql)))
-                .bind(i64::try_from(id).unwrap_or(i64::MAX))
-                .bind(i64::from(self.index))
-                .bind(at_us)
-                .bind(payload)
-                .execute(&mut *c);
-            let outcome = match tokio::time::timeout(self.config.statement_timeout, insert).await {
-                Ok(Ok(_)) => Outcome::Ok,
+            let write = self.write_once(c, id, at_us, payload);
+            let mut server_id = None;
+            let outcome = match tokio::time::timeout(self.config.statement_timeout, write).await {
+                Ok(Ok(server)) => {
+                    server_id = Some(server);
+                    Outcome::Ok
+                }
                 Ok(Err(err @ sqlx::Error::Database(_))) => Outcome::Rejected(err),
                 Ok(Err(err)) => Outcome::Lost(err),
                 Err(_) => Outcome::Timeout,
@@ -633,6 +705,7 @@ impl Worker {
                         writer: self.index,
                         sent_us,
                         ack_us: now_us,
+                        server_id,
                     });
                     backoff = self.config.backoff_min;
                     continue;
