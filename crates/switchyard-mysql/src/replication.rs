@@ -512,11 +512,7 @@ async fn wait_on(
     deadline: Instant,
 ) -> Result<(), WaitFailure> {
     let flavor = session.flavor();
-    let target_flavor = match target {
-        GtidSet::Mysql(_) => Flavor::Mysql,
-        GtidSet::Mariadb(_) => Flavor::Mariadb,
-    };
-    if flavor != target_flavor {
+    if flavor != target.flavor() {
         return Err(WaitFailure::Error(Error::InvalidInput {
             what: "GTID set to wait for",
             reason: format!(
@@ -536,10 +532,12 @@ async fn wait_on(
         Flavor::Mysql => "SELECT CAST(WAIT_FOR_EXECUTED_GTID_SET(?, ?) AS CHAR)",
         Flavor::Mariadb => "SELECT CAST(MASTER_GTID_WAIT(?, ?) AS CHAR)",
     };
-    let params = [
-        Param::Text(target.to_string()),
-        Param::Float(server_wait.as_secs_f64()),
-    ];
+    // MASTER_GTID_WAIT takes a position (one GTID per domain): a binary log state is waited
+    // for at its position.
+    let text = target
+        .mariadb_position()
+        .map_or_else(|| target.to_string(), |pos| pos.to_string());
+    let params = [Param::Text(text), Param::Float(server_wait.as_secs_f64())];
     let rows = session
         .query_bound(purpose, Sql::Static(sql), &params, deadline)
         .await

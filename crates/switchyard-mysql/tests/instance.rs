@@ -106,7 +106,10 @@ async fn observe_every_field(kind: ServerKind) {
     assert_eq!(p.super_read_only, (fl == Flavor::Mysql).then_some(false));
     assert!(p.log_bin && p.log_replica_updates);
     assert!(!p.gtid.executed().is_empty());
-    assert_eq!(p.gtid.binlogged(), p.gtid.executed());
+    // On MariaDB `executed` is a binary log state, compared with a position as a position.
+    assert_eq!(p.gtid.binlogged(), p.gtid.position());
+    assert_eq!(p.gtid.executed().is_subset(p.gtid.binlogged()), Ok(true));
+    assert_eq!(p.gtid.binlogged().is_subset(p.gtid.executed()), Ok(true));
     match &p.gtid {
         switchyard_mysql::GtidState::Mysql { purged, .. } => assert!(purged.is_empty()),
         switchyard_mysql::GtidState::Mariadb {
@@ -343,6 +346,75 @@ async fn mariadb_observe_every_field() {
 #[tokio::test]
 async fn mysql_observe_every_field() {
     observe_every_field(ServerKind::Mysql97).await;
+}
+
+/// An errant transaction a MariaDB replica wrote under its own `server_id` and then replicated
+/// past (its `gtid_current_pos` equals the source's) is still found: the observation compares
+/// `@@gtid_binlog_state`, not positions.
+#[tokio::test]
+async fn mariadb_errant_behind_the_source_position_is_seen() {
+    let cluster = replication(ServerKind::Mariadb1011, 2)
+        .await
+        .expect("cluster");
+    let h = handles(&cluster);
+    root_exec(&cluster, 0, "CREATE TABLE app.behind (id INT PRIMARY KEY)").await;
+    caught_up(&h[0], &h[1]).await;
+    // The replica writes under its own server_id (root passes read_only)...
+    root_exec(&cluster, 1, "INSERT INTO app.behind VALUES (1000)").await;
+    let replica_id = cluster.instance(1).server_id();
+    let written = root_query(&cluster, 1, "SELECT CAST(@@GLOBAL.gtid_binlog_pos AS CHAR)")
+        .await
+        .expect("a position");
+    let seq: u64 = written
+        .rsplit('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("a sequence number");
+    assert_eq!(written, format!("0-{replica_id}-{seq}"));
+    // ... then the source moves past that sequence number (gtid_strict_mode keeps the
+    // replica's applier going only above it) and the replica replicates it.
+    let mut root = cluster.instance(0).connect_root().await.expect("root");
+    sqlx::query("SET SESSION gtid_seq_no = ?")
+        .bind(seq + 3)
+        .execute(&mut root)
+        .await
+        .expect("skip ahead");
+    for id in 1..=3 {
+        sqlx::query("INSERT INTO app.behind VALUES (?)")
+            .bind(id)
+            .execute(&mut root)
+            .await
+            .expect("insert on the source");
+    }
+    let _ = root.close().await;
+    caught_up(&h[0], &h[1]).await;
+    let p = h[0].observe().await.expect("observe the source");
+    let r = h[1].observe().await.expect("observe the replica");
+    let (
+        switchyard_mysql::GtidState::Mariadb {
+            current_pos: replica_pos,
+            ..
+        },
+        switchyard_mysql::GtidState::Mariadb {
+            current_pos: source_pos,
+            ..
+        },
+    ) = (&r.gtid, &p.gtid)
+    else {
+        panic!("MariaDB GTID states: {:?} {:?}", r.gtid, p.gtid);
+    };
+    assert_eq!(
+        replica_pos.is_subset(source_pos),
+        Ok(true),
+        "the replica's position {replica_pos} is behind or equal the source's {source_pos}"
+    );
+    let errant = r.errant_against(&p).expect("same flavor");
+    assert_eq!(
+        errant.to_string(),
+        format!("0-{replica_id}-{seq}"),
+        "the errant transaction is named"
+    );
+    assert!(p.errant_against(&r).expect("same flavor").is_empty());
 }
 
 async fn typed_failures(kind: ServerKind) {
