@@ -53,6 +53,7 @@ mod admin;
 mod error;
 mod fence;
 mod instance;
+pub mod lockout;
 mod observe;
 mod replication;
 pub mod sql;
@@ -68,7 +69,7 @@ pub use observe::{
     GaleraState, GtidState, IoThreadState, Observation, ReplicaStatus, SemiSyncState,
     TransactionInfo,
 };
-pub use replication::{ReplicationCredentials, SourceAddr};
+pub use replication::{PromoteFailure, PromoteStage, ReplicationCredentials, SourceAddr};
 pub use switchover::{
     OldPrimaryRole, StepSink, SwitchoverOutcome, SwitchoverPolicy, SwitchoverStep, switchover,
 };

@@ -265,10 +265,21 @@ impl Instance {
     /// [`Error::Unreachable`]), [`Error::Timeout`] when the server stops answering, and
     /// [`Error::UnexpectedAnswer`] when a value cannot be read.
     pub async fn observe(&self) -> Result<Observation, Error> {
-        self.observe_by(None).await
+        self.observe_until(None).await
     }
 
-    pub(crate) async fn observe_by(&self, deadline: Option<Instant>) -> Result<Observation, Error> {
+    /// [`Instance::observe`] bounded by `deadline` (connecting and every statement).
+    ///
+    /// # Errors
+    /// As [`Instance::observe`]; [`Error::Timeout`] when the deadline comes first.
+    pub async fn observe_by(&self, deadline: std::time::Instant) -> Result<Observation, Error> {
+        self.observe_until(Some(Instant::from_std(deadline))).await
+    }
+
+    pub(crate) async fn observe_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Observation, Error> {
         let mut session = self.session(PURPOSE, deadline).await?;
         let result = observe_on(&mut session, self.statement_deadline(deadline)).await;
         self.release(session);

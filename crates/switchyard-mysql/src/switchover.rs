@@ -256,7 +256,7 @@ pub async fn switchover(
 
     // 2. Fence.
     let fence_started = Instant::now();
-    let fenced: FenceReport = match old.fence_by(Some(work_deadline)).await {
+    let fenced: FenceReport = match old.fence_until(Some(work_deadline)).await {
         Ok(report) => report,
         Err(e) => return Err(abandon(old, new, e, deadline).await),
     };
@@ -276,10 +276,13 @@ pub async fn switchover(
 
     // 3. Catch up, then check the fence held.
     let catch_up_started = Instant::now();
-    if let Err(e) = new.wait_caught_up_by(&fenced.position, work_deadline).await {
+    if let Err(e) = new
+        .wait_caught_up_until(&fenced.position, work_deadline)
+        .await
+    {
         return Err(abandon(old, new, e, deadline).await);
     }
-    match old.binlog_position_by(Some(work_deadline)).await {
+    match old.binlog_position_until(Some(work_deadline)).await {
         Ok(now) if now == fenced.position => {}
         Ok(now) => {
             let breach = Error::FenceBreached {
@@ -304,7 +307,7 @@ pub async fn switchover(
     // 4. Promote.
     let promote_started = Instant::now();
     let mut late_failures: Vec<(String, Error)> = Vec::new();
-    match new.promote_by(Some(work_deadline)).await {
+    match new.promote_until(Some(work_deadline)).await {
         Ok(()) => {}
         // Writable: the switchover stands; the stale source is reported.
         Err((PromoteStage::Writable, e)) => late_failures.push((new.label().to_owned(), e)),
@@ -433,7 +436,7 @@ async fn record(sink: &mut dyn StepSink, step: &SwitchoverStep) -> Result<(), Er
 /// Lifts the fence after a failure before promotion; the candidate was not touched.
 async fn abandon(old: &Instance, new: &Instance, cause: Error, deadline: Instant) -> Error {
     tracing::warn!(old = %old, new = %new, error = %cause, "switchover abandoned; lifting the fence");
-    let unfence = old.unfence_by(Some(deadline)).await;
+    let unfence = old.unfence_until(Some(deadline)).await;
     Error::SwitchoverAbandoned {
         old: old.label().to_owned(),
         new: new.label().to_owned(),
@@ -457,7 +460,7 @@ async fn abandon_promotion(
     let candidate_safe = match stage {
         PromoteStage::Replicating => true,
         PromoteStage::MakingWritable | PromoteStage::Writable => {
-            new.make_read_only_by(Some(half)).await.is_ok()
+            new.make_read_only_until(Some(half)).await.is_ok()
         }
     };
     if !candidate_safe {
@@ -473,7 +476,9 @@ async fn abandon_promotion(
         };
     }
     // Best effort: the candidate replicates again from the old primary (its source is still
-    // configured: the reset comes last).
+    // configured: the reset comes last). On MariaDB it was fenced to make it read-only for
+    // every client; its applier needs the lock gone (it stays read-only, as replicas are).
+    new.release_fence_lock().await;
     let _restarted = new.start_replication().await;
     abandon(old, new, cause, deadline).await
 }
@@ -490,8 +495,8 @@ async fn preflight(
     loop {
         // The candidate first: everything it has replicated is then also in the old
         // primary's later observation, so only real errant transactions show.
-        let new_obs = new.observe_by(Some(work_deadline)).await?;
-        let old_obs = old.observe_by(Some(work_deadline)).await?;
+        let new_obs = new.observe_until(Some(work_deadline)).await?;
+        let old_obs = old.observe_until(Some(work_deadline)).await?;
         let not_ready = |reason: String| Error::CandidateNotReady {
             instance: new.label().to_owned(),
             reason,
