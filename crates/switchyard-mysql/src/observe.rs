@@ -276,6 +276,24 @@ impl Instance {
         self.observe_until(Some(Instant::from_std(deadline))).await
     }
 
+    /// The transaction open longest (`information_schema.innodb_trx`), alone: cheaper than an
+    /// observation for a pre-flight that polls it.
+    pub(crate) async fn longest_transaction_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<TransactionInfo>, Error> {
+        let mut session = self.session(PURPOSE, deadline).await?;
+        let rows = session
+            .query_text(
+                "read the longest open transaction",
+                Sql::Static(LONGEST_TRX),
+                self.statement_deadline(deadline),
+            )
+            .await;
+        self.release(session);
+        Ok(rows?.first().and_then(read_transaction))
+    }
+
     pub(crate) async fn observe_until(
         &self,
         deadline: Option<Instant>,

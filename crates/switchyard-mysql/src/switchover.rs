@@ -56,7 +56,7 @@ use tokio::time::Instant;
 use crate::error::Error;
 use crate::fence::{FenceMechanism, FenceReport};
 use crate::instance::Instance;
-use crate::observe::{IoThreadState, Observation};
+use crate::observe::{IoThreadState, Observation, TransactionInfo};
 use crate::replication::{PromoteStage, ReplicationCredentials, SourceAddr};
 
 /// A completed step of a switchover.
@@ -483,6 +483,57 @@ async fn abandon_promotion(
     abandon(old, new, cause, deadline).await
 }
 
+/// [`Error::LongTransaction`] when `longest` has been open longer than `limit` seconds: the
+/// pre-flight's test of the primary, shared by [`switchover()`] and
+/// [`Instance::wait_no_long_transaction_by`].
+fn long_transaction(
+    primary: &Instance,
+    longest: Option<&TransactionInfo>,
+    limit: u64,
+) -> Option<Error> {
+    longest
+        .filter(|t| t.seconds > limit)
+        .map(|t| Error::LongTransaction {
+            instance: primary.label().to_owned(),
+            thread_id: t.thread_id,
+            seconds: t.seconds,
+            limit,
+        })
+}
+
+/// How often a pre-flight looks again. InnoDB refreshes `information_schema.innodb_trx` only
+/// when nobody has read it for 0.1 s.
+const PREFLIGHT_POLL: Duration = Duration::from_millis(200);
+
+impl Instance {
+    /// The switchover pre-flight's long-transaction test, for a runtime that fences the primary
+    /// itself: waits until no transaction on this server has been open longer than
+    /// `max_transaction_seconds`, looking again every 200 ms, and fails when one still is at
+    /// `deadline` (or when the next look would end past it). Nothing is changed.
+    ///
+    /// # Errors
+    /// [`Error::LongTransaction`] naming the thread and how long it has been open; connection
+    /// failures and [`Error::Timeout`].
+    pub async fn wait_no_long_transaction_by(
+        &self,
+        max_transaction_seconds: u64,
+        deadline: std::time::Instant,
+    ) -> Result<(), Error> {
+        let deadline = Instant::from_std(deadline);
+        loop {
+            let observed = self.longest_transaction_until(Some(deadline)).await?;
+            match long_transaction(self, observed.as_ref(), max_transaction_seconds) {
+                None => return Ok(()),
+                Some(e) if Instant::now() + PREFLIGHT_POLL >= deadline => return Err(e),
+                Some(e) => {
+                    tracing::info!(instance = %self, reason = %e, "waiting for a long transaction");
+                    tokio::time::sleep(PREFLIGHT_POLL).await;
+                }
+            }
+        }
+    }
+}
+
 async fn preflight(
     old: &Instance,
     new: &Instance,
@@ -542,25 +593,20 @@ async fn preflight(
             Some(_) => None,
         };
         let waiting = waiting.or_else(|| {
-            old_obs
-                .longest_transaction
-                .as_ref()
-                .filter(|t| t.seconds > policy.max_transaction_seconds)
-                .map(|t| Error::LongTransaction {
-                    instance: old.label().to_owned(),
-                    thread_id: t.thread_id,
-                    seconds: t.seconds,
-                    limit: policy.max_transaction_seconds,
-                })
+            long_transaction(
+                old,
+                old_obs.longest_transaction.as_ref(),
+                policy.max_transaction_seconds,
+            )
         });
         match waiting {
             None => return Ok((old_obs, new_obs)),
-            Some(reason) if Instant::now() + Duration::from_millis(200) >= until => {
+            Some(reason) if Instant::now() + PREFLIGHT_POLL >= until => {
                 return Err(reason);
             }
             Some(reason) => {
                 tracing::info!(old = %old, new = %new, %reason, "switchover waits");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(PREFLIGHT_POLL).await;
             }
         }
     }

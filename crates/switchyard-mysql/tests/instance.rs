@@ -751,6 +751,81 @@ async fn mysql_ddl_on_a_fenced_instance_keeps_privileged_writers_out() {
     ddl_on_a_fenced_instance_keeps_privileged_writers_out(ServerKind::Mysql97).await;
 }
 
+/// A promotion that cannot start says it changed nothing; one that made the candidate
+/// writable is undone by `make_read_only_by`, which keeps a privileged client out and says so.
+async fn promotion_stage_and_read_only_again(kind: ServerKind) {
+    let cluster = replication(kind, 2).await.expect("cluster");
+    let h = handles(&cluster);
+    let mut op = cluster
+        .instance(0)
+        .connect(&cluster.credentials().operator)
+        .await
+        .expect("operator");
+    sqlx::raw_sql("CREATE TABLE app.promoted (id INT PRIMARY KEY)")
+        .execute(&mut op)
+        .await
+        .expect("table");
+    let _ = op.close().await;
+    caught_up(&h[0], &h[1]).await;
+
+    // A deadline that has passed: nothing was changed, the replica still replicates.
+    let failure = h[1]
+        .promote_by(Instant::now())
+        .await
+        .expect_err("no time to promote");
+    assert_eq!(
+        failure.stage,
+        switchyard_mysql::PromoteStage::Replicating,
+        "{failure}"
+    );
+    assert!(!failure.stage.may_be_writable());
+    assert_eq!(failure.category(), "timeout");
+    let r = h[1].observe().await.expect("observe");
+    assert!(r.read_only && r.replication.as_ref().is_some_and(|s| s.is_running()));
+
+    // Promoted (as a failed switchover may leave it), then made read-only again.
+    h[1].promote_by(Instant::now() + Duration::from_secs(10))
+        .await
+        .expect("promote");
+    assert!(h[1].observe().await.expect("observe").is_writable());
+    h[1].make_read_only_by(Instant::now() + Duration::from_secs(10))
+        .await
+        .expect("read-only again");
+    let o = h[1].observe().await.expect("observe");
+    assert!(o.read_only);
+    match flavor(kind) {
+        Flavor::Mysql => assert_eq!(o.super_read_only, Some(true)),
+        Flavor::Mariadb => assert!(h[1].holds_fence_lock().await),
+    }
+    let before = h[1].binlog_position().await.expect("position");
+    let mut admin = cluster
+        .instance(1)
+        .connect(&cluster.credentials().privileged)
+        .await
+        .expect("a privileged client logs in");
+    let write = tokio::time::timeout(
+        Duration::from_millis(500),
+        sqlx::query("INSERT INTO app.promoted VALUES (1)").execute(&mut admin),
+    )
+    .await;
+    assert!(
+        !matches!(write, Ok(Ok(_))),
+        "a privileged write committed: {write:?}"
+    );
+    drop(admin);
+    assert_eq!(h[1].binlog_position().await.expect("position"), before);
+}
+
+#[tokio::test]
+async fn mariadb_promotion_stage_and_read_only_again() {
+    promotion_stage_and_read_only_again(ServerKind::Mariadb1011).await;
+}
+
+#[tokio::test]
+async fn mysql_promotion_stage_and_read_only_again() {
+    promotion_stage_and_read_only_again(ServerKind::Mysql97).await;
+}
+
 async fn typed_failures(kind: ServerKind) {
     let cluster = replication(kind, 2).await.expect("cluster");
     let h = handles(&cluster);
