@@ -1,7 +1,7 @@
 //! The DDL lockout: keeps every other client, however privileged, out of a fenced instance while
 //! a schema change runs on it.
 //!
-//! A fence stops every commit ([`crate::fence`]), and so it stops the operator's own `ALTER`
+//! A fence stops every commit ([`Instance::fence`]), and so it stops the operator's own `ALTER`
 //! too: MySQL's `super_read_only` refuses DDL from every account, and MariaDB's
 //! `BACKUP STAGE BLOCK_COMMIT` makes DDL wait (and its holder gets error 4145, "Can't execute
 //! the command as you have a BACKUP STAGE active", for any DDL it runs itself). So the schema
