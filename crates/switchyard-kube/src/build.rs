@@ -180,14 +180,26 @@ pub fn server_variables(spec: &ValidSpec) -> BTreeMap<String, String> {
     v
 }
 
-/// The rendered my.cnf.
+/// The rendered my.cnf: [`server_variables`] plus the start-up fence.
+///
+/// Every instance starts read-only from this file, and only the operator lifts it, on the
+/// primary. On MySQL `read_only` lets holders of `CONNECTION_ADMIN` (or `SUPER`) write, so the
+/// file also sets `super_read_only`, which stops every account. It is not one of the
+/// [`server_variables`]: those make the revision's content hash, and a new line there would
+/// change the pod template of every existing MySQL cluster when the operator is upgraded
+/// (restarting its pods); each pod reads it at its next start instead.
 pub fn render_my_cnf(spec: &ValidSpec) -> String {
     let mut out = String::from(
         "# Rendered by switchyard from the MySQLCluster spec. server_id and report_host are\n\
-         # added per pod at start; read_only is lifted by the operator on the primary only.\n\
+         # added per pod at start; read_only (and super_read_only on MySQL) is lifted by the\n\
+         # operator on the primary only.\n\
          [mysqld]\n",
     );
-    for (k, val) in server_variables(spec) {
+    let mut variables = server_variables(spec);
+    if spec.flavor == Flavor::Mysql {
+        variables.insert("super_read_only".to_owned(), "ON".to_owned());
+    }
+    for (k, val) in variables {
         out.push_str(&format!("{k} = {val}\n"));
     }
     out

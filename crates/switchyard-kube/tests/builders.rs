@@ -197,10 +197,61 @@ fn my_cnf_is_durable_read_only_and_flavor_specific() {
         "enforce_gtid_consistency = ON",
         "log_replica_updates = ON",
         "skip_replica_start = ON",
+        "read_only = ON",
+        "super_read_only = ON",
     ] {
         assert!(cnf.lines().any(|l| l == line), "{line} in\n{cnf}");
     }
     assert!(!cnf.contains("gtid_strict_mode"));
+    let maria_cnf = build::render_my_cnf(&maria);
+    assert!(
+        !maria_cnf.lines().any(|l| l.starts_with("super_read_only")),
+        "MariaDB has no super_read_only"
+    );
+    // The start-up fence is not part of the revision: adding it changed no revision hash.
+    assert!(!build::server_variables(&mysql).contains_key("super_read_only"));
+}
+
+/// A MySQL 9.7 server started from the ConfigMap's my.cnf alone refuses a write of an account
+/// with ALL PRIVILEGES (which `read_only` lets through): the file sets `super_read_only`.
+#[tokio::test]
+async fn a_mysql_server_started_from_the_rendered_my_cnf_refuses_a_privileged_write() {
+    use switchyard_testbed::{Options, ServerKind, replication_with};
+    let spec: MySQLClusterSpec =
+        serde_yaml::from_str("flavor: mysql\nversion: 8.4.3\nreplicas: 1\n").expect("a spec");
+    let cluster = MySQLCluster::new("shop", spec);
+    let valid = validate("shop", &cluster.spec).expect("valid");
+    let config_map = build::config_map(&cluster, &valid);
+    let cnf = &config_map.data.as_ref().expect("data")["my.cnf"];
+    // The testbed's own read-only lines are turned off first, so the rendered file decides.
+    let mut extra = vec![
+        "read_only = OFF".to_owned(),
+        "super_read_only = OFF".to_owned(),
+    ];
+    extra.extend(cnf.lines().map(str::to_owned));
+    let testbed = replication_with(&[ServerKind::Mysql97], &Options { extra_cnf: extra })
+        .await
+        .expect("a server");
+    // The testbed made it writable after its first start, as an operator does for a
+    // primary: start it again from the file alone.
+    let server = testbed.instance(0);
+    server.stop().await.expect("stop");
+    server
+        .start()
+        .await
+        .expect("start from the rendered my.cnf");
+    let mut admin = server
+        .connect(&testbed.credentials().privileged)
+        .await
+        .expect("the privileged account logs in");
+    let write = sqlx::raw_sql("CREATE TABLE app.started_read_only (id INT PRIMARY KEY)")
+        .execute(&mut admin)
+        .await;
+    let refused = write.expect_err("a privileged write is refused on a server started read-only");
+    assert!(
+        refused.to_string().contains("super-read-only"),
+        "refused by super_read_only: {refused}"
+    );
 }
 
 #[test]

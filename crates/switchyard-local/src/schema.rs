@@ -31,8 +31,9 @@
 //! 2. on a replica, sets the replica type-conversion variable the change needs, after saving
 //!    its previous value in the state file (restored once every instance has the change and
 //!    the replicas have applied everything the primary wrote);
-//! 3. on a fenced former primary, releases the fence's backup lock (MariaDB; `read_only`
-//!    stays on) and stops its applier around the ALTER if it replicates;
+//! 3. on a fenced former primary, lifts the fence for the ALTER behind switchyard-mysql's DDL
+//!    lockout (every other client kept out, the fence put back afterwards) and stops its
+//!    applier around the ALTER if it replicates;
 //! 4. runs the ALTER with `sql_log_bin = 0` for the session and a bounded `lock_wait_timeout`
 //!    ([`RuntimeConfig::ddl_lock_wait`](crate::RuntimeConfig::ddl_lock_wait)) (steps 3 and 4
 //!    are switchyard-mysql's `Instance::run_member_ddl`, shared with the Kubernetes runtime);
@@ -324,8 +325,8 @@ impl Executor<'_> {
                 switchyard_ddl::PrimaryMode::from_online(change.primary_online),
             )
             .map_err(invalid)?;
-            // A former primary after a switchover: the fence's backup lock would block the
-            // ALTER (read_only stays on), and its applier waits until it has the new shape.
+            // A former primary after a switchover: its fence would block the ALTER, so it is
+            // lifted behind the DDL lockout; its applier waits until it has the new shape.
             handle
                 .run_member_ddl(&statement, self.lock_wait, fenced && !is_primary)
                 .await

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::error::{Error, ServerError};
 use crate::instance::{Instance, Param, Sql};
+use crate::lockout::Lifted;
 use crate::sql::{quote_identifier, validate_variable_name};
 
 /// What [`Instance::set_variables`] did, variable by variable.
@@ -327,8 +328,11 @@ impl Instance {
     /// `SET SESSION lock_wait_timeout = ?` so that a DDL waiting for a metadata lock gives up
     /// (error 1205) instead of stalling every query queued behind it.
     ///
-    /// On a MySQL server with `super_read_only` on (a replica), `super_read_only` is turned off
-    /// for the statement and back on afterwards, even when it fails; `read_only` stays on.
+    /// On a MySQL server with `super_read_only` on (a replica, a fenced former primary),
+    /// `super_read_only` is lifted for the statement behind a DDL lockout: every other client
+    /// is kept out (accounts locked, connections killed) until it is back on, even when the
+    /// statement fails. See the [`lockout`](mod@crate::lockout) module. On MariaDB, a fence's
+    /// backup lock held by this handle is lifted the same way ([`Instance::run_member_ddl`]).
     ///
     /// The statement runs on a connection of its own as a prepared statement, so the server
     /// accepts exactly one statement. Its SQL is the schema change itself (checked by the
@@ -337,13 +341,14 @@ impl Instance {
     ///
     /// # Errors
     /// [`Error::Statement`] when the server refuses it (1205 when the lock wait timed out),
-    /// [`Error::Timeout`], connection failures.
+    /// [`Error::Timeout`], connection failures; those of the lockout (when it could not be
+    /// undone, [`Instance::release_ddl_lockout`] undoes it later).
     pub async fn run_local_ddl(
         &self,
         ddl: &str,
         lock_wait_timeout: Duration,
     ) -> Result<LocalDdlMethod, Error> {
-        self.run_ddl_as(ddl, lock_wait_timeout, true)
+        self.run_ddl_as(ddl, lock_wait_timeout, true, false)
             .await
             .map(|m| m.unwrap_or(LocalDdlMethod::BinlogOff))
     }
@@ -353,7 +358,7 @@ impl Instance {
     /// session), which blocks every node's writes to the table, and on a copying change
     /// every node's commits, until all have run it. Only for a change a caller asked to run
     /// in total order; the rest as [`Instance::run_local_ddl`] describes (lock wait bound,
-    /// one prepared statement, `super_read_only` lifted around it on MySQL).
+    /// one prepared statement, the DDL lockout where `super_read_only` is on).
     ///
     /// # Errors
     /// As [`Instance::run_local_ddl`].
@@ -362,17 +367,22 @@ impl Instance {
         ddl: &str,
         lock_wait_timeout: Duration,
     ) -> Result<(), Error> {
-        self.run_ddl_as(ddl, lock_wait_timeout, false)
+        self.run_ddl_as(ddl, lock_wait_timeout, false, false)
             .await
             .map(drop)
     }
 
     /// Runs one schema change on this member only, as a rolling schema change does on each
-    /// instance: [`Instance::run_local_ddl`] (binary log off or RSU, bounded lock wait),
-    /// and on a fenced former primary (`fenced_former_primary`) first releases the fence's
-    /// backup lock (MariaDB; `read_only` stays on), which would block the ALTER, and stops its
-    /// applier around the ALTER when it replicates, so that it applies nothing of the new
-    /// shape before it has it. The applier is started again even when the ALTER fails.
+    /// instance: [`Instance::run_local_ddl`] (binary log off or RSU, bounded lock wait).
+    ///
+    /// On a fenced former primary (`fenced_former_primary`, or on MariaDB whenever this handle
+    /// holds a fence's backup lock) the fence, which would block the ALTER, is lifted for the
+    /// statement behind the DDL lockout: every other client, however privileged, is kept out
+    /// (accounts locked, connections killed) until the fence is back as it was (MySQL
+    /// `super_read_only`; on MariaDB `read_only`, and the backup lock if this handle held it).
+    /// See the [`lockout`](mod@crate::lockout) module. When it replicates, its applier is
+    /// stopped around the ALTER, so that it applies nothing of the new shape before it has
+    /// it, and started again even when the ALTER fails.
     ///
     /// Shared by the local and the Kubernetes runtimes; the callers check the table's shape
     /// before and after.
@@ -391,25 +401,26 @@ impl Instance {
                 .await?
                 .replication
                 .is_some_and(|r| r.sql_running);
-        if fenced_former_primary {
-            self.release_fence_lock().await;
-        }
         if pause_applier {
             self.stop_replication().await?;
         }
-        let altered = self.run_local_ddl(ddl, lock_wait_timeout).await;
+        let altered = self
+            .run_ddl_as(ddl, lock_wait_timeout, true, fenced_former_primary)
+            .await;
         if pause_applier {
             self.start_replication().await?;
         }
         altered.map(drop)
     }
 
-    /// Runs `ddl` locally (returning how) or replicated (returning `None`).
+    /// Runs `ddl` locally (returning how) or replicated (returning `None`), behind the DDL
+    /// lockout where a fence must be lifted for it.
     async fn run_ddl_as(
         &self,
         ddl: &str,
         lock_wait_timeout: Duration,
         local: bool,
+        fenced: bool,
     ) -> Result<Option<LocalDdlMethod>, Error> {
         let purpose = if local {
             "run a schema change locally"
@@ -467,11 +478,19 @@ impl Instance {
                 d,
             )
             .await?;
-        // MySQL's super_read_only refuses DDL from every account, the operator's included: lift
-        // it (read_only stays on, so clients without CONNECTION_ADMIN still cannot write) for
-        // the statement and put it back whatever the outcome.
-        let lift_super_read_only = session.flavor() == Flavor::Mysql
-            && session
+        // The lockout's gate makes new sessions read-only by default: this one is read-write.
+        session
+            .exec(
+                "make the schema change's session read-write",
+                Sql::Static("SET SESSION TRANSACTION READ WRITE"),
+                d,
+            )
+            .await?;
+        // What must be lifted for the statement: MySQL's super_read_only refuses DDL from
+        // every account, the operator's included; MariaDB's fence lock makes it wait.
+        let lifted = match session.flavor() {
+            _ if wsrep => None,
+            Flavor::Mysql => session
                 .query_text(
                     "read super_read_only",
                     Sql::Static("SELECT @@GLOBAL.super_read_only"),
@@ -480,15 +499,19 @@ impl Instance {
                 .await?
                 .first()
                 .and_then(|r| r.text(0))
-                .is_some_and(|v| crate::observe::flag(&v));
-        if lift_super_read_only {
-            session
-                .exec(
-                    "lift super_read_only for the schema change",
-                    Sql::Static("SET GLOBAL super_read_only = 0"),
-                    d,
-                )
+                .is_some_and(|v| crate::observe::flag(&v))
+                .then_some(Lifted::SuperReadOnly),
+            Flavor::Mariadb => {
+                let held = self.holds_fence_lock().await;
+                (fenced || held).then_some(Lifted::FenceLock(held))
+            }
+        };
+        let mut ctrl = None;
+        if let Some(lifted) = lifted {
+            let mut lockout = self.lockout_session(None).await?;
+            self.enter_lockout(&mut lockout, lifted, self.statement_deadline(None))
                 .await?;
+            ctrl = Some((lockout, lifted));
         }
         let ddl_deadline = Instant::now() + self.inner.timeouts.ddl;
         let thread = session.connection_id;
@@ -500,8 +523,12 @@ impl Instance {
             let _killed = self.kill_query(thread).await;
         }
         session.close().await;
-        if lift_super_read_only {
-            self.make_read_only_by(None).await?;
+        if let Some((mut lockout, lifted)) = ctrl {
+            let left = self
+                .leave_lockout(&mut lockout, lifted, self.statement_deadline(None))
+                .await;
+            lockout.close().await;
+            left?;
         }
         result.map(|_| method)
     }

@@ -93,10 +93,24 @@ impl Instance {
     /// (a long statement holds a table), [`Error::Statement`]. A fence that failed half-way
     /// may have left the server read-only: call [`Instance::unfence`] to undo it.
     pub async fn fence(&self) -> Result<FenceReport, Error> {
-        self.fence_by(None).await
+        self.fence_until(None).await
     }
 
-    pub(crate) async fn fence_by(&self, deadline: Option<Instant>) -> Result<FenceReport, Error> {
+    /// [`Instance::fence`] bounded by `deadline`: connecting, every statement and the wait for
+    /// the backup lock end by it (each statement also by [`Timeouts::statement`]).
+    ///
+    /// # Errors
+    /// As [`Instance::fence`]; [`Error::Timeout`] when the deadline comes first.
+    ///
+    /// [`Timeouts::statement`]: crate::Timeouts::statement
+    pub async fn fence_by(&self, deadline: std::time::Instant) -> Result<FenceReport, Error> {
+        self.fence_until(Some(Instant::from_std(deadline))).await
+    }
+
+    pub(crate) async fn fence_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<FenceReport, Error> {
         let mut session = self.session("fence the primary", deadline).await?;
         let result = self.fence_on(&mut session, deadline).await;
         self.release(session);
@@ -199,16 +213,27 @@ impl Instance {
     /// `super_read_only` (MySQL) and `read_only` off, so the server takes writes again.
     ///
     /// Also use it after a restart of the operator: the server-side part of the fence
-    /// (`read_only`, `super_read_only`) outlives the process that set it.
+    /// (`read_only`, `super_read_only`) outlives the process that set it. A DDL lockout that
+    /// an engine killed during a schema change left ([`Instance::release_ddl_lockout`]) is
+    /// undone first, so the accounts it locked can log in to the writable server.
     ///
     /// # Errors
     /// Connection failures and [`Error::Statement`].
     pub async fn unfence(&self) -> Result<(), Error> {
-        self.unfence_by(None).await
+        self.unfence_until(None).await
     }
 
-    pub(crate) async fn unfence_by(&self, deadline: Option<Instant>) -> Result<(), Error> {
+    /// [`Instance::unfence`] bounded by `deadline`.
+    ///
+    /// # Errors
+    /// As [`Instance::unfence`]; [`Error::Timeout`] when the deadline comes first.
+    pub async fn unfence_by(&self, deadline: std::time::Instant) -> Result<(), Error> {
+        self.unfence_until(Some(Instant::from_std(deadline))).await
+    }
+
+    pub(crate) async fn unfence_until(&self, deadline: Option<Instant>) -> Result<(), Error> {
         self.release_fence_lock().await;
+        self.release_ddl_lockout_until(deadline).await?;
         let mut session = self.session("lift the fence", deadline).await?;
         let d = self.statement_deadline(deadline);
         let result = async {
@@ -270,8 +295,25 @@ impl Instance {
     /// Connection failures and [`Error::Statement`] (a `KILL` of a thread that has already
     /// gone is not an error).
     pub async fn kill_client_connections(&self) -> Result<u32, Error> {
-        let mut session = self.session("close client connections", None).await?;
-        let d = self.statement_deadline(None);
+        self.kill_client_connections_until(None).await
+    }
+
+    /// [`Instance::kill_client_connections`] bounded by `deadline`.
+    ///
+    /// # Errors
+    /// As [`Instance::kill_client_connections`]; [`Error::Timeout`] when the deadline comes
+    /// first.
+    pub async fn kill_client_connections_by(
+        &self,
+        deadline: std::time::Instant,
+    ) -> Result<u32, Error> {
+        self.kill_client_connections_until(Some(Instant::from_std(deadline)))
+            .await
+    }
+
+    async fn kill_client_connections_until(&self, deadline: Option<Instant>) -> Result<u32, Error> {
+        let mut session = self.session("close client connections", deadline).await?;
+        let d = self.statement_deadline(deadline);
         let result = self.kill_clients_on(&mut session, &[], d).await;
         self.release(session);
         result

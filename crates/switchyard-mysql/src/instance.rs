@@ -606,6 +606,19 @@ impl Session {
         }
     }
 
+    /// [`Error::Timeout`] without sending anything when `deadline` has passed: a statement is
+    /// never sent with no time left to answer (the server would run it all the same).
+    fn expired(&self, purpose: &'static str, deadline: Instant) -> Result<(), Error> {
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                instance: self.label.to_string(),
+                purpose,
+                waited: Duration::ZERO,
+            });
+        }
+        Ok(())
+    }
+
     fn timeout_error(&mut self, purpose: &'static str, waited: Duration) -> Error {
         self.broken = true;
         Error::Timeout {
@@ -622,6 +635,7 @@ impl Session {
         sql: Sql,
         deadline: Instant,
     ) -> Result<u64, Error> {
+        self.expired(purpose, deadline)?;
         let waited = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout_at(deadline, sql.into_raw().execute(&mut self.conn)).await {
             Ok(Ok(done)) => Ok(done.rows_affected()),
@@ -645,6 +659,7 @@ impl Session {
         for param in params {
             query = bind(query, param);
         }
+        self.expired(purpose, deadline)?;
         let waited = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout_at(deadline, query.execute(&mut self.conn)).await {
             Ok(Ok(done)) => Ok(done.rows_affected()),
@@ -660,6 +675,7 @@ impl Session {
         sql: Sql,
         deadline: Instant,
     ) -> Result<Vec<TextRow>, Error> {
+        self.expired(purpose, deadline)?;
         let waited = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout_at(deadline, sql.into_raw().fetch_all(&mut self.conn)).await {
             Ok(Ok(rows)) => Ok(rows.iter().map(TextRow::from_row).collect()),
@@ -684,6 +700,7 @@ impl Session {
         for param in params {
             query = bind(query, param);
         }
+        self.expired(purpose, deadline)?;
         let waited = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout_at(deadline, query.fetch_all(&mut self.conn)).await {
             Ok(Ok(rows)) => Ok(rows.iter().map(TextRow::from_row).collect()),

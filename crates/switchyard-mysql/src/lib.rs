@@ -30,13 +30,22 @@
 //!   [`switchover`](mod@switchover) module for the fence used on each flavor.
 //! - Administration: [`Instance::set_variables`] (online, reporting variables the server
 //!   refuses as read-only), [`Instance::global_values`], [`Instance::accounts`],
-//!   [`Instance::run_local_ddl`] (binary log off for the session, or
-//!   Galera's rolling schema upgrade), [`Instance::set_type_conversions`] and
+//!   [`Instance::run_local_ddl`] and [`Instance::run_member_ddl`] (binary log off for the
+//!   session, or Galera's rolling schema upgrade; on a fenced instance behind the DDL lockout
+//!   of the [`lockout`](mod@lockout) module, undone after a killed engine by
+//!   [`Instance::release_ddl_lockout`]), [`Instance::set_type_conversions`] and
 //!   [`Instance::clean_shutdown`].
 //!
 //! # Bounded, typed failures
 //! Every operation is bounded by a timeout ([`Timeouts`]) and fails with an [`Error`] naming the
-//! instance, the purpose of the statement and what the server said. A server that is down, one
+//! instance, the purpose of the statement and what the server said. Every operation a
+//! switchover uses also has a variant bounded by a caller's deadline ([`Instance::fence_by`],
+//! [`Instance::unfence_by`], [`Instance::make_read_only_by`], [`Instance::binlog_position_by`],
+//! [`Instance::wait_caught_up_by`], [`Instance::promote_by`], which names the
+//! [`PromoteStage`] a failed promotion reached, [`Instance::repoint_by`],
+//! [`Instance::demote_to_replica_by`], [`Instance::observe_by`],
+//! [`Instance::kill_client_connections_by`], [`Instance::wait_no_long_transaction_by`]); no
+//! statement is sent once its deadline has passed. A server that is down, one
 //! that accepts the TCP connection but never answers (paused with `SIGSTOP`), wrong credentials,
 //! an unreachable host and a replica that does not catch up each give a distinct variant.
 //! [`Error::category`] is a bounded label for metrics.
@@ -53,6 +62,7 @@ mod admin;
 mod error;
 mod fence;
 mod instance;
+pub mod lockout;
 mod observe;
 mod replication;
 pub mod sql;
@@ -68,7 +78,7 @@ pub use observe::{
     GaleraState, GtidState, IoThreadState, Observation, ReplicaStatus, SemiSyncState,
     TransactionInfo,
 };
-pub use replication::{ReplicationCredentials, SourceAddr};
+pub use replication::{PromoteFailure, PromoteStage, ReplicationCredentials, SourceAddr};
 pub use switchover::{
     OldPrimaryRole, StepSink, SwitchoverOutcome, SwitchoverPolicy, SwitchoverStep, switchover,
 };

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use switchyard_plan::gtid::{GtidSet, MariadbGtidPos, MysqlGtidSet};
+use switchyard_plan::gtid::{GtidSet, MariadbBinlogState, MariadbGtidPos, MysqlGtidSet};
 use switchyard_plan::versions::{Flavor, ServerVersion};
 use tokio::time::Instant;
 
@@ -63,7 +63,9 @@ impl Observation {
     }
 
     /// What this server has executed that `source` has not (errant transactions), from
-    /// [`GtidState::executed`] of both; empty when there are none.
+    /// [`GtidState::executed`] of both; empty when there are none. On MariaDB these are binary
+    /// log states, so an errant transaction this server wrote under its own `server_id` is
+    /// found even after it replicated past it (its position then equals the source's).
     ///
     /// # Errors
     /// [`Error::InvalidInput`] when the two observations are of different flavors.
@@ -88,8 +90,12 @@ pub enum GtidState {
         /// `@@gtid_purged`.
         purged: GtidSet,
     },
-    /// MariaDB GTID positions.
+    /// MariaDB GTID positions and the binary log state.
     Mariadb {
+        /// What the server has executed, per domain and `server_id`: `@@gtid_binlog_state`
+        /// with the GTIDs of `@@gtid_current_pos` added (a [`GtidSet::MariadbState`]). What
+        /// [`GtidState::executed`] returns and errant checks compare.
+        executed_state: GtidSet,
         /// `@@gtid_current_pos`.
         current_pos: GtidSet,
         /// `@@gtid_binlog_pos`.
@@ -100,9 +106,19 @@ pub enum GtidState {
 }
 
 impl GtidState {
-    /// Everything the server has executed: `gtid_executed` (MySQL) or `gtid_current_pos`
-    /// (MariaDB).
+    /// Everything the server has executed: `gtid_executed` (MySQL) or the binary log state
+    /// with `gtid_current_pos` added (MariaDB; see `switchyard_plan::gtid` for why a state and
+    /// not a position): what the planner's `Instance::gtid` holds.
     pub fn executed(&self) -> &GtidSet {
+        match self {
+            GtidState::Mysql { executed, .. } => executed,
+            GtidState::Mariadb { executed_state, .. } => executed_state,
+        }
+    }
+
+    /// The position SQL waits for and replicas ask for: `gtid_executed` (MySQL) or
+    /// `gtid_current_pos` (MariaDB).
+    pub fn position(&self) -> &GtidSet {
         match self {
             GtidState::Mysql { executed, .. } => executed,
             GtidState::Mariadb { current_pos, .. } => current_pos,
@@ -221,7 +237,7 @@ pub struct TransactionInfo {
 
 const VARIABLES: &str = "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('server_id', \
     'server_uuid', 'read_only', 'super_read_only', 'log_bin', 'log_replica_updates', \
-    'log_slave_updates', 'gtid_executed', 'gtid_purged', \
+    'log_slave_updates', 'gtid_executed', 'gtid_purged', 'gtid_binlog_state', \
     'gtid_current_pos', 'gtid_binlog_pos', 'gtid_slave_pos', 'rpl_semi_sync_source_enabled', \
     'rpl_semi_sync_replica_enabled', 'rpl_semi_sync_master_enabled', \
     'rpl_semi_sync_slave_enabled', 'wsrep_on', 'wsrep_desync')";
@@ -249,10 +265,39 @@ impl Instance {
     /// [`Error::Unreachable`]), [`Error::Timeout`] when the server stops answering, and
     /// [`Error::UnexpectedAnswer`] when a value cannot be read.
     pub async fn observe(&self) -> Result<Observation, Error> {
-        self.observe_by(None).await
+        self.observe_until(None).await
     }
 
-    pub(crate) async fn observe_by(&self, deadline: Option<Instant>) -> Result<Observation, Error> {
+    /// [`Instance::observe`] bounded by `deadline` (connecting and every statement).
+    ///
+    /// # Errors
+    /// As [`Instance::observe`]; [`Error::Timeout`] when the deadline comes first.
+    pub async fn observe_by(&self, deadline: std::time::Instant) -> Result<Observation, Error> {
+        self.observe_until(Some(Instant::from_std(deadline))).await
+    }
+
+    /// The transaction open longest (`information_schema.innodb_trx`), alone: cheaper than an
+    /// observation for a pre-flight that polls it.
+    pub(crate) async fn longest_transaction_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<TransactionInfo>, Error> {
+        let mut session = self.session(PURPOSE, deadline).await?;
+        let rows = session
+            .query_text(
+                "read the longest open transaction",
+                Sql::Static(LONGEST_TRX),
+                self.statement_deadline(deadline),
+            )
+            .await;
+        self.release(session);
+        Ok(rows?.first().and_then(read_transaction))
+    }
+
+    pub(crate) async fn observe_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Observation, Error> {
         let mut session = self.session(PURPOSE, deadline).await?;
         let result = observe_on(&mut session, self.statement_deadline(deadline)).await;
         self.release(session);
@@ -391,11 +436,25 @@ fn read_gtid_state(flavor: Flavor, vars: &HashMap<String, String>) -> Result<Gti
             executed: get("gtid_executed")?,
             purged: get("gtid_purged")?,
         },
-        Flavor::Mariadb => GtidState::Mariadb {
-            current_pos: get("gtid_current_pos")?,
-            binlog_pos: get("gtid_binlog_pos")?,
-            slave_pos: get("gtid_slave_pos")?,
-        },
+        Flavor::Mariadb => {
+            let current_pos = get("gtid_current_pos")?;
+            let text = vars.get("gtid_binlog_state").map_or("", String::as_str);
+            let mut state =
+                MariadbBinlogState::parse(text).map_err(|e| format!("@@gtid_binlog_state: {e}"))?;
+            if let GtidSet::Mariadb(pos) = &current_pos {
+                // A replica with its binary log off has replicated transactions only in
+                // gtid_current_pos: each domain's last one is executed too.
+                for gtid in pos.iter() {
+                    state.record(gtid);
+                }
+            }
+            GtidState::Mariadb {
+                executed_state: GtidSet::MariadbState(state),
+                current_pos,
+                binlog_pos: get("gtid_binlog_pos")?,
+                slave_pos: get("gtid_slave_pos")?,
+            }
+        }
     })
 }
 

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::instance::{Instance, InstanceAddr, Param, Secret, Session, Sql};
-use crate::observe::parse_gtid;
+use crate::observe::{flag, parse_gtid};
 use crate::sql::{quote_literal, validate_host, validate_password, validate_user};
 
 /// The address replicas use to reach a source (a host name or IP address and a port). It may
@@ -95,7 +95,7 @@ impl Instance {
         of: &SourceAddr,
         credentials: &ReplicationCredentials,
     ) -> Result<(), Error> {
-        self.configure_replica_by(of, credentials, false, None)
+        self.configure_replica_until(of, credentials, false, None)
             .await
     }
 
@@ -117,10 +117,40 @@ impl Instance {
         of: &SourceAddr,
         credentials: &ReplicationCredentials,
     ) -> Result<(), Error> {
-        self.configure_replica_by(of, credentials, true, None).await
+        self.configure_replica_until(of, credentials, true, None)
+            .await
     }
 
-    pub(crate) async fn configure_replica_by(
+    /// [`Instance::configure_replica`] bounded by `deadline` (connecting and every statement).
+    ///
+    /// # Errors
+    /// As [`Instance::configure_replica`]; [`Error::Timeout`] when the deadline comes first.
+    pub async fn configure_replica_by(
+        &self,
+        of: &SourceAddr,
+        credentials: &ReplicationCredentials,
+        deadline: std::time::Instant,
+    ) -> Result<(), Error> {
+        self.configure_replica_until(of, credentials, false, Some(Instant::from_std(deadline)))
+            .await
+    }
+
+    /// [`Instance::demote_to_replica`] bounded by `deadline` (connecting, every statement and
+    /// the wait for killed clients to end).
+    ///
+    /// # Errors
+    /// As [`Instance::demote_to_replica`]; [`Error::Timeout`] when the deadline comes first.
+    pub async fn demote_to_replica_by(
+        &self,
+        of: &SourceAddr,
+        credentials: &ReplicationCredentials,
+        deadline: std::time::Instant,
+    ) -> Result<(), Error> {
+        self.configure_replica_until(of, credentials, true, Some(Instant::from_std(deadline)))
+            .await
+    }
+
+    pub(crate) async fn configure_replica_until(
         &self,
         of: &SourceAddr,
         credentials: &ReplicationCredentials,
@@ -130,6 +160,8 @@ impl Instance {
         validate_host(&of.host)?;
         validate_user(&credentials.user)?;
         validate_password(credentials.password.expose())?;
+        // A schema change an engine was killed in left accounts locked: a replica serves them.
+        self.release_ddl_lockout_until(deadline).await?;
         let purpose = "configure replication";
         let mut session = self.session(purpose, deadline).await?;
         let result = async {
@@ -202,10 +234,23 @@ impl Instance {
     /// # Errors
     /// [`Error::InvalidInput`] for a bad host, connection failures, [`Error::Statement`].
     pub async fn repoint(&self, to: &SourceAddr) -> Result<(), Error> {
-        self.repoint_by(to, None).await
+        self.repoint_until(to, None).await
     }
 
-    pub(crate) async fn repoint_by(
+    /// [`Instance::repoint`] bounded by `deadline` (connecting and every statement).
+    ///
+    /// # Errors
+    /// As [`Instance::repoint`]; [`Error::Timeout`] when the deadline comes first.
+    pub async fn repoint_by(
+        &self,
+        to: &SourceAddr,
+        deadline: std::time::Instant,
+    ) -> Result<(), Error> {
+        self.repoint_until(to, Some(Instant::from_std(deadline)))
+            .await
+    }
+
+    pub(crate) async fn repoint_until(
         &self,
         to: &SourceAddr,
         deadline: Option<Instant>,
@@ -244,15 +289,34 @@ impl Instance {
     /// The caller makes sure the instance has executed what it must first
     /// ([`Instance::wait_caught_up`]); [`crate::switchover()`] does.
     ///
+    /// A DDL lockout an engine killed during a schema change left on the instance is undone
+    /// before it becomes writable ([`Instance::release_ddl_lockout`]).
+    ///
     /// # Errors
     /// Connection failures and [`Error::Statement`]. When only the final reset failed, the
-    /// server is already writable (with its replication stopped).
+    /// server is already writable (with its replication stopped). [`Instance::promote_by`]
+    /// also says how far it got.
     pub async fn promote(&self) -> Result<(), Error> {
-        self.promote_by(None).await.map_err(|(_, e)| e)
+        self.promote_until(None).await.map_err(|(_, e)| e)
+    }
+
+    /// [`Instance::promote`] bounded by `deadline` (connecting and every statement); on
+    /// failure it says how far the promotion got ([`PromoteFailure::stage`]), so the caller
+    /// can make the instance safe again: at [`PromoteStage::Replicating`] it is untouched
+    /// (read-only; replication may have stopped), at [`PromoteStage::MakingWritable`] or
+    /// [`PromoteStage::Writable`] it may take writes: [`Instance::make_read_only_by`] makes it
+    /// read-only for every client again and checks it.
+    ///
+    /// # Errors
+    /// [`PromoteFailure`]: the stage reached and the error.
+    pub async fn promote_by(&self, deadline: std::time::Instant) -> Result<(), PromoteFailure> {
+        self.promote_until(Some(Instant::from_std(deadline)))
+            .await
+            .map_err(|(stage, error)| PromoteFailure { stage, error })
     }
 
     /// Promotes; on failure also says how far it got.
-    pub(crate) async fn promote_by(
+    pub(crate) async fn promote_until(
         &self,
         deadline: Option<Instant>,
     ) -> Result<(), (PromoteStage, Error)> {
@@ -265,7 +329,7 @@ impl Instance {
         let stopped = stop_replica(&mut session, d).await;
         self.release(session);
         stopped.map_err(|e| (PromoteStage::Replicating, e))?;
-        self.unfence_by(deadline)
+        self.unfence_until(deadline)
             .await
             .map_err(|e| (PromoteStage::MakingWritable, e))?;
         let mut session = self
@@ -284,14 +348,76 @@ impl Instance {
         result.map(drop).map_err(|e| (PromoteStage::Writable, e))
     }
 
-    /// Makes the server read-only (`super_read_only` on MySQL, `read_only` on MariaDB) without
-    /// fencing it.
-    pub(crate) async fn make_read_only_by(&self, deadline: Option<Instant>) -> Result<(), Error> {
-        let mut session = self.session("make the server read-only", deadline).await?;
+    /// Makes the server read-only for every client, however privileged, and checks it, by
+    /// `deadline`: for an instance whose promotion failed or was interrupted.
+    ///
+    /// - MySQL: `SET GLOBAL super_read_only = 1`, then reads `@@read_only` and
+    ///   `@@super_read_only` back (both must be on).
+    /// - MariaDB: the fence ([`Instance::fence_by`]: `read_only`, client connections killed,
+    ///   the backup lock held by this handle), then reads `@@read_only` back and checks that
+    ///   this handle holds the lock. Release the lock ([`Instance::release_fence_lock`]) before
+    ///   the instance replicates again: its applier could not commit under it (it is then
+    ///   read-only as every MariaDB replica is, which privileged clients pass).
+    ///
+    /// # Errors
+    /// Connection failures, [`Error::Timeout`], [`Error::Statement`], and
+    /// [`Error::UnexpectedAnswer`] when the server still reads writable afterwards.
+    pub async fn make_read_only_by(&self, deadline: std::time::Instant) -> Result<(), Error> {
+        self.make_read_only_until(Some(Instant::from_std(deadline)))
+            .await
+    }
+
+    pub(crate) async fn make_read_only_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<(), Error> {
+        let purpose = "make the server read-only for every client";
+        let flavor = self.server_version().await?.flavor;
+        if flavor == Flavor::Mariadb {
+            self.fence_until(deadline).await?;
+        }
+        let mut session = self.session(purpose, deadline).await?;
         let d = self.statement_deadline(deadline);
-        let result = make_read_only(&mut session, d).await;
+        let result = async {
+            if session.flavor() == Flavor::Mysql {
+                make_read_only(&mut session, d).await?;
+            }
+            let rows = session
+                .query_text(
+                    purpose,
+                    Sql::Static(match session.flavor() {
+                        Flavor::Mysql => {
+                            "SELECT CAST(@@GLOBAL.read_only AS CHAR), \
+                             CAST(@@GLOBAL.super_read_only AS CHAR)"
+                        }
+                        Flavor::Mariadb => "SELECT CAST(@@GLOBAL.read_only AS CHAR), '1'",
+                    }),
+                    d,
+                )
+                .await?;
+            let row = rows.first();
+            let on = |i| row.and_then(|r| r.text(i)).is_some_and(|v| flag(&v));
+            if on(0) && on(1) {
+                Ok(())
+            } else {
+                Err(Error::UnexpectedAnswer {
+                    instance: self.label().to_owned(),
+                    purpose,
+                    detail: "the server still reads writable after it was made read-only".into(),
+                })
+            }
+        }
+        .await;
         self.release(session);
-        result
+        result?;
+        if flavor == Flavor::Mariadb && !self.holds_fence_lock().await {
+            return Err(Error::UnexpectedAnswer {
+                instance: self.label().to_owned(),
+                purpose,
+                detail: "the fence's backup lock is not held after fencing".into(),
+            });
+        }
+        Ok(())
     }
 
     /// Stops both replication threads (`STOP REPLICA` / `STOP SLAVE`).
@@ -363,11 +489,24 @@ impl Instance {
     /// [`Error::Timeout`] / [`Error::NotResponding`] when the replica does not answer (a paused
     /// server), [`Error::InvalidInput`] when `target` is of the other flavor.
     pub async fn wait_caught_up(&self, target: &GtidSet, timeout: Duration) -> Result<(), Error> {
-        self.wait_caught_up_by(target, Instant::now() + timeout)
+        self.wait_caught_up_until(target, Instant::now() + timeout)
             .await
     }
 
-    pub(crate) async fn wait_caught_up_by(
+    /// [`Instance::wait_caught_up`] until `deadline` instead of for a timeout.
+    ///
+    /// # Errors
+    /// As [`Instance::wait_caught_up`].
+    pub async fn wait_caught_up_by(
+        &self,
+        target: &GtidSet,
+        deadline: std::time::Instant,
+    ) -> Result<(), Error> {
+        self.wait_caught_up_until(target, Instant::from_std(deadline))
+            .await
+    }
+
+    pub(crate) async fn wait_caught_up_until(
         &self,
         target: &GtidSet,
         deadline: Instant,
@@ -380,7 +519,7 @@ impl Instance {
         match result {
             Err(WaitFailure::ServerTimedOut) => {
                 let missing = self
-                    .executed_by(Some(deadline + Duration::from_millis(500)))
+                    .executed_until(Some(deadline + Duration::from_millis(500)))
                     .await
                     .ok()
                     .and_then(|executed| target.subtract(&executed).ok())
@@ -399,7 +538,7 @@ impl Instance {
 
     /// What the server has executed: `@@GLOBAL.gtid_executed` (MySQL) or
     /// `@@GLOBAL.gtid_current_pos` (MariaDB).
-    pub(crate) async fn executed_by(&self, deadline: Option<Instant>) -> Result<GtidSet, Error> {
+    pub(crate) async fn executed_until(&self, deadline: Option<Instant>) -> Result<GtidSet, Error> {
         self.gtid_variable(
             "read the executed GTID set",
             "SELECT @@GLOBAL.gtid_executed",
@@ -416,10 +555,19 @@ impl Instance {
     /// # Errors
     /// Connection failures and [`Error::UnexpectedAnswer`].
     pub async fn binlog_position(&self) -> Result<GtidSet, Error> {
-        self.binlog_position_by(None).await
+        self.binlog_position_until(None).await
     }
 
-    pub(crate) async fn binlog_position_by(
+    /// [`Instance::binlog_position`] bounded by `deadline`.
+    ///
+    /// # Errors
+    /// As [`Instance::binlog_position`]; [`Error::Timeout`] when the deadline comes first.
+    pub async fn binlog_position_by(&self, deadline: std::time::Instant) -> Result<GtidSet, Error> {
+        self.binlog_position_until(Some(Instant::from_std(deadline)))
+            .await
+    }
+
+    pub(crate) async fn binlog_position_until(
         &self,
         deadline: Option<Instant>,
     ) -> Result<GtidSet, Error> {
@@ -488,15 +636,42 @@ async fn binlog_position_on(session: &mut Session, deadline: Instant) -> Result<
 }
 
 /// How far a promotion got before it failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PromoteStage {
-    /// Replication may still run; the server is read-only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromoteStage {
+    /// Nothing was changed that makes it writable: replication may have stopped (or may still
+    /// run); the server is read-only.
     Replicating,
-    /// Replication is stopped (its source still configured); turning read-only off failed,
-    /// so the server may be writable.
+    /// Replication is stopped (its source still configured); turning read-only off failed or
+    /// was interrupted, so the server may be writable.
     MakingWritable,
     /// The server is writable; only forgetting the old source failed.
     Writable,
+}
+
+impl PromoteStage {
+    /// Whether the instance may take writes at this stage.
+    pub fn may_be_writable(self) -> bool {
+        !matches!(self, PromoteStage::Replicating)
+    }
+}
+
+/// A promotion that failed ([`Instance::promote_by`]): how far it got, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("promotion failed at stage {stage:?}: {error}")]
+pub struct PromoteFailure {
+    /// The stage it reached.
+    pub stage: PromoteStage,
+    /// What failed.
+    #[source]
+    pub error: Error,
+}
+
+impl PromoteFailure {
+    /// The error's bounded category ([`Error::category`]).
+    pub fn category(&self) -> &'static str {
+        self.error.category()
+    }
 }
 
 enum WaitFailure {
@@ -512,11 +687,7 @@ async fn wait_on(
     deadline: Instant,
 ) -> Result<(), WaitFailure> {
     let flavor = session.flavor();
-    let target_flavor = match target {
-        GtidSet::Mysql(_) => Flavor::Mysql,
-        GtidSet::Mariadb(_) => Flavor::Mariadb,
-    };
-    if flavor != target_flavor {
+    if flavor != target.flavor() {
         return Err(WaitFailure::Error(Error::InvalidInput {
             what: "GTID set to wait for",
             reason: format!(
@@ -536,10 +707,12 @@ async fn wait_on(
         Flavor::Mysql => "SELECT CAST(WAIT_FOR_EXECUTED_GTID_SET(?, ?) AS CHAR)",
         Flavor::Mariadb => "SELECT CAST(MASTER_GTID_WAIT(?, ?) AS CHAR)",
     };
-    let params = [
-        Param::Text(target.to_string()),
-        Param::Float(server_wait.as_secs_f64()),
-    ];
+    // MASTER_GTID_WAIT takes a position (one GTID per domain): a binary log state is waited
+    // for at its position.
+    let text = target
+        .mariadb_position()
+        .map_or_else(|| target.to_string(), |pos| pos.to_string());
+    let params = [Param::Text(text), Param::Float(server_wait.as_secs_f64())];
     let rows = session
         .query_bound(purpose, Sql::Static(sql), &params, deadline)
         .await

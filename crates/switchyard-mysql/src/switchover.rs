@@ -56,7 +56,7 @@ use tokio::time::Instant;
 use crate::error::Error;
 use crate::fence::{FenceMechanism, FenceReport};
 use crate::instance::Instance;
-use crate::observe::{IoThreadState, Observation};
+use crate::observe::{IoThreadState, Observation, TransactionInfo};
 use crate::replication::{PromoteStage, ReplicationCredentials, SourceAddr};
 
 /// A completed step of a switchover.
@@ -256,7 +256,7 @@ pub async fn switchover(
 
     // 2. Fence.
     let fence_started = Instant::now();
-    let fenced: FenceReport = match old.fence_by(Some(work_deadline)).await {
+    let fenced: FenceReport = match old.fence_until(Some(work_deadline)).await {
         Ok(report) => report,
         Err(e) => return Err(abandon(old, new, e, deadline).await),
     };
@@ -276,10 +276,13 @@ pub async fn switchover(
 
     // 3. Catch up, then check the fence held.
     let catch_up_started = Instant::now();
-    if let Err(e) = new.wait_caught_up_by(&fenced.position, work_deadline).await {
+    if let Err(e) = new
+        .wait_caught_up_until(&fenced.position, work_deadline)
+        .await
+    {
         return Err(abandon(old, new, e, deadline).await);
     }
-    match old.binlog_position_by(Some(work_deadline)).await {
+    match old.binlog_position_until(Some(work_deadline)).await {
         Ok(now) if now == fenced.position => {}
         Ok(now) => {
             let breach = Error::FenceBreached {
@@ -304,7 +307,7 @@ pub async fn switchover(
     // 4. Promote.
     let promote_started = Instant::now();
     let mut late_failures: Vec<(String, Error)> = Vec::new();
-    match new.promote_by(Some(work_deadline)).await {
+    match new.promote_until(Some(work_deadline)).await {
         Ok(()) => {}
         // Writable: the switchover stands; the stale source is reported.
         Err((PromoteStage::Writable, e)) => late_failures.push((new.label().to_owned(), e)),
@@ -433,7 +436,7 @@ async fn record(sink: &mut dyn StepSink, step: &SwitchoverStep) -> Result<(), Er
 /// Lifts the fence after a failure before promotion; the candidate was not touched.
 async fn abandon(old: &Instance, new: &Instance, cause: Error, deadline: Instant) -> Error {
     tracing::warn!(old = %old, new = %new, error = %cause, "switchover abandoned; lifting the fence");
-    let unfence = old.unfence_by(Some(deadline)).await;
+    let unfence = old.unfence_until(Some(deadline)).await;
     Error::SwitchoverAbandoned {
         old: old.label().to_owned(),
         new: new.label().to_owned(),
@@ -457,7 +460,7 @@ async fn abandon_promotion(
     let candidate_safe = match stage {
         PromoteStage::Replicating => true,
         PromoteStage::MakingWritable | PromoteStage::Writable => {
-            new.make_read_only_by(Some(half)).await.is_ok()
+            new.make_read_only_until(Some(half)).await.is_ok()
         }
     };
     if !candidate_safe {
@@ -473,9 +476,62 @@ async fn abandon_promotion(
         };
     }
     // Best effort: the candidate replicates again from the old primary (its source is still
-    // configured: the reset comes last).
+    // configured: the reset comes last). On MariaDB it was fenced to make it read-only for
+    // every client; its applier needs the lock gone (it stays read-only, as replicas are).
+    new.release_fence_lock().await;
     let _restarted = new.start_replication().await;
     abandon(old, new, cause, deadline).await
+}
+
+/// [`Error::LongTransaction`] when `longest` has been open longer than `limit` seconds: the
+/// pre-flight's test of the primary, shared by [`switchover()`] and
+/// [`Instance::wait_no_long_transaction_by`].
+fn long_transaction(
+    primary: &Instance,
+    longest: Option<&TransactionInfo>,
+    limit: u64,
+) -> Option<Error> {
+    longest
+        .filter(|t| t.seconds > limit)
+        .map(|t| Error::LongTransaction {
+            instance: primary.label().to_owned(),
+            thread_id: t.thread_id,
+            seconds: t.seconds,
+            limit,
+        })
+}
+
+/// How often a pre-flight looks again. InnoDB refreshes `information_schema.innodb_trx` only
+/// when nobody has read it for 0.1 s.
+const PREFLIGHT_POLL: Duration = Duration::from_millis(200);
+
+impl Instance {
+    /// The switchover pre-flight's long-transaction test, for a runtime that fences the primary
+    /// itself: waits until no transaction on this server has been open longer than
+    /// `max_transaction_seconds`, looking again every 200 ms, and fails when one still is at
+    /// `deadline` (or when the next look would end past it). Nothing is changed.
+    ///
+    /// # Errors
+    /// [`Error::LongTransaction`] naming the thread and how long it has been open; connection
+    /// failures and [`Error::Timeout`].
+    pub async fn wait_no_long_transaction_by(
+        &self,
+        max_transaction_seconds: u64,
+        deadline: std::time::Instant,
+    ) -> Result<(), Error> {
+        let deadline = Instant::from_std(deadline);
+        loop {
+            let observed = self.longest_transaction_until(Some(deadline)).await?;
+            match long_transaction(self, observed.as_ref(), max_transaction_seconds) {
+                None => return Ok(()),
+                Some(e) if Instant::now() + PREFLIGHT_POLL >= deadline => return Err(e),
+                Some(e) => {
+                    tracing::info!(instance = %self, reason = %e, "waiting for a long transaction");
+                    tokio::time::sleep(PREFLIGHT_POLL).await;
+                }
+            }
+        }
+    }
 }
 
 async fn preflight(
@@ -490,8 +546,8 @@ async fn preflight(
     loop {
         // The candidate first: everything it has replicated is then also in the old
         // primary's later observation, so only real errant transactions show.
-        let new_obs = new.observe_by(Some(work_deadline)).await?;
-        let old_obs = old.observe_by(Some(work_deadline)).await?;
+        let new_obs = new.observe_until(Some(work_deadline)).await?;
+        let old_obs = old.observe_until(Some(work_deadline)).await?;
         let not_ready = |reason: String| Error::CandidateNotReady {
             instance: new.label().to_owned(),
             reason,
@@ -537,25 +593,20 @@ async fn preflight(
             Some(_) => None,
         };
         let waiting = waiting.or_else(|| {
-            old_obs
-                .longest_transaction
-                .as_ref()
-                .filter(|t| t.seconds > policy.max_transaction_seconds)
-                .map(|t| Error::LongTransaction {
-                    instance: old.label().to_owned(),
-                    thread_id: t.thread_id,
-                    seconds: t.seconds,
-                    limit: policy.max_transaction_seconds,
-                })
+            long_transaction(
+                old,
+                old_obs.longest_transaction.as_ref(),
+                policy.max_transaction_seconds,
+            )
         });
         match waiting {
             None => return Ok((old_obs, new_obs)),
-            Some(reason) if Instant::now() + Duration::from_millis(200) >= until => {
+            Some(reason) if Instant::now() + PREFLIGHT_POLL >= until => {
                 return Err(reason);
             }
             Some(reason) => {
                 tracing::info!(old = %old, new = %new, %reason, "switchover waits");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(PREFLIGHT_POLL).await;
             }
         }
     }

@@ -106,7 +106,10 @@ async fn observe_every_field(kind: ServerKind) {
     assert_eq!(p.super_read_only, (fl == Flavor::Mysql).then_some(false));
     assert!(p.log_bin && p.log_replica_updates);
     assert!(!p.gtid.executed().is_empty());
-    assert_eq!(p.gtid.binlogged(), p.gtid.executed());
+    // On MariaDB `executed` is a binary log state, compared with a position as a position.
+    assert_eq!(p.gtid.binlogged(), p.gtid.position());
+    assert_eq!(p.gtid.executed().is_subset(p.gtid.binlogged()), Ok(true));
+    assert_eq!(p.gtid.binlogged().is_subset(p.gtid.executed()), Ok(true));
     match &p.gtid {
         switchyard_mysql::GtidState::Mysql { purged, .. } => assert!(purged.is_empty()),
         switchyard_mysql::GtidState::Mariadb {
@@ -343,6 +346,484 @@ async fn mariadb_observe_every_field() {
 #[tokio::test]
 async fn mysql_observe_every_field() {
     observe_every_field(ServerKind::Mysql97).await;
+}
+
+/// An errant transaction a MariaDB replica wrote under its own `server_id` and then replicated
+/// past (its `gtid_current_pos` equals the source's) is still found: the observation compares
+/// `@@gtid_binlog_state`, not positions.
+#[tokio::test]
+async fn mariadb_errant_behind_the_source_position_is_seen() {
+    let cluster = replication(ServerKind::Mariadb1011, 2)
+        .await
+        .expect("cluster");
+    let h = handles(&cluster);
+    root_exec(&cluster, 0, "CREATE TABLE app.behind (id INT PRIMARY KEY)").await;
+    caught_up(&h[0], &h[1]).await;
+    // The replica writes under its own server_id (root passes read_only)...
+    root_exec(&cluster, 1, "INSERT INTO app.behind VALUES (1000)").await;
+    let replica_id = cluster.instance(1).server_id();
+    let written = root_query(&cluster, 1, "SELECT CAST(@@GLOBAL.gtid_binlog_pos AS CHAR)")
+        .await
+        .expect("a position");
+    let seq: u64 = written
+        .rsplit('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("a sequence number");
+    assert_eq!(written, format!("0-{replica_id}-{seq}"));
+    // ... then the source moves past that sequence number (gtid_strict_mode keeps the
+    // replica's applier going only above it) and the replica replicates it.
+    let mut root = cluster.instance(0).connect_root().await.expect("root");
+    sqlx::query("SET SESSION gtid_seq_no = ?")
+        .bind(seq + 3)
+        .execute(&mut root)
+        .await
+        .expect("skip ahead");
+    for id in 1..=3 {
+        sqlx::query("INSERT INTO app.behind VALUES (?)")
+            .bind(id)
+            .execute(&mut root)
+            .await
+            .expect("insert on the source");
+    }
+    let _ = root.close().await;
+    caught_up(&h[0], &h[1]).await;
+    let p = h[0].observe().await.expect("observe the source");
+    let r = h[1].observe().await.expect("observe the replica");
+    let (
+        switchyard_mysql::GtidState::Mariadb {
+            current_pos: replica_pos,
+            ..
+        },
+        switchyard_mysql::GtidState::Mariadb {
+            current_pos: source_pos,
+            ..
+        },
+    ) = (&r.gtid, &p.gtid)
+    else {
+        panic!("MariaDB GTID states: {:?} {:?}", r.gtid, p.gtid);
+    };
+    assert_eq!(
+        replica_pos.is_subset(source_pos),
+        Ok(true),
+        "the replica's position {replica_pos} is behind or equal the source's {source_pos}"
+    );
+    let errant = r.errant_against(&p).expect("same flavor");
+    assert_eq!(
+        errant.to_string(),
+        format!("0-{replica_id}-{seq}"),
+        "the errant transaction is named"
+    );
+    assert!(p.errant_against(&r).expect("same flavor").is_empty());
+}
+
+/// What a privileged client connected directly to the instance saw while it wrote in a loop.
+#[derive(Debug, Default)]
+struct WriterLog {
+    /// Commits the server acknowledged.
+    acknowledged: Vec<i64>,
+    /// Attempts (a login, or a write once logged in).
+    attempts: u64,
+    /// Logins refused because the account was locked (MySQL 3118, MariaDB 4151).
+    locked_out: u64,
+    /// Other failures: refusals by the fence, killed connections, timeouts.
+    other: u64,
+}
+
+/// Writes to `app.writes` as the privileged account (ALL PRIVILEGES) in a loop, reconnecting
+/// after every failure, until `stop`; each write gets 300 ms before the connection is dropped.
+async fn privileged_writer(
+    cluster: &Cluster,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    log: std::sync::Arc<std::sync::Mutex<WriterLog>>,
+) {
+    use std::sync::atomic::Ordering;
+    let account = cluster.credentials().privileged.clone();
+    let options = cluster.instance(0).connect_options(&account);
+    let mut next = 1i64;
+    while !stop.load(Ordering::SeqCst) {
+        log.lock().unwrap().attempts += 1;
+        let connected = tokio::time::timeout(
+            Duration::from_millis(500),
+            sqlx::MySqlConnection::connect_with(&options),
+        )
+        .await;
+        let mut conn = match connected {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                // MySQL 3118 and MariaDB 4151 both say the account is locked.
+                let locked = e.to_string().to_ascii_lowercase().contains("locked");
+                {
+                    let mut l = log.lock().unwrap();
+                    if locked {
+                        l.locked_out += 1;
+                    } else {
+                        l.other += 1;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                continue;
+            }
+            Err(_) => {
+                log.lock().unwrap().other += 1;
+                continue;
+            }
+        };
+        while !stop.load(Ordering::SeqCst) {
+            let id = next;
+            next += 1;
+            log.lock().unwrap().attempts += 1;
+            let write = tokio::time::timeout(
+                Duration::from_millis(300),
+                sqlx::query("INSERT INTO app.writes (id) VALUES (?)")
+                    .bind(id)
+                    .execute(&mut conn),
+            )
+            .await;
+            match write {
+                Ok(Ok(_)) => log.lock().unwrap().acknowledged.push(id),
+                _ => {
+                    log.lock().unwrap().other += 1;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A schema change on a fenced instance keeps a privileged client connected directly out for
+/// the whole statement: it writes in a loop, the ALTER waits (a metadata lock the test holds)
+/// while the writer is refused again and again, and none of its writes commits; afterwards
+/// the fence is as it was and its account can log in again.
+async fn ddl_on_a_fenced_instance_keeps_privileged_writers_out(kind: ServerKind) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let started = Instant::now();
+    let cluster = replication(kind, 1).await.expect("cluster");
+    let h = handle(&cluster, 0);
+    let operator = &cluster.credentials().operator;
+    let mut op = cluster
+        .instance(0)
+        .connect(operator)
+        .await
+        .expect("operator");
+    sqlx::raw_sql(
+        "CREATE TABLE app.altered (id INT PRIMARY KEY); INSERT INTO app.altered VALUES (1); \
+         CREATE TABLE app.writes (id BIGINT PRIMARY KEY); \
+         CREATE USER owner_locked@'%' IDENTIFIED BY 'Owner-locked-1' ACCOUNT LOCK",
+    )
+    .execute(&mut op)
+    .await
+    .expect("tables and an account its owner locked");
+    let fenced = h.fence().await.expect("fence");
+    // A transaction of the operator's account (never killed) holds the altered table, so the
+    // ALTER waits inside its statement for as long as the test wants.
+    let mut blocker = cluster
+        .instance(0)
+        .connect(operator)
+        .await
+        .expect("blocker");
+    sqlx::raw_sql("BEGIN; SELECT COUNT(*) FROM app.altered")
+        .execute(&mut blocker)
+        .await
+        .expect("hold the table");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let log = Arc::new(std::sync::Mutex::new(WriterLog::default()));
+    let writer = {
+        let (stop, log) = (Arc::clone(&stop), Arc::clone(&log));
+        let cluster = &cluster;
+        async move { privileged_writer(cluster, stop, log).await }
+    };
+    let test = async {
+        let ddl = tokio::spawn({
+            let h = h.clone();
+            async move {
+                h.run_member_ddl(
+                    "ALTER TABLE app.altered ADD COLUMN c INT",
+                    Duration::from_secs(60),
+                    true,
+                )
+                .await
+            }
+        });
+        let watch = async {
+            let waiting = wait_for(Duration::from_secs(20), async || {
+                if ddl.is_finished() {
+                    return Some(());
+                }
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM information_schema.processlist \
+                     WHERE state = 'Waiting for table metadata lock' AND info LIKE 'ALTER TABLE%'",
+                )
+                .fetch_one(&mut op)
+                .await
+                .ok()?;
+                (n > 0).then_some(())
+            })
+            .await;
+            if waiting.is_err() || ddl.is_finished() {
+                return Err("the ALTER never waited for the table".to_owned());
+            }
+            let before = log.lock().unwrap().attempts;
+            // The writer keeps trying while the ALTER runs.
+            let tried = wait_for(Duration::from_secs(20), async || {
+                let l = log.lock().unwrap();
+                (l.attempts >= before + 30).then_some(())
+            })
+            .await;
+            sqlx::raw_sql("COMMIT")
+                .execute(&mut blocker)
+                .await
+                .expect("let the ALTER go");
+            tried.map_err(|_| format!("the writer did not try: {:?}", log.lock().unwrap()))
+        };
+        let watched = watch.await;
+        let ddl = ddl.await.expect("the schema change's task");
+        if let Err(why) = watched {
+            panic!("{why} (the schema change: {ddl:?})");
+        }
+        ddl.expect("the schema change runs on the fenced instance");
+        stop.store(true, Ordering::SeqCst);
+    };
+    tokio::join!(writer, test);
+
+    let log = std::mem::take(&mut *log.lock().unwrap());
+    eprintln!("{kind:?}: privileged writer during the fenced ALTER: {log:?}");
+    assert!(
+        log.acknowledged.is_empty(),
+        "{kind:?}: the privileged client committed {} writes on the fenced instance: {log:?}",
+        log.acknowledged.len()
+    );
+    assert!(log.locked_out > 0, "{log:?}");
+    // Nothing committed under the fence: its position has not moved.
+    assert_eq!(
+        h.binlog_position().await.expect("position"),
+        fenced.position
+    );
+    let shape: String = sqlx::query_scalar("SELECT COLUMN_NAME FROM information_schema.columns WHERE table_schema = 'app' AND table_name = 'altered' AND column_name = 'c'")
+        .fetch_one(&mut op)
+        .await
+        .expect("the new column");
+    assert_eq!(shape, "c");
+    // The fence is back as it was, the accounts are unlocked and the lockout's record is gone.
+    let o = h.observe().await.expect("observe");
+    assert!(o.read_only);
+    match flavor(kind) {
+        Flavor::Mysql => assert_eq!(o.super_read_only, Some(true)),
+        Flavor::Mariadb => assert!(h.holds_fence_lock().await, "the fence lock is held again"),
+    }
+    let (admin, write) = common::try_write(
+        &cluster,
+        &cluster.credentials().privileged,
+        "INSERT INTO app.writes (id) VALUES (0)",
+    )
+    .await;
+    assert!(
+        !matches!(write, Ok(Ok(_))),
+        "the fence holds again: {write:?}"
+    );
+    // Dropped, not closed: on MariaDB its INSERT still waits for the lock.
+    drop(admin);
+    let role: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM mysql.user WHERE user = 'switchyard_ddl_lockout'")
+            .fetch_one(&mut op)
+            .await
+            .expect("roles");
+    assert_eq!(role, 0, "the lockout's role is dropped");
+    assert_eq!(h.release_ddl_lockout().await.expect("nothing to undo"), 0);
+    assert!(
+        owner_locked(&mut op, kind).await,
+        "an account its owner locked stays locked"
+    );
+
+    // An engine killed during the statement: the accounts stay locked (recorded on the server),
+    // and the undo unlocks exactly those and puts the fence back.
+    sqlx::raw_sql("BEGIN; SELECT COUNT(*) FROM app.altered")
+        .execute(&mut blocker)
+        .await
+        .expect("hold the table again");
+    let ddl = tokio::spawn({
+        let h = h.clone();
+        async move {
+            h.run_member_ddl(
+                "ALTER TABLE app.altered ADD COLUMN d INT",
+                Duration::from_secs(60),
+                true,
+            )
+            .await
+        }
+    });
+    let waiting = wait_for(Duration::from_secs(20), async || {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.processlist \
+             WHERE state = 'Waiting for table metadata lock' AND info LIKE 'ALTER TABLE%'",
+        )
+        .fetch_one(&mut op)
+        .await
+        .ok()?;
+        (n > 0 || ddl.is_finished()).then_some(())
+    })
+    .await;
+    assert!(
+        waiting.is_ok() && !ddl.is_finished(),
+        "the second ALTER waits"
+    );
+    ddl.abort();
+    assert!(ddl.await.is_err_and(|e| e.is_cancelled()));
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut blocker)
+        .await
+        .expect("release the table");
+    let refused = cluster
+        .instance(0)
+        .connect(&cluster.credentials().privileged)
+        .await
+        .expect_err("the privileged account stays locked after the engine died");
+    assert!(
+        refused.to_string().to_ascii_lowercase().contains("locked"),
+        "{refused}"
+    );
+    let unlocked = h.release_ddl_lockout().await.expect("undo the lockout");
+    assert_eq!(
+        unlocked, 3,
+        "repl, app and app_admin were locked; the operator and root not"
+    );
+    let o = h.observe().await.expect("observe");
+    assert!(o.read_only);
+    if flavor(kind) == Flavor::Mysql {
+        assert_eq!(o.super_read_only, Some(true), "super_read_only is back on");
+    }
+    let mut back = cluster
+        .instance(0)
+        .connect(&cluster.credentials().privileged)
+        .await
+        .expect("the privileged account logs in again");
+    let mode: i64 = sqlx::query_scalar(match flavor(kind) {
+        Flavor::Mysql => "SELECT @@SESSION.transaction_read_only",
+        Flavor::Mariadb => "SELECT @@SESSION.tx_read_only",
+    })
+    .fetch_one(&mut back)
+    .await
+    .expect("access mode");
+    assert_eq!(mode, 0, "new sessions are read-write again");
+    let _ = back.close().await;
+    assert!(
+        owner_locked(&mut op, kind).await,
+        "an account its owner locked stays locked"
+    );
+    assert_eq!(h.release_ddl_lockout().await.expect("nothing left"), 0);
+    let _ = blocker.close().await;
+    let _ = op.close().await;
+    eprintln!("{kind:?}: fenced DDL test took {:?}", started.elapsed());
+}
+
+/// Whether `owner_locked`@`%` is locked.
+async fn owner_locked(op: &mut sqlx::MySqlConnection, kind: ServerKind) -> bool {
+    let sql = match flavor(kind) {
+        Flavor::Mysql => "SELECT account_locked = 'Y' FROM mysql.user WHERE user = 'owner_locked'",
+        Flavor::Mariadb => {
+            "SELECT JSON_VALUE(Priv, '$.account_locked') IN ('true', '1') FROM mysql.global_priv \
+             WHERE User = 'owner_locked'"
+        }
+    };
+    let locked: i64 = sqlx::query_scalar(sql)
+        .fetch_one(op)
+        .await
+        .expect("owner_locked exists");
+    locked == 1
+}
+
+#[tokio::test]
+async fn mariadb_ddl_on_a_fenced_instance_keeps_privileged_writers_out() {
+    ddl_on_a_fenced_instance_keeps_privileged_writers_out(ServerKind::Mariadb1011).await;
+}
+
+#[tokio::test]
+async fn mariadb_10_5_and_11_8_ddl_on_a_fenced_instance_keeps_privileged_writers_out() {
+    for kind in [ServerKind::Mariadb105, ServerKind::Mariadb118] {
+        ddl_on_a_fenced_instance_keeps_privileged_writers_out(kind).await;
+    }
+}
+
+#[tokio::test]
+async fn mysql_ddl_on_a_fenced_instance_keeps_privileged_writers_out() {
+    ddl_on_a_fenced_instance_keeps_privileged_writers_out(ServerKind::Mysql97).await;
+}
+
+/// A promotion that cannot start says it changed nothing; one that made the candidate
+/// writable is undone by `make_read_only_by`, which keeps a privileged client out and says so.
+async fn promotion_stage_and_read_only_again(kind: ServerKind) {
+    let cluster = replication(kind, 2).await.expect("cluster");
+    let h = handles(&cluster);
+    let mut op = cluster
+        .instance(0)
+        .connect(&cluster.credentials().operator)
+        .await
+        .expect("operator");
+    sqlx::raw_sql("CREATE TABLE app.promoted (id INT PRIMARY KEY)")
+        .execute(&mut op)
+        .await
+        .expect("table");
+    let _ = op.close().await;
+    caught_up(&h[0], &h[1]).await;
+
+    // A deadline that has passed: nothing was changed, the replica still replicates.
+    let failure = h[1]
+        .promote_by(Instant::now())
+        .await
+        .expect_err("no time to promote");
+    assert_eq!(
+        failure.stage,
+        switchyard_mysql::PromoteStage::Replicating,
+        "{failure}"
+    );
+    assert!(!failure.stage.may_be_writable());
+    assert_eq!(failure.category(), "timeout");
+    let r = h[1].observe().await.expect("observe");
+    assert!(r.read_only && r.replication.as_ref().is_some_and(|s| s.is_running()));
+
+    // Promoted (as a failed switchover may leave it), then made read-only again.
+    h[1].promote_by(Instant::now() + Duration::from_secs(10))
+        .await
+        .expect("promote");
+    assert!(h[1].observe().await.expect("observe").is_writable());
+    h[1].make_read_only_by(Instant::now() + Duration::from_secs(10))
+        .await
+        .expect("read-only again");
+    let o = h[1].observe().await.expect("observe");
+    assert!(o.read_only);
+    match flavor(kind) {
+        Flavor::Mysql => assert_eq!(o.super_read_only, Some(true)),
+        Flavor::Mariadb => assert!(h[1].holds_fence_lock().await),
+    }
+    let before = h[1].binlog_position().await.expect("position");
+    let mut admin = cluster
+        .instance(1)
+        .connect(&cluster.credentials().privileged)
+        .await
+        .expect("a privileged client logs in");
+    let write = tokio::time::timeout(
+        Duration::from_millis(500),
+        sqlx::query("INSERT INTO app.promoted VALUES (1)").execute(&mut admin),
+    )
+    .await;
+    assert!(
+        !matches!(write, Ok(Ok(_))),
+        "a privileged write committed: {write:?}"
+    );
+    drop(admin);
+    assert_eq!(h[1].binlog_position().await.expect("position"), before);
+}
+
+#[tokio::test]
+async fn mariadb_promotion_stage_and_read_only_again() {
+    promotion_stage_and_read_only_again(ServerKind::Mariadb1011).await;
+}
+
+#[tokio::test]
+async fn mysql_promotion_stage_and_read_only_again() {
+    promotion_stage_and_read_only_again(ServerKind::Mysql97).await;
 }
 
 async fn typed_failures(kind: ServerKind) {

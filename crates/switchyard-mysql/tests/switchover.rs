@@ -421,12 +421,24 @@ async fn long_transaction(kind: ServerKind) {
     assert_eq!(err.category(), "long_transaction");
     let obs = h[0].observe().await.expect("observe");
     assert!(obs.is_writable(), "a refused switchover changed nothing");
+    // The same test for a runtime that fences by itself.
+    let err = h[0]
+        .wait_no_long_transaction_by(1, Instant::now() + Duration::from_millis(700))
+        .await
+        .expect_err("the transaction is still open");
+    assert!(
+        matches!(&err, Error::LongTransaction { thread_id, limit: 1, .. } if *thread_id == holder_id),
+        "{err}"
+    );
     // The transaction can still commit: nothing was fenced.
     sqlx::raw_sql("COMMIT")
         .execute(&mut holder)
         .await
         .expect("commit");
     let _ = holder.close().await;
+    h[0].wait_no_long_transaction_by(1, Instant::now() + Duration::from_secs(5))
+        .await
+        .expect("no long transaction once it committed");
 
     // A transaction that ends while the pre-flight waits delays the switchover: another
     // task commits it once it has been open 3 s.

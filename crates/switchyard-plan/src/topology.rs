@@ -345,12 +345,7 @@ impl Observed {
                     });
                 }
             }
-            let gtid_matches = match (&i.gtid, self.flavor) {
-                (None, _) => true,
-                (Some(GtidSet::Mysql(_)), Flavor::Mysql)
-                | (Some(GtidSet::Mariadb(_)), Flavor::Mariadb) => true,
-                (Some(_), _) => false,
-            };
+            let gtid_matches = i.gtid.as_ref().is_none_or(|g| g.flavor() == self.flavor);
             if !gtid_matches {
                 return Err(TopologyError::GtidFlavor(i.ordinal));
             }

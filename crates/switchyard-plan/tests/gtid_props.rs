@@ -1,5 +1,6 @@
 //! Property tests of the GTID algebra: MySQL sets against a brute-force model,
-//! MariaDB positions against the per-domain laws they promise.
+//! MariaDB positions against the per-domain laws they promise, MariaDB binary
+//! log states against a model of the transactions they stand for.
 //!
 //! CI fixes the seed with `PROPTEST_RNG_SEED`; failures are saved next to this
 //! file in `gtid_props.proptest-regressions` and should be committed.
@@ -8,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use switchyard_plan::gtid::{
-    GtidSet, Interval, MariadbGtid, MariadbGtidPos, MysqlGtidSet, Tag, Tsid, Uuid, errant,
+    GtidSet, Interval, MariadbBinlogState, MariadbGtid, MariadbGtidPos, MysqlGtidSet, Tag, Tsid,
+    Uuid, errant,
 };
 
 const UUIDS: [&str; 3] = [
@@ -93,7 +95,78 @@ fn seqs(pos: &MariadbGtidPos) -> BTreeMap<u32, u64> {
     pos.iter().map(|g| (g.domain, g.seq)).collect()
 }
 
+fn mariadb_state() -> impl Strategy<Value = MariadbBinlogState> {
+    prop::collection::vec((0u32..3, 1u32..4, 0u64..12), 0..7).prop_map(|gtids| {
+        gtids
+            .into_iter()
+            .map(|(domain, server_id, seq)| MariadbGtid {
+                domain,
+                server_id,
+                seq,
+            })
+            .collect()
+    })
+}
+
+/// The transactions a state stands for under `gtid_strict_mode`: every
+/// `(domain, server_id, n)` with `1 <= n <= seq` of its entries.
+fn transactions(state: &MariadbBinlogState) -> BTreeSet<(u32, u32, u64)> {
+    state
+        .iter()
+        .flat_map(|g| (1..=g.seq).map(move |n| (g.domain, g.server_id, n)))
+        .collect()
+}
+
 proptest! {
+    #[test]
+    fn mariadb_state_round_trips_and_matches_its_model(a in mariadb_state(), b in mariadb_state()) {
+        prop_assert_eq!(MariadbBinlogState::parse(&a.to_string()).expect("canonical text parses"), a.clone());
+        let json = serde_json::to_string(&GtidSet::MariadbState(a.clone())).expect("serialise");
+        prop_assert_eq!(serde_json::from_str::<GtidSet>(&json).expect("deserialise"), GtidSet::MariadbState(a.clone()));
+        let (ta, tb) = (transactions(&a), transactions(&b));
+        prop_assert_eq!(a.is_subset(&b), ta.is_subset(&tb));
+        prop_assert_eq!(transactions(&a.union(&b)), ta.union(&tb).copied().collect::<BTreeSet<_>>());
+        // The difference keeps exactly the entries whose server has transactions b lacks.
+        let difference = a.subtract(&b);
+        for g in a.iter() {
+            let missing = !tb.contains(&(g.domain, g.server_id, g.seq));
+            prop_assert_eq!(difference.get(g.domain, g.server_id).is_some(), missing, "{} against {}", g, b);
+        }
+        prop_assert!(difference.iter().all(|g| a.get(g.domain, g.server_id) == Some(g)));
+        prop_assert_eq!(a.is_subset(&b), difference.is_empty());
+        // The position is the last GTID of each domain.
+        for g in a.position().iter() {
+            prop_assert!(a.iter().filter(|x| x.domain == g.domain).all(|x| (x.seq, x.server_id) <= (g.seq, g.server_id)));
+        }
+    }
+
+    #[test]
+    fn mariadb_state_errant_sees_what_a_position_misses(
+        source in mariadb_state(),
+        own in (0u32..3, 1u64..12),
+        replicated in 0u64..6,
+    ) {
+        // A replica that has everything the source has, wrote one transaction of its own
+        // (server_id 9) and then replicated more of the source's domain: its position in
+        // that domain is the source's, and only the state shows the errant transaction.
+        let (domain, seq) = own;
+        let mine = MariadbGtid { domain, server_id: 9, seq };
+        let mut replica = source.clone();
+        replica.record(mine);
+        let mut source = source;
+        let after = source.position().get(domain).map_or(0, |g| g.seq).max(seq) + 1 + replicated;
+        let theirs = MariadbGtid { domain, server_id: 1, seq: after };
+        source.record(theirs);
+        replica.record(theirs);
+        let by_state = errant(&GtidSet::MariadbState(replica.clone()), &GtidSet::MariadbState(source.clone())).expect("same flavor");
+        prop_assert_eq!(by_state, GtidSet::MariadbState(MariadbBinlogState::from_iter([mine])));
+        let by_position = errant(&GtidSet::Mariadb(replica.position()), &GtidSet::Mariadb(source.position())).expect("same flavor");
+        prop_assert!(by_position.is_empty(), "{} hides {}", by_position, mine);
+        // The source has not executed what the replica has; the replica has executed the source.
+        prop_assert_eq!(GtidSet::MariadbState(source.clone()).is_subset(&GtidSet::MariadbState(replica.clone())), Ok(true));
+        prop_assert_eq!(GtidSet::MariadbState(replica).is_subset(&GtidSet::MariadbState(source)), Ok(false));
+    }
+
     #[test]
     fn mysql_display_parse_round_trip(a in mysql_set()) {
         prop_assert_eq!(MysqlGtidSet::parse(&a.to_string()).expect("canonical text parses"), a.clone());

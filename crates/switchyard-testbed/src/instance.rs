@@ -568,8 +568,13 @@ impl Instance {
         line("innodb-flush-log-at-trx-commit", &1);
         line("relay-log-recovery", &"ON");
         if self.galera.is_none() {
-            // Nothing is writable until someone decides it is the primary.
+            // Nothing is writable until someone decides it is the primary: on MySQL
+            // `read_only` lets CONNECTION_ADMIN holders write, `super_read_only` stops every
+            // account (MariaDB has no such variable; a fence adds its backup lock).
             line("read-only", &"ON");
+            if bins.kind().flavor() == Flavor::Mysql {
+                line("super-read-only", &"ON");
+            }
         }
         line("max-connections", &500);
         if self.run_as.is_none() && crate::template::running_as_root() {
@@ -590,7 +595,6 @@ impl Instance {
                 line("enforce-gtid-consistency", &"ON");
                 line("log-replica-updates", &"ON");
                 line("skip-replica-start", &"ON");
-                line("super-read-only", &"ON");
                 line("mysqlx", &0);
                 line(
                     "innodb-redo-log-capacity",

@@ -1,5 +1,5 @@
 //! Per-instance control on real servers: kill -9 and start again (committed
-//! data kept, back read-only, replication resumes), pause and resume, clean
+//! data kept, back read-only for every client, replication resumes), pause and resume, clean
 //! shutdown and a restart that leaves replication stopped
 //! (skip-replica-start).
 
@@ -97,6 +97,17 @@ async fn exercise(kind: ServerKind) {
         .await
         .unwrap();
     assert_eq!(ro, 1, "a restarted instance must come back read-only");
+    if kind.flavor() == Flavor::Mysql {
+        // On MySQL read_only lets CONNECTION_ADMIN holders write: the configuration also
+        // starts it with super_read_only, so a privileged client is refused too.
+        let mut admin = primary.connect(&creds.privileged).await.unwrap();
+        let refused = sqlx::raw_sql("INSERT INTO app.d VALUES (1000)")
+            .execute(&mut admin)
+            .await
+            .expect_err("a privileged write on a restarted instance");
+        assert!(refused.to_string().contains("super-read-only"), "{refused}");
+        drop(admin);
+    }
     primary.set_read_only(false).await.unwrap();
     sqlx::raw_sql("INSERT INTO app.d VALUES (51)")
         .execute(&mut op)

@@ -14,7 +14,31 @@
 //! the operations the planner needs: [`GtidSet::is_subset`] ("has the
 //! candidate executed everything the source has?") and [`errant`] ("what has
 //! the replica executed that the source has not?").
+//!
+//! # MariaDB: the binary log state, not the position, for "what has it executed"
+//! A position cannot show an errant transaction that lies *behind* the
+//! source's position in a domain: a replica that wrote `0-2-5` under its own
+//! `server_id` and then replicated `0-1-6` … `0-1-10` has the position
+//! `0-1-10`, the same as its source, and comparing positions finds nothing.
+//! The binary log state (`@@gtid_binlog_state`, [`MariadbBinlogState`]) keeps
+//! the last GTID of every `(domain, server_id)`, so the replica's `0-2-5`
+//! stays visible. So a MariaDB observation stores its executed transactions
+//! as a state ([`GtidSet::MariadbState`]: switchyard-mysql reads
+//! `@@gtid_binlog_state` and adds the entries of `@@gtid_current_pos`), and
+//! [`errant`] and [`GtidSet::is_subset`] on two states are right by
+//! construction: errant is "an entry whose `(domain, server_id)` the source
+//! lacks or has at a lower `seq`", subset is "every `(domain, server_id)` at
+//! a `seq` at least as high", which under `gtid_strict_mode` is "has
+//! executed".
+//!
+//! Positions ([`GtidSet::Mariadb`]) stay where SQL needs one: the fenced
+//! primary's `@@gtid_binlog_pos` that a candidate waits for with
+//! `MASTER_GTID_WAIT`, `gtid_slave_pos`. A state compared with a position is
+//! compared as a position ([`MariadbBinlogState::position`]), so such a
+//! comparison is only as strong as a position's: compare two states to find
+//! errant transactions.
 
+mod binlog_state;
 mod intervals;
 mod mariadb;
 mod mysql;
@@ -25,23 +49,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::versions::Flavor;
 
+pub use binlog_state::MariadbBinlogState;
 pub use mariadb::{MariadbGtid, MariadbGtidPos};
 pub use mysql::{Interval, MysqlGtidSet, Tag, Tsid, Uuid};
 
 /// A GTID set of either flavor, as stored in the topology model.
 ///
 /// # Serde
-/// Adjacently tagged: `{"flavor": "mysql", "gtid": "<set text>"}` or
-/// `{"flavor": "mariadb", "gtid": "<position text>"}`, where the text is the
-/// canonical form printed by [`Display`](fmt::Display) and is validated when
-/// deserialised.
+/// Adjacently tagged: `{"flavor": "mysql", "gtid": "<set text>"}`,
+/// `{"flavor": "mariadb", "gtid": "<position text>"}` or
+/// `{"flavor": "mariadb_state", "gtid": "<state text>"}`, where the text is
+/// the canonical form printed by [`Display`](fmt::Display) and is validated
+/// when deserialised.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "flavor", content = "gtid", rename_all = "lowercase")]
 pub enum GtidSet {
     /// A MySQL GTID set (`@@gtid_executed`).
     Mysql(MysqlGtidSet),
-    /// A MariaDB GTID position (`@@gtid_current_pos`).
+    /// A MariaDB GTID position (`@@gtid_binlog_pos`, `@@gtid_current_pos`): one GTID per
+    /// domain, what `MASTER_GTID_WAIT` and `gtid_slave_pos` take.
     Mariadb(MariadbGtidPos),
+    /// A MariaDB binary log state (`@@gtid_binlog_state`): one GTID per domain and
+    /// `server_id`, what a MariaDB observation's executed transactions are (see the
+    /// [module documentation](self)).
+    #[serde(rename = "mariadb_state")]
+    MariadbState(MariadbBinlogState),
 }
 
 impl GtidSet {
@@ -70,7 +102,17 @@ impl GtidSet {
     pub const fn flavor(&self) -> Flavor {
         match self {
             GtidSet::Mysql(_) => Flavor::Mysql,
-            GtidSet::Mariadb(_) => Flavor::Mariadb,
+            GtidSet::Mariadb(_) | GtidSet::MariadbState(_) => Flavor::Mariadb,
+        }
+    }
+
+    /// The MariaDB position of the set: the position itself, or a state's
+    /// [`MariadbBinlogState::position`]; `None` for MySQL. What `MASTER_GTID_WAIT` takes.
+    pub fn mariadb_position(&self) -> Option<MariadbGtidPos> {
+        match self {
+            GtidSet::Mysql(_) => None,
+            GtidSet::Mariadb(pos) => Some(pos.clone()),
+            GtidSet::MariadbState(state) => Some(state.position()),
         }
     }
 
@@ -84,45 +126,72 @@ impl GtidSet {
         match self {
             GtidSet::Mysql(set) => set.is_empty(),
             GtidSet::Mariadb(pos) => pos.is_empty(),
+            GtidSet::MariadbState(state) => state.is_empty(),
         }
     }
 
     /// Whether everything in `self` is in `other`, that is, whether a server
-    /// at `other` has executed all of `self`. For MariaDB: every domain of
-    /// `self` is in `other` with a `seq` at least as high.
+    /// at `other` has executed all of `self`. For MariaDB positions: every
+    /// domain of `self` is in `other` with a `seq` at least as high; for two
+    /// states: every `(domain, server_id)`; a state and a position are
+    /// compared as positions.
     ///
     /// # Errors
     /// [`GtidError::FlavorMismatch`] when the flavors differ.
     pub fn is_subset(&self, other: &GtidSet) -> Result<bool, GtidError> {
         match (self, other) {
             (GtidSet::Mysql(a), GtidSet::Mysql(b)) => Ok(a.is_subset(b)),
-            (GtidSet::Mariadb(a), GtidSet::Mariadb(b)) => Ok(a.is_subset(b)),
-            _ => Err(self.mismatch(other)),
+            (GtidSet::MariadbState(a), GtidSet::MariadbState(b)) => Ok(a.is_subset(b)),
+            _ => {
+                let (a, b) = self.positions(other)?;
+                Ok(a.is_subset(&b))
+            }
         }
     }
 
-    /// Everything in `self` or in `other`. For MariaDB: per domain, the
-    /// entry with the higher `seq`.
+    /// Everything in `self` or in `other`. For MariaDB positions: per domain,
+    /// the entry with the higher `seq`; for two states: per `(domain,
+    /// server_id)`; a state and a position give a position.
     ///
     /// # Errors
     /// [`GtidError::FlavorMismatch`] when the flavors differ.
     pub fn union(&self, other: &GtidSet) -> Result<GtidSet, GtidError> {
         match (self, other) {
             (GtidSet::Mysql(a), GtidSet::Mysql(b)) => Ok(GtidSet::Mysql(a.union(b))),
-            (GtidSet::Mariadb(a), GtidSet::Mariadb(b)) => Ok(GtidSet::Mariadb(a.union(b))),
-            _ => Err(self.mismatch(other)),
+            (GtidSet::MariadbState(a), GtidSet::MariadbState(b)) => {
+                Ok(GtidSet::MariadbState(a.union(b)))
+            }
+            _ => {
+                let (a, b) = self.positions(other)?;
+                Ok(GtidSet::Mariadb(a.union(&b)))
+            }
         }
     }
 
-    /// What `self` has that `other` does not. For MariaDB: the entries of
-    /// `self` whose domain `other` lacks or has at a lower `seq`.
+    /// What `self` has that `other` does not. For MariaDB positions: the
+    /// entries of `self` whose domain `other` lacks or has at a lower `seq`;
+    /// for two states: whose `(domain, server_id)`; a state and a position
+    /// give a position.
     ///
     /// # Errors
     /// [`GtidError::FlavorMismatch`] when the flavors differ.
     pub fn subtract(&self, other: &GtidSet) -> Result<GtidSet, GtidError> {
         match (self, other) {
             (GtidSet::Mysql(a), GtidSet::Mysql(b)) => Ok(GtidSet::Mysql(a.subtract(b))),
-            (GtidSet::Mariadb(a), GtidSet::Mariadb(b)) => Ok(GtidSet::Mariadb(a.subtract(b))),
+            (GtidSet::MariadbState(a), GtidSet::MariadbState(b)) => {
+                Ok(GtidSet::MariadbState(a.subtract(b)))
+            }
+            _ => {
+                let (a, b) = self.positions(other)?;
+                Ok(GtidSet::Mariadb(a.subtract(&b)))
+            }
+        }
+    }
+
+    /// Both operands as MariaDB positions, or the flavor mismatch.
+    fn positions(&self, other: &GtidSet) -> Result<(MariadbGtidPos, MariadbGtidPos), GtidError> {
+        match (self.mariadb_position(), other.mariadb_position()) {
+            (Some(a), Some(b)) => Ok((a, b)),
             _ => Err(self.mismatch(other)),
         }
     }
@@ -135,7 +204,7 @@ impl GtidSet {
     pub fn transaction_count(&self) -> Option<u64> {
         match self {
             GtidSet::Mysql(set) => Some(set.transaction_count()),
-            GtidSet::Mariadb(_) => None,
+            GtidSet::Mariadb(_) | GtidSet::MariadbState(_) => None,
         }
     }
 
@@ -154,6 +223,7 @@ impl fmt::Display for GtidSet {
         match self {
             GtidSet::Mysql(set) => fmt::Display::fmt(set, f),
             GtidSet::Mariadb(pos) => fmt::Display::fmt(pos, f),
+            GtidSet::MariadbState(state) => fmt::Display::fmt(state, f),
         }
     }
 }
@@ -170,28 +240,42 @@ impl From<MariadbGtidPos> for GtidSet {
     }
 }
 
+impl From<MariadbBinlogState> for GtidSet {
+    fn from(state: MariadbBinlogState) -> GtidSet {
+        GtidSet::MariadbState(state)
+    }
+}
+
 /// Errant transactions: what `replica` has executed that `source` has not.
 ///
 /// A non-empty result means the replica cannot simply follow (or replace)
 /// the source without losing or duplicating writes.
 /// - **MySQL:** `replica − source`, exact.
-/// - **MariaDB:** the replica's entries for domains the source lacks or has
+/// - **MariaDB states** (what a MariaDB observation holds): the replica's
+///   entries whose `(domain, server_id)` the source lacks or has at a lower
+///   `seq` ([`MariadbBinlogState::subtract`]), exact under
+///   `gtid_strict_mode`, including errant transactions that lie behind the
+///   source's position in their domain.
+/// - **MariaDB positions** (or a state and a position, compared as
+///   positions): the replica's entries for domains the source lacks or has
 ///   at a lower `seq` ([`MariadbGtidPos::subtract`]), plus those the source
 ///   has at the same `seq` from a different `server_id`
 ///   ([`MariadbGtidPos::conflicts`]), which under `gtid_strict_mode` means
 ///   the two servers diverged. Errant transactions *behind* the source's
-///   position in a domain cannot be seen in a position; pass
-///   `@@gtid_current_pos` of both servers.
+///   position in a domain cannot be seen in a position: compare states.
 ///
 /// # Errors
 /// [`GtidError::FlavorMismatch`] when the flavors differ.
 pub fn errant(replica: &GtidSet, source: &GtidSet) -> Result<GtidSet, GtidError> {
     match (replica, source) {
         (GtidSet::Mysql(r), GtidSet::Mysql(s)) => Ok(GtidSet::Mysql(r.subtract(s))),
-        (GtidSet::Mariadb(r), GtidSet::Mariadb(s)) => {
-            Ok(GtidSet::Mariadb(r.subtract(s).union(&r.conflicts(s))))
+        (GtidSet::MariadbState(r), GtidSet::MariadbState(s)) => {
+            Ok(GtidSet::MariadbState(r.subtract(s)))
         }
-        _ => Err(replica.mismatch(source)),
+        _ => {
+            let (r, s) = replica.positions(source)?;
+            Ok(GtidSet::Mariadb(r.subtract(&s).union(&r.conflicts(&s))))
+        }
     }
 }
 
@@ -304,6 +388,20 @@ pub enum GtidError {
         /// Its second GTID.
         second: String,
     },
+    /// A MariaDB binary log state names the same `server_id` twice in one domain.
+    #[error(
+        "invalid MariaDB GTID binary log state: server_id {server_id} appears twice in domain {domain} ({first} and {second}); a state holds one GTID per domain and server_id"
+    )]
+    DuplicateServerInDomain {
+        /// The domain.
+        domain: u32,
+        /// The repeated `server_id`.
+        server_id: u32,
+        /// Its first GTID.
+        first: String,
+        /// Its second GTID.
+        second: String,
+    },
     /// A binary operation was given a MySQL set and a MariaDB position.
     #[error(
         "cannot compare or combine a {left} GTID set with a {right} GTID set; both must come from servers of the same flavor"
@@ -331,6 +429,7 @@ impl GtidError {
             GtidError::InvalidMariadbGtid { .. } | GtidError::DuplicateDomain { .. } => {
                 "invalid_mariadb_gtid_position"
             }
+            GtidError::DuplicateServerInDomain { .. } => "invalid_mariadb_binlog_state",
             GtidError::FlavorMismatch { .. } => "gtid_flavor_mismatch",
         }
     }

@@ -580,3 +580,112 @@ fn parse_and_empty_by_flavor() {
         assert_eq!(errant(&other, &empty).as_ref(), Ok(&other));
     }
 }
+
+fn state(text: &str) -> MariadbBinlogState {
+    MariadbBinlogState::parse(text).unwrap_or_else(|e| panic!("{text:?} should parse: {e}"))
+}
+
+#[test]
+fn mariadb_binlog_state_as_servers_print_it() {
+    // As MariaDB 10.11 prints @@gtid_binlog_state: per domain, the last GTID of each server,
+    // the domain's last one last.
+    let s = state("0-2-5,0-1-10,1-3-7");
+    assert_eq!(s.len(), 3);
+    assert_eq!(s.get(0, 2).map(|g| g.seq), Some(5));
+    assert_eq!(s.get(0, 3), None);
+    assert_eq!(s.to_string(), "0-2-5,0-1-10,1-3-7");
+    assert_eq!(
+        state(" 1-3-7 ,\n0-1-10, 0-2-5").to_string(),
+        "0-2-5,0-1-10,1-3-7"
+    );
+    assert_eq!(s.position().to_string(), "0-1-10,1-3-7");
+    assert!(state("").is_empty());
+    assert!(state("0-1-0").is_empty(), "seq 0 records nothing");
+    let duplicate = MariadbBinlogState::parse("0-1-5,0-1-7").expect_err("twice");
+    assert_eq!(duplicate.category(), "invalid_mariadb_binlog_state");
+    assert_eq!(
+        duplicate.to_string(),
+        "invalid MariaDB GTID binary log state: server_id 1 appears twice in domain 0 (0-1-5 and 0-1-7); a state holds one GTID per domain and server_id"
+    );
+    let bad = MariadbBinlogState::parse("0-1-5,,0-2-6").expect_err("empty entry");
+    assert_eq!(bad.category(), "invalid_mariadb_gtid_position");
+}
+
+#[test]
+fn mariadb_binlog_state_sees_errant_transactions_behind_the_source_position() {
+    // The replica wrote 0-2-5 under its own server_id, then replicated 0-1-6 .. 0-1-10.
+    let (replica_pos, source_pos) = (mariadb("0-1-10"), mariadb("0-1-10"));
+    let (replica, source) = (state("0-2-5,0-1-10"), state("0-1-10"));
+    let by_position = errant(
+        &GtidSet::Mariadb(replica_pos),
+        &GtidSet::Mariadb(source_pos.clone()),
+    )
+    .expect("same flavor");
+    assert!(by_position.is_empty(), "a position cannot see it");
+    let by_state = errant(
+        &GtidSet::MariadbState(replica.clone()),
+        &GtidSet::MariadbState(source.clone()),
+    )
+    .expect("same flavor");
+    assert_eq!(by_state, GtidSet::MariadbState(state("0-2-5")));
+    assert_eq!(by_state.to_string(), "0-2-5");
+    // The source has it when it has the server's entry at a seq at least as high.
+    for (source, expected) in [
+        ("0-1-10,0-2-5", ""),
+        ("0-1-10,0-2-9", ""),
+        ("0-1-10,0-2-4", "0-2-5"),
+        ("0-1-9", "0-2-5,0-1-10"),
+        ("1-2-5", "0-2-5,0-1-10"),
+    ] {
+        let found = errant(
+            &GtidSet::MariadbState(replica.clone()),
+            &GtidSet::MariadbState(state(source)),
+        )
+        .expect("same flavor");
+        assert_eq!(found.to_string(), expected, "errant against {source}");
+    }
+    // Has the candidate executed everything the source has?
+    let candidate = GtidSet::MariadbState(state("0-1-12,0-3-2"));
+    assert_eq!(
+        GtidSet::MariadbState(state("0-1-10,0-3-2")).is_subset(&candidate),
+        Ok(true)
+    );
+    assert_eq!(
+        GtidSet::MariadbState(state("0-1-10,0-2-1")).is_subset(&candidate),
+        Ok(false)
+    );
+    // A state against a position is compared as positions.
+    let fenced = GtidSet::Mariadb(source_pos);
+    assert_eq!(fenced.is_subset(&candidate), Ok(true));
+    assert_eq!(
+        errant(&GtidSet::MariadbState(replica), &fenced)
+            .expect("same flavor")
+            .to_string(),
+        ""
+    );
+}
+
+#[test]
+fn mariadb_binlog_state_union_subtract_and_serde() {
+    let a = state("0-1-10,0-2-5");
+    let b = state("0-1-8,0-3-2,1-1-1");
+    assert_eq!(a.union(&b).to_string(), "0-3-2,0-2-5,0-1-10,1-1-1");
+    assert_eq!(a.subtract(&b).to_string(), "0-2-5,0-1-10");
+    assert_eq!(b.subtract(&a).to_string(), "0-3-2,1-1-1");
+    let mixed = GtidSet::MariadbState(a.clone())
+        .union(&GtidSet::Mariadb(mariadb("0-3-11")))
+        .expect("same flavor");
+    assert_eq!(mixed, GtidSet::Mariadb(mariadb("0-3-11")));
+    assert_eq!(GtidSet::MariadbState(a.clone()).flavor(), Flavor::Mariadb);
+    let json = serde_json::to_string(&GtidSet::MariadbState(a.clone())).expect("serialise");
+    assert_eq!(json, r#"{"flavor":"mariadb_state","gtid":"0-2-5,0-1-10"}"#);
+    assert_eq!(
+        serde_json::from_str::<GtidSet>(&json).expect("deserialise"),
+        GtidSet::MariadbState(a)
+    );
+    let my = GtidSet::Mysql(mysql(&format!("{A}:1")));
+    assert_eq!(
+        errant(&GtidSet::MariadbState(b), &my).map_err(|e| e.category()),
+        Err("gtid_flavor_mismatch")
+    );
+}
