@@ -723,6 +723,7 @@ impl Shared {
         handle: &switchyard_mysql::Instance,
         upgraded_from: Option<Version>,
         running: Version,
+        by: StartedBy,
     ) -> Result<()> {
         handle.forget_connection();
         if self.flavor == Flavor::Mariadb
@@ -753,11 +754,37 @@ impl Shared {
                 Err(_) => tokio::time::sleep(crate::runtime::POLL).await,
             }
         };
-        let cluster = self.state.read()?.cluster;
+        let state = self.state.read()?;
+        let cluster = state.cluster;
         let fenced = cluster.instances.get(&ordinal).is_some_and(|i| i.fenced);
+        if fenced {
+            // An instance the engine fenced comes back fenced (the engine's
+            // own restart fences it again on its handle; after the supervisor's
+            // start the engine's next step does) and out of replication: the
+            // engine repoints it once it has checked what it holds.
+            if by != StartedBy::Supervisor {
+                handle.fence().await.map_err(Error::sql(ordinal))?;
+            }
+            return Ok(());
+        }
         if cluster.primary == ordinal {
-            if !fenced && !observation.is_writable() {
-                handle.unfence().await.map_err(Error::sql(ordinal))?;
+            if !observation.is_writable() {
+                // A primary that came back without what the engine saw it execute lost
+                // data: it stays read-only, and the engine halts on it.
+                let lost = state.record.primary_position.as_ref().and_then(|p| {
+                    (p.ordinal == ordinal)
+                        .then(|| p.gtid.subtract(observation.gtid.executed()).ok())
+                        .flatten()
+                        .filter(|missing| !missing.is_empty())
+                });
+                match lost {
+                    Some(missing) => tracing::warn!(
+                        instance = ordinal,
+                        %missing,
+                        "the primary came back without transactions it had executed; it stays read-only"
+                    ),
+                    None => handle.unfence().await.map_err(Error::sql(ordinal))?,
+                }
             }
         } else if observation
             .replication
@@ -800,7 +827,8 @@ impl Shared {
         if !self.instance(ordinal)?.is_running() {
             self.start_on(ordinal, &entry, by).await?;
         }
-        self.after_start(ordinal, handle, None, entry.version).await
+        self.after_start(ordinal, handle, None, entry.version, by)
+            .await
     }
 
     /// The instances out of service by the engine's doing: drained from the

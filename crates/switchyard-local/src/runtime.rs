@@ -71,18 +71,24 @@ pub struct RuntimeConfig {
     /// How long a replica may take, after its schema change, to apply what the primary
     /// wrote meanwhile.
     pub ddl_catch_up: Duration,
+    /// The longest a transaction may have been open on the primary when a switchover fences
+    /// it: the fence waits (within the switchover's deadline) for longer ones to end, and the
+    /// switchover is undone and retried if they do not. `None` does not wait.
+    pub max_transaction_seconds: Option<u64>,
 }
 
 impl Default for RuntimeConfig {
     /// Observe every 100 ms while waiting; close a drained instance's read
     /// sessions at once; a schema change waits at most 10 s for a metadata
-    /// lock, and a replica 120 s to catch up after it.
+    /// lock, and a replica 120 s to catch up after it; a switchover fences the
+    /// primary once no transaction on it has been open longer than 10 s.
     fn default() -> Self {
         RuntimeConfig {
             poll: Duration::from_millis(100),
             drain_grace: Duration::ZERO,
             ddl_lock_wait: Duration::from_secs(10),
             ddl_catch_up: Duration::from_secs(120),
+            max_transaction_seconds: Some(10),
         }
     }
 }
@@ -192,7 +198,11 @@ impl LocalRuntime {
                     Phase::Crashed { .. } => Seen::Crashed,
                     Phase::Running if !running => Seen::Crashed,
                     Phase::Running => match handle.observe().await {
-                        Ok(obs) => Seen::Up(Box::new(obs)),
+                        Ok(obs) => {
+                            // MariaDB's fence is a lock on this runtime's own connection.
+                            let locked = handle.holds_fence_lock().await;
+                            Seen::Up(Box::new(obs), locked)
+                        }
                         Err(e) => Seen::Unreachable(e.to_string()),
                     },
                 };
@@ -237,7 +247,13 @@ impl LocalRuntime {
                 Seen::Starting => {}
                 Seen::Crashed => instance.health = Health::Crashed,
                 Seen::Unreachable(reason) => instance.health = Health::Unreachable { reason },
-                Seen::Up(obs) => {
+                Seen::Up(obs, locked) => {
+                    // The fence holds: MySQL's super_read_only, MariaDB's lock.
+                    instance.fenced = st.fenced
+                        && match cluster.flavor {
+                            Flavor::Mysql => obs.super_read_only == Some(true),
+                            Flavor::Mariadb => locked,
+                        };
                     instance.version = obs.version.version;
                     instance.gtid = Some(obs.gtid.executed().clone());
                     instance.writable = obs.is_writable();
@@ -345,7 +361,13 @@ impl LocalRuntime {
             .await?;
         let handle = self.handle(ordinal)?;
         self.shared
-            .after_start(ordinal, &handle, Some(before.version), entry.version)
+            .after_start(
+                ordinal,
+                &handle,
+                Some(before.version),
+                entry.version,
+                StartedBy::Restart,
+            )
             .await
     }
 
@@ -401,7 +423,7 @@ impl LocalRuntime {
         }
     }
 
-    async fn do_fence(&self, ordinal: u32) -> Result<()> {
+    async fn do_fence(&self, ordinal: u32, deadline: Timestamp) -> Result<()> {
         self.set_fenced(ordinal, true)?;
         let router = &self.shared.router;
         if router.primary() == Some(ordinal) {
@@ -412,7 +434,7 @@ impl LocalRuntime {
             .await
             .map_err(router_error)?;
         self.handle(ordinal)?
-            .fence()
+            .fence_by(instant(deadline))
             .await
             .map_err(Error::sql(ordinal))?;
         router
@@ -422,19 +444,34 @@ impl LocalRuntime {
         Ok(())
     }
 
-    async fn do_unfence(&self, ordinal: u32) -> Result<()> {
-        let primary = self.shared.state.read()?.cluster.primary;
-        if primary != ordinal {
-            return Err(Error::Invalid(format!(
-                "instance {ordinal} is no longer the primary (instance {primary} is): \
-                 it stays read-only"
-            )));
+    /// Makes `ordinal` the writable primary again, once no other instance takes writes:
+    /// its replication (a demotion's) forgotten, its fence and read-only lifted, the
+    /// router's primary endpoint on it.
+    async fn do_unfence(&self, ordinal: u32, deadline: Timestamp) -> Result<()> {
+        for (_, o) in self.shared.nodes.iter().zip(0u32..) {
+            if o == ordinal || !self.shared.instance(o)?.is_running() {
+                continue;
+            }
+            if let Ok(obs) = self.handle(o)?.observe_by(instant(deadline)).await
+                && obs.is_writable()
+            {
+                return Err(Error::Invalid(format!(
+                    "instance {o} takes writes: instance {ordinal} stays fenced rather than \
+                     make two writable primaries"
+                )));
+            }
         }
         self.handle(ordinal)?
-            .unfence()
+            .promote_by(instant(deadline))
             .await
-            .map_err(Error::sql(ordinal))?;
-        self.set_fenced(ordinal, false)?;
+            .map_err(|f| Error::sql(ordinal)(f.error))?;
+        self.shared.state.update_cluster(|c| {
+            c.primary = ordinal;
+            if let Some(st) = c.instances.get_mut(&ordinal) {
+                st.fenced = false;
+            }
+            Ok(())
+        })?;
         let router = &self.shared.router;
         router.undrain(ordinal).map_err(router_error)?;
         router
@@ -442,6 +479,15 @@ impl LocalRuntime {
             .await
             .map_err(router_error)?;
         Ok(())
+    }
+
+    async fn do_demote(&self, ordinal: u32, source: u32, deadline: Timestamp) -> Result<()> {
+        let creds = replication_credentials(self.shared.testbed.credentials(), self.shared.flavor);
+        let to = self.source_addr(source)?;
+        self.handle(ordinal)?
+            .demote_unstarted_by(&to, &creds, instant(deadline))
+            .await
+            .map_err(Error::sql(ordinal))
     }
 
     async fn do_wait_caught_up(
@@ -472,11 +518,11 @@ impl LocalRuntime {
         Ok(())
     }
 
-    async fn do_promote(&self, ordinal: u32) -> Result<()> {
+    async fn do_promote(&self, ordinal: u32, deadline: Timestamp) -> Result<()> {
         self.handle(ordinal)?
-            .promote()
+            .promote_by(instant(deadline))
             .await
-            .map_err(Error::sql(ordinal))?;
+            .map_err(|f| Error::sql(ordinal)(f.error))?;
         let old = self.shared.state.update_cluster(|c| {
             let old = c.primary;
             c.primary = ordinal;
@@ -645,6 +691,12 @@ fn new_handle(shared: &Shared, ordinal: u32) -> switchyard_mysql::Instance {
     )
 }
 
+/// The instant of `deadline` on the monotonic clock (at least 100 ms from now, so that
+/// one statement can always be tried).
+fn instant(deadline: Timestamp) -> std::time::Instant {
+    std::time::Instant::now() + deadline.since(now()).max(Duration::from_millis(100))
+}
+
 fn router_error(source: switchyard_testbed::router::RouterError) -> Error {
     Error::Router {
         what: "change the router".into(),
@@ -657,7 +709,8 @@ enum Seen {
     Starting,
     Crashed,
     Unreachable(String),
-    Up(Box<Observation>),
+    /// Up, and whether this runtime's connection holds the fence's lock.
+    Up(Box<Observation>, bool),
 }
 
 /// The health of a running server that answered.
@@ -792,20 +845,45 @@ impl ClusterRuntime for LocalRuntime {
             .await
     }
 
-    async fn fence(&self, ordinal: u32) -> Result<(), RuntimeError> {
+    async fn fence(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
         if self.shared.router.primary() == Some(ordinal) {
+            // The library's pre-check: no transaction on the primary open too long.
+            if let Some(max) = self.config.max_transaction_seconds {
+                self.op(ordinal, Op::LongTransactions, async {
+                    self.handle(ordinal)?
+                        .wait_no_long_transaction_by(max, instant(deadline))
+                        .await
+                        .map_err(Error::sql(ordinal))
+                })
+                .await?;
+            }
             self.op(ordinal, Op::SettleReplicas, async {
                 self.settle_replicas(ordinal).await;
                 Ok(())
             })
             .await?;
         }
-        self.op(ordinal, Op::Fence, self.do_fence(ordinal)).await
+        self.op(ordinal, Op::Fence, self.do_fence(ordinal, deadline))
+            .await
     }
 
-    async fn unfence(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.op(ordinal, Op::Unfence, self.do_unfence(ordinal))
+    async fn unfence(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        self.op(ordinal, Op::Unfence, self.do_unfence(ordinal, deadline))
             .await
+    }
+
+    async fn demote(
+        &self,
+        ordinal: u32,
+        source: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        self.op(
+            ordinal,
+            Op::Demote { source },
+            self.do_demote(ordinal, source, deadline),
+        )
+        .await
     }
 
     async fn wait_caught_up(
@@ -822,8 +900,8 @@ impl ClusterRuntime for LocalRuntime {
         .await
     }
 
-    async fn promote(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.op(ordinal, Op::Promote, self.do_promote(ordinal))
+    async fn promote(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        self.op(ordinal, Op::Promote, self.do_promote(ordinal, deadline))
             .await
     }
 

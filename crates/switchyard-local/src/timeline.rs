@@ -33,13 +33,23 @@ pub enum Op {
     },
     /// Started again on its current revision after a crash.
     Recover,
+    /// Waited until no transaction on the primary about to be fenced had been
+    /// open too long.
+    LongTransactions,
     /// The replicas of a primary about to be fenced were given a moment to
     /// catch up, so the fenced window is short.
     SettleReplicas,
     /// Fenced (no client commits on it).
     Fence,
-    /// Fence lifted.
+    /// Made the writable primary again (fence and read-only lifted, a
+    /// demotion's replication forgotten).
     Unfence,
+    /// Made a replica of `source` before its promotion, replication not
+    /// started, still fenced.
+    Demote {
+        /// The candidate it will follow.
+        source: u32,
+    },
     /// Waited until it had executed everything `from` committed.
     CatchUp {
         /// The old primary.
@@ -79,9 +89,11 @@ impl fmt::Display for Op {
                 if *slow { " (slow shutdown)" } else { "" }
             ),
             Op::Recover => write!(f, "recover"),
+            Op::LongTransactions => write!(f, "wait for long transactions before the fence"),
             Op::SettleReplicas => write!(f, "let its replicas catch up before the fence"),
             Op::Fence => write!(f, "fence"),
-            Op::Unfence => write!(f, "unfence"),
+            Op::Unfence => write!(f, "make it the writable primary again"),
+            Op::Demote { source } => write!(f, "demote under {source} (replication not started)"),
             Op::CatchUp { from } => write!(f, "catch up with {from}"),
             Op::Promote => write!(f, "promote"),
             Op::Repoint { source } => write!(f, "replicate from {source}"),

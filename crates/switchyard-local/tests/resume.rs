@@ -106,13 +106,23 @@ impl ClusterRuntime for Killable<'_> {
     async fn recover(&self, ordinal: u32) -> Result<(), RuntimeError> {
         self.inner.recover(ordinal).await
     }
-    async fn fence(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        let r = self.inner.fence(ordinal).await;
+    async fn fence(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        let r = self.inner.fence(ordinal, deadline).await;
         self.after("fence").await;
         r
     }
-    async fn unfence(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.inner.unfence(ordinal).await
+    async fn unfence(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        self.inner.unfence(ordinal, deadline).await
+    }
+    async fn demote(
+        &self,
+        ordinal: u32,
+        source: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        let r = self.inner.demote(ordinal, source, deadline).await;
+        self.after("demote").await;
+        r
     }
     async fn wait_caught_up(
         &self,
@@ -124,8 +134,8 @@ impl ClusterRuntime for Killable<'_> {
         self.after("wait_caught_up").await;
         r
     }
-    async fn promote(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        let r = self.inner.promote(ordinal).await;
+    async fn promote(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        let r = self.inner.promote(ordinal, deadline).await;
         self.after("promote").await;
         r
     }

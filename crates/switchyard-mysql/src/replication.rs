@@ -150,11 +150,44 @@ impl Instance {
             .await
     }
 
+    /// Demotes a fenced primary *before* its successor is promoted: makes it a replica of `of`
+    /// as [`Instance::demote_to_replica_by`] does, but does not start replication, and fences
+    /// it again (its clients killed, MariaDB's backup lock taken on this handle's connection).
+    /// From then on whatever reaches it is a replica's transaction (errant), never a second
+    /// primary's; replication starts when it is repointed ([`Instance::repoint_by`]) once the
+    /// new primary's version allows.
+    ///
+    /// # Errors
+    /// As [`Instance::demote_to_replica_by`], and those of [`Instance::fence_by`].
+    pub async fn demote_unstarted_by(
+        &self,
+        of: &SourceAddr,
+        credentials: &ReplicationCredentials,
+        deadline: std::time::Instant,
+    ) -> Result<(), Error> {
+        let until = Some(Instant::from_std(deadline));
+        self.configure_replica_with(of, credentials, true, false, until)
+            .await?;
+        self.fence_by(deadline).await.map(drop)
+    }
+
     pub(crate) async fn configure_replica_until(
         &self,
         of: &SourceAddr,
         credentials: &ReplicationCredentials,
         former_primary: bool,
+        deadline: Option<Instant>,
+    ) -> Result<(), Error> {
+        self.configure_replica_with(of, credentials, former_primary, true, deadline)
+            .await
+    }
+
+    async fn configure_replica_with(
+        &self,
+        of: &SourceAddr,
+        credentials: &ReplicationCredentials,
+        former_primary: bool,
+        start: bool,
         deadline: Option<Instant>,
     ) -> Result<(), Error> {
         validate_host(&of.host)?;
@@ -217,7 +250,10 @@ impl Instance {
             session
                 .exec("point the replica at its source", Sql::Built(change), d)
                 .await?;
-            start_replica(&mut session, d).await
+            if start {
+                start_replica(&mut session, d).await?;
+            }
+            Ok(())
         }
         .await;
         self.release(session);

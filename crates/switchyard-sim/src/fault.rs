@@ -769,11 +769,25 @@ impl<R: ClusterRuntime> ClusterRuntime for Faulty<'_, R> {
     async fn recover(&self, ordinal: u32) -> Result<(), RuntimeError> {
         self.wrap("recover", self.inner.recover(ordinal)).await
     }
-    async fn fence(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.wrap("fence", self.inner.fence(ordinal)).await
+    async fn confirm_leadership(&self, until: Timestamp) -> Result<(), RuntimeError> {
+        self.inner.confirm_leadership(until).await
     }
-    async fn unfence(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.wrap("unfence", self.inner.unfence(ordinal)).await
+    async fn fence(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        self.wrap("fence", self.inner.fence(ordinal, deadline))
+            .await
+    }
+    async fn unfence(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        self.wrap("unfence", self.inner.unfence(ordinal, deadline))
+            .await
+    }
+    async fn demote(
+        &self,
+        ordinal: u32,
+        source: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        self.wrap("demote", self.inner.demote(ordinal, source, deadline))
+            .await
     }
     async fn wait_caught_up(
         &self,
@@ -787,7 +801,7 @@ impl<R: ClusterRuntime> ClusterRuntime for Faulty<'_, R> {
         )
         .await
     }
-    async fn promote(&self, ordinal: u32) -> Result<(), RuntimeError> {
+    async fn promote(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
         if let Some(i) = self.plan.take_server_only("promote") {
             let done = match self.cluster.handle(ordinal) {
                 Ok(h) => h.promote().await.map_err(|e| e.to_string()),
@@ -811,7 +825,8 @@ impl<R: ClusterRuntime> ClusterRuntime for Faulty<'_, R> {
                 format!("fault {}: promoted on the server, then failed", i + 1),
             ));
         }
-        self.wrap("promote", self.inner.promote(ordinal)).await
+        self.wrap("promote", self.inner.promote(ordinal, deadline))
+            .await
     }
     async fn repoint(&self, ordinal: u32, source: u32) -> Result<(), RuntimeError> {
         self.wrap("repoint", self.inner.repoint(ordinal, source))

@@ -1,5 +1,6 @@
-//! The monitor bites: a runtime broken on purpose (its fence does nothing
-//! and its catch-up returns at once) promotes a candidate while the old
+//! The monitor bites: a runtime broken on purpose (its fence and demotion do
+//! nothing, its catch-up returns at once, and it reports no GTID positions,
+//! so the engine's own checks are blind) promotes a candidate while the old
 //! primary still takes a privileged load, and the monitor must report lost
 //! writes or two writable instances.
 
@@ -21,8 +22,13 @@ impl ClusterRuntime for Broken {
     fn now(&self) -> Timestamp {
         self.0.now()
     }
+    /// Broken: no GTID positions, so the engine cannot compare the two.
     async fn observe(&self) -> Result<Observed, RuntimeError> {
-        self.0.observe().await
+        let mut observed = self.0.observe().await?;
+        for i in &mut observed.instances {
+            i.gtid = None;
+        }
+        Ok(observed)
     }
     async fn load_record(&self) -> Result<Record, RuntimeError> {
         self.0.load_record().await
@@ -51,11 +57,20 @@ impl ClusterRuntime for Broken {
         self.0.recover(ordinal).await
     }
     /// Broken: the old primary keeps taking writes.
-    async fn fence(&self, _ordinal: u32) -> Result<(), RuntimeError> {
+    async fn fence(&self, _ordinal: u32, _deadline: Timestamp) -> Result<(), RuntimeError> {
         Ok(())
     }
-    async fn unfence(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.0.unfence(ordinal).await
+    async fn unfence(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        self.0.unfence(ordinal, deadline).await
+    }
+    /// Broken: the old primary is not made a replica (nor fenced again).
+    async fn demote(
+        &self,
+        _ordinal: u32,
+        _source: u32,
+        _deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        Ok(())
     }
     /// Broken: the candidate is promoted whatever it lacks.
     async fn wait_caught_up(
@@ -66,8 +81,8 @@ impl ClusterRuntime for Broken {
     ) -> Result<(), RuntimeError> {
         Ok(())
     }
-    async fn promote(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        self.0.promote(ordinal).await
+    async fn promote(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        self.0.promote(ordinal, deadline).await
     }
     async fn repoint(&self, ordinal: u32, source: u32) -> Result<(), RuntimeError> {
         self.0.repoint(ordinal, source).await
