@@ -555,6 +555,16 @@ impl LocalRuntime {
         let to = self.source_addr(source)?;
         let observation = handle.observe().await.map_err(Error::sql(ordinal))?;
         if observation.replication.is_some() {
+            // A fenced replica (a demoted old primary, an undone candidate): its
+            // clients go first (one waiting on the fence's lock would commit the
+            // moment it goes), then the lock, which would stop its applier.
+            if handle.holds_fence_lock().await {
+                handle
+                    .kill_client_connections()
+                    .await
+                    .map_err(Error::sql(ordinal))?;
+                handle.release_fence_lock().await;
+            }
             handle.repoint(&to).await.map_err(Error::sql(ordinal))?;
         } else {
             // A former primary: it carries its own position over.

@@ -344,7 +344,8 @@ impl Executor<'_> {
                     }
                 })?;
         }
-        if !is_primary {
+        // A fenced former primary does not replicate until the engine repoints it.
+        if !is_primary && !fenced {
             self.wait_applied(ordinal, cluster.primary, &change.id)
                 .await?;
         }
@@ -470,7 +471,21 @@ impl Executor<'_> {
         if saved.is_empty() {
             return Ok(());
         }
-        for o in saved.keys().filter(|o| **o != primary) {
+        let fenced: Vec<u32> = self
+            .shared
+            .state
+            .read()?
+            .cluster
+            .instances
+            .iter()
+            .filter(|(_, i)| i.fenced)
+            .map(|(o, _)| *o)
+            .collect();
+        // A fenced former primary does not replicate until the engine repoints it.
+        for o in saved
+            .keys()
+            .filter(|o| **o != primary && !fenced.contains(o))
+        {
             self.wait_applied(*o, primary, id).await?;
         }
         for (o, pairs) in &saved {
@@ -481,7 +496,7 @@ impl Executor<'_> {
 
     /// Waits until replica `ordinal` has executed everything `primary` has written, failing
     /// at once with the server's error when its applier stops. An instance that does not
-    /// replicate (a former primary before it is repointed) has nothing to wait for.
+    /// replicate has nothing to wait for.
     async fn wait_applied(&self, ordinal: u32, primary: u32, change: &str) -> Result<()> {
         let handle = self.handle(ordinal)?;
         if handle

@@ -753,3 +753,268 @@ fn galera_rolls_a_schema_change_with_the_writer_last() {
     };
     assert_eq!(reason.category(), "unsupported");
 }
+
+// Issue 10's bugs, each a rule of its own.
+
+#[test]
+fn a_downgrade_within_a_series_halts_before_anything_changes() {
+    // The catalog allows 10.11.14 -> 10.11.9 in place, but replicas go first
+    // and would replicate from a newer 10.11.14 primary: no order is safe.
+    let o = cluster(0, &["10.11.14", "10.11.14", "10.11.14"]);
+    let action = d(
+        &o,
+        &Record::default(),
+        &target("10.11.9"),
+        &Policy::default(),
+    );
+    let Action::Halt {
+        reason: reason @ HaltReason::NoSafeOrder { .. },
+    } = action
+    else {
+        panic!("expected a halt with no safe order, got {action:?}");
+    };
+    assert_eq!(reason.category(), "no-safe-order");
+    assert!(reason.to_string().contains("10.11.9"), "{reason}");
+}
+
+#[test]
+fn an_upgrade_has_a_safe_order() {
+    let o = cluster(0, &["10.5.27", "10.5.27"]);
+    assert_eq!(
+        d(
+            &o,
+            &Record::default(),
+            &target("10.11.14"),
+            &Policy::default()
+        ),
+        Action::Drain { ordinal: 1 }
+    );
+}
+
+#[test]
+fn two_writable_instances_halt_instead_of_being_repaired() {
+    let mut o = cluster(0, &["10.5.27", "10.5.27", "10.5.27"]);
+    set(&mut o, 2, |i| i.writable = true);
+    let action = d(
+        &o,
+        &Record::default(),
+        &target("10.11.14"),
+        &Policy::default(),
+    );
+    let Action::Halt { reason } = action else {
+        panic!("expected a halt, got {action:?}");
+    };
+    assert_eq!(reason.category(), "contradicts-record", "{reason}");
+    assert!(reason.to_string().contains("0, 2"), "{reason}");
+}
+
+#[test]
+fn a_replica_promoted_by_hand_halts() {
+    let mut o = cluster(0, &["10.5.27", "10.5.27"]);
+    set(&mut o, 0, |i| i.writable = false);
+    set(&mut o, 1, |i| (i.writable, i.source) = (true, None));
+    let action = d(
+        &o,
+        &Record::default(),
+        &target("10.11.14"),
+        &Policy::default(),
+    );
+    let Action::Halt { reason } = action else {
+        panic!("expected a halt, got {action:?}");
+    };
+    assert!(reason.to_string().contains("promoted by hand"), "{reason}");
+}
+
+fn mysql_gtid(text: &str) -> GtidSet {
+    GtidSet::parse(Flavor::Mysql, text).expect("test GTID set")
+}
+
+#[test]
+fn a_read_only_primary_is_made_writable_unless_it_lost_what_it_executed() {
+    const UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+    let mut o = cluster(0, &["10.5.27", "10.5.27"]);
+    o.flavor = Flavor::Mysql;
+    for i in &mut o.instances {
+        i.gtid = Some(mysql_gtid(&format!("{UUID}:1-100")));
+    }
+    set(&mut o, 0, |i| i.writable = false);
+    let t = target("10.5.27");
+    let p = Policy::default();
+    // Restarted read-only with its data: writable again, even with no rollout pending.
+    let seen = Record {
+        primary_position: Some(switchyard_plan::record::PrimaryPosition {
+            ordinal: 0,
+            gtid: mysql_gtid(&format!("{UUID}:1-90")),
+        }),
+        ..Record::default()
+    };
+    assert_eq!(d(&o, &seen, &t, &p), Action::Unfence { ordinal: 0 });
+    // Came back with an empty data directory: it stays read-only, halted.
+    set(&mut o, 0, |i| i.gtid = Some(mysql_gtid("")));
+    let action = d(&o, &seen, &t, &p);
+    let Action::Halt { reason } = action else {
+        panic!("expected a halt, got {action:?}");
+    };
+    assert!(reason.to_string().contains("came back without"), "{reason}");
+    // ...also when the rollout was halted already.
+    let halted = Record {
+        halted: Some(Halted {
+            revision_hash: t.key(),
+            reason: HaltReason::Unsupported {
+                message: "an earlier halt".into(),
+            },
+            at: NOW,
+        }),
+        ..seen
+    };
+    assert!(matches!(d(&o, &halted, &t, &p), Action::Halt { .. }));
+}
+
+#[test]
+fn an_unfinished_switchover_is_undone_before_a_halt_is_returned() {
+    let mut o = cluster(0, &["10.5.27", "10.5.27"]);
+    set(&mut o, 0, |i| (i.writable, i.fenced) = (false, true));
+    let t = target("10.11.14");
+    let past = Record {
+        intent: Some(Intent::Switchover {
+            from: 0,
+            to: 1,
+            step: SwitchoverStep::Fenced,
+            started: Timestamp(NOW.0 - 20_000),
+            deadline: Timestamp(NOW.0 - 10_000),
+        }),
+        halted: Some(Halted {
+            revision_hash: t.key(),
+            reason: HaltReason::Unsupported {
+                message: "halted mid-switchover".into(),
+            },
+            at: NOW,
+        }),
+        ..Record::default()
+    };
+    assert_eq!(
+        d(&o, &past, &t, &Policy::default()),
+        Action::Unfence { ordinal: 0 }
+    );
+    // Before its deadline it resumes, halt or not.
+    let resumable = Record {
+        intent: Some(Intent::Switchover {
+            from: 0,
+            to: 1,
+            step: SwitchoverStep::CaughtUp,
+            started: NOW,
+            deadline: Timestamp(NOW.0 + 10_000),
+        }),
+        ..past
+    };
+    assert_eq!(
+        d(&o, &resumable, &t, &Policy::default()),
+        Action::Switchover { from: 0, to: 1 }
+    );
+}
+
+#[test]
+fn a_promoted_old_primary_whose_fence_died_is_fenced_again() {
+    // Promoted and repointed: 1 is the primary; 0 waits for its restart,
+    // configured under 1, not applying, and its fence died with an engine.
+    let mut o = cluster(1, &["10.5.27", "10.11.14"]);
+    set(&mut o, 0, |i| {
+        i.health = Health::ReplicationStopped {
+            errno: 0,
+            message: "replication is stopped".into(),
+        };
+        (i.writable, i.fenced) = (false, false);
+    });
+    let switchover = |step| Record {
+        intent: Some(Intent::Switchover {
+            from: 0,
+            to: 1,
+            step,
+            started: NOW,
+            deadline: NOW,
+        }),
+        ..Record::default()
+    };
+    let t = target("10.11.14");
+    let p = Policy::default();
+    // Not repointed yet: the switchover resumes (and fences it first).
+    assert_eq!(
+        d(&o, &switchover(SwitchoverStep::Promoted), &t, &p),
+        Action::Switchover { from: 0, to: 1 }
+    );
+    let repointed = switchover(SwitchoverStep::Repointed);
+    assert_eq!(d(&o, &repointed, &t, &p), Action::Fence { ordinal: 0 });
+    // Its fence holds: it restarts on the target next.
+    set(&mut o, 0, |i| i.fenced = true);
+    assert!(matches!(
+        d(&o, &repointed, &t, &p),
+        Action::Restart { ordinal: 0, .. }
+    ));
+}
+
+#[test]
+fn an_errant_replica_is_reported_not_passed_over_in_silence() {
+    const UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+    const OTHER: &str = "4f22ab58-82db-22f2-af44-d91bb0530673";
+    let mut o = cluster(0, &["10.11.14", "10.11.14"]);
+    o.flavor = Flavor::Mysql;
+    set(&mut o, 0, |i| {
+        (i.gtid, i.revision) = (
+            Some(mysql_gtid(&format!("{UUID}:1-100"))),
+            rev(2, "10.11.14"),
+        )
+    });
+    set(&mut o, 1, |i| {
+        i.gtid = Some(mysql_gtid(&format!("{UUID}:1-100,{OTHER}:1")));
+        i.revision = rev(2, "10.11.14");
+    });
+    let action = d(
+        &o,
+        &Record::default(),
+        &target("10.11.14"),
+        &Policy::default(),
+    );
+    let Action::Halt {
+        reason: HaltReason::ErrantTransactions { ordinal: 1, .. },
+    } = action
+    else {
+        panic!("expected a halt on instance 1's errant transaction, got {action:?}");
+    };
+}
+
+#[test]
+fn a_promoted_switchover_repoints_before_a_halt_is_returned() {
+    // The promotion took effect (1 is the primary) but its step failed: the
+    // failure is older than halt_after. The replicas are repointed first.
+    let mut o = cluster(1, &["10.5.27", "10.11.14", "10.11.14"]);
+    set(&mut o, 0, |i| (i.writable, i.fenced) = (false, true));
+    set(&mut o, 2, |i| i.source = Some(0));
+    let t = target("10.11.14");
+    let policy = Policy {
+        halt_after: Duration::from_secs(10),
+        retry_backoff: Duration::from_secs(15),
+        ..Policy::default()
+    };
+    let record = Record {
+        intent: Some(Intent::Switchover {
+            from: 0,
+            to: 1,
+            step: SwitchoverStep::Promoting,
+            started: Timestamp(NOW.0 - 20_000),
+            deadline: Timestamp(NOW.0 + 10_000),
+        }),
+        failure: Some(Failure {
+            target: t.key(),
+            key: "switchover:0->1".into(),
+            first: Timestamp(NOW.0 - 16_000),
+            last: Timestamp(NOW.0 - 16_000),
+            count: 1,
+            message: "promote: the call took effect, then failed".into(),
+        }),
+        ..Record::default()
+    };
+    assert_eq!(
+        d(&o, &record, &t, &policy),
+        Action::Switchover { from: 0, to: 1 }
+    );
+}

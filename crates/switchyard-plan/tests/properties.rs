@@ -27,6 +27,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use switchyard_plan::engine::{Engine, EngineError, StepOutcome};
 use switchyard_plan::mutation::Mutation;
+use switchyard_plan::record::{Intent, SwitchoverStep};
 use switchyard_plan::versions::{Flavor, Version};
 use switchyard_plan::{HaltReason, Policy, Revision, SchemaTarget, Target};
 
@@ -51,6 +52,8 @@ struct Scenario {
     downgrade: bool,
     delay_ms: u64,
     privileged_writer: bool,
+    /// A `halt_after` shorter than some waits and backoffs.
+    short_halt: bool,
 }
 
 fn versions(flavor: Flavor, downgrade: bool) -> (Version, Version) {
@@ -93,6 +96,15 @@ fn fault(n: u32) -> impl Strategy<Value = Fault> {
         1 => o.prop_map(|ordinal| Fault::ErrantWrite { ordinal }),
         1 => prop_oneof![Just(1u32), 1u32..40].prop_map(|times| Fault::PromoteFailsAfterWritable { times }),
         1 => Just(Fault::RecordWriteFails),
+        1 => prop_oneof![
+            Just("promote"),
+            Just("repoint"),
+            Just("fence"),
+            Just("demote"),
+            Just("unfence"),
+            Just("undrain")
+        ]
+        .prop_map(|call| Fault::FailsAfterEffect { call }),
         1 => (1u32..12).prop_map(|steps| Fault::Depose { steps }),
     ]
 }
@@ -123,10 +135,21 @@ fn scenario_with(faults: fn(u32) -> BoxedStrategy<Schedule>) -> impl Strategy<Va
                 faults(n32),
                 0u64..1500,
                 any::<bool>(),
+                proptest::bool::weighted(0.2),
             )
         })
         .prop_map(
-            |(flavor, schema, downgrade, primary, upgraded, faults, delay_ms, privileged)| {
+            |(
+                flavor,
+                schema,
+                downgrade,
+                primary,
+                upgraded,
+                faults,
+                delay_ms,
+                privileged,
+                short_halt,
+            )| {
                 let (from, to) = versions(flavor, downgrade);
                 // A replica may already run the target (a rollout resumed); the
                 // primary never does: its replicas would replicate from a newer source.
@@ -148,9 +171,21 @@ fn scenario_with(faults: fn(u32) -> BoxedStrategy<Schedule>) -> impl Strategy<Va
                     downgrade,
                     delay_ms,
                     privileged_writer: privileged,
+                    short_halt,
                 }
             },
         )
+}
+
+fn policy_for(scn: &Scenario) -> Policy {
+    Policy {
+        halt_after: if scn.short_halt {
+            Duration::from_secs(6)
+        } else {
+            Duration::from_secs(1800)
+        },
+        ..policy()
+    }
 }
 
 fn policy() -> Policy {
@@ -215,8 +250,9 @@ fn rollout(scn: &Scenario, mutation: Mutation, schedule: Vec<(u64, Fault)>) -> (
         .build()
         .expect("tokio runtime");
     let target = scenario_target(scn);
-    let engine_for =
-        |id: u32| Engine::with_mutation(model.handle(id), target.clone(), policy(), mutation);
+    let engine_for = |id: u32| {
+        Engine::with_mutation(model.handle(id), target.clone(), policy_for(scn), mutation)
+    };
     let mut next_id = 1;
     let mut leader = (0u32, engine_for(0));
     let mut deposed: Option<(u32, Engine<model::Handle>, u32)> = None;
@@ -361,11 +397,20 @@ fn run(scn: &Scenario, mutation: Mutation) -> Result<(), TestCaseError> {
     if let Some(reason) = &run.halted {
         let explained = match reason {
             HaltReason::NoSafeOrder { .. } => scn.downgrade,
-            HaltReason::ErrantTransactions { .. } | HaltReason::WaitedTooLong { .. } => {
-                errant_fault
-            }
+            HaltReason::ErrantTransactions { .. } => errant_fault,
+            HaltReason::WaitedTooLong { .. } => errant_fault || scn.short_halt,
+            HaltReason::KeepsFailing { .. } => scn.short_halt,
             _ => false,
         };
+        // An unfinished switchover is finished or undone before any halt.
+        let unfinished = matches!(model.record().intent,
+            Some(Intent::Switchover { step, .. }) if step < SwitchoverStep::Repointed);
+        prop_assert!(
+            !unfinished,
+            "halted with an unfinished switchover: {reason}: {:?}\ntrace:\n{}",
+            model.record().intent,
+            trace()
+        );
         prop_assert!(
             explained,
             "halted for a reason no fault explains: {reason}\nfaults fired: {:?}\ntrace:\n{}",
@@ -706,6 +751,7 @@ fn an_instance_that_never_comes_back_halts_the_rollout() {
         downgrade: false,
         delay_ms: 200,
         privileged_writer: false,
+        short_halt: false,
     };
     let model = Arc::new(Model::new(&setup(&scn)));
     let policy = Policy {
@@ -751,6 +797,7 @@ fn an_engine_killed_at_any_point_of_a_switchover_resumes_safely() {
             downgrade: false,
             delay_ms: 800,
             privileged_writer: true,
+            short_halt: false,
         };
         let length = clean_length(&scn, Mutation::None);
         let mut halts = 0;
@@ -803,6 +850,7 @@ fn calls_of_a_deposed_engine(mutation: Mutation) -> Vec<String> {
         downgrade: false,
         delay_ms: 300,
         privileged_writer: false,
+        short_halt: false,
     };
     let model = Arc::new(Model::new(&setup(&scn)));
     let rt = tokio::runtime::Builder::new_current_thread()

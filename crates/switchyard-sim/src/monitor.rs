@@ -20,7 +20,7 @@
 //!   shows a switchover within its deadline (plus [`UNDO_GRACE`] to undo it),
 //!   or while the primary is down by a scenario's fault (three samples in a
 //!   row, so one slow answer is not a verdict);
-//! - **newer-source**: no instance replicates from a source running a newer
+//! - **newer-source**: no instance replicates (either thread running) from a source running a newer
 //!   version (two samples in a row);
 //! - **out-of-service**: the instances down (not by a fault) together with
 //!   the one the engine's intent names number at most one (two samples in a row);
@@ -613,7 +613,11 @@ impl Watch {
             let mut newer_pairs = Vec::new();
             for (o, x) in &seen {
                 let Some(obs) = &x.obs else { continue };
-                let Some(r) = obs.replication.as_ref() else {
+                // Configured but not started (a former primary demoted before its
+                // successor's promotion) fetches and applies nothing.
+                let Some(r) = obs.replication.as_ref().filter(|r| {
+                    r.sql_running || r.io_thread != switchyard_mysql::IoThreadState::Stopped
+                }) else {
                     continue;
                 };
                 let source = self

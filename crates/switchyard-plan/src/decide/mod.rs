@@ -2,8 +2,9 @@
 //!
 //! [`decide`] is a pure function. The rules, in the order they apply:
 //!
-//! 1. A switchover the record shows unfinished (not yet promoted) comes first,
-//!    before any halt: before its deadline it resumes (the engine fences the
+//! 1. A switchover the record shows unfinished comes first, before any halt:
+//!    promoted, its replicas are repointed; not promoted yet, before its
+//!    deadline it resumes (the engine fences the
 //!    old primary again, waits for the candidate to execute the old primary's
 //!    position read afresh and checks it for errant transactions before
 //!    promoting); after its deadline it is undone ([`Action::Unfence`]: when

@@ -9,9 +9,10 @@ use crate::topology::{Health, Instance, Role, TopologyKind};
 use crate::versions::catalog;
 
 impl Decider<'_> {
-    /// Rule 1: a switchover the record shows unfinished (not yet promoted)
-    /// resumes before its deadline and is undone after it, before anything
-    /// else, halts included.
+    /// Rule 1: a switchover the record shows unfinished comes before anything
+    /// else, halts included: not promoted yet, it resumes before its deadline
+    /// and is undone after it; promoted, its replicas are repointed (after the
+    /// backoff when a repoint failed, but never halted on).
     pub(super) fn unfinished_switchover(&self) -> Option<Action> {
         let Some(Intent::Switchover {
             from,
@@ -25,8 +26,26 @@ impl Decider<'_> {
         };
         let (from, to) = (*from, *to);
         let new = self.observed.instance(to);
-        if *step >= SwitchoverStep::Promoted || new.is_some_and(|n| n.role == Role::Primary) {
+        if *step >= SwitchoverStep::Repointed {
             return None;
+        }
+        if *step >= SwitchoverStep::Promoted || new.is_some_and(|n| n.role == Role::Primary) {
+            // Promoted, not repointed yet: finished (the replicas repointed)
+            // before any halt, after the backoff when a repoint failed.
+            if let Some(f) = &self.record.failure
+                && f.target == self.target.key()
+            {
+                let until = f.last.after(self.policy.retry_backoff);
+                if self.now < until {
+                    return Some(Action::Wait {
+                        reason: WaitReason::Backoff {
+                            step: f.key.clone(),
+                            until,
+                        },
+                    });
+                }
+            }
+            return Some(Action::Switchover { from, to });
         }
         let Some(old) = self.observed.instance(from) else {
             return Some(self.gone(from));

@@ -312,6 +312,20 @@ impl<R: ClusterRuntime> Engine<R> {
                 format!("the candidate is {}", c.health),
             ));
         }
+        // Nothing is promoted that could not be compared with the old primary.
+        if c.gtid.is_none() || o.gtid.is_none() {
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::Transient,
+                what,
+                format!(
+                    "the executed transactions of {} are unknown (old primary {}, candidate {}): \
+                     nothing can be compared",
+                    if o.gtid.is_none() { from } else { to },
+                    o.health,
+                    c.health
+                ),
+            ));
+        }
         if self.mutation != Mutation::SkipCatchUp
             && let Some(extra) = o.errant_against(c)
         {

@@ -81,6 +81,9 @@ pub enum Fault {
     PromoteFailsAfterWritable { times: u32 },
     /// The next store of the record takes effect, then reports a failure.
     RecordWriteFails,
+    /// The next call of this kind (`promote`, `repoint`, `fence`, `demote`,
+    /// `unfence`, `undrain`) takes full effect, then reports a failure.
+    FailsAfterEffect { call: &'static str },
     /// The leading engine loses its lease and runs on beside a new leader for
     /// `steps` steps.
     Depose { steps: u32 },
@@ -170,6 +173,8 @@ struct State {
     schedule: Vec<(u64, Fault)>,
     fired: Vec<(u64, u64, Fault)>,
     promote_fails: u32,
+    /// A call kind armed to fail after its effect.
+    fails_after: Option<&'static str>,
     record_write_fails: bool,
     /// Engines killed, by id; engines deposed, with the steps left.
     dead: BTreeSet<u32>,
@@ -294,6 +299,7 @@ impl Model {
                 schedule: Vec::new(),
                 fired: Vec::new(),
                 promote_fails: 0,
+                fails_after: None,
                 record_write_fails: false,
                 dead: BTreeSet::new(),
                 deposed_request: None,
@@ -424,6 +430,7 @@ impl Model {
         }
         s.schedule.clear();
         s.promote_fails = 0;
+        s.fails_after = None;
         s.record_write_fails = false;
     }
 
@@ -499,7 +506,8 @@ impl Model {
         }
         // Writes a server took while a fault had just taken its fence: the
         // engine could not prevent them, but it must not lose them silently:
-        // on the primary, or the rollout halted on the server holding them.
+        // on the primary, or the rollout did not say done (a halt that names
+        // an instance names the one holding them).
         let lost: Vec<WriteId> = s.exposed.difference(&p.executed).copied().collect();
         if !lost.is_empty() {
             let named_holds_them = halted_on
@@ -510,7 +518,9 @@ impl Model {
                 .iter()
                 .find(|i| lost.iter().all(|id| i.executed.contains(id)))
                 .map(|i| i.ordinal);
-            if !named_holds_them {
+            // Lost silently: the rollout said done, or halted naming another.
+            let silent = finished || (halted_on.is_some() && !named_holds_them);
+            if silent {
                 out.push(format!(
                     "{} writes acknowledged while a fence was lost are missing on the primary \
                      and no halt names the instance holding them ({holder:?}): first {:?}",
@@ -648,6 +658,17 @@ impl State {
             s.kill_engine(id);
             return Err(killed(what));
         }
+        if result.is_ok()
+            && let Some(call) = s.fails_after
+            && what.starts_with(call)
+        {
+            s.fails_after = None;
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::Transient,
+                what,
+                "the call took effect, then its answer was lost",
+            ));
+        }
         result.map_err(|m| RuntimeError::new(RuntimeErrorKind::Failed, what, m))
     }
 }
@@ -747,6 +768,7 @@ impl State {
             }
             Fault::PromoteFailsAfterWritable { times } => self.promote_fails = times,
             Fault::RecordWriteFails => self.record_write_fails = true,
+            Fault::FailsAfterEffect { call } => self.fails_after = Some(call),
             Fault::Depose { steps } => self.deposed_request = Some(steps),
         }
     }
@@ -1159,6 +1181,18 @@ impl Handle {
     }
 }
 
+/// A call bounded by `deadline` sends nothing once it has passed (as the
+/// SQL layer does).
+fn in_time(s: &State, deadline: Timestamp) -> Result<(), String> {
+    if s.clock > deadline.0 {
+        return Err(format!(
+            "the deadline {} passed at {}: nothing was sent",
+            deadline, s.clock
+        ));
+    }
+    Ok(())
+}
+
 fn up(s: &mut State, ordinal: u32) -> Result<&mut MInstance, String> {
     let i = s.inst_mut(ordinal).ok_or("no such instance")?;
     if !i.up {
@@ -1222,7 +1256,7 @@ impl ClusterRuntime for Handle {
                 "this engine holds no lease",
             ));
         };
-        if now < g.from || until.0 > g.until {
+        if now < g.from || now > g.until || until.0 > g.until {
             return Err(RuntimeError::new(
                 RuntimeErrorKind::Conflict,
                 "confirm the lease",
@@ -1379,11 +1413,12 @@ impl ClusterRuntime for Handle {
         .await
     }
 
-    async fn fence(&self, ordinal: u32, _deadline: Timestamp) -> Result<(), RuntimeError> {
+    async fn fence(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
         self.op(
             &format!("fence {ordinal}"),
             |_| {},
             |s| {
+                in_time(s, deadline)?;
                 let caller = s.caller;
                 let i = up(s, ordinal)?;
                 i.read_only = true;
@@ -1399,11 +1434,12 @@ impl ClusterRuntime for Handle {
         .await
     }
 
-    async fn unfence(&self, ordinal: u32, _deadline: Timestamp) -> Result<(), RuntimeError> {
+    async fn unfence(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
         self.op(
             &format!("unfence {ordinal}"),
             |_| {},
             |s| {
+                in_time(s, deadline)?;
                 up(s, ordinal)?;
                 for i in &mut s.instances {
                     if i.ordinal != ordinal && i.role == Role::Primary {
@@ -1425,12 +1461,13 @@ impl ClusterRuntime for Handle {
         &self,
         ordinal: u32,
         source: u32,
-        _deadline: Timestamp,
+        deadline: Timestamp,
     ) -> Result<(), RuntimeError> {
         self.op(
             &format!("demote {ordinal} under {source}"),
             |_| {},
             |s| {
+                in_time(s, deadline)?;
                 let caller = s.caller;
                 let i = up(s, ordinal)?;
                 if i.source != Some(source) {
@@ -1482,16 +1519,17 @@ impl ClusterRuntime for Handle {
         .await
     }
 
-    async fn promote(&self, ordinal: u32, _deadline: Timestamp) -> Result<(), RuntimeError> {
+    async fn promote(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
         self.op(
             &format!("promote {ordinal}"),
             |s| {
-                if s.inst(ordinal).is_some_and(|i| i.up) {
+                if s.clock <= deadline.0 && s.inst(ordinal).is_some_and(|i| i.up) {
                     s.check_promotion(ordinal);
                     s.make_writable(ordinal);
                 }
             },
             |s| {
+                in_time(s, deadline)?;
                 up(s, ordinal)?;
                 s.check_promotion(ordinal);
                 s.make_writable(ordinal);
