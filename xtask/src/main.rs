@@ -176,10 +176,38 @@ fn ci() -> Result<()> {
             .env("PROPTEST_RNG_SEED", "20261122"))
     })?;
     show_kube_e2e_log();
+    phases.run("property tests, rotating seed", rotating_seed_properties)?;
     phases.run("e2e scenarios", || sim::run(Vec::new(), true))?;
     print_free_disk();
     phases.print();
     Ok(())
+}
+
+/// The rollout property test once more with a seed that changes from run to run (the
+/// pinned seed above reproduces; this one explores), printing how to replay a failure.
+fn rotating_seed_properties() -> Result<()> {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs());
+    let replay = format!(
+        "PROPTEST_RNG_SEED={seed} cargo test -p switchyard-plan --test properties -- \
+         rollouts_keep_the_invariants_under_faults"
+    );
+    eprintln!("==> property tests with the rotating seed {seed}; to replay: {replay}");
+    let mut cmd = cargo();
+    cmd.env("CARGO_INCREMENTAL", "0")
+        .env("PROPTEST_RNG_SEED", seed.to_string())
+        .args([
+            "test",
+            "-p",
+            "switchyard-plan",
+            "--locked",
+            "--test",
+            "properties",
+            "--",
+            "rollouts_keep_the_invariants_under_faults",
+        ]);
+    run(&mut cmd).map_err(|e| anyhow::anyhow!("{e}\nreplay the failure with: {replay}"))
 }
 
 /// Prints the space left where the build and the test servers go: a run that

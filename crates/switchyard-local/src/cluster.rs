@@ -98,6 +98,11 @@ pub(crate) struct Node {
     pub(crate) lifecycle: Arc<tokio::sync::Mutex<()>>,
     /// The supervisor's own handle (the runtime has its own).
     handle: switchyard_mysql::Instance,
+    /// The instance's agent: the handle that holds its fence (MariaDB's backup
+    /// lock lives on one of its connections). It belongs to the cluster, as
+    /// the in-pod agent belongs to the pod, so a fence outlives the engine that
+    /// set it; every engine's runtime fences and unfences through it.
+    pub(crate) agent: switchyard_mysql::Instance,
 }
 
 impl Node {
@@ -282,6 +287,7 @@ impl LocalCluster {
                 by_engine: std::sync::atomic::AtomicBool::new(false),
                 lifecycle: Arc::new(tokio::sync::Mutex::new(())),
                 handle: mysql_handle(o, i.port(), &operator, true),
+                agent: mysql_handle(o, i.port(), &operator, false),
             })
             .collect();
         let shared = Arc::new(Shared {
@@ -723,7 +729,6 @@ impl Shared {
         handle: &switchyard_mysql::Instance,
         upgraded_from: Option<Version>,
         running: Version,
-        by: StartedBy,
     ) -> Result<()> {
         handle.forget_connection();
         if self.flavor == Flavor::Mariadb
@@ -757,14 +762,15 @@ impl Shared {
         let state = self.state.read()?;
         let cluster = state.cluster;
         let fenced = cluster.instances.get(&ordinal).is_some_and(|i| i.fenced);
+        // A lock the agent held on the process before this start is gone.
+        let agent = &self.node(ordinal)?.agent;
+        agent.forget_connection();
+        agent.release_fence_lock().await;
         if fenced {
-            // An instance the engine fenced comes back fenced (the engine's
-            // own restart fences it again on its handle; after the supervisor's
-            // start the engine's next step does) and out of replication: the
-            // engine repoints it once it has checked what it holds.
-            if by != StartedBy::Supervisor {
-                handle.fence().await.map_err(Error::sql(ordinal))?;
-            }
+            // An instance the engine fenced comes back fenced (by its agent,
+            // whoever started it) and out of replication: the engine repoints
+            // it once it has checked what it holds.
+            agent.fence().await.map_err(Error::sql(ordinal))?;
             return Ok(());
         }
         if cluster.primary == ordinal {
@@ -827,8 +833,7 @@ impl Shared {
         if !self.instance(ordinal)?.is_running() {
             self.start_on(ordinal, &entry, by).await?;
         }
-        self.after_start(ordinal, handle, None, entry.version, by)
-            .await
+        self.after_start(ordinal, handle, None, entry.version).await
     }
 
     /// The instances out of service by the engine's doing: drained from the

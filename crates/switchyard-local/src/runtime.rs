@@ -14,13 +14,23 @@
 //!   replication resumed on a replica. The old primary after a switchover
 //!   has no source: the engine repoints it.
 //! - **drain / undrain**: the router's read pool.
-//! - **fence**: the router's primary endpoint closed (its sessions with it),
-//!   the instance taken out of the read pool, then the topology client's
-//!   fence (read-only, every client's connection killed, and on MariaDB the
-//!   global read lock).
-//! - **promote**: the topology client's promotion, the state file's primary,
-//!   the router's primary endpoint, and every session to the old primary
-//!   closed.
+//! - **fence**: for the primary, first the long-transaction pre-check and a
+//!   moment for its replicas to catch up; then the router's primary endpoint
+//!   closed (its sessions with it), the instance taken out of the read pool,
+//!   and the topology client's fence (read-only, `super_read_only` on MySQL,
+//!   every client's connection killed, and on MariaDB the backup lock),
+//!   through the instance's **agent**: a handle the cluster owns, as the
+//!   in-pod agent owns the pod, so that a fence outlives the engine that set
+//!   it (a new engine still fences again: a lock can die on its own). The
+//!   observation reports an instance fenced only while its fence holds.
+//! - **demote**: the fenced old primary made a replica of the candidate,
+//!   replication not started, fenced again.
+//! - **unfence**: once no other instance takes writes, the instance made the
+//!   writable primary again (a demotion's replication forgotten, fence and
+//!   read-only lifted), in the state file and the router.
+//! - **promote**: the topology client's promotion (bounded by the
+//!   switchover's deadline), the state file's primary, the router's primary
+//!   endpoint, and every session to the old primary closed.
 //! - **apply_variables**: `SET GLOBAL` through the topology client (never
 //!   `SET PERSIST`: the revision's my.cnf stays the one source of truth for
 //!   restarts), and the instance's revision moved to the target.
@@ -94,7 +104,8 @@ impl Default for RuntimeConfig {
 }
 
 /// The engine's runtime over a [`LocalCluster`]. Each runtime has its own
-/// connections (and so its own fences), as a separate engine process would.
+/// connections, as a separate engine process would; fences are held by the
+/// cluster's per-instance agents and outlive it.
 pub struct LocalRuntime {
     shared: Arc<Shared>,
     handles: Mutex<Vec<switchyard_mysql::Instance>>,
@@ -126,6 +137,11 @@ impl LocalRuntime {
             handles: Mutex::new(handles),
             config,
         }
+    }
+
+    /// The instance's agent handle, which holds its fence across engines.
+    fn agent(&self, ordinal: u32) -> Result<switchyard_mysql::Instance> {
+        Ok(self.shared.node(ordinal)?.agent.clone())
     }
 
     fn handle(&self, ordinal: u32) -> Result<switchyard_mysql::Instance> {
@@ -192,6 +208,7 @@ impl LocalRuntime {
             let phase = node.phase();
             let running = self.shared.instance(o)?.is_running();
             let handle = self.handle(o)?;
+            let agent = self.agent(o)?;
             tasks.spawn(async move {
                 let seen = match phase {
                     Phase::Changing => Seen::Starting,
@@ -199,8 +216,8 @@ impl LocalRuntime {
                     Phase::Running if !running => Seen::Crashed,
                     Phase::Running => match handle.observe().await {
                         Ok(obs) => {
-                            // MariaDB's fence is a lock on this runtime's own connection.
-                            let locked = handle.holds_fence_lock().await;
+                            // MariaDB's fence is a lock on the agent's connection.
+                            let locked = agent.holds_fence_lock().await;
                             Seen::Up(Box::new(obs), locked)
                         }
                         Err(e) => Seen::Unreachable(e.to_string()),
@@ -361,13 +378,7 @@ impl LocalRuntime {
             .await?;
         let handle = self.handle(ordinal)?;
         self.shared
-            .after_start(
-                ordinal,
-                &handle,
-                Some(before.version),
-                entry.version,
-                StartedBy::Restart,
-            )
+            .after_start(ordinal, &handle, Some(before.version), entry.version)
             .await
     }
 
@@ -433,7 +444,7 @@ impl LocalRuntime {
             .drain(ordinal, Duration::ZERO)
             .await
             .map_err(router_error)?;
-        self.handle(ordinal)?
+        self.agent(ordinal)?
             .fence_by(instant(deadline))
             .await
             .map_err(Error::sql(ordinal))?;
@@ -461,7 +472,7 @@ impl LocalRuntime {
                 )));
             }
         }
-        self.handle(ordinal)?
+        self.agent(ordinal)?
             .promote_by(instant(deadline))
             .await
             .map_err(|f| Error::sql(ordinal)(f.error))?;
@@ -484,7 +495,7 @@ impl LocalRuntime {
     async fn do_demote(&self, ordinal: u32, source: u32, deadline: Timestamp) -> Result<()> {
         let creds = replication_credentials(self.shared.testbed.credentials(), self.shared.flavor);
         let to = self.source_addr(source)?;
-        self.handle(ordinal)?
+        self.agent(ordinal)?
             .demote_unstarted_by(&to, &creds, instant(deadline))
             .await
             .map_err(Error::sql(ordinal))
@@ -497,9 +508,11 @@ impl LocalRuntime {
         deadline: Timestamp,
     ) -> Result<()> {
         let old = self.handle(from)?;
-        // A new engine process does not hold the old one's fence lock: fence again.
-        if self.shared.flavor == Flavor::Mariadb && !old.holds_fence_lock().await {
-            old.fence().await.map_err(Error::sql(from))?;
+        // The engine fences the old primary on every entry; a fence lost since is
+        // taken again here, just before the position is read.
+        let agent = self.agent(from)?;
+        if self.shared.flavor == Flavor::Mariadb && !agent.holds_fence_lock().await {
+            agent.fence().await.map_err(Error::sql(from))?;
         }
         let position = old.binlog_position().await.map_err(Error::sql(from))?;
         let left = deadline.since(now()).max(Duration::from_millis(100));
@@ -519,7 +532,8 @@ impl LocalRuntime {
     }
 
     async fn do_promote(&self, ordinal: u32, deadline: Timestamp) -> Result<()> {
-        self.handle(ordinal)?
+        // Through the agent: a fence an undone promotion left on it goes too.
+        self.agent(ordinal)?
             .promote_by(instant(deadline))
             .await
             .map_err(|f| Error::sql(ordinal)(f.error))?;
@@ -558,19 +572,20 @@ impl LocalRuntime {
             // A fenced replica (a demoted old primary, an undone candidate): its
             // clients go first (one waiting on the fence's lock would commit the
             // moment it goes), then the lock, which would stop its applier.
-            if handle.holds_fence_lock().await {
+            let agent = self.agent(ordinal)?;
+            if agent.holds_fence_lock().await {
                 handle
                     .kill_client_connections()
                     .await
                     .map_err(Error::sql(ordinal))?;
-                handle.release_fence_lock().await;
+                agent.release_fence_lock().await;
             }
             handle.repoint(&to).await.map_err(Error::sql(ordinal))?;
         } else {
             // A former primary: it carries its own position over.
             let creds =
                 replication_credentials(self.shared.testbed.credentials(), self.shared.flavor);
-            handle
+            self.agent(ordinal)?
                 .demote_to_replica(&to, &creds)
                 .await
                 .map_err(Error::sql(ordinal))?;

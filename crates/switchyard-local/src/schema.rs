@@ -327,7 +327,10 @@ impl Executor<'_> {
             .map_err(invalid)?;
             // A former primary after a switchover: its fence would block the ALTER, so it is
             // lifted behind the DDL lockout; its applier waits until it has the new shape.
-            handle
+            // On a fenced instance, through its agent: the handle that holds the fence.
+            let node = self.shared.node(ordinal)?;
+            let member = if fenced { &node.agent } else { handle };
+            member
                 .run_member_ddl(&statement, self.lock_wait, fenced && !is_primary)
                 .await
                 .map_err(|e| {

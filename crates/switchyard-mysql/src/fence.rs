@@ -263,9 +263,23 @@ impl Instance {
         result
     }
 
-    /// Whether this handle holds a fence's backup lock (MariaDB).
+    /// Whether this handle holds a fence's backup lock (MariaDB) that still holds: its
+    /// connection answers. A lock whose connection died (killed, or the server restarted) is
+    /// forgotten, so that the next fence takes a new one.
     pub async fn holds_fence_lock(&self) -> bool {
-        self.inner.fence.lock().await.is_some()
+        let mut held = self.inner.fence.lock().await;
+        let Some(lock) = held.as_mut() else {
+            return false;
+        };
+        let d = Instant::now() + self.inner.timeouts.connect;
+        let alive = lock
+            .exec("check that the fence's lock holds", Sql::Static("DO 0"), d)
+            .await
+            .is_ok();
+        if !alive && let Some(dead) = held.take() {
+            dead.close().await;
+        }
+        alive
     }
 
     /// Releases the backup lock of a fence this handle holds (MariaDB), leaving `read_only`

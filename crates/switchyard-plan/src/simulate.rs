@@ -263,6 +263,12 @@ impl Sim {
             Action::Repoint { ordinal, source } => {
                 if let Some(i) = self.inst(*ordinal) {
                     i.source = Some(*source);
+                    i.fenced = false;
+                }
+            }
+            Action::Fence { ordinal } => {
+                if let Some(i) = self.inst(*ordinal) {
+                    i.fenced = true;
                 }
             }
             Action::Switchover { from, to } => {
