@@ -10,7 +10,8 @@ use std::collections::HashSet;
 
 use switchyard_plan::versions::Flavor;
 
-use crate::apply::{Aspect, Subject, check_key};
+use crate::apply::{Aspect, Subject};
+use crate::constraints::check_key;
 use crate::model::{Column, ColumnDefault, ForeignKey, Index, Table};
 use crate::rules::Rule;
 use crate::types::{Promotion, TypeOutcome, compare_types, is_enum_append};

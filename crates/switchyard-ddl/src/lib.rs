@@ -46,6 +46,7 @@ mod alter;
 mod apply;
 mod column;
 mod compat;
+mod constraints;
 mod definition;
 mod error;
 mod keys;
