@@ -694,6 +694,9 @@ impl<'a> Builder<'a> {
             .collect();
         let mut emptied = Vec::new();
         let mut index_touches = Vec::new();
+        let flavor = self.flavor;
+        let columns = self.new.columns.clone();
+        let column_named = |name: &str| columns.iter().find(|c| c.name.eq_ignore_ascii_case(name));
         for index in &mut self.new.indexes {
             let mut parts = Vec::with_capacity(index.parts.len());
             for mut part in std::mem::take(&mut index.parts) {
@@ -706,6 +709,46 @@ impl<'a> Builder<'a> {
                         parts.push(part);
                     }
                     _ => parts.push(part),
+                }
+            }
+            // A key part on a column that became TEXT or BLOB needs a prefix: MySQL refuses
+            // the statement (error 1170), MariaDB takes the longest prefix a key holds.
+            if matches!(
+                index.kind,
+                IndexKind::Plain | IndexKind::Unique | IndexKind::Primary
+            ) {
+                for part in &mut parts {
+                    let Some(column) = part.column.as_deref().and_then(column_named) else {
+                        continue;
+                    };
+                    let lob = matches!(
+                        column.ty.kind,
+                        crate::model::TypeKind::Text { .. } | crate::model::TypeKind::Blob { .. }
+                    );
+                    if !lob || part.prefix.is_some() {
+                        continue;
+                    }
+                    let clause = self
+                        .modified
+                        .iter()
+                        .find(|(_, id)| *id == column.id)
+                        .map_or(0, |(c, _)| *c);
+                    if flavor == Flavor::Mysql || index.kind != IndexKind::Plain {
+                        return Err((
+                            clause,
+                            ApplyError::Inapplicable(format!(
+                                "column `{}` becomes {} but key `{}` has no prefix length for it (MySQL \
+                                 error 1170): give the key part a length",
+                                column.name, column.ty.kind, index.name
+                            )),
+                        ));
+                    }
+                    let bytes = column
+                        .ty
+                        .charset
+                        .as_deref()
+                        .map_or(4, crate::model::charset_max_bytes);
+                    part.prefix = Some(3072 / bytes);
                 }
             }
             index.parts = parts;

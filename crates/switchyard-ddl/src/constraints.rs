@@ -62,6 +62,11 @@ pub(crate) fn inline_constraints(flavor: Flavor, spec: &ColumnSpec, name: &str) 
             if_not_exists: false,
         }));
     }
+    if let Some(fk) = &spec.references {
+        let mut key = fk.clone();
+        key.columns = vec![name.to_owned()];
+        keys.push(KeySpec::ForeignKey(ForeignKeySpec { name: None, key }));
+    }
     for expression in &spec.checks {
         keys.push(KeySpec::Check(CheckConstraint {
             name: None,
@@ -236,6 +241,34 @@ fn add_foreign_key(
         .any(|f| f.name.eq_ignore_ascii_case(&fk.name))
     {
         return Err(ApplyError::AlreadyExists("foreign key", fk.name));
+    }
+    // InnoDB needs an index that starts with the key's columns: both servers add one,
+    // named after the constraint when it has a name, when none exists.
+    let covered = table.indexes.iter().any(|index| {
+        index.parts.len() >= fk.columns.len()
+            && index.parts.iter().zip(&fk.columns).all(|(part, column)| {
+                part.column
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(column))
+            })
+    });
+    if !covered {
+        let parts: Vec<IndexPart> = fk
+            .columns
+            .iter()
+            .map(|c| IndexPart {
+                column: Some(c.clone()),
+                expression: None,
+                prefix: None,
+            })
+            .collect();
+        let index = IndexSpec {
+            name: spec.name.clone(),
+            kind: IndexKind::Plain,
+            parts,
+            if_not_exists: false,
+        };
+        add_index(table, &index, fx)?;
     }
     fx.touches.push(Subject::ForeignKey(lower(&fk.name)));
     fx.changes.push(Change::ForeignKeyAdded);

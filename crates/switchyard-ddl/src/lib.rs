@@ -152,7 +152,7 @@ pub fn analyze(flavor: Flavor, create_table: &str, alter: &str) -> Result<Analys
 /// comparing with what a server reports after the change ([`Table::same_shape`]).
 pub fn apply_alter(flavor: Flavor, create_table: &str, alter: &str) -> Result<Table, DdlError> {
     let table = parse_table(flavor, create_table)?;
-    let statement = alter::parse_alter(flavor, alter)?;
+    let statement = alter::parse_alter(flavor, None, alter)?;
     check_table_name(&table, &statement)?;
     Ok(apply::apply(flavor, &table, &statement)?.0)
 }
@@ -174,7 +174,7 @@ pub fn rollout_statement(
     alter: &str,
     primary: PrimaryMode,
 ) -> Result<String, DdlError> {
-    let parsed = alter::parse_alter(flavor, alter)?;
+    let parsed = alter::parse_alter(flavor, None, alter)?;
     let text = parsed.text;
     // RENAME TO takes an exclusive metadata lock for an instant: both servers refuse it
     // with LOCK=NONE (error 1845), and it never blocks writes for longer.
@@ -204,7 +204,7 @@ pub const NOT_ONLINE_ADVICE: &str = "the analyzer judged that the primary could 
 /// fetching its current definition before [`analyze`]. The statement is checked as
 /// [`analyze`] checks it: one ALTER TABLE, no executable comments.
 pub fn alter_table_name(flavor: Flavor, alter: &str) -> Result<model::TableName, DdlError> {
-    Ok(alter::parse_alter(flavor, alter)?.table)
+    Ok(alter::parse_alter(flavor, None, alter)?.table)
 }
 
 fn check_table_name(table: &Table, statement: &alter::AlterStatement) -> Result<(), DdlError> {
@@ -226,7 +226,7 @@ pub fn analyze_with(
     options: &AnalyzeOptions,
 ) -> Result<Analysis, DdlError> {
     let old = parse_table(flavor, create_table)?;
-    let statement = alter::parse_alter(flavor, alter)?;
+    let statement = alter::parse_alter(flavor, options.server_version, alter)?;
     check_table_name(&old, &statement)?;
     let (new, effects) = apply::apply(flavor, &old, &statement)?;
 

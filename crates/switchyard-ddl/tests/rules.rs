@@ -1137,8 +1137,8 @@ fn refusals_name_the_problem() {
             "several-statements",
         ),
         (
-            "ALTER TABLE orders ADD c INT /*! , DROP COLUMN id */",
-            "executable-comment",
+            "ALTER TABLE orders ADD c INT /*! ; DROP TABLE orders */",
+            "several-statements",
         ),
         ("SELECT 1", "wrong-statement"),
     ];
