@@ -318,6 +318,18 @@ impl<'a> Builder<'a> {
                 Claim::Change { spec, positioned } => {
                     column = spec.resolve(charset.as_deref(), collation.as_deref());
                     column.id = old.id;
+                    if let (Some(before), Some(after)) = (&old.generated, &column.generated)
+                        && before.stored != after.stored
+                    {
+                        return Err((
+                            clause,
+                            ApplyError::Inapplicable(format!(
+                                "generated column `{}` cannot change between VIRTUAL and STORED in place \
+                                 (MySQL error 3106, MariaDB error 1907): drop it and add it again",
+                                old.name
+                            )),
+                        ));
+                    }
                     let in_primary_key = self
                         .old
                         .primary_key()

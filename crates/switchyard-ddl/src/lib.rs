@@ -66,7 +66,7 @@ pub use definition::parse_table;
 pub use error::DdlError;
 pub use model::Table;
 pub use online::{Algorithm, PrimaryMode};
-pub use rules::{Finding, Rule, Verdict};
+pub use rules::{Claim, Finding, Rule, Verdict};
 
 use apply::{Aspect, Change, Subject};
 use compat::{Direction, Found};
@@ -241,13 +241,21 @@ pub fn analyze_with(
     let mut found = compat::layout(&old, &new, &moved);
     found.extend(compat::compare(
         flavor,
+        options.server_version,
         &old,
         &new,
         Direction::OldToNew,
         options.bidirectional,
     ));
     if options.bidirectional {
-        for mut f in compat::compare(flavor, &new, &old, Direction::NewToOld, true) {
+        for mut f in compat::compare(
+            flavor,
+            options.server_version,
+            &new,
+            &old,
+            Direction::NewToOld,
+            true,
+        ) {
             if f.rule.verdict() == Verdict::Safe {
                 continue;
             }
