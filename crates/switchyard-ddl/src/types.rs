@@ -585,6 +585,20 @@ pub(crate) fn is_enum_append(writer: &TypeKind, applier: &TypeKind) -> bool {
     }
 }
 
+/// True when an ENUM or SET change takes more bytes per value (past 255 ENUM values, past
+/// 8, 16, 24 or 32 SET values): the table is copied.
+pub(crate) fn enum_storage_grows(writer: &TypeKind, applier: &TypeKind) -> bool {
+    match (writer, applier) {
+        (TypeKind::Enum { values: w }, TypeKind::Enum { values: a }) => {
+            storage_bytes(a.len(), false) > storage_bytes(w.len(), false)
+        }
+        (TypeKind::Set { values: w }, TypeKind::Set { values: a }) => {
+            storage_bytes(a.len(), true) > storage_bytes(w.len(), true)
+        }
+        _ => false,
+    }
+}
+
 /// True when the two types store their values the same way whatever their character set:
 /// ENUM and SET store positions.
 pub(crate) fn charset_free(kind: &TypeKind) -> bool {

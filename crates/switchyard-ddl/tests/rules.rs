@@ -43,10 +43,21 @@ fn extra_columns_the_replica_cannot_fill_the_same_way_are_unsafe() {
         Safe,
         Rule::ColumnAddedAtEnd,
     );
-    both(
-        "ALTER TABLE orders ADD COLUMN at DATETIME NOT NULL",
+    // MySQL's strict mode refuses the zero date the primary's own ALTER would give its rows.
+    let zero_date = "ALTER TABLE orders ADD COLUMN at DATETIME NOT NULL";
+    expect(
+        Flavor::Mariadb,
+        MARIADB_ORDERS,
+        zero_date,
         Safe,
         Rule::ColumnAddedAtEnd,
+    );
+    expect(
+        Flavor::Mysql,
+        MYSQL_ORDERS,
+        zero_date,
+        Unsafe,
+        Rule::ColumnAddedWithoutDefault,
     );
     both(
         "ALTER TABLE orders ADD COLUMN place POINT NOT NULL",
@@ -1198,6 +1209,56 @@ fn primary_online_is_version_aware_in_the_algorithm_only() {
         "ALTER TABLE orders MODIFY code VARCHAR(20) NOT NULL",
     );
     assert_eq!(varchar.primary, PrimaryMode::Online);
+}
+
+#[test]
+fn mariadb_from_11_2_copies_online_so_the_primary_takes_a_copy_in_place() {
+    let at = |version: Version, alter: &str| {
+        let options = AnalyzeOptions::default().with_server_version(version);
+        let analysis = run_with(Flavor::Mariadb, PLAIN, alter, &options);
+        (analysis.primary, analysis.clauses[0].algorithm)
+    };
+    let (v10_11, v11_8) = (Version::new(10, 11, 14), Version::new(11, 8, 3));
+    let copies = [
+        "ALTER TABLE plain MODIFY b BIGINT",
+        "ALTER TABLE plain ADD CONSTRAINT ck CHECK (b > 0)",
+        "ALTER TABLE plain CONVERT TO CHARACTER SET latin1",
+        "ALTER TABLE plain ADD COLUMN s INT AS (b + 1) STORED",
+        "ALTER TABLE plain DEFAULT CHARSET=latin1",
+    ];
+    for alter in copies {
+        assert_eq!(
+            at(v10_11, alter),
+            (PrimaryMode::Switchover, Algorithm::Copy),
+            "{alter}"
+        );
+        assert_eq!(
+            at(v11_8, alter),
+            (PrimaryMode::Online, Algorithm::Copy),
+            "{alter}"
+        );
+    }
+    // A FULLTEXT index blocks writes in place before 11.2; 11.2+ copies the table online.
+    let fulltext = "ALTER TABLE plain ADD FULLTEXT INDEX ft (c)";
+    assert_eq!(at(v10_11, fulltext).0, PrimaryMode::Switchover);
+    assert_eq!(at(v11_8, fulltext), (PrimaryMode::Online, Algorithm::Copy));
+    // What 11.2's online copy does not take stays behind a switchover.
+    for alter in [
+        "ALTER TABLE plain ADD COLUMN n INT NOT NULL AUTO_INCREMENT UNIQUE",
+        "ALTER TABLE plain MODIFY b BIGINT, ALGORITHM=COPY",
+        "ALTER TABLE plain MODIFY b BIGINT, LOCK=SHARED",
+        "ALTER TABLE plain PARTITION BY HASH (a) PARTITIONS 2",
+    ] {
+        assert_eq!(at(v11_8, alter).0, PrimaryMode::Switchover, "{alter}");
+    }
+    // MySQL never copies online.
+    let mysql = run_with(
+        Flavor::Mysql,
+        PLAIN,
+        "ALTER TABLE plain MODIFY b BIGINT",
+        &AnalyzeOptions::default().with_server_version(Version::new(9, 7, 4)),
+    );
+    assert_eq!(mysql.primary, PrimaryMode::Switchover);
 }
 
 #[test]
