@@ -1,7 +1,7 @@
 //! Reading one ALTER TABLE statement into its clauses.
 //!
-//! The raw text is tokenized first (executable comments refused, statements counted), then
-//! split at top-level commas. Column definitions go through sqlparser ([`crate::column`]);
+//! The raw text is tokenized first (executable comments read as the server reads them,
+//! statements counted), then split at top-level commas. Column definitions go through sqlparser ([`crate::column`]);
 //! keys, table options and partition clauses are read here, because sqlparser 0.63 rejects
 //! many of the forms MySQL and MariaDB accept (`RENAME INDEX`, `ENGINE=`, `CONVERT TO`,
 //! `FORCE`, partition maintenance, `ADD COLUMN (a INT, b INT)`).

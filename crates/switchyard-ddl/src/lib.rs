@@ -28,8 +28,11 @@
 //! Assumptions: row-based replication with `binlog_row_image=FULL` (the default); InnoDB.
 //!
 //! The crate performs no IO. Inputs it cannot judge are refused with a [`DdlError`] naming the
-//! problem: anything but one ALTER TABLE, executable comments (`/*! … */`, `/*M! … */`) in the
-//! ALTER, another table than the definition's, references to columns that do not exist.
+//! problem: anything but one ALTER TABLE (a second statement hidden in an executable comment
+//! included), another table than the definition's, references to columns that do not exist.
+//! Executable comments (`/*! … */`, `/*!50700 … */`, `/*M! … */`) are read as the flavor's
+//! server reads them: their text counts where that server runs it (from the comment's version
+//! on; `/*M!` only on MariaDB) and is a comment elsewhere.
 //!
 //! ```
 //! use switchyard_ddl::{analyze, PrimaryMode, Verdict};
@@ -202,7 +205,7 @@ pub const NOT_ONLINE_ADVICE: &str = "the analyzer judged that the primary could 
 
 /// The table `alter` changes, as written (the schema only when the statement names one), for
 /// fetching its current definition before [`analyze`]. The statement is checked as
-/// [`analyze`] checks it: one ALTER TABLE, no executable comments.
+/// [`analyze`] checks it: one ALTER TABLE, executable comments read as the server reads them.
 pub fn alter_table_name(flavor: Flavor, alter: &str) -> Result<model::TableName, DdlError> {
     Ok(alter::parse_alter(flavor, None, alter)?.table)
 }
