@@ -85,7 +85,10 @@ pub(crate) enum Change {
     IndexMetadata,
     ForeignKeyAdded,
     ForeignKeyDropped,
-    CheckAdded,
+    /// `of_new_column`: a column-level CHECK written in an added column's definition.
+    CheckAdded {
+        of_new_column: bool,
+    },
     CheckDropped,
     CheckEnforcement {
         enforced: bool,
@@ -858,9 +861,16 @@ impl<'a> Builder<'a> {
                 }
                 _ => continue,
             };
+            let of_new_column = matches!(op, Op::AddColumn { .. });
             for key in &keys {
+                let from = self.fx[clause].changes.len();
                 add_key(flavor, &mut self.new, key, &mut self.fx[clause])
                     .map_err(|e| (clause, e))?;
+                for change in &mut self.fx[clause].changes[from..] {
+                    if let Change::CheckAdded { of_new_column: new } = change {
+                        *new = of_new_column;
+                    }
+                }
             }
         }
         Ok(())

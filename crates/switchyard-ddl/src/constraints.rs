@@ -134,7 +134,9 @@ pub(crate) fn add_key(
                 return Err(ApplyError::AlreadyExists("check constraint", name.clone()));
             }
             fx.touches.push(Subject::Check(check_key(&check)));
-            fx.changes.push(Change::CheckAdded);
+            fx.changes.push(Change::CheckAdded {
+                of_new_column: false,
+            });
             table.checks.push(check);
             Ok(())
         }

@@ -144,6 +144,51 @@ impl Capabilities {
 const MARIADB_VIRTUAL_REORDER: &str = "MariaDB cannot place a column among the others in place on a \
                                        table with VIRTUAL columns: the table is copied";
 
+/// Measured on MariaDB 10.5 and 10.11 (error 1846 with LOCK=NONE).
+const MARIADB_INDEXED_VIRTUAL: &str = "MariaDB rebuilds, adds to or drops from a table with an indexed \
+                                       VIRTUAL column only by copying it (\"online rebuild with indexed \
+                                       virtual columns\" is not supported)";
+
+/// True when `table` has a VIRTUAL generated column in an index.
+fn has_indexed_virtual(table: &Table) -> bool {
+    table
+        .columns
+        .iter()
+        .filter(|c| c.generated.as_ref().is_some_and(|g| !g.stored))
+        .any(|c| {
+            table
+                .indexes
+                .iter()
+                .any(|i| i.columns().any(|n| n.eq_ignore_ascii_case(&c.name)))
+        })
+}
+
+/// True for the changes MariaDB makes by rebuilding the table (or instantly only on a table
+/// without indexed VIRTUAL columns): columns added, dropped, moved or made NOT NULL, the
+/// primary key, FORCE and the options that rebuild. Measured on 10.5 and 10.11: a secondary
+/// index, a VARCHAR extended in place, a default or a rename are taken with LOCK=NONE there.
+fn mariadb_rebuilds(change: &Change) -> bool {
+    match change {
+        Change::ColumnAdded { .. } | Change::ColumnDropped | Change::ConvertCharset => true,
+        Change::ColumnModified {
+            before,
+            after,
+            moved,
+        } => *moved || (before.nullable && !after.nullable),
+        Change::IndexAdded(index) | Change::IndexDropped(index) => index.kind == IndexKind::Primary,
+        Change::Rebuild(_) => true,
+        Change::TableOption { key, .. } => matches!(
+            key.as_str(),
+            "ENGINE"
+                | "ROW_FORMAT"
+                | "KEY_BLOCK_SIZE"
+                | "PAGE_COMPRESSED"
+                | "PAGE_COMPRESSION_LEVEL"
+        ),
+        _ => false,
+    }
+}
+
 /// Measured on MariaDB 10.5, 10.11 and 11.8 (error 1845 with ALGORITHM=INPLACE).
 const MARIADB_NOT_NULL_STORED: &str = "MariaDB makes a column NOT NULL (by MODIFY or by a primary key \
                                        over it) only with a table copy when the table has STORED \
@@ -204,7 +249,7 @@ fn copies_online(before: &Table, change: &Change) -> bool {
         Change::ColumnAdded { column, .. } => !column.auto_increment,
         Change::ColumnModified { .. }
         | Change::ColumnDropped
-        | Change::CheckAdded
+        | Change::CheckAdded { .. }
         | Change::CheckEnforcement { .. }
         | Change::ConvertCharset
         | Change::IndexAdded(_)
@@ -239,6 +284,9 @@ fn judge_change(
             .columns
             .iter()
             .any(|c| c.generated.as_ref().is_some_and(|g| g.stored));
+    if flavor == Flavor::Mariadb && has_indexed_virtual(before) && mariadb_rebuilds(change) {
+        return j(Algorithm::Copy, true, MARIADB_INDEXED_VIRTUAL);
+    }
     let rebuild = |online_reason: &str| {
         if fulltext {
             j(Algorithm::Inplace, true, FULLTEXT_REBUILD)
@@ -320,14 +368,56 @@ fn judge_change(
                     .indexes
                     .iter()
                     .any(|i| i.columns().any(|c| c.eq_ignore_ascii_case(&old.name)));
-                parts.push(type_change(flavor, old, new, indexed));
+                let collation_only = old.ty.kind == new.ty.kind
+                    && matches!(old.ty.kind, TypeKind::Char { varying: true, .. })
+                    && old.ty.charset == new.ty.charset
+                    && old.ty.unsigned == new.ty.unsigned
+                    && old.ty.compressed == new.ty.compressed;
+                if indexed
+                    && collation_only
+                    && flavor == Flavor::Mariadb
+                    && caps.at_least(10, 11, 0)
+                {
+                    // Measured: LOCK=NONE taken on 10.11 (the indexes are rebuilt in place),
+                    // refused on 10.5 and by MySQL 9.7.
+                    parts.push(j(
+                        Algorithm::Inplace,
+                        false,
+                        "MariaDB 10.11 changes an indexed VARCHAR's collation in place, \
+                         rebuilding its indexes with concurrent writes",
+                    ));
+                } else {
+                    parts.push(type_change(flavor, old, new, indexed));
+                }
             }
+            let virtual_expression_only = flavor == Flavor::Mariadb
+                && old.ty == new.ty
+                && old
+                    .generated
+                    .as_ref()
+                    .zip(new.generated.as_ref())
+                    .is_some_and(|(o, n)| !o.stored && !n.stored)
+                && !before
+                    .indexes
+                    .iter()
+                    .any(|i| i.columns().any(|c| c.eq_ignore_ascii_case(&old.name)));
             if old.generated != new.generated {
-                parts.push(j(
-                    Algorithm::Copy,
-                    true,
-                    "changing a generated column copies the table",
-                ));
+                if virtual_expression_only {
+                    // Measured on MariaDB 10.5 and 10.11: taken with LOCK=NONE; refused when
+                    // the column is indexed, and by MySQL.
+                    parts.push(j(
+                        Algorithm::Instant,
+                        false,
+                        "MariaDB changes an unindexed VIRTUAL column's expression without a copy \
+                         (nothing is stored)",
+                    ));
+                } else {
+                    parts.push(j(
+                        Algorithm::Copy,
+                        true,
+                        "changing a generated column copies the table",
+                    ));
+                }
             }
             if old.auto_increment != new.auto_increment {
                 parts.push(j(
@@ -446,7 +536,17 @@ fn judge_change(
             false,
             "dropping a foreign key is metadata only",
         ),
-        Change::CheckAdded | Change::CheckEnforcement { enforced: true } => j(
+        // Measured on MariaDB 10.5 and 10.11: LOCK=NONE taken for ADD COLUMN ... CHECK and
+        // ADD COLUMN ... JSON (a column-level CHECK), refused (error 1845) for a table-level
+        // ADD CONSTRAINT ... CHECK, even on the new column; MySQL copies for either.
+        Change::CheckAdded {
+            of_new_column: true,
+        } if flavor == Flavor::Mariadb => j(
+            Algorithm::Instant,
+            false,
+            "MariaDB adds a column's own CHECK with the column, without validating the rows",
+        ),
+        Change::CheckAdded { .. } | Change::CheckEnforcement { enforced: true } => j(
             Algorithm::Copy,
             true,
             "enforcing a CHECK constraint validates every row with a table copy",

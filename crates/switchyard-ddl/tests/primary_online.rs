@@ -22,7 +22,8 @@
 //! exact). MariaDB 11.8 copies a table online when asked for LOCK=NONE (MariaDB 11.2's online
 //! ALTER), and the analyzer judges it so from the version: there every boundary case is online.
 //! A last set ([`ONLINE_CASES`]: type changes, CHECK, FULLTEXT, SPATIAL, foreign keys, engines,
-//! NOT NULL beside a STORED generated column, AUTO_INCREMENT, partitioning, a cascading table)
+//! NOT NULL beside a STORED generated column, a table with an indexed VIRTUAL column, CHECKs
+//! of new columns, AUTO_INCREMENT, partitioning, a cascading table)
 //! must be judged online exactly when the server takes it with LOCK=NONE, on every server:
 //! what 11.8's online copy takes and what it refuses.
 
@@ -127,11 +128,25 @@ const CASCADING_TABLE: &str = "CREATE TABLE `oc` (
   CONSTRAINT `fk` FOREIGN KEY (`a`) REFERENCES `p` (`id`) ON DELETE CASCADE
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
 
+/// A table with VIRTUAL columns, one of them indexed: MariaDB before 11.2 rebuilds it only by
+/// copying.
+const VIRTUAL_TABLE: &str = "CREATE TABLE `ov` (
+  `id` int NOT NULL,
+  `n` int DEFAULT NULL,
+  `u` int DEFAULT NULL,
+  `b` varchar(10) DEFAULT NULL,
+  `g` int GENERATED ALWAYS AS ((`n` * 2)) VIRTUAL,
+  `gi` int GENERATED ALWAYS AS ((`n` * 3)) VIRTUAL,
+  PRIMARY KEY (`id`),
+  KEY `kgi` (`gi`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+
 const ONLINE_WRITES: &[&str] = &[
     "INSERT INTO p VALUES (1)",
     "INSERT INTO o (id, a, b, e, g) VALUES (1, 1, 'one', 'x', POINT(1, 1)), \
      (2, NULL, 'two', 'y', POINT(2, 2))",
     "INSERT INTO oc VALUES (1, 1)",
+    "INSERT INTO ov (id, n, u, b) VALUES (1, 1, 1, 'one'), (2, NULL, 2, NULL)",
 ];
 
 /// Changes on `o` and `oc` where the analyzer's judgement must be the server's answer to the
@@ -166,6 +181,31 @@ const ONLINE_CASES: &[(&str, &str)] = &[
         "ALTER TABLE o PARTITION BY HASH (id) PARTITIONS 2",
     ),
     (CASCADING_TABLE, "ALTER TABLE oc MODIFY a BIGINT"),
+    // A CHECK in a new column's definition (JSON's, on MariaDB): MariaDB takes it with the
+    // column, MySQL copies; written as a table constraint MariaDB copies too (before 11.2).
+    (ONLINE_TABLE, "ALTER TABLE o ADD COLUMN c INT CHECK (c > 0)"),
+    (
+        ONLINE_TABLE,
+        "ALTER TABLE o ADD COLUMN c INT, ADD CONSTRAINT c9 CHECK (c > 0)",
+    ),
+    (ONLINE_TABLE, "ALTER TABLE o ADD COLUMN j JSON"),
+    // An indexed VIRTUAL column: MariaDB before 11.2 copies for any rebuild, even a column
+    // added at the end; an unindexed VIRTUAL expression changes in place on MariaDB only.
+    (VIRTUAL_TABLE, "ALTER TABLE ov ADD COLUMN x INT"),
+    (VIRTUAL_TABLE, "ALTER TABLE ov DROP COLUMN u"),
+    (VIRTUAL_TABLE, "ALTER TABLE ov FORCE"),
+    (VIRTUAL_TABLE, "ALTER TABLE ov MODIFY u INT NOT NULL"),
+    (VIRTUAL_TABLE, "ALTER TABLE ov ADD KEY kb (b)"),
+    (VIRTUAL_TABLE, "ALTER TABLE ov MODIFY b VARCHAR(20)"),
+    (VIRTUAL_TABLE, "ALTER TABLE ov RENAME COLUMN u TO u2"),
+    (
+        VIRTUAL_TABLE,
+        "ALTER TABLE ov MODIFY g INT AS (n * 4) VIRTUAL",
+    ),
+    (
+        VIRTUAL_TABLE,
+        "ALTER TABLE ov MODIFY gi INT AS (n * 4) VIRTUAL",
+    ),
     // Online everywhere.
     (ONLINE_TABLE, "ALTER TABLE o ADD COLUMN z INT"),
     (ONLINE_TABLE, "ALTER TABLE o ADD KEY ka (a)"),
@@ -370,7 +410,7 @@ async fn check(kind: ServerKind, flavor: Flavor, grammar_too: bool) {
         let answer = run_in(
             &mut conn,
             &format!("o{i}"),
-            &[GRAMMAR_PARENT, ONLINE_TABLE, CASCADING_TABLE],
+            &[GRAMMAR_PARENT, ONLINE_TABLE, CASCADING_TABLE, VIRTUAL_TABLE],
             ONLINE_WRITES,
             &statement,
         )
