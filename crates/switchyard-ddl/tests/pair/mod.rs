@@ -757,7 +757,19 @@ fn first_difference(
     None
 }
 
+/// `s` cut to 24 characters, control characters escaped (`\0`, `\u{1}`) so reports stay text.
 fn shorten(s: &str) -> String {
+    let escaped: String = s
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    let s = escaped.as_str();
     if s.chars().count() > 24 {
         format!(
             "{}…({} chars)",
