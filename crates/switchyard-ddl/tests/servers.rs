@@ -25,7 +25,7 @@
 //! `SWITCHYARD_DDL_ALL_ON_11_8=1` asks for all of them. The report (one section per server,
 //! with the share of exact verdicts) is printed, written to `target/ddl-verification.md` (and
 //! the servers' answers to `target/ddl-verification.json`), and compared with the committed
-//! `docs/ddl-verification.md`.
+//! `docs/ddl-verification.md` (not 11.8's whole set, which the committed report does not hold).
 
 mod pair;
 
@@ -342,8 +342,13 @@ fn next_run(flavor: Flavor, outcome: &Outcome) -> Option<TypeConversions> {
         .find(|c| outcome.run_with(*c).is_none())
 }
 
+/// `SWITCHYARD_DDL_ALL_ON_11_8=1`: every case on 11.8, not only its subset.
+fn all_on_11_8() -> bool {
+    std::env::var("SWITCHYARD_DDL_ALL_ON_11_8").is_ok_and(|v| v == "1")
+}
+
 fn cases(server: Server, version: Option<Version>) -> Vec<Case> {
-    let all = std::env::var("SWITCHYARD_DDL_ALL_ON_11_8").is_ok_and(|v| v == "1");
+    let all = all_on_11_8();
     let differs = |c: &switchyard_ddl::reference::Case| {
         c.mariadb_11_8.is_some()
             || matches!(
@@ -555,7 +560,10 @@ async fn verify(server: Server) {
         server.title,
         wrong.join("\n")
     );
-    check_committed(server, &section);
+    // The committed report holds 11.8's subset; the whole set is compared by hand.
+    if !(server.subset && all_on_11_8()) {
+        check_committed(server, &section);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
