@@ -1,6 +1,9 @@
 //! The schema-change benchmark: one `ALTER TABLE` on a table of a million rows under a steady
 //! write load, three ways in the same run, on one MariaDB 10.11 cluster (a primary and two GTID
-//! replicas behind the testbed's router):
+//! replicas behind the testbed's router), then switchyard's rolling change again on a MariaDB
+//! 11.8 cluster of the same shape (11.2+ copies a table with concurrent writes, so the
+//! analyzer, judging by the server version, alters its primary in place where 10.11's goes
+//! behind a switchover):
 //!
 //! 1. **plain ALTER**: the statement on the primary, replicated as usual; each replica's
 //!    applier runs it after the primary has.
@@ -25,8 +28,9 @@
 //! drained, not the primary), `gtid_current_pos` and `Seconds_Behind_Master`. A replica's
 //! **lag** in a sample is how long ago the primary first had a transaction the replica has not
 //! (from the primary's sampled positions, so within one sampling period), its **GTID distance**
-//! how many transactions it is behind. The largest of either measure is reported; a replica
-//! that switchyard drained is not serving and is not sampled.
+//! how many transactions it is behind. The largest of either measure is reported. A replica
+//! that switchyard drained is not serving: its lag (the same GTID measure) is reported apart,
+//! and the lag target does not apply to it.
 //!
 //! Writes: **latency** of the acknowledged writes sent while the method ran (p50, p99), the
 //! longest gap between acknowledged writes in that window, **failed writes** over the whole
@@ -123,7 +127,7 @@ pub struct Config {
     pub log_dir: PathBuf,
 }
 
-/// The largest lag seen on serving replicas.
+/// The largest lag seen on serving replicas, and apart on replicas drained from the read pool.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Lag {
     /// Samples taken.
@@ -138,6 +142,13 @@ pub struct Lag {
     pub max_distance: u64,
     /// The replica and the time into the method of the largest lag.
     pub worst: Option<(u32, Duration)>,
+    /// Readings of replicas drained from the read pool (not serving; not in the figures
+    /// above).
+    pub drained_readings: usize,
+    /// The largest lag from GTID positions of a drained replica.
+    pub drained_max: Duration,
+    /// The largest GTID distance of a drained replica, in transactions.
+    pub drained_max_distance: u64,
 }
 
 impl Lag {
@@ -172,6 +183,8 @@ pub struct Writes {
 pub struct MethodResult {
     /// The change (after `ALTER TABLE app.bench_orders`).
     pub change: String,
+    /// The server and its version (`MariaDB 10.11.18`).
+    pub server: String,
     /// The method.
     pub method: Method,
     /// From the start until every instance had the new table and every replica had caught up.
@@ -187,8 +200,8 @@ pub struct MethodResult {
 /// Everything measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct Results {
-    /// The server and its version.
-    pub server: String,
+    /// The servers and their versions, in the order they ran.
+    pub servers: Vec<String>,
     /// Percona Toolkit's Debian version, if it ran.
     pub toolkit: Option<String>,
     /// Rows in the table.
@@ -200,19 +213,19 @@ pub struct Results {
 }
 
 impl Results {
-    /// The pt-online-schema-change result for `change`, if it ran.
-    fn pt_osc(&self, change: &str) -> Option<&MethodResult> {
+    /// The pt-online-schema-change result for `change` on `server`, if it ran.
+    fn pt_osc(&self, change: &str, server: &str) -> Option<&MethodResult> {
         self.results
             .iter()
-            .find(|r| r.method == Method::PtOsc && r.change == change)
+            .find(|r| r.method == Method::PtOsc && r.change == change && r.server == server)
     }
 
     /// Whether `r` meets the targets: serving replicas never more than [`MAX_LAG`] behind, no
-    /// failed and no lost write, and (the rolling change only) faster than pt-osc. `None`
-    /// where a target does not apply.
+    /// failed and no lost write, and (the rolling change only) faster than pt-osc on the same
+    /// server. `None` where a target does not apply.
     pub fn verdicts(&self, r: &MethodResult) -> [Option<bool>; 3] {
         let faster = match r.method {
-            Method::Rolling => self.pt_osc(&r.change).map(|p| r.total < p.total),
+            Method::Rolling => self.pt_osc(&r.change, &r.server).map(|p| r.total < p.total),
             _ => None,
         };
         [
@@ -244,34 +257,76 @@ pub async fn run(config: &Config, progress: &dyn Fn(&str)) -> Result<Results> {
     } else {
         None
     };
-    progress(&format!(
-        "starting a {INSTANCES}-instance MariaDB 10.11 cluster"
-    ));
-    let cluster = LocalCluster::start(ClusterSpec::new(ServerKind::Mariadb1011, INSTANCES))
-        .await
-        .context("starting the cluster")?;
-    let version = cluster.testbed().primary().server_version().await?;
-    let server = format!("MariaDB {}", version.split('-').next().unwrap_or(&version));
     std::fs::create_dir_all(&config.log_dir)
         .with_context(|| format!("could not create {}", config.log_dir.display()))?;
+    let mut results = Vec::new();
+    let mut servers = Vec::new();
+    let mut run = 0u8;
+    // Every method on 10.11; the rolling change alone on 11.8, where the primary's online
+    // judgement differs.
+    let mut rounds = vec![(ServerKind::Mariadb1011, config.methods.clone())];
+    if config.methods.contains(&Method::Rolling) {
+        rounds.push((ServerKind::Mariadb118, vec![Method::Rolling]));
+    }
+    for (kind, methods) in rounds {
+        let server = on_server(
+            config,
+            kind,
+            &methods,
+            toolkit.as_ref(),
+            progress,
+            &mut run,
+            &mut results,
+        )
+        .await?;
+        servers.push(server);
+    }
+    Ok(Results {
+        servers,
+        toolkit: toolkit.as_ref().map(|t| t.version().to_owned()),
+        rows: config.rows,
+        rate: config.rate,
+        results,
+    })
+}
+
+/// Starts a cluster of `kind`, runs `methods` on every change there, and stops it; returns
+/// the server's name and version.
+async fn on_server(
+    config: &Config,
+    kind: ServerKind,
+    methods: &[Method],
+    toolkit: Option<&Tool>,
+    progress: &dyn Fn(&str),
+    run: &mut u8,
+    results: &mut Vec<MethodResult>,
+) -> Result<String> {
+    progress(&format!(
+        "starting a {INSTANCES}-instance MariaDB {} cluster",
+        kind.series()
+    ));
+    let cluster = LocalCluster::start(ClusterSpec::new(kind, INSTANCES))
+        .await
+        .with_context(|| format!("starting the MariaDB {} cluster", kind.series()))?;
+    let version = cluster.testbed().primary().server_version().await?;
+    let server = format!("MariaDB {}", version.split('-').next().unwrap_or(&version));
     let bench = Bench {
         cnf: client_option_file(&cluster)?,
         cluster,
         config,
-        toolkit,
+        toolkit: toolkit.cloned(),
+        server: server.clone(),
         progress,
     };
-    let mut results = Vec::new();
-    let mut run = 0u8;
     for change in &config.changes {
-        for &method in &config.methods {
-            run += 1;
+        for &method in methods {
+            *run += 1;
             let result = bench
-                .method(change, method, run)
+                .method(change, method, *run)
                 .await
-                .with_context(|| format!("{} of `{change}`", method.label()))?;
+                .with_context(|| format!("{} of `{change}` on {server}", method.label()))?;
             progress(&format!(
-                "{} `{change}`: {} s, max lag {} ms (Seconds_Behind_Master {}), write p99 {} ms, {} failed, {} lost; {}",
+                "{server}, {} `{change}`: {} s, max lag {} ms (Seconds_Behind_Master {}), drained replicas {} ms, write p99 {} ms, {} failed, {} lost; {}",
                 method.label(),
                 secs(result.total),
                 ms(result.lag.max),
@@ -279,6 +334,7 @@ pub async fn run(config: &Config, progress: &dyn Fn(&str)) -> Result<Results> {
                     .lag
                     .max_seconds_behind
                     .map_or("-".to_owned(), |s| s.to_string()),
+                ms(result.lag.drained_max),
                 ms(result.writes.latency.p99),
                 result.writes.failed,
                 result.writes.lost,
@@ -287,13 +343,7 @@ pub async fn run(config: &Config, progress: &dyn Fn(&str)) -> Result<Results> {
             results.push(result);
         }
     }
-    Ok(Results {
-        server,
-        toolkit: bench.toolkit.as_ref().map(|t| t.version().to_owned()),
-        rows: config.rows,
-        rate: config.rate,
-        results,
-    })
+    Ok(server)
 }
 
 /// A `[client]` option file with the operator account, for pt-online-schema-change (so the
@@ -324,6 +374,8 @@ struct Bench<'a> {
     cluster: LocalCluster,
     config: &'a Config,
     toolkit: Option<Tool>,
+    /// The server and its version, for the results.
+    server: String,
     cnf: PathBuf,
     progress: &'a dyn Fn(&str),
 }
@@ -409,6 +461,13 @@ impl Bench<'_> {
         if let Some((o, at)) = lag.worst {
             detail.push_str(&format!("; largest lag on instance {o}, {} s in", secs(at)));
         }
+        if lag.drained_readings > 0 {
+            detail.push_str(&format!(
+                "; drained replicas (out of the read pool) at most {} ms, {} transactions behind",
+                ms(lag.drained_max),
+                lag.drained_max_distance
+            ));
+        }
         self.cool_down(&load, end).await?;
         let origin = load.ledger().start();
         let report = load.stop().await;
@@ -418,6 +477,7 @@ impl Bench<'_> {
             .context("checking the writes")?;
         Ok(MethodResult {
             change: change.to_owned(),
+            server: self.server.clone(),
             method,
             total: end - start,
             lag,
@@ -823,7 +883,8 @@ impl History {
     }
 }
 
-/// Samples the serving replicas every [`SAMPLE_EVERY`] until `stop` says so.
+/// Samples the replicas every [`SAMPLE_EVERY`] until `stop` says so: serving ones and, apart,
+/// drained ones.
 async fn sample_lag(bench: &Bench<'_>, mut stop: watch::Receiver<bool>, start: Instant) -> Lag {
     let router = bench.cluster.router();
     let mut conns: Vec<Option<MySqlConnection>> = (0..INSTANCES).map(|_| None).collect();
@@ -849,9 +910,9 @@ async fn sample_lag(bench: &Bench<'_>, mut stop: watch::Receiver<bool>, start: I
         };
         history.points.push((Instant::now(), position.clone()));
         for o in (0..ordinal(INSTANCES)).filter(|o| *o != primary) {
-            if router.is_drained(o) != Some(false) {
+            let Some(drained) = router.is_drained(o) else {
                 continue;
-            }
+            };
             let Some((have, behind)) = query(bench, &mut conns, o, async |c| {
                 Ok((gtid_of(c).await?, seconds_behind(c).await?))
             })
@@ -859,18 +920,26 @@ async fn sample_lag(bench: &Bench<'_>, mut stop: watch::Receiver<bool>, start: I
             else {
                 continue;
             };
-            // Still serving when read (a drain may have begun meanwhile).
-            if router.is_drained(o) != Some(false) || router.primary() == Some(o) {
+            // Still serving (or still drained) when read: a drain may have begun or ended
+            // meanwhile.
+            if router.is_drained(o) != Some(drained) || router.primary() == Some(o) {
                 continue;
             }
             let now = Instant::now();
-            lag.readings += 1;
             let l = history.lag(&have, now);
+            let d = distance(&position, &have);
+            if drained {
+                lag.drained_readings += 1;
+                lag.drained_max = lag.drained_max.max(l);
+                lag.drained_max_distance = lag.drained_max_distance.max(d);
+                continue;
+            }
+            lag.readings += 1;
             if l > lag.max {
                 lag.max = l;
                 lag.worst = Some((o, now - start));
             }
-            lag.max_distance = lag.max_distance.max(distance(&position, &have));
+            lag.max_distance = lag.max_distance.max(d);
             if let Some(b) = behind {
                 lag.max_seconds_behind = Some(lag.max_seconds_behind.unwrap_or(0).max(b));
             }
@@ -908,15 +977,18 @@ async fn query<T>(
     }
 }
 
-/// The results table: change, method, total time, lag, writes, and the verdicts.
+/// The results table: change, server, method, total time, lag (serving replicas, then
+/// drained ones), writes, and the verdicts.
 pub fn results_table(results: &Results) -> String {
     let header: Vec<String> = [
         "change",
+        "server",
         "method",
         "total s",
         "max lag ms (GTID)",
         "max Seconds_Behind_Master",
         "max GTID distance",
+        "drained replica max lag ms (GTID)",
         "write p50 ms",
         "write p99 ms",
         "longest write gap ms",
@@ -941,6 +1013,7 @@ pub fn results_table(results: &Results) -> String {
             let [lag_ok, failed_ok, faster] = results.verdicts(r);
             vec![
                 format!("`{}`", r.change),
+                r.server.clone(),
                 r.method.label().to_owned(),
                 secs(r.total),
                 ms(r.lag.max),
@@ -948,6 +1021,11 @@ pub fn results_table(results: &Results) -> String {
                     .max_seconds_behind
                     .map_or("—".to_owned(), |s| s.to_string()),
                 r.lag.max_distance.to_string(),
+                if r.lag.drained_readings == 0 {
+                    "—".to_owned()
+                } else {
+                    ms(r.lag.drained_max)
+                },
                 ms(r.writes.latency.p50),
                 ms(r.writes.latency.p99),
                 ms(r.writes.longest_gap),
@@ -960,7 +1038,7 @@ pub fn results_table(results: &Results) -> String {
             ]
         })
         .collect();
-    table(&header, 2, &body)
+    table(&header, 3, &body)
 }
 
 /// The section of `docs/benchmarks.md`.
@@ -976,8 +1054,8 @@ pub fn section(results: &Results, ctx: &SectionContext) -> String {
         load(ctx.load_after),
     );
     out.push_str(&format!(
-        "{}, 3 instances; table `{DATABASE}.{TABLE}` of {} rows; load {} writes/s through the router; Percona Toolkit {}.\n\n",
-        results.server,
+        "{}, 3 instances each; table `{DATABASE}.{TABLE}` of {} rows; load {} writes/s through the router; Percona Toolkit {}.\n\n",
+        results.servers.join(" and "),
         results.rows,
         results.rate,
         results.toolkit.as_deref().unwrap_or("not run"),
@@ -1001,8 +1079,9 @@ pub fn section(results: &Results, ctx: &SectionContext) -> String {
             })
             .collect();
         out.push_str(&format!(
-            "- `{}`, {}: {}; failed writes {}{}.\n",
+            "- `{}`, {}, {}: {}; failed writes {}{}.\n",
             r.change,
+            r.server,
             r.method.label(),
             r.detail,
             r.writes.failed,
@@ -1018,7 +1097,7 @@ pub fn section(results: &Results, ctx: &SectionContext) -> String {
         .iter()
         .filter(|r| r.method == Method::Rolling)
         .filter(|r| results.verdicts(r).contains(&Some(false)))
-        .map(|r| format!("`{}`", r.change))
+        .map(|r| format!("`{}` on {}", r.change, r.server))
         .collect();
     out.push('\n');
     if results.results.iter().all(|r| r.method != Method::Rolling) {
@@ -1078,6 +1157,7 @@ mod tests {
     fn result(method: Method, total: u64, lag_ms: u64, failed: usize) -> MethodResult {
         MethodResult {
             change: "MODIFY c INT".to_owned(),
+            server: "MariaDB 10.11.14".to_owned(),
             method,
             total: Duration::from_secs(total),
             lag: Lag {
@@ -1095,7 +1175,7 @@ mod tests {
     #[test]
     fn verdicts_compare_with_pt_osc_and_the_targets() {
         let results = Results {
-            server: "MariaDB 10.11.14".to_owned(),
+            servers: vec!["MariaDB 10.11.14".to_owned()],
             toolkit: Some("3.2.1-1".to_owned()),
             rows: 1_000_000,
             rate: 200,
@@ -1140,6 +1220,38 @@ mod tests {
             "{plain}"
         );
         assert!(text.contains("meets every target"), "{text}");
+
+        // A drained replica's lag is reported, and the lag target does not apply to it.
+        let mut drained = results.clone();
+        drained.results[2].lag.drained_readings = 10;
+        drained.results[2].lag.drained_max = Duration::from_millis(4_200);
+        assert_eq!(
+            drained.verdicts(&drained.results[2]),
+            [Some(true), Some(true), Some(true)]
+        );
+        let table = results_table(&drained);
+        let row = table
+            .lines()
+            .find(|l| l.contains("| switchyard rolling"))
+            .expect("a rolling row");
+        let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+        assert_eq!(cells[7], "4200", "{row}");
+        let plain = table
+            .lines()
+            .find(|l| l.contains("| plain ALTER"))
+            .expect("a plain row");
+        let cells: Vec<&str> = plain.trim_matches('|').split('|').map(str::trim).collect();
+        assert_eq!(cells[7], "—", "{plain}");
+
+        // The rolling change on another server is compared with no pt-osc of that server's.
+        let mut other = results.clone();
+        let mut on_11_8 = result(Method::Rolling, 200, 100, 0);
+        on_11_8.server = "MariaDB 11.8.3".to_owned();
+        other.results.push(on_11_8);
+        assert_eq!(
+            other.verdicts(&other.results[3]),
+            [Some(true), Some(true), None]
+        );
 
         // A seconds-behind reading over a second fails the lag target too.
         let mut slow = results.clone();

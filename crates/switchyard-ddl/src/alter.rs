@@ -1,12 +1,12 @@
 //! Reading one ALTER TABLE statement into its clauses.
 //!
-//! The raw text is tokenized first (executable comments refused, statements counted), then
-//! split at top-level commas. Column definitions go through sqlparser ([`crate::column`]);
+//! The raw text is tokenized first (executable comments read as the server reads them,
+//! statements counted), then split at top-level commas. Column definitions go through sqlparser ([`crate::column`]);
 //! keys, table options and partition clauses are read here, because sqlparser 0.63 rejects
 //! many of the forms MySQL and MariaDB accept (`RENAME INDEX`, `ENGINE=`, `CONVERT TO`,
 //! `FORCE`, partition maintenance, `ADD COLUMN (a INT, b INT)`).
 
-use switchyard_plan::versions::Flavor;
+use switchyard_plan::versions::{Flavor, Version};
 
 use crate::column::{
     ColumnSpec, normalize_charset, normalize_collation, parse_column, parse_default,
@@ -149,14 +149,25 @@ pub(crate) struct AlterStatement {
 
 const WHAT: &str = "ALTER statement";
 
-/// Tokenizes `text`, refusing executable comments and more than one statement, and returns
-/// the tokens of the one statement (trailing `;` removed).
+/// Tokenizes `text`, refusing more than one statement (and executable comments when `mode`
+/// says to report them), and returns the tokens of the one statement (trailing `;` removed).
 pub(crate) fn single_statement(
     text: &str,
     what: &'static str,
     expected: &'static str,
     mode: ExecutableComments,
 ) -> Result<Vec<Token>, DdlError> {
+    Ok(statement_with_comments(text, what, expected, mode)?.0)
+}
+
+/// [`single_statement`], with the source range of the statement: from its first token to
+/// its last, widened to whole executable comments where a token lies inside one.
+fn statement_with_comments(
+    text: &str,
+    what: &'static str,
+    expected: &'static str,
+    mode: ExecutableComments,
+) -> Result<(Vec<Token>, std::ops::Range<usize>), DdlError> {
     if text.trim().is_empty() {
         return Err(DdlError::Empty {
             what,
@@ -183,7 +194,21 @@ pub(crate) fn single_statement(
             what,
             expected: "exactly one statement",
         }),
-        [one] => Ok(one.to_vec()),
+        [one] => {
+            let (mut start, mut end) = (
+                one.first().map_or(0, |t| t.start),
+                one.last().map_or(0, |t| t.end),
+            );
+            for comment in &lexed.executable_comments {
+                if comment.start < start && start < comment.end {
+                    start = comment.start;
+                }
+                if comment.start < end && end <= comment.end {
+                    end = comment.end;
+                }
+            }
+            Ok((one.to_vec(), start..end))
+        }
         several => Err(DdlError::SeveralStatements {
             what,
             count: several.len(),
@@ -201,9 +226,31 @@ fn first_words(tokens: &[Token], n: usize) -> String {
         .join(" ")
 }
 
-/// Parses one ALTER TABLE statement.
-pub(crate) fn parse_alter(flavor: Flavor, text: &str) -> Result<AlterStatement, DdlError> {
-    let tokens = single_statement(text, WHAT, "ALTER TABLE", ExecutableComments::Report)?;
+/// How a server of `flavor` and `version` reads executable comments; without a version, the
+/// newest releases switchyard runs (MySQL 9.7, MariaDB 11.8), which run every comment an
+/// older release runs.
+pub(crate) fn comment_mode(flavor: Flavor, version: Option<Version>) -> ExecutableComments {
+    let version = version.unwrap_or(match flavor {
+        Flavor::Mysql => Version::new(9, 7, 0),
+        Flavor::Mariadb => Version::new(11, 8, 0),
+    });
+    ExecutableComments::Server {
+        mariadb: flavor == Flavor::Mariadb,
+        version: u32::from(version.major) * 10_000
+            + u32::from(version.minor) * 100
+            + u32::from(version.patch),
+    }
+}
+
+/// Parses one ALTER TABLE statement as a server of `flavor` and `version` reads it
+/// ([`comment_mode`]).
+pub(crate) fn parse_alter(
+    flavor: Flavor,
+    version: Option<Version>,
+    text: &str,
+) -> Result<AlterStatement, DdlError> {
+    let (tokens, range) =
+        statement_with_comments(text, WHAT, "ALTER TABLE", comment_mode(flavor, version))?;
     let mut cursor = Cursor::new(&tokens);
     let wrong = |tokens: &[Token]| DdlError::WrongStatement {
         what: WHAT,
@@ -245,7 +292,19 @@ pub(crate) fn parse_alter(flavor: Flavor, text: &str) -> Result<AlterStatement, 
         });
     }
     let mut clauses = Vec::new();
-    for piece in split_top_level(rest, ',') {
+    let mut pieces = split_top_level(rest, ',');
+    // ORDER BY takes a list of columns: the rest of the statement is its list.
+    if let Some(at) = pieces
+        .iter()
+        .position(|p| p.len() > 1 && p[0].is_word("ORDER") && p[1].is_word("BY"))
+    {
+        let from = rest.len()
+            - pieces[at..].iter().map(|p| p.len()).sum::<usize>()
+            - (pieces.len() - at - 1);
+        pieces.truncate(at);
+        pieces.push(&rest[from..]);
+    }
+    for piece in pieces {
         if piece.is_empty() {
             return Err(DdlError::Syntax {
                 what: "the statement",
@@ -271,7 +330,7 @@ pub(crate) fn parse_alter(flavor: Flavor, text: &str) -> Result<AlterStatement, 
         table,
         clauses,
         ignore,
-        text: source_text(text, &tokens).to_owned(),
+        text: text.get(range).unwrap_or_default().to_owned(),
     })
 }
 
@@ -706,11 +765,11 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> AlterStatement {
-        parse_alter(Flavor::Mysql, text).unwrap_or_else(|e| panic!("{text}: {e}"))
+        parse_alter(Flavor::Mysql, None, text).unwrap_or_else(|e| panic!("{text}: {e}"))
     }
 
     fn err(text: &str) -> DdlError {
-        parse_alter(Flavor::Mysql, text).expect_err(text)
+        parse_alter(Flavor::Mysql, None, text).expect_err(text)
     }
 
     #[test]
@@ -795,14 +854,6 @@ mod tests {
             err("ALTER TABLE t ADD c INT; DROP TABLE t"),
             DdlError::SeveralStatements { count: 2, .. }
         ));
-        assert!(matches!(
-            err("ALTER TABLE t ADD c INT /*! , DROP COLUMN id */"),
-            DdlError::ExecutableComment { .. }
-        ));
-        assert!(matches!(
-            err("ALTER TABLE t ADD c INT /*M!100100 ; DROP TABLE t */"),
-            DdlError::ExecutableComment { .. }
-        ));
         assert!(matches!(err("ALTER TABLE t"), DdlError::Syntax { .. }));
         assert!(matches!(
             err("ALTER TABLE t ADD c INT,"),
@@ -817,6 +868,52 @@ mod tests {
             err("ALTER TABLE t COMMENT 'x"),
             DdlError::Unreadable { .. }
         ));
+    }
+
+    #[test]
+    fn executable_comments_are_read_as_the_server_reads_them() {
+        // Every server runs an unversioned one: its content is analyzed, and the statement
+        // sent to the servers keeps it whole.
+        let stmt = parse("ALTER TABLE t ADD c INT /*! , DROP COLUMN id */");
+        let texts: Vec<_> = stmt.clauses.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(texts, vec!["ADD c INT", "DROP COLUMN id"]);
+        assert_eq!(stmt.text, "ALTER TABLE t ADD c INT /*! , DROP COLUMN id */");
+        // A versioned one runs from that version on.
+        let at = |version| {
+            parse_alter(
+                Flavor::Mysql,
+                Some(version),
+                "ALTER TABLE t MODIFY a INT /*!80023 INVISIBLE */",
+            )
+            .unwrap()
+        };
+        let invisible = |stmt: &AlterStatement| matches!(&stmt.clauses[0].ops[0], Op::ChangeColumn { spec, .. } if spec.column.invisible);
+        assert!(invisible(&at(Version::new(8, 0, 23))));
+        assert!(!invisible(&at(Version::new(8, 0, 22))));
+        assert_eq!(
+            parse("ALTER TABLE t ADD c INT /*!99999 , DROP COLUMN id */")
+                .clauses
+                .len(),
+            1
+        );
+        // MariaDB's own runs only there: a hidden statement is refused on MariaDB.
+        let hidden = "ALTER TABLE t ADD c INT /*M!100100 ; DROP TABLE t */";
+        assert_eq!(parse(hidden).clauses.len(), 1);
+        assert!(matches!(
+            parse_alter(Flavor::Mariadb, None, hidden).expect_err(hidden),
+            DdlError::SeveralStatements { count: 2, .. }
+        ));
+        assert!(matches!(
+            err("ALTER TABLE t ADD c INT /*! ; DROP TABLE t */"),
+            DdlError::SeveralStatements { count: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn order_by_takes_a_column_list() {
+        let stmt = parse("ALTER TABLE t ENGINE=InnoDB, ORDER BY a DESC, b");
+        assert_eq!(stmt.clauses.len(), 2);
+        assert_eq!(stmt.clauses[1].text, "ORDER BY a DESC, b");
     }
 
     #[test]

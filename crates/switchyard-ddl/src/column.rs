@@ -16,7 +16,9 @@ use sqlparser::tokenizer::Token as SqlToken;
 use switchyard_plan::versions::Flavor;
 
 use crate::lex::{Token, TokenKind, matching_paren, render};
-use crate::model::{Column, ColumnDefault, ColumnType, Generated, IntSize, LobSize, TypeKind};
+use crate::model::{
+    Column, ColumnDefault, ColumnType, Generated, IntSize, LobSize, ReferentialAction, TypeKind,
+};
 
 /// A column definition as written, before the table's default character set is applied.
 #[derive(Clone, Debug)]
@@ -37,6 +39,9 @@ pub(crate) struct ColumnSpec {
     pub checks: Vec<String>,
     /// Row-start / row-end columns of a MariaDB system-versioned table.
     pub system_period: bool,
+    /// A column-level `REFERENCES parent (col) …`: both servers make it a foreign key (with
+    /// an index on the column when none exists).
+    pub references: Option<crate::model::ForeignKey>,
 }
 
 impl ColumnSpec {
@@ -83,6 +88,13 @@ impl ColumnSpec {
     }
 }
 
+/// A name without the quotes it may be written in (`'latin1'`, `` `utf8mb4_bin` ``).
+fn unquote(name: &str) -> String {
+    name.chars()
+        .filter(|c| !matches!(c, '\'' | '"' | '`'))
+        .collect()
+}
+
 /// Lowercases a character-set name and reads `utf8` as `utf8mb3`.
 pub(crate) fn normalize_charset(name: &str) -> String {
     let lower = name.to_ascii_lowercase();
@@ -118,6 +130,8 @@ pub(crate) fn charset_of_collation(collation: &str) -> Option<String> {
 #[derive(Default)]
 struct Lifted {
     compressed: bool,
+    /// `CHAR(n) BYTE` / `VARCHAR(n) BYTE`: BINARY / VARBINARY.
+    byte: bool,
     national: bool,
     binary_collation: bool,
     system_period: bool,
@@ -191,10 +205,19 @@ fn prepass(tokens: &[Token]) -> (Vec<Token>, Lifted) {
         let is_type_word = !first_word_seen;
         first_word_seen = true;
         if is_type_word {
-            out.push(token.clone());
+            // FIXED is a DECIMAL alias sqlparser does not know.
+            if token.is_word("FIXED") {
+                out.push(word("DECIMAL", token));
+            } else {
+                out.push(token.clone());
+            }
             i += 1;
             continue;
         }
+        // `CHARACTER SET ascii` names the set; `CHAR(3) ASCII` is the latin1 shorthand.
+        let names_a_set = out
+            .last()
+            .is_some_and(|t| t.is_word("SET") || t.is_word("CHARACTER") || t.is_word("COLLATE"));
         if token.is_word("ZEROFILL") {
             if !has_sign {
                 out.push(word("UNSIGNED", token));
@@ -238,12 +261,15 @@ fn prepass(tokens: &[Token]) -> (Vec<Token>, Lifted) {
         } else if token.is_word("BINARY") && is_string_type {
             lifted.binary_collation = true;
             i += 1;
-        } else if token.is_word("ASCII") && is_string_type {
+        } else if token.is_word("BYTE") && is_string_type {
+            lifted.byte = true;
+            i += 1;
+        } else if token.is_word("ASCII") && is_string_type && !names_a_set {
             out.push(word("CHARACTER", token));
             out.push(word("SET", token));
             out.push(word("latin1", token));
             i += 1;
-        } else if token.is_word("UNICODE") && is_string_type {
+        } else if token.is_word("UNICODE") && is_string_type && !names_a_set {
             out.push(word("CHARACTER", token));
             out.push(word("SET", token));
             out.push(word("ucs2", token));
@@ -251,6 +277,15 @@ fn prepass(tokens: &[Token]) -> (Vec<Token>, Lifted) {
         } else {
             out.push(token.clone());
             i += 1;
+        }
+    }
+    if lifted.byte
+        && let Some(first) = out.first_mut()
+    {
+        if first.is_word("CHAR") || first.is_word("CHARACTER") {
+            *first = word("BINARY", first);
+        } else if first.is_word("VARCHAR") {
+            *first = word("VARBINARY", first);
         }
     }
     (out, lifted)
@@ -326,6 +361,7 @@ fn build_column(
         unique: mapped.serial,
         checks: Vec::new(),
         system_period: lifted.system_period,
+        references: None,
     };
     if mapped.serial {
         column.nullable = false;
@@ -367,11 +403,10 @@ fn build_column(
             ColumnOption::Unique(_) => spec.unique = true,
             ColumnOption::Check(check) => spec.checks.push(check.expr.to_string()),
             ColumnOption::CharacterSet(name) => {
-                spec.declared_charset = Some(normalize_charset(&name.to_string()))
+                spec.declared_charset = Some(normalize_charset(&unquote(&name.to_string())))
             }
             ColumnOption::Collation(name) => {
-                spec.declared_collation =
-                    Some(normalize_collation(&name.to_string().replace('`', "")));
+                spec.declared_collation = Some(normalize_collation(&unquote(&name.to_string())));
             }
             ColumnOption::Comment(text) => column.comment = Some(text.clone()),
             ColumnOption::Generated {
@@ -392,8 +427,32 @@ fn build_column(
                         .map_err(|_| format!("SRID `{expr}` is not a number"))?,
                 );
             }
-            // The server parses and ignores a column-level REFERENCES clause.
-            ColumnOption::ForeignKey(_) => {}
+            ColumnOption::ForeignKey(fk) => {
+                let action = |a: &Option<sqlparser::ast::ReferentialAction>| {
+                    a.as_ref().map(|a| {
+                        use sqlparser::ast::ReferentialAction as A;
+                        match a {
+                            A::Restrict => ReferentialAction::Restrict,
+                            A::Cascade => ReferentialAction::Cascade,
+                            A::SetNull => ReferentialAction::SetNull,
+                            A::NoAction => ReferentialAction::NoAction,
+                            A::SetDefault => ReferentialAction::SetDefault,
+                        }
+                    })
+                };
+                spec.references = Some(crate::model::ForeignKey {
+                    name: String::new(),
+                    columns: vec![column.name.clone()],
+                    referenced_table: unquote(&fk.foreign_table.to_string()),
+                    referenced_columns: fk
+                        .referred_columns
+                        .iter()
+                        .map(|c| c.value.clone())
+                        .collect(),
+                    on_delete: action(&fk.on_delete),
+                    on_update: action(&fk.on_update),
+                });
+            }
             other => return Err(format!("unsupported column attribute `{other}`")),
         }
     }
@@ -422,9 +481,10 @@ fn build_column(
         });
         column.nullable = false;
     }
+    // Both servers make an AUTO_INCREMENT column NOT NULL unless it is declared NULL.
     column.nullable = match explicit_null {
         Some(nullable) => nullable,
-        None => !(spec.primary_key || mapped.serial || spec.system_period),
+        None => !(spec.primary_key || mapped.serial || spec.system_period || column.auto_increment),
     };
     if spec.primary_key && explicit_null == Some(true) {
         return Err(format!(

@@ -8,10 +8,11 @@
 
 use std::collections::HashSet;
 
-use switchyard_plan::versions::Flavor;
+use switchyard_plan::versions::{Flavor, Version};
 
-use crate::apply::{Aspect, Subject, check_key};
-use crate::model::{Column, ColumnDefault, ForeignKey, Index, Table};
+use crate::apply::{Aspect, Subject};
+use crate::constraints::check_key;
+use crate::model::{Column, ColumnDefault, ForeignKey, Index, Table, TypeFamily, TypeKind};
 use crate::rules::Rule;
 use crate::types::{Promotion, TypeOutcome, compare_types, is_enum_append};
 
@@ -153,15 +154,104 @@ fn varies(column: &Column) -> Option<String> {
     column.on_update.as_ref().map(|u| format!("ON UPDATE {u}"))
 }
 
-/// Rows written under `writer` applied on `applier`.
+/// Rows written under `writer` applied on `applier`, by servers of `flavor` at `version`
+/// (`None`: not known; only MariaDB's handling of stored generated columns depends on it).
 pub(crate) fn compare(
     flavor: Flavor,
+    version: Option<Version>,
     writer: &Table,
     applier: &Table,
     direction: Direction,
     bidirectional: bool,
 ) -> Vec<Found> {
     let mut found = Vec::new();
+    extra_columns(flavor, writer, applier, direction, &mut found);
+
+    let forward = direction == Direction::OldToNew;
+    let mut promotions = Vec::new();
+    for a in &applier.columns {
+        let Some(w) = writer.column_by_id(a.id) else {
+            continue;
+        };
+        let context = Shared {
+            flavor,
+            version,
+            applier,
+            forward,
+        };
+        shared_column(&context, w, a, &mut found, &mut promotions);
+    }
+    if flavor == Flavor::Mysql {
+        let signed = promotions
+            .iter()
+            .any(|(p, _)| *p == Promotion::SignedInteger);
+        let unsigned = promotions
+            .iter()
+            .any(|(p, _)| *p == Promotion::UnsignedInteger);
+        if signed && unsigned {
+            let subjects = promotions
+                .iter()
+                .filter(|(p, _)| *p != Promotion::Other)
+                .map(|(_, id)| Subject::Column(*id, Aspect::Definition))
+                .collect();
+            found.push(Found::new(
+                Rule::MixedSignednessWidening,
+                "MySQL reads every promoted integer as signed, or with ALL_UNSIGNED every one as unsigned, so \
+                 one of the two arrives wrong (4294967295 arrives as 0, measured): widen signed and unsigned \
+                 integers in separate rollouts",
+                subjects,
+            ));
+        }
+    }
+    if !promotions.is_empty() && writer.columns.len() != applier.columns.len() {
+        let subjects = promotions
+            .iter()
+            .map(|(_, id)| Subject::Column(*id, Aspect::Definition))
+            .collect();
+        found.push(Found::new(
+            Rule::WideningWithExtraColumns,
+            "a converted column and a different number of columns in one change: the manuals require identical \
+             types for shared columns when the column counts differ, but a widened column plus an extra \
+             trailing column replicated correctly with ALL_NON_LOSSY on MariaDB 10.11 and MySQL 9.7 (measured, \
+             facts file); split the change if the servers run other versions",
+            subjects,
+        ));
+    }
+
+    keys(
+        flavor,
+        writer,
+        applier,
+        direction,
+        bidirectional,
+        &mut found,
+    );
+    found
+}
+
+/// Types whose implicit default the servers cannot give every row: none for a spatial type;
+/// MySQL's JSON has none its own ALTER accepts for existing rows, and MySQL's strict mode
+/// (with `NO_ZERO_DATE`, its default) refuses the zero date a DATE, DATETIME or TIMESTAMP
+/// would take (measured: the primary's ALTER fails with error 1292 on its rows).
+fn no_implicit_default(flavor: Flavor, column: &Column) -> bool {
+    match column.ty.kind {
+        TypeKind::Geometry { .. } | TypeKind::Json => true,
+        TypeKind::Date | TypeKind::Datetime { .. } | TypeKind::Timestamp { .. } => {
+            flavor == Flavor::Mysql
+        }
+        _ => false,
+    }
+}
+
+/// Columns only one side has: the applier fills its own, and ignores the writer's trailing
+/// ones.
+fn extra_columns(
+    flavor: Flavor,
+    writer: &Table,
+    applier: &Table,
+    direction: Direction,
+    found: &mut Vec<Found>,
+) {
     let writer_ids: HashSet<u32> = writer.columns.iter().map(|c| c.id).collect();
     let applier_ids: HashSet<u32> = applier.columns.iter().map(|c| c.id).collect();
     let forward = direction == Direction::OldToNew;
@@ -191,13 +281,16 @@ pub(crate) fn compare(
         } else {
             "a node still on the old definition"
         };
+        let filled_by_default = column.generated.is_none()
+            && !column.nullable
+            && matches!(column.default, ColumnDefault::None);
         if column.auto_increment {
             found.push(Found::new(
                 Rule::AutoIncrementColumnAdded,
                 format!("{side} would number rows in AUTO_INCREMENT column {name} itself, independently of the primary"),
                 subject,
             ));
-        } else if !column.can_be_filled() {
+        } else if filled_by_default && (!forward || no_implicit_default(flavor, column)) {
             let rule = if forward {
                 Rule::ColumnAddedWithoutDefault
             } else {
@@ -207,7 +300,13 @@ pub(crate) fn compare(
                 rule,
                 format!(
                     "{side} has column {name} NOT NULL without a DEFAULT, which rows from the other side do \
-                     not carry: give it a DEFAULT or make it NULL"
+                     not carry{}: give it a DEFAULT or make it NULL",
+                    if forward {
+                        " and for which the server has no implicit value its strict mode accepts (the \
+                         primary's own ALTER refuses its rows)"
+                    } else {
+                        ""
+                    }
                 ),
                 subject,
             ));
@@ -216,7 +315,7 @@ pub(crate) fn compare(
                 Rule::NondeterministicDefault,
                 format!(
                     "{side} would fill column {name} with {what} when it applies each row, while the primary \
-                     fills existing rows when it runs the ALTER: the values would differ between nodes"
+                     fills existing rows when it runs the ALTER: the values differ between nodes (measured)"
                 ),
                 subject,
             ));
@@ -229,6 +328,11 @@ pub(crate) fn compare(
                     match (&column.generated, &column.default) {
                         (Some(_), _) => "its generated expression".to_owned(),
                         (None, ColumnDefault::Value { text, .. }) => format!("its default {text}"),
+                        (None, _) if !column.nullable => format!(
+                            "the type's implicit default ({}), as the primary's own ALTER fills its \
+                             existing rows (measured on both servers)",
+                            implicit_default(column)
+                        ),
                         (None, _) => "NULL".to_owned(),
                     }
                 ),
@@ -254,181 +358,310 @@ pub(crate) fn compare(
             ));
         }
     }
+}
 
-    // Shared columns.
-    let mut promotions = Vec::new();
-    for a in &applier.columns {
-        let Some(w) = writer.column_by_id(a.id) else {
-            continue;
-        };
-        let definition = vec![Subject::Column(a.id, Aspect::Definition)];
-        let name = quote(&a.name);
-        match compare_types(flavor, &w.ty, &a.ty) {
-            TypeOutcome::Same => {
-                if is_enum_append(&w.ty.kind, &a.ty.kind) {
-                    found.push(Found::new(
-                        Rule::EnumValueAppended,
-                        format!("{name}: values appended at the end keep every stored position"),
-                        definition.clone(),
-                    ));
-                }
-            }
-            TypeOutcome::Convert(promotion, what) => {
-                let mut f = Found::new(
-                    Rule::WideningNeedsConversion,
-                    format!("{name}: {what}"),
+/// The value a NOT NULL column without a DEFAULT takes when a row does not give one.
+fn implicit_default(column: &Column) -> &'static str {
+    match column.ty.kind.family() {
+        TypeFamily::Integer | TypeFamily::Decimal | TypeFamily::Float | TypeFamily::Bit => "0",
+        TypeFamily::String | TypeFamily::Binary => "''",
+        TypeFamily::Temporal => "the zero date or time",
+        TypeFamily::EnumSet if matches!(column.ty.kind, TypeKind::Enum { .. }) => "the first value",
+        TypeFamily::EnumSet => "''",
+        _ => "the type's zero value",
+    }
+}
+
+/// What a shared column is judged with.
+struct Shared<'a> {
+    flavor: Flavor,
+    version: Option<Version>,
+    applier: &'a Table,
+    forward: bool,
+}
+
+/// One column both sides have: its type, character set and collation, generation,
+/// nullability, and (forward only) the changes that do not matter to row images.
+fn shared_column(
+    context: &Shared<'_>,
+    w: &Column,
+    a: &Column,
+    found: &mut Vec<Found>,
+    promotions: &mut Vec<(Promotion, u32)>,
+) {
+    let Shared {
+        flavor,
+        version,
+        applier,
+        forward,
+    } = *context;
+    let definition = vec![Subject::Column(a.id, Aspect::Definition)];
+    let name = quote(&a.name);
+    match compare_types(flavor, &w.ty, &a.ty) {
+        TypeOutcome::Same => {
+            if is_enum_append(&w.ty.kind, &a.ty.kind) {
+                found.push(Found::new(
+                    Rule::EnumValueAppended,
+                    format!("{name}: values appended at the end keep every stored position"),
                     definition.clone(),
-                );
-                f.promotion = Some(promotion);
-                promotions.push((promotion, a.id));
-                found.push(f);
+                ));
             }
-            TypeOutcome::Refuse(rule, why) => found.push(Found::new(
-                rule,
-                format!("{name}: {why}"),
-                definition.clone(),
-            )),
         }
-        if w.ty.charset == a.ty.charset
-            && w.ty.collation != a.ty.collation
-            && a.ty.kind.has_charset()
-        {
-            let in_unique = applier.indexes.iter().any(|i| {
-                i.kind.is_unique() && i.columns().any(|c| c.eq_ignore_ascii_case(&a.name))
-            });
-            let describe = |c: &Option<String>| {
-                c.clone()
-                    .unwrap_or_else(|| "the character set's default".to_owned())
-            };
-            let change = format!(
-                "collation {} to {}",
-                describe(&w.ty.collation),
-                describe(&a.ty.collation)
+        TypeOutcome::Convert(promotion, what) => {
+            let mut f = Found::new(
+                Rule::WideningNeedsConversion,
+                format!("{name}: {what}"),
+                definition.clone(),
             );
-            if in_unique {
-                found.push(Found::new(
-                    Rule::CollationChangeInUniqueKey,
-                    format!(
-                        "{name}: {change} on a column of a unique key; values the source holds as distinct \
-                         may be duplicates on the replica (or the change is unknown: name the collation)"
-                    ),
-                    definition.clone(),
-                ));
-            } else if w.ty.collation.is_some() || a.ty.collation.is_some() {
-                found.push(Found::new(
-                    Rule::CollationChange,
-                    format!("{name}: {change}; the stored bytes are the same in one character set"),
-                    definition.clone(),
-                ));
-            }
+            f.promotion = Some(promotion);
+            promotions.push((promotion, a.id));
+            found.push(f);
         }
-        if w.generated != a.generated {
-            found.push(Found::new(
-                Rule::GeneratedColumnChange,
-                format!(
-                    "{name}: its generated expression or storage changes; switchyard does not judge how each \
-                     server fills a changed generated column from replicated rows: run it as a normal ALTER"
-                ),
-                definition.clone(),
-            ));
-        }
-        if w.nullable && !a.nullable {
-            found.push(Found::new(
-                Rule::NullToNotNull,
-                format!(
-                    "{name} becomes NOT NULL{}; a NULL the source writes arrives as 0 or '' (measured), \
-                     judged on what the source could write, not on today's data",
-                    if forward { "" } else { " on the old-shape side" }
-                ),
-                definition.clone(),
-            ));
-        } else if forward && !w.nullable && a.nullable {
-            found.push(Found::new(
-                Rule::NotNullToNull,
-                format!("{name} accepts NULL; every value still fits"),
-                definition.clone(),
-            ));
-        }
-        if !w.auto_increment && a.auto_increment {
-            found.push(Found::new(
-                Rule::AutoIncrementAdded,
-                format!("{name} becomes AUTO_INCREMENT; a replicated 0 or NULL would be renumbered on the replica"),
-                definition.clone(),
-            ));
-        }
-        if forward {
-            if w.default != a.default {
-                found.push(Found::new(
-                    Rule::DefaultChange,
-                    format!(
-                        "{name}: the default changes; full row images (binlog_row_image=FULL, the default) carry \
-                         every value, so the applier never uses it"
-                    ),
-                    definition.clone(),
-                ));
-            }
-            if w.comment != a.comment
-                || w.invisible != a.invisible
-                || w.on_update != a.on_update
-                || (w.auto_increment && !a.auto_increment)
-            {
-                found.push(Found::new(
-                    Rule::ColumnAttributeChange,
-                    format!("{name}: comment, visibility, ON UPDATE or AUTO_INCREMENT removal; stored values do not change"),
-                    definition.clone(),
-                ));
-            }
-            if w.name != a.name {
-                found.push(Found::new(
-                    Rule::ColumnRenamed,
-                    format!(
-                        "{} is renamed {name} in place; row images are positional, so replication is unaffected, \
-                         but queries by the old name fail on altered replicas until every node is altered",
-                        quote(&w.name)
-                    ),
-                    vec![Subject::Column(a.id, Aspect::Name)],
-                ));
-            }
-        }
+        TypeOutcome::Refuse(rule, why) => found.push(Found::new(
+            rule,
+            format!("{name}: {why}"),
+            definition.clone(),
+        )),
     }
-    if flavor == Flavor::Mysql {
-        let signed = promotions
-            .iter()
-            .any(|(p, _)| *p == Promotion::SignedInteger);
-        let unsigned = promotions
-            .iter()
-            .any(|(p, _)| *p == Promotion::UnsignedInteger);
-        if signed && unsigned {
-            let subjects = promotions
-                .iter()
-                .filter(|(p, _)| *p != Promotion::Other)
-                .map(|(_, id)| Subject::Column(*id, Aspect::Definition))
-                .collect();
-            found.push(Found::new(
-                Rule::MixedSignednessWidening,
-                "MySQL reads every promoted integer as signed, or with ALL_UNSIGNED every one as unsigned: \
-                 widen signed and unsigned integers in separate rollouts",
-                subjects,
-            ));
-        }
+    if let Some(f) = collation(w, a, applier, &name, &definition) {
+        found.push(f);
     }
-    if !promotions.is_empty() && writer.columns.len() != applier.columns.len() {
-        let subjects = promotions
-            .iter()
-            .map(|(_, id)| Subject::Column(*id, Aspect::Definition))
-            .collect();
+    if w.generated != a.generated {
+        found.push(generation(flavor, version, w, a, &name, &definition));
+    }
+    if w.nullable && !a.nullable {
         found.push(Found::new(
-            Rule::WideningWithExtraColumns,
-            "a converted column and a different number of columns in one change: the manuals require identical \
-             types for shared columns when the column counts differ, but a widened column plus an extra \
-             trailing column replicated correctly with ALL_NON_LOSSY on MariaDB 10.11 and MySQL 9.7 (measured, \
-             facts file); split the change if the servers run other versions",
-            subjects,
+            Rule::NullToNotNull,
+            format!(
+                "{name} becomes NOT NULL{}; a NULL the source writes arrives as 0 or '' (measured), \
+                 judged on what the source could write, not on today's data",
+                if forward { "" } else { " on the old-shape side" }
+            ),
+            definition.clone(),
+        ));
+    } else if forward && !w.nullable && a.nullable {
+        found.push(Found::new(
+            Rule::NotNullToNull,
+            format!("{name} accepts NULL; every value still fits"),
+            definition.clone(),
         ));
     }
+    if !w.auto_increment && a.auto_increment {
+        found.push(Found::new(
+            Rule::AutoIncrementAdded,
+            format!("{name} becomes AUTO_INCREMENT; a replicated 0 or NULL would be renumbered on the replica"),
+            definition.clone(),
+        ));
+    }
+    if !forward {
+        return;
+    }
+    // A nullable column without a DEFAULT clause defaults to NULL.
+    let default = |c: &Column| match &c.default {
+        ColumnDefault::None if c.nullable => ColumnDefault::Null,
+        other => other.clone(),
+    };
+    if default(w) != default(a) {
+        found.push(Found::new(
+            Rule::DefaultChange,
+            format!(
+                "{name}: the default changes; full row images (binlog_row_image=FULL, the default) carry \
+                 every value, so the applier never uses it"
+            ),
+            definition.clone(),
+        ));
+    }
+    if w.comment != a.comment
+        || w.invisible != a.invisible
+        || w.on_update != a.on_update
+        || (w.auto_increment && !a.auto_increment)
+    {
+        found.push(Found::new(
+            Rule::ColumnAttributeChange,
+            format!(
+                "{name}: comment, visibility, ON UPDATE or AUTO_INCREMENT removal; stored values do not \
+                 change (an invisible column is still in every row image)"
+            ),
+            definition.clone(),
+        ));
+    }
+    if w.name != a.name {
+        found.push(Found::new(
+            Rule::ColumnRenamed,
+            format!(
+                "{} is renamed {name} in place; row images are positional, so replication is unaffected, \
+                 but queries by the old name fail on altered replicas until every node is altered",
+                quote(&w.name)
+            ),
+            vec![Subject::Column(a.id, Aspect::Name)],
+        ));
+    }
+}
 
-    keys(writer, applier, direction, bidirectional, &mut found);
-    found
+/// True for a collation that compares strings as if padded with spaces (`a` equals `a `):
+/// every collation but MySQL's `_0900_` ones, MariaDB's `_nopad_` ones and `binary`.
+fn pads_space(collation: &str) -> bool {
+    !collation.contains("_0900_") && !collation.contains("nopad") && collation != "binary"
+}
+
+/// A collation or character-set change of a string column: safe for row images, but a
+/// column in a unique key may see values the source holds as distinct become equal.
+fn collation(
+    w: &Column,
+    a: &Column,
+    applier: &Table,
+    name: &str,
+    definition: &[Subject],
+) -> Option<Found> {
+    let (wt, at) = (&w.ty, &a.ty);
+    if !at.kind.has_charset() || (wt.charset == at.charset && wt.collation == at.collation) {
+        return None;
+    }
+    let describe = |c: &Option<String>| {
+        c.clone()
+            .unwrap_or_else(|| "the character set's default".to_owned())
+    };
+    let change = format!(
+        "collation {} to {}",
+        describe(&wt.collation),
+        describe(&at.collation)
+    );
+    if crate::types::charset_free(&at.kind) {
+        return Some(Found::new(
+            Rule::CollationChange,
+            format!(
+                "{name}: the character set or collation changes, but ENUM and SET store positions, which \
+                 do not change (measured)"
+            ),
+            definition.to_vec(),
+        ));
+    }
+    let in_unique = applier
+        .indexes
+        .iter()
+        .any(|i| i.kind.is_unique() && i.columns().any(|c| c.eq_ignore_ascii_case(&a.name)));
+    let charsets = (wt.charset.as_deref(), at.charset.as_deref());
+    let compatible_sets = match charsets {
+        (Some(from), Some(to)) => from != to && crate::types::same_bytes(from, to),
+        _ => false,
+    };
+    if !in_unique {
+        if compatible_sets {
+            let (from, to) = (
+                charsets.0.unwrap_or_default(),
+                charsets.1.unwrap_or_default(),
+            );
+            return Some(Found::new(
+                Rule::CollationChange,
+                format!(
+                    "{name}: character set {from} to {to}; every value the source can write has the same \
+                     bytes in both (measured)"
+                ),
+                definition.to_vec(),
+            ));
+        }
+        // An incompatible character-set change is judged by the type comparison; only say
+        // something when the collation alone changes.
+        return (wt.charset == at.charset && (wt.collation.is_some() || at.collation.is_some()))
+            .then(|| {
+                Found::new(
+                    Rule::CollationChange,
+                    format!("{name}: {change}; the stored bytes are the same in one character set"),
+                    definition.to_vec(),
+                )
+            });
+    }
+    // The binary collation of a set tells apart every pair of strings a padding collation of
+    // the same bytes tells apart.
+    let to_bin = match (&wt.collation, &at.collation, &at.charset) {
+        (Some(old), Some(new), Some(charset)) => {
+            pads_space(old)
+                && *new == format!("{charset}_bin")
+                && wt
+                    .charset
+                    .as_deref()
+                    .is_some_and(|c| old.starts_with(&format!("{c}_")))
+        }
+        _ => false,
+    };
+    if to_bin && wt.charset == at.charset {
+        return Some(Found::new(
+            Rule::CollationChange,
+            format!(
+                "{name}: {change} on a column of a unique key; the binary collation tells apart every pair \
+                 of values the old one did, so nothing the source holds as distinct collides"
+            ),
+            definition.to_vec(),
+        ));
+    }
+    Some(Found::new(
+        Rule::CollationChangeInUniqueKey,
+        format!(
+            "{name}: {change} on a column of a unique key; values the source holds as distinct ('abc' and \
+             'ABC' under a binary collation) may be duplicates under the new one and stop replication \
+             (measured), or the change is not known: name both collations"
+        ),
+        definition.to_vec(),
+    ))
+}
+
+/// A generated column whose expression or storage changes.
+fn generation(
+    flavor: Flavor,
+    version: Option<Version>,
+    w: &Column,
+    a: &Column,
+    name: &str,
+    definition: &[Subject],
+) -> Found {
+    let subjects = definition.to_vec();
+    match (&w.generated, &a.generated) {
+        (Some(old), Some(new)) if !old.stored && !new.stored => Found::new(
+            Rule::GeneratedExpressionChanged,
+            format!(
+                "{name}: the VIRTUAL column's expression changes; the replica computes it when rows are read \
+                 and stores nothing the source sends for it (measured on both flavors)"
+            ),
+            subjects,
+        ),
+        (Some(old), Some(new)) if old.stored && new.stored => {
+            let computes =
+                flavor == Flavor::Mysql || version.is_some_and(|v| v >= Version::new(11, 8, 0));
+            if computes {
+                Found::new(
+                    Rule::GeneratedExpressionChanged,
+                    format!(
+                        "{name}: the STORED column's expression changes; {} computes it from the row's \
+                         other values when it applies a row (measured)",
+                        if flavor == Flavor::Mysql {
+                            "MySQL"
+                        } else {
+                            "MariaDB 11.8"
+                        }
+                    ),
+                    subjects,
+                )
+            } else {
+                Found::new(
+                    Rule::GeneratedColumnChange,
+                    format!(
+                        "{name}: the STORED column's expression changes; MariaDB 10.11 stores the value the \
+                         source computed with the old expression (measured; 11.8 computes it: give the \
+                         server version)"
+                    ),
+                    subjects,
+                )
+            }
+        }
+        _ => Found::new(
+            Rule::GeneratedColumnChange,
+            format!(
+                "{name}: the column becomes or stops being generated; switchyard has not measured how each \
+                 server fills it from replicated rows: run it as a normal replicated ALTER"
+            ),
+            subjects,
+        ),
+    }
 }
 
 /// True when every named column exists only on the applier, which fills it the same way for
@@ -528,6 +761,7 @@ fn fk_signature(table: &Table, fk: &ForeignKey) -> (Vec<Option<u32>>, String, Ve
 }
 
 fn keys(
+    flavor: Flavor,
     writer: &Table,
     applier: &Table,
     direction: Direction,
@@ -710,11 +944,21 @@ fn keys(
             if let Some(column) = check.column.as_deref().and_then(|c| applier.column(c)) {
                 subjects.push(Subject::Column(column.id, Aspect::Definition));
             }
+            let what = match flavor {
+                Flavor::Mysql => {
+                    "MySQL's applier evaluates it on replicated rows, so a row written there that fails it \
+                     stops replication (error 3819, measured)"
+                }
+                Flavor::Mariadb => {
+                    "MariaDB's applier does not evaluate CHECK constraints on replicated rows (measured), so \
+                     rows that fail it are stored although the constraint forbids them, and the primary's \
+                     own ALTER then refuses its rows that fail it (error 4025): the rollout cannot finish"
+                }
+            };
             found.push(Found::new(
                 Rule::CheckConstraintAdded,
                 format!(
-                    "{side} enforces CHECK ({}) that the other side does not: a row written there that fails \
-                     it stops replication",
+                    "{side} enforces CHECK ({}) that the other side does not: {what}",
                     check.expression
                 ),
                 subjects,

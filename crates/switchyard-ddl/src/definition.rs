@@ -8,8 +8,9 @@
 use switchyard_plan::versions::Flavor;
 
 use crate::alter::{single_statement, table_name};
-use crate::apply::{ClauseEffects, add_inline_constraints, add_key};
+use crate::apply::ClauseEffects;
 use crate::column::{charset_of_collation, normalize_charset, normalize_collation, parse_column};
+use crate::constraints::{add_inline_constraints, add_key};
 use crate::error::{DdlError, excerpt};
 use crate::keys::{Cursor, KeySpec, parse_key, parse_table_options, starts_key};
 use crate::lex::{ExecutableComments, render, split_top_level};

@@ -20,7 +20,8 @@ pub enum DdlError {
         /// What is wrong.
         detail: String,
     },
-    /// The ALTER text holds an executable comment, which the server runs but a parser may drop.
+    /// The text holds an executable comment where they are not read (the tokenizer's report
+    /// mode; [`crate::analyze`] reads them as the flavor's server does instead).
     #[error(
         "the ALTER statement contains the executable comment `{comment}`: the server runs what is inside \
          `/*! … */` and `/*M! … */` (it can hide another statement) while a parser may drop it; \

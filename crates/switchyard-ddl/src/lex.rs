@@ -74,6 +74,16 @@ pub(crate) enum ExecutableComments {
     Report,
     /// Tokenize their content as if the comment markers were absent, as the server does.
     Unwrap,
+    /// Tokenize their content where this server would run it and skip them where it reads
+    /// them as comments: `/*!NNNNN … */` runs on servers of version NNNNN and later (every
+    /// server without a number), `/*M!NNNNNN … */` only on MariaDB (MySQL manual, "Comments";
+    /// MariaDB knowledge base, "Comment Syntax").
+    Server {
+        /// True for MariaDB, which also runs `/*M! … */`.
+        mariadb: bool,
+        /// The server's version as the comments number it: major × 10000 + minor × 100 + patch.
+        version: u32,
+    },
 }
 
 /// A tokenized text.
@@ -164,17 +174,27 @@ fn lex_range(
                 None
             };
             if let Some(mut content_start) = executable {
-                // Skip the version number (5 or 6 digits in practice; any digits here).
+                let mariadb_only = content_start == body_start + 2;
+                // The version number (5 or 6 digits in practice; any digits here).
+                let digits_start = content_start;
                 while content_start < close && bytes[content_start].is_ascii_digit() {
                     content_start += 1;
                 }
+                let needs: u64 = input[digits_start..content_start].parse().unwrap_or(0);
                 out.executable_comments.push(ExecutableComment {
                     start: i,
                     end: close + 2,
                     content_start,
                     content_end: close,
                 });
-                if mode == ExecutableComments::Unwrap {
+                let runs = match mode {
+                    ExecutableComments::Report => false,
+                    ExecutableComments::Unwrap => true,
+                    ExecutableComments::Server { mariadb, version } => {
+                        (mariadb || !mariadb_only) && needs <= u64::from(version)
+                    }
+                };
+                if runs {
                     lex_range(input, content_start, close, mode, out)?;
                 }
             }

@@ -28,8 +28,11 @@
 //! Assumptions: row-based replication with `binlog_row_image=FULL` (the default); InnoDB.
 //!
 //! The crate performs no IO. Inputs it cannot judge are refused with a [`DdlError`] naming the
-//! problem: anything but one ALTER TABLE, executable comments (`/*! … */`, `/*M! … */`) in the
-//! ALTER, another table than the definition's, references to columns that do not exist.
+//! problem: anything but one ALTER TABLE (a second statement hidden in an executable comment
+//! included), another table than the definition's, references to columns that do not exist.
+//! Executable comments (`/*! … */`, `/*!50700 … */`, `/*M! … */`) are read as the flavor's
+//! server reads them: their text counts where that server runs it (from the comment's version
+//! on; `/*M!` only on MariaDB) and is a comment elsewhere.
 //!
 //! ```
 //! use switchyard_ddl::{analyze, PrimaryMode, Verdict};
@@ -46,6 +49,7 @@ mod alter;
 mod apply;
 mod column;
 mod compat;
+mod constraints;
 mod definition;
 mod error;
 mod keys;
@@ -65,7 +69,7 @@ pub use definition::parse_table;
 pub use error::DdlError;
 pub use model::Table;
 pub use online::{Algorithm, PrimaryMode};
-pub use rules::{Finding, Rule, Verdict};
+pub use rules::{Claim, Finding, Rule, Verdict};
 
 use apply::{Aspect, Change, Subject};
 use compat::{Direction, Found};
@@ -151,7 +155,7 @@ pub fn analyze(flavor: Flavor, create_table: &str, alter: &str) -> Result<Analys
 /// comparing with what a server reports after the change ([`Table::same_shape`]).
 pub fn apply_alter(flavor: Flavor, create_table: &str, alter: &str) -> Result<Table, DdlError> {
     let table = parse_table(flavor, create_table)?;
-    let statement = alter::parse_alter(flavor, alter)?;
+    let statement = alter::parse_alter(flavor, None, alter)?;
     check_table_name(&table, &statement)?;
     Ok(apply::apply(flavor, &table, &statement)?.0)
 }
@@ -173,7 +177,7 @@ pub fn rollout_statement(
     alter: &str,
     primary: PrimaryMode,
 ) -> Result<String, DdlError> {
-    let parsed = alter::parse_alter(flavor, alter)?;
+    let parsed = alter::parse_alter(flavor, None, alter)?;
     let text = parsed.text;
     // RENAME TO takes an exclusive metadata lock for an instant: both servers refuse it
     // with LOCK=NONE (error 1845), and it never blocks writes for longer.
@@ -201,9 +205,9 @@ pub const NOT_ONLINE_ADVICE: &str = "the analyzer judged that the primary could 
 
 /// The table `alter` changes, as written (the schema only when the statement names one), for
 /// fetching its current definition before [`analyze`]. The statement is checked as
-/// [`analyze`] checks it: one ALTER TABLE, no executable comments.
+/// [`analyze`] checks it: one ALTER TABLE, executable comments read as the server reads them.
 pub fn alter_table_name(flavor: Flavor, alter: &str) -> Result<model::TableName, DdlError> {
-    Ok(alter::parse_alter(flavor, alter)?.table)
+    Ok(alter::parse_alter(flavor, None, alter)?.table)
 }
 
 fn check_table_name(table: &Table, statement: &alter::AlterStatement) -> Result<(), DdlError> {
@@ -225,7 +229,7 @@ pub fn analyze_with(
     options: &AnalyzeOptions,
 ) -> Result<Analysis, DdlError> {
     let old = parse_table(flavor, create_table)?;
-    let statement = alter::parse_alter(flavor, alter)?;
+    let statement = alter::parse_alter(flavor, options.server_version, alter)?;
     check_table_name(&old, &statement)?;
     let (new, effects) = apply::apply(flavor, &old, &statement)?;
 
@@ -240,13 +244,21 @@ pub fn analyze_with(
     let mut found = compat::layout(&old, &new, &moved);
     found.extend(compat::compare(
         flavor,
+        options.server_version,
         &old,
         &new,
         Direction::OldToNew,
         options.bidirectional,
     ));
     if options.bidirectional {
-        for mut f in compat::compare(flavor, &new, &old, Direction::NewToOld, true) {
+        for mut f in compat::compare(
+            flavor,
+            options.server_version,
+            &new,
+            &old,
+            Direction::NewToOld,
+            true,
+        ) {
             if f.rule.verdict() == Verdict::Safe {
                 continue;
             }

@@ -640,17 +640,39 @@ impl Table {
 
     /// True when both tables produce and accept the same row images and enforce the same
     /// keys: same columns in the same order with the same types, nullability and defaults, and
-    /// the same indexes, foreign keys and checks. Column comments and index names are ignored.
+    /// the same indexes, foreign keys and checks. Column comments and index names are ignored;
+    /// a collation not known on one side (`None`: the character set's default, which this
+    /// crate does not guess) matches any collation of the same character set, and expressions
+    /// (generated columns, functional key parts) compare without letter case, quotes, spaces
+    /// and parentheses, as the servers print them differently from how they were written.
     /// An executor can compare the definition it expected with what the server reports after
     /// an ALTER.
     pub fn same_shape(&self, other: &Table) -> bool {
+        let same_type = |a: &ColumnType, b: &ColumnType| {
+            a.kind == b.kind
+                && a.unsigned == b.unsigned
+                && a.charset == b.charset
+                && a.compressed == b.compressed
+                && a.srid == b.srid
+                && match (&a.collation, &b.collation) {
+                    (Some(x), Some(y)) => x == y,
+                    _ => true,
+                }
+        };
+        let same_generation = |a: &Option<Generated>, b: &Option<Generated>| match (a, b) {
+            (Some(a), Some(b)) => {
+                a.stored == b.stored
+                    && loose_expression(&a.expression) == loose_expression(&b.expression)
+            }
+            (a, b) => a.is_none() && b.is_none(),
+        };
         let columns_match = self.columns.len() == other.columns.len()
             && self.columns.iter().zip(&other.columns).all(|(a, b)| {
                 a.name.eq_ignore_ascii_case(&b.name)
-                    && a.ty == b.ty
+                    && same_type(&a.ty, &b.ty)
                     && a.nullable == b.nullable
                     && a.auto_increment == b.auto_increment
-                    && a.generated == b.generated
+                    && same_generation(&a.generated, &b.generated)
             });
         let mut mine: Vec<_> = self
             .indexes
@@ -680,6 +702,14 @@ impl Table {
     }
 }
 
+/// An expression without letter case, quotes, spaces and parentheses.
+fn loose_expression(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_whitespace() && !matches!(c, '`' | '(' | ')'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
 fn lower_parts(index: &Index) -> Vec<(Option<String>, Option<String>, Option<u32>)> {
     index
         .parts
@@ -687,7 +717,7 @@ fn lower_parts(index: &Index) -> Vec<(Option<String>, Option<String>, Option<u32
         .map(|p| {
             (
                 p.column.as_ref().map(|c| c.to_lowercase()),
-                p.expression.clone(),
+                p.expression.as_deref().map(loose_expression),
                 p.prefix,
             )
         })

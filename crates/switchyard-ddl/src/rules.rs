@@ -3,6 +3,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use switchyard_plan::versions::Flavor;
 
 /// Whether a change can be rolled replica-first: ALTER on each replica with the binary log off
 /// while the source still writes old-shape rows, then on the primary.
@@ -63,7 +64,8 @@ macro_rules! rules {
 
 rules! {
     /// A column added at the end with a value the replica can fill (NULL, a constant default,
-    /// or a generated expression): extra trailing columns on the replica are allowed.
+    /// the type's implicit default, or a generated expression): extra trailing columns on the
+    /// replica are allowed.
     ColumnAddedAtEnd = "column-added-at-end", Safe;
     /// The last column dropped: the replica ignores extra trailing columns from the source.
     ColumnDroppedAtEnd = "column-dropped-at-end", Safe;
@@ -75,8 +77,12 @@ rules! {
     ColumnAttributeChange = "column-attribute-change", Safe;
     /// NOT NULL to NULL: every value the source writes still fits.
     NotNullToNull = "not-null-to-null", Safe;
-    /// A collation change within one character set on a column in no unique key.
+    /// A collation change within one character set on a column in no unique key (or to the
+    /// set's binary collation from a padding one), or any character-set change of ENUM/SET.
     CollationChange = "collation-change", Safe;
+    /// A generated column's expression changed where the replica computes it itself (VIRTUAL
+    /// on both flavors; STORED on MySQL and MariaDB 11.8).
+    GeneratedExpressionChanged = "generated-expression-changed", Safe;
     /// ENUM/SET values appended at the end without changing the storage size.
     EnumValueAppended = "enum-value-appended", Safe;
     /// An index added, dropped, renamed or hidden that enforces nothing new.
@@ -95,9 +101,10 @@ rules! {
     AlgorithmLock = "algorithm-lock", Safe;
     /// The clause changes nothing (IF EXISTS / IF NOT EXISTS found nothing to do).
     NoOp = "no-op", Safe;
-    /// Widening within a type (INT to BIGINT, VARCHAR(10) to VARCHAR(20), FLOAT to DOUBLE,
-    /// DECIMAL keeping integer digits and scale; MariaDB DATE to DATETIME and DATETIME(p) to
-    /// DATETIME(q > p > 0)): the replica must be allowed non-lossy conversions.
+    /// A conversion the servers count as non-lossy and that keeps every value (INT to BIGINT,
+    /// VARCHAR to a longer CHAR or TEXT, utf8mb3 to utf8mb4, FLOAT to DOUBLE, DECIMAL keeping
+    /// its integer digits, BIT and ENUM/SET storage widening; MariaDB DATE to DATETIME and
+    /// fractional seconds p > 0 to q > p): the replica must be allowed non-lossy conversions.
     WideningNeedsConversion = "widening-needs-conversion", SafeWithConversion;
     /// A conversion while the replica also has extra trailing columns: the manuals forbid it,
     /// servers measured here accepted it (see the facts file).
@@ -111,7 +118,8 @@ rules! {
     /// A dropped trailing column replaced by a new one at the same position: the source's
     /// values for the old column land in the new one.
     ColumnPositionReused = "column-position-reused", Unsafe;
-    /// An extra column the replica cannot fill (NOT NULL without a default).
+    /// An extra column the replica cannot fill: NOT NULL without a default, of a type without
+    /// an implicit value (spatial, MySQL JSON).
     ColumnAddedWithoutDefault = "column-added-without-default", Unsafe;
     /// In both directions: a dropped column that the old-shape side cannot fill.
     DroppedColumnWithoutDefault = "dropped-column-without-default", Unsafe;
@@ -124,8 +132,8 @@ rules! {
     AutoIncrementAdded = "auto-increment-added", Unsafe;
     /// A change between type families (INT to VARCHAR, ENUM to VARCHAR, JSON to TEXT).
     TypeFamilyChange = "type-family-change", Unsafe;
-    /// A change between kinds of one string family (CHAR, VARCHAR, TEXT; BINARY, VARBINARY,
-    /// BLOB): not verified on both servers, refused.
+    /// A text-to-binary change between kinds of string (CHAR to VARBINARY, VARCHAR to BLOB):
+    /// not measured, refused.
     StringKindChange = "string-kind-change", Unsafe;
     /// A change between temporal types the servers do not convert.
     TemporalTypeChange = "temporal-type-change", Unsafe;
@@ -133,7 +141,7 @@ rules! {
     Narrowing = "narrowing", Unsafe;
     /// DECIMAL losing integer digits or scale.
     DecimalNarrowing = "decimal-narrowing", Unsafe;
-    /// FLOAT/DOUBLE (M,D) changed.
+    /// FLOAT to a DOUBLE with (M,D): the servers count it as lossy.
     FloatPrecisionChange = "float-precision-change", Unsafe;
     /// SIGNED to UNSIGNED or back: -1 arrives as 4294967295.
     SignednessChange = "signedness-change", Unsafe;
@@ -155,11 +163,13 @@ rules! {
     EnumValueRemoved = "enum-value-removed", Unsafe;
     /// ENUM/SET values reordered or renamed.
     EnumValuesChanged = "enum-values-changed", Unsafe;
-    /// ENUM/SET storage size changed by appended values.
+    /// Not produced any more: appended ENUM/SET values that widen the storage convert with
+    /// `ALL_NON_LOSSY` (measured); the identifier stays reserved.
     EnumStorageChange = "enum-storage-change", Unsafe;
     /// A spatial column's type or SRID changed.
     GeometryChange = "geometry-change", Unsafe;
-    /// A generated column added, removed or changed in place.
+    /// A column that becomes or stops being generated, or a STORED generated column's
+    /// expression on MariaDB before 11.8 (the replica stores the source's value).
     GeneratedColumnChange = "generated-column-change", Unsafe;
     /// A UNIQUE or PRIMARY KEY the source does not enforce: a duplicate written on the source
     /// stops the replica.
@@ -186,6 +196,75 @@ rules! {
     AlterIgnore = "alter-ignore", Unsafe;
     /// A clause or table feature switchyard does not model.
     Unsupported = "unsupported", Unsafe;
+}
+
+/// What the servers do with old-shape rows when a rule finds a change unsafe: what its reason
+/// claims, checked for every unsafe reference case by the real-server test
+/// (`tests/servers.rs`), which runs the case with `ALL_NON_LOSSY` and compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Claim {
+    /// The rule judges the change safe or safe with conversion: nothing fails.
+    Nothing,
+    /// The replica's applier stops (or its server crashes).
+    Stops,
+    /// The replica applies every row but its table differs from the source's altered the
+    /// same way, or the source's own ALTER refuses the rows it wrote: silent corruption.
+    Corrupts,
+    /// Either, depending on the types and values involved.
+    StopsOrCorrupts,
+    /// A precaution: the servers may replicate correctly, and the reason says what the risk is
+    /// instead (a scan per row, an unmeasured change, rows changed outside replication).
+    Precaution,
+}
+
+impl Rule {
+    /// What the servers of `flavor` do when this rule finds a change unsafe.
+    pub fn claim(self, flavor: Flavor) -> Claim {
+        use Rule as R;
+        if self.verdict() != Verdict::Unsafe {
+            return Claim::Nothing;
+        }
+        match self {
+            R::TypeFamilyChange
+            | R::TemporalTypeChange
+            | R::FspChange
+            | R::FloatPrecisionChange
+            | R::UniqueKeyAdded
+            | R::CollationChangeInUniqueKey
+            | R::TableRenamed
+            | R::ForeignKeyAdded
+            | R::GeometryChange => Claim::Stops,
+            R::SignednessChange
+            | R::MixedSignednessWidening
+            | R::NullToNotNull
+            | R::DecimalNarrowing
+            | R::EnumValueInserted
+            | R::EnumValueRemoved
+            | R::EnumValuesChanged
+            | R::ColumnPositionReused
+            | R::NondeterministicDefault
+            | R::GeneratedColumnChange
+            | R::AutoIncrementColumnAdded
+            | R::AutoIncrementAdded
+            | R::ForeignKeyCascadeDropped
+            | R::PartitionDataChange => Claim::Corrupts,
+            R::CheckConstraintAdded => match flavor {
+                Flavor::Mysql => Claim::Stops,
+                Flavor::Mariadb => Claim::Corrupts,
+            },
+            R::ColumnAddedInMiddle
+            | R::ColumnDroppedNotLast
+            | R::ColumnReordered
+            | R::Narrowing
+            | R::CharsetChange
+            | R::ColumnAddedWithoutDefault
+            | R::DroppedColumnWithoutDefault
+            | R::PartitioningMayRejectRows => Claim::StopsOrCorrupts,
+            _ => Claim::Precaution,
+        }
+    }
 }
 
 impl fmt::Display for Rule {

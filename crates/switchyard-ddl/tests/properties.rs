@@ -209,16 +209,20 @@ proptest! {
     }
 
     #[test]
-    fn decimal_changes_keep_integer_digits_and_scale(
+    fn decimal_changes_keep_integer_digits(
         flavor in flavor(),
         (p1, s1) in (1u32..40).prop_flat_map(|p| (Just(p), 0..=p.min(30))),
         (p2, s2) in (1u32..40).prop_flat_map(|p| (Just(p), 0..=p.min(30))),
     ) {
         let table = format!("CREATE TABLE `d` (`id` int NOT NULL, `v` decimal({p1},{s1}) DEFAULT NULL, PRIMARY KEY (`id`))");
         let analysis = analyze(flavor, &table, &format!("ALTER TABLE d MODIFY v DECIMAL({p2},{s2})")).unwrap();
+        // The servers count more precision (or the same with more scale) as non-lossy; the
+        // values are right when no integer digit is lost (a smaller scale rounds as the
+        // primary's own ALTER rounds; measured).
+        let non_lossy = p2 > p1 || (p2 == p1 && s2 > s1);
         let expected = if (p1, s1) == (p2, s2) {
             Verdict::Safe
-        } else if p2 - s2 >= p1 - s1 && s2 >= s1 {
+        } else if non_lossy && p2 - s2 >= p1 - s1 {
             Verdict::SafeWithConversion
         } else {
             Verdict::Unsafe

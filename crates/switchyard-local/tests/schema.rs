@@ -96,11 +96,11 @@ async fn a_schema_change_is_checked_first_then_rolled_replica_first() {
         "names the clause: {text}"
     );
     assert!(text.contains("[column-"), "names the rule: {text}");
-    // Malformed: no database, two statements, an executable comment.
+    // Malformed: no database, two statements, a second one in an executable comment.
     for bad in [
         "ALTER TABLE ledger ADD COLUMN x INT",
         "ALTER TABLE app.ledger ADD COLUMN x INT; DROP TABLE app.ledger",
-        "ALTER TABLE app.ledger ADD COLUMN x INT /*!50000 , DROP COLUMN payload */",
+        "ALTER TABLE app.ledger ADD COLUMN x INT /*!50000 ; DROP TABLE app.ledger */",
     ] {
         let err = cluster
             .schema_target(&SchemaRequest::new(bad))

@@ -2,11 +2,16 @@
 //! rolling change runs them: the ALTER on the replica first with the binary log off, then
 //! old-shape writes on the source, then a look at what the replica did with them.
 //!
-//! Every case lives in a schema of its own (`<set>_<slug>`, table `t`), created on the source
-//! with the binary log on so that both servers start from the same definition. A case that
-//! stops the replica is repaired by marking the source's remaining transactions as applied on
-//! the replica (empty transactions on MySQL, `gtid_slave_pos` on MariaDB): nothing after it
-//! touches the case's schema, so the servers agree on everything else.
+//! Cases run in batches, one replica type-conversion setting per batch: every trial's schema
+//! (`<name>`, table `t`) is created on the source with the binary log on, every ALTER runs on
+//! the replica, then every trial's writes run on the source, each trial's GTID position noted.
+//! The replica's applier runs one transaction at a time (MySQL is set to one worker), so when
+//! it stops or its server dies, the first trial whose position it has not reached is the one
+//! that broke it: that trial is repaired by marking the source's transactions up to its
+//! position as applied on the replica (empty transactions on MySQL, `gtid_slave_pos` on
+//! MariaDB), and the wait goes on. Nothing after a trial touches its schema, so the servers
+//! agree on everything else. Once the replica has applied the whole batch, each trial's table is
+//! compared with the source's table altered the same way.
 
 use std::fmt;
 use std::time::Duration;
@@ -18,9 +23,9 @@ use switchyard_mysql::{Credentials, Instance, InstanceAddr, Timeouts, TypeConver
 use switchyard_plan::versions::Flavor;
 use switchyard_testbed::{Cluster, ServerKind, replication, wait_for};
 
-/// How long the replica may take to apply a case's writes or to stop on them. Generous: the
-/// test shares two cores with other work; a healthy pair takes milliseconds.
-const APPLY_DEADLINE: Duration = Duration::from_secs(60);
+/// How long the replica may take to apply a batch's writes or to stop on them. Generous: the
+/// test shares two cores with other work; a healthy pair takes milliseconds per trial.
+const APPLY_DEADLINE: Duration = Duration::from_secs(120);
 
 /// The name of the case table in every case schema.
 const TABLE: &str = "t";
@@ -30,7 +35,8 @@ const TABLE: &str = "t";
 pub enum Behaviour {
     /// It applied every write, and its table equals the source's table with the ALTER applied.
     AppliesAndMatches,
-    /// It applied every write, but some value differs: silent corruption.
+    /// It applied every write, but some value differs, or the source cannot take the ALTER
+    /// on the rows it wrote: silent corruption.
     AppliesButDiffers {
         /// The first difference found.
         detail: String,
@@ -42,7 +48,7 @@ pub enum Behaviour {
         /// The server's message, without positions and transaction ids.
         message: String,
     },
-    /// The replica's server process died (it is restarted for the next case).
+    /// The replica's server process died (it is restarted for the next trial).
     Crashes {
         /// The server's last words in its log.
         message: String,
@@ -76,6 +82,11 @@ impl Behaviour {
             | Behaviour::AlterRefused { message } => message,
         }
     }
+
+    /// True when the replica applied every write and matched.
+    pub fn passes(&self) -> bool {
+        *self == Behaviour::AppliesAndMatches
+    }
 }
 
 impl fmt::Display for Behaviour {
@@ -89,16 +100,16 @@ impl fmt::Display for Behaviour {
     }
 }
 
-/// One case to replay.
-pub struct Replay<'a> {
-    /// The case's schema, created by [`Pair::create`].
-    pub schema: &'a str,
+/// One trial of a batch.
+pub struct Trial<'a> {
+    /// The trial's schema, created by the batch (unique in the pair's life).
+    pub schema: String,
+    /// The fixture's CREATE TABLE of `t`.
+    pub table: &'a str,
     /// The ALTER statement, on table `t`, unqualified.
     pub alter: &'a str,
     /// The source's writes, on table `t`, unqualified.
     pub writes: &'a [&'a str],
-    /// The replica's type-conversion setting while the writes are applied.
-    pub conversions: TypeConversions,
 }
 
 /// A testbed replication pair and connections to both servers as the operator account.
@@ -112,18 +123,23 @@ pub struct Pair {
     replica: MySqlConnection,
     /// switchyard's own handle on the replica: runs the ALTER and sets the conversion variable.
     replica_handle: Instance,
+    /// The server's version, as it reports it.
+    version: String,
+    /// The replica's conversion setting for the batch running (set again after a restart).
+    conversions: TypeConversions,
     /// Kept last: dropping it stops the servers after the connections above are closed.
     cluster: Cluster,
 }
 
 impl Pair {
-    /// Starts a primary and one replica of `kind` and connects to both.
+    /// Starts a primary and one replica of `kind` and connects to both. The replica's applier
+    /// runs one transaction at a time, so that a batch's failures are told apart.
     pub async fn start(kind: ServerKind, flavor: Flavor) -> Pair {
         let cluster = replication(kind, 2)
             .await
             .unwrap_or_else(|e| panic!("{flavor}: start a replication pair: {e}"));
         let operator = &cluster.credentials().operator;
-        let primary = cluster
+        let mut primary = cluster
             .primary()
             .connect(operator)
             .await
@@ -133,14 +149,25 @@ impl Pair {
             .connect(operator)
             .await
             .expect("connect to the primary");
-        oracle
-            .execute("SET SESSION sql_log_bin = 0")
-            .await
-            .expect("binary log off");
-        let replica = cluster.replicas()[0]
+        exec(&mut oracle, "SET SESSION sql_log_bin = 0").await;
+        let version = text(&fetch_all(&mut primary, "SELECT VERSION()").await[0], 0);
+        let mut replica = cluster.replicas()[0]
             .connect(operator)
             .await
             .expect("connect to the replica");
+        if flavor == Flavor::Mysql {
+            let mut root = cluster.replicas()[0]
+                .connect_root()
+                .await
+                .expect("connect to the replica as root");
+            exec(
+                &mut root,
+                "STOP REPLICA SQL_THREAD; SET GLOBAL replica_parallel_workers = 1; START REPLICA SQL_THREAD",
+            )
+            .await;
+        }
+        let running = fetch_all(&mut replica, "SELECT 1").await;
+        assert_eq!(running.len(), 1);
         let replica_handle = Instance::new(
             "replica",
             InstanceAddr::new("127.0.0.1", cluster.replicas()[0].port()),
@@ -157,6 +184,8 @@ impl Pair {
             oracle,
             replica,
             replica_handle,
+            version,
+            conversions: TypeConversions::default(),
             cluster,
         };
         let conversions = pair
@@ -172,7 +201,12 @@ impl Pair {
         pair
     }
 
-    /// Creates each schema with table `t` from `create_table` on the source, with the binary
+    /// The server's version string (`10.11.18-MariaDB-…`).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Creates each schema with table `t` from its CREATE TABLE on the source, with the binary
     /// log on, and waits until the replica has them too.
     pub async fn create(&mut self, schemas: &[(String, &str)]) {
         for (schema, create_table) in schemas {
@@ -195,108 +229,163 @@ impl Pair {
         text(&found[0], 1)
     }
 
-    /// Replays one case and says what the replica did. Leaves replication running, caught
-    /// up, with the conversion variable empty.
-    pub async fn replay(&mut self, case: &Replay<'_>) -> Behaviour {
+    /// Runs `trials` with the replica's conversion variable set to `conversions` and says
+    /// what the replica did with each. Leaves replication running, caught up, with the
+    /// conversion variable as it found it.
+    pub async fn run_batch(
+        &mut self,
+        trials: &[Trial<'_>],
+        conversions: TypeConversions,
+    ) -> Vec<Behaviour> {
         let flavor = self.flavor;
+        let schemas: Vec<(String, &str)> =
+            trials.iter().map(|t| (t.schema.clone(), t.table)).collect();
+        self.create(&schemas).await;
         let previous = self
             .replica_handle
-            .set_type_conversions(case.conversions)
+            .set_type_conversions(conversions)
             .await
-            .unwrap_or_else(|e| panic!("{flavor} {}: set the conversions: {e}", case.schema));
-        let behaviour = self.replay_with_conversions(case).await;
+            .unwrap_or_else(|e| panic!("{flavor}: set the conversions: {e}"));
+        self.conversions = conversions;
+        let mut outcomes: Vec<Option<Behaviour>> = vec![None; trials.len()];
+        for (trial, outcome) in trials.iter().zip(outcomes.iter_mut()) {
+            let alter = retarget(trial.alter, &trial.schema, "");
+            if let Err(e) = self
+                .replica_handle
+                .run_local_ddl(&alter, Duration::from_secs(30))
+                .await
+            {
+                *outcome = Some(Behaviour::AlterRefused {
+                    message: e.to_string(),
+                });
+            }
+        }
+        let mut targets: Vec<(usize, String)> = Vec::new();
+        for (i, trial) in trials.iter().enumerate() {
+            if outcomes[i].is_some() {
+                continue;
+            }
+            exec(
+                &mut self.primary,
+                &format!("USE {}", quote_identifier(&trial.schema)),
+            )
+            .await;
+            for write in trial.writes {
+                exec(&mut self.primary, write).await;
+            }
+            targets.push((i, self.source_position().await));
+        }
+        self.apply_all(&targets, &mut outcomes).await;
+        for (i, trial) in trials.iter().enumerate() {
+            if outcomes[i].is_none() {
+                outcomes[i] = Some(self.compare(trial).await);
+            }
+        }
         self.replica_handle
             .set_type_conversions(previous)
             .await
-            .unwrap_or_else(|e| panic!("{flavor} {}: restore the conversions: {e}", case.schema));
-        behaviour
+            .unwrap_or_else(|e| panic!("{flavor}: restore the conversions: {e}"));
+        self.conversions = previous;
+        outcomes
+            .into_iter()
+            .map(|o| o.expect("every trial has an outcome"))
+            .collect()
     }
 
-    async fn replay_with_conversions(&mut self, case: &Replay<'_>) -> Behaviour {
-        let alter = retarget(case.alter, case.schema, "");
-        if let Err(e) = self
-            .replica_handle
-            .run_local_ddl(&alter, Duration::from_secs(30))
+    /// Waits until the replica has applied every trial's writes, recording the trials that
+    /// stopped its applier or killed its server.
+    async fn apply_all(&mut self, targets: &[(usize, String)], outcomes: &mut [Option<Behaviour>]) {
+        let Some((_, last)) = targets.last() else {
+            return;
+        };
+        let last = last.clone();
+        loop {
+            let ended = wait_for(APPLY_DEADLINE, async || match self.applier(&last).await {
+                Ok(Applier::Behind) => None,
+                Ok(applier) => Some(applier),
+                Err(_) if !self.cluster.replicas()[0].is_running() => Some(Applier::Crashed),
+                Err(_) => {
+                    self.reconnect_replica().await;
+                    None
+                }
+            })
             .await
-        {
-            return Behaviour::AlterRefused {
-                message: e.to_string(),
+            .unwrap_or_else(|_| panic!("{}: the replica neither applied nor stopped", self.flavor));
+            let crashed = match ended {
+                Applier::CaughtUp | Applier::Behind => return,
+                Applier::Stopped { errno, message } => Err((errno, message)),
+                Applier::Crashed => Ok(self.restart_replica().await),
             };
-        }
-        exec(
-            &mut self.primary,
-            &format!("USE {}", quote_identifier(case.schema)),
-        )
-        .await;
-        for write in case.writes {
-            exec(&mut self.primary, write).await;
-        }
-        let target = self.source_position().await;
-        let ended = wait_for(APPLY_DEADLINE, async || match self.applier(&target).await {
-            Ok(Applier::Behind) => None,
-            Ok(applier) => Some(applier),
-            Err(_) if !self.cluster.replicas()[0].is_running() => Some(Applier::Crashed),
-            Err(_) => {
-                self.reconnect_replica().await;
-                None
-            }
-        })
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "{} {}: the replica neither applied nor stopped",
-                self.flavor, case.schema
-            )
-        });
-        match ended {
-            Applier::CaughtUp | Applier::Behind => self.compare(case).await,
-            Applier::Stopped { errno, message } => {
-                self.skip_to(&target).await;
-                Behaviour::Stops {
-                    errno,
-                    message: clean_message(&message),
+            // The applier runs one transaction at a time: the first trial it has not
+            // reached is the one that stopped it.
+            let mut culprit = None;
+            for (i, target) in targets {
+                if outcomes[*i].is_none() && !self.reached(target).await {
+                    culprit = Some((*i, target.clone()));
+                    break;
                 }
             }
-            Applier::Crashed => {
-                let message = self.restart_replica().await;
-                self.skip_to(&target).await;
-                Behaviour::Crashes { message }
-            }
+            let Some((i, target)) = culprit else {
+                panic!(
+                    "{}: the replica stopped after every trial's writes",
+                    self.flavor
+                );
+            };
+            outcomes[i] = Some(match crashed {
+                Err((errno, message)) => Behaviour::Stops {
+                    errno,
+                    message: clean_message(&message),
+                },
+                Ok(message) => Behaviour::Crashes { message },
+            });
+            self.skip_to(&target).await;
         }
+    }
+
+    /// True when the replica has executed the source's position `target`.
+    async fn reached(&mut self, target: &str) -> bool {
+        let sql = match self.flavor {
+            Flavor::Mysql => "SELECT CAST(GTID_SUBSET(?, @@GLOBAL.gtid_executed) AS SIGNED)",
+            Flavor::Mariadb => "SELECT CAST(MASTER_GTID_WAIT(?, 0) = 0 AS SIGNED)",
+        };
+        let reached: i64 = sqlx::query_scalar(sql)
+            .bind(target)
+            .fetch_one(&mut self.replica)
+            .await
+            .unwrap_or_else(|e| panic!("{}: read the replica's position: {e}", self.flavor));
+        reached == 1
     }
 
     /// Compares the replica's table with the expected one: the source's table copied and
-    /// altered on the source with the binary log off. If the source cannot take the ALTER on
-    /// its data (a lossy change in strict mode), compares the columns of the same name in the
-    /// source's table and the replica's, by value.
-    async fn compare(&mut self, case: &Replay<'_>) -> Behaviour {
-        let schema = quote_identifier(case.schema);
+    /// altered on the source with the binary log off. A source that cannot take the ALTER on
+    /// its own rows (a value the new type forbids, a failing check, a duplicate) means the
+    /// replica holds rows its definition forbids and the rollout cannot finish: a difference,
+    /// with the shared columns compared for the detail.
+    async fn compare(&mut self, trial: &Trial<'_>) -> Behaviour {
+        let schema = quote_identifier(&trial.schema);
         let expected = format!("{schema}.{}", quote_identifier("t_expected"));
         let actual = format!("{schema}.{}", quote_identifier(TABLE));
-        exec(
-            &mut self.oracle,
-            &format!("DROP TABLE IF EXISTS {expected}"),
-        )
-        .await;
-        exec(
-            &mut self.oracle,
-            &format!("CREATE TABLE {expected} LIKE {actual}"),
-        )
-        .await;
-        exec(
-            &mut self.oracle,
-            &format!("INSERT INTO {expected} SELECT * FROM {actual}"),
-        )
-        .await;
-        let oracle_alter = retarget(case.alter, case.schema, "_expected");
-        let expected_columns = match try_exec(&mut self.oracle, &oracle_alter).await {
-            Ok(_) => columns(&mut self.oracle, case.schema, "t_expected").await,
-            Err(e) => {
-                let fallback = format!("(the source refuses the ALTER on its rows: {e}) ");
-                return self.compare_shared(case, &fallback).await;
-            }
-        };
-        let replica_columns = columns(&mut self.replica, case.schema, TABLE).await;
+        let stored: Vec<String> = columns(&mut self.primary, &trial.schema, TABLE)
+            .await
+            .into_iter()
+            .filter(|c| !c.generated)
+            .map(|c| quote_identifier(&c.name))
+            .collect();
+        let list = stored.join(", ");
+        for sql in [
+            format!("DROP TABLE IF EXISTS {expected}"),
+            format!("CREATE TABLE {expected} LIKE {actual}"),
+            format!("INSERT INTO {expected} ({list}) SELECT {list} FROM {actual}"),
+        ] {
+            exec(&mut self.oracle, &sql).await;
+        }
+        let oracle_alter = retarget(trial.alter, &trial.schema, "_expected");
+        if let Err(e) = try_exec(&mut self.oracle, &oracle_alter).await {
+            let note = format!("the source refuses the ALTER on its own rows ({e})");
+            return self.compare_shared(trial, &note).await;
+        }
+        let expected_columns = columns(&mut self.oracle, &trial.schema, "t_expected").await;
+        let replica_columns = columns(&mut self.replica, &trial.schema, TABLE).await;
         let names = |cols: &[Column]| cols.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
         if names(&expected_columns) != names(&replica_columns) {
             return Behaviour::AppliesButDiffers {
@@ -307,7 +396,7 @@ impl Pair {
                 ),
             };
         }
-        let exprs: Vec<String> = replica_columns.iter().map(|c| as_hex(&c.name)).collect();
+        let exprs: Vec<String> = replica_columns.iter().map(value_of).collect();
         let want = rows(&mut self.primary, &expected, &exprs).await;
         let got = rows(&mut self.replica, &actual, &exprs).await;
         let cols = names(&replica_columns);
@@ -317,9 +406,9 @@ impl Pair {
         }
     }
 
-    async fn compare_shared(&mut self, case: &Replay<'_>, note: &str) -> Behaviour {
-        let source_columns = columns(&mut self.primary, case.schema, TABLE).await;
-        let replica_columns = columns(&mut self.replica, case.schema, TABLE).await;
+    async fn compare_shared(&mut self, trial: &Trial<'_>, note: &str) -> Behaviour {
+        let source_columns = columns(&mut self.primary, &trial.schema, TABLE).await;
+        let replica_columns = columns(&mut self.replica, &trial.schema, TABLE).await;
         let shared: Vec<(Column, Column)> = source_columns
             .iter()
             .filter_map(|s| {
@@ -330,7 +419,7 @@ impl Pair {
         let exprs: Vec<String> = shared.iter().map(|(s, _)| as_hex(&s.name)).collect();
         let table = format!(
             "{}.{}",
-            quote_identifier(case.schema),
+            quote_identifier(&trial.schema),
             quote_identifier(TABLE)
         );
         let want = rows(&mut self.primary, &table, &exprs).await;
@@ -345,12 +434,11 @@ impl Pair {
             ),
             (a, b) => a == b,
         };
-        match first_difference(&names, &want, &got, same) {
-            Some(detail) => Behaviour::AppliesButDiffers {
-                detail: format!("{note}{detail}"),
-            },
-            None => Behaviour::AppliesAndMatches,
-        }
+        let detail = match first_difference(&names, &want, &got, same) {
+            Some(difference) => format!("{note}; {difference}"),
+            None => format!("{note}; the shared columns hold the source's values"),
+        };
+        Behaviour::AppliesButDiffers { detail }
     }
 
     async fn source_position(&mut self) -> String {
@@ -392,6 +480,23 @@ impl Pair {
             "{}: connect to the restarted replica",
             self.flavor
         );
+        // Global settings are not persisted: the batch's conversions again, and on MySQL one
+        // worker, before replication resumes.
+        self.replica_handle
+            .set_type_conversions(self.conversions)
+            .await
+            .unwrap_or_else(|e| panic!("{}: set the conversions again: {e}", self.flavor));
+        if self.flavor == Flavor::Mysql {
+            let mut root = self.cluster.replicas()[0]
+                .connect_root()
+                .await
+                .expect("connect to the replica as root");
+            exec(
+                &mut root,
+                "STOP REPLICA SQL_THREAD; SET GLOBAL replica_parallel_workers = 1",
+            )
+            .await;
+        }
         message
     }
 
@@ -454,7 +559,7 @@ impl Pair {
     }
 
     /// After a stop: marks every transaction of the source up to `target` as applied on the
-    /// replica, restarts replication and waits until it runs and has caught up.
+    /// replica and restarts its applier (the caller goes on waiting).
     async fn skip_to(&mut self, target: &str) {
         match self.flavor {
             Flavor::Mysql => {
@@ -495,7 +600,6 @@ impl Pair {
                 exec(&mut self.replica, "START SLAVE").await;
             }
         }
-        self.wait_running_and_caught_up().await;
     }
 
     /// Waits until the replica has applied everything the source wrote, with its applier
@@ -528,6 +632,7 @@ enum Applier {
 struct Column {
     name: String,
     data_type: String,
+    generated: bool,
 }
 
 /// Runs `sql` as text (not prepared: `SET gtid_next`, `USE` and DDL are not all preparable).
@@ -566,8 +671,9 @@ fn unhex(hex: &str) -> String {
 }
 
 async fn columns(conn: &mut MySqlConnection, schema: &str, table: &str) -> Vec<Column> {
-    let found: Vec<(String, String)> = sqlx::query_as(
-        "SELECT CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR) FROM information_schema.COLUMNS \
+    let found: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR), \
+         CAST(COALESCE(GENERATION_EXPRESSION, '') <> '' AS SIGNED) FROM information_schema.COLUMNS \
          WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
     )
     .bind(schema)
@@ -577,11 +683,26 @@ async fn columns(conn: &mut MySqlConnection, schema: &str, table: &str) -> Vec<C
     .unwrap_or_else(|e| panic!("columns of {schema}.{table}: {e}"));
     found
         .into_iter()
-        .map(|(name, data_type)| Column {
+        .map(|(name, data_type, generated)| Column {
             name,
             data_type: data_type.to_ascii_lowercase(),
+            generated: generated == 1,
         })
         .collect()
+}
+
+/// A column's value as one comparable string: binary strings and BIT as their bytes,
+/// floating-point values with every digit of their stored bits (a FLOAT(7,2) displays two
+/// decimals of whatever it holds), anything else as its text in utf8mb4.
+fn value_of(column: &Column) -> String {
+    let q = quote_identifier(&column.name);
+    match column.data_type.as_str() {
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "bit" => {
+            format!("HEX({q})")
+        }
+        "float" | "double" => format!("HEX(CONVERT(CAST({q} AS DOUBLE) USING utf8mb4))"),
+        _ => as_hex(&column.name),
+    }
 }
 
 type Rows = Vec<Vec<Option<String>>>;
@@ -636,7 +757,19 @@ fn first_difference(
     None
 }
 
+/// `s` cut to 24 characters, control characters escaped (`\0`, `\u{1}`) so reports stay text.
 fn shorten(s: &str) -> String {
+    let escaped: String = s
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    let s = escaped.as_str();
     if s.chars().count() > 24 {
         format!(
             "{}…({} chars)",
