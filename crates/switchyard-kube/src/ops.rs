@@ -8,14 +8,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams};
 use switchyard_config::{Account, ConfigError, ConfigServer, ServerMetadata};
 use switchyard_mysql::{
-    Credentials, Instance, InstanceAddr, ReplicationCredentials, SourceAddr, Timeouts,
+    Credentials, Instance, InstanceAddr, IoThreadState, ReplicationCredentials, SourceAddr,
+    Timeouts,
 };
 use switchyard_plan::gtid::GtidSet;
 use switchyard_plan::versions::{Flavor, Version};
@@ -45,7 +46,9 @@ pub struct Target {
 pub struct ReplicationView {
     /// The host it replicates from.
     pub source_host: String,
-    /// Whether both threads run (the I/O thread may be connecting).
+    /// Whether replication runs: the applier runs and the I/O thread runs or is connecting.
+    /// Configured but not running (a restart with `skip-replica-start`, a demoted old primary
+    /// not started yet) is `false` with no error.
     pub running: bool,
     /// The last I/O or SQL error number (0: none).
     pub errno: u32,
@@ -60,8 +63,12 @@ pub struct ReplicationView {
 pub struct InstanceView {
     /// The version it runs.
     pub version: Version,
-    /// Whether clients may write (`read_only` off).
+    /// Whether clients may write (`read_only` and `super_read_only` off).
     pub writable: bool,
+    /// Whether a fence holds now: no client, however privileged, can commit. MySQL:
+    /// `super_read_only` is on; MariaDB: these operations' own connection holds the fence's
+    /// backup lock (it dies with that connection and with the server process).
+    pub fenced: bool,
     /// Replication, when a source is configured.
     pub replication: Option<ReplicationView>,
     /// Executed GTIDs.
@@ -105,26 +112,47 @@ impl OpsError {
 }
 
 /// The operations on one instance that the Kubernetes runtime performs. Every operation is
-/// idempotent; the engine may repeat one.
+/// idempotent; the engine may repeat one. An operation that takes a `deadline` sends no
+/// statement once it has passed and ends every statement by it.
 #[async_trait]
 pub trait InstanceOps: Send + Sync {
-    /// What the instance reports.
-    async fn observe(&self, t: &Target) -> Result<InstanceView, OpsError>;
-    /// Fences it (no client commits afterwards) and closes client connections.
-    async fn fence(&self, t: &Target) -> Result<(), OpsError>;
-    /// Lifts the fence: the instance takes writes.
-    async fn unfence(&self, t: &Target) -> Result<(), OpsError>;
-    /// Waits until `candidate` executed everything `from` committed, at most `timeout`.
+    /// What the instance reports (by `deadline`, when one is given).
+    async fn observe(
+        &self,
+        t: &Target,
+        deadline: Option<Instant>,
+    ) -> Result<InstanceView, OpsError>;
+    /// Waits until no transaction on the instance has been open longer than `max_seconds`
+    /// (the switchover pre-flight's long-transaction test), failing at `deadline` while one
+    /// still is. Changes nothing.
+    async fn wait_no_long_transaction(
+        &self,
+        t: &Target,
+        max_seconds: u64,
+        deadline: Instant,
+    ) -> Result<(), OpsError>;
+    /// Fences it: no client, however privileged, commits afterwards (MySQL
+    /// `super_read_only`; MariaDB `read_only` and a backup lock held by these operations'
+    /// connection), and client connections are closed.
+    async fn fence(&self, t: &Target, deadline: Instant) -> Result<(), OpsError>;
+    /// Makes the fenced old primary `t` a replica of `source` without starting its
+    /// replication, and fences it again.
+    async fn demote(&self, t: &Target, source: &Target, deadline: Instant) -> Result<(), OpsError>;
+    /// Waits until `candidate` executed everything `from` committed (its position read now),
+    /// failing at `deadline`.
     async fn wait_caught_up(
         &self,
         candidate: &Target,
         from: &Target,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<(), OpsError>;
-    /// Makes it the writable primary.
-    async fn promote(&self, t: &Target) -> Result<(), OpsError>;
+    /// Makes it the writable primary: stops its replication, lifts its fence and read-only
+    /// mode, then forgets its replication source. A failure names the stage it reached in its
+    /// message; from the stage that turns read-only off on, the instance may take writes.
+    async fn promote(&self, t: &Target, deadline: Instant) -> Result<(), OpsError>;
     /// Makes it replicate from `source` with GTID positioning and starts replication;
-    /// `former_primary` when it was the primary (its own position carries over).
+    /// `former_primary` when it was the primary or is fenced: its clients are closed, its own
+    /// position carries over (MariaDB `gtid_slave_pos`) and a fence's lock is released.
     async fn replicate_from(
         &self,
         t: &Target,
@@ -133,8 +161,9 @@ pub trait InstanceOps: Send + Sync {
     ) -> Result<(), OpsError>;
     /// Prepares a shutdown: a slow one (`innodb_fast_shutdown = 0`) when `slow`.
     async fn prepare_shutdown(&self, t: &Target, slow: bool) -> Result<(), OpsError>;
-    /// Closes every client connection (after the primary moved away).
-    async fn close_client_connections(&self, t: &Target) -> Result<(), OpsError>;
+    /// Closes every client connection (after the primary moved away), by `deadline`.
+    async fn close_client_connections(&self, t: &Target, deadline: Instant)
+    -> Result<(), OpsError>;
     /// Whether the system tables were upgraded for `version` (MariaDB; always true on
     /// MySQL, which upgrades them itself at start).
     async fn system_tables_current(
@@ -215,18 +244,26 @@ fn unsupported(t: &Target, what: &str) -> OpsError {
 ///
 /// Handles are cached per instance and kept across reconciles: on MariaDB the fence is a
 /// global read lock held by a connection of the handle, which must outlive the step that
-/// took it until the promotion or the unfence releases it.
+/// took it until the promotion, the unfence or the repoint releases it. The cache also
+/// remembers when each fence was taken, so that a lock the server's restart ended is not
+/// reported as held.
 #[derive(Clone)]
 pub struct MysqlOps {
     pods: Option<Api<Pod>>,
     credentials: Credentials,
     replication: ReplicationCredentials,
-    handles: Arc<Mutex<HashMap<Target, Instance>>>,
+    handles: HandleCache,
     timeouts: Timeouts,
 }
 
+/// One cached instance handle, and when its MariaDB fence lock was last taken.
+pub struct CachedHandle {
+    instance: Instance,
+    fenced_at: Option<Instant>,
+}
+
 /// The shared cache of instance handles (one per operator process).
-pub type HandleCache = Arc<Mutex<HashMap<Target, Instance>>>;
+pub type HandleCache = Arc<Mutex<HashMap<Target, CachedHandle>>>;
 
 impl MysqlOps {
     /// Operations with `creds`, sharing `handles`; `pods` (in the cluster's namespace) for
@@ -247,12 +284,16 @@ impl MysqlOps {
         }
     }
 
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Target, CachedHandle>> {
+        self.handles.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn handle(&self, t: &Target) -> Instance {
-        let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut handles = self.cache();
         if let Some(h) = handles.get(t)
-            && h.addr().host == t.host
+            && h.instance.addr().host == t.host
         {
-            return h.clone();
+            return h.instance.clone();
         }
         let h = Instance::new(
             t.pod.clone(),
@@ -260,8 +301,39 @@ impl MysqlOps {
             self.credentials.clone(),
         )
         .with_timeouts(self.timeouts);
-        handles.insert(t.clone(), h.clone());
+        handles.insert(
+            t.clone(),
+            CachedHandle {
+                instance: h.clone(),
+                fenced_at: None,
+            },
+        );
         h
+    }
+
+    /// Notes that a fence (and so, on MariaDB, its lock) was taken on `t` at `at`.
+    fn note_fenced(&self, t: &Target, at: Instant) {
+        if let Some(h) = self.cache().get_mut(t) {
+            h.fenced_at = Some(at);
+        }
+    }
+
+    /// Whether this handle's MariaDB fence lock still holds: it is held, and the server has
+    /// been up since it was taken (a restart ends the lock with its connection; the dead
+    /// connection is then dropped, so that the next fence takes a new lock).
+    async fn lock_holds(&self, t: &Target, h: &Instance, uptime: Duration) -> bool {
+        if !h.holds_fence_lock().await {
+            return false;
+        }
+        let fenced_at = self.cache().get(t).and_then(|c| c.fenced_at);
+        // `uptime` is whole seconds: a fence taken in the server's first second after a
+        // restart reads as taken before it, which only makes the engine fence again.
+        let restarted_since = fenced_at.is_none_or(|at| uptime < at.elapsed());
+        if restarted_since {
+            h.release_fence_lock().await;
+            return false;
+        }
+        true
     }
 
     /// The configuration client of `t`, with the operator account (connects on first use).
@@ -291,11 +363,19 @@ fn ops<T>(r: Result<T, switchyard_mysql::Error>) -> Result<T, OpsError> {
 
 #[async_trait]
 impl InstanceOps for MysqlOps {
-    async fn observe(&self, t: &Target) -> Result<InstanceView, OpsError> {
-        let o = ops(self.handle(t).observe().await)?;
+    async fn observe(
+        &self,
+        t: &Target,
+        deadline: Option<Instant>,
+    ) -> Result<InstanceView, OpsError> {
+        let h = self.handle(t);
+        let o = match deadline {
+            Some(d) => ops(h.observe_by(d).await)?,
+            None => ops(h.observe().await)?,
+        };
         let replication = o.replication.as_ref().map(|r| ReplicationView {
             source_host: r.source_host.clone(),
-            running: r.is_running(),
+            running: r.sql_running && r.io_thread != IoThreadState::Stopped,
             errno: if r.last_sql_errno != 0 {
                 r.last_sql_errno
             } else {
@@ -308,37 +388,77 @@ impl InstanceOps for MysqlOps {
             },
             lag_seconds: r.seconds_behind,
         });
+        let fenced = match o.version.flavor {
+            Flavor::Mysql => o.super_read_only == Some(true),
+            Flavor::Mariadb => self.lock_holds(t, &h, o.uptime).await,
+        };
         Ok(InstanceView {
             version: o.version.version,
             writable: o.is_writable() && o.super_read_only != Some(true),
+            fenced,
             replication,
             gtid: Some(o.gtid.executed().clone()),
         })
     }
 
-    async fn fence(&self, t: &Target) -> Result<(), OpsError> {
-        ops(self.handle(t).fence().await).map(drop)
+    async fn wait_no_long_transaction(
+        &self,
+        t: &Target,
+        max_seconds: u64,
+        deadline: Instant,
+    ) -> Result<(), OpsError> {
+        ops(self
+            .handle(t)
+            .wait_no_long_transaction_by(max_seconds, deadline)
+            .await)
     }
 
-    async fn unfence(&self, t: &Target) -> Result<(), OpsError> {
-        ops(self.handle(t).unfence().await)
+    async fn fence(&self, t: &Target, deadline: Instant) -> Result<(), OpsError> {
+        let at = Instant::now();
+        ops(self.handle(t).fence_by(deadline).await)?;
+        self.note_fenced(t, at);
+        Ok(())
+    }
+
+    async fn demote(&self, t: &Target, source: &Target, deadline: Instant) -> Result<(), OpsError> {
+        let to = SourceAddr::new(source.host.clone(), source.port);
+        let at = Instant::now();
+        ops(self
+            .handle(t)
+            .demote_unstarted_by(&to, &self.replication, deadline)
+            .await)?;
+        self.note_fenced(t, at);
+        Ok(())
     }
 
     async fn wait_caught_up(
         &self,
         candidate: &Target,
         from: &Target,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<(), OpsError> {
-        let position = ops(self.handle(from).binlog_position().await)?;
+        let position = ops(self.handle(from).binlog_position_by(deadline).await)?;
         ops(self
             .handle(candidate)
-            .wait_caught_up(&position, timeout)
+            .wait_caught_up_by(&position, deadline)
             .await)
     }
 
-    async fn promote(&self, t: &Target) -> Result<(), OpsError> {
-        ops(self.handle(t).promote().await)
+    async fn promote(&self, t: &Target, deadline: Instant) -> Result<(), OpsError> {
+        self.handle(t).promote_by(deadline).await.map_err(|f| {
+            let mut e = OpsError::from_mysql(&f.error);
+            e.message = format!(
+                "{} (the promotion reached stage {:?}{})",
+                e.message,
+                f.stage,
+                if f.stage.may_be_writable() {
+                    ": the instance may take writes"
+                } else {
+                    ": the instance is still read-only"
+                }
+            );
+            e
+        })
     }
 
     async fn replicate_from(
@@ -375,8 +495,12 @@ impl InstanceOps for MysqlOps {
         }
     }
 
-    async fn close_client_connections(&self, t: &Target) -> Result<(), OpsError> {
-        ops(self.handle(t).kill_client_connections().await).map(drop)
+    async fn close_client_connections(
+        &self,
+        t: &Target,
+        deadline: Instant,
+    ) -> Result<(), OpsError> {
+        ops(self.handle(t).kill_client_connections_by(deadline).await).map(drop)
     }
 
     async fn variable_metadata(
