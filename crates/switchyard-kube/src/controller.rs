@@ -281,15 +281,11 @@ pub async fn run(
             let _ = server.await;
             return Ok(());
         }
-        let sent = clock();
-        match leader::try_acquire(&leases, &cfg.lease)
+        match leader::renew(&leases, &cfg.lease, &tenure, clock.as_ref())
             .await
             .map_err(RunError::Lease)?
         {
-            Leadership::Leading => {
-                tenure.renewed(sent);
-                break;
-            }
+            Leadership::Leading => break,
             Leadership::Following => {
                 tokio::select! {
                     () = tokio::time::sleep(retry) => {}
@@ -316,12 +312,8 @@ pub async fn run(
                     () = tokio::time::sleep(retry) => {}
                     () = stopped(stop_rx.clone()) => return,
                 }
-                let sent = clock();
-                match leader::try_acquire(&leases, &lease).await {
-                    Ok(Leadership::Leading) => {
-                        tenure.renewed(sent);
-                        last_renewed = tokio::time::Instant::now();
-                    }
+                match leader::renew(&leases, &lease, &tenure, clock.as_ref()).await {
+                    Ok(Leadership::Leading) => last_renewed = tokio::time::Instant::now(),
                     Ok(Leadership::Following) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "could not renew the lease");

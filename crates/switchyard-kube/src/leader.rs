@@ -244,6 +244,27 @@ pub async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Leadersh
     }
 }
 
+/// Tries once to acquire or renew the lease ([`try_acquire`]) and tells `tenure` how far a
+/// success reaches, counted from `now()` read before the request was sent; when another
+/// replica holds the lease, `tenure` is lost.
+///
+/// # Errors
+/// As [`try_acquire`]; `tenure` is left as it was (it expires on its own).
+pub async fn renew(
+    api: &Api<Lease>,
+    cfg: &LeaseConfig,
+    tenure: &Tenure,
+    now: impl Fn() -> switchyard_plan::Timestamp,
+) -> Result<Leadership, kube::Error> {
+    let sent = now();
+    let outcome = try_acquire(api, cfg).await?;
+    match outcome {
+        Leadership::Leading => tenure.renewed(sent),
+        Leadership::Following => tenure.lost(),
+    }
+    Ok(outcome)
+}
+
 /// Gives the lease up (on graceful shutdown), so another replica takes over at once.
 ///
 /// # Errors

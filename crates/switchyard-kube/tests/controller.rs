@@ -13,12 +13,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::Api;
 use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
 use switchyard_kube::controller::{OperatorConfig, run};
 use switchyard_kube::crd::MySQLCluster;
-use switchyard_kube::leader::{DEFAULT_LEASE, LeaseConfig};
+use switchyard_kube::leader::{
+    DEFAULT_LEASE, Leadership, LeaseConfig, NotConfirmed, Tenure, renew,
+};
+use switchyard_plan::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower_test::mock::{self, SendResponse};
 
@@ -402,4 +408,40 @@ async fn a_switchover_deadline_the_lease_cannot_cover_is_refused_with_a_conditio
         .expect("the operator task");
     assert!(result.is_ok(), "{result:?}");
     running.server.abort();
+}
+
+/// The renewals feed the engine's confirmations: a renewal counts from the moment it was
+/// sent, less the clock margin; a lease another replica holds confirms nothing.
+#[tokio::test]
+async fn a_renewal_tells_the_tenure_how_far_it_reaches_and_another_holder_ends_it() {
+    let api = Arc::new(Mutex::new(FakeApi::default()));
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(serve(handle, api.clone()));
+    let leases: Api<Lease> = Api::namespaced(Client::new(service, "default"), LEASE_NS);
+    let cfg = LeaseConfig {
+        name: "switchyard".into(),
+        identity: IDENTITY.into(),
+        duration: DEFAULT_LEASE,
+    };
+    let tenure = Tenure::new(DEFAULT_LEASE);
+    let sent = Timestamp(1_000_000);
+    let outcome = renew(&leases, &cfg, &tenure, || sent).await.expect("renew");
+    assert_eq!(outcome, Leadership::Leading);
+    assert_eq!(
+        tenure.held_until(),
+        Some(sent.after(Duration::from_secs(44)))
+    );
+    assert_eq!(tenure.confirm(sent.after(Duration::from_secs(44))), Ok(()));
+    // Another replica holds an unexpired lease: nothing is confirmed any more.
+    {
+        let mut api = locked(&api);
+        let lease = api.lease.as_mut().expect("the lease");
+        lease["spec"]["holderIdentity"] = "switchyard-test-1".into();
+        lease["spec"]["renewTime"] =
+            serde_json::to_value(MicroTime(k8s_openapi::jiff::Timestamp::now())).expect("a time");
+    }
+    let outcome = renew(&leases, &cfg, &tenure, || sent).await.expect("renew");
+    assert_eq!(outcome, Leadership::Following);
+    assert_eq!(tenure.confirm(sent), Err(NotConfirmed::NotHeld));
+    server.abort();
 }

@@ -385,3 +385,20 @@ async fn an_old_primary_whose_fence_no_longer_holds_is_fenced_again() {
     assert_eq!(w.ops.calls(), ["fence 0"]);
     assert!(w.ops.instance(0).fenced);
 }
+
+/// Issue 10, bug 1: a promotion takes the primary label off every other pod (an old primary
+/// still labelled, say, because its fence could not remove it) and only then sets the new
+/// primary's, and records the new primary in the status.
+#[tokio::test]
+async fn a_promotion_moves_the_primary_label_off_every_other_pod() {
+    let w = ready_world(spec("mariadb", "10.11.14", 3)).await;
+    assert_eq!(role(&w, 0).await.as_deref(), Some("primary"));
+    w.ops.set(0, |i| i.writable = false);
+    let rt = runtime(&w).await;
+    rt.observe().await.unwrap();
+    let deadline = rt.now().after(Duration::from_secs(10));
+    rt.promote(1, deadline).await.expect("promote");
+    assert_eq!(role(&w, 1).await.as_deref(), Some("primary"));
+    assert_eq!(role(&w, 0).await.as_deref(), Some("replica"));
+    assert_eq!(w.cluster().await.status.unwrap().current_primary, Some(1));
+}
