@@ -15,8 +15,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams};
 use switchyard_config::{Account, ConfigError, ConfigServer, ServerMetadata};
 use switchyard_mysql::{
-    Credentials, Instance, InstanceAddr, IoThreadState, ReplicationCredentials, SourceAddr,
-    Timeouts,
+    Credentials, Instance, InstanceAddr, IoThreadState, Observation, ReplicationCredentials,
+    SourceAddr, Timeouts,
 };
 use switchyard_plan::gtid::GtidSet;
 use switchyard_plan::versions::{Flavor, Version};
@@ -243,10 +243,14 @@ fn unsupported(t: &Target, what: &str) -> OpsError {
 /// The production [`InstanceOps`]: SQL through `switchyard-mysql`.
 ///
 /// Handles are cached per instance and kept across reconciles: on MariaDB the fence is a
-/// global read lock held by a connection of the handle, which must outlive the step that
-/// took it until the promotion, the unfence or the repoint releases it. The cache also
-/// remembers when each fence was taken, so that a lock the server's restart ended is not
-/// reported as held.
+/// backup lock held by a connection of the handle, which must outlive the step that took it
+/// until the promotion, the unfence or the repoint releases it. A server restart (the
+/// kubelet restarting the container, a pod recreated) ends that lock while the handle still
+/// holds its dead connection, so the cache also keeps when the server the lock was taken on
+/// started (a window from its `Uptime`, which counts whole seconds): a server that started
+/// outside that window is another process, its lock is reported gone and dropped, and the
+/// next fence takes a new one instead of counting on the dead one. (The window only misses
+/// a server restarted within a second of its previous start.)
 #[derive(Clone)]
 pub struct MysqlOps {
     pods: Option<Api<Pod>>,
@@ -256,10 +260,35 @@ pub struct MysqlOps {
     timeouts: Timeouts,
 }
 
-/// One cached instance handle, and when its MariaDB fence lock was last taken.
+/// One cached instance handle, and when the server its MariaDB fence lock was taken on
+/// started.
 pub struct CachedHandle {
     instance: Instance,
-    fenced_at: Option<Instant>,
+    fenced_server: Option<StartWindow>,
+}
+
+/// When a server process started, as one observation can tell: after `from`, no later than
+/// `to` (its `Uptime` counts whole seconds).
+#[derive(Clone, Copy, Debug)]
+struct StartWindow {
+    from: Instant,
+    to: Instant,
+}
+
+impl StartWindow {
+    /// The window of a server that reported `uptime` between `before` and `after`.
+    fn of(uptime: Duration, before: Instant, after: Instant) -> StartWindow {
+        let sub = |at: Instant, d: Duration| at.checked_sub(d).unwrap_or(at);
+        StartWindow {
+            from: sub(before, uptime + Duration::from_secs(1)),
+            to: sub(after, uptime),
+        }
+    }
+
+    /// Whether both windows may be the same start (the same server process).
+    fn same_start(self, other: StartWindow) -> bool {
+        self.from <= other.to && other.from <= self.to
+    }
 }
 
 /// The shared cache of instance handles (one per operator process).
@@ -305,31 +334,49 @@ impl MysqlOps {
             t.clone(),
             CachedHandle {
                 instance: h.clone(),
-                fenced_at: None,
+                fenced_server: None,
             },
         );
         h
     }
 
-    /// Notes that a fence (and so, on MariaDB, its lock) was taken on `t` at `at`.
-    fn note_fenced(&self, t: &Target, at: Instant) {
+    /// Observes `t`, by `deadline` when one is given, and tells when its server started.
+    async fn observe_started(
+        &self,
+        h: &Instance,
+        deadline: Option<Instant>,
+    ) -> Result<(Observation, StartWindow), OpsError> {
+        let before = Instant::now();
+        let o = match deadline {
+            Some(d) => ops(h.observe_by(d).await)?,
+            None => ops(h.observe().await)?,
+        };
+        let started = StartWindow::of(o.uptime, before, Instant::now());
+        Ok((o, started))
+    }
+
+    /// The server `t`'s lock was taken on, when this handle holds one.
+    fn fenced_server(&self, t: &Target) -> Option<StartWindow> {
+        self.cache().get(t).and_then(|c| c.fenced_server)
+    }
+
+    /// Notes that the lock held on `t` (if any) was taken on the server that `started`.
+    fn note_fenced(&self, t: &Target, started: StartWindow) {
         if let Some(h) = self.cache().get_mut(t) {
-            h.fenced_at = Some(at);
+            h.fenced_server = Some(started);
         }
     }
 
-    /// Whether this handle's MariaDB fence lock still holds: it is held, and the server has
-    /// been up since it was taken (a restart ends the lock with its connection; the dead
-    /// connection is then dropped, so that the next fence takes a new lock).
-    async fn lock_holds(&self, t: &Target, h: &Instance, uptime: Duration) -> bool {
+    /// Whether this handle holds a MariaDB fence lock taken on the server running now (which
+    /// `started`): one taken on an earlier server process died with it, and is dropped.
+    async fn lock_holds(&self, t: &Target, h: &Instance, started: StartWindow) -> bool {
         if !h.holds_fence_lock().await {
             return false;
         }
-        let fenced_at = self.cache().get(t).and_then(|c| c.fenced_at);
-        // `uptime` is whole seconds: a fence taken in the server's first second after a
-        // restart reads as taken before it, which only makes the engine fence again.
-        let restarted_since = fenced_at.is_none_or(|at| uptime < at.elapsed());
-        if restarted_since {
+        if self
+            .fenced_server(t)
+            .is_some_and(|fenced| !fenced.same_start(started))
+        {
             h.release_fence_lock().await;
             return false;
         }
@@ -369,10 +416,7 @@ impl InstanceOps for MysqlOps {
         deadline: Option<Instant>,
     ) -> Result<InstanceView, OpsError> {
         let h = self.handle(t);
-        let o = match deadline {
-            Some(d) => ops(h.observe_by(d).await)?,
-            None => ops(h.observe().await)?,
-        };
+        let (o, started) = self.observe_started(&h, deadline).await?;
         let replication = o.replication.as_ref().map(|r| ReplicationView {
             source_host: r.source_host.clone(),
             running: r.sql_running && r.io_thread != IoThreadState::Stopped,
@@ -390,7 +434,7 @@ impl InstanceOps for MysqlOps {
         });
         let fenced = match o.version.flavor {
             Flavor::Mysql => o.super_read_only == Some(true),
-            Flavor::Mariadb => self.lock_holds(t, &h, o.uptime).await,
+            Flavor::Mariadb => self.lock_holds(t, &h, started).await,
         };
         Ok(InstanceView {
             version: o.version.version,
@@ -414,20 +458,25 @@ impl InstanceOps for MysqlOps {
     }
 
     async fn fence(&self, t: &Target, deadline: Instant) -> Result<(), OpsError> {
-        let at = Instant::now();
-        ops(self.handle(t).fence_by(deadline).await)?;
-        self.note_fenced(t, at);
+        let h = self.handle(t);
+        // A lock this handle took on an earlier server process is dead: fencing again would
+        // keep it instead of taking a new one.
+        let (_, started) = self.observe_started(&h, Some(deadline)).await?;
+        self.lock_holds(t, &h, started).await;
+        ops(h.fence_by(deadline).await)?;
+        self.note_fenced(t, started);
         Ok(())
     }
 
     async fn demote(&self, t: &Target, source: &Target, deadline: Instant) -> Result<(), OpsError> {
         let to = SourceAddr::new(source.host.clone(), source.port);
-        let at = Instant::now();
-        ops(self
-            .handle(t)
+        let h = self.handle(t);
+        // It releases the lock it held and takes a new one on the server running now.
+        let (_, started) = self.observe_started(&h, Some(deadline)).await?;
+        ops(h
             .demote_unstarted_by(&to, &self.replication, deadline)
             .await)?;
-        self.note_fenced(t, at);
+        self.note_fenced(t, started);
         Ok(())
     }
 
