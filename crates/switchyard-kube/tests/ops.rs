@@ -137,6 +137,26 @@ async fn mariadb_a_fence_is_reported_only_while_its_lock_holds() {
         !view.fenced && view.replication.as_ref().is_some_and(|r| r.running),
         "{view:?}"
     );
+    // Its source goes away: its receiver reconnects, which is replication running, not a
+    // replica to repoint.
+    server.stop().await.expect("stop the source");
+    let replica_server = testbed.instance(1);
+    switchyard_testbed::wait_for(Duration::from_secs(30), async || {
+        let mut root = replica_server.connect_root().await.ok()?;
+        let row = sqlx::query("SHOW SLAVE STATUS")
+            .fetch_one(&mut root)
+            .await
+            .ok()?;
+        let io: String = sqlx::Row::try_get(&row, "Slave_IO_Running").ok()?;
+        (io == "Connecting").then_some(())
+    })
+    .await
+    .expect("the receiver reconnects");
+    let view = ops.observe(&replica, None).await.expect("observe");
+    assert!(
+        view.replication.as_ref().is_some_and(|r| r.running),
+        "{view:?}"
+    );
 }
 
 /// MySQL 9.7: the fence is `super_read_only`, reported while it is on; a promotion lifts it.
