@@ -43,7 +43,8 @@ pub struct FakeInstance {
     pub source: Option<u32>,
     pub running: bool,
     pub down: bool,
-    /// The executed GTIDs the test gives the instance (fixture text, echoed back).
+    /// The executed GTIDs the test gives the instance (fixture text, echoed back; none of
+    /// its flavor until then).
     pub gtid: Option<GtidSet>,
 }
 
@@ -52,7 +53,7 @@ pub struct FakeInstance {
 /// modes of its own). It records the calls the reconciler makes and echoes requested state
 /// back (the instance fenced is reported read-only and fenced, the instance promoted
 /// writable, the instance told to replicate from N reports N as its source, the GTIDs a test
-/// set are reported as they are, the instance that ran a schema change prints the fixture
+/// set are reported as they are, an empty set of the instance's flavor otherwise, the instance that ran a schema change prints the fixture
 /// definition the test gave, a global variable reads back as last set, from the fixture
 /// table or from [`FakeOps::globals`], else NULL), so that the reconcile tests can follow the
 /// Kubernetes side of a rollout. What SQL does is proven by the tests of switchyard-mysql and
@@ -220,7 +221,16 @@ impl FakeOps {
     pub fn started(&self, o: u32, version: Version) {
         let mut map = self.instances.lock().unwrap();
         let source = map.get(&o).and_then(|i| i.source);
-        let gtid = map.get(&o).and_then(|i| i.gtid.clone());
+        // No transactions of its flavor unless the test gave it some.
+        let flavor = if version.major >= 10 {
+            Flavor::Mariadb
+        } else {
+            Flavor::Mysql
+        };
+        let gtid = map
+            .get(&o)
+            .and_then(|i| i.gtid.clone())
+            .or_else(|| Some(GtidSet::empty(flavor)));
         self.globals.lock().unwrap().remove(&o);
         map.insert(
             o,
