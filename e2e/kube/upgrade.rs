@@ -197,8 +197,12 @@ struct PodNetworkOps {
 
 #[async_trait]
 impl InstanceOps for PodNetworkOps {
-    async fn observe(&self, t: &Target) -> Result<InstanceView, OpsError> {
-        let mut view = self.inner.observe(t).await?;
+    async fn observe(
+        &self,
+        t: &Target,
+        deadline: Option<Instant>,
+    ) -> Result<InstanceView, OpsError> {
+        let mut view = self.inner.observe(t, deadline).await?;
         if let Some(replication) = view.replication.as_mut() {
             let probe = self.net.probes[index(t.ordinal)]
                 .observe()
@@ -217,25 +221,36 @@ impl InstanceOps for PodNetworkOps {
         Ok(view)
     }
 
-    async fn fence(&self, t: &Target) -> Result<(), OpsError> {
-        self.inner.fence(t).await
+    async fn wait_no_long_transaction(
+        &self,
+        t: &Target,
+        max_seconds: u64,
+        deadline: Instant,
+    ) -> Result<(), OpsError> {
+        self.inner
+            .wait_no_long_transaction(t, max_seconds, deadline)
+            .await
     }
 
-    async fn unfence(&self, t: &Target) -> Result<(), OpsError> {
-        self.inner.unfence(t).await
+    async fn fence(&self, t: &Target, deadline: Instant) -> Result<(), OpsError> {
+        self.inner.fence(t, deadline).await
+    }
+
+    async fn demote(&self, t: &Target, source: &Target, deadline: Instant) -> Result<(), OpsError> {
+        self.inner.demote(t, source, deadline).await
     }
 
     async fn wait_caught_up(
         &self,
         candidate: &Target,
         from: &Target,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<(), OpsError> {
-        self.inner.wait_caught_up(candidate, from, timeout).await
+        self.inner.wait_caught_up(candidate, from, deadline).await
     }
 
-    async fn promote(&self, t: &Target) -> Result<(), OpsError> {
-        self.inner.promote(t).await
+    async fn promote(&self, t: &Target, deadline: Instant) -> Result<(), OpsError> {
+        self.inner.promote(t, deadline).await
     }
 
     async fn replicate_from(
@@ -251,8 +266,12 @@ impl InstanceOps for PodNetworkOps {
         self.inner.prepare_shutdown(t, slow).await
     }
 
-    async fn close_client_connections(&self, t: &Target) -> Result<(), OpsError> {
-        self.inner.close_client_connections(t).await
+    async fn close_client_connections(
+        &self,
+        t: &Target,
+        deadline: Instant,
+    ) -> Result<(), OpsError> {
+        self.inner.close_client_connections(t, deadline).await
     }
 
     async fn variable_metadata(
@@ -1091,6 +1110,7 @@ async fn a_version_upgrade_and_a_restart_config_change_roll_through_real_servers
             },
         ),
         metrics: Arc::new(Metrics::new()),
+        tenure: None,
     });
     let w = World {
         log,

@@ -25,8 +25,10 @@ pub struct Args {
     /// The leader-election Lease's name.
     #[arg(long, default_value = "switchyard-operator")]
     lease_name: String,
-    /// How long the lease lasts without renewal, in seconds.
-    #[arg(long, default_value_t = 15)]
+    /// How long the lease lasts without renewal, in seconds. A cluster's switchover, up to
+    /// its undo reserve, must fit in what a renewal (every third of the lease) is certain to
+    /// cover, less a second: with 45 s, switchover deadlines up to 34 s.
+    #[arg(long, default_value_t = switchyard_kube::leader::DEFAULT_LEASE.as_secs())]
     lease_seconds: u64,
 }
 

@@ -22,7 +22,7 @@ use rand::Rng;
 use crate::build::{FIELD_MANAGER, LABEL_INSTANCE, LABEL_MANAGED_BY};
 use crate::crd::{MySQLCluster, SchemaChange};
 use crate::error::Error;
-use crate::leader::{self, Leadership, LeaseConfig};
+use crate::leader::{self, Leadership, LeaseConfig, Tenure};
 use crate::metrics::{self, Metrics, Readiness};
 use crate::ops::{HandleCache, InstanceOps, MysqlOps};
 use crate::reconcile::{Context, OpsFactory, reconcile};
@@ -175,8 +175,14 @@ pub fn error_policy(cluster: Arc<MySQLCluster>, error: &Error, shared: Arc<Share
     Action::requeue(delay)
 }
 
-/// The context of a production controller.
-pub fn production_context(client: Client, metrics: Arc<Metrics>, identity: &str) -> Context {
+/// The context of a production controller; `tenure` is this replica's leadership, which the
+/// engine confirms before every action that changes a server.
+pub fn production_context(
+    client: Client,
+    metrics: Arc<Metrics>,
+    identity: &str,
+    tenure: Arc<Tenure>,
+) -> Context {
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -193,6 +199,7 @@ pub fn production_context(client: Client, metrics: Arc<Metrics>, identity: &str)
         clock,
         recorder,
         metrics,
+        tenure: Some(tenure),
     }
 }
 
@@ -266,13 +273,15 @@ pub async fn run(
     // Ready means running: a follower is a healthy replica waiting for the lease.
     ready.set(true);
     let leases: Api<Lease> = Api::namespaced(client.clone(), &cfg.lease_namespace);
-    let retry = cfg.lease.duration / 3;
+    let retry = leader::renew_interval(cfg.lease.duration);
+    let clock = system_clock();
+    let tenure = Arc::new(Tenure::new(cfg.lease.duration));
     loop {
         if *stop_rx.borrow() {
             let _ = server.await;
             return Ok(());
         }
-        match leader::try_acquire(&leases, &cfg.lease)
+        match leader::renew(&leases, &cfg.lease, &tenure, clock.as_ref())
             .await
             .map_err(RunError::Lease)?
         {
@@ -287,12 +296,15 @@ pub async fn run(
     }
     tracing::info!(identity = %cfg.lease.identity, "leading");
 
-    // Renew the lease; losing it stops the controller.
+    // Renew the lease, telling the tenure how far each renewal reaches; losing it stops
+    // the controller, and the engine confirms nothing from then on.
     let (lost_tx, lost_rx) = tokio::sync::watch::channel(false);
     let renew = {
         let leases = leases.clone();
         let lease = cfg.lease.clone();
         let stop_rx = stop_rx.clone();
+        let tenure = tenure.clone();
+        let clock = clock.clone();
         tokio::spawn(async move {
             let mut last_renewed = tokio::time::Instant::now();
             loop {
@@ -300,7 +312,7 @@ pub async fn run(
                     () = tokio::time::sleep(retry) => {}
                     () = stopped(stop_rx.clone()) => return,
                 }
-                match leader::try_acquire(&leases, &lease).await {
+                match leader::renew(&leases, &lease, &tenure, clock.as_ref()).await {
                     Ok(Leadership::Leading) => last_renewed = tokio::time::Instant::now(),
                     Ok(Leadership::Following) => break,
                     Err(e) => {
@@ -311,6 +323,7 @@ pub async fn run(
                     }
                 }
             }
+            tenure.lost();
             let _ = lost_tx.send(true);
         })
     };
@@ -320,6 +333,7 @@ pub async fn run(
         client.clone(),
         metrics.clone(),
         &identity,
+        tenure.clone(),
     ));
     let shared = Arc::new(Shared {
         ctx,
@@ -367,6 +381,8 @@ pub async fn run(
     ready.set(false);
     let lost = *lost_rx.borrow();
     renew.abort();
+    // Nothing is confirmed once the lease is given up (or lost).
+    tenure.lost();
     if !lost && let Err(e) = leader::release(&leases, &cfg.lease).await {
         tracing::warn!(error = %e, "could not release the lease");
     }

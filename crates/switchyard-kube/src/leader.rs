@@ -1,11 +1,25 @@
-//! Leader election on a `coordination.k8s.io/v1` Lease.
+//! Leader election on a `coordination.k8s.io/v1` Lease, and the lease rule.
 //!
 //! One operator replica holds the Lease and reconciles; the others wait. Every acquisition
 //! and renewal is a write conditional on the Lease's resource version, so two replicas can
 //! never both believe they hold it after the same read. A holder that cannot renew within
 //! the lease duration stops acting (the controller is shut down), and even if it were paused
 //! mid-reconcile its status writes would fail on the resource version.
+//!
+//! **The lease rule.** Before every action that changes a server, the engine asks the runtime
+//! to confirm its leadership until the time by which that action's statements end (the
+//! switchover's work deadline for the steps of a switchover, now for other actions).
+//! [`Tenure::confirm`] confirms only while this replica holds the lease and the lease cannot
+//! have expired by then: it counts from the moment the last successful renewal was *sent*
+//! (the renew time another replica reads is no earlier), less [`CLOCK_MARGIN`] for the
+//! difference between the replicas' clocks. A successor can take the lease only once it
+//! expired, so every statement of a deposed leader ends before its successor can act: it can
+//! never promote after a new leader undid its switchover. A switchover must therefore fit in
+//! what a renewal guarantees ([`Tenure::guaranteed`]: the duration less the renewal interval
+//! and the margin); a cluster whose switchover deadline does not fit is refused with a
+//! condition ([`crate::validate::check_lease`]).
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -31,6 +45,133 @@ pub enum Leadership {
     Leading,
     /// Another replica holds an unexpired lease.
     Following,
+}
+
+/// The lease duration `switchyard operator` uses unless told otherwise (`--lease-seconds`):
+/// long enough that a switchover with the default deadline (30 s, of which 25 s of work
+/// before the undo reserve) fits in what one renewal guarantees (45 s - 15 s - 1 s = 29 s).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(45);
+
+/// How far the clocks of two operator replicas may differ: a holder stops counting on its
+/// lease this long before it expires.
+pub const CLOCK_MARGIN: Duration = Duration::from_secs(1);
+
+/// How often the holder renews its lease (and a follower tries to take it): a third of the
+/// duration.
+pub fn renew_interval(duration: Duration) -> Duration {
+    duration / 3
+}
+
+/// This replica's leadership as the lease rule sees it: whether it holds the lease, and
+/// until when no other replica can take it. The renewals of [`crate::controller::run`] feed
+/// it; the engine's runtime asks it before every action that changes a server.
+#[derive(Debug)]
+pub struct Tenure {
+    duration: Duration,
+    /// Until when the lease is ours (renewal sent + duration - margin), while held.
+    held_until: Mutex<Option<switchyard_plan::Timestamp>>,
+}
+
+/// The leadership could not be confirmed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotConfirmed {
+    /// This replica does not hold the lease (never took it, lost it, or gave it up).
+    #[error("this operator replica does not hold the leader lease")]
+    NotHeld,
+    /// The lease may expire before the action's statements end.
+    #[error(
+        "the leader lease is certain only until {held_until}, before {until} when the action's \
+         statements may still run; another replica could take it by then"
+    )]
+    TooShort {
+        /// Until when the lease is certain.
+        held_until: switchyard_plan::Timestamp,
+        /// Until when the action needs it.
+        until: switchyard_plan::Timestamp,
+    },
+}
+
+impl NotConfirmed {
+    /// A bounded category.
+    pub fn category(&self) -> &'static str {
+        match self {
+            NotConfirmed::NotHeld => "not-held",
+            NotConfirmed::TooShort { .. } => "too-short",
+        }
+    }
+}
+
+impl Tenure {
+    /// The tenure of a replica whose lease lasts `duration`, not held yet.
+    pub fn new(duration: Duration) -> Self {
+        Tenure {
+            duration,
+            held_until: Mutex::new(None),
+        }
+    }
+
+    /// The lease's duration.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// An acquisition or renewal whose request was sent at `sent` (read before the request,
+    /// so no later than the renew time it wrote) succeeded.
+    pub fn renewed(&self, sent: switchyard_plan::Timestamp) {
+        let until = sent.after(self.duration.saturating_sub(CLOCK_MARGIN));
+        let mut held = self
+            .held_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *held = Some(held.map_or(until, |h| h.max(until)));
+    }
+
+    /// The lease is lost or given up: nothing is confirmed any more.
+    pub fn lost(&self) {
+        *self
+            .held_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Until when the lease is certainly this replica's, while it holds it.
+    pub fn held_until(&self) -> Option<switchyard_plan::Timestamp> {
+        *self
+            .held_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Confirms that this replica holds the lease and that it cannot have expired before
+    /// `until`.
+    ///
+    /// # Errors
+    /// [`NotConfirmed`] otherwise.
+    pub fn confirm(&self, until: switchyard_plan::Timestamp) -> Result<(), NotConfirmed> {
+        match self.held_until() {
+            None => Err(NotConfirmed::NotHeld),
+            Some(held_until) if held_until < until => {
+                Err(NotConfirmed::TooShort { held_until, until })
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// How far ahead [`Tenure::confirm`] always confirms while the holder renews on schedule:
+    /// the duration less the renewal interval (the last renewal may be that old) and
+    /// [`CLOCK_MARGIN`].
+    pub fn guaranteed(&self) -> Duration {
+        guaranteed(self.duration)
+    }
+}
+
+/// How far ahead a lease of `duration` renewed on schedule is certain (see
+/// [`Tenure::guaranteed`]).
+pub fn guaranteed(duration: Duration) -> Duration {
+    duration
+        .saturating_sub(renew_interval(duration))
+        .saturating_sub(CLOCK_MARGIN)
 }
 
 /// Whether `lease` may be taken by `identity` at `now`.
@@ -103,6 +244,27 @@ pub async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Leadersh
     }
 }
 
+/// Tries once to acquire or renew the lease ([`try_acquire`]) and tells `tenure` how far a
+/// success reaches, counted from `now()` read before the request was sent; when another
+/// replica holds the lease, `tenure` is lost.
+///
+/// # Errors
+/// As [`try_acquire`]; `tenure` is left as it was (it expires on its own).
+pub async fn renew(
+    api: &Api<Lease>,
+    cfg: &LeaseConfig,
+    tenure: &Tenure,
+    now: impl Fn() -> switchyard_plan::Timestamp,
+) -> Result<Leadership, kube::Error> {
+    let sent = now();
+    let outcome = try_acquire(api, cfg).await?;
+    match outcome {
+        Leadership::Leading => tenure.renewed(sent),
+        Leadership::Following => tenure.lost(),
+    }
+    Ok(outcome)
+}
+
 /// Gives the lease up (on graceful shutdown), so another replica takes over at once.
 ///
 /// # Errors
@@ -139,5 +301,33 @@ mod tests {
         assert!(!may_acquire(&spec, "b", t10));
         assert!(may_acquire(&spec, "a", t10));
         assert!(may_acquire(&spec, "b", t16));
+    }
+
+    #[test]
+    fn a_tenure_confirms_only_while_held_and_only_as_far_as_the_last_renewal_reaches() {
+        let t = |ms: u64| switchyard_plan::Timestamp(ms);
+        let tenure = Tenure::new(Duration::from_secs(45));
+        assert_eq!(tenure.confirm(t(0)), Err(NotConfirmed::NotHeld));
+        // Renewed with a request sent at 10 s: certain until 10 + 45 - 1 = 54 s.
+        tenure.renewed(t(10_000));
+        assert_eq!(tenure.held_until(), Some(t(54_000)));
+        assert_eq!(tenure.confirm(t(54_000)), Ok(()));
+        assert_eq!(
+            tenure.confirm(t(54_001)),
+            Err(NotConfirmed::TooShort {
+                held_until: t(54_000),
+                until: t(54_001)
+            })
+        );
+        // A renewal that answered late does not shorten what an earlier one gave.
+        tenure.renewed(t(9_000));
+        assert_eq!(tenure.held_until(), Some(t(54_000)));
+        tenure.renewed(t(25_000));
+        assert_eq!(tenure.confirm(t(69_000)), Ok(()));
+        tenure.lost();
+        assert_eq!(tenure.confirm(t(25_000)), Err(NotConfirmed::NotHeld));
+        // Renewed every 15 s, a 45 s lease always reaches 29 s ahead.
+        assert_eq!(tenure.guaranteed(), Duration::from_secs(29));
+        assert_eq!(guaranteed(Duration::from_secs(15)), Duration::from_secs(9));
     }
 }

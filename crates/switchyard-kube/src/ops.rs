@@ -8,14 +8,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams};
 use switchyard_config::{Account, ConfigError, ConfigServer, ServerMetadata};
 use switchyard_mysql::{
-    Credentials, Instance, InstanceAddr, ReplicationCredentials, SourceAddr, Timeouts,
+    Credentials, Instance, InstanceAddr, IoThreadState, Observation, ReplicationCredentials,
+    SourceAddr, Timeouts,
 };
 use switchyard_plan::gtid::GtidSet;
 use switchyard_plan::versions::{Flavor, Version};
@@ -45,7 +46,9 @@ pub struct Target {
 pub struct ReplicationView {
     /// The host it replicates from.
     pub source_host: String,
-    /// Whether both threads run (the I/O thread may be connecting).
+    /// Whether replication runs: the applier runs and the I/O thread runs or is connecting.
+    /// Configured but not running (a restart with `skip-replica-start`, a demoted old primary
+    /// not started yet) is `false` with no error.
     pub running: bool,
     /// The last I/O or SQL error number (0: none).
     pub errno: u32,
@@ -60,8 +63,12 @@ pub struct ReplicationView {
 pub struct InstanceView {
     /// The version it runs.
     pub version: Version,
-    /// Whether clients may write (`read_only` off).
+    /// Whether clients may write (`read_only` and `super_read_only` off).
     pub writable: bool,
+    /// Whether a fence holds now: no client, however privileged, can commit. MySQL:
+    /// `super_read_only` is on; MariaDB: these operations' own connection holds the fence's
+    /// backup lock (it dies with that connection and with the server process).
+    pub fenced: bool,
     /// Replication, when a source is configured.
     pub replication: Option<ReplicationView>,
     /// Executed GTIDs.
@@ -105,26 +112,47 @@ impl OpsError {
 }
 
 /// The operations on one instance that the Kubernetes runtime performs. Every operation is
-/// idempotent; the engine may repeat one.
+/// idempotent; the engine may repeat one. An operation that takes a `deadline` sends no
+/// statement once it has passed and ends every statement by it.
 #[async_trait]
 pub trait InstanceOps: Send + Sync {
-    /// What the instance reports.
-    async fn observe(&self, t: &Target) -> Result<InstanceView, OpsError>;
-    /// Fences it (no client commits afterwards) and closes client connections.
-    async fn fence(&self, t: &Target) -> Result<(), OpsError>;
-    /// Lifts the fence: the instance takes writes.
-    async fn unfence(&self, t: &Target) -> Result<(), OpsError>;
-    /// Waits until `candidate` executed everything `from` committed, at most `timeout`.
+    /// What the instance reports (by `deadline`, when one is given).
+    async fn observe(
+        &self,
+        t: &Target,
+        deadline: Option<Instant>,
+    ) -> Result<InstanceView, OpsError>;
+    /// Waits until no transaction on the instance has been open longer than `max_seconds`
+    /// (the switchover pre-flight's long-transaction test), failing at `deadline` while one
+    /// still is. Changes nothing.
+    async fn wait_no_long_transaction(
+        &self,
+        t: &Target,
+        max_seconds: u64,
+        deadline: Instant,
+    ) -> Result<(), OpsError>;
+    /// Fences it: no client, however privileged, commits afterwards (MySQL
+    /// `super_read_only`; MariaDB `read_only` and a backup lock held by these operations'
+    /// connection), and client connections are closed.
+    async fn fence(&self, t: &Target, deadline: Instant) -> Result<(), OpsError>;
+    /// Makes the fenced old primary `t` a replica of `source` without starting its
+    /// replication, and fences it again.
+    async fn demote(&self, t: &Target, source: &Target, deadline: Instant) -> Result<(), OpsError>;
+    /// Waits until `candidate` executed everything `from` committed (its position read now),
+    /// failing at `deadline`.
     async fn wait_caught_up(
         &self,
         candidate: &Target,
         from: &Target,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<(), OpsError>;
-    /// Makes it the writable primary.
-    async fn promote(&self, t: &Target) -> Result<(), OpsError>;
+    /// Makes it the writable primary: stops its replication, lifts its fence and read-only
+    /// mode, then forgets its replication source. A failure names the stage it reached in its
+    /// message; from the stage that turns read-only off on, the instance may take writes.
+    async fn promote(&self, t: &Target, deadline: Instant) -> Result<(), OpsError>;
     /// Makes it replicate from `source` with GTID positioning and starts replication;
-    /// `former_primary` when it was the primary (its own position carries over).
+    /// `former_primary` when it was the primary or is fenced: its clients are closed, its own
+    /// position carries over (MariaDB `gtid_slave_pos`) and a fence's lock is released.
     async fn replicate_from(
         &self,
         t: &Target,
@@ -133,8 +161,9 @@ pub trait InstanceOps: Send + Sync {
     ) -> Result<(), OpsError>;
     /// Prepares a shutdown: a slow one (`innodb_fast_shutdown = 0`) when `slow`.
     async fn prepare_shutdown(&self, t: &Target, slow: bool) -> Result<(), OpsError>;
-    /// Closes every client connection (after the primary moved away).
-    async fn close_client_connections(&self, t: &Target) -> Result<(), OpsError>;
+    /// Closes every client connection (after the primary moved away), by `deadline`.
+    async fn close_client_connections(&self, t: &Target, deadline: Instant)
+    -> Result<(), OpsError>;
     /// Whether the system tables were upgraded for `version` (MariaDB; always true on
     /// MySQL, which upgrades them itself at start).
     async fn system_tables_current(
@@ -214,19 +243,56 @@ fn unsupported(t: &Target, what: &str) -> OpsError {
 /// The production [`InstanceOps`]: SQL through `switchyard-mysql`.
 ///
 /// Handles are cached per instance and kept across reconciles: on MariaDB the fence is a
-/// global read lock held by a connection of the handle, which must outlive the step that
-/// took it until the promotion or the unfence releases it.
+/// backup lock held by a connection of the handle, which must outlive the step that took it
+/// until the promotion, the unfence or the repoint releases it. A server restart (the
+/// kubelet restarting the container, a pod recreated) ends that lock while the handle still
+/// holds its dead connection, so the cache also keeps when the server the lock was taken on
+/// started (a window from its `Uptime`, which counts whole seconds): a server that started
+/// outside that window is another process, its lock is reported gone and dropped, and the
+/// next fence takes a new one instead of counting on the dead one. (The window only misses
+/// a server restarted within a second of its previous start.)
 #[derive(Clone)]
 pub struct MysqlOps {
     pods: Option<Api<Pod>>,
     credentials: Credentials,
     replication: ReplicationCredentials,
-    handles: Arc<Mutex<HashMap<Target, Instance>>>,
+    handles: HandleCache,
     timeouts: Timeouts,
 }
 
+/// One cached instance handle, and when the server its MariaDB fence lock was taken on
+/// started.
+pub struct CachedHandle {
+    instance: Instance,
+    fenced_server: Option<StartWindow>,
+}
+
+/// When a server process started, as one observation can tell: after `from`, no later than
+/// `to` (its `Uptime` counts whole seconds).
+#[derive(Clone, Copy, Debug)]
+struct StartWindow {
+    from: Instant,
+    to: Instant,
+}
+
+impl StartWindow {
+    /// The window of a server that reported `uptime` between `before` and `after`.
+    fn of(uptime: Duration, before: Instant, after: Instant) -> StartWindow {
+        let sub = |at: Instant, d: Duration| at.checked_sub(d).unwrap_or(at);
+        StartWindow {
+            from: sub(before, uptime + Duration::from_secs(1)),
+            to: sub(after, uptime),
+        }
+    }
+
+    /// Whether both windows may be the same start (the same server process).
+    fn same_start(self, other: StartWindow) -> bool {
+        self.from <= other.to && other.from <= self.to
+    }
+}
+
 /// The shared cache of instance handles (one per operator process).
-pub type HandleCache = Arc<Mutex<HashMap<Target, Instance>>>;
+pub type HandleCache = Arc<Mutex<HashMap<Target, CachedHandle>>>;
 
 impl MysqlOps {
     /// Operations with `creds`, sharing `handles`; `pods` (in the cluster's namespace) for
@@ -247,12 +313,16 @@ impl MysqlOps {
         }
     }
 
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Target, CachedHandle>> {
+        self.handles.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn handle(&self, t: &Target) -> Instance {
-        let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut handles = self.cache();
         if let Some(h) = handles.get(t)
-            && h.addr().host == t.host
+            && h.instance.addr().host == t.host
         {
-            return h.clone();
+            return h.instance.clone();
         }
         let h = Instance::new(
             t.pod.clone(),
@@ -260,8 +330,57 @@ impl MysqlOps {
             self.credentials.clone(),
         )
         .with_timeouts(self.timeouts);
-        handles.insert(t.clone(), h.clone());
+        handles.insert(
+            t.clone(),
+            CachedHandle {
+                instance: h.clone(),
+                fenced_server: None,
+            },
+        );
         h
+    }
+
+    /// Observes `t`, by `deadline` when one is given, and tells when its server started.
+    async fn observe_started(
+        &self,
+        h: &Instance,
+        deadline: Option<Instant>,
+    ) -> Result<(Observation, StartWindow), OpsError> {
+        let before = Instant::now();
+        let o = match deadline {
+            Some(d) => ops(h.observe_by(d).await)?,
+            None => ops(h.observe().await)?,
+        };
+        let started = StartWindow::of(o.uptime, before, Instant::now());
+        Ok((o, started))
+    }
+
+    /// The server `t`'s lock was taken on, when this handle holds one.
+    fn fenced_server(&self, t: &Target) -> Option<StartWindow> {
+        self.cache().get(t).and_then(|c| c.fenced_server)
+    }
+
+    /// Notes that the lock held on `t` (if any) was taken on the server that `started`.
+    fn note_fenced(&self, t: &Target, started: StartWindow) {
+        if let Some(h) = self.cache().get_mut(t) {
+            h.fenced_server = Some(started);
+        }
+    }
+
+    /// Whether this handle holds a MariaDB fence lock taken on the server running now (which
+    /// `started`): one taken on an earlier server process died with it, and is dropped.
+    async fn lock_holds(&self, t: &Target, h: &Instance, started: StartWindow) -> bool {
+        if !h.holds_fence_lock().await {
+            return false;
+        }
+        if self
+            .fenced_server(t)
+            .is_some_and(|fenced| !fenced.same_start(started))
+        {
+            h.release_fence_lock().await;
+            return false;
+        }
+        true
     }
 
     /// The configuration client of `t`, with the operator account (connects on first use).
@@ -291,11 +410,16 @@ fn ops<T>(r: Result<T, switchyard_mysql::Error>) -> Result<T, OpsError> {
 
 #[async_trait]
 impl InstanceOps for MysqlOps {
-    async fn observe(&self, t: &Target) -> Result<InstanceView, OpsError> {
-        let o = ops(self.handle(t).observe().await)?;
+    async fn observe(
+        &self,
+        t: &Target,
+        deadline: Option<Instant>,
+    ) -> Result<InstanceView, OpsError> {
+        let h = self.handle(t);
+        let (o, started) = self.observe_started(&h, deadline).await?;
         let replication = o.replication.as_ref().map(|r| ReplicationView {
             source_host: r.source_host.clone(),
-            running: r.is_running(),
+            running: r.sql_running && r.io_thread != IoThreadState::Stopped,
             errno: if r.last_sql_errno != 0 {
                 r.last_sql_errno
             } else {
@@ -308,37 +432,82 @@ impl InstanceOps for MysqlOps {
             },
             lag_seconds: r.seconds_behind,
         });
+        let fenced = match o.version.flavor {
+            Flavor::Mysql => o.super_read_only == Some(true),
+            Flavor::Mariadb => self.lock_holds(t, &h, started).await,
+        };
         Ok(InstanceView {
             version: o.version.version,
             writable: o.is_writable() && o.super_read_only != Some(true),
+            fenced,
             replication,
             gtid: Some(o.gtid.executed().clone()),
         })
     }
 
-    async fn fence(&self, t: &Target) -> Result<(), OpsError> {
-        ops(self.handle(t).fence().await).map(drop)
+    async fn wait_no_long_transaction(
+        &self,
+        t: &Target,
+        max_seconds: u64,
+        deadline: Instant,
+    ) -> Result<(), OpsError> {
+        ops(self
+            .handle(t)
+            .wait_no_long_transaction_by(max_seconds, deadline)
+            .await)
     }
 
-    async fn unfence(&self, t: &Target) -> Result<(), OpsError> {
-        ops(self.handle(t).unfence().await)
+    async fn fence(&self, t: &Target, deadline: Instant) -> Result<(), OpsError> {
+        let h = self.handle(t);
+        // A lock this handle took on an earlier server process is dead: fencing again would
+        // keep it instead of taking a new one.
+        let (_, started) = self.observe_started(&h, Some(deadline)).await?;
+        self.lock_holds(t, &h, started).await;
+        ops(h.fence_by(deadline).await)?;
+        self.note_fenced(t, started);
+        Ok(())
+    }
+
+    async fn demote(&self, t: &Target, source: &Target, deadline: Instant) -> Result<(), OpsError> {
+        let to = SourceAddr::new(source.host.clone(), source.port);
+        let h = self.handle(t);
+        // It releases the lock it held and takes a new one on the server running now.
+        let (_, started) = self.observe_started(&h, Some(deadline)).await?;
+        ops(h
+            .demote_unstarted_by(&to, &self.replication, deadline)
+            .await)?;
+        self.note_fenced(t, started);
+        Ok(())
     }
 
     async fn wait_caught_up(
         &self,
         candidate: &Target,
         from: &Target,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<(), OpsError> {
-        let position = ops(self.handle(from).binlog_position().await)?;
+        let position = ops(self.handle(from).binlog_position_by(deadline).await)?;
         ops(self
             .handle(candidate)
-            .wait_caught_up(&position, timeout)
+            .wait_caught_up_by(&position, deadline)
             .await)
     }
 
-    async fn promote(&self, t: &Target) -> Result<(), OpsError> {
-        ops(self.handle(t).promote().await)
+    async fn promote(&self, t: &Target, deadline: Instant) -> Result<(), OpsError> {
+        self.handle(t).promote_by(deadline).await.map_err(|f| {
+            let mut e = OpsError::from_mysql(&f.error);
+            e.message = format!(
+                "{} (the promotion reached stage {:?}{})",
+                e.message,
+                f.stage,
+                if f.stage.may_be_writable() {
+                    ": the instance may take writes"
+                } else {
+                    ": the instance is still read-only"
+                }
+            );
+            e
+        })
     }
 
     async fn replicate_from(
@@ -375,8 +544,12 @@ impl InstanceOps for MysqlOps {
         }
     }
 
-    async fn close_client_connections(&self, t: &Target) -> Result<(), OpsError> {
-        ops(self.handle(t).kill_client_connections().await).map(drop)
+    async fn close_client_connections(
+        &self,
+        t: &Target,
+        deadline: Instant,
+    ) -> Result<(), OpsError> {
+        ops(self.handle(t).kill_client_connections_by(deadline).await).map(drop)
     }
 
     async fn variable_metadata(

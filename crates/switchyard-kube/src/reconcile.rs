@@ -24,7 +24,7 @@ use switchyard_plan::engine::{ClusterRuntime, Engine, StepOutcome};
 use switchyard_plan::record::{Intent, SwitchoverStep};
 use switchyard_plan::versions::catalog;
 use switchyard_plan::{
-    Action as PlanAction, Health, Observed, Record, Revision, Role, Timestamp, WaitReason,
+    Action as PlanAction, Observed, Record, Revision, Role, Timestamp, WaitReason,
 };
 
 use crate::build::{
@@ -33,6 +33,7 @@ use crate::build::{
 use crate::change::{self, Resolved, Verdict};
 use crate::crd::{InstanceStatus, LastSwitchover, MySQLCluster, MySQLClusterStatus, Revisions};
 use crate::error::{Error, is_conflict};
+use crate::leader::Tenure;
 use crate::metrics::Metrics;
 use crate::ops::InstanceOps;
 use crate::runtime::{Clock, KubeRuntime, Resolver};
@@ -68,6 +69,11 @@ pub struct Context {
     pub recorder: Recorder,
     /// The metrics.
     pub metrics: Arc<Metrics>,
+    /// This operator replica's leadership, when it is elected on a lease: the engine
+    /// confirms it before every action that changes a server, and a cluster whose
+    /// switchover does not fit the lease is refused (see [`crate::leader`]). `None` for an
+    /// engine that runs alone.
+    pub tenure: Option<Arc<Tenure>>,
 }
 
 fn now_time(clock: &Clock) -> Time {
@@ -302,8 +308,15 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     let now = now_time(&ctx.clock);
     let old_status = cluster.status.clone().unwrap_or_default();
 
-    // Validate: an invalid spec changes nothing but the InvalidSpec condition.
-    let spec = match validate(&names.cluster, &cluster.spec) {
+    // Validate: an invalid spec changes nothing but the InvalidSpec condition. So does a
+    // switchover deadline that the operator's lease cannot cover (the lease rule).
+    let valid = validate(&names.cluster, &cluster.spec).and_then(|spec| match &ctx.tenure {
+        Some(tenure) => crate::validate::check_lease(spec.switchover_deadline, tenure.duration())
+            .map(|()| spec)
+            .map_err(|e| crate::validate::InvalidSpec { problems: vec![e] }),
+        None => Ok(spec),
+    });
+    let spec = match valid {
         Ok(spec) => spec,
         Err(invalid) => {
             let mut status = old_status.clone();
@@ -379,14 +392,17 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     };
     let probe_target = PlanTarget::new(revision.clone(), spec.version);
     let ops = ctx.ops.ops(&names.namespace, &creds);
-    let runtime = Arc::new(KubeRuntime::new(
-        ctx.client.clone(),
-        cluster.clone(),
-        spec.clone(),
-        ops.clone(),
-        ctx.resolver.clone(),
-        ctx.clock.clone(),
-    ));
+    let runtime = Arc::new(
+        KubeRuntime::new(
+            ctx.client.clone(),
+            cluster.clone(),
+            spec.clone(),
+            ops.clone(),
+            ctx.resolver.clone(),
+            ctx.clock.clone(),
+        )
+        .with_tenure(ctx.tenure.clone()),
+    );
     runtime.refresh().await.map_err(|source| Error::Read {
         what: "Pod",
         source: Box::new(source),
@@ -633,7 +649,9 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
         ));
     }
 
-    // Bootstrap and keep-alive of the topology, outside any engine intent.
+    // Bootstrap, outside the engine; afterwards the pods' role labels follow the status.
+    // Everything else that changes a server (a restarted replica repointed, a read-only
+    // primary made writable) is the engine's decision.
     let mut active = false;
     if !bootstrapped {
         active = true;
@@ -647,7 +665,6 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
                 ordinal: 0,
                 message: e.to_string(),
             })?;
-        keep_replicating(&runtime, &observed, &record).await?;
     }
 
     // One engine step, unless the primary is down outside a switchover.
@@ -927,8 +944,19 @@ async fn bootstrap(runtime: &KubeRuntime, spec: &ValidSpec) -> Result<(), Error>
     let Some(Some(Ok(primary))) = seen.get(&0).map(|s| s.view.clone()) else {
         return Ok(());
     };
+    // The lease rule holds here too: the statements end before the lease can expire.
+    let now = ClusterRuntime::now(runtime);
+    let until = now.after(crate::validate::switchover_work(spec.switchover_deadline));
+    runtime
+        .confirm_leadership(until)
+        .await
+        .map_err(|e| Error::Bootstrap {
+            ordinal: 0,
+            message: e.to_string(),
+        })?;
     if !primary.writable {
-        ops.unfence(&runtime.target(0))
+        let deadline = std::time::Instant::now() + until.since(now);
+        ops.promote(&runtime.target(0), deadline)
             .await
             .map_err(|e| Error::Bootstrap {
                 ordinal: 0,
@@ -963,60 +991,6 @@ async fn bootstrap(runtime: &KubeRuntime, spec: &ValidSpec) -> Result<(), Error>
             .map_err(|e| Error::Bootstrap {
                 ordinal: 0,
                 message: e.to_string(),
-            })?;
-    }
-    Ok(())
-}
-
-/// Replicas that the kubelet restarted (crash, eviction) come back with replication
-/// stopped (`skip-replica-start`); replicas added by a scale-up come back with none. Both
-/// are made to replicate from the primary when no intent of the engine touches them. A
-/// replica whose replication stopped with an error is left alone (it needs a person).
-async fn keep_replicating(
-    runtime: &KubeRuntime,
-    observed: &Observed,
-    record: &Record,
-) -> Result<(), Error> {
-    let Some(primary) = observed.primary().filter(|p| p.health.is_up()) else {
-        return Ok(());
-    };
-    let touched: Vec<u32> = match &record.intent {
-        Some(Intent::Switchover { from, to, .. }) => vec![*from, *to],
-        Some(i) => vec![i.ordinal()],
-        None => vec![],
-    };
-    for i in &observed.instances {
-        if i.role == Role::Replica
-            && i.health == Health::Ready
-            && i.source.is_none()
-            && !touched.contains(&i.ordinal)
-        {
-            runtime
-                .ops()
-                .replicate_from(
-                    &runtime.target(i.ordinal),
-                    &runtime.target(primary.ordinal),
-                    false,
-                )
-                .await
-                .map_err(|e| Error::Bootstrap {
-                    ordinal: i.ordinal,
-                    message: e.message,
-                })?;
-        }
-    }
-    if record.intent.is_none()
-        && !primary.writable
-        && observed.writable().next().is_none()
-        && primary.health == Health::Ready
-    {
-        runtime
-            .ops()
-            .unfence(&runtime.target(primary.ordinal))
-            .await
-            .map_err(|e| Error::Bootstrap {
-                ordinal: primary.ordinal,
-                message: e.message,
             })?;
     }
     Ok(())

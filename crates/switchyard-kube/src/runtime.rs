@@ -5,6 +5,22 @@
 //! with compare-and-swap on the object's `resourceVersion`, so a paused former leader can
 //! never overwrite a newer decision.
 //!
+//! Roles come from the status alone (`currentPrimary`, which only a promotion or an unfence
+//! moves), never from which instance happens to be writable: a replica promoted by hand is
+//! reported as a writable replica, which the decision halts on. The `switchyard.io/role`
+//! label follows: `primary` on the recorded primary, `replica` on the others, none on an
+//! instance this operator fenced (annotation [`ANNOTATION_FENCED`]), so that neither Service
+//! sends it clients. A fence removes the label before its SQL runs; a promotion records the
+//! new primary in the status (against a fresh read, so that an edit of the object in between
+//! does not fail a promotion that took effect), then removes the old primary's label before
+//! it sets the new one's, so the primary Service never selects two pods. An instance is
+//! reported fenced only while the fence holds (MySQL: `super_read_only`; MariaDB: this
+//! operator's connection holds the lock), and only if this operator fenced it.
+//!
+//! Every operation of a switchover is bounded by the deadline the engine passes, its SQL
+//! and its API calls alike; [`KubeRuntime::confirm_leadership`] applies the lease rule
+//! ([`crate::leader`]).
+//!
 //! A restart does not block the reconcile: it prepares the shutdown over SQL, deletes the
 //! pod, and returns. The StatefulSet (`OnDelete`) recreates the pod from the current
 //! template; until it is ready the instance is reported `Starting`, so the decision waits,
@@ -13,8 +29,9 @@
 //! upgraded the system tables.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -24,7 +41,6 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use switchyard_plan::decide::SchemaTarget;
 use switchyard_plan::engine::{ClusterRuntime, RuntimeError, RuntimeErrorKind};
-use switchyard_plan::record::Intent;
 use switchyard_plan::topology::TopologyKind;
 use switchyard_plan::versions::{Flavor, Version};
 use switchyard_plan::{Health, Instance, Observed, Record, Revision, Role, Timestamp, WaitReason};
@@ -34,6 +50,7 @@ use crate::build::{
 };
 use crate::crd::{MySQLCluster, MySQLClusterStatus};
 use crate::error::is_conflict;
+use crate::leader::Tenure;
 use crate::ops::{InstanceOps, InstanceView, Target};
 use crate::schema::{ANNOTATION_CONVERSION_PREVIOUS, SavedSettings};
 use crate::validate::ValidSpec;
@@ -48,6 +65,14 @@ pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 pub fn dns_resolver() -> Resolver {
     Arc::new(|names: &Names, ordinal| (names.pod_host(ordinal), crate::build::MYSQL_PORT))
 }
+
+/// The pod annotation marking an instance this operator fenced (the old primary of a
+/// switchover, a candidate whose promotion was undone): it is out of both Services until it
+/// is promoted, made the primary again, or replicates again.
+pub const ANNOTATION_FENCED: &str = "switchyard.io/fenced";
+
+/// How many times a promotion's status write is tried against a fresh read of the object.
+const STATUS_WRITE_ATTEMPTS: u32 = 5;
 
 /// How long a schema change's ALTER waits for a metadata lock before it gives up (error 1205)
 /// instead of stalling every query queued behind it.
@@ -94,6 +119,7 @@ pub struct KubeRuntime {
     ops: Arc<dyn InstanceOps>,
     resolver: Resolver,
     clock: Clock,
+    tenure: Option<Arc<Tenure>>,
     state: Mutex<State>,
 }
 
@@ -144,6 +170,7 @@ impl KubeRuntime {
             ops,
             resolver,
             clock,
+            tenure: None,
             state: Mutex::new(State {
                 cluster,
                 seen: BTreeMap::new(),
@@ -151,6 +178,15 @@ impl KubeRuntime {
                 schema: None,
             }),
         }
+    }
+
+    /// The runtime of an operator replica elected on a lease: the engine's leadership is
+    /// confirmed on `tenure` (see [`crate::leader`]). Without one, as for a single engine,
+    /// the leadership is always confirmed.
+    #[must_use]
+    pub fn with_tenure(mut self, tenure: Option<Arc<Tenure>>) -> Self {
+        self.tenure = tenure;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -243,7 +279,9 @@ impl KubeRuntime {
         Ok(fresh)
     }
 
-    /// Lists the pods and asks every ready one what it runs.
+    /// Lists the pods and asks every ready one what it runs: the replicas first, the
+    /// recorded primary last, so that whatever a replica has replicated is also in the
+    /// primary's later report and only real errant transactions show.
     pub async fn refresh(&self) -> Result<BTreeMap<u32, Seen>, kube::Error> {
         let selector = selector_labels(&self.names)
             .into_iter()
@@ -260,14 +298,17 @@ impl KubeRuntime {
                 by_ordinal.insert(o, pod);
             }
         }
+        let primary = self.recorded_primary();
+        let mut order: Vec<u32> = (0..self.spec.replicas).collect();
+        order.sort_by_key(|o| Some(*o) == primary);
         let mut seen = BTreeMap::new();
-        for ordinal in 0..self.spec.replicas {
+        for ordinal in order {
             let pod = by_ordinal.remove(&ordinal);
             let ready = pod.as_ref().is_some_and(pod_ready);
             let view = if ready {
                 Some(
                     self.ops
-                        .observe(&self.target(ordinal))
+                        .observe(&self.target(ordinal), None)
                         .await
                         .map_err(|e| e.message),
                 )
@@ -293,20 +334,33 @@ impl KubeRuntime {
         observed_from(&self.names, &self.spec, &state.cluster, &state.seen)
     }
 
-    /// Sets the role label of every pod to its observed role.
+    /// Sets the role label of every pod: `primary` on the recorded primary, `replica` on
+    /// the others, none on an instance this operator fenced. Labels to remove or change go
+    /// first, so the primary Service never selects two pods.
     pub async fn label_roles(&self, observed: &Observed) -> Result<(), RuntimeError> {
         let seen = self.seen();
+        let mut changes: Vec<(u32, Option<&str>, bool)> = Vec::new();
         for i in &observed.instances {
             let Some(pod) = seen.get(&i.ordinal).and_then(|s| s.pod.as_ref()) else {
                 continue;
             };
-            let want = match i.role {
-                Role::Primary => "primary",
-                Role::Replica => "replica",
+            let want = if pod.annotations().contains_key(ANNOTATION_FENCED) {
+                None
+            } else {
+                Some(match i.role {
+                    Role::Primary => "primary",
+                    Role::Replica => "replica",
+                })
             };
-            if pod.labels().get(LABEL_ROLE).map(String::as_str) != Some(want) {
-                self.label(i.ordinal, LABEL_ROLE, Some(want)).await?;
+            let has = pod.labels().get(LABEL_ROLE).map(String::as_str);
+            if has != want {
+                changes.push((i.ordinal, want, has == Some("primary")));
             }
+        }
+        // Primary labels that go, before the one that comes.
+        changes.sort_by_key(|(_, _, removes_primary)| !removes_primary);
+        for (ordinal, want, _) in changes {
+            self.label(ordinal, LABEL_ROLE, want).await?;
         }
         Ok(())
     }
@@ -390,24 +444,165 @@ impl KubeRuntime {
             .await
     }
 
-    /// Records that `to` is the primary: status `currentPrimary`, then the role labels.
-    async fn note_primary(&self, to: u32) -> Result<(), RuntimeError> {
-        let mut status = self.cluster().status.unwrap_or_default();
-        if status.current_primary != Some(to) {
+    /// The instant of `deadline` on the monotonic clock (now when it has passed).
+    fn instant(&self, deadline: Timestamp) -> Instant {
+        Instant::now() + deadline.since(self.now())
+    }
+
+    /// The primary the status records.
+    fn recorded_primary(&self) -> Option<u32> {
+        self.cluster().status.and_then(|s| s.current_primary)
+    }
+
+    /// Marks `ordinal` as fenced by this operator and takes it out of both Services (its
+    /// role label goes), by `deadline`.
+    async fn mark_fenced(
+        &self,
+        ordinal: u32,
+        deadline: Timestamp,
+        op: &str,
+    ) -> Result<(), RuntimeError> {
+        let patch = json!({ "metadata": {
+            "labels": { LABEL_ROLE: null },
+            "annotations": { ANNOTATION_FENCED: "true" },
+        } });
+        self.patch_pod(ordinal, &patch, deadline, op).await
+    }
+
+    /// Merges `patch` into pod `ordinal` by `deadline` (a pod that is gone has nothing to
+    /// change).
+    async fn patch_pod(
+        &self,
+        ordinal: u32,
+        patch: &serde_json::Value,
+        deadline: Timestamp,
+        op: &str,
+    ) -> Result<(), RuntimeError> {
+        let name = self.names.pod(ordinal);
+        let what = format!("{op}: patch pod {name}");
+        let patched = self
+            .within(
+                deadline,
+                &what,
+                self.pods
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(patch)),
+            )
+            .await?;
+        match patched {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(api_failed(what, &e)),
+        }
+    }
+
+    /// Runs an API call, failing (transient) when `deadline` comes first.
+    async fn within<T>(
+        &self,
+        deadline: Timestamp,
+        what: &str,
+        call: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<Result<T, kube::Error>, RuntimeError> {
+        let until = tokio::time::Instant::from_std(self.instant(deadline));
+        tokio::time::timeout_at(until, call).await.map_err(|_| {
+            failed(
+                RuntimeErrorKind::Transient,
+                what.to_owned(),
+                "the deadline passed before the API server answered",
+            )
+        })
+    }
+
+    /// Records `to` as the primary in the status, against a fresh read of the object and
+    /// again on a conflict (an edit of the object since it was read must not fail a
+    /// promotion that took effect), by `deadline`.
+    async fn write_primary(
+        &self,
+        to: u32,
+        deadline: Timestamp,
+        op: &str,
+    ) -> Result<(), RuntimeError> {
+        let what = format!("{op}: record instance {to} as the primary");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut fresh = self
+                .within(deadline, &what, self.clusters.get(&self.names.cluster))
+                .await?
+                .map_err(|e| api_failed(what.clone(), &e))?;
+            let mut status = fresh.status.clone().unwrap_or_default();
+            if status.current_primary == Some(to) {
+                self.lock().cluster = fresh;
+                return Ok(());
+            }
             status.current_primary = Some(to);
-            self.write_status(status).await.map_err(|e| {
-                if is_conflict(&e) {
-                    RuntimeError::conflict("record the new primary")
-                } else {
-                    api_failed("record the new primary".into(), &e)
+            fresh.status = Some(status);
+            fresh.metadata.managed_fields = None;
+            let written = self
+                .within(
+                    deadline,
+                    &what,
+                    self.clusters.replace_status(
+                        &self.names.cluster,
+                        &PostParams::default(),
+                        &fresh,
+                    ),
+                )
+                .await?;
+            match written {
+                Ok(written) => {
+                    self.lock().cluster = written;
+                    return Ok(());
                 }
-            })?;
+                Err(e) if is_conflict(&e) && attempt < STATUS_WRITE_ATTEMPTS => {}
+                Err(e) if is_conflict(&e) => return Err(RuntimeError::conflict(what)),
+                Err(e) => return Err(api_failed(what, &e)),
+            }
         }
-        for ordinal in 0..self.spec.replicas {
-            let role = if ordinal == to { "primary" } else { "replica" };
-            self.label(ordinal, LABEL_ROLE, Some(role)).await?;
+    }
+
+    /// Makes `to` the primary on Kubernetes once its SQL promotion took effect: the status
+    /// records it, then every other pod loses the primary label, then `to` gets it (and is no
+    /// longer marked fenced). By `deadline`.
+    async fn note_primary(
+        &self,
+        to: u32,
+        deadline: Timestamp,
+        op: &str,
+    ) -> Result<(), RuntimeError> {
+        self.write_primary(to, deadline, op).await?;
+        let what = format!("{op}: move the primary label");
+        let selector = selector_labels(&self.names)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let pods = self
+            .within(
+                deadline,
+                &what,
+                self.pods.list(&ListParams::default().labels(&selector)),
+            )
+            .await?
+            .map_err(|e| api_failed(what.clone(), &e))?;
+        for pod in &pods.items {
+            let Some(o) = self.names.ordinal_of(&pod.name_any()) else {
+                continue;
+            };
+            if o != to && pod.labels().get(LABEL_ROLE).map(String::as_str) == Some("primary") {
+                let role = if pod.annotations().contains_key(ANNOTATION_FENCED) {
+                    None
+                } else {
+                    Some("replica")
+                };
+                let patch = json!({ "metadata": { "labels": { LABEL_ROLE: role } } });
+                self.patch_pod(o, &patch, deadline, op).await?;
+            }
         }
-        Ok(())
+        let patch = json!({ "metadata": {
+            "labels": { LABEL_ROLE: "primary" },
+            "annotations": { ANNOTATION_FENCED: null },
+        } });
+        self.patch_pod(to, &patch, deadline, op).await
     }
 
     fn view(&self, ordinal: u32) -> Option<InstanceView> {
@@ -438,18 +633,6 @@ pub fn observed_from(
     seen: &BTreeMap<u32, Seen>,
 ) -> Observed {
     let status = cluster.status.clone().unwrap_or_default();
-    let record = status.record.clone().unwrap_or_default();
-    let switchover_from = match &record.intent {
-        Some(Intent::Switchover { from, .. }) => Some(*from),
-        _ => None,
-    };
-    let writable_sources: Vec<u32> = seen
-        .iter()
-        .filter_map(|(o, s)| match &s.view {
-            Some(Ok(v)) if v.writable && v.replication.is_none() => Some(*o),
-            _ => None,
-        })
-        .collect();
     // Under an online target, an instance on any revision of the target's pod template is
     // reported at the template's revision: setting the target's variables brings it there.
     let revisions = status.revisions.clone().unwrap_or_default();
@@ -470,10 +653,9 @@ pub fn observed_from(
                 .map_or(0, |e| e.number),
             hash: o.from_hash.clone(),
         });
-    let primary = match writable_sources.as_slice() {
-        [only] => *only,
-        _ => status.current_primary.unwrap_or(0),
-    };
+    // The role comes from the status alone: a writable instance that is not the recorded
+    // primary is reported as a writable replica (the decision halts on it).
+    let primary = status.current_primary.unwrap_or(0);
     let mut instances = Vec::new();
     for (ordinal, s) in seen {
         let ordinal = *ordinal;
@@ -525,6 +707,10 @@ pub fn observed_from(
                 .get(crate::schema::ANNOTATION_SCHEMA)
                 .cloned()
         });
+        let marked_fenced = s
+            .pod
+            .as_ref()
+            .is_some_and(|p| p.annotations().contains_key(ANNOTATION_FENCED));
         let mut instance = Instance {
             ordinal,
             role,
@@ -550,25 +736,33 @@ pub fn observed_from(
                 instance.gtid = v.gtid.clone();
                 instance.writable = v.writable;
                 instance.health = Health::Ready;
-                match &v.replication {
-                    Some(r) if r.errno != 0 => {
-                        instance.health = Health::ReplicationStopped {
-                            errno: r.errno,
-                            message: r.error.clone(),
+                if let Some(r) = &v.replication {
+                    instance.source = names.ordinal_of_host(&r.source_host);
+                    // A replica's health is its replication's; the primary's replication
+                    // (a demoted old primary during its switchover) is the engine's business.
+                    if role == Role::Replica {
+                        instance.health = if r.errno != 0 {
+                            Health::ReplicationStopped {
+                                errno: r.errno,
+                                message: r.error.clone(),
+                            }
+                        } else if !r.running {
+                            // Configured but not running (a restart with skip-replica-start,
+                            // a demotion not started yet): the decision repoints it.
+                            Health::ReplicationStopped {
+                                errno: 0,
+                                message: "replication is configured but stopped".into(),
+                            }
+                        } else {
+                            match r.lag_seconds.filter(|l| *l > 0) {
+                                Some(seconds) => Health::Lagging { seconds },
+                                None => Health::Ready,
+                            }
                         };
-                        instance.source = names.ordinal_of_host(&r.source_host);
                     }
-                    Some(r) if r.running => {
-                        instance.source = names.ordinal_of_host(&r.source_host);
-                        if let Some(lag) = r.lag_seconds.filter(|l| *l > 0) {
-                            instance.health = Health::Lagging { seconds: lag };
-                        }
-                    }
-                    // Configured but stopped without an error (a restart with
-                    // skip-replica-start): it does not replicate until repointed.
-                    Some(_) | None => {}
                 }
-                instance.fenced = switchover_from == Some(ordinal) && !v.writable;
+                // The fence holds now, and this operator set it.
+                instance.fenced = marked_fenced && v.fenced;
             }
         }
         instances.push(instance);
@@ -584,6 +778,20 @@ pub fn observed_from(
 impl ClusterRuntime for KubeRuntime {
     fn now(&self) -> Timestamp {
         (self.clock)()
+    }
+
+    async fn confirm_leadership(&self, until: Timestamp) -> Result<(), RuntimeError> {
+        match &self.tenure {
+            None => Ok(()),
+            Some(tenure) => tenure.confirm(until).map_err(|e| {
+                RuntimeError::new(
+                    RuntimeErrorKind::Failed,
+                    "confirm the leadership",
+                    e.to_string(),
+                )
+                .with_source(e)
+            }),
+        }
     }
 
     async fn observe(&self) -> Result<Observed, RuntimeError> {
@@ -704,18 +912,81 @@ impl ClusterRuntime for KubeRuntime {
         }
     }
 
-    async fn fence(&self, ordinal: u32) -> Result<(), RuntimeError> {
+    async fn fence(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        let op = format!("fence instance {ordinal}");
+        let target = self.target(ordinal);
+        // The switchover pre-flight, while the instance still serves as the primary: no
+        // transaction open longer than maxTransactionSeconds (it would be cut by the fence).
+        let serving = self.recorded_primary() == Some(ordinal)
+            && self.view(ordinal).is_some_and(|v| v.writable);
+        if serving {
+            self.ops
+                .wait_no_long_transaction(
+                    &target,
+                    self.spec.max_transaction_seconds,
+                    self.instant(deadline),
+                )
+                .await
+                .map_err(|e| from_ops(format!("{op}: wait for long transactions"), e))?;
+        }
+        // Out of the primary Service first: no new client reaches it while it is fenced.
+        self.mark_fenced(ordinal, deadline, &op).await?;
         self.ops
-            .fence(&self.target(ordinal))
+            .fence(&target, self.instant(deadline))
             .await
-            .map_err(|e| from_ops(format!("fence instance {ordinal}"), e))
+            .map_err(|e| from_ops(op, e))
     }
 
-    async fn unfence(&self, ordinal: u32) -> Result<(), RuntimeError> {
+    async fn unfence(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        let op = format!("make instance {ordinal} the writable primary again");
+        let seen = self.seen();
+        for o in (0..self.spec.replicas).filter(|o| *o != ordinal) {
+            if !seen.get(&o).is_some_and(|s| s.pod_ready) {
+                continue;
+            }
+            let writable = match self
+                .ops
+                .observe(&self.target(o), Some(self.instant(deadline)))
+                .await
+            {
+                Ok(v) => v.writable,
+                // Unanswered: writable if it was when last seen.
+                Err(_) => self.view(o).is_some_and(|v| v.writable),
+            };
+            if writable {
+                return Err(failed(
+                    RuntimeErrorKind::Failed,
+                    op,
+                    format!(
+                        "instance {o} takes writes: instance {ordinal} stays fenced rather than \
+                         make two writable primaries"
+                    ),
+                ));
+            }
+        }
         self.ops
-            .unfence(&self.target(ordinal))
+            .promote(&self.target(ordinal), self.instant(deadline))
             .await
-            .map_err(|e| from_ops(format!("lift the fence on instance {ordinal}"), e))
+            .map_err(|e| from_ops(op.clone(), e))?;
+        self.note_primary(ordinal, deadline, &op).await
+    }
+
+    async fn demote(
+        &self,
+        ordinal: u32,
+        source: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        let op = format!("make instance {ordinal} a replica of {source}, not started");
+        self.mark_fenced(ordinal, deadline, &op).await?;
+        self.ops
+            .demote(
+                &self.target(ordinal),
+                &self.target(source),
+                self.instant(deadline),
+            )
+            .await
+            .map_err(|e| from_ops(op, e))
     }
 
     async fn wait_caught_up(
@@ -724,24 +995,32 @@ impl ClusterRuntime for KubeRuntime {
         from: u32,
         deadline: Timestamp,
     ) -> Result<(), RuntimeError> {
-        let timeout = deadline.since(self.now()).max(Duration::from_millis(100));
         self.ops
-            .wait_caught_up(&self.target(candidate), &self.target(from), timeout)
+            .wait_caught_up(
+                &self.target(candidate),
+                &self.target(from),
+                self.instant(deadline),
+            )
             .await
             .map_err(|e| from_ops(format!("wait for instance {candidate} to catch up"), e))
     }
 
-    async fn promote(&self, ordinal: u32) -> Result<(), RuntimeError> {
-        let old = self.cluster().status.and_then(|s| s.current_primary);
+    async fn promote(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        let op = format!("promote instance {ordinal}");
+        let old = self.recorded_primary();
         self.ops
-            .promote(&self.target(ordinal))
+            .promote(&self.target(ordinal), self.instant(deadline))
             .await
-            .map_err(|e| from_ops(format!("promote instance {ordinal}"), e))?;
-        self.note_primary(ordinal).await?;
+            .map_err(|e| from_ops(op.clone(), e))?;
+        // Only now the role moves: the status, then the labels (the old primary's first).
+        self.note_primary(ordinal, deadline, &op).await?;
         // Services do not close established connections: close them on the old primary
         // now that no Service sends new ones there.
         if let Some(old) = old.filter(|o| *o != ordinal)
-            && let Err(e) = self.ops.close_client_connections(&self.target(old)).await
+            && let Err(e) = self
+                .ops
+                .close_client_connections(&self.target(old), self.instant(deadline))
+                .await
         {
             tracing::warn!(
                 instance = old,
@@ -754,6 +1033,13 @@ impl ClusterRuntime for KubeRuntime {
 
     async fn repoint(&self, ordinal: u32, source: u32) -> Result<(), RuntimeError> {
         let op = format!("make instance {ordinal} replicate from {source}");
+        if self.recorded_primary() == Some(ordinal) {
+            return Err(failed(
+                RuntimeErrorKind::Failed,
+                op,
+                format!("instance {ordinal} is the primary: it does not replicate"),
+            ));
+        }
         let target = self.target(ordinal);
         let view = self.view(ordinal);
         if self.spec.flavor == Flavor::Mariadb
@@ -777,12 +1063,34 @@ impl ClusterRuntime for KubeRuntime {
             }
         }
         // An instance with no replication configured at all is a former primary (or a
-        // fresh one): its own executed position must carry over (MariaDB gtid_slave_pos).
-        let former_primary = view.as_ref().is_some_and(|v| v.replication.is_none());
+        // fresh one): its own executed position must carry over (MariaDB gtid_slave_pos). One
+        // this operator fenced goes the same way: its clients are closed and its fence's lock
+        // released (the applier could not commit under it), checking nothing committed.
+        let marked = self
+            .seen()
+            .get(&ordinal)
+            .and_then(|s| s.pod.as_ref())
+            .is_some_and(|p| p.annotations().contains_key(ANNOTATION_FENCED));
+        let former_primary = marked || view.as_ref().is_some_and(|v| v.replication.is_none());
         self.ops
             .replicate_from(&target, &self.target(source), former_primary)
             .await
-            .map_err(|e| from_ops(op, e))
+            .map_err(|e| from_ops(op.clone(), e))?;
+        // A replica again: no longer fenced by this operator (its label follows).
+        if marked {
+            let patch = json!({ "metadata": { "annotations": { ANNOTATION_FENCED: null } } });
+            let name = self.names.pod(ordinal);
+            match self
+                .pods
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(api_failed(format!("{op}: patch pod {name}"), &e)),
+            }
+        }
+        Ok(())
     }
 
     async fn apply_variables(
@@ -899,7 +1207,11 @@ impl ClusterRuntime for KubeRuntime {
         }
         if !is_primary && self.view(ordinal).is_some_and(|v| v.replication.is_some()) {
             self.ops
-                .wait_caught_up(&target, &self.target(primary), DDL_CATCH_UP)
+                .wait_caught_up(
+                    &target,
+                    &self.target(primary),
+                    Instant::now() + DDL_CATCH_UP,
+                )
                 .await
                 .map_err(|e| from_ops(op.clone(), e))?;
         }

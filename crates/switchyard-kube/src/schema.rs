@@ -725,11 +725,12 @@ async fn restore_settings(
     };
     for (ordinal, pod, _) in saved.iter().filter(|(o, _, _)| *o != primary) {
         let replica = ops
-            .observe(&target(*ordinal))
+            .observe(&target(*ordinal), None)
             .await
             .map_err(|e| format!("could not observe {pod}: {}", e.message))?;
         if replica.replication.is_some() {
-            ops.wait_caught_up(&target(*ordinal), &target(primary), DDL_CATCH_UP)
+            let until = std::time::Instant::now() + DDL_CATCH_UP;
+            ops.wait_caught_up(&target(*ordinal), &target(primary), until)
                 .await
                 .map_err(|e| {
                     format!("{pod} has not applied the primary's writes: {}", e.message)

@@ -131,6 +131,83 @@ pub enum SpecError {
     /// An image name with whitespace.
     #[error("spec.image '{0}' is not an image reference")]
     BadImage(String),
+    /// The switchover's work outlasts what the operator's leader lease is certain to cover
+    /// (the lease rule, [`crate::leader`]).
+    #[error(
+        "spec.update.switchoverDeadline {} leaves {} for the switchover's work before its undo \
+         reserve, longer than the operator's leader lease ({}, renewed every {}) is certain to \
+         last ({}): the operator could never confirm its leadership for it, and a deposed \
+         operator could still be acting when its successor takes over; set switchoverDeadline \
+         to at most {}, or run the operator with --lease-seconds {} or more",
+        secs(*deadline),
+        secs(crate::validate::switchover_work(*deadline)),
+        secs(*lease),
+        secs(crate::leader::renew_interval(*lease)),
+        secs(crate::leader::guaranteed(*lease)),
+        secs(max_deadline(*lease)),
+        min_lease(*deadline).as_secs()
+    )]
+    DeadlineOutlastsLease {
+        /// The switchover deadline.
+        deadline: Duration,
+        /// The operator's lease duration.
+        lease: Duration,
+    },
+}
+
+/// A duration in seconds as a person reads it (`25s`, `8.8s`).
+fn secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// The part of a switchover before its undo reserve: every step up to the promotion ends by
+/// then, and the engine confirms its leadership until then.
+pub fn switchover_work(deadline: Duration) -> Duration {
+    deadline.saturating_sub(switchyard_plan::engine::undo_reserve(deadline))
+}
+
+/// The longest switchover deadline whose work fits what a lease of `lease` guarantees, in
+/// whole seconds.
+fn max_deadline(lease: Duration) -> Duration {
+    let guaranteed = crate::leader::guaranteed(lease);
+    let mut best = Duration::ZERO;
+    for s in 1..=guaranteed.as_secs().saturating_mul(2).saturating_add(10) {
+        let d = Duration::from_secs(s);
+        if switchover_work(d) <= guaranteed {
+            best = d;
+        }
+    }
+    best
+}
+
+/// The shortest lease, in whole seconds, that guarantees the work of a switchover with
+/// `deadline`.
+fn min_lease(deadline: Duration) -> Duration {
+    let work = switchover_work(deadline);
+    (1..=work.as_secs().saturating_mul(3).saturating_add(10))
+        .map(Duration::from_secs)
+        .find(|l| crate::leader::guaranteed(*l) >= work)
+        .unwrap_or(Duration::MAX)
+}
+
+/// The lease rule's sizing: a switchover with `switchover_deadline` must fit in what a
+/// leader lease of `lease` renewed on schedule is certain to cover (see [`crate::leader`]).
+///
+/// # Errors
+/// [`SpecError::DeadlineOutlastsLease`] when it does not.
+pub fn check_lease(switchover_deadline: Duration, lease: Duration) -> Result<(), SpecError> {
+    if switchover_work(switchover_deadline) <= crate::leader::guaranteed(lease) {
+        Ok(())
+    } else {
+        Err(SpecError::DeadlineOutlastsLease {
+            deadline: switchover_deadline,
+            lease,
+        })
+    }
 }
 
 impl SpecError {
@@ -147,6 +224,7 @@ impl SpecError {
             SpecError::BadVariableName(_) => "bad-variable-name",
             SpecError::BadVariableValue(_) => "bad-variable-value",
             SpecError::BadImage(_) => "bad-image",
+            SpecError::DeadlineOutlastsLease { .. } => "deadline-outlasts-lease",
         }
     }
 }
@@ -389,5 +467,40 @@ mod tests {
             assert!(!is_operator_owned(free), "{free}");
         }
         assert_eq!(normalize_variable("Server-Id"), "server_id");
+    }
+
+    #[test]
+    fn the_default_deadline_fits_the_default_lease_and_a_longer_one_is_refused_with_the_way_out() {
+        let default_deadline =
+            parse_duration(&crate::crd::UpdatePolicy::default().switchover_deadline)
+                .expect("the default deadline parses");
+        assert_eq!(
+            check_lease(default_deadline, crate::leader::DEFAULT_LEASE),
+            Ok(())
+        );
+        // The defaults before the lease rule: a 30 s deadline (25 s of work) under a 15 s
+        // lease, renewed every 5 s, certain for 9 s only.
+        let e = check_lease(Duration::from_secs(30), Duration::from_secs(15)).unwrap_err();
+        assert_eq!(e.category(), "deadline-outlasts-lease");
+        let text = e.to_string();
+        for part in [
+            "switchoverDeadline 30s leaves 25s",
+            "lease (15s, renewed every 5s) is certain to last (9s)",
+            "at most 11s",
+            "--lease-seconds 39 or more",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        // The boundaries the message names are exact.
+        assert_eq!(
+            check_lease(Duration::from_secs(11), Duration::from_secs(15)),
+            Ok(())
+        );
+        assert!(check_lease(Duration::from_secs(12), Duration::from_secs(15)).is_err());
+        assert_eq!(
+            check_lease(Duration::from_secs(30), Duration::from_secs(39)),
+            Ok(())
+        );
+        assert!(check_lease(Duration::from_secs(30), Duration::from_secs(38)).is_err());
     }
 }

@@ -13,12 +13,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::Api;
 use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
 use switchyard_kube::controller::{OperatorConfig, run};
 use switchyard_kube::crd::MySQLCluster;
-use switchyard_kube::leader::LeaseConfig;
+use switchyard_kube::leader::{
+    DEFAULT_LEASE, Leadership, LeaseConfig, NotConfirmed, Tenure, renew,
+};
+use switchyard_plan::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower_test::mock::{self, SendResponse};
 
@@ -194,9 +200,16 @@ async fn eventually<T>(timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>)
     }
 }
 
-#[tokio::test]
-async fn the_controller_leads_reconciles_the_served_cluster_writes_status_and_releases_on_shutdown()
-{
+/// The operator running over the mock, with a lease of `lease`, until `stop` is sent.
+struct Running {
+    api: Arc<Mutex<FakeApi>>,
+    operator: tokio::task::JoinHandle<Result<(), switchyard_kube::controller::RunError>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+    metrics_addr: SocketAddr,
+}
+
+fn start(lease: Duration) -> Running {
     let mut cluster = MySQLCluster::new(
         NAME,
         serde_json::from_value(json!({"flavor": "mariadb", "version": "10.11.14", "replicas": 3}))
@@ -222,13 +235,32 @@ async fn the_controller_leads_reconciles_the_served_cluster_writes_status_and_re
         lease: LeaseConfig {
             name: "switchyard".into(),
             identity: IDENTITY.into(),
-            duration: Duration::from_secs(15),
+            duration: lease,
         },
     };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(run(client, config, async move {
         let _ = stop_rx.await;
     }));
+    Running {
+        api,
+        operator,
+        stop,
+        server,
+        metrics_addr,
+    }
+}
+
+#[tokio::test]
+async fn the_controller_leads_reconciles_the_served_cluster_writes_status_and_releases_on_shutdown()
+{
+    let Running {
+        api,
+        operator,
+        stop: stop_tx,
+        server,
+        metrics_addr,
+    } = start(DEFAULT_LEASE);
 
     // It leads, reconciles the cluster it watches and writes its status.
     let status = eventually(Duration::from_secs(20), async || {
@@ -329,5 +361,87 @@ async fn the_controller_leads_reconciles_the_served_cluster_writes_status_and_re
         lease["spec"]["holderIdentity"].is_null(),
         "the lease is released: {lease}"
     );
+    server.abort();
+}
+
+/// The lease rule's sizing, through the controller's own wiring: under a 15 s lease (certain
+/// for 9 s between renewals) a cluster with the default 30 s switchover deadline is refused
+/// with a condition that says what to change, and nothing is applied.
+#[tokio::test]
+async fn a_switchover_deadline_the_lease_cannot_cover_is_refused_with_a_condition() {
+    let running = start(Duration::from_secs(15));
+    let api = running.api.clone();
+    let status = eventually(Duration::from_secs(20), async || {
+        locked(&api)
+            .status_writes()
+            .into_iter()
+            .find(|s| s["phase"] == "Invalid")
+    })
+    .await
+    .expect("an Invalid status");
+    let invalid = status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "InvalidSpec")
+        .cloned()
+        .expect("an InvalidSpec condition");
+    assert_eq!(invalid["status"], "True");
+    assert_eq!(invalid["reason"], "DeadlineOutlastsLease");
+    let message = invalid["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("switchoverDeadline 30s") && message.contains("--lease-seconds 39"),
+        "{message}"
+    );
+    let applied = locked(&api)
+        .seen
+        .iter()
+        .any(|(m, uri, _)| *m == Method::PATCH && uri.contains("/statefulsets/"));
+    assert!(!applied, "nothing is applied for an invalid combination");
+    running
+        .stop
+        .send(())
+        .expect("the operator listens for shutdown");
+    let result = tokio::time::timeout(Duration::from_secs(20), running.operator)
+        .await
+        .expect("the operator stops in time")
+        .expect("the operator task");
+    assert!(result.is_ok(), "{result:?}");
+    running.server.abort();
+}
+
+/// The renewals feed the engine's confirmations: a renewal counts from the moment it was
+/// sent, less the clock margin; a lease another replica holds confirms nothing.
+#[tokio::test]
+async fn a_renewal_tells_the_tenure_how_far_it_reaches_and_another_holder_ends_it() {
+    let api = Arc::new(Mutex::new(FakeApi::default()));
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(serve(handle, api.clone()));
+    let leases: Api<Lease> = Api::namespaced(Client::new(service, "default"), LEASE_NS);
+    let cfg = LeaseConfig {
+        name: "switchyard".into(),
+        identity: IDENTITY.into(),
+        duration: DEFAULT_LEASE,
+    };
+    let tenure = Tenure::new(DEFAULT_LEASE);
+    let sent = Timestamp(1_000_000);
+    let outcome = renew(&leases, &cfg, &tenure, || sent).await.expect("renew");
+    assert_eq!(outcome, Leadership::Leading);
+    assert_eq!(
+        tenure.held_until(),
+        Some(sent.after(Duration::from_secs(44)))
+    );
+    assert_eq!(tenure.confirm(sent.after(Duration::from_secs(44))), Ok(()));
+    // Another replica holds an unexpired lease: nothing is confirmed any more.
+    {
+        let mut api = locked(&api);
+        let lease = api.lease.as_mut().expect("the lease");
+        lease["spec"]["holderIdentity"] = "switchyard-test-1".into();
+        lease["spec"]["renewTime"] =
+            serde_json::to_value(MicroTime(k8s_openapi::jiff::Timestamp::now())).expect("a time");
+    }
+    let outcome = renew(&leases, &cfg, &tenure, || sent).await.expect("renew");
+    assert_eq!(outcome, Leadership::Following);
+    assert_eq!(tenure.confirm(sent), Err(NotConfirmed::NotHeld));
     server.abort();
 }

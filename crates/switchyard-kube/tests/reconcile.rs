@@ -2,6 +2,7 @@
 //! kubelet: bootstrap, a full version rollout, approvals, manual switchovers, bad specs,
 //! forbidden transitions, a dead primary, and the record's compare-and-swap.
 
+#[expect(dead_code, reason = "shared test support; this file uses part of it")]
 mod common;
 
 use std::time::Duration;
@@ -94,7 +95,7 @@ async fn bootstrap_creates_the_managed_objects_and_forms_the_topology() {
     w.reconcile().await.expect("bootstrap reconcile");
     assert_eq!(
         w.ops.calls(),
-        vec!["unfence 0", "replicate 1<-0", "replicate 2<-0"]
+        vec!["promote 0", "replicate 1<-0", "replicate 2<-0"]
     );
     let c = w.cluster().await;
     assert_eq!(c.status.as_ref().unwrap().current_primary, Some(0));
@@ -140,20 +141,28 @@ async fn bootstrap_creates_the_managed_objects_and_forms_the_topology() {
 }
 
 /// The calls of the rollout 10.5.27 → 10.11.14 of a 3-instance MariaDB cluster.
-const ROLLOUT: [&str; 15] = [
+const ROLLOUT: [&str; 18] = [
     "prepare-shutdown 2 slow=true",
     "check-system-tables 2 10.11.14",
     "replicate 2<-0",
     "prepare-shutdown 1 slow=true",
     "check-system-tables 1 10.11.14",
     "replicate 1<-0",
+    // The switchover: the long-transaction pre-check (maxTransactionSeconds, default 30),
+    // the fence, the old primary made a replica of the candidate (not started), the
+    // catch-up, the promotion.
+    "no-long-transaction 0 max=30",
     "fence 0",
+    "demote 0->1",
     "wait-caught-up 1<-0",
     "promote 1",
     "close-clients 0",
     "check-system-tables 2 10.11.14",
     "replicate 2<-1",
     "prepare-shutdown 0 slow=true",
+    // The restarted old primary came back without its fence (a new pod, a new server): it
+    // is fenced again before it replicates.
+    "fence 0",
     "check-system-tables 0 10.11.14",
     "replicate 0<-1 (former primary)",
 ];
@@ -193,7 +202,7 @@ async fn a_version_upgrade_rolls_replicas_first_then_switches_the_primary_over()
     // started replicating again once its system tables are checked; then the switchover
     // 0 → 1, the old primary's clients closed, the last replica repointed to the new
     // primary, and the old primary (kept fenced, out of replication) restarted on the new
-    // version and demoted to a replica of 1, its own position carried over.
+    // version, fenced again, and started replicating from 1, its own position carried over.
     assert_eq!(w.ops.calls(), ROLLOUT);
     // Every pod was replaced, at the new template.
     for (i, p) in ["shop-0", "shop-1", "shop-2"].iter().enumerate() {
@@ -488,9 +497,11 @@ async fn a_manual_switchover_runs_the_engine_steps_after_the_safety_checks() {
     let calls = w.ops.calls();
     let fence = calls.iter().position(|c| c == "fence 0").expect("fenced");
     assert_eq!(
-        calls[fence..fence + 4],
+        calls[fence - 1..fence + 5],
         [
+            "no-long-transaction 0 max=30",
             "fence 0",
+            "demote 0->2",
             "wait-caught-up 2<-0",
             "promote 2",
             "close-clients 0"

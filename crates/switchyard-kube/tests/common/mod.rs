@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -17,13 +17,15 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use kube_fake_client::ClientBuilder;
 use switchyard_config::{Account, Mutability, Scope, ServerMetadata, ValueType, VariableInfo};
-use switchyard_kube::build::{ANNOTATION_VERSION, ClusterCredentials, Names};
+use switchyard_kube::build::{ANNOTATION_VERSION, ClusterCredentials, LABEL_ROLE, Names};
 use switchyard_kube::crd::{MySQLCluster, MySQLClusterSpec, SchemaChange};
+use switchyard_kube::leader::Tenure;
 use switchyard_kube::metrics::Metrics;
 use switchyard_kube::ops::{InstanceOps, InstanceView, OpsError, ReplicationView, Target};
 use switchyard_kube::reconcile::{Context, OpsFactory, reconcile};
 use switchyard_kube::runtime::{Clock, Resolver};
 use switchyard_plan::Timestamp;
+use switchyard_plan::gtid::GtidSet;
 use switchyard_plan::versions::{Flavor, ServerVersion, Version};
 
 pub const NS: &str = "db";
@@ -34,20 +36,33 @@ pub const NAME: &str = "shop";
 pub struct FakeInstance {
     pub version: Version,
     pub writable: bool,
+    /// Whether the fence the operator asked for holds (set by `fence` and `demote`, gone
+    /// with `promote`, `replicate_from` and a start; a test drops it as a server restart or
+    /// a lost lock connection would).
+    pub fenced: bool,
     pub source: Option<u32>,
     pub running: bool,
     pub down: bool,
+    /// The executed GTIDs the test gives the instance (fixture text, echoed back; none of
+    /// its flavor until then).
+    pub gtid: Option<GtidSet>,
 }
 
 /// A Kubernetes-side test double for [`InstanceOps`], NOT a MySQL mock: it has no SQL
-/// semantics (no GTIDs, no lag, no read-only rules, no version rules, no failure modes of its
-/// own). It records the calls the reconciler makes and echoes requested state back (the
-/// instance fenced is reported read-only, the instance promoted writable, the instance told
-/// to replicate from N reports N as its source, the instance that ran a schema change prints
-/// the fixture definition the test gave, a global variable reads back as last set, from the
-/// fixture table or from [`FakeOps::globals`], else NULL), so that the reconcile tests can follow
-/// the Kubernetes side of a rollout. What SQL does is proven by the tests of
-/// switchyard-mysql and by the end-to-end tests over real servers.
+/// semantics (no GTID arithmetic, no lag, no read-only rules, no version rules, no failure
+/// modes of its own). It records the calls the reconciler makes and echoes requested state
+/// back (the instance fenced is reported read-only and fenced, the instance promoted
+/// writable, the instance told to replicate from N reports N as its source, the GTIDs a test
+/// set are reported as they are, an empty set of the instance's flavor otherwise, the instance that ran a schema change prints the fixture
+/// definition the test gave, a global variable reads back as last set, from the fixture
+/// table or from [`FakeOps::globals`], else NULL), so that the reconcile tests can follow the
+/// Kubernetes side of a rollout. What SQL does is proven by the tests of switchyard-mysql and
+/// by the end-to-end tests over real servers.
+///
+/// It also watches what a test asks it to: the most instances it ever reported writable at
+/// once ([`FakeOps::most_writable`]), the pods' role labels when each switchover call
+/// arrives ([`FakeOps::watch_labels`]), and an edit of the cluster object it makes right
+/// after a promotion took effect ([`FakeOps::edit_after_promote`]).
 #[derive(Default)]
 pub struct FakeOps {
     pub instances: Mutex<BTreeMap<u32, FakeInstance>>,
@@ -68,6 +83,17 @@ pub struct FakeOps {
     /// When set, `run_ddl` fails as a server does that cannot run the statement with the
     /// ALGORITHM or LOCK it names (errors 1845/1846), with this message.
     pub refuse_ddl: Mutex<Option<String>>,
+    /// Instance -> how long its oldest open transaction has been open, in seconds (fixture).
+    pub open_transactions: Mutex<BTreeMap<u32, u64>>,
+    /// The most instances reported writable at once, after any call.
+    pub most_writable: Mutex<usize>,
+    /// When set, the role labels of every pod as each fence, demote and promote begins.
+    pub watch_labels: Mutex<Option<Api<Pod>>>,
+    /// (call, pod ordinal -> role label) for each call watched.
+    pub labels_seen: Mutex<Vec<(String, BTreeMap<u32, String>)>>,
+    /// When set, every promotion edits the cluster object right after the instance became
+    /// writable (an annotation), as a person or another controller might.
+    pub edit_after_promote: Mutex<Option<Api<MySQLCluster>>>,
 }
 
 /// The variable table the test double describes (a fixture, not a server's rules): name,
@@ -118,6 +144,46 @@ impl FakeOps {
     fn call(&self, c: String) {
         self.calls.lock().unwrap().push(c);
     }
+    /// Notes how many instances are writable now.
+    fn count_writers(&self) {
+        let n = self
+            .instances
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|i| i.writable && !i.down)
+            .count();
+        let mut most = self.most_writable.lock().unwrap();
+        *most = (*most).max(n);
+    }
+    /// Records the pods' role labels as `call` begins, when a test watches them.
+    async fn snapshot_labels(&self, call: &str) {
+        let Some(pods) = self.watch_labels.lock().unwrap().clone() else {
+            return;
+        };
+        let list = pods.list(&ListParams::default()).await.unwrap();
+        let roles = list
+            .items
+            .iter()
+            .filter_map(|p| {
+                let o = p.name_any().rsplit('-').next()?.parse().ok()?;
+                Some((o, p.labels().get(LABEL_ROLE)?.clone()))
+            })
+            .collect();
+        self.labels_seen
+            .lock()
+            .unwrap()
+            .push((call.to_owned(), roles));
+    }
+    /// Sets the executed GTIDs of instance `o` (MariaDB text, `domain-server-seq,...`).
+    pub fn set_gtid(&self, o: u32, text: &str) {
+        let set = GtidSet::parse(Flavor::Mariadb, text).expect("a GTID position");
+        self.instances.lock().unwrap().get_mut(&o).unwrap().gtid = Some(set);
+    }
+    /// Changes instance `o` as something other than the operator would.
+    pub fn set(&self, o: u32, f: impl FnOnce(&mut FakeInstance)) {
+        f(self.instances.lock().unwrap().get_mut(&o).unwrap());
+    }
     fn with<T>(&self, o: u32, f: impl FnOnce(&mut FakeInstance) -> T) -> Result<T, OpsError> {
         let mut map = self.instances.lock().unwrap();
         match map.get_mut(&o) {
@@ -155,15 +221,27 @@ impl FakeOps {
     pub fn started(&self, o: u32, version: Version) {
         let mut map = self.instances.lock().unwrap();
         let source = map.get(&o).and_then(|i| i.source);
+        // No transactions of its flavor unless the test gave it some.
+        let flavor = if version.major >= 10 {
+            Flavor::Mariadb
+        } else {
+            Flavor::Mysql
+        };
+        let gtid = map
+            .get(&o)
+            .and_then(|i| i.gtid.clone())
+            .or_else(|| Some(GtidSet::empty(flavor)));
         self.globals.lock().unwrap().remove(&o);
         map.insert(
             o,
             FakeInstance {
                 version,
                 writable: false,
+                fenced: false,
                 source,
                 running: false,
                 down: false,
+                gtid,
             },
         );
     }
@@ -171,10 +249,11 @@ impl FakeOps {
 
 #[async_trait]
 impl InstanceOps for FakeOps {
-    async fn observe(&self, t: &Target) -> Result<InstanceView, OpsError> {
+    async fn observe(&self, t: &Target, _: Option<Instant>) -> Result<InstanceView, OpsError> {
         self.with(t.ordinal, |i| InstanceView {
             version: i.version,
             writable: i.writable,
+            fenced: i.fenced,
             replication: i.source.map(|s| ReplicationView {
                 source_host: format!("{NAME}-{s}.{NAME}-headless.{NS}.svc"),
                 running: i.running,
@@ -182,28 +261,78 @@ impl InstanceOps for FakeOps {
                 error: String::new(),
                 lag_seconds: Some(0),
             }),
-            gtid: None,
+            gtid: i.gtid.clone(),
         })
     }
-    async fn fence(&self, t: &Target) -> Result<(), OpsError> {
-        self.call(format!("fence {}", t.ordinal));
-        self.with(t.ordinal, |i| i.writable = false)
+    async fn wait_no_long_transaction(
+        &self,
+        t: &Target,
+        max: u64,
+        _: Instant,
+    ) -> Result<(), OpsError> {
+        self.call(format!("no-long-transaction {} max={max}", t.ordinal));
+        self.with(t.ordinal, |_| ())?;
+        match self.open_transactions.lock().unwrap().get(&t.ordinal) {
+            Some(open) if *open > max => Err(OpsError::new(
+                "long_transaction",
+                true,
+                format!(
+                    "{}: a transaction has been open {open}s (limit {max}s)",
+                    t.pod
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
-    async fn unfence(&self, t: &Target) -> Result<(), OpsError> {
-        self.call(format!("unfence {}", t.ordinal));
-        self.with(t.ordinal, |i| i.writable = true)
+    async fn fence(&self, t: &Target, _: Instant) -> Result<(), OpsError> {
+        let call = format!("fence {}", t.ordinal);
+        self.snapshot_labels(&call).await;
+        self.call(call);
+        self.with(t.ordinal, |i| {
+            i.writable = false;
+            i.fenced = true;
+        })
     }
-    async fn wait_caught_up(&self, c: &Target, f: &Target, _: Duration) -> Result<(), OpsError> {
+    async fn demote(&self, t: &Target, s: &Target, _: Instant) -> Result<(), OpsError> {
+        let call = format!("demote {}->{}", t.ordinal, s.ordinal);
+        self.snapshot_labels(&call).await;
+        self.call(call);
+        self.with(t.ordinal, |i| {
+            i.writable = false;
+            i.fenced = true;
+            i.source = Some(s.ordinal);
+            i.running = false;
+        })
+    }
+    async fn wait_caught_up(&self, c: &Target, f: &Target, _: Instant) -> Result<(), OpsError> {
         self.call(format!("wait-caught-up {}<-{}", c.ordinal, f.ordinal));
         self.with(c.ordinal, |_| ())
     }
-    async fn promote(&self, t: &Target) -> Result<(), OpsError> {
-        self.call(format!("promote {}", t.ordinal));
+    async fn promote(&self, t: &Target, _: Instant) -> Result<(), OpsError> {
+        let call = format!("promote {}", t.ordinal);
+        self.snapshot_labels(&call).await;
+        self.call(call);
         self.with(t.ordinal, |i| {
             i.writable = true;
+            i.fenced = false;
             i.source = None;
             i.running = false;
-        })
+        })?;
+        self.count_writers();
+        let editor = self.edit_after_promote.lock().unwrap().clone();
+        if let Some(clusters) = editor {
+            let n = self.calls().len().to_string();
+            let patch = serde_json::json!({"metadata": {"annotations": {"test/edited": n}}});
+            clusters
+                .patch(
+                    NAME,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+                .expect("edit the cluster");
+        }
+        Ok(())
     }
     async fn replicate_from(&self, t: &Target, s: &Target, former: bool) -> Result<(), OpsError> {
         self.call(format!(
@@ -214,6 +343,7 @@ impl InstanceOps for FakeOps {
         ));
         self.with(t.ordinal, |i| {
             i.writable = false;
+            i.fenced = false;
             i.source = Some(s.ordinal);
             i.running = true;
         })
@@ -222,7 +352,7 @@ impl InstanceOps for FakeOps {
         self.call(format!("prepare-shutdown {} slow={slow}", t.ordinal));
         self.with(t.ordinal, |_| ())
     }
-    async fn close_client_connections(&self, t: &Target) -> Result<(), OpsError> {
+    async fn close_client_connections(&self, t: &Target, _: Instant) -> Result<(), OpsError> {
         self.call(format!("close-clients {}", t.ordinal));
         self.with(t.ordinal, |_| ())
     }
@@ -365,9 +495,15 @@ pub struct World {
     /// Ordinals whose pods the test kubelet must not recreate.
     pub held: Mutex<Vec<u32>>,
     restart_operator_each_round: std::sync::atomic::AtomicBool,
+    tenure: Option<Arc<Tenure>>,
 }
 
-fn make_context(client: &Client, ops: &Arc<FakeOps>, clock: &Arc<AtomicU64>) -> Arc<Context> {
+fn make_context(
+    client: &Client,
+    ops: &Arc<FakeOps>,
+    clock: &Arc<AtomicU64>,
+    tenure: Option<Arc<Tenure>>,
+) -> Arc<Context> {
     let c = clock.clone();
     let clock_fn: Clock = Arc::new(move || Timestamp(c.load(Ordering::SeqCst)));
     let resolver: Resolver = Arc::new(|names: &Names, o| (names.pod_host(o), 3306));
@@ -384,6 +520,7 @@ fn make_context(client: &Client, ops: &Arc<FakeOps>, clock: &Arc<AtomicU64>) -> 
             },
         ),
         metrics: Arc::new(Metrics::new()),
+        tenure,
     })
 }
 
@@ -415,7 +552,7 @@ impl World {
             .expect("a fake client");
         let ops = Arc::new(FakeOps::default());
         let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
-        let ctx = make_context(&client, &ops, &clock);
+        let ctx = make_context(&client, &ops, &clock, None);
         World {
             client,
             ops,
@@ -423,7 +560,19 @@ impl World {
             ctx,
             held: Mutex::new(Vec::new()),
             restart_operator_each_round: std::sync::atomic::AtomicBool::new(false),
+            tenure: None,
         }
+    }
+
+    /// The operator from now on is elected on a lease: its leadership is `tenure`.
+    pub fn elect(&mut self, tenure: Arc<Tenure>) {
+        self.tenure = Some(tenure.clone());
+        self.ctx = make_context(&self.client, &self.ops, &self.clock, Some(tenure));
+    }
+
+    /// The test clock's time.
+    pub fn now(&self) -> Timestamp {
+        Timestamp(self.clock.load(Ordering::SeqCst))
     }
 
     /// Every reconcile from now on runs in a new operator process (a new context: no
@@ -456,7 +605,7 @@ impl World {
     pub async fn reconcile(&self) -> Result<Action, switchyard_kube::Error> {
         let c = self.cluster().await;
         let ctx = if self.restart_operator_each_round.load(Ordering::SeqCst) {
-            make_context(&self.client, &self.ops, &self.clock)
+            make_context(&self.client, &self.ops, &self.clock, self.tenure.clone())
         } else {
             self.ctx.clone()
         };
