@@ -203,8 +203,22 @@ impl LocalRuntime {
 
     async fn observe_cluster(&self) -> Result<Observed> {
         let cluster = self.shared.state.read()?.cluster;
+        // The replicas first, together, then the primary: a replica seen after
+        // the primary could hold a transaction the primary committed after it
+        // was seen, and look errant.
+        let mut seen = self.observe_nodes(|o| o != cluster.primary).await?;
+        seen.extend(self.observe_nodes(|o| o == cluster.primary).await?);
+        seen.sort_by_key(|(o, _)| *o);
+        self.observed_from(cluster, seen)
+    }
+
+    /// Observes the instances `pick` chooses, together.
+    async fn observe_nodes(&self, pick: impl Fn(u32) -> bool) -> Result<Vec<(u32, Seen)>> {
         let mut tasks = JoinSet::new();
         for (node, o) in self.shared.nodes.iter().zip(0u32..) {
+            if !pick(o) {
+                continue;
+            }
             let phase = node.phase();
             let running = self.shared.instance(o)?.is_running();
             let handle = self.handle(o)?;
@@ -230,7 +244,14 @@ impl LocalRuntime {
         while let Some(joined) = tasks.join_next().await {
             seen.push(joined.map_err(|e| Error::Invalid(format!("observing panicked: {e}")))?);
         }
-        seen.sort_by_key(|(o, _)| *o);
+        Ok(seen)
+    }
+
+    fn observed_from(
+        &self,
+        cluster: crate::state::ClusterState,
+        seen: Vec<(u32, Seen)>,
+    ) -> Result<Observed> {
         let history = &cluster.history;
         let mut instances = Vec::with_capacity(seen.len());
         for (o, seen) in seen {

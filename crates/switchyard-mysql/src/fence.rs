@@ -140,6 +140,17 @@ impl Instance {
             }
             FenceMechanism::ReadOnlyAndBlockCommit => {
                 let mut held = self.inner.fence.lock().await;
+                // A lock whose connection died (killed, the server restarted) holds
+                // nothing: a new one is taken.
+                if let Some(lock) = held.as_mut()
+                    && lock
+                        .exec("check that the fence's lock holds", Sql::Static("DO 0"), d)
+                        .await
+                        .is_err()
+                    && let Some(dead) = held.take()
+                {
+                    dead.close().await;
+                }
                 // The lock's connection and the backup stages that block no client are
                 // prepared before anything changes, so that they do not lengthen the time
                 // without a writable primary.

@@ -211,12 +211,16 @@ impl ClusterRuntime for OnlineRuntime {
         Err(self.refuse(format!("recover {ordinal}")))
     }
 
-    async fn fence(&self, ordinal: u32) -> Result<(), RuntimeError> {
+    async fn fence(&self, ordinal: u32, _: Timestamp) -> Result<(), RuntimeError> {
         Err(self.refuse(format!("fence {ordinal}")))
     }
 
-    async fn unfence(&self, ordinal: u32) -> Result<(), RuntimeError> {
+    async fn unfence(&self, ordinal: u32, _: Timestamp) -> Result<(), RuntimeError> {
         Err(self.refuse(format!("unfence {ordinal}")))
+    }
+
+    async fn demote(&self, ordinal: u32, _: u32, _: Timestamp) -> Result<(), RuntimeError> {
+        Err(self.refuse(format!("demote {ordinal}")))
     }
 
     async fn wait_caught_up(
@@ -228,7 +232,7 @@ impl ClusterRuntime for OnlineRuntime {
         Err(self.refuse(format!("wait for {candidate}")))
     }
 
-    async fn promote(&self, ordinal: u32) -> Result<(), RuntimeError> {
+    async fn promote(&self, ordinal: u32, _: Timestamp) -> Result<(), RuntimeError> {
         Err(self.refuse(format!("promote {ordinal}")))
     }
 

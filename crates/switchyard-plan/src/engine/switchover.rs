@@ -152,8 +152,8 @@ impl<R: ClusterRuntime> Engine<R> {
                 .instance(from)
                 .is_some_and(|i| i.health.is_up() || i.replication_paused());
             if resumed && old_answers && self.mutation != Mutation::SkipRefenceOnResume {
-                self.lead(now).await?;
-                let bound = now.after(self.policy.switchover_deadline);
+                let bound = self.undo_bound(run);
+                self.lead(bound).await?;
                 if let Err(e) = self.runtime.fence(from, bound).await {
                     return self.finish(record, run.action(), Err(e)).await;
                 }
