@@ -723,6 +723,8 @@ pub fn observed_from(
             drained,
             source: None,
             schema,
+            link: None,
+            ack_replicas: None,
         };
         match &s.view {
             None => {}

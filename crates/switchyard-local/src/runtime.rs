@@ -276,6 +276,8 @@ impl LocalRuntime {
                 health: Health::Starting,
                 gtid: None,
                 schema: crate::schema::applied(&cluster.schema, o),
+                link: None,
+                ack_replicas: None,
                 writable: false,
                 fenced: st.fenced,
                 drained,
@@ -767,7 +769,6 @@ fn health_of(obs: &Observation, role: Role) -> Health {
     if r.last_sql_errno != 0 {
         return Health::ReplicationStopped {
             errno: r.last_sql_errno,
-            message: r.last_sql_error.clone(),
         };
     }
     if r.last_io_errno != 0 && r.io_thread != IoThreadState::Running {

@@ -56,6 +56,8 @@ fn cluster(primary: u32, versions: &[&str]) -> Observed {
                 drained: false,
                 source: (!is_primary).then_some(primary),
                 schema: None,
+                link: None,
+                ack_replicas: None,
             }
         })
         .collect();

@@ -19,6 +19,9 @@ pub(super) struct Decider<'a> {
 
 impl Decider<'_> {
     pub(super) fn decide(&self) -> Action {
+        if let Some(action) = self.failover() {
+            return action;
+        }
         if let Some(action) = self
             .unfinished_switchover()
             .or_else(|| self.unfenced_old_primary())
@@ -81,7 +84,7 @@ impl Decider<'_> {
             .observed
             .by_ordinal()
             .into_iter()
-            .filter(|i| !self.complete(i))
+            .filter(|i| !self.complete(i) && !self.quarantined(i))
             .collect();
         let ignore_down = self.mutation == Mutation::PromoteNewestIgnoringDown;
         if ignore_down && pending.iter().any(|i| i.health.is_up()) {
@@ -90,14 +93,19 @@ impl Decider<'_> {
             .observed
             .by_ordinal()
             .into_iter()
-            .find(|i| i.health == Health::Crashed)
+            .find(|i| i.health == Health::Crashed && !self.quarantined(i))
         {
             return Action::Recover {
                 ordinal: crashed.ordinal,
             };
         }
         if pending.is_empty() {
-            if let Some(drained) = self.observed.by_ordinal().into_iter().find(|i| i.drained) {
+            if let Some(drained) = self
+                .observed
+                .by_ordinal()
+                .into_iter()
+                .find(|i| i.drained && !self.quarantined(i))
+            {
                 return Action::Undrain {
                     ordinal: drained.ordinal,
                 };
@@ -255,7 +263,7 @@ impl Decider<'_> {
     fn errant_replica(&self) -> Option<Action> {
         let primary = self.observed.primary()?;
         self.observed.by_ordinal().into_iter().find_map(|r| {
-            let errant = (r.ordinal != primary.ordinal)
+            let errant = (r.ordinal != primary.ordinal && !self.quarantined(r))
                 .then(|| self.errant(r, primary))
                 .flatten()?;
             Some(Action::Halt {
@@ -276,7 +284,8 @@ impl Decider<'_> {
     fn stray_replica(&self) -> Option<Action> {
         let primary = self.observed.primary()?;
         let stray = self.observed.by_ordinal().into_iter().find(|r| {
-            r.role == Role::Replica
+            !self.quarantined(r)
+                && r.role == Role::Replica
                 && (r.health.is_up() || r.replication_paused())
                 && (!r.replicates_from(primary.ordinal) || r.fenced)
         })?;
@@ -364,6 +373,9 @@ impl Decider<'_> {
     /// lag bound.
     fn health_gate(&self) -> Option<WaitReason> {
         for i in self.observed.by_ordinal() {
+            if self.quarantined(i) {
+                continue;
+            }
             match &i.health {
                 Health::Ready => {}
                 Health::Lagging { seconds } if *seconds <= self.policy.max_lag_seconds => {}
@@ -560,6 +572,10 @@ impl Decider<'_> {
                 None => self.gone(*ordinal),
             },
             Intent::Switchover { from, to, .. } => self.promoted_switchover(*from, *to),
+            Intent::Failover { from, to, .. } => Action::Failover {
+                from: *from,
+                to: *to,
+            },
         }
     }
 
@@ -599,6 +615,20 @@ impl Decider<'_> {
             // Repointing an instance that holds transactions the primary lacks
             // would bury them (MySQL) or stop on them (MariaDB): halt instead.
             if let Some(errant) = self.errant(i, primary) {
+                // A failed primary back with writes no replica acknowledged (or
+                // any instance a failover left behind) is quarantined: the
+                // cluster goes on without it until a person re-provisions it.
+                let after_failover = self
+                    .record
+                    .last_failover
+                    .as_ref()
+                    .is_some_and(|f| f.from == ordinal);
+                if after_failover {
+                    return Action::Quarantine {
+                        ordinal,
+                        extra: errant,
+                    };
+                }
                 return Action::Halt {
                     reason: HaltReason::ErrantTransactions {
                         ordinal,

@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use crate::decide::{Action, HaltReason, Policy, SchemaTarget, Target, WaitReason, decide_with};
 use crate::mutation::Mutation;
-use crate::record::{Halted, Intent, PrimaryPosition, Record};
+use crate::record::{Detection, Halted, Intent, PrimaryPosition, Record};
 use crate::topology::{Observed, Revision, Timestamp};
 use crate::versions::Version;
 
+mod failover;
 mod switchover;
 
 /// What kind of failure a runtime reports.
@@ -184,6 +185,34 @@ pub trait ClusterRuntime: Send + Sync {
     /// starts its replication; a fence on it is lifted (it stays read-only).
     async fn repoint(&self, ordinal: u32, source: u32) -> Result<(), RuntimeError>;
 
+    /// Stops a replica's receiver (its replication I/O thread), so that nothing
+    /// more reaches it from a failed primary that may come back; what it
+    /// received stays in its relay log for its applier. The first step of a
+    /// failover, on every replica that answers.
+    async fn detach(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        let _ = deadline;
+        Err(RuntimeError::new(
+            RuntimeErrorKind::Unsupported,
+            format!("stop the receiver of instance {ordinal}"),
+            "this runtime cannot fail over",
+        ))
+    }
+
+    /// Waits until a replica's applier has executed everything its receiver
+    /// received, failing at `deadline`.
+    async fn wait_received_applied(
+        &self,
+        ordinal: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        let _ = deadline;
+        Err(RuntimeError::new(
+            RuntimeErrorKind::Unsupported,
+            format!("wait for instance {ordinal} to apply what it received"),
+            "this runtime cannot fail over",
+        ))
+    }
+
     /// Sets variables online on one instance, which then runs `revision`.
     async fn apply_variables(
         &self,
@@ -290,6 +319,16 @@ impl<T: ClusterRuntime + ?Sized> ClusterRuntime for std::sync::Arc<T> {
     }
     async fn repoint(&self, ordinal: u32, source: u32) -> Result<(), RuntimeError> {
         (**self).repoint(ordinal, source).await
+    }
+    async fn detach(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        (**self).detach(ordinal, deadline).await
+    }
+    async fn wait_received_applied(
+        &self,
+        ordinal: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        (**self).wait_received_applied(ordinal, deadline).await
     }
     async fn apply_variables(
         &self,
@@ -474,7 +513,25 @@ impl<R: ClusterRuntime> Engine<R> {
                 gtid: gtid.clone(),
             });
         }
+        if let Some(p) = observed.primary()
+            && p.writable
+        {
+            record.primary_ack_replicas = p.ack_replicas;
+        }
         let before = record.clone();
+        // The primary's failure is timed in the record: a new engine goes on
+        // counting from when the old one first saw it.
+        record.detection = match observed.primary() {
+            Some(p) if !crate::decide::answers(p) => Some(Detection {
+                primary: p.ordinal,
+                since: record
+                    .detection
+                    .as_ref()
+                    .filter(|d| d.primary == p.ordinal)
+                    .map_or(now, |d| d.since),
+            }),
+            _ => None,
+        };
         if let Some(v) = observed.highest_version()
             && record.highest_version.is_none_or(|h| v > h)
         {
@@ -527,6 +584,10 @@ impl<R: ClusterRuntime> Engine<R> {
                 record.waiting = None;
                 self.switchover(&mut record, &observed, from, to, now)
                     .await?
+            }
+            Action::Failover { from, to } => {
+                record.waiting = None;
+                self.failover(&mut record, &observed, from, to, now).await?
             }
             Action::Unfence { ordinal } if is_switchover_from(&record, ordinal) => {
                 record.waiting = None;
@@ -646,6 +707,16 @@ impl<R: ClusterRuntime> Engine<R> {
             }
             Action::Recover { ordinal } => rt.recover(*ordinal).await,
             Action::Fence { ordinal } => rt.fence(*ordinal, bound).await,
+            Action::Quarantine { ordinal, extra } => {
+                record.quarantined.insert(
+                    *ordinal,
+                    crate::record::Quarantine {
+                        extra: extra.clone(),
+                        at: now,
+                    },
+                );
+                rt.drain(*ordinal).await
+            }
             Action::Unfence { ordinal } => rt.unfence(*ordinal, bound).await,
             Action::Repoint { ordinal, source } => rt.repoint(*ordinal, *source).await,
             Action::ApplyVariables {
@@ -686,6 +757,7 @@ fn action_ordinal(action: &Action) -> u32 {
         | Action::Restart { ordinal, .. }
         | Action::Recover { ordinal }
         | Action::Fence { ordinal }
+        | Action::Quarantine { ordinal, .. }
         | Action::Unfence { ordinal }
         | Action::Repoint { ordinal, .. }
         | Action::ApplyVariables { ordinal, .. }

@@ -1113,6 +1113,8 @@ impl State {
                         .as_ref()
                         .filter(|_| i.altered)
                         .map(|(id, _)| id.clone()),
+                    link: None,
+                    ack_replicas: None,
                 }
             })
             .collect();

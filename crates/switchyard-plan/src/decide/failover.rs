@@ -1,0 +1,223 @@
+//! The failover's rules: when a failed primary is replaced, by which replica,
+//! whether no acknowledged write can be lost, and what becomes of instances
+//! that hold transactions the new primary lacks.
+//!
+//! A primary has failed when it has not answered for the policy's
+//! `detect_after` and every replica that answers corroborates it: their
+//! receivers lost it too. A primary only the runtime cannot reach (a split
+//! between the operator and the databases) is not failed over, nor one that
+//! comes back within the window. The candidate is the replica that received
+//! the most: with semi-synchronous replication waiting for `k` of `r`
+//! replicas, every acknowledged transaction is on at least `k` of them, so as
+//! soon as `r - k + 1` answer, one of those holds every acknowledged
+//! transaction, and the one that received the most holds all of them. The
+//! failover is lossless when that holds; otherwise it waits (a person may
+//! accept the loss). Data comes first: the candidate is chosen by what it
+//! received even when it runs a newer version than other survivors, which then
+//! stay out of replication until they are upgraded.
+
+use super::rules::Decider;
+use super::{Action, WaitReason};
+use crate::record::Intent;
+use crate::topology::{Health, Instance, TopologyKind};
+
+/// Why a failover is, or is not, proven lossless, and which replica takes over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailoverChoice {
+    /// The replica that takes over.
+    pub candidate: u32,
+    /// Whether no acknowledged write can be lost.
+    pub lossless: bool,
+    /// Why, in words.
+    pub proof: String,
+}
+
+/// Whether an instance answers (its server takes queries), whatever its
+/// replication does.
+pub(crate) fn answers(i: &Instance) -> bool {
+    i.health.is_up() || matches!(i.health, Health::ReplicationStopped { .. })
+}
+
+/// What a replica received, or executed when its receiver is unknown.
+fn received(i: &Instance) -> Option<&crate::gtid::GtidSet> {
+    i.link
+        .as_ref()
+        .and_then(|l| l.received.as_ref())
+        .or(i.gtid.as_ref())
+}
+
+/// The replica that takes over from the failed primary `failed`, and whether
+/// the failover is lossless. Pure: the engine calls it again on a fresh
+/// observation once the replicas stopped receiving.
+pub fn failover_choice(
+    observed: &crate::topology::Observed,
+    record: &crate::record::Record,
+    forced_to: Option<u32>,
+    failed: u32,
+) -> Result<FailoverChoice, String> {
+    let survivors: Vec<&Instance> = observed
+        .by_ordinal()
+        .into_iter()
+        .filter(|i| i.ordinal != failed && !record.quarantined.contains_key(&i.ordinal))
+        .collect();
+    let answering: Vec<&Instance> = survivors
+        .iter()
+        .copied()
+        .filter(|i| answers(i) && received(i).is_some())
+        .collect();
+    if answering.is_empty() {
+        return Err("no replica answers".into());
+    }
+    // The one that received everything any other received; when their sets
+    // diverge, the one that received the most (the others are quarantined
+    // once it is promoted).
+    let holds_all = |c: &Instance| {
+        answering.iter().all(|o| match (received(o), received(c)) {
+            (Some(theirs), Some(mine)) => theirs.is_subset(mine).unwrap_or(false),
+            _ => false,
+        })
+    };
+    let most = answering
+        .iter()
+        .copied()
+        .find(|c| holds_all(c))
+        .or_else(|| {
+            answering
+                .iter()
+                .copied()
+                .max_by_key(|c| received(c).and_then(|g| g.transaction_count()).unwrap_or(0))
+        })
+        .ok_or("no replica answers")?;
+    let candidate = match forced_to {
+        Some(to) => *answering
+            .iter()
+            .find(|i| i.ordinal == to)
+            .ok_or_else(|| format!("instance {to}, asked for, does not answer"))?,
+        None => most,
+    };
+    // r replicas could have acknowledged; k had to; r - k + 1 answering
+    // include one that did, for every acknowledged transaction.
+    let r = u32::try_from(survivors.len()).unwrap_or(u32::MAX);
+    let a = u32::try_from(answering.len()).unwrap_or(u32::MAX);
+    let (lossless, proof) = match record.primary_ack_replicas {
+        None => (
+            false,
+            "the primary acknowledged commits without waiting for a replica (asynchronous)"
+                .to_owned(),
+        ),
+        Some(k) if a + k < r + 1 => (
+            false,
+            format!(
+                "only {a} of the {r} replicas answer, and the primary waited for {k}: a \
+                 transaction it acknowledged may be on none of them"
+            ),
+        ),
+        Some(k) => {
+            let has_most = holds_all(candidate);
+            (
+                has_most,
+                if has_most {
+                    format!(
+                        "{a} of the {r} replicas answer and the primary waited for {k}: instance \
+                         {} received every acknowledged transaction",
+                        candidate.ordinal
+                    )
+                } else {
+                    format!(
+                        "instance {} lacks transactions instance {} received",
+                        candidate.ordinal, most.ordinal
+                    )
+                },
+            )
+        }
+    };
+    Ok(FailoverChoice {
+        candidate: candidate.ordinal,
+        lossless,
+        proof,
+    })
+}
+
+impl Decider<'_> {
+    /// Rule 0: a recorded failover goes on before anything else (it is never
+    /// undone); a primary that failed is replaced once the detection window
+    /// passed, the replicas corroborate, and the failover is lossless (or the
+    /// loss accepted). Within the window nothing is decided here: the other
+    /// rules recover a crashed primary.
+    pub(super) fn failover(&self) -> Option<Action> {
+        if let Some(Intent::Failover { from, to, .. }) = &self.record.intent {
+            return Some(Action::Failover {
+                from: *from,
+                to: *to,
+            });
+        }
+        if self.observed.kind != TopologyKind::Async {
+            return None;
+        }
+        let primary = self.observed.primary()?;
+        if answers(primary) {
+            return None;
+        }
+        let policy = &self.policy.failover;
+        let forced = policy.forced_to;
+        if !policy.automatic && forced.is_none() {
+            return None;
+        }
+        let since = self
+            .record
+            .detection
+            .as_ref()
+            .filter(|d| d.primary == primary.ordinal)
+            .map_or(self.now, |d| d.since);
+        let failing = self.now.since(since);
+        if forced.is_none() && failing < policy.detect_after {
+            return None;
+        }
+        let wait = |detail: String| {
+            Some(self.wait(WaitReason::PrimaryFailing {
+                ordinal: primary.ordinal,
+                since,
+                detail,
+            }))
+        };
+        if forced.is_none() {
+            let followers: Vec<&Instance> = self
+                .observed
+                .by_ordinal()
+                .into_iter()
+                .filter(|i| i.source == Some(primary.ordinal) && answers(i))
+                .collect();
+            if followers.is_empty() {
+                return wait("no replica that follows it answers to corroborate".into());
+            }
+            let still: Vec<String> = followers
+                .iter()
+                .filter(|i| i.link.as_ref().is_none_or(|l| l.connected))
+                .map(|i| i.ordinal.to_string())
+                .collect();
+            if !still.is_empty() {
+                return wait(format!(
+                    "replicas {} still reach it: what fails is the way to it, not the primary",
+                    still.join(", ")
+                ));
+            }
+        }
+        match failover_choice(self.observed, self.record, forced, primary.ordinal) {
+            Ok(choice) if choice.lossless || policy.accept_data_loss => Some(Action::Failover {
+                from: primary.ordinal,
+                to: choice.candidate,
+            }),
+            Ok(choice) => wait(format!(
+                "{}; fail over accepting the loss (switchyard failover --accept-data-loss) or \
+                 bring the primary back",
+                choice.proof
+            )),
+            Err(detail) => wait(detail),
+        }
+    }
+
+    /// Whether `i` is quarantined.
+    pub(super) fn quarantined(&self, i: &Instance) -> bool {
+        self.record.quarantined.contains_key(&i.ordinal)
+    }
+}

@@ -1,0 +1,264 @@
+//! The failover, run or resumed sub-step by sub-step with each recorded.
+//!
+//! 1. **Isolate** (`Isolated`): every replica that answers stops receiving
+//!    (`ClusterRuntime::detach`), so that nothing more reaches it from the
+//!    failed primary, which may come back; the failed primary is fenced if it
+//!    can be reached at all (it usually cannot).
+//! 2. **Choose again and apply** (`Applied`): on a fresh observation the
+//!    candidate is the replica that received the most
+//!    ([`crate::decide::failover_choice`]), and it applies everything it
+//!    received before it is promoted.
+//! 3. **Promote** (`Promoting` recorded first, then `Promoted`): the candidate
+//!    becomes the writable primary and the runtime moves the clients' writes
+//!    to it.
+//! 4. **Repoint** (`Repointed`): every other replica that answers applies
+//!    what it received, then follows the new primary, unless it holds
+//!    transactions the new primary lacks (it is quarantined) or runs an older
+//!    version (it stays out until it is upgraded).
+//!
+//! A failover is never undone, only resumed: a step that fails is tried again
+//! at the next step of the engine, and a new engine resumes from the recorded
+//! sub-step. Every call is bounded by the policy's switchover deadline and
+//! confirmed under the lease until then.
+
+use super::{ClusterRuntime, Engine, EngineError, RuntimeError, RuntimeErrorKind, StepOutcome};
+use crate::decide::{Action, answers, failover_choice};
+use crate::record::{FailoverStep, FailoverSummary, Intent, Quarantine, Record};
+use crate::topology::{Observed, Timestamp};
+use crate::versions::catalog;
+
+/// The recorded failover being worked on.
+#[derive(Clone, Copy)]
+struct Run {
+    from: u32,
+    to: u32,
+    started: Timestamp,
+    lossless: bool,
+}
+
+impl Run {
+    fn intent(&self, step: FailoverStep) -> Intent {
+        Intent::Failover {
+            from: self.from,
+            to: self.to,
+            step,
+            started: self.started,
+            lossless: self.lossless,
+        }
+    }
+
+    fn action(&self) -> Action {
+        Action::Failover {
+            from: self.from,
+            to: self.to,
+        }
+    }
+}
+
+impl<R: ClusterRuntime> Engine<R> {
+    /// Runs (or resumes) a failover, recording each sub-step.
+    pub(super) async fn failover(
+        &self,
+        record: &mut Record,
+        observed: &Observed,
+        from: u32,
+        to: u32,
+        now: Timestamp,
+    ) -> Result<StepOutcome, EngineError> {
+        let recorded = match &record.intent {
+            Some(Intent::Failover {
+                from: f,
+                to,
+                step,
+                started,
+                lossless,
+            }) if *f == from => Some((
+                *step,
+                Run {
+                    from,
+                    to: *to,
+                    started: *started,
+                    lossless: *lossless,
+                },
+            )),
+            _ => None,
+        };
+        let (mut step, mut run) = match recorded {
+            Some(r) => r,
+            None => {
+                let choice =
+                    failover_choice(observed, record, self.policy.failover.forced_to, from)
+                        .map_err(|e| {
+                            EngineError::Record(RuntimeError::new(
+                                RuntimeErrorKind::Failed,
+                                format!("fail over from {from}"),
+                                e,
+                            ))
+                        });
+                let lossless = choice.as_ref().is_ok_and(|c| c.lossless);
+                let run = Run {
+                    from,
+                    to,
+                    started: now,
+                    lossless,
+                };
+                record.intent = Some(run.intent(FailoverStep::Requested));
+                self.save(record).await?;
+                (FailoverStep::Requested, run)
+            }
+        };
+        let rt = &self.runtime;
+        let bound = now.after(self.policy.switchover_deadline);
+        if step == FailoverStep::Requested {
+            // Nothing more from the failed primary, which may come back.
+            for i in observed.by_ordinal() {
+                if i.ordinal == from || !answers(i) {
+                    continue;
+                }
+                self.lead(bound).await?;
+                if let Err(e) = rt.detach(i.ordinal, bound).await {
+                    return self.finish(record, run.action(), Err(e)).await;
+                }
+            }
+            if observed.instance(from).is_some_and(answers) {
+                self.lead(bound).await?;
+                let _fenced = rt.fence(from, bound).await;
+            }
+            step = FailoverStep::Isolated;
+            record.intent = Some(run.intent(step));
+            self.save(record).await?;
+        }
+        if step == FailoverStep::Isolated {
+            // The candidate, chosen again now that nothing more arrives.
+            let fresh = match rt.observe().await {
+                Ok(fresh) => fresh,
+                Err(e) => return self.finish(record, run.action(), Err(e)).await,
+            };
+            match failover_choice(&fresh, record, self.policy.failover.forced_to, from) {
+                Ok(choice) => {
+                    run.to = choice.candidate;
+                    run.lossless = run.lossless && choice.lossless;
+                }
+                Err(e) => {
+                    let err = RuntimeError::new(
+                        RuntimeErrorKind::Transient,
+                        format!("fail over from {from}"),
+                        e,
+                    );
+                    return self.finish(record, run.action(), Err(err)).await;
+                }
+            }
+            self.lead(bound).await?;
+            if let Err(e) = rt.wait_received_applied(run.to, bound).await {
+                return self.finish(record, run.action(), Err(e)).await;
+            }
+            step = FailoverStep::Applied;
+            record.intent = Some(run.intent(step));
+            self.save(record).await?;
+        }
+        if step < FailoverStep::Promoted {
+            if step < FailoverStep::Promoting {
+                record.intent = Some(run.intent(FailoverStep::Promoting));
+                self.save(record).await?;
+            }
+            self.lead(bound).await?;
+            if let Err(e) = rt.promote(run.to, bound).await {
+                return self.finish(record, run.action(), Err(e)).await;
+            }
+            step = FailoverStep::Promoted;
+            record.intent = Some(run.intent(step));
+            record.last_failover = Some(FailoverSummary {
+                from,
+                to: run.to,
+                failing_since: record.detection.as_ref().map_or(run.started, |d| d.since),
+                started: run.started,
+                promoted: rt.now(),
+                lossless: run.lossless,
+            });
+            record.detection = None;
+            self.save(record).await?;
+        }
+        if step < FailoverStep::Repointed {
+            if let Err(e) = self.repoint_after_failover(record, run, bound).await? {
+                return self.finish(record, run.action(), Err(e)).await;
+            }
+            record.intent = None;
+        }
+        self.finish(record, run.action(), Ok(())).await
+    }
+
+    /// Every other replica that answers applies what it received, then
+    /// follows the new primary, or is quarantined when it holds transactions
+    /// the new primary lacks; one older than the new primary stays out until
+    /// it is upgraded. The failed primary is left for the decision to judge
+    /// when it answers again.
+    async fn repoint_after_failover(
+        &self,
+        record: &mut Record,
+        run: Run,
+        bound: Timestamp,
+    ) -> Result<Result<(), RuntimeError>, EngineError> {
+        let rt = &self.runtime;
+        let fresh = match rt.observe().await {
+            Ok(fresh) => fresh,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Some(new) = fresh.instance(run.to).cloned() else {
+            return Ok(Err(RuntimeError::new(
+                RuntimeErrorKind::Failed,
+                format!("repoint the replicas to {}", run.to),
+                "the new primary is no longer in the cluster",
+            )));
+        };
+        for i in fresh.by_ordinal() {
+            if i.ordinal == run.to
+                || i.ordinal == run.from
+                || !answers(i)
+                || i.replicates_from(run.to)
+                || record.quarantined.contains_key(&i.ordinal)
+            {
+                continue;
+            }
+            self.lead(bound).await?;
+            // What it received from the failed primary is applied first: it may
+            // be exactly what the new primary lacks.
+            let _applied = rt.wait_received_applied(i.ordinal, bound).await;
+            let seen = match rt.observe().await {
+                Ok(seen) => seen,
+                Err(e) => return Ok(Err(e)),
+            };
+            let Some(now_i) = seen.instance(i.ordinal) else {
+                continue;
+            };
+            if let Some(extra) = now_i.errant_against(&new) {
+                record.quarantined.insert(
+                    i.ordinal,
+                    Quarantine {
+                        extra: extra.to_string(),
+                        at: rt.now(),
+                    },
+                );
+                self.save(record).await?;
+                if let Err(e) = rt.drain(i.ordinal).await {
+                    return Ok(Err(e));
+                }
+                continue;
+            }
+            let compatible = catalog()
+                .check_replication(fresh.flavor, new.version, i.version)
+                .is_ok_and(|v| v.allowed);
+            if !compatible {
+                // Older than the new primary: out of the read pool until the
+                // rollout upgrades it.
+                if let Err(e) = rt.drain(i.ordinal).await {
+                    return Ok(Err(e));
+                }
+                continue;
+            }
+            if let Err(e) = rt.repoint(i.ordinal, run.to).await {
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok(()))
+    }
+}
