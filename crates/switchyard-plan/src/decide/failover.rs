@@ -18,8 +18,8 @@
 
 use super::rules::Decider;
 use super::{Action, WaitReason};
-use crate::record::Intent;
-use crate::topology::{Health, Instance, TopologyKind};
+use crate::record::{Intent, SwitchoverStep};
+use crate::topology::{Health, Instance, Role, TopologyKind};
 
 /// Why a failover is, or is not, proven lossless, and which replica takes over.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,14 +145,26 @@ impl Decider<'_> {
     /// loss accepted). Within the window nothing is decided here: the other
     /// rules recover a crashed primary.
     pub(super) fn failover(&self) -> Option<Action> {
-        if let Some(Intent::Failover { from, to, .. }) = &self.record.intent {
-            return Some(Action::Failover {
-                from: *from,
-                to: *to,
-            });
+        match &self.record.intent {
+            Some(Intent::Failover { from, to, .. }) => {
+                return Some(Action::Failover {
+                    from: *from,
+                    to: *to,
+                });
+            }
+            // A switchover past its commit point has a new primary: it is
+            // finished first. Before it, a failed old primary is failed over
+            // like any other (the switchover could only be undone onto it).
+            Some(Intent::Switchover { step, .. }) if *step >= SwitchoverStep::Promoting => {
+                return None;
+            }
+            _ => {}
         }
         if self.observed.kind != TopologyKind::Async {
             return None;
+        }
+        if let Some(fence) = self.returned_failed_primary() {
+            return Some(fence);
         }
         let primary = self.observed.primary()?;
         if answers(primary) {
@@ -173,12 +185,18 @@ impl Decider<'_> {
         if forced.is_none() && failing < policy.detect_after {
             return None;
         }
+        // While no failover can go, a primary that crashed is started again
+        // (the other rules recover it); one that hangs or cannot be reached
+        // is waited on.
+        let crashed = primary.health == Health::Crashed;
         let wait = |detail: String| {
-            Some(self.wait(WaitReason::PrimaryFailing {
-                ordinal: primary.ordinal,
-                since,
-                detail,
-            }))
+            (!crashed).then(|| {
+                self.wait(WaitReason::PrimaryFailing {
+                    ordinal: primary.ordinal,
+                    since,
+                    detail,
+                })
+            })
         };
         if forced.is_none() {
             let followers: Vec<&Instance> = self
@@ -214,6 +232,15 @@ impl Decider<'_> {
             )),
             Err(detail) => wait(detail),
         }
+    }
+
+    /// A primary that was failed over and answers again, still writable (it
+    /// could not be fenced while it was unreachable), is fenced before
+    /// anything else: its data is then judged like any returning replica's.
+    fn returned_failed_primary(&self) -> Option<Action> {
+        let failed = self.record.last_failover.as_ref()?.from;
+        let i = self.observed.instance(failed)?;
+        (i.role != Role::Primary && i.writable).then_some(Action::Fence { ordinal: failed })
     }
 
     /// Whether `i` is quarantined.

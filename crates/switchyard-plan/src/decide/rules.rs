@@ -295,10 +295,24 @@ impl Decider<'_> {
                 source: primary.ordinal,
             });
         }
-        let compatible = catalog()
-            .check_replication(self.observed.flavor, primary.version, stray.version)
-            .is_ok_and(|v| v.allowed);
-        if !compatible {
+        // What it holds that the primary lacks is judged first (a halt, or a
+        // quarantine for a failed primary back), whatever its version.
+        if self.errant(stray, primary).is_some() {
+            return Some(self.rejoin(stray));
+        }
+        let compatible = |version| {
+            catalog()
+                .check_replication(self.observed.flavor, primary.version, version)
+                .is_ok_and(|v| v.allowed)
+        };
+        if !compatible(stray.version) {
+            // Older than a primary a failover chose: held back until the
+            // rollout upgrades it, when the target may follow the primary.
+            if !stray.runs(&self.target.revision) && compatible(self.target.version) {
+                return Some(Action::Drain {
+                    ordinal: stray.ordinal,
+                });
+            }
             return Some(Action::Halt {
                 reason: HaltReason::ReplicaOlderThanPrimary {
                     ordinal: stray.ordinal,
@@ -599,6 +613,41 @@ impl Decider<'_> {
                 });
             }
         }
+        let rejoins = self.observed.kind == TopologyKind::Async
+            && i.role == Role::Replica
+            && self
+                .observed
+                .primary()
+                .is_some_and(|p| !i.replicates_from(p.ordinal) || i.fenced);
+        // Repointing an instance that holds transactions the primary lacks
+        // would bury them (MySQL) or stop on them (MariaDB): it halts (or is
+        // quarantined) before anything else is done to it.
+        if rejoins
+            && let Some(primary) = self.observed.primary()
+            && let Some(errant) = self.errant(i, primary)
+        {
+            // A failed primary back with writes no replica acknowledged is
+            // quarantined: the cluster goes on without it until a person
+            // re-provisions it.
+            let after_failover = self
+                .record
+                .last_failover
+                .as_ref()
+                .is_some_and(|f| f.from == ordinal);
+            if after_failover {
+                return Action::Quarantine {
+                    ordinal,
+                    extra: errant,
+                };
+            }
+            return Action::Halt {
+                reason: HaltReason::ErrantTransactions {
+                    ordinal,
+                    primary: primary.ordinal,
+                    errant,
+                },
+            };
+        }
         if let Some(change) = &self.target.schema
             && self.needs_schema(i)
         {
@@ -607,36 +656,7 @@ impl Decider<'_> {
                 change: change.clone(),
             };
         }
-        if self.observed.kind == TopologyKind::Async
-            && i.role == Role::Replica
-            && let Some(primary) = self.observed.primary()
-            && (!i.replicates_from(primary.ordinal) || i.fenced)
-        {
-            // Repointing an instance that holds transactions the primary lacks
-            // would bury them (MySQL) or stop on them (MariaDB): halt instead.
-            if let Some(errant) = self.errant(i, primary) {
-                // A failed primary back with writes no replica acknowledged (or
-                // any instance a failover left behind) is quarantined: the
-                // cluster goes on without it until a person re-provisions it.
-                let after_failover = self
-                    .record
-                    .last_failover
-                    .as_ref()
-                    .is_some_and(|f| f.from == ordinal);
-                if after_failover {
-                    return Action::Quarantine {
-                        ordinal,
-                        extra: errant,
-                    };
-                }
-                return Action::Halt {
-                    reason: HaltReason::ErrantTransactions {
-                        ordinal,
-                        primary: primary.ordinal,
-                        errant,
-                    },
-                };
-            }
+        if rejoins && let Some(primary) = self.observed.primary() {
             return Action::Repoint {
                 ordinal,
                 source: primary.ordinal,

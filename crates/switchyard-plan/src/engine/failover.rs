@@ -16,9 +16,13 @@
 //!    transactions the new primary lacks (it is quarantined) or runs an older
 //!    version (it stays out until it is upgraded).
 //!
-//! A failover is never undone, only resumed: a step that fails is tried again
-//! at the next step of the engine, and a new engine resumes from the recorded
-//! sub-step. Every call is bounded by the policy's switchover deadline and
+//! A failover is resumed, not undone: a step that fails is tried again at the
+//! next step of the engine, and a new engine resumes from the recorded
+//! sub-step. The one exception comes before anything is promoted: when the
+//! fresh choice of step 2 is no longer lossless (a replica that answered the
+//! decision stopped answering, or the sets diverged) and the policy does not
+//! accept data loss, the failover is abandoned: the replicas follow the
+//! failed primary again, the intent is cleared, and the decision waits. Every call is bounded by the policy's switchover deadline and
 //! confirmed under the lease until then.
 
 use super::{ClusterRuntime, Engine, EngineError, RuntimeError, RuntimeErrorKind, StepOutcome};
@@ -135,6 +139,12 @@ impl<R: ClusterRuntime> Engine<R> {
                 Err(e) => return self.finish(record, run.action(), Err(e)).await,
             };
             match failover_choice(&fresh, record, self.policy.failover.forced_to, from) {
+                Ok(choice)
+                    if !(run.lossless && choice.lossless)
+                        && !self.policy.failover.accept_data_loss =>
+                {
+                    return self.abandon(record, run, &fresh, choice.proof).await;
+                }
                 Ok(choice) => {
                     run.to = choice.candidate;
                     run.lossless = run.lossless && choice.lossless;
@@ -185,6 +195,39 @@ impl<R: ClusterRuntime> Engine<R> {
             record.intent = None;
         }
         self.finish(record, run.action(), Ok(())).await
+    }
+
+    /// Gives up a failover that is no longer lossless before anything was
+    /// promoted: the replicas that answer follow the failed primary again
+    /// (one that cannot is repointed by the rules once it answers), and the
+    /// intent is cleared so the decision judges afresh (a failed primary
+    /// fenced while isolating is unfenced by the rules once it answers:
+    /// nothing else was made writable).
+    async fn abandon(
+        &self,
+        record: &mut Record,
+        run: Run,
+        fresh: &Observed,
+        proof: String,
+    ) -> Result<StepOutcome, EngineError> {
+        let rt = &self.runtime;
+        for i in fresh.by_ordinal() {
+            if i.ordinal == run.from || !answers(i) || record.quarantined.contains_key(&i.ordinal) {
+                continue;
+            }
+            let _attached = rt.repoint(i.ordinal, run.from).await;
+        }
+        record.intent = None;
+        self.save(record).await?;
+        let err = RuntimeError::new(
+            RuntimeErrorKind::Transient,
+            format!("fail over from {}", run.from),
+            format!(
+                "abandoned before any promotion: no longer provably lossless ({proof}) and the \
+                 policy does not accept data loss"
+            ),
+        );
+        self.finish(record, run.action(), Err(err)).await
     }
 
     /// Every other replica that answers applies what it received, then
@@ -239,6 +282,9 @@ impl<R: ClusterRuntime> Engine<R> {
                     },
                 );
                 self.save(record).await?;
+                if let Err(e) = rt.fence(i.ordinal, bound).await {
+                    return Ok(Err(e));
+                }
                 if let Err(e) = rt.drain(i.ordinal).await {
                     return Ok(Err(e));
                 }
@@ -247,9 +293,14 @@ impl<R: ClusterRuntime> Engine<R> {
             let compatible = catalog()
                 .check_replication(fresh.flavor, new.version, i.version)
                 .is_ok_and(|v| v.allowed);
-            if !compatible {
-                // Older than the new primary: out of the read pool until the
-                // rollout upgrades it.
+            // A replica without a schema change the new primary has cannot
+            // take its rows.
+            let lacks_change = self.target.schema.as_ref().is_some_and(|c| {
+                new.schema.as_deref() == Some(c.id.as_str())
+                    && now_i.schema.as_deref() != Some(c.id.as_str())
+            });
+            if !compatible || lacks_change {
+                // Out of the read pool until the rollout upgrades or alters it.
                 if let Err(e) = rt.drain(i.ordinal).await {
                     return Ok(Err(e));
                 }

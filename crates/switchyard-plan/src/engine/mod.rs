@@ -690,6 +690,28 @@ impl<R: ClusterRuntime> Engine<R> {
                 });
                 self.save(record).await?;
             }
+            // Recorded first: the cluster goes on without it from now on,
+            // and a rollout's step on it ends here.
+            Action::Quarantine { ordinal, extra } => {
+                if matches!(
+                    &record.intent,
+                    Some(
+                        Intent::Drained { ordinal: o, .. }
+                            | Intent::Restarting { ordinal: o, .. }
+                            | Intent::Altering { ordinal: o, .. }
+                    ) if o == ordinal
+                ) {
+                    record.intent = None;
+                }
+                record.quarantined.insert(
+                    *ordinal,
+                    crate::record::Quarantine {
+                        extra: extra.clone(),
+                        at: now,
+                    },
+                );
+                self.save(record).await?;
+            }
             _ => {}
         }
         let bound = now.after(self.policy.switchover_deadline);
@@ -701,21 +723,21 @@ impl<R: ClusterRuntime> Engine<R> {
                 revision,
                 version,
                 slow_shutdown,
-            } => {
-                rt.restart(*ordinal, revision, *version, *slow_shutdown)
-                    .await
-            }
+            } => match self.settle_relay(record, *ordinal, bound).await {
+                Ok(()) => {
+                    rt.restart(*ordinal, revision, *version, *slow_shutdown)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
             Action::Recover { ordinal } => rt.recover(*ordinal).await,
             Action::Fence { ordinal } => rt.fence(*ordinal, bound).await,
-            Action::Quarantine { ordinal, extra } => {
-                record.quarantined.insert(
-                    *ordinal,
-                    crate::record::Quarantine {
-                        extra: extra.clone(),
-                        at: now,
-                    },
-                );
-                rt.drain(*ordinal).await
+            Action::Quarantine { ordinal, .. } => {
+                // Nothing more is written to it, and no reader sees it.
+                match rt.fence(*ordinal, bound).await {
+                    Ok(()) => rt.drain(*ordinal).await,
+                    Err(e) => Err(e),
+                }
             }
             Action::Unfence { ordinal } => rt.unfence(*ordinal, bound).await,
             Action::Repoint { ordinal, source } => rt.repoint(*ordinal, *source).await,
@@ -763,6 +785,30 @@ fn action_ordinal(action: &Action) -> u32 {
         | Action::ApplyVariables { ordinal, .. }
         | Action::RunDdl { ordinal, .. } => *ordinal,
         _ => u32::MAX,
+    }
+}
+
+impl<R: ClusterRuntime> Engine<R> {
+    /// Before a replica is stopped: its receiver stops and its applier
+    /// executes what it received. A server discards a relay log it had not
+    /// applied when it starts again (MariaDB with GTIDs always, MySQL with
+    /// `relay_log_recovery`), and with semi-synchronous replication that may
+    /// be a transaction it acknowledged, which a failover counts on it to
+    /// hold. Nothing to do without semi-synchronous replication, for an
+    /// instance that does not answer, or a runtime without receivers to stop.
+    async fn settle_relay(
+        &self,
+        record: &Record,
+        ordinal: u32,
+        bound: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        if record.primary_ack_replicas.is_none() {
+            return Ok(());
+        }
+        match self.runtime.detach(ordinal, bound).await {
+            Ok(()) => self.runtime.wait_received_applied(ordinal, bound).await,
+            Err(_) => Ok(()),
+        }
     }
 }
 
