@@ -291,6 +291,13 @@ pub struct Record {
     /// by ordinal, until a person re-provisions them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub quarantined: BTreeMap<u32, Quarantine>,
+    /// Replicas last seen holding transactions the writable primary lacked,
+    /// with those transactions (refreshed as `primary_position` is, from
+    /// observations where both answer). A failover, which cannot compare a
+    /// replica with a primary that is gone, never promotes one, and does not
+    /// count those transactions as acknowledged writes a candidate lacks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errant: BTreeMap<u32, crate::gtid::GtidSet>,
     /// The writable primary's executed GTIDs as last recorded (refreshed
     /// whenever the record is stored for another reason): a primary that
     /// comes back without them lost its data, and is never made writable.

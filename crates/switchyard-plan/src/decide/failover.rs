@@ -68,31 +68,51 @@ pub fn failover_choice(
     if answering.is_empty() {
         return Err("no replica answers".into());
     }
-    // The one that received everything any other received; when their sets
+    // The one that received everything any other received (but for what
+    // another was seen holding that the primary lacked); when their sets
     // diverge, the one that received the most (the others are quarantined
-    // once it is promoted).
+    // once it is promoted). A replica seen with errant transactions is never
+    // the candidate: without the primary nobody can tell them apart.
     let holds_all = |c: &Instance| {
         answering.iter().all(|o| match (received(o), received(c)) {
-            (Some(theirs), Some(mine)) => theirs.is_subset(mine).unwrap_or(false),
+            (Some(theirs), Some(mine)) => match record.errant.get(&o.ordinal) {
+                Some(extra) => mine
+                    .union(extra)
+                    .and_then(|both| theirs.is_subset(&both))
+                    .unwrap_or(false),
+                None => theirs.is_subset(mine).unwrap_or(false),
+            },
             _ => false,
         })
     };
-    let most = answering
+    let eligible: Vec<&Instance> = answering
+        .iter()
+        .copied()
+        .filter(|i| !record.errant.contains_key(&i.ordinal))
+        .collect();
+    if eligible.is_empty() {
+        return Err(
+            "every replica that answers was seen holding transactions the primary lacked".into(),
+        );
+    }
+    let most = eligible
         .iter()
         .copied()
         .find(|c| holds_all(c))
         .or_else(|| {
-            answering
+            eligible
                 .iter()
                 .copied()
                 .max_by_key(|c| received(c).and_then(|g| g.transaction_count()).unwrap_or(0))
         })
         .ok_or("no replica answers")?;
     let candidate = match forced_to {
-        Some(to) => *answering
-            .iter()
-            .find(|i| i.ordinal == to)
-            .ok_or_else(|| format!("instance {to}, asked for, does not answer"))?,
+        Some(to) => *eligible.iter().find(|i| i.ordinal == to).ok_or_else(|| {
+            format!(
+                "instance {to}, asked for, does not answer or was seen holding transactions \
+                     the primary lacked"
+            )
+        })?,
         None => most,
     };
     // r replicas could have acknowledged; k had to; r - k + 1 answering
@@ -240,7 +260,11 @@ impl Decider<'_> {
     fn returned_failed_primary(&self) -> Option<Action> {
         let failed = self.record.last_failover.as_ref()?.from;
         let i = self.observed.instance(failed)?;
-        (i.role != Role::Primary && i.writable).then_some(Action::Fence { ordinal: failed })
+        // Back with no source (a privileged client could take it for a
+        // primary: MariaDB's read_only lets READ ONLY ADMIN commit) or
+        // writable: fenced before anything else judges it.
+        (i.role != Role::Primary && !i.fenced && answers(i) && (i.writable || i.source.is_none()))
+            .then_some(Action::Fence { ordinal: failed })
     }
 
     /// Whether `i` is quarantined.

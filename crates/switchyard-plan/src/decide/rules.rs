@@ -77,6 +77,23 @@ impl Decider<'_> {
         if let Some(halt) = self.forbidden_transition() {
             return halt;
         }
+        // An instance left drained by an operation given up (a failover that
+        // took over, or was abandoned, while it was being restarted) goes
+        // back to the read pool before anything else is taken out.
+        if !galera
+            && let Some(primary) = self.observed.primary()
+            && let Some(drained) = self.observed.by_ordinal().into_iter().find(|i| {
+                i.drained
+                    && !self.quarantined(i)
+                    && self.complete(i)
+                    && i.replicates_from(primary.ordinal)
+                    && !i.fenced
+            })
+        {
+            return Action::Undrain {
+                ordinal: drained.ordinal,
+            };
+        }
         if !galera && let Some(action) = self.stray_replica() {
             return action;
         }
@@ -110,6 +127,20 @@ impl Decider<'_> {
                     ordinal: drained.ordinal,
                 };
             }
+            // Done means every instance was seen: one that does not answer
+            // (hung, or cut off from the operator) may still follow a failed
+            // primary or hold what it lacks.
+            if let Some(silent) = self
+                .observed
+                .by_ordinal()
+                .into_iter()
+                .find(|i| !self.quarantined(i) && !super::failover::answers(i))
+            {
+                return self.wait(WaitReason::Unhealthy {
+                    ordinal: silent.ordinal,
+                    health: silent.health.to_string(),
+                });
+            }
             // Done means every instance holds what the primary holds and
             // nothing else: a replica with transactions the primary lacks is
             // reported, not passed over in silence.
@@ -127,9 +158,15 @@ impl Decider<'_> {
             return self.wait(wait);
         }
         // Replicas (non-writer nodes on Galera) first, highest ordinal first.
-        let next_replica = pending.iter().rev().find(|i| {
-            i.role == Role::Replica && (self.mutation != Mutation::TwoAtOnce || !i.drained)
-        });
+        // One already drained (its operation given up) goes first.
+        let next_replica = pending
+            .iter()
+            .find(|i| i.role == Role::Replica && i.drained && self.mutation != Mutation::TwoAtOnce)
+            .or_else(|| {
+                pending.iter().rev().find(|i| {
+                    i.role == Role::Replica && (self.mutation != Mutation::TwoAtOnce || !i.drained)
+                })
+            });
         if let Some(replica) = next_replica {
             if let Some(online) = self.online_change_for(replica) {
                 return online;
@@ -626,14 +663,15 @@ impl Decider<'_> {
             && let Some(primary) = self.observed.primary()
             && let Some(errant) = self.errant(i, primary)
         {
-            // A failed primary back with writes no replica acknowledged is
-            // quarantined: the cluster goes on without it until a person
-            // re-provisions it.
+            // A failed primary back with writes no replica acknowledged, or
+            // a replica that still follows it (it did not answer during the
+            // failover, and holds what the failover lost), is quarantined:
+            // the cluster goes on without it until a person re-provisions it.
             let after_failover = self
                 .record
                 .last_failover
                 .as_ref()
-                .is_some_and(|f| f.from == ordinal);
+                .is_some_and(|f| f.from == ordinal || i.source == Some(f.from));
             if after_failover {
                 return Action::Quarantine {
                     ordinal,

@@ -519,6 +519,23 @@ impl<R: ClusterRuntime> Engine<R> {
             record.primary_ack_replicas = p.ack_replicas;
         }
         let before = record.clone();
+        // Replicas seen holding what the writable primary lacks are stored
+        // at once (a failover cannot see it once the primary is gone).
+        if let Some(p) = observed.primary()
+            && p.writable
+            && p.gtid.is_some()
+        {
+            for i in observed.by_ordinal() {
+                if i.ordinal == p.ordinal || i.gtid.is_none() {
+                    continue;
+                }
+                match i.errant_against(p) {
+                    Some(extra) => record.errant.insert(i.ordinal, extra),
+                    None => record.errant.remove(&i.ordinal),
+                };
+            }
+            record.errant.remove(&p.ordinal);
+        }
         // The primary's failure is timed in the record: a new engine goes on
         // counting from when the old one first saw it.
         record.detection = match observed.primary() {

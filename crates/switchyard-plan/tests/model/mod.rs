@@ -206,6 +206,12 @@ struct State {
     /// Transactions a privileged client wrote on replicas (faults), with the
     /// runtime call during which each was written.
     errant: BTreeMap<WriteId, u64>,
+    /// Errant transactions each engine saw on a replica while the writable
+    /// primary answered (and lacked them), by engine.
+    errant_seen: BTreeMap<u32, BTreeSet<WriteId>>,
+    /// Errant transactions an engine saw beside the primary and then stored
+    /// a record: a failover, which cannot see the primary, knows of them.
+    errant_known: BTreeSet<WriteId>,
     /// Writes acknowledged by a server whose fence a fault had just taken.
     exposed: BTreeSet<WriteId>,
     out_by_us: BTreeSet<u32>,
@@ -372,6 +378,8 @@ impl Model {
                 record: Record::default(),
                 acknowledged: BTreeSet::new(),
                 errant: BTreeMap::new(),
+                errant_seen: BTreeMap::new(),
+                errant_known: BTreeSet::new(),
                 exposed: BTreeSet::new(),
                 out_by_us: BTreeSet::new(),
                 schedule: Vec::new(),
@@ -728,8 +736,10 @@ impl Model {
         let result = s.call(id, what, inside, f);
         s.promoting = false;
         // An engine acted on the server in a step begun after its fence was
-        // lost: it is the engine's business again from the end of this call.
-        if acting && !s.dead.contains(&id) {
+        // lost: it is the engine's business again from the end of this call
+        // (only if the call took effect: one refused, e.g. past its
+        // deadline, changed nothing).
+        if acting && result.is_ok() && !s.dead.contains(&id) {
             let steps = s.steps;
             for i in &mut s.instances {
                 if reached.contains(&i.ordinal) && i.exposed.is_some_and(|at| at < steps) {
@@ -1525,18 +1535,74 @@ impl State {
         }
     }
 
+    /// Notes the errant transactions engine `engine` saw in `observed`: on a
+    /// replica while the writable primary answered without them.
+    fn note_errant_seen(&mut self, engine: u32, observed: &Observed) {
+        let Some(p) = observed
+            .instances
+            .iter()
+            .find(|i| i.role == Role::Primary && i.writable && i.gtid.is_some())
+        else {
+            return;
+        };
+        let Some(primary) = self.inst(p.ordinal) else {
+            return;
+        };
+        let shown: BTreeSet<u32> = observed
+            .instances
+            .iter()
+            .filter(|i| i.gtid.is_some())
+            .map(|i| i.ordinal)
+            .collect();
+        let seen: Vec<WriteId> = self
+            .errant
+            .keys()
+            .filter(|id| !primary.executed.contains(id))
+            .filter(|id| {
+                self.instances
+                    .iter()
+                    .any(|i| shown.contains(&i.ordinal) && i.executed.contains(id))
+            })
+            .copied()
+            .collect();
+        self.errant_seen.entry(engine).or_default().extend(seen);
+    }
+
     /// Checks a promotion of `ordinal`: it must hold no errant transaction
     /// the engine could have seen (one written during this very call could
     /// not be).
     fn check_promotion(&mut self, ordinal: u32) {
         let Some(i) = self.inst(ordinal) else { return };
         let now = self.ops;
+        // A failover cannot compare with the failed primary: it answers for
+        // what an engine saw beside the primary and recorded.
+        let failover = matches!(self.record.intent, Some(Intent::Failover { .. }));
         let held: Vec<WriteId> = self
             .errant
             .iter()
-            .filter(|(id, at)| **at < now && i.executed.contains(id))
+            .filter(|(id, at)| {
+                (if failover {
+                    self.errant_known.contains(id)
+                } else {
+                    **at < now
+                }) && i.executed.contains(id)
+            })
             .map(|(id, _)| *id)
             .collect();
+        // What a failover promoted without being able to tell is the new
+        // primary's history from now on, replicated to every replica.
+        let absorbed: Vec<WriteId> = if failover {
+            self.errant
+                .keys()
+                .filter(|id| i.executed.contains(id))
+                .copied()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for id in absorbed {
+            self.errant.remove(&id);
+        }
         if !held.is_empty() {
             self.violations.push(format!(
                 "promote {ordinal}: the candidate holds errant transactions {held:?}"
@@ -1610,7 +1676,9 @@ impl ClusterRuntime for Handle {
             |s| {
                 let op = s.ops;
                 s.observed_at.insert(id, op);
-                Ok(s.observe())
+                let observed = s.observe();
+                s.note_errant_seen(id, &observed);
+                Ok(observed)
             },
         )
         .await
@@ -1643,6 +1711,8 @@ impl ClusterRuntime for Handle {
             }
         }
         s.record = record.clone();
+        let seen = s.errant_seen.get(&self.id).cloned().unwrap_or_default();
+        s.errant_known.extend(seen);
         if std::mem::take(&mut s.record_write_fails) {
             return Err(RuntimeError::new(
                 RuntimeErrorKind::Transient,
