@@ -563,9 +563,35 @@ fn faults_land_during_the_rollout() {
 /// `expected` holds fragments of the failures the broken rule may cause (the
 /// checks that catch it); the first failure found must contain one.
 fn assert_caught(mutation: Mutation, strategy: impl Strategy<Value = Scenario>, expected: &[&str]) {
+    assert_caught_with(
+        mutation,
+        strategy,
+        expected,
+        Config::default().max_shrink_iters,
+    );
+}
+
+/// [`assert_caught`] on the first failure as found, not shrunk (shrinking a
+/// failover's long scenarios costs minutes): for strategies narrow enough
+/// that any failure found is the expected one.
+fn assert_caught_unshrunk(
+    mutation: Mutation,
+    strategy: impl Strategy<Value = Scenario>,
+    expected: &[&str],
+) {
+    assert_caught_with(mutation, strategy, expected, 0);
+}
+
+fn assert_caught_with(
+    mutation: Mutation,
+    strategy: impl Strategy<Value = Scenario>,
+    expected: &[&str],
+    max_shrink_iters: u32,
+) {
     let mut runner = TestRunner::new(Config {
         cases: 256,
         failure_persistence: None,
+        max_shrink_iters,
         ..Config::default()
     });
     match runner.run(&strategy, |scn| run(&scn, mutation)) {
@@ -630,9 +656,19 @@ fn restarting_the_primary_in_place_is_caught() {
 
 #[test]
 fn taking_two_instances_out_at_once_is_caught() {
+    // Without failovers (asynchronous, no loss accepted, no hang): a
+    // failover's held-back replicas make the mutation loop on a drain
+    // before two are out.
+    let no_failover = scenario().prop_filter("no failover", |s| {
+        !s.semi_sync
+            && !s.accept_data_loss
+            && s.faults
+                .iter()
+                .all(|(_, f)| !matches!(f, Fault::Freeze { .. } | Fault::CutOperator { .. }))
+    });
     assert_caught(
         Mutation::TwoAtOnce,
-        scenario(),
+        no_failover,
         // Two instances out at once also lets a second switchover start
         // while the first old primary still waits to rejoin.
         &[
@@ -941,4 +977,102 @@ fn skipping_the_leadership_check_is_caught() {
         "without the lease check the deposed engine should have acted"
     );
     println!("SkipLeadershipCheck caught: the deposed engine made {calls:?}");
+}
+
+/// The primary fails early (a crash or a hang long enough to be failed over)
+/// under semi-synchronous replication, with at least two replicas, and the
+/// policy accepts no data loss.
+fn primary_failures() -> impl Strategy<Value = Scenario> {
+    let fail_early = |n: u32| {
+        (0..n, 5u64..40, any::<bool>(), 0u16..300)
+            .prop_map(|(ordinal, s, hang, at)| {
+                let lasting = Duration::from_secs(s);
+                let fault = if hang {
+                    Fault::Freeze { ordinal, lasting }
+                } else {
+                    Fault::Crash {
+                        ordinal,
+                        down_for: lasting,
+                    }
+                };
+                vec![(at, fault)]
+            })
+            .boxed()
+    };
+    scenario_with(fail_early)
+        .prop_map(|mut s| {
+            s.semi_sync = true;
+            s.accept_data_loss = false;
+            // The fault hits the primary.
+            let primary = s.primary;
+            for (_, f) in &mut s.faults {
+                match f {
+                    Fault::Freeze { ordinal, .. } | Fault::Crash { ordinal, .. } => {
+                        *ordinal = primary;
+                    }
+                    _ => {}
+                }
+            }
+            s
+        })
+        .prop_filter("three instances or more", |s| s.upgraded.len() >= 3)
+}
+
+#[test]
+fn failing_over_to_the_replica_that_received_the_least_is_caught() {
+    assert_caught_unshrunk(
+        Mutation::FailoverLeastReceived,
+        primary_failures().prop_filter("no schema change", |s| s.schema.is_none()),
+        &["recorded lossless promoted a candidate lacking"],
+    );
+}
+
+#[test]
+fn failing_over_without_applying_the_relay_log_is_caught() {
+    assert_caught_unshrunk(
+        Mutation::FailoverWithoutApplyingRelay,
+        // Replicas that apply slowly, so a relay log holds acknowledged
+        // writes when the primary fails.
+        primary_failures()
+            .prop_filter("no schema change", |s| s.schema.is_none())
+            .prop_map(|mut s| {
+                s.delay_ms = s.delay_ms.max(1000) + 1000;
+                s
+            }),
+        &["recorded lossless promoted a candidate lacking"],
+    );
+}
+
+#[test]
+fn failing_over_without_a_lossless_proof_is_caught() {
+    // Asynchronous replication: no failover can be proven lossless.
+    let asynchronous = primary_failures().prop_map(|mut s| {
+        s.semi_sync = false;
+        s
+    });
+    assert_caught_unshrunk(
+        Mutation::FailoverWithoutLosslessProof,
+        asynchronous,
+        &["may lose acknowledged writes ran though the policy does not accept it"],
+    );
+}
+
+#[test]
+fn rejoining_a_failed_primary_without_judging_it_is_caught() {
+    // A hang: the failed primary comes back holding commits it took alone.
+    let hangs = primary_failures()
+        .prop_filter("a hang", |s| {
+            s.faults
+                .iter()
+                .all(|(_, f)| matches!(f, Fault::Freeze { .. }))
+        })
+        .prop_map(|mut s| {
+            s.privileged_writer = true;
+            s
+        });
+    assert_caught_unshrunk(
+        Mutation::RejoinFailedPrimaryWithoutCheck,
+        hangs,
+        &["acknowledged writes", "lost", "errant", "transactions"],
+    );
 }

@@ -18,6 +18,7 @@
 
 use super::rules::Decider;
 use super::{Action, WaitReason};
+use crate::mutation::Mutation;
 use crate::record::{Intent, SwitchoverStep};
 use crate::topology::{Health, Instance, Role, TopologyKind};
 
@@ -241,10 +242,16 @@ impl Decider<'_> {
             }
         }
         match failover_choice(self.observed, self.record, forced, primary.ordinal) {
-            Ok(choice) if choice.lossless || policy.accept_data_loss => Some(Action::Failover {
-                from: primary.ordinal,
-                to: choice.candidate,
-            }),
+            Ok(choice)
+                if choice.lossless
+                    || policy.accept_data_loss
+                    || self.mutation == Mutation::FailoverWithoutLosslessProof =>
+            {
+                Some(Action::Failover {
+                    from: primary.ordinal,
+                    to: choice.candidate,
+                })
+            }
             Ok(choice) => wait(format!(
                 "{}; fail over accepting the loss (switchyard failover --accept-data-loss) or \
                  bring the primary back",

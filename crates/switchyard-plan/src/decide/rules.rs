@@ -659,7 +659,14 @@ impl Decider<'_> {
         // Repointing an instance that holds transactions the primary lacks
         // would bury them (MySQL) or stop on them (MariaDB): it halts (or is
         // quarantined) before anything else is done to it.
+        let unchecked = self.mutation == Mutation::RejoinFailedPrimaryWithoutCheck
+            && self
+                .record
+                .last_failover
+                .as_ref()
+                .is_some_and(|f| f.from == ordinal);
         if rejoins
+            && !unchecked
             && let Some(primary) = self.observed.primary()
             && let Some(errant) = self.errant(i, primary)
         {

@@ -27,6 +27,7 @@
 
 use super::{ClusterRuntime, Engine, EngineError, RuntimeError, RuntimeErrorKind, StepOutcome};
 use crate::decide::{Action, answers, failover_choice};
+use crate::mutation::Mutation;
 use crate::record::{FailoverStep, FailoverSummary, Intent, Quarantine, Record};
 use crate::topology::{Observed, Timestamp};
 use crate::versions::catalog;
@@ -140,26 +141,45 @@ impl<R: ClusterRuntime> Engine<R> {
             };
             match failover_choice(&fresh, record, self.policy.failover.forced_to, from) {
                 Ok(choice)
-                    if !(run.lossless && choice.lossless)
-                        && !self.policy.failover.accept_data_loss =>
+                    if (!run.lossless || !choice.lossless)
+                        && !self.policy.failover.accept_data_loss
+                        && self.mutation != Mutation::FailoverWithoutLosslessProof =>
                 {
-                    return self.abandon(record, run, &fresh, choice.proof).await;
+                    return self
+                        .abandon(
+                            record,
+                            run,
+                            &fresh,
+                            format!("no longer provably lossless: {}", choice.proof),
+                        )
+                        .await;
                 }
                 Ok(choice) => {
                     run.to = choice.candidate;
                     run.lossless = run.lossless && choice.lossless;
+                    if self.mutation == Mutation::FailoverLeastReceived
+                        && let Some(least) = fresh
+                            .by_ordinal()
+                            .into_iter()
+                            .filter(|i| i.ordinal != from && answers(i))
+                            .min_by_key(|i| {
+                                i.gtid
+                                    .as_ref()
+                                    .and_then(crate::gtid::GtidSet::transaction_count)
+                                    .unwrap_or(0)
+                            })
+                    {
+                        run.to = least.ordinal;
+                    }
                 }
-                Err(e) => {
-                    let err = RuntimeError::new(
-                        RuntimeErrorKind::Transient,
-                        format!("fail over from {from}"),
-                        e,
-                    );
-                    return self.finish(record, run.action(), Err(err)).await;
-                }
+                // Nobody left to take over (the replicas that answered the
+                // decision stopped answering): given up like an unproven one.
+                Err(e) => return self.abandon(record, run, &fresh, e).await,
             }
             self.lead(bound).await?;
-            if let Err(e) = rt.wait_received_applied(run.to, bound).await {
+            if self.mutation != Mutation::FailoverWithoutApplyingRelay
+                && let Err(e) = rt.wait_received_applied(run.to, bound).await
+            {
                 return self.finish(record, run.action(), Err(e)).await;
             }
             step = FailoverStep::Applied;
@@ -223,8 +243,8 @@ impl<R: ClusterRuntime> Engine<R> {
             RuntimeErrorKind::Transient,
             format!("fail over from {}", run.from),
             format!(
-                "abandoned before any promotion: no longer provably lossless ({proof}) and the \
-                 policy does not accept data loss"
+                "abandoned before any promotion: {proof} (a failover needs a replica that \
+                 answers, and a proof it loses nothing unless the policy accepts data loss)"
             ),
         );
         self.finish(record, run.action(), Err(err)).await

@@ -1269,6 +1269,11 @@ impl State {
                 Some(*o) != candidate
                     && !self.failover_out.contains(o)
                     && !self.record.quarantined.contains_key(o)
+                    // Back up, in the pool and not fenced, it serves again
+                    // (a restart whose undrain a failover made needless).
+                    && self
+                        .inst(*o)
+                        .is_none_or(|i| i.drained || !i.up || i.fenced)
             })
             .collect();
         if out.len() > 1 {
@@ -1785,8 +1790,9 @@ impl ClusterRuntime for Handle {
         slow_shutdown: bool,
     ) -> Result<(), RuntimeError> {
         let go_down = |s: &mut State| -> Result<(), String> {
+            // One a failover took out (held back, or drained when it took
+            // over) is not taken out again by its restart.
             s.out_by_us.insert(ordinal);
-            s.failover_out.remove(&ordinal);
             let flavor = s.flavor;
             let seen = s.observed_at.get(&s.caller).copied().unwrap_or(0);
             let i = s.inst_mut(ordinal).ok_or("no such instance")?;
