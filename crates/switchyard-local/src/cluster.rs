@@ -40,7 +40,20 @@ pub struct ClusterSpec {
     pub startup_timeout: Duration,
     /// How long a clean shutdown may take.
     pub shutdown_timeout: Duration,
+    /// Semi-synchronous replication: how many replicas acknowledge each commit before the
+    /// client's is (see [`ClusterSpec::with_semi_sync`]); `None` for asynchronous replication.
+    pub semi_sync: Option<u32>,
+    /// The replicas' network timeout in seconds (`replica_net_timeout` /
+    /// `slave_net_timeout`; the heartbeat is half of it): how soon a receiver notices a
+    /// source that stopped answering (see [`ClusterSpec::with_replica_net_timeout`]).
+    /// `None` keeps the server's default (60 s).
+    pub replica_net_timeout: Option<u32>,
 }
+
+/// How long a semi-synchronous primary of a local cluster waits for acknowledgements before
+/// it would fall back to asynchronous replication: a day, far longer than any detection and
+/// failover, so that in practice it never does (a primary cut off from its replicas blocks).
+pub const SEMI_SYNC_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 impl ClusterSpec {
     /// `instances` servers of `kind`, supervised, with no extra variables,
@@ -53,7 +66,97 @@ impl ClusterSpec {
             supervise: true,
             startup_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(120),
+            semi_sync: None,
+            replica_net_timeout: None,
         }
+    }
+
+    /// The same spec with lossless semi-synchronous replication: the primary acknowledges a
+    /// commit only once `ack_replicas` replicas have written it to their relay logs, waiting
+    /// after the sync (`AFTER_SYNC`), with a timeout of [`SEMI_SYNC_TIMEOUT`] and waiting even
+    /// when too few replicas are connected, so that it never falls back to asynchronous
+    /// replication on its own. The first revision's variables get (MySQL) the
+    /// `semisync_source` and `semisync_replica` plugins, `rpl_semi_sync_replica_enabled`,
+    /// `rpl_semi_sync_source_wait_point`, `_timeout`, `_wait_for_replica_count` and
+    /// `_wait_no_replica`; (MariaDB, built in) `rpl_semi_sync_slave_enabled`,
+    /// `rpl_semi_sync_master_wait_point`, `_timeout` and `_wait_no_slave`. The source side
+    /// (`rpl_semi_sync_source_enabled` / `rpl_semi_sync_master_enabled`) is turned on by the
+    /// runtime on the primary only: a replica with it on would hold its applier's commits.
+    /// MariaDB always waits for one replica; the cluster needs at least `ack_replicas`
+    /// replicas.
+    pub fn with_semi_sync(mut self, ack_replicas: u32) -> Self {
+        self.semi_sync = Some(ack_replicas);
+        self
+    }
+
+    /// The same spec with the replicas' network timeout set to `seconds` (at least 1): a
+    /// receiver whose source stops answering (frozen, cut off) gives up on the connection
+    /// after that long and reconnects every second (`SOURCE_CONNECT_RETRY` /
+    /// `MASTER_CONNECT_RETRY` 1); the source's heartbeat, half of it, keeps an idle
+    /// connection from timing out. A source that dies (its connections closed) is noticed at
+    /// once whatever the setting.
+    pub fn with_replica_net_timeout(mut self, seconds: u32) -> Self {
+        self.replica_net_timeout = Some(seconds);
+        self
+    }
+
+    /// The first revision's variables: the spec's, with those of semi-synchronous
+    /// replication and the replicas' network timeout, or why the spec cannot run.
+    fn first_revision_config(&self) -> Result<BTreeMap<String, String>> {
+        let flavor = flavor_of(self.kind);
+        let mut config = self.config.clone();
+        let mut set = |k: &str, v: String| {
+            config.insert(k.to_owned(), v);
+        };
+        if let Some(seconds) = self.replica_net_timeout {
+            if seconds == 0 {
+                return Err(Error::Invalid(
+                    "the replicas' network timeout must be at least 1 second".into(),
+                ));
+            }
+            let name = match flavor {
+                Flavor::Mysql => "replica_net_timeout",
+                Flavor::Mariadb => "slave_net_timeout",
+            };
+            set(name, seconds.to_string());
+        }
+        if let Some(k) = self.semi_sync {
+            let replicas = self.instances.saturating_sub(1);
+            if k == 0 || usize::try_from(k).map_or(true, |k| k > replicas) {
+                return Err(Error::Invalid(format!(
+                    "semi-synchronous replication waiting for {k} replica(s) needs at least 1 \
+                     and at most the cluster's {replicas} replica(s); ask for between 1 and \
+                     {replicas}, or use asynchronous replication"
+                )));
+            }
+            let timeout = SEMI_SYNC_TIMEOUT.as_millis().to_string();
+            match flavor {
+                Flavor::Mysql => {
+                    set(
+                        "plugin_load_add",
+                        "semisync_source.so;semisync_replica.so".into(),
+                    );
+                    set("rpl_semi_sync_replica_enabled", "ON".into());
+                    set("rpl_semi_sync_source_wait_point", "AFTER_SYNC".into());
+                    set("rpl_semi_sync_source_timeout", timeout);
+                    set("rpl_semi_sync_source_wait_for_replica_count", k.to_string());
+                    set("rpl_semi_sync_source_wait_no_replica", "ON".into());
+                }
+                Flavor::Mariadb => {
+                    if k != 1 {
+                        return Err(Error::Invalid(format!(
+                            "MariaDB's semi-synchronous replication waits for exactly one \
+                             replica, not {k}: ask for 1"
+                        )));
+                    }
+                    set("rpl_semi_sync_slave_enabled", "ON".into());
+                    set("rpl_semi_sync_master_wait_point", "AFTER_SYNC".into());
+                    set("rpl_semi_sync_master_timeout", timeout);
+                    set("rpl_semi_sync_master_wait_no_slave", "ON".into());
+                }
+            }
+        }
+        Ok(config)
     }
 
     /// The same spec with these first-revision variables.
@@ -220,9 +323,10 @@ impl LocalCluster {
     /// on instance 0, writes the state file and starts the supervisor.
     pub async fn start(spec: ClusterSpec) -> Result<LocalCluster> {
         let flavor = flavor_of(spec.kind);
+        let config = spec.first_revision_config()?;
         let version = server_version(spec.kind).await?;
         let options = Options {
-            extra_cnf: render_config(&spec.config),
+            extra_cnf: render_config(&config),
         };
         let testbed =
             switchyard_testbed::replication_with(&vec![spec.kind; spec.instances], &options)
@@ -252,7 +356,7 @@ impl LocalCluster {
             })?;
         let mut history = History::new(flavor);
         let revision = history
-            .ensure(flavor, version, &spec.config, now())
+            .ensure(flavor, version, &config, now())
             .0
             .revision
             .clone();
@@ -275,6 +379,7 @@ impl LocalCluster {
                     .collect(),
                 history,
                 schema: crate::state::SchemaState::default(),
+                semi_sync: spec.semi_sync,
             },
         })?;
         let operator = operator_credentials(testbed.credentials());
@@ -302,6 +407,9 @@ impl LocalCluster {
             restarts: Mutex::new(Vec::new()),
             testbed,
         });
+        if spec.semi_sync.is_some() {
+            shared.start_semi_sync(0).await?;
+        }
         let supervisor = tokio::spawn(supervise(Arc::downgrade(&shared)));
         Ok(LocalCluster {
             shared,
@@ -774,6 +882,14 @@ impl Shared {
             return Ok(());
         }
         if cluster.primary == ordinal {
+            // A primary of a semi-synchronous cluster waits for acknowledgements before it
+            // takes a write (its my.cnf, as every instance's, leaves the source side off).
+            self.set_semi_sync_source(
+                ordinal,
+                true,
+                std::time::Instant::now() + Duration::from_secs(10),
+            )
+            .await?;
             if !observation.is_writable() {
                 // A primary that came back without what the engine saw it execute lost
                 // data: it stays read-only, and the engine halts on it.
@@ -861,6 +977,38 @@ impl Shared {
             })
             .map(|(_, o)| o)
             .collect()
+    }
+
+    /// Turns semi-synchronous waiting on for the new primary `primary` of a semi-synchronous
+    /// cluster (nothing for an asynchronous one), then has every running replica's receiver
+    /// reconnect, so that each registers with it as a semi-synchronous replica.
+    pub(crate) async fn start_semi_sync(&self, primary: u32) -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        self.set_semi_sync_source(primary, true, deadline).await?;
+        for o in (0..ordinal(self.nodes.len())).filter(|o| *o != primary) {
+            let handle = &self.node(o)?.handle;
+            handle.detach_by(deadline).await.map_err(Error::sql(o))?;
+            handle.start_replication().await.map_err(Error::sql(o))?;
+        }
+        Ok(())
+    }
+
+    /// Turns the source side of semi-synchronous replication on or off on `ordinal` when the
+    /// cluster runs semi-synchronous replication (nothing otherwise).
+    pub(crate) async fn set_semi_sync_source(
+        &self,
+        ordinal: u32,
+        on: bool,
+        deadline: std::time::Instant,
+    ) -> Result<()> {
+        if self.state.read()?.cluster.semi_sync.is_none() {
+            return Ok(());
+        }
+        self.node(ordinal)?
+            .handle
+            .set_semi_sync_source_by(on, deadline)
+            .await
+            .map_err(Error::sql(ordinal))
     }
 
     /// Sets the phase from whether the process runs (after a change).

@@ -46,13 +46,14 @@ pub mod summary;
 pub mod timeline;
 
 pub use cluster::{
-    Apply, ClusterSpec, LocalCluster, flavor_of, kind_for, render_config, server_version,
+    Apply, ClusterSpec, LocalCluster, SEMI_SYNC_TIMEOUT, flavor_of, kind_for, render_config,
+    server_version,
 };
 pub use error::{Error, Result};
 pub use galera::{GaleraChange, GaleraMethod, GaleraReport, galera_schema_change};
 pub use monitor::{Invariant, Monitor, MonitorReport, Violation};
 pub use progress::Progress;
-pub use runtime::{LocalRuntime, RuntimeConfig};
+pub use runtime::{LocalRuntime, NEVER_FALLS_BACK, RuntimeConfig};
 pub use schema::{SchemaPlan, SchemaRequest};
 pub use summary::Summary;
 pub use timeline::{Event, Observer, Op, StartedBy, Timed, Timeline};
