@@ -40,6 +40,10 @@ use crate::replication::{WaitFailure, gtid_variable_on, wait_on};
 /// The longest single server-side wait before the applier's state is read again.
 const WAIT_SLICE: Duration = Duration::from_millis(500);
 
+/// The time kept before the deadline to read the replica's state after the last slice, and
+/// the shortest slice worth waiting.
+const RESERVE: Duration = Duration::from_millis(100);
+
 impl Instance {
     /// Stops the replica's receiver (its replication I/O thread) and checks that it is
     /// stopped: afterwards nothing more arrives from the source, and what arrived stays in
@@ -161,8 +165,10 @@ impl Instance {
                     missing,
                 });
             }
+            // Each slice ends early enough to read the status once more before the deadline.
             let now = Instant::now();
-            if now >= deadline {
+            let slice = (now + WAIT_SLICE).min(deadline.checked_sub(RESERVE).unwrap_or(now));
+            if slice <= now + RESERVE {
                 return Err(Error::Lagging {
                     instance: self.label().to_owned(),
                     purpose,
@@ -170,7 +176,6 @@ impl Instance {
                     waited: started.elapsed(),
                 });
             }
-            let slice = deadline.min(now + WAIT_SLICE);
             match wait_on(session, purpose, &target, now, slice).await {
                 Ok(()) => return Ok(()),
                 Err(WaitFailure::ServerTimedOut) => {}
