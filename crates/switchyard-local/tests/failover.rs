@@ -3,7 +3,8 @@
 //! fall back or is asynchronous); a detached replica receives nothing more; waiting for a
 //! replica to apply what it received really waits for a blocked applier and fails at once on
 //! a stopped one; after a `kill -9` of the primary the replicas' receivers read disconnected,
-//! with a source error, and still hold what they received.
+//! with a source error, and still hold what they received; a promoted replica waits for
+//! acknowledgements.
 
 use std::time::Duration;
 
@@ -201,6 +202,13 @@ async fn failover_operations(kind: ServerKind) {
         "{one:#?}"
     );
 
+    // Blocked past the deadline, the wait fails saying what was not applied.
+    let late = rt
+        .wait_received_applied(1, deadline_in(&rt, Duration::from_secs(1)))
+        .await
+        .expect_err("the applier is blocked");
+    assert!(late.message.contains("has not executed"), "{late}");
+
     // The wait waits for the blocked applier, in the server, and returns once it has run.
     let waiter = {
         let rt = LocalRuntime::new(&cluster);
@@ -288,6 +296,18 @@ async fn failover_operations(kind: ServerKind) {
         "{observed:#?}"
     );
     assert!(!contains(received(&observed, 1), &z), "{observed:#?}");
+
+    // Promoted, replica 2 waits for acknowledgements before it takes a write.
+    rt.promote(2, deadline_in(&rt, DEADLINE))
+        .await
+        .expect("promote replica 2");
+    let observed = rt.observe().await.expect("observe");
+    assert_eq!(
+        instance(&observed, 2).ack_replicas,
+        Some(1),
+        "{observed:#?}"
+    );
+    assert!(instance(&observed, 2).writable, "{observed:#?}");
     cluster.stop_supervisor().await;
 }
 
