@@ -1,10 +1,11 @@
 //! The runtime's side of a failover on real servers, semi-synchronous clusters of three:
 //! the primary reports how many acknowledgements it waits for (and nothing once it could
 //! fall back or is asynchronous); a detached replica receives nothing more; waiting for a
-//! replica to apply what it received really waits for a blocked applier and fails at once on
-//! a stopped one; after a `kill -9` of the primary the replicas' receivers read disconnected,
-//! with a source error, and still hold what they received; a promoted replica waits for
-//! acknowledgements.
+//! replica to apply what it received really waits for a blocked applier, fails at its
+//! deadline, and fails at once on a stopped applier; a receiver gives a frozen primary up
+//! within seconds; after a `kill -9` of the primary the replicas' receivers read
+//! disconnected, with a source error, and still hold what they received; a promoted replica
+//! waits for acknowledgements.
 
 use std::time::Duration;
 
@@ -279,6 +280,27 @@ async fn failover_operations(kind: ServerKind) {
     rt.wait_received_applied(2, deadline_in(&rt, DEADLINE))
         .await
         .expect("replica 2 applies once started");
+
+    // SIGSTOP the primary: replica 2's receiver gives it up within the replicas' network
+    // timeout (2 s here, 60 s by default), and takes it up again once it runs.
+    let frozen = &cluster.testbed().instances()[0];
+    frozen.pause().expect("SIGSTOP the primary");
+    let gave_up = tokio::time::Instant::now();
+    observe_until(
+        &rt,
+        "replica 2's receiver gave up the frozen primary",
+        |o| instance(o, 2).link.as_ref().is_some_and(|l| !l.connected),
+    )
+    .await;
+    eprintln!(
+        "a frozen primary was given up after {:?}",
+        gave_up.elapsed()
+    );
+    frozen.resume().expect("SIGCONT the primary");
+    observe_until(&rt, "replica 2's receiver took the primary up again", |o| {
+        instance(o, 2).link.as_ref().is_some_and(|l| l.connected)
+    })
+    .await;
 
     // kill -9 the primary: replica 2's receiver loses it, with an error, and keeps what it got.
     let _ = primary.close().await;
