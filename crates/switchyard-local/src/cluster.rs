@@ -50,11 +50,6 @@ pub struct ClusterSpec {
     pub replica_net_timeout: Option<u32>,
 }
 
-/// How long a semi-synchronous primary of a local cluster waits for acknowledgements before
-/// it would fall back to asynchronous replication: a day, far longer than any detection and
-/// failover, so that in practice it never does (a primary cut off from its replicas blocks).
-pub const SEMI_SYNC_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
-
 impl ClusterSpec {
     /// `instances` servers of `kind`, supervised, with no extra variables,
     /// 60 s to start and 120 s to shut down.
@@ -73,7 +68,7 @@ impl ClusterSpec {
 
     /// The same spec with lossless semi-synchronous replication: the primary acknowledges a
     /// commit only once `ack_replicas` replicas have written it to their relay logs, waiting
-    /// after the sync (`AFTER_SYNC`), with a timeout of [`SEMI_SYNC_TIMEOUT`] and waiting even
+    /// after the sync (`AFTER_SYNC`), with a timeout of [`crate::SEMI_SYNC_TIMEOUT`] and waiting even
     /// when too few replicas are connected, so that it never falls back to asynchronous
     /// replication on its own. The first revision's variables get (MySQL) the
     /// `semisync_source` and `semisync_replica` plugins, `rpl_semi_sync_replica_enabled`,
@@ -98,65 +93,6 @@ impl ClusterSpec {
     pub fn with_replica_net_timeout(mut self, seconds: u32) -> Self {
         self.replica_net_timeout = Some(seconds);
         self
-    }
-
-    /// The first revision's variables: the spec's, with those of semi-synchronous
-    /// replication and the replicas' network timeout, or why the spec cannot run.
-    fn first_revision_config(&self) -> Result<BTreeMap<String, String>> {
-        let flavor = flavor_of(self.kind);
-        let mut config = self.config.clone();
-        let mut set = |k: &str, v: String| {
-            config.insert(k.to_owned(), v);
-        };
-        if let Some(seconds) = self.replica_net_timeout {
-            if seconds == 0 {
-                return Err(Error::Invalid(
-                    "the replicas' network timeout must be at least 1 second".into(),
-                ));
-            }
-            let name = match flavor {
-                Flavor::Mysql => "replica_net_timeout",
-                Flavor::Mariadb => "slave_net_timeout",
-            };
-            set(name, seconds.to_string());
-        }
-        if let Some(k) = self.semi_sync {
-            let replicas = self.instances.saturating_sub(1);
-            if k == 0 || usize::try_from(k).map_or(true, |k| k > replicas) {
-                return Err(Error::Invalid(format!(
-                    "semi-synchronous replication waiting for {k} replica(s) needs at least 1 \
-                     and at most the cluster's {replicas} replica(s); ask for between 1 and \
-                     {replicas}, or use asynchronous replication"
-                )));
-            }
-            let timeout = SEMI_SYNC_TIMEOUT.as_millis().to_string();
-            match flavor {
-                Flavor::Mysql => {
-                    set(
-                        "plugin_load_add",
-                        "semisync_source.so;semisync_replica.so".into(),
-                    );
-                    set("rpl_semi_sync_replica_enabled", "ON".into());
-                    set("rpl_semi_sync_source_wait_point", "AFTER_SYNC".into());
-                    set("rpl_semi_sync_source_timeout", timeout);
-                    set("rpl_semi_sync_source_wait_for_replica_count", k.to_string());
-                    set("rpl_semi_sync_source_wait_no_replica", "ON".into());
-                }
-                Flavor::Mariadb => {
-                    if k != 1 {
-                        return Err(Error::Invalid(format!(
-                            "MariaDB's semi-synchronous replication waits for exactly one \
-                             replica, not {k}: ask for 1"
-                        )));
-                    }
-                    set("rpl_semi_sync_slave_enabled", "ON".into());
-                    set("rpl_semi_sync_master_wait_point", "AFTER_SYNC".into());
-                    set("rpl_semi_sync_master_timeout", timeout);
-                    set("rpl_semi_sync_master_wait_no_slave", "ON".into());
-                }
-            }
-        }
-        Ok(config)
     }
 
     /// The same spec with these first-revision variables.
@@ -200,7 +136,7 @@ pub(crate) struct Node {
     /// Held while a process is stopped or started, by the engine or the supervisor.
     pub(crate) lifecycle: Arc<tokio::sync::Mutex<()>>,
     /// The supervisor's own handle (the runtime has its own).
-    handle: switchyard_mysql::Instance,
+    pub(crate) handle: switchyard_mysql::Instance,
     /// The instance's agent: the handle that holds its fence (MariaDB's backup
     /// lock lives on one of its connections). It belongs to the cluster, as
     /// the in-pod agent belongs to the pod, so a fence outlives the engine that
@@ -323,7 +259,7 @@ impl LocalCluster {
     /// on instance 0, writes the state file and starts the supervisor.
     pub async fn start(spec: ClusterSpec) -> Result<LocalCluster> {
         let flavor = flavor_of(spec.kind);
-        let config = spec.first_revision_config()?;
+        let config = crate::semisync::first_revision_config(&spec)?;
         let version = server_version(spec.kind).await?;
         let options = Options {
             extra_cnf: render_config(&config),
@@ -977,38 +913,6 @@ impl Shared {
             })
             .map(|(_, o)| o)
             .collect()
-    }
-
-    /// Turns semi-synchronous waiting on for the new primary `primary` of a semi-synchronous
-    /// cluster (nothing for an asynchronous one), then has every running replica's receiver
-    /// reconnect, so that each registers with it as a semi-synchronous replica.
-    pub(crate) async fn start_semi_sync(&self, primary: u32) -> Result<()> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        self.set_semi_sync_source(primary, true, deadline).await?;
-        for o in (0..ordinal(self.nodes.len())).filter(|o| *o != primary) {
-            let handle = &self.node(o)?.handle;
-            handle.detach_by(deadline).await.map_err(Error::sql(o))?;
-            handle.start_replication().await.map_err(Error::sql(o))?;
-        }
-        Ok(())
-    }
-
-    /// Turns the source side of semi-synchronous replication on or off on `ordinal` when the
-    /// cluster runs semi-synchronous replication (nothing otherwise).
-    pub(crate) async fn set_semi_sync_source(
-        &self,
-        ordinal: u32,
-        on: bool,
-        deadline: std::time::Instant,
-    ) -> Result<()> {
-        if self.state.read()?.cluster.semi_sync.is_none() {
-            return Ok(());
-        }
-        self.node(ordinal)?
-            .handle
-            .set_semi_sync_source_by(on, deadline)
-            .await
-            .map_err(Error::sql(ordinal))
     }
 
     /// Sets the phase from whether the process runs (after a change).

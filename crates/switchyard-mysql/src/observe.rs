@@ -679,6 +679,57 @@ mod duration_secs {
 mod tests {
     use super::*;
 
+    fn lossless() -> SemiSyncState {
+        SemiSyncState {
+            source_enabled: Some(true),
+            replica_enabled: Some(true),
+            source_active: Some(true),
+            replica_active: Some(false),
+            source_clients: Some(2),
+            wait_point: Some("AFTER_SYNC".into()),
+            wait_for_replica_count: Some(2),
+            timeout: Some(Duration::from_secs(86_400)),
+            wait_no_replica: Some(true),
+        }
+    }
+
+    #[test]
+    fn acknowledgements_count_only_when_the_source_cannot_fall_back() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(lossless().ack_replicas(hour), Some(2));
+        let mariadb = SemiSyncState {
+            wait_for_replica_count: None,
+            ..lossless()
+        };
+        assert_eq!(mariadb.ack_replicas(hour), Some(1), "MariaDB waits for one");
+        let not = [
+            SemiSyncState {
+                source_enabled: Some(false),
+                ..lossless()
+            },
+            SemiSyncState {
+                source_active: Some(false),
+                ..lossless()
+            },
+            SemiSyncState {
+                wait_point: Some("AFTER_COMMIT".into()),
+                ..lossless()
+            },
+            SemiSyncState {
+                timeout: Some(Duration::from_secs(10)),
+                ..lossless()
+            },
+            SemiSyncState {
+                wait_no_replica: Some(false),
+                ..lossless()
+            },
+            SemiSyncState::default(),
+        ];
+        for state in not {
+            assert_eq!(state.ack_replicas(hour), None, "{state:?}");
+        }
+    }
+
     #[test]
     fn flags_read_as_the_servers_write_them() {
         for on in ["ON", "1", "yes", "NO_LOCK_NO_ADMIN"] {
