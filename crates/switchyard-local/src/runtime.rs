@@ -527,6 +527,20 @@ impl LocalRuntime {
                 )));
             }
         }
+        // A candidate whose promotion is being undone had the source side turned on:
+        // as a replica it would hold its applier's commits. Best effort: an instance
+        // that does not answer now gets it off from its my.cnf when it starts again.
+        for (_, o) in self.shared.nodes.iter().zip(0u32..) {
+            if o != ordinal
+                && self.shared.instance(o)?.is_running()
+                && let Err(e) = self
+                    .shared
+                    .set_semi_sync_source(o, false, instant(deadline))
+                    .await
+            {
+                tracing::warn!(instance = o, error = %e, "could not turn its semi-synchronous source side off");
+            }
+        }
         self.shared
             .set_semi_sync_source(ordinal, true, instant(deadline))
             .await?;

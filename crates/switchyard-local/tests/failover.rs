@@ -5,7 +5,7 @@
 //! deadline, and fails at once on a stopped applier; a receiver gives a frozen primary up
 //! within seconds; after a `kill -9` of the primary the replicas' receivers read
 //! disconnected, with a source error, and still hold what they received; a promoted replica
-//! waits for acknowledgements.
+//! waits for acknowledgements, and stops waiting when its promotion is undone.
 
 use std::time::Duration;
 
@@ -330,6 +330,31 @@ async fn failover_operations(kind: ServerKind) {
         "{observed:#?}"
     );
     assert!(instance(&observed, 2).writable, "{observed:#?}");
+
+    // Its promotion undone (fenced, another instance made the primary again), it no longer
+    // waits for acknowledgements: as a replica it would hold its applier's commits.
+    let bound = deadline_in(&rt, DEADLINE);
+    rt.fence(2, bound).await.expect("fence instance 2");
+    rt.unfence(1, bound)
+        .await
+        .expect("make instance 1 the primary");
+    let observed = rt.observe().await.expect("observe");
+    assert_eq!(
+        instance(&observed, 1).ack_replicas,
+        Some(1),
+        "{observed:#?}"
+    );
+    let mut undone = root(&cluster, 2).await;
+    let on: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT @@GLOBAL.{enabled_var}"
+    )))
+    .fetch_one(&mut undone)
+    .await
+    .expect("read the source side");
+    assert_eq!(
+        on, 0,
+        "the undone candidate still waits for acknowledgements"
+    );
     cluster.stop_supervisor().await;
 }
 
