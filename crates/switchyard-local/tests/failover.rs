@@ -334,6 +334,8 @@ async fn failover_operations(kind: ServerKind) {
     // Its promotion undone (fenced, another instance made the primary again), it no longer
     // waits for acknowledgements: as a replica it would hold its applier's commits.
     let bound = deadline_in(&rt, DEADLINE);
+    // Following it, instance 1 catches up at once when the fence lets replicas catch up.
+    rt.repoint(1, 2).await.expect("repoint instance 1");
     rt.fence(2, bound).await.expect("fence instance 2");
     rt.unfence(1, bound)
         .await
