@@ -28,9 +28,25 @@
 //! - **unfence**: once no other instance takes writes, the instance made the
 //!   writable primary again (a demotion's replication forgotten, fence and
 //!   read-only lifted), in the state file and the router.
-//! - **promote**: the topology client's promotion (bounded by the
-//!   switchover's deadline), the state file's primary, the router's primary
-//!   endpoint, and every session to the old primary closed.
+//! - **promote**: in a semi-synchronous cluster first the source side of
+//!   semi-synchronous replication turned on (while the instance is still
+//!   read-only: no commit on it is ever acknowledged without a replica), then
+//!   the topology client's promotion (bounded by the switchover's deadline),
+//!   the state file's primary, the router's primary endpoint, and every
+//!   session to the old primary closed. Demote and repoint turn the source
+//!   side off again (a replica with it on would hold its applier's commits).
+//! - **detach / wait_received_applied** (a failover): the replica's receiver
+//!   stopped, then its applier waited for until it executed what the
+//!   receiver received (see `switchyard_mysql::failover`).
+//! - **observe**, for failover: each replica's receiver as a `Link`
+//!   (connected when its I/O thread reads `Yes`; received = executed plus
+//!   relay log), and on the primary the number of replicas it waits for
+//!   (`ack_replicas`) when its semi-synchronous replication is lossless
+//!   (`AFTER_SYNC`, never falling back: a timeout of at least
+//!   [`NEVER_FALLS_BACK`], waiting with no replica connected). A receiver
+//!   that cannot reach its source reads `ReplicationStopped` with its error
+//!   (2003 when the source is down, 2013 when the connection was lost), one
+//!   stopped by a detach `ReplicationStopped` with errno 0.
 //! - **apply_variables**: `SET GLOBAL` through the topology client (never
 //!   `SET PERSIST`: the revision's my.cnf stays the one source of truth for
 //!   restarts), and the instance's revision moved to the target.
@@ -52,7 +68,7 @@ use switchyard_plan::decide::{SchemaTarget, WaitReason};
 use switchyard_plan::engine::{ClusterRuntime, RuntimeError, StepOutcome};
 use switchyard_plan::record::Record;
 use switchyard_plan::topology::{
-    Health, Instance, Observed, Revision, Role, Timestamp, TopologyKind,
+    Health, Instance, Link, Observed, Revision, Role, Timestamp, TopologyKind,
 };
 use switchyard_plan::versions::{Flavor, Version};
 use tokio::task::JoinSet;
@@ -62,6 +78,11 @@ use crate::cluster::{
 };
 use crate::error::{Error, Result};
 use crate::timeline::{Event, Op, StartedBy};
+
+/// The shortest semi-synchronous timeout the observation reports as never falling back to
+/// asynchronous replication (`Instance::ack_replicas`): an hour, far beyond any detection
+/// and failover. The local cluster configures [`crate::SEMI_SYNC_TIMEOUT`].
+pub const NEVER_FALLS_BACK: Duration = Duration::from_secs(3600);
 
 /// The interval between two looks at a condition the runtime waits for.
 pub(crate) const POLL: Duration = Duration::from_millis(50);
@@ -303,6 +324,17 @@ impl LocalRuntime {
                         .filter(|r| r.source_host == "127.0.0.1")
                         .and_then(|r| self.shared.ordinal_of_port(r.source_port));
                     instance.health = health_of(&obs, role);
+                    if role == Role::Replica {
+                        instance.link = obs.replication.as_ref().map(|r| Link {
+                            connected: r.is_connected(),
+                            received: obs.received(),
+                        });
+                    } else {
+                        instance.ack_replicas = obs
+                            .semi_sync
+                            .as_ref()
+                            .and_then(|s| s.ack_replicas(NEVER_FALLS_BACK));
+                    }
                 }
             }
             instances.push(instance);
@@ -495,6 +527,23 @@ impl LocalRuntime {
                 )));
             }
         }
+        // A candidate whose promotion is being undone had the source side turned on:
+        // as a replica it would hold its applier's commits. Best effort: an instance
+        // that does not answer now gets it off from its my.cnf when it starts again.
+        for (_, o) in self.shared.nodes.iter().zip(0u32..) {
+            if o != ordinal
+                && self.shared.instance(o)?.is_running()
+                && let Err(e) = self
+                    .shared
+                    .set_semi_sync_source(o, false, instant(deadline))
+                    .await
+            {
+                tracing::warn!(instance = o, error = %e, "could not turn its semi-synchronous source side off");
+            }
+        }
+        self.shared
+            .set_semi_sync_source(ordinal, true, instant(deadline))
+            .await?;
         self.agent(ordinal)?
             .promote_by(instant(deadline))
             .await
@@ -518,6 +567,9 @@ impl LocalRuntime {
     async fn do_demote(&self, ordinal: u32, source: u32, deadline: Timestamp) -> Result<()> {
         let creds = replication_credentials(self.shared.testbed.credentials(), self.shared.flavor);
         let to = self.source_addr(source)?;
+        self.shared
+            .set_semi_sync_source(ordinal, false, instant(deadline))
+            .await?;
         self.agent(ordinal)?
             .demote_unstarted_by(&to, &creds, instant(deadline))
             .await
@@ -555,6 +607,11 @@ impl LocalRuntime {
     }
 
     async fn do_promote(&self, ordinal: u32, deadline: Timestamp) -> Result<()> {
+        // Waiting for acknowledgements first, while it is read-only: no commit on it
+        // is ever acknowledged without a replica.
+        self.shared
+            .set_semi_sync_source(ordinal, true, instant(deadline))
+            .await?;
         // Through the agent: a fence an undone promotion left on it goes too.
         self.agent(ordinal)?
             .promote_by(instant(deadline))
@@ -590,6 +647,13 @@ impl LocalRuntime {
         }
         let handle = self.handle(ordinal)?;
         let to = self.source_addr(source)?;
+        self.shared
+            .set_semi_sync_source(
+                ordinal,
+                false,
+                std::time::Instant::now() + Duration::from_secs(10),
+            )
+            .await?;
         let observation = handle.observe().await.map_err(Error::sql(ordinal))?;
         if observation.replication.is_some() {
             // A fenced replica (a demoted old primary, an undone candidate): its
@@ -699,6 +763,20 @@ impl LocalRuntime {
         .await
     }
 
+    async fn do_detach(&self, ordinal: u32, deadline: Timestamp) -> Result<()> {
+        self.handle(ordinal)?
+            .detach_by(instant(deadline))
+            .await
+            .map_err(Error::sql(ordinal))
+    }
+
+    async fn do_wait_received_applied(&self, ordinal: u32, deadline: Timestamp) -> Result<()> {
+        self.handle(ordinal)?
+            .wait_received_applied_by(instant(deadline))
+            .await
+            .map_err(Error::sql(ordinal))
+    }
+
     fn set_fenced(&self, ordinal: u32, fenced: bool) -> Result<()> {
         self.shared.state.update_cluster(|c| {
             let st = c
@@ -769,6 +847,7 @@ fn health_of(obs: &Observation, role: Role) -> Health {
     if r.last_sql_errno != 0 {
         return Health::ReplicationStopped {
             errno: r.last_sql_errno,
+            message: r.last_sql_error.clone(),
         };
     }
     if r.last_io_errno != 0 && r.io_thread != IoThreadState::Running {
@@ -780,7 +859,11 @@ fn health_of(obs: &Observation, role: Role) -> Health {
     if !r.sql_running || r.io_thread == IoThreadState::Stopped {
         return Health::ReplicationStopped {
             errno: 0,
-            message: "replication is stopped".into(),
+            message: if r.sql_running {
+                "the receiver is stopped".into()
+            } else {
+                "replication is stopped".into()
+            },
         };
     }
     match r.seconds_behind {
@@ -957,6 +1040,24 @@ impl ClusterRuntime for LocalRuntime {
             ordinal,
             Op::Repoint { source },
             self.do_repoint(ordinal, source),
+        )
+        .await
+    }
+
+    async fn detach(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        self.op(ordinal, Op::Detach, self.do_detach(ordinal, deadline))
+            .await
+    }
+
+    async fn wait_received_applied(
+        &self,
+        ordinal: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        self.op(
+            ordinal,
+            Op::ApplyReceived,
+            self.do_wait_received_applied(ordinal, deadline),
         )
         .await
     }
