@@ -139,6 +139,18 @@ impl<R: ClusterRuntime> Engine<R> {
                 Ok(fresh) => fresh,
                 Err(e) => return self.finish(record, run.action(), Err(e)).await,
             };
+            // The primary is back (a hang that ended, a path that healed):
+            // nothing was promoted, so it simply goes on being the primary.
+            if fresh.instance(from).is_some_and(answers) {
+                return self
+                    .abandon(
+                        record,
+                        run,
+                        &fresh,
+                        format!("instance {from} answers again"),
+                    )
+                    .await;
+            }
             match failover_choice(&fresh, record, self.policy.failover.forced_to, from) {
                 Ok(choice)
                     if (!run.lossless || !choice.lossless)
@@ -192,6 +204,18 @@ impl<R: ClusterRuntime> Engine<R> {
                 self.save(record).await?;
             }
             self.lead(bound).await?;
+            // A candidate that crashed past the commit point is brought back
+            // (it starts read-only) and promoted again: never abandoned.
+            if observed
+                .instance(run.to)
+                .is_some_and(|i| i.health == crate::topology::Health::Crashed)
+                && let Err(e) = rt.recover(run.to).await
+            {
+                return self.finish(record, run.action(), Err(e)).await;
+            }
+            // One more fence of the failed primary, in case it came back
+            // since it was last seen (it fails fast when it is still gone).
+            let _fenced = rt.fence(from, bound).await;
             if let Err(e) = rt.promote(run.to, bound).await {
                 return self.finish(record, run.action(), Err(e)).await;
             }

@@ -1296,8 +1296,11 @@ impl State {
             self.no_writer_since = None;
             return;
         }
+        // A failover under way is the way back to a writer: it excuses the
+        // gap (its promotion retried after failures included).
         let in_switchover = matches!(&self.record.intent,
-            Some(Intent::Switchover { deadline, .. }) if now <= deadline.0 + UNDO_GRACE_MS);
+            Some(Intent::Switchover { deadline, .. }) if now <= deadline.0 + UNDO_GRACE_MS)
+            || matches!(&self.record.intent, Some(Intent::Failover { .. }));
         // A fault that keeps the engine from the primary (it hangs, or the
         // operator cannot reach it) excuses it too, and so does one that keeps
         // it from a switchover's candidate: until the candidate is known
@@ -1931,6 +1934,11 @@ impl ClusterRuntime for Handle {
                 i.fenced = true;
                 if i.role == Role::Primary {
                     s.out_by_us.insert(ordinal);
+                    // A failed primary fenced by a failover was out of
+                    // service by the fault, not by us.
+                    if matches!(s.record.intent, Some(Intent::Failover { .. })) {
+                        s.failover_out.insert(ordinal);
+                    }
                 }
                 Ok(())
             },
