@@ -52,8 +52,9 @@ pub struct SimReport {
     pub writes_acknowledged: usize,
     /// Acknowledged writes missing on some instance (summed over instances).
     pub writes_lost: usize,
-    /// Instances the final check left out: down, or their replication
-    /// stopped with an error (by a fault) at the end.
+    /// Instances the final check left out: down, their replication
+    /// stopped with an error (by a fault) at the end, or quarantined by the
+    /// engine after a failover.
     pub unchecked: Vec<String>,
     /// The longest stretch without an acknowledged write of the load (the
     /// router's writers), ms.
@@ -290,7 +291,21 @@ where
     // unchecked, and a rollout that says it is done must leave none.
     let mut targets = Vec::new();
     let mut unchecked = Vec::new();
+    // An instance the engine quarantined (a failed primary holding what the
+    // new primary lacks) is out of the cluster by design: it lacks every
+    // later write. An acknowledged write only it holds is still missing on
+    // every other instance, which the check covers.
+    let quarantined: Vec<u32> = cluster
+        .state()
+        .read()
+        .map(|d| d.record.quarantined.keys().copied().collect())
+        .unwrap_or_default();
+    let mut set_aside = Vec::new();
     for (t, o) in cluster.check_targets().into_iter().zip(0u32..) {
+        if quarantined.contains(&o) {
+            set_aside.push(format!("{}: quarantined by the engine", t.name));
+            continue;
+        }
         let why = match cluster.handle(o) {
             Ok(h) => match h.observe().await {
                 Ok(obs) => obs.replication.as_ref().and_then(|r| {
@@ -317,6 +332,7 @@ where
             detail: format!("the rollout is done but {unchecked:?}"),
         });
     }
+    unchecked.extend(set_aside);
     let checked = check(&loaded.ledger, &targets, &CheckConfig::default()).await?;
     if !checked.no_lost_writes() {
         seen.violations.push(Violation {
