@@ -933,8 +933,14 @@ mod tests {
         .expect("valid");
         assert_eq!(d.policy.policy().failover, FailoverPolicy::default());
         for (yaml, message) in [
-            ("cluster: { server: mysql-9.7, semi_sync: 0 }", "cluster.semi_sync is 0"),
-            ("cluster: { server: mysql-9.7, semi_sync: 3 }", "1 to 2 replicas"),
+            (
+                "cluster: { server: mysql-9.7, semi_sync: 0 }",
+                "cluster.semi_sync is 0",
+            ),
+            (
+                "cluster: { server: mysql-9.7, semi_sync: 3 }",
+                "1 to 2 replicas",
+            ),
             (
                 "cluster: { server: mysql-9.7, replica_net_timeout_s: 0 }",
                 "cluster.replica_net_timeout_s is 0",
