@@ -128,6 +128,7 @@ impl Instance {
         let writes_stopped;
         match mechanism {
             FenceMechanism::SuperReadOnly => {
+                killed += self.kill_semi_sync_waiters(session, d).await?;
                 writes_stopped = Instant::now();
                 session
                     .exec(
@@ -173,6 +174,7 @@ impl Instance {
                     }
                     fresh = Some(lock);
                 }
+                killed += self.kill_semi_sync_waiters(session, d).await?;
                 writes_stopped = Instant::now();
                 session
                     .exec(
@@ -390,6 +392,50 @@ impl Instance {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Ok(count)
+    }
+
+    /// When a commit waits for a semi-synchronous acknowledgement, closes every client
+    /// connection (a failed primary that runs again, its replicas detached, holds such commits
+    /// forever, and `SET GLOBAL read_only` / `super_read_only` wait for them, so the fence would
+    /// never finish). None of those commits was acknowledged to its client. Measured with the
+    /// simulation's frozen-primary failover: on MariaDB 10.11 the fence then finishes (three
+    /// runs of three; without it, it waited forever in two of three); on MySQL 9.7 the closed
+    /// sessions' commits still wait and `super_read_only` with them (one waits for the
+    /// acknowledgement, the others `waiting for handler commit` behind it), so the fence of a
+    /// thawed MySQL primary still does not finish.
+    async fn kill_semi_sync_waiters(
+        &self,
+        session: &mut Session,
+        deadline: Instant,
+    ) -> Result<u32, Error> {
+        let rows = session
+            .query_text(
+                "list commits waiting for a semi-synchronous acknowledgement",
+                Sql::Static("SHOW PROCESSLIST"),
+                deadline,
+            )
+            .await?;
+        let own = session.connection_id;
+        let mut waiting = 0;
+        for row in rows {
+            let Some(id) = row.get("Id").and_then(|v| v.trim().parse::<u64>().ok()) else {
+                continue;
+            };
+            let waits = row
+                .get("State")
+                .is_some_and(|s| s.to_ascii_lowercase().contains("semi-sync"));
+            if id == own || !waits {
+                continue;
+            }
+            waiting += 1;
+        }
+        if waiting == 0 {
+            return Ok(0);
+        }
+        // The commits queued behind the one that waits (MySQL shows them `waiting for handler
+        // commit`) go too: every client is closed.
+        let killed = self.kill_clients_ids(session, &[], deadline).await?;
+        Ok(u32::try_from(killed.len()).unwrap_or(u32::MAX))
     }
 
     /// Kills client connections; returns the ids killed.

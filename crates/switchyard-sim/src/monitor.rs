@@ -49,6 +49,10 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::fault::FaultPlan;
 
+/// A semi-synchronous wait at least this long counts as one that never
+/// falls back to asynchronous replication (the local cluster sets a day).
+const NEVER_FALLS_BACK: Duration = Duration::from_secs(3600);
+
 /// One broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Violation {
@@ -80,6 +84,9 @@ pub struct MonitorReport {
     /// Replication errors seen on replicas (`Last_SQL_Errno` or
     /// `Last_IO_Errno`), by error number, with the instance first seen with it.
     pub replication_errors: BTreeMap<u32, u32>,
+    /// Instances seen writable whose commits could not be acknowledged
+    /// (see [`Seen::commits_block`]), so not counted by `one-writer`.
+    pub blocked_writers: BTreeSet<u32>,
 }
 
 /// How the monitor samples.
@@ -208,10 +215,26 @@ impl Seen {
     /// configured), or takes anyone's (`read_only` off).
     pub fn is_writer(&self) -> bool {
         let Some(obs) = &self.obs else { return false };
-        if self.accepts_privileged == Some(false) {
+        if self.accepts_privileged == Some(false) || self.commits_block() {
             return false;
         }
         !obs.read_only || obs.replication.is_none()
+    }
+
+    /// Whether no commit it writes to its binary log can be acknowledged: a
+    /// semi-synchronous source that waits losslessly for `k` replicas (never
+    /// falling back, see `SemiSyncState::ack_replicas`) with fewer than `k`
+    /// connected. A failed primary that runs again after a failover (its
+    /// replicas detached) is one until the engine fences it: every client's
+    /// commit blocks there, none is acknowledged (the ledger's split-brain
+    /// check is the proof). Only a privileged session with its binary log
+    /// off could commit there, and nothing it writes replicates.
+    pub fn commits_block(&self) -> bool {
+        let Some(s) = self.obs.as_ref().and_then(|o| o.semi_sync.as_ref()) else {
+            return false;
+        };
+        s.ack_replicas(NEVER_FALLS_BACK)
+            .is_some_and(|k| s.source_clients.unwrap_or(0) < u64::from(k))
     }
 
     /// Whether an application (no special privilege) can write to it:
@@ -547,6 +570,17 @@ impl Watch {
                 .filter(|(o, x)| x.is_writer() && !resting.contains(o))
                 .map(|(o, _)| *o)
                 .collect();
+            for (o, x) in &seen {
+                let open = x.obs.as_ref().is_some_and(|obs| {
+                    (!obs.read_only || obs.replication.is_none())
+                        && x.accepts_privileged != Some(false)
+                });
+                if open && x.commits_block() {
+                    self.update(|r| {
+                        r.blocked_writers.insert(*o);
+                    });
+                }
+            }
             let mut why = String::new();
             if writers.len() > 1 {
                 let again = self.sample(&writers).await;
@@ -560,10 +594,12 @@ impl Watch {
                     .filter_map(|(o, x)| {
                         x.obs.as_ref().map(|obs| {
                             format!(
-                                "{o}: read_only={} super_read_only={:?} privileged commit accepted={:?} source={:?}",
+                                "{o}: read_only={} super_read_only={:?} privileged commit accepted={:?} \
+                                 commits block={} source={:?}",
                                 obs.read_only,
                                 obs.super_read_only,
                                 x.accepts_privileged,
+                                x.commits_block(),
                                 obs.replication.as_ref().map(|r| r.source_port)
                             )
                         })
