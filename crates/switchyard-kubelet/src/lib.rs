@@ -8,7 +8,9 @@
 //!
 //! - **network**: a network namespace per pod with an address from a private /24 on a bridge
 //!   the kubelet creates (see `net`); the test process reaches every pod's address through
-//!   the bridge; nothing routes off the machine;
+//!   the bridge; nothing routes off the machine. A pod name keeps its address for the
+//!   kubelet's life (a recreated pod gets its predecessor's), so a test's clients, router and
+//!   monitor keep reaching "pod N" (in a real cluster they would go through DNS);
 //! - **file systems**: each container in its own mount, PID, UTS and IPC namespaces, chrooted
 //!   into a writable layer over its image's root ([`Images`]: database images are the
 //!   testbed's Debian suite roots of their major.minor, the operator's image a root made from

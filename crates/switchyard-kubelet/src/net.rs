@@ -42,6 +42,9 @@ pub(crate) struct Network {
 #[derive(Debug, Default)]
 struct Allocation {
     used: BTreeSet<u8>,
+    /// Each pod name's address (`namespace/name`): a pod recreated under its name gets it
+    /// again, so clients that hold an address (a load, a monitor) reach the new pod.
+    by_name: std::collections::BTreeMap<String, u8>,
     next: u8,
     next_netns: u32,
     /// Set by [`Network::close`]: no namespace is created after it.
@@ -132,9 +135,10 @@ impl Network {
         &self.work
     }
 
-    /// Creates a pod's network namespace with a fresh address on the bridge. Holds the
-    /// allocation lock throughout, so [`Network::close`] never races a creation.
-    pub(crate) fn add_pod(&self) -> Result<PodNet> {
+    /// Creates the network namespace of pod `key` (`namespace/name`) with its name's address
+    /// on the bridge (the one it had before, else a free one). Holds the allocation lock
+    /// throughout, so [`Network::close`] never races a creation.
+    pub(crate) fn add_pod(&self, key: &str) -> Result<PodNet> {
         let mut s = self
             .state
             .lock()
@@ -146,13 +150,16 @@ impl Network {
                 source: std::io::Error::other("the kubelet is shutting down"),
             });
         }
-        let mut found = None;
+        let mut found = s.by_name.get(key).copied().filter(|h| !s.used.contains(h));
         for _ in 0..253 {
+            if found.is_some() {
+                break;
+            }
             let candidate = s.next;
             s.next = if s.next >= 254 { 2 } else { s.next + 1 };
-            if !s.used.contains(&candidate) {
+            let named = s.by_name.values().any(|h| *h == candidate);
+            if !s.used.contains(&candidate) && !named {
                 found = Some(candidate);
-                break;
             }
         }
         let Some(host) = found else {
@@ -193,6 +200,7 @@ impl Network {
             return Err(e);
         }
         s.used.insert(host);
+        s.by_name.insert(key.to_owned(), host);
         Ok(pod)
     }
 

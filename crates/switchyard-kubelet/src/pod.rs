@@ -418,7 +418,8 @@ async fn lifecycle(shared: Arc<Shared>, run: Arc<PodRun>) {
     // The network namespace.
     let net = {
         let shared = shared.clone();
-        tokio::task::spawn_blocking(move || shared.net.add_pod()).await
+        let key = run.key();
+        tokio::task::spawn_blocking(move || shared.net.add_pod(&key)).await
     };
     let pod_net = match net {
         Ok(Ok(n)) => n,
