@@ -215,6 +215,9 @@ pub(crate) struct Shared {
     services: Mutex<Vec<Service>>,
     /// Claims seen in the API: their folders go when they are deleted.
     seen_claims: Mutex<BTreeSet<(String, String)>>,
+    /// Each pod name's (`namespace/name`) newest uid, kept after the pod is forgotten so its
+    /// logs stay readable.
+    newest: Mutex<BTreeMap<String, String>>,
     events: Mutex<Vec<Event>>,
     closed: AtomicBool,
 }
@@ -252,10 +255,7 @@ impl Shared {
     }
 
     pub(crate) fn log_path(&self, run: &PodRun, container: &str) -> PathBuf {
-        self.work().join("logs").join(format!(
-            "{}_{}_{}_{container}.log",
-            run.namespace, run.name, run.uid
-        ))
+        log_path(self.work(), &run.namespace, &run.name, &run.uid, container)
     }
 
     /// Writes the pod's `hosts`, `resolv.conf` and `hostname` (atomically, when changed).
@@ -360,6 +360,12 @@ impl Shared {
     }
 }
 
+/// Where container `container` of pod `ns/name` (uid `uid`) logs, over all its starts.
+fn log_path(work: &Path, ns: &str, name: &str, uid: &str, container: &str) -> PathBuf {
+    work.join("logs")
+        .join(format!("{ns}_{name}_{uid}_{container}.log"))
+}
+
 /// Whether the pod's `Ready` condition is true.
 pub fn pod_ready(pod: &Pod) -> bool {
     pod.status
@@ -404,6 +410,7 @@ impl Kubelet {
             objects: Mutex::new(BTreeMap::new()),
             services: Mutex::new(Vec::new()),
             seen_claims: Mutex::new(BTreeSet::new()),
+            newest: Mutex::new(BTreeMap::new()),
             events: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
         });
@@ -551,14 +558,16 @@ impl Kubelet {
     }
 
     /// What container `container` of the newest pod `name` printed, over all its starts.
+    /// Still readable after the pod is gone (until the kubelet drops).
     pub fn logs(&self, ns: &str, name: &str, container: &str) -> String {
-        let run = lock(&self.shared.pods)
-            .iter()
-            .rev()
-            .find(|p| p.namespace == ns && p.name == name)
+        let uid = lock(&self.shared.newest)
+            .get(&format!("{ns}/{name}"))
             .cloned();
-        run.and_then(|r| std::fs::read_to_string(self.shared.log_path(&r, container)).ok())
-            .unwrap_or_default()
+        uid.and_then(|uid| {
+            let path = log_path(self.shared.work(), ns, name, &uid, container);
+            std::fs::read_to_string(path).ok()
+        })
+        .unwrap_or_default()
     }
 
     /// Every event so far, in order.
@@ -770,6 +779,7 @@ async fn sync_once(shared: &Arc<Shared>) -> Result<()> {
         }
         let dir = shared.work().join("pods").join(&uid);
         let run = Arc::new(PodRun::new(pod.clone(), dir));
+        lock(&shared.newest).insert(run.key(), uid.clone());
         lock(&shared.pods).push(run.clone());
         tokio::spawn(pod::run_pod(shared.clone(), run));
     }
