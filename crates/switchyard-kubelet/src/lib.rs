@@ -10,7 +10,8 @@
 //!   the kubelet creates (see `net`); the test process reaches every pod's address through
 //!   the bridge; nothing routes off the machine. A pod name keeps its address for the
 //!   kubelet's life (a recreated pod gets its predecessor's), so a test's clients, router and
-//!   monitor keep reaching "pod N" (in a real cluster they would go through DNS);
+//!   monitor keep reaching "pod N" (in a real cluster they would go through DNS), and
+//!   [`Kubelet::addresses`] hands them to a resolver, also before the pod first runs;
 //! - **file systems**: each container in its own mount, PID, UTS and IPC namespaces, chrooted
 //!   into a writable layer over its image's root ([`Images`]: database images are the
 //!   testbed's Debian suite roots of their major.minor, the operator's image a root made from
@@ -71,7 +72,7 @@ use serde_json::json;
 
 pub use error::{Error, Result};
 pub use image::{ImageRoot, Images, operator_rootfs};
-pub use net::leftovers;
+pub use net::{Addresses, leftovers};
 
 use crate::pod::{PodRun, Stop, lock};
 
@@ -426,6 +427,12 @@ impl Kubelet {
     /// The host's address on the pod network.
     pub fn host_ip(&self) -> Ipv4Addr {
         self.shared.net.host_ip()
+    }
+
+    /// The addresses of pod names (stable across recreation), as a handle to move into a
+    /// resolver: the e2e's stand-in for the pods' DNS names.
+    pub fn addresses(&self) -> Addresses {
+        self.shared.net.addresses()
     }
 
     /// The kubelet's work folder (claims, pods, logs).

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -36,7 +36,7 @@ pub(crate) struct Network {
     work: PathBuf,
     /// Held for the kubelet's life: the subnet is ours while it is.
     _lock: File,
-    state: Mutex<Allocation>,
+    state: Arc<Mutex<Allocation>>,
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +49,53 @@ struct Allocation {
     next_netns: u32,
     /// Set by [`Network::close`]: no namespace is created after it.
     closed: bool,
+}
+
+impl Allocation {
+    /// A host number neither in use nor reserved by a name.
+    fn fresh(&mut self) -> Option<u8> {
+        for _ in 0..253 {
+            let candidate = self.next;
+            self.next = if self.next >= 254 { 2 } else { self.next + 1 };
+            let named = self.by_name.values().any(|h| *h == candidate);
+            if !self.used.contains(&candidate) && !named {
+                return Some(candidate);
+            }
+        }
+        None
+    }
+
+    /// Name `key`'s host number, reserved now when it has none.
+    fn reserve(&mut self, key: &str) -> Option<u8> {
+        if let Some(h) = self.by_name.get(key) {
+            return Some(*h);
+        }
+        let h = self.fresh()?;
+        self.by_name.insert(key.to_owned(), h);
+        Some(h)
+    }
+}
+
+/// The addresses pod names have on a kubelet's network, as a handle a test can move into a
+/// resolver (the operator's, a router's): what DNS would answer for the pods' stable names.
+#[derive(Clone, Debug)]
+pub struct Addresses {
+    index: u8,
+    state: Arc<Mutex<Allocation>>,
+}
+
+impl Addresses {
+    /// The address of pod `name` in namespace `ns`: the one every pod of that name gets on
+    /// this kubelet, reserved now when no pod of that name ran yet. None when the subnet has
+    /// no free address left.
+    pub fn of(&self, ns: &str, name: &str) -> Option<Ipv4Addr> {
+        let host = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .reserve(&format!("{ns}/{name}"))?;
+        Some(Network::address(self.index, host))
+    }
 }
 
 /// One pod's network namespace, its address, and the host end of its veth pair.
@@ -98,10 +145,10 @@ impl Network {
                 bridge,
                 work,
                 _lock: file,
-                state: Mutex::new(Allocation {
+                state: Arc::new(Mutex::new(Allocation {
                     next: 2,
                     ..Allocation::default()
-                }),
+                })),
             };
             // From here on, dropping `network` removes the bridge.
             host::run("ip", &["addr", "add", &cidr, "dev", &network.bridge])?;
@@ -130,6 +177,14 @@ impl Network {
         format!("{}/24", Self::address(self.index, 0))
     }
 
+    /// A handle on the pod names' addresses.
+    pub(crate) fn addresses(&self) -> Addresses {
+        Addresses {
+            index: self.index,
+            state: self.state.clone(),
+        }
+    }
+
     /// The work folder of this kubelet (volumes, container roots, logs).
     pub(crate) fn work(&self) -> &Path {
         &self.work
@@ -150,18 +205,13 @@ impl Network {
                 source: std::io::Error::other("the kubelet is shutting down"),
             });
         }
-        let mut found = s.by_name.get(key).copied().filter(|h| !s.used.contains(h));
-        for _ in 0..253 {
-            if found.is_some() {
-                break;
-            }
-            let candidate = s.next;
-            s.next = if s.next >= 254 { 2 } else { s.next + 1 };
-            let named = s.by_name.values().any(|h| *h == candidate);
-            if !s.used.contains(&candidate) && !named {
-                found = Some(candidate);
-            }
-        }
+        // The name's address; a fresh one should it be in use (never expected: a pod waits
+        // until its predecessor of the same name released its network).
+        let found = match s.reserve(key) {
+            Some(h) if !s.used.contains(&h) => Some(h),
+            Some(_) => s.fresh(),
+            None => None,
+        };
         let Some(host) = found else {
             return Err(Error::NoAddress {
                 subnet: self.subnet(),

@@ -601,6 +601,13 @@ async fn pods_run_as_local_processes_with_their_volumes_probes_restarts_and_dele
         .unwrap();
     assert_eq!(pvc.status.unwrap().phase.as_deref(), Some("Bound"));
 
+    // Addresses as a resolver sees them: a name that ran keeps its own; a name reserved
+    // before its pod exists is where that pod comes up.
+    let addresses = kubelet.addresses();
+    assert_eq!(addresses.of(NS, "db-0"), Some(ip));
+    let reserved = addresses.of(NS, "db-1").unwrap();
+    assert_ne!(reserved, ip);
+
     // A last pod running when the kubelet drops: nothing is left.
     pods.create(&PostParams::default(), &pod_spec("db-1", 30))
         .await
@@ -611,6 +618,7 @@ async fn pods_run_as_local_processes_with_their_volumes_probes_restarts_and_dele
             .or(kubelet.container_pid(NS, "db-1", "mariadb"))
     })
     .await;
+    assert_eq!(kubelet.pod_ip(NS, "db-1"), Some(reserved));
     let pids = kubelet.pids();
     let work = kubelet.work_dir();
     drop(kubelet);
