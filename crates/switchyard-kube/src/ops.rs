@@ -1,18 +1,17 @@
 //! The instance-facing operations the Kubernetes runtime needs, behind a small trait.
 //!
 //! [`InstanceOps`] is the seam between the reconciler and the servers. The production
-//! implementation, [`MysqlOps`], talks SQL through `switchyard-mysql` (and reads one file in
-//! the pod for the MariaDB system-table check); the reconcile tests use a Kubernetes-side
-//! test double so that they run against a fake API server without database servers. The
-//! real SQL path is exercised by the end-to-end tests over real servers.
+//! implementation, [`MysqlOps`], talks SQL through `switchyard-mysql` and asks the pod's agent
+//! ([`crate::agent`]) what only the pod can tell (the data directory's state, the system
+//! tables' upgrade); no command runs inside a pod (no `pods/exec`). The reconcile tests use a
+//! Kubernetes-side test double so that they run against a fake API server without database
+//! servers; the SQL path is tested against real servers (`tests/ops.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, AttachParams};
 use switchyard_config::{Account, ConfigError, ConfigServer, ServerMetadata};
 use switchyard_mysql::{
     Credentials, Instance, InstanceAddr, IoThreadState, Observation, ReplicationCredentials,
@@ -20,9 +19,10 @@ use switchyard_mysql::{
 };
 use switchyard_plan::gtid::GtidSet;
 use switchyard_plan::versions::{Flavor, Version};
-use tokio::io::AsyncReadExt;
 
-use crate::build::{CONTAINER, ClusterCredentials, MYSQL_PORT};
+use crate::agent::{AGENT_PORT, AgentStatus};
+use crate::credentials::ClusterCredentials;
+use crate::names::MYSQL_PORT;
 
 /// One instance as the operations address it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -164,14 +164,10 @@ pub trait InstanceOps: Send + Sync {
     /// Closes every client connection (after the primary moved away), by `deadline`.
     async fn close_client_connections(&self, t: &Target, deadline: Instant)
     -> Result<(), OpsError>;
-    /// Whether the system tables were upgraded for `version` (MariaDB; always true on
-    /// MySQL, which upgrades them itself at start).
-    async fn system_tables_current(
-        &self,
-        t: &Target,
-        flavor: Flavor,
-        version: Version,
-    ) -> Result<bool, OpsError>;
+    /// What the instance's agent reports (`GET /status` on its agent port).
+    async fn agent_status(&self, t: &Target) -> Result<AgentStatus, OpsError> {
+        Err(unsupported(t, "ask the agent"))
+    }
     /// What the server says about the variables: scope, whether they change at run time,
     /// type and range, global value. `probe` names the variables of interest (MySQL asks the
     /// server whether each is dynamic with a statement that cannot change anything).
@@ -253,7 +249,6 @@ fn unsupported(t: &Target, what: &str) -> OpsError {
 /// a server restarted within a second of its previous start.)
 #[derive(Clone)]
 pub struct MysqlOps {
-    pods: Option<Api<Pod>>,
     credentials: Credentials,
     replication: ReplicationCredentials,
     handles: HandleCache,
@@ -295,11 +290,9 @@ impl StartWindow {
 pub type HandleCache = Arc<Mutex<HashMap<Target, CachedHandle>>>;
 
 impl MysqlOps {
-    /// Operations with `creds`, sharing `handles`; `pods` (in the cluster's namespace) for
-    /// the in-pod system-table check.
-    pub fn new(pods: Option<Api<Pod>>, creds: &ClusterCredentials, handles: HandleCache) -> Self {
+    /// Operations with `creds`, sharing `handles`.
+    pub fn new(creds: &ClusterCredentials, handles: HandleCache) -> Self {
         MysqlOps {
-            pods,
             credentials: Credentials::new(
                 creds.operator_user.clone(),
                 creds.operator_password.clone(),
@@ -604,54 +597,14 @@ impl InstanceOps for MysqlOps {
             .await)
     }
 
-    async fn system_tables_current(
-        &self,
-        t: &Target,
-        flavor: Flavor,
-        version: Version,
-    ) -> Result<bool, OpsError> {
-        if flavor == Flavor::Mysql {
-            return Ok(true);
-        }
-        let Some(pods) = &self.pods else {
-            return Err(OpsError::new(
-                "exec",
-                false,
-                "no pod API to check the system tables",
-            ));
-        };
-        // mariadb-upgrade records the version that upgraded the system tables in the data
-        // directory; the image's entrypoint runs it (MARIADB_AUTO_UPGRADE) before the server
-        // listens on the network.
-        let command = [
-            "sh",
-            "-c",
-            "cat /var/lib/mysql/mariadb_upgrade_info 2>/dev/null || cat /var/lib/mysql/mysql_upgrade_info",
-        ];
-        let params = AttachParams::default()
-            .container(CONTAINER)
-            .stdout(true)
-            .stderr(false)
-            .stdin(false);
-        let mut attached = pods
-            .exec(&t.pod, command, &params)
+    async fn agent_status(&self, t: &Target) -> Result<AgentStatus, OpsError> {
+        crate::agent::fetch_status(&t.host, AGENT_PORT)
             .await
-            .map_err(|e| OpsError::new("exec", true, format!("{}: exec failed: {e}", t.pod)))?;
-        let mut text = String::new();
-        if let Some(mut out) = attached.stdout() {
-            out.read_to_string(&mut text)
-                .await
-                .map_err(|e| OpsError::new("exec", true, format!("{}: {e}", t.pod)))?;
-        }
-        attached
-            .join()
-            .await
-            .map_err(|e| OpsError::new("exec", true, format!("{}: {e}", t.pod)))?;
-        Ok(Version::parse(text.trim()).is_ok_and(|v| v == version))
+            .map_err(|e| OpsError::new("agent", true, format!("{}: {e}", t.pod)))
     }
 }
 
-/// The address of an instance: its stable DNS name through the headless Service.
+/// The address of an instance: its stable DNS name through the hosts Service.
 pub fn pod_target(namespace: &str, cluster: &str, ordinal: u32, host: String) -> Target {
     Target {
         namespace: namespace.to_owned(),

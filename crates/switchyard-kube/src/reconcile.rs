@@ -5,85 +5,40 @@
 //! the status, so an operator restart (or a new leader) continues where the last one
 //! stopped, and every status write is conditional on the resource version.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Client, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
 use switchyard_plan::decide::{Approval, HaltReason, Policy, Target as PlanTarget, decide};
-use switchyard_plan::engine::{ClusterRuntime, Engine, StepOutcome};
-use switchyard_plan::record::{Intent, SwitchoverStep};
+use switchyard_plan::engine::{Engine, StepOutcome};
+use switchyard_plan::record::Intent;
 use switchyard_plan::versions::catalog;
-use switchyard_plan::{
-    Action as PlanAction, Observed, Record, Revision, Role, Timestamp, WaitReason,
-};
+use switchyard_plan::{Action as PlanAction, Record, Revision, Timestamp, WaitReason};
 
-use crate::build::{
-    self, ClusterCredentials, FIELD_MANAGER, LABEL_INSTANCE, LABEL_MANAGED_BY, Names, keys,
-};
-use crate::change::{self, Resolved, Verdict};
+use crate::agent::Provisioning;
+use crate::change::{self, Verdict};
+pub use crate::context::{ACTIVE_REQUEUE, Context, OpsFactory, SAFETY_REQUEUE};
 use crate::crd::{InstanceStatus, LastSwitchover, MySQLCluster, MySQLClusterStatus, Revisions};
-use crate::error::{Error, is_conflict};
-use crate::leader::Tenure;
-use crate::metrics::Metrics;
-use crate::ops::InstanceOps;
-use crate::runtime::{Clock, KubeRuntime, Resolver};
+use crate::error::{Error, status_error};
+use crate::instances;
+use crate::names::Names;
+use crate::revision::{self, Resolved};
+use crate::runtime::KubeRuntime;
 use crate::status::{
-    ANNOTATION_APPROVE, ANNOTATION_SWITCHOVER_TO, parse_approval, set_condition, types,
+    ANNOTATION_APPROVE, camel, conditions, fill_status, parse_approval, set_condition, types,
 };
 use crate::validate::{ValidSpec, validate};
+use crate::{bootstrap, children, fetch, manual};
 
 /// How many revisions the status history keeps.
 pub const REVISION_HISTORY: usize = 16;
-/// The safety requeue after a reconcile with nothing to do.
-pub const SAFETY_REQUEUE: Duration = Duration::from_secs(300);
-/// The requeue while a rollout or bootstrap is under way.
-pub const ACTIVE_REQUEUE: Duration = Duration::from_secs(2);
-
-/// Builds the instance operations for a cluster from its credentials.
-pub trait OpsFactory: Send + Sync {
-    /// Operations on the instances of the cluster in `namespace`.
-    fn ops(&self, namespace: &str, creds: &ClusterCredentials) -> Arc<dyn InstanceOps>;
-}
-
-/// What every reconcile shares.
-pub struct Context {
-    /// The API client.
-    pub client: Client,
-    /// Builds instance operations.
-    pub ops: Arc<dyn OpsFactory>,
-    /// Resolves instance addresses.
-    pub resolver: Resolver,
-    /// The clock.
-    pub clock: Clock,
-    /// The one event recorder.
-    pub recorder: Recorder,
-    /// The metrics.
-    pub metrics: Arc<Metrics>,
-    /// This operator replica's leadership, when it is elected on a lease: the engine
-    /// confirms it before every action that changes a server, and a cluster whose
-    /// switchover does not fit the lease is refused (see [`crate::leader`]). `None` for an
-    /// engine that runs alone.
-    pub tenure: Option<Arc<Tenure>>,
-}
-
-fn now_time(clock: &Clock) -> Time {
-    let ms = i64::try_from(clock().0).unwrap_or(i64::MAX);
-    Time(k8s_openapi::jiff::Timestamp::from_millisecond(ms).unwrap_or_default())
-}
 
 fn ts_time(t: Timestamp) -> Time {
-    let ms = i64::try_from(t.0).unwrap_or(i64::MAX);
-    Time(k8s_openapi::jiff::Timestamp::from_millisecond(ms).unwrap_or_default())
+    crate::context::to_time(t)
 }
 
 async fn publish(
@@ -105,144 +60,6 @@ async fn publish(
     }
 }
 
-async fn apply<K>(api: &Api<K>, obj: &K, kind: &'static str) -> Result<(), Error>
-where
-    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
-{
-    let name = obj.meta().name.clone().unwrap_or_default();
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(&name, &params, &Patch::Apply(obj))
-        .await
-        .map(drop)
-        .map_err(|source| Error::Apply {
-            kind,
-            name,
-            source: Box::new(source),
-        })
-}
-
-async fn delete_orphans<K>(
-    api: &Api<K>,
-    names: &Names,
-    keep: &[String],
-    kind: &'static str,
-) -> Result<(), Error>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    let selector = format!(
-        "{LABEL_INSTANCE}={},{LABEL_MANAGED_BY}={FIELD_MANAGER}",
-        names.cluster
-    );
-    let list = api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|source| Error::Read {
-            what: kind,
-            source: Box::new(source),
-        })?;
-    for obj in list.items {
-        let name = obj.meta().name.clone().unwrap_or_default();
-        if !keep.contains(&name) {
-            match api.delete(&name, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(source) => {
-                    return Err(Error::DeleteOrphan {
-                        kind,
-                        name,
-                        source: Box::new(source),
-                    });
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn secret_text(secret: &Secret, key: &str) -> Option<String> {
-    let bytes = secret.data.as_ref()?.get(key)?;
-    String::from_utf8(bytes.0.clone()).ok()
-}
-
-/// Reads the credentials Secret, creating it with random passwords when it is absent.
-pub(crate) async fn credentials(
-    client: &Client,
-    cluster: &MySQLCluster,
-    spec: &ValidSpec,
-) -> Result<ClusterCredentials, Error> {
-    let names = Names::of(cluster);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &names.namespace);
-    let secret = match secrets.get_opt(&spec.credentials_secret).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            let generated = build::generate_credentials();
-            let obj = build::credentials_secret(cluster, spec, &generated);
-            match secrets.create(&PostParams::default(), &obj).await {
-                Ok(s) => s,
-                Err(e) if matches!(&e, kube::Error::Api(s) if s.code == 409) => secrets
-                    .get(&spec.credentials_secret)
-                    .await
-                    .map_err(|source| Error::Read {
-                        what: "Secret",
-                        source: Box::new(source),
-                    })?,
-                Err(source) => {
-                    return Err(Error::Apply {
-                        kind: "Secret",
-                        name: spec.credentials_secret.clone(),
-                        source: Box::new(source),
-                    });
-                }
-            }
-        }
-        Err(source) => {
-            return Err(Error::Read {
-                what: "Secret",
-                source: Box::new(source),
-            });
-        }
-    };
-    let get = |key: &str| {
-        secret_text(&secret, key).ok_or_else(|| Error::Credentials {
-            secret: spec.credentials_secret.clone(),
-            reason: format!("the key {key} is missing or not UTF-8"),
-        })
-    };
-    let creds = ClusterCredentials {
-        root_password: get(keys::ROOT_PASSWORD)?,
-        operator_user: get(keys::OPERATOR_USER)?,
-        operator_password: get(keys::OPERATOR_PASSWORD)?,
-        replication_user: get(keys::REPLICATION_USER)?,
-        replication_password: get(keys::REPLICATION_PASSWORD)?,
-    };
-    for (what, user) in [
-        ("operator-user", &creds.operator_user),
-        ("replication-user", &creds.replication_user),
-    ] {
-        if switchyard_mysql::sql::validate_user(user).is_err() {
-            return Err(Error::Credentials {
-                secret: spec.credentials_secret.clone(),
-                reason: format!("{what} must be letters, digits, '_', '-' or '.'"),
-            });
-        }
-    }
-    for (what, pw) in [
-        ("operator-password", &creds.operator_password),
-        ("replication-password", &creds.replication_password),
-    ] {
-        if switchyard_mysql::sql::validate_password(pw).is_err() {
-            return Err(Error::Credentials {
-                secret: spec.credentials_secret.clone(),
-                reason: format!(
-                    "{what} must be 1 to 32 printable ASCII characters other than ' and \\"
-                ),
-            });
-        }
-    }
-    Ok(creds)
-}
-
 fn refused_message(refused: u64, undone_by: u64, message: &str) -> String {
     format!(
         "revision {refused} was refused by an instance and is undone by revision {undone_by}: \
@@ -257,18 +74,6 @@ fn is_blocking(reason: &HaltReason) -> bool {
             | HaltReason::BelowHighestVersion { .. }
             | HaltReason::UnknownVersion { .. }
     )
-}
-
-fn camel(category: &str) -> String {
-    category
-        .split('-')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
 }
 
 fn policy(spec: &ValidSpec, record: &Record, approval: Option<Approval>) -> Policy {
@@ -291,6 +96,48 @@ fn policy(spec: &ValidSpec, record: &Record, approval: Option<Approval>) -> Poli
     }
 }
 
+/// Sets the revision of every instance `0..replicas` to `assignments` and forgets the instances
+/// beyond (scaled down).
+fn assign(status: &mut MySQLClusterStatus, assignments: &std::collections::BTreeMap<u32, u64>) {
+    status
+        .instances
+        .retain(|i| assignments.contains_key(&i.ordinal));
+    for (ordinal, number) in assignments {
+        match status.instances.iter_mut().find(|i| i.ordinal == *ordinal) {
+            Some(i) => i.revision = Some(*number),
+            None => status.instances.push(InstanceStatus {
+                ordinal: *ordinal,
+                role: "replica".into(),
+                revision: Some(*number),
+                ..InstanceStatus::default()
+            }),
+        }
+    }
+    status.instances.sort_by_key(|i| i.ordinal);
+}
+
+/// Keeps at most [`REVISION_HISTORY`] revisions, dropping the oldest first, but never one an
+/// instance is assigned to (its pod is built from it) nor the current or update revision.
+fn trim_history(status: &mut MySQLClusterStatus) {
+    let used: Vec<u64> = status.instances.iter().filter_map(|i| i.revision).collect();
+    let Some(revisions) = status.revisions.as_mut() else {
+        return;
+    };
+    let keep =
+        |n: u64, r: &Revisions| used.contains(&n) || r.current == Some(n) || r.update == Some(n);
+    while revisions.history.len() > REVISION_HISTORY {
+        let snapshot = revisions.clone();
+        let Some(at) = revisions
+            .history
+            .iter()
+            .position(|e| !keep(e.number, &snapshot))
+        else {
+            break;
+        };
+        revisions.history.remove(at);
+    }
+}
+
 /// Reconciles one `MySQLCluster`.
 pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.metrics.reconciles.inc();
@@ -305,7 +152,7 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     let names = Names::of(cluster);
     let clusters: Api<MySQLCluster> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let generation = cluster.metadata.generation;
-    let now = now_time(&ctx.clock);
+    let now = ctx.now_time();
     let old_status = cluster.status.clone().unwrap_or_default();
 
     // Validate: an invalid spec changes nothing but the InvalidSpec condition. So does a
@@ -371,9 +218,11 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
         }
         return Ok(Action::await_change());
     }
-    let creds = credentials(&ctx.client, cluster, &spec).await?;
-    let hash = build::revision_hash(&spec, cluster);
-    let mut resolved = change::resolve(old_status.revisions.as_ref(), &hash);
+    // Fetch: the credentials (created when absent, reused when left behind) and the claims.
+    let (secret, creds) = fetch::credentials_secret(&ctx.client, cluster, &spec).await?;
+    let claims = fetch::claims(&ctx.client, &names).await?;
+    let hash = revision::revision_hash(&spec, cluster);
+    let mut resolved = revision::resolve(old_status.revisions.as_ref(), &hash);
     let (mut revision, mut new_revision) = match &resolved {
         Resolved::Latest(e) | Resolved::Refused { latest: e, .. } => (
             Revision {
@@ -410,6 +259,7 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     let observed = runtime.observed();
     let record = old_status.record.clone().unwrap_or_default();
     let bootstrapped = old_status.current_primary.is_some();
+    let target_of = |o: u32| runtime.target(o);
 
     // Forbidden transitions: UpgradeBlocked, a Warning, and nothing touched.
     let mut blocked = if bootstrapped {
@@ -436,7 +286,15 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     // A new revision: the upgrade pre-flight, and a configuration change classified against
     // every instance's live metadata, before anything is applied.
     let verdict = if blocked.is_none() && new_revision && bootstrapped {
-        change::plan_revision(&runtime, &spec, cluster, &observed, ctx.clock.as_ref()()).await?
+        change::plan_revision(
+            ops.as_ref(),
+            &target_of,
+            &spec,
+            cluster,
+            &observed,
+            ctx.clock.as_ref()(),
+        )
+        .await?
     } else {
         Verdict::Restart
     };
@@ -519,21 +377,13 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
         return Ok(Action::requeue(SAFETY_REQUEUE));
     }
 
-    // Build and apply the managed objects.
-    let client = &ctx.client;
-    let ns = &names.namespace;
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-    // The target revision's entry: its variables render the ConfigMap (they differ from the
-    // spec only while a refused change is undone), its template hash the pod template.
+    // The target revision's entry: its variables render the ConfigMaps of the instances it
+    // is assigned to (they differ from the spec only while a refused change is undone).
     let entry = match &resolved {
         Resolved::Latest(e) | Resolved::Refused { latest: e, .. } => e.clone(),
-        Resolved::New(_) => change::new_entry(&revision, &spec, &verdict, &now),
+        Resolved::New(_) => revision::new_entry(&revision, &spec, cluster, verdict.online(), &now),
     };
-    let mut target = change::target_of(&entry, spec.version);
+    let mut target = revision::target_of(&entry, spec.version);
     // An accepted SchemaChange of this cluster rides on the target until every instance has it.
     if bootstrapped {
         crate::schema::reconcile_for_cluster(ctx, cluster).await;
@@ -542,55 +392,6 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
             runtime.set_schema(Some(prepared));
         }
     }
-    let mut rendered = spec.clone();
-    if let Some(config) = &entry.config {
-        rendered.config = config.clone();
-    }
-    apply(
-        &config_maps,
-        &build::config_map(cluster, &rendered),
-        "ConfigMap",
-    )
-    .await?;
-    let svcs = build::services(cluster);
-    for svc in &svcs {
-        apply(&services, svc, "Service").await?;
-    }
-    apply(
-        &pdbs,
-        &build::pod_disruption_budget(cluster),
-        "PodDisruptionBudget",
-    )
-    .await?;
-    apply(
-        &secrets,
-        &build::bootstrap_secret(cluster, &spec, &creds),
-        "Secret",
-    )
-    .await?;
-    apply(
-        &stateful_sets,
-        &build::stateful_set_at(cluster, &spec, entry.pod_template_hash()),
-        "StatefulSet",
-    )
-    .await?;
-    let svc_names: Vec<String> = svcs.iter().map(ResourceExt::name_any).collect();
-    delete_orphans(&services, &names, &svc_names, "Service").await?;
-    delete_orphans(&config_maps, &names, &[names.config_map()], "ConfigMap").await?;
-    delete_orphans(
-        &pdbs,
-        &names,
-        std::slice::from_ref(&names.cluster),
-        "PodDisruptionBudget",
-    )
-    .await?;
-    delete_orphans(
-        &secrets,
-        &names,
-        &[names.bootstrap_secret(), spec.credentials_secret.clone()],
-        "Secret",
-    )
-    .await?;
 
     // Keep the history numbered, and the status' view of revisions current, before the
     // engine reads it.
@@ -598,10 +399,13 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     let revisions = status.revisions.get_or_insert_with(Revisions::default);
     if new_revision {
         revisions.history.push(entry.clone());
-        let excess = revisions.history.len().saturating_sub(REVISION_HISTORY);
-        revisions.history.drain(..excess);
     }
     revisions.update = Some(revision.number);
+    // Every instance has a revision before any pod is built: the one the record assigns to
+    // it, or (a new one) the primary's.
+    let assignments = instances::assignments(&status, spec.replicas, revision.number);
+    assign(&mut status, &assignments);
+    trim_history(&mut status);
     match &resolved {
         Resolved::Refused {
             message, refused, ..
@@ -636,6 +440,16 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     if status != old_status {
         runtime.write_status(status).await.map_err(status_error)?;
     }
+
+    // Build and apply: each instance's ConfigMap, claim and pod from its assigned revision.
+    let plans = instances::plan(
+        &names,
+        &runtime.cluster().status.unwrap_or_default(),
+        &observed,
+        spec.replicas,
+        spec.max_lag_seconds,
+    );
+    let applied = children::apply_children(ctx, &runtime, &spec, &plans, &claims, &secret).await?;
     let mut events: Vec<(EventType, &'static str, String)> = Vec::new();
     if new_revision && bootstrapped {
         ctx.metrics.rollouts_started.inc();
@@ -655,7 +469,7 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     let mut active = false;
     if !bootstrapped {
         active = true;
-        bootstrap(&runtime, &spec).await?;
+        bootstrap::first_primary(&runtime, &spec).await?;
     } else {
         let observed = runtime.observed();
         runtime
@@ -679,7 +493,9 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
             .status
             .and_then(|s| s.record)
             .unwrap_or_default();
-        if let Some(e) = manual_switchover(cluster, &runtime, &spec, &observed, &record).await? {
+        if let Some(e) =
+            manual::manual_switchover(cluster, &runtime, &spec, &observed, &record).await?
+        {
             events.push(e);
         }
         let record = runtime
@@ -736,16 +552,58 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
                 .iter()
                 .any(|i| i.schema.as_deref() != Some(c.id.as_str()))
         });
+    // What the agents say of instances whose server is not up: a primary whose data came
+    // back empty (never initialized again, never made writable), replicas being provisioned.
+    let seen = runtime.seen();
+    let agent_of = |o: u32| {
+        seen.get(&o)
+            .and_then(|s| s.agent.as_ref())
+            .and_then(|a| a.as_ref().ok())
+    };
+    let primary_data_lost = status
+        .current_primary
+        .filter(|p| agent_of(*p).is_some_and(|a| !a.data_dir_initialized));
+    let provisioning: Vec<u32> = (0..spec.replicas)
+        .filter(|o| Some(*o) != status.current_primary)
+        .filter(|o| {
+            seen.get(o)
+                .is_some_and(|s| s.pod.is_none() && !applied.created.is_empty())
+                || agent_of(*o).is_some_and(|a| {
+                    a.provisioning == Provisioning::Running || !a.data_dir_initialized
+                })
+        })
+        .collect();
     conditions(
         &mut status,
         &observed,
         &record,
         &outcome,
         primary_down,
+        primary_data_lost,
         pending,
         generation,
         &now,
     );
+    match &applied.storage {
+        Some((reason, message)) => set_condition(
+            &mut status.conditions,
+            types::STORAGE_NOT_APPLIED,
+            true,
+            reason,
+            message.clone(),
+            generation,
+            &now,
+        ),
+        None => set_condition(
+            &mut status.conditions,
+            types::STORAGE_NOT_APPLIED,
+            false,
+            "Applied",
+            "",
+            generation,
+            &now,
+        ),
+    }
     if !bootstrapped {
         set_condition(
             &mut status.conditions,
@@ -768,11 +626,21 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
             "AwaitingApproval"
         } else if pending {
             "Upgrading"
+        } else if !provisioning.is_empty() {
+            "Provisioning"
         } else {
             "Ready"
         }
         .into(),
     );
+    if !provisioning.is_empty() || !applied.created.is_empty() {
+        active = true;
+    }
+    if let Some((_, message)) = &applied.storage
+        && !crate::status::is_true(&before, types::STORAGE_NOT_APPLIED)
+    {
+        events.push((EventType::Warning, "StorageNotApplied", message.clone()));
+    }
 
     // Events and metrics for what changed.
     if let Some(last) = &record.last_switchover
@@ -867,7 +735,7 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     // An instance refused the online change: undo it with a new revision.
     if let Some(message) = refusal
         && let Some(revisions) = status.revisions.as_mut()
-        && let Some(next) = change::roll_back(revisions, revision.number, &message, &now)
+        && let Some(next) = revision::roll_back(revisions, revision.number, &message, &now)
     {
         let excess = revisions.history.len().saturating_sub(REVISION_HISTORY);
         revisions.history.drain(..excess);
@@ -914,14 +782,6 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     })
 }
 
-fn status_error(e: kube::Error) -> Error {
-    if is_conflict(&e) {
-        Error::Conflict
-    } else {
-        Error::WriteStatus(Box::new(e))
-    }
-}
-
 async fn write_status(
     clusters: &Api<MySQLCluster>,
     cluster: &MySQLCluster,
@@ -935,401 +795,4 @@ async fn write_status(
         .await
         .map(drop)
         .map_err(status_error)
-}
-
-/// Bootstrap: ordinal 0 becomes the writable primary, the others GTID replicas of it.
-async fn bootstrap(runtime: &KubeRuntime, spec: &ValidSpec) -> Result<(), Error> {
-    let seen = runtime.seen();
-    let ops = runtime.ops();
-    let Some(Some(Ok(primary))) = seen.get(&0).map(|s| s.view.clone()) else {
-        return Ok(());
-    };
-    // The lease rule holds here too: the statements end before the lease can expire.
-    let now = ClusterRuntime::now(runtime);
-    let until = now.after(crate::validate::switchover_work(spec.switchover_deadline));
-    runtime
-        .confirm_leadership(until)
-        .await
-        .map_err(|e| Error::Bootstrap {
-            ordinal: 0,
-            message: e.to_string(),
-        })?;
-    if !primary.writable {
-        let deadline = std::time::Instant::now() + until.since(now);
-        ops.promote(&runtime.target(0), deadline)
-            .await
-            .map_err(|e| Error::Bootstrap {
-                ordinal: 0,
-                message: e.message,
-            })?;
-    }
-    for ordinal in 1..spec.replicas {
-        if let Some(Some(Ok(v))) = seen.get(&ordinal).map(|s| s.view.clone())
-            && v.replication.is_none()
-        {
-            ops.replicate_from(&runtime.target(ordinal), &runtime.target(0), false)
-                .await
-                .map_err(|e| Error::Bootstrap {
-                    ordinal,
-                    message: e.message,
-                })?;
-        }
-    }
-    let ready = (0..spec.replicas).all(|o| seen.get(&o).is_some_and(|s| s.pod_ready));
-    if ready {
-        let mut status = runtime.cluster().status.unwrap_or_default();
-        status.current_primary = Some(0);
-        runtime.write_status(status).await.map_err(status_error)?;
-        runtime.refresh().await.map_err(|source| Error::Read {
-            what: "Pod",
-            source: Box::new(source),
-        })?;
-        let observed = runtime.observed();
-        runtime
-            .label_roles(&observed)
-            .await
-            .map_err(|e| Error::Bootstrap {
-                ordinal: 0,
-                message: e.to_string(),
-            })?;
-    }
-    Ok(())
-}
-
-/// A manual switchover (`switchyard.io/switchover-to: N`): with no intent under way and the
-/// same safety checks as the engine's own choice (the candidate healthy and caught up within
-/// the lag bound, replicating from the primary, without errant transactions, and every other
-/// instance able to replicate from it), the switchover is written into the record as the
-/// engine's intent, and the engine carries it out step by step.
-async fn manual_switchover(
-    cluster: &MySQLCluster,
-    runtime: &KubeRuntime,
-    spec: &ValidSpec,
-    observed: &Observed,
-    record: &Record,
-) -> Result<Option<(EventType, &'static str, String)>, Error> {
-    let Some(value) = cluster.annotations().get(ANNOTATION_SWITCHOVER_TO) else {
-        return Ok(None);
-    };
-    if record.intent.is_some() {
-        // Busy: the request waits until the current intent is finished.
-        return Ok(None);
-    }
-    let event = start_manual_switchover(value, runtime, spec, observed, record).await?;
-    // The request is consumed (started, refused, or already satisfied): a stale annotation
-    // must never move the primary again later.
-    let patch =
-        serde_json::json!({ "metadata": { "annotations": { ANNOTATION_SWITCHOVER_TO: null } } });
-    let clusters: Api<MySQLCluster> = Api::namespaced(runtime.client(), &runtime.names().namespace);
-    clusters
-        .patch(
-            &runtime.names().cluster,
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(|source| Error::Apply {
-            kind: "MySQLCluster",
-            name: runtime.names().cluster.clone(),
-            source: Box::new(source),
-        })?;
-    Ok(event)
-}
-
-async fn start_manual_switchover(
-    value: &str,
-    runtime: &KubeRuntime,
-    spec: &ValidSpec,
-    observed: &Observed,
-    record: &Record,
-) -> Result<Option<(EventType, &'static str, String)>, Error> {
-    let Some(primary) = observed.primary() else {
-        return Ok(None);
-    };
-    let refuse = |why: String| {
-        Some((
-            EventType::Warning,
-            "SwitchoverRefused",
-            format!("switchover to {value}: {why}"),
-        ))
-    };
-    let Ok(to) = value.trim().parse::<u32>() else {
-        return Ok(refuse("not an ordinal".into()));
-    };
-    if to == primary.ordinal {
-        return Ok(None);
-    }
-    if observed.instance(to).is_none() {
-        return Ok(refuse(format!("the cluster has no instance {to}")));
-    }
-    if let Err(why) = switchover_safety(spec, observed, primary.ordinal, to) {
-        return Ok(refuse(why));
-    }
-    let now = ClusterRuntime::now(runtime);
-    let mut next = record.clone();
-    next.intent = Some(Intent::Switchover {
-        from: primary.ordinal,
-        to,
-        step: SwitchoverStep::Requested,
-        started: now,
-        deadline: now.after(spec.switchover_deadline),
-    });
-    next.seq = record.seq + 1;
-    next.log(
-        now,
-        format!("manual switchover requested: {} -> {to}", primary.ordinal),
-        None,
-    );
-    runtime
-        .store_record(record.seq, &next)
-        .await
-        .map_err(|_| Error::Conflict)?;
-    Ok(Some((
-        EventType::Normal,
-        "SwitchoverRequested",
-        format!("switching the primary from {} to {to}", primary.ordinal),
-    )))
-}
-
-/// The checks a manually chosen candidate must pass (the engine's own candidate rules).
-pub fn switchover_safety(
-    spec: &ValidSpec,
-    observed: &Observed,
-    from: u32,
-    to: u32,
-) -> Result<(), String> {
-    let primary = observed
-        .instance(from)
-        .ok_or_else(|| format!("instance {from} is not in the cluster"))?;
-    let c = observed
-        .instance(to)
-        .ok_or_else(|| format!("instance {to} is not in the cluster"))?;
-    if !primary.health.is_up() {
-        return Err(format!("the primary {from} is {}", primary.health));
-    }
-    match c.lag_seconds() {
-        Some(lag) if lag <= spec.max_lag_seconds => {}
-        Some(lag) => {
-            return Err(format!(
-                "instance {to} lags {lag}s (bound {}s)",
-                spec.max_lag_seconds
-            ));
-        }
-        None => return Err(format!("instance {to} is {}", c.health)),
-    }
-    if c.source != Some(from) {
-        return Err(format!(
-            "instance {to} does not replicate from the primary {from}"
-        ));
-    }
-    if let (Some(cg), Some(pg)) = (&c.gtid, &primary.gtid)
-        && let Ok(errant) = switchyard_plan::gtid::errant(cg, pg)
-        && !errant.is_empty()
-    {
-        return Err(format!("instance {to} has errant transactions {errant}"));
-    }
-    for o in &observed.instances {
-        if o.ordinal == to || o.ordinal == from {
-            continue;
-        }
-        let ok = catalog()
-            .check_replication(observed.flavor, c.version, o.version)
-            .is_ok_and(|v| v.allowed);
-        if !ok {
-            return Err(format!(
-                "instance {to} runs {}, newer than instance {} ({}), which could not replicate from it",
-                c.version, o.ordinal, o.version
-            ));
-        }
-        if !o.health.is_up() {
-            return Err(format!("instance {} is {}", o.ordinal, o.health));
-        }
-    }
-    Ok(())
-}
-
-fn fill_status(
-    status: &mut MySQLClusterStatus,
-    spec: &ValidSpec,
-    observed: &Observed,
-    revision: &Revision,
-    done: bool,
-    generation: Option<i64>,
-) {
-    let numbers: BTreeMap<String, u64> = status
-        .revisions
-        .as_ref()
-        .map(|r| {
-            r.history
-                .iter()
-                .map(|e| (e.hash.clone(), e.number))
-                .collect()
-        })
-        .unwrap_or_default();
-    status.instances = observed
-        .by_ordinal()
-        .into_iter()
-        .map(|i| InstanceStatus {
-            ordinal: i.ordinal,
-            role: match i.role {
-                Role::Primary => "primary".into(),
-                Role::Replica => "replica".into(),
-            },
-            version: Some(i.version.to_string()),
-            revision: numbers.get(&i.revision.hash).copied(),
-            ready: i.health.is_up(),
-            lag_seconds: i.lag_seconds().filter(|_| i.role == Role::Replica),
-            last_error: (!i.health.is_up()).then(|| i.health.to_string()),
-        })
-        .collect();
-    let ready = status.instances.iter().filter(|i| i.ready).count();
-    status.ready = Some(format!("{ready}/{}", spec.replicas));
-    if let Some(p) = observed.primary()
-        && status.current_primary.is_some()
-    {
-        status.current_primary = Some(p.ordinal);
-    }
-    if let Some(revisions) = status.revisions.as_mut() {
-        let all_at_target = observed.instances.iter().all(|i| i.runs(revision));
-        if done || (all_at_target && revisions.current.is_none()) {
-            revisions.current = Some(revision.number);
-        }
-        let current_version = revisions
-            .current
-            .and_then(|n| revisions.history.iter().find(|e| e.number == n))
-            .map(|e| e.version.clone());
-        status.current_version = current_version;
-    }
-    let highest = status
-        .record
-        .as_ref()
-        .and_then(|r| r.highest_version)
-        .into_iter()
-        .chain(observed.highest_version())
-        .max();
-    status.highest_version = highest.map(|v| v.to_string());
-    status.observed_generation = generation;
-}
-
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one place that sets every condition"
-)]
-fn conditions(
-    status: &mut MySQLClusterStatus,
-    observed: &Observed,
-    record: &Record,
-    outcome: &Option<StepOutcome>,
-    primary_down: bool,
-    pending: bool,
-    generation: Option<i64>,
-    now: &Time,
-) {
-    let c = &mut status.conditions;
-    let primary = observed.primary();
-    let available = primary.is_some_and(|p| p.health.is_up() && p.writable);
-    set_condition(
-        c,
-        types::AVAILABLE,
-        available,
-        if available {
-            "PrimaryWritable"
-        } else {
-            "NoWritablePrimary"
-        },
-        match primary {
-            Some(p) if available => format!("instance {} takes writes", p.ordinal),
-            Some(p) => format!("the primary, instance {}, is {}", p.ordinal, p.health),
-            None => "no primary yet".into(),
-        },
-        generation,
-        now,
-    );
-    let unhealthy: Vec<String> = observed
-        .by_ordinal()
-        .into_iter()
-        .filter(|i| !i.health.is_up())
-        .map(|i| format!("instance {} is {}", i.ordinal, i.health))
-        .collect();
-    set_condition(
-        c,
-        types::DEGRADED,
-        primary_down || !unhealthy.is_empty(),
-        if primary_down {
-            "PrimaryDown"
-        } else if unhealthy.is_empty() {
-            "AllHealthy"
-        } else {
-            "InstanceUnhealthy"
-        },
-        unhealthy.join("; "),
-        generation,
-        now,
-    );
-    let halted = match (primary_down, outcome) {
-        (true, _) => Some((
-            "PrimaryDown".to_owned(),
-            "the primary died outside a switchover: the rollout waits for it; switchyard does not fail over".to_owned(),
-        )),
-        (false, Some(StepOutcome::Halted(reason))) => {
-            Some((camel(reason.category()), reason.to_string()))
-        }
-        _ => None,
-    };
-    set_condition(
-        c,
-        types::HALTED,
-        halted.is_some(),
-        halted.as_ref().map_or("NotHalted", |h| h.0.as_str()),
-        halted.as_ref().map(|h| h.1.clone()).unwrap_or_default(),
-        generation,
-        now,
-    );
-    let approval = match outcome {
-        Some(StepOutcome::Waited(WaitReason::AwaitingApproval { revision, from, to })) => {
-            Some((*revision, *from, *to))
-        }
-        _ => None,
-    };
-    set_condition(
-        c,
-        types::AWAITING_APPROVAL,
-        approval.is_some(),
-        if approval.is_some() { "SwitchoverNeedsApproval" } else { "NoApprovalNeeded" },
-        approval
-            .map(|(r, f, t)| {
-                format!(
-                    "the switchover of revision {r} from instance {f} to instance {t} awaits approval: \
-                     switchyard approve CLUSTER (annotation switchyard.io/approve-switchover: \"{r}:{f}->{t}\")"
-                )
-            })
-            .unwrap_or_default(),
-        generation,
-        now,
-    );
-    let progressing = pending
-        && !matches!(
-            outcome,
-            Some(StepOutcome::Halted(_)) | Some(StepOutcome::Done)
-        );
-    set_condition(
-        c,
-        types::PROGRESSING,
-        progressing,
-        if progressing {
-            if matches!(record.intent, Some(Intent::Switchover { .. })) {
-                "Switchover"
-            } else {
-                "RollingOut"
-            }
-        } else {
-            "Complete"
-        },
-        match (progressing, outcome) {
-            (true, Some(o)) => o.to_string(),
-            _ => String::new(),
-        },
-        generation,
-        now,
-    );
 }

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use switchyard_kube::build::ClusterCredentials;
+use switchyard_kube::credentials::ClusterCredentials;
 use switchyard_kube::ops::{HandleCache, InstanceOps, MysqlOps, Target, pod_target};
 use switchyard_testbed::{Cluster, Options, ServerKind, replication_with};
 
@@ -74,7 +74,7 @@ async fn mariadb_a_fence_is_reported_only_while_its_lock_holds() {
     let testbed = replication_with(&[ServerKind::Mariadb1011; 2], &Options::default())
         .await
         .expect("two servers");
-    let ops = MysqlOps::new(None, &credentials(&testbed), HandleCache::default());
+    let ops = MysqlOps::new(&credentials(&testbed), HandleCache::default());
     let (primary, replica) = (target(&testbed, 0), target(&testbed, 1));
     let server = testbed.instance(0);
     let mut admin = server
@@ -165,7 +165,7 @@ async fn mysql_a_fence_is_super_read_only() {
     let testbed = replication_with(&[ServerKind::Mysql97], &Options::default())
         .await
         .expect("a server");
-    let ops = MysqlOps::new(None, &credentials(&testbed), HandleCache::default());
+    let ops = MysqlOps::new(&credentials(&testbed), HandleCache::default());
     let primary = target(&testbed, 0);
     let view = ops.observe(&primary, None).await.expect("observe");
     assert!(view.writable && !view.fenced, "{view:?}");
