@@ -588,15 +588,21 @@ pub fn cluster(spec: MySQLClusterSpec) -> MySQLCluster {
 
 impl World {
     pub async fn new(cluster: MySQLCluster) -> World {
-        let client = ClientBuilder::new()
+        World::with_api(cluster, |b| b).await
+    }
+
+    /// A world whose fake API server `setup` adds to (objects, interceptors).
+    pub async fn with_api(
+        cluster: MySQLCluster,
+        setup: impl FnOnce(ClientBuilder) -> ClientBuilder,
+    ) -> World {
+        let builder = ClientBuilder::new()
             .with_resource::<MySQLCluster>()
             .with_status_subresource::<MySQLCluster>()
             .with_resource::<SchemaChange>()
             .with_status_subresource::<SchemaChange>()
-            .with_object(cluster)
-            .build()
-            .await
-            .expect("a fake client");
+            .with_object(cluster);
+        let client = setup(builder).build().await.expect("a fake client");
         let ops = Arc::new(FakeOps::default());
         let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
         let ctx = make_context(&client, &ops, &clock, None);
@@ -690,6 +696,59 @@ impl World {
             .unwrap()?;
         let text = cm.data?.get("instance.json")?.clone();
         Some(serde_json::from_str(&text).expect("instance.json"))
+    }
+
+    /// Deletes the cluster object (as `kubectl delete mysqlcluster` would), then plays the
+    /// garbage collector: every object whose owners are all gone is deleted, until none is.
+    pub async fn delete_cluster(&self) {
+        self.clusters()
+            .delete(NAME, &DeleteParams::default())
+            .await
+            .expect("delete the cluster");
+        self.collect_garbage().await;
+    }
+
+    /// Plays Kubernetes' garbage collector over the namespace's pods, ConfigMaps, Services,
+    /// Secrets and claims: an object with owner references none of which exists any more is
+    /// deleted (an object without owners is kept), until nothing changes.
+    pub async fn collect_garbage(&self) {
+        loop {
+            let mut uids: Vec<String> = Vec::new();
+            let clusters = self.clusters().list(&ListParams::default()).await.unwrap();
+            uids.extend(clusters.items.iter().filter_map(|c| c.uid()));
+            let claims = self.claims().list(&ListParams::default()).await.unwrap();
+            uids.extend(claims.items.iter().filter_map(|c| c.uid()));
+            let orphaned = |refs: Option<
+                &Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+            >| {
+                refs.is_some_and(|r| !r.is_empty() && r.iter().all(|o| !uids.contains(&o.uid)))
+            };
+            let mut deleted = 0;
+            macro_rules! sweep {
+                ($api:expr) => {{
+                    let api = $api;
+                    for obj in api.list(&ListParams::default()).await.unwrap().items {
+                        if orphaned(obj.metadata.owner_references.as_ref()) {
+                            api.delete(&obj.name_any(), &DeleteParams::default())
+                                .await
+                                .unwrap();
+                            deleted += 1;
+                        }
+                    }
+                }};
+            }
+            sweep!(self.pods());
+            sweep!(self.config_maps());
+            sweep!(self.secrets());
+            sweep!(self.claims());
+            sweep!(Api::<k8s_openapi::api::core::v1::Service>::namespaced(
+                self.client.clone(),
+                NS
+            ));
+            if deleted == 0 {
+                return;
+            }
+        }
     }
 
     /// The agent log of the test kubelet.
@@ -858,7 +917,13 @@ impl World {
                 agent.mariadb_upgrade_info = Some(version.to_string());
                 started.push(o);
             } else {
-                self.ops.set_down(o, true);
+                // No server runs: nothing answers, nothing is writable.
+                if self.ops.instances.lock().unwrap().contains_key(&o) {
+                    self.ops.set(o, |i| {
+                        i.down = true;
+                        i.writable = false;
+                    });
+                }
                 agent.not_ready = Some("the data directory is empty".into());
             }
             if let Some(kept) = self.ops.agents.lock().unwrap().get(&o)
