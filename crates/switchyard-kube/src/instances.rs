@@ -26,7 +26,7 @@ use switchyard_plan::Observed;
 use switchyard_plan::versions::Version;
 
 use crate::agent::{AGENT_PORT, Donor, InstanceConfig, Source};
-use crate::crd::{MySQLClusterStatus, RevisionEntry};
+use crate::crd::{InstanceStatus, MySQLClusterStatus, RevisionEntry};
 use crate::names::{MYSQL_PORT, Names, SERVER_ID_BASE};
 
 /// What one instance should be.
@@ -159,4 +159,24 @@ pub fn plan(
             })
         })
         .collect()
+}
+
+/// Sets the revision of every instance `0..replicas` to `assignments` and forgets the instances
+/// beyond (scaled down).
+pub fn assign(status: &mut MySQLClusterStatus, assignments: &BTreeMap<u32, u64>) {
+    status
+        .instances
+        .retain(|i| assignments.contains_key(&i.ordinal));
+    for (ordinal, number) in assignments {
+        match status.instances.iter_mut().find(|i| i.ordinal == *ordinal) {
+            Some(i) => i.revision = Some(*number),
+            None => status.instances.push(InstanceStatus {
+                ordinal: *ordinal,
+                role: "replica".into(),
+                revision: Some(*number),
+                ..InstanceStatus::default()
+            }),
+        }
+    }
+    status.instances.sort_by_key(|i| i.ordinal);
 }

@@ -12,9 +12,13 @@ use switchyard_plan::topology::content_hash;
 use switchyard_plan::versions::{Flavor, Version};
 
 use crate::crd::{
-    MySQLCluster, OnlineRevision, RevisionEntry, RevisionPod, Revisions, VariableSetting,
+    MySQLCluster, MySQLClusterStatus, OnlineRevision, RevisionEntry, RevisionPod, Revisions,
+    VariableSetting,
 };
 use crate::validate::ValidSpec;
+
+/// How many revisions the status history keeps.
+pub const REVISION_HISTORY: usize = 16;
 
 /// The server variables of the spec: the operator's durability, GTID and replication
 /// settings for the flavor, then the user's `config` (which cannot name operator-owned
@@ -304,4 +308,26 @@ pub fn online_family(revisions: &Revisions, target: &RevisionEntry) -> BTreeSet<
         .chain(std::iter::once(template.to_owned()))
         .filter(|h| *h != target.hash)
         .collect()
+}
+
+/// Keeps at most [`REVISION_HISTORY`] revisions, dropping the oldest first, but never one an
+/// instance is assigned to (its pod is built from it) nor the current or update revision.
+pub fn trim_history(status: &mut MySQLClusterStatus) {
+    let used: Vec<u64> = status.instances.iter().filter_map(|i| i.revision).collect();
+    let Some(revisions) = status.revisions.as_mut() else {
+        return;
+    };
+    let keep =
+        |n: u64, r: &Revisions| used.contains(&n) || r.current == Some(n) || r.update == Some(n);
+    while revisions.history.len() > REVISION_HISTORY {
+        let snapshot = revisions.clone();
+        let Some(at) = revisions
+            .history
+            .iter()
+            .position(|e| !keep(e.number, &snapshot))
+        else {
+            break;
+        };
+        revisions.history.remove(at);
+    }
 }
