@@ -32,6 +32,7 @@ pub mod leader;
 pub mod manual;
 pub mod metrics;
 pub mod names;
+pub mod observe;
 pub mod ops;
 pub mod reconcile;
 pub mod revision;
