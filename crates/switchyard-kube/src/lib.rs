@@ -36,6 +36,7 @@ pub mod observe;
 pub mod ops;
 pub mod reconcile;
 pub mod revision;
+pub mod rotation;
 pub mod runtime;
 pub mod schema;
 pub mod status;

@@ -164,6 +164,17 @@ pub trait InstanceOps: Send + Sync {
     /// Closes every client connection (after the primary moved away), by `deadline`.
     async fn close_client_connections(&self, t: &Target, deadline: Instant)
     -> Result<(), OpsError>;
+    /// Sets the passwords of `accounts` (`(user, password)`, each `'user'@'%'`) on the primary
+    /// `t`, written to the binary log so that every replica applies the same change from it
+    /// (no replica writes a transaction of its own). Errors never hold a password.
+    async fn set_passwords(
+        &self,
+        t: &Target,
+        accounts: &[(String, String)],
+    ) -> Result<(), OpsError> {
+        let _ = accounts;
+        Err(unsupported(t, "set passwords"))
+    }
     /// What the instance's agent reports (`GET /status` on its agent port).
     async fn agent_status(&self, t: &Target) -> Result<AgentStatus, OpsError> {
         Err(unsupported(t, "ask the agent"))
@@ -249,6 +260,7 @@ fn unsupported(t: &Target, what: &str) -> OpsError {
 /// a server restarted within a second of its previous start.)
 #[derive(Clone)]
 pub struct MysqlOps {
+    account: (String, String),
     credentials: Credentials,
     replication: ReplicationCredentials,
     handles: HandleCache,
@@ -260,6 +272,9 @@ pub struct MysqlOps {
 pub struct CachedHandle {
     instance: Instance,
     fenced_server: Option<StartWindow>,
+    /// The account the handle connects with (user and password): a handle of another account
+    /// (after a password rotation) is replaced.
+    account: (String, String),
 }
 
 /// When a server process started, as one observation can tell: after `from`, no later than
@@ -293,6 +308,7 @@ impl MysqlOps {
     /// Operations with `creds`, sharing `handles`.
     pub fn new(creds: &ClusterCredentials, handles: HandleCache) -> Self {
         MysqlOps {
+            account: (creds.operator_user.clone(), creds.operator_password.clone()),
             credentials: Credentials::new(
                 creds.operator_user.clone(),
                 creds.operator_password.clone(),
@@ -314,6 +330,7 @@ impl MysqlOps {
         let mut handles = self.cache();
         if let Some(h) = handles.get(t)
             && h.instance.addr().host == t.host
+            && h.account == self.account
         {
             return h.instance.clone();
         }
@@ -328,6 +345,7 @@ impl MysqlOps {
             CachedHandle {
                 instance: h.clone(),
                 fenced_server: None,
+                account: self.account.clone(),
             },
         );
         h
@@ -595,6 +613,45 @@ impl InstanceOps for MysqlOps {
             .handle(t)
             .run_member_ddl(statement, lock_wait, former_primary)
             .await)
+    }
+
+    async fn set_passwords(
+        &self,
+        t: &Target,
+        accounts: &[(String, String)],
+    ) -> Result<(), OpsError> {
+        use switchyard_mysql::sql::{quote_literal, validate_password, validate_user};
+        let h = self.handle(t);
+        for (user, password) in accounts {
+            if validate_user(user).is_err() || validate_password(password).is_err() {
+                return Err(OpsError::new(
+                    "invalid",
+                    false,
+                    format!(
+                        "{}: the account {user} or its new password is not usable",
+                        t.pod
+                    ),
+                ));
+            }
+            // Values validated above and quoted: ALTER USER takes no bound password. Written
+            // to the binary log (a replicated statement), so the replicas apply it from here.
+            let statement = format!(
+                "ALTER USER {}@'%' IDENTIFIED BY {}",
+                quote_literal(user),
+                quote_literal(password)
+            );
+            let changed = h
+                .run_replicated_ddl(&statement, Duration::from_secs(10))
+                .await;
+            if let Err(e) = changed {
+                let mut e = OpsError::from_mysql(&e);
+                // A server may echo the statement: never the password.
+                e.message = e.message.replace(password.as_str(), "***");
+                e.message = format!("{}: set the password of {user}: {}", t.pod, e.message);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     async fn agent_status(&self, t: &Target) -> Result<AgentStatus, OpsError> {

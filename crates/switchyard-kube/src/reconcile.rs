@@ -33,6 +33,7 @@ use crate::manual::Note;
 use crate::names::Names;
 pub use crate::revision::REVISION_HISTORY;
 use crate::revision::{self, Resolved};
+use crate::rotation::{self, Rotation};
 use crate::runtime::KubeRuntime;
 use crate::status::{
     ANNOTATION_APPROVE, camel, conditions, fill_status, is_true, parse_approval, set_condition,
@@ -107,6 +108,7 @@ struct Pass<'a> {
 /// What fetch read.
 struct Fetched {
     secret: k8s_openapi::api::core::v1::Secret,
+    creds: crate::credentials::ClusterCredentials,
     claims: std::collections::BTreeMap<u32, k8s_openapi::api::core::v1::PersistentVolumeClaim>,
     runtime: Arc<KubeRuntime>,
     observed: Observed,
@@ -165,6 +167,9 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     )
     .await?;
     let bootstrapped = pass.old.current_primary.is_some();
+    if bootstrapped && let Some(action) = pass.rotate(runtime, &fetched).await? {
+        return Ok(action);
+    }
     let stepped = pass.step(&spec, runtime, &target, bootstrapped).await?;
     let active = pass
         .report(
@@ -241,6 +246,7 @@ impl Pass<'_> {
         let (secret, creds) = fetch::credentials_secret(&ctx.client, self.cluster, spec).await?;
         let claims = fetch::claims(&ctx.client, &self.names).await?;
         let ops = ctx.ops.ops(&self.names.namespace, &creds);
+        let fetched_creds = creds.clone();
         let runtime = Arc::new(
             KubeRuntime::new(
                 ctx.client.clone(),
@@ -259,6 +265,7 @@ impl Pass<'_> {
         let observed = runtime.observed();
         Ok(Fetched {
             secret,
+            creds: fetched_creds,
             claims,
             runtime,
             observed,
@@ -491,6 +498,84 @@ impl Pass<'_> {
             ));
         }
         Ok(target)
+    }
+
+    /// A requested password rotation, one step (see [`crate::rotation`]): while it works, the
+    /// reconcile ends here (the engine takes no step); while it waits for the cluster, the
+    /// reconcile goes on.
+    async fn rotate(
+        &mut self,
+        runtime: &KubeRuntime,
+        fetched: &Fetched,
+    ) -> Result<Option<Action>, Error> {
+        let result = rotation::rotate(
+            self.ctx,
+            runtime,
+            &fetched.secret,
+            &fetched.creds,
+            &fetched.observed,
+        )
+        .await?;
+        let (active, reason, message, done) = match result {
+            Rotation::Idle => return Ok(None),
+            Rotation::Waiting(m) => (true, "Waiting", m, None),
+            Rotation::Busy(m) => (true, "Rotating", m, None),
+            Rotation::Failed(m) => (true, "Failed", m, None),
+            Rotation::Done(token) => (
+                false,
+                "Rotated",
+                "the operator and replication passwords were rotated on every instance".into(),
+                Some(token),
+            ),
+        };
+        let mut status = runtime.cluster().status.unwrap_or_default();
+        let before = status.clone();
+        set_condition(
+            &mut status.conditions,
+            types::ROTATING_CREDENTIALS,
+            active,
+            reason,
+            message.clone(),
+            self.generation,
+            &self.now,
+        );
+        if let Some(token) = &done {
+            status.rotation = Some(token.clone());
+        }
+        if status != before {
+            runtime.write_status(status).await.map_err(status_error)?;
+        }
+        let cluster = runtime.cluster();
+        let failed_before = crate::status::condition(&before, types::ROTATING_CREDENTIALS)
+            .is_some_and(|c| c.reason == "Failed");
+        match (reason, done) {
+            ("Waiting", _) => Ok(None),
+            (_, Some(_)) => {
+                publish(
+                    self.ctx,
+                    &cluster,
+                    EventType::Normal,
+                    "CredentialsRotated",
+                    message,
+                )
+                .await;
+                Ok(Some(Action::requeue(ACTIVE_REQUEUE)))
+            }
+            ("Failed", _) => {
+                if !failed_before {
+                    publish(
+                        self.ctx,
+                        &cluster,
+                        EventType::Warning,
+                        "RotationFailed",
+                        message,
+                    )
+                    .await;
+                }
+                Ok(Some(Action::requeue(ACTIVE_REQUEUE * 5)))
+            }
+            _ => Ok(Some(Action::requeue(ACTIVE_REQUEUE))),
+        }
     }
 
     /// The first primary (bootstrap, outside the engine), or the role labels following the

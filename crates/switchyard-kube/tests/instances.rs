@@ -25,6 +25,7 @@ use switchyard_kube::crd::{MySQLCluster, MySQLClusterSpec};
 use switchyard_kube::names::{
     ANNOTATION_REVISION_HASH, ANNOTATION_VERSION, LABEL_ROLE, LABEL_SERVING,
 };
+use switchyard_kube::rotation::ANNOTATION_ROTATE;
 use switchyard_kube::status::ANNOTATION_SWITCHOVER_TO;
 use switchyard_plan::record::Intent;
 
@@ -290,6 +291,17 @@ async fn an_emptied_primary_is_never_initialized_again_nor_made_writable() {
     assert!(message.contains("instance 0"), "{message}");
     assert_eq!(condition(&c, "Available").unwrap().0, "False");
     assert_eq!(c.status.unwrap().current_primary, Some(0));
+}
+
+async fn secret(w: &World, key: &str) -> Option<String> {
+    w.secrets()
+        .get("shop-credentials")
+        .await
+        .unwrap()
+        .data
+        .unwrap()
+        .get(key)
+        .map(|b| String::from_utf8(b.0.clone()).unwrap())
 }
 
 fn storage(class: &str, size: &str) -> PersistentVolumeClaimSpec {
@@ -636,4 +648,74 @@ async fn a_mariadb_patch_upgrade_does_not_halt_on_the_system_tables() {
         "{failure:?}"
     );
     assert!(matches!(record.intent, Some(Intent::Restarting { .. })));
+}
+
+/// A password rotation asked for by annotation: the new passwords go to the Secret first,
+/// the primary changes both accounts once (replicated through its binary log: no replica
+/// changes them itself), every replica replicates again with the new replication password,
+/// and the Secret then holds the new passwords; the same token asks for nothing more.
+#[tokio::test]
+async fn passwords_rotate_through_the_primary_and_the_secret_on_request() {
+    let w = ready(World::new(cluster(spec("mariadb", "10.11.14", 3))).await).await;
+    let old = secret(&w, "operator-password").await.unwrap();
+    // The servers know the current password (and refuse any other).
+    for o in 0..3 {
+        w.ops.passwords.lock().unwrap().insert(o, old.clone());
+    }
+    w.ops.calls.lock().unwrap().clear();
+    w.annotate(ANNOTATION_ROTATE, "2026-12-07").await;
+    w.reconcile().await.expect("reconcile");
+    let next = secret(&w, "operator-password-next")
+        .await
+        .expect("kept first");
+    let next_replication = secret(&w, "replication-password-next").await.unwrap();
+    assert_eq!(secret(&w, "operator-password").await.unwrap(), old);
+    assert_ne!(next, old);
+    for _ in 0..4 {
+        w.reconcile().await.expect("reconcile");
+        w.advance(TICK);
+    }
+    let c = w.cluster().await;
+    assert_eq!(
+        c.status.as_ref().unwrap().rotation.as_deref(),
+        Some("2026-12-07")
+    );
+    let calls = w.ops.calls();
+    let rotation: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.starts_with("set-passwords") || c.starts_with("replicate"))
+        .collect();
+    assert_eq!(
+        rotation,
+        [
+            "set-passwords 0 replication,switchyard",
+            "replicate 1<-0",
+            "replicate 2<-0"
+        ],
+        "{calls:?}"
+    );
+    assert_eq!(secret(&w, "operator-password").await.unwrap(), next);
+    assert_eq!(
+        secret(&w, "replication-password").await.unwrap(),
+        next_replication
+    );
+    assert_eq!(secret(&w, "operator-password-next").await, None);
+    let (status, reason, _) = condition(&c, "RotatingCredentials").unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Rotated"));
+    assert!(
+        w.event_reasons()
+            .await
+            .contains(&"CredentialsRotated".to_owned())
+    );
+    // The operator goes on with the new password; the same token asks for nothing more.
+    w.ops.calls.lock().unwrap().clear();
+    settle(&w).await;
+    assert!(
+        !w.ops.calls().iter().any(|c| c.starts_with("set-passwords")),
+        "{:?}",
+        w.ops.calls()
+    );
+    let c = w.cluster().await;
+    assert_eq!(c.status.as_ref().unwrap().phase.as_deref(), Some("Ready"));
+    assert_eq!(condition(&c, "Available").unwrap().0, "True");
 }

@@ -100,6 +100,8 @@ pub struct FakeOps {
     pub edit_after_promote: Mutex<Option<Api<MySQLCluster>>>,
     /// What each instance's agent reports (`GET /status`), as the test kubelet sets it.
     pub agents: Mutex<BTreeMap<u32, AgentStatus>>,
+    /// The operator password each instance accepts, once one was set (any before).
+    pub passwords: Mutex<BTreeMap<u32, String>>,
 }
 
 /// The variable table the test double describes (a fixture, not a server's rules): name,
@@ -394,6 +396,24 @@ impl InstanceOps for FakeOps {
         self.call(format!("close-clients {}", t.ordinal));
         self.with(t.ordinal, |_| ())
     }
+    async fn set_passwords(
+        &self,
+        t: &Target,
+        accounts: &[(String, String)],
+    ) -> Result<(), OpsError> {
+        let users: Vec<&str> = accounts.iter().map(|(u, _)| u.as_str()).collect();
+        self.call(format!("set-passwords {} {}", t.ordinal, users.join(",")));
+        self.with(t.ordinal, |_| ())?;
+        // Through the primary's binary log: every instance that replicates applies it.
+        if let Some((_, password)) = accounts.iter().find(|(u, _)| u == "switchyard") {
+            let ordinals: Vec<u32> = self.instances.lock().unwrap().keys().copied().collect();
+            let mut passwords = self.passwords.lock().unwrap();
+            for o in ordinals {
+                passwords.insert(o, password.clone());
+            }
+        }
+        Ok(())
+    }
     async fn agent_status(&self, t: &Target) -> Result<AgentStatus, OpsError> {
         self.agents
             .lock()
@@ -518,8 +538,117 @@ impl InstanceOps for FakeOps {
 struct Factory(Arc<FakeOps>);
 
 impl OpsFactory for Factory {
-    fn ops(&self, _: &str, _: &ClusterCredentials) -> Arc<dyn InstanceOps> {
-        self.0.clone()
+    fn ops(&self, _: &str, creds: &ClusterCredentials) -> Arc<dyn InstanceOps> {
+        Arc::new(Scoped {
+            ops: self.0.clone(),
+            password: creds.operator_password.clone(),
+        })
+    }
+}
+
+/// The double as seen with one operator password: once a test (or a rotation) gave the
+/// servers a password ([`FakeOps::passwords`]), another one is refused as a server refuses
+/// it (error 1045).
+struct Scoped {
+    ops: Arc<FakeOps>,
+    password: String,
+}
+
+impl Scoped {
+    fn login(&self, t: &Target) -> Result<&FakeOps, OpsError> {
+        match self.ops.passwords.lock().unwrap().get(&t.ordinal) {
+            Some(p) if *p != self.password => Err(OpsError::new(
+                "access_denied",
+                false,
+                format!("{}: access denied for the operator account", t.pod),
+            )),
+            _ => Ok(&self.ops),
+        }
+    }
+}
+
+#[async_trait]
+impl InstanceOps for Scoped {
+    async fn observe(&self, t: &Target, d: Option<Instant>) -> Result<InstanceView, OpsError> {
+        self.login(t)?.observe(t, d).await
+    }
+    async fn wait_no_long_transaction(
+        &self,
+        t: &Target,
+        max: u64,
+        d: Instant,
+    ) -> Result<(), OpsError> {
+        self.login(t)?.wait_no_long_transaction(t, max, d).await
+    }
+    async fn fence(&self, t: &Target, d: Instant) -> Result<(), OpsError> {
+        self.login(t)?.fence(t, d).await
+    }
+    async fn demote(&self, t: &Target, s: &Target, d: Instant) -> Result<(), OpsError> {
+        self.login(t)?.demote(t, s, d).await
+    }
+    async fn wait_caught_up(&self, c: &Target, f: &Target, d: Instant) -> Result<(), OpsError> {
+        self.login(c)?.wait_caught_up(c, f, d).await
+    }
+    async fn promote(&self, t: &Target, d: Instant) -> Result<(), OpsError> {
+        self.login(t)?.promote(t, d).await
+    }
+    async fn replicate_from(&self, t: &Target, s: &Target, former: bool) -> Result<(), OpsError> {
+        self.login(t)?.replicate_from(t, s, former).await
+    }
+    async fn prepare_shutdown(&self, t: &Target, slow: bool) -> Result<(), OpsError> {
+        self.login(t)?.prepare_shutdown(t, slow).await
+    }
+    async fn close_client_connections(&self, t: &Target, d: Instant) -> Result<(), OpsError> {
+        self.login(t)?.close_client_connections(t, d).await
+    }
+    async fn agent_status(&self, t: &Target) -> Result<AgentStatus, OpsError> {
+        self.ops.agent_status(t).await
+    }
+    async fn variable_metadata(
+        &self,
+        t: &Target,
+        probe: &[String],
+    ) -> Result<ServerMetadata, OpsError> {
+        self.login(t)?.variable_metadata(t, probe).await
+    }
+    async fn set_variables(&self, t: &Target, vars: &[(String, String)]) -> Result<(), OpsError> {
+        self.login(t)?.set_variables(t, vars).await
+    }
+    async fn global_values(
+        &self,
+        t: &Target,
+        names: &[String],
+    ) -> Result<BTreeMap<String, Option<String>>, OpsError> {
+        self.login(t)?.global_values(t, names).await
+    }
+    async fn accounts(&self, t: &Target) -> Result<Vec<Account>, OpsError> {
+        self.login(t)?.accounts(t).await
+    }
+    async fn show_create_table(
+        &self,
+        t: &Target,
+        database: &str,
+        table: &str,
+    ) -> Result<String, OpsError> {
+        self.login(t)?.show_create_table(t, database, table).await
+    }
+    async fn run_ddl(
+        &self,
+        t: &Target,
+        statement: &str,
+        lock_wait: Duration,
+        former_primary: bool,
+    ) -> Result<(), OpsError> {
+        self.login(t)?
+            .run_ddl(t, statement, lock_wait, former_primary)
+            .await
+    }
+    async fn set_passwords(
+        &self,
+        t: &Target,
+        accounts: &[(String, String)],
+    ) -> Result<(), OpsError> {
+        self.login(t)?.set_passwords(t, accounts).await
     }
 }
 
