@@ -719,3 +719,42 @@ async fn passwords_rotate_through_the_primary_and_the_secret_on_request() {
     assert_eq!(c.status.as_ref().unwrap().phase.as_deref(), Some("Ready"));
     assert_eq!(condition(&c, "Available").unwrap().0, "True");
 }
+
+/// The first replica upgraded (the only instance on the new version) loses its volume: no
+/// instance of its version can be its donor, so it is moved to the primary's revision,
+/// provisioned from the primary, and upgraded again by the rollout.
+#[tokio::test]
+async fn an_emptied_replica_with_no_donor_of_its_version_is_provisioned_on_the_primarys() {
+    let w = ready(World::new(cluster(spec("mariadb", "10.5.27", 3))).await).await;
+    w.edit(|s| s.version = "10.11.14".into()).await;
+    for _ in 0..40 {
+        w.reconcile().await.expect("reconcile");
+        w.kubelet().await;
+        w.advance(TICK);
+        if annotation(&w, 2, ANNOTATION_VERSION).await.as_deref() == Some("10.11.14") {
+            break;
+        }
+    }
+    assert_eq!(assigned(&w.cluster().await, 2), Some(2));
+    w.lose_volume(2);
+    w.delete_pod(2).await;
+    for _ in 0..6 {
+        let _ = w.reconcile().await;
+        w.kubelet().await;
+        w.advance(TICK);
+    }
+    let log = w.agent_log();
+    let empty = log
+        .iter()
+        .position(|l| l == "empty 2")
+        .expect("it came back empty");
+    assert!(
+        log[empty..].contains(&"provision 2<-0".to_owned()),
+        "provisioned from the primary: {log:?}"
+    );
+    w.run_until("Ready", 80, TICK).await;
+    settle(&w).await;
+    let c = w.cluster().await;
+    assert!((0..3).all(|o| assigned(&c, o) == Some(2)), "{:?}", c.status);
+    assert_eq!(w.ops.instance(2).version.to_string(), "10.11.14");
+}
