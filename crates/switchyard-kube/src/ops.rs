@@ -1,18 +1,17 @@
 //! The instance-facing operations the Kubernetes runtime needs, behind a small trait.
 //!
 //! [`InstanceOps`] is the seam between the reconciler and the servers. The production
-//! implementation, [`MysqlOps`], talks SQL through `switchyard-mysql` (and reads one file in
-//! the pod for the MariaDB system-table check); the reconcile tests use a Kubernetes-side
-//! test double so that they run against a fake API server without database servers. The
-//! real SQL path is exercised by the end-to-end tests over real servers.
+//! implementation, [`MysqlOps`], talks SQL through `switchyard-mysql` and asks the pod's agent
+//! ([`crate::agent`]) what only the pod can tell (the data directory's state, the system
+//! tables' upgrade); no command runs inside a pod (no `pods/exec`). The reconcile tests use a
+//! Kubernetes-side test double so that they run against a fake API server without database
+//! servers; the SQL path is tested against real servers (`tests/ops.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, AttachParams};
 use switchyard_config::{Account, ConfigError, ConfigServer, ServerMetadata};
 use switchyard_mysql::{
     Credentials, Instance, InstanceAddr, IoThreadState, Observation, ReplicationCredentials,
@@ -20,9 +19,10 @@ use switchyard_mysql::{
 };
 use switchyard_plan::gtid::GtidSet;
 use switchyard_plan::versions::{Flavor, Version};
-use tokio::io::AsyncReadExt;
 
-use crate::build::{CONTAINER, ClusterCredentials, MYSQL_PORT};
+use crate::agent::{AGENT_PORT, AgentStatus};
+use crate::credentials::ClusterCredentials;
+use crate::names::MYSQL_PORT;
 
 /// One instance as the operations address it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -164,14 +164,21 @@ pub trait InstanceOps: Send + Sync {
     /// Closes every client connection (after the primary moved away), by `deadline`.
     async fn close_client_connections(&self, t: &Target, deadline: Instant)
     -> Result<(), OpsError>;
-    /// Whether the system tables were upgraded for `version` (MariaDB; always true on
-    /// MySQL, which upgrades them itself at start).
-    async fn system_tables_current(
+    /// Sets the passwords of `accounts` (`(user, password)`, each `'user'@'%'`) on the primary
+    /// `t`, written to the binary log so that every replica applies the same change from it
+    /// (no replica writes a transaction of its own). Errors never hold a password.
+    async fn set_passwords(
         &self,
         t: &Target,
-        flavor: Flavor,
-        version: Version,
-    ) -> Result<bool, OpsError>;
+        accounts: &[(String, String)],
+    ) -> Result<(), OpsError> {
+        let _ = accounts;
+        Err(unsupported(t, "set passwords"))
+    }
+    /// What the instance's agent reports (`GET /status` on its agent port).
+    async fn agent_status(&self, t: &Target) -> Result<AgentStatus, OpsError> {
+        Err(unsupported(t, "ask the agent"))
+    }
     /// What the server says about the variables: scope, whether they change at run time,
     /// type and range, global value. `probe` names the variables of interest (MySQL asks the
     /// server whether each is dynamic with a statement that cannot change anything).
@@ -253,7 +260,7 @@ fn unsupported(t: &Target, what: &str) -> OpsError {
 /// a server restarted within a second of its previous start.)
 #[derive(Clone)]
 pub struct MysqlOps {
-    pods: Option<Api<Pod>>,
+    account: (String, String),
     credentials: Credentials,
     replication: ReplicationCredentials,
     handles: HandleCache,
@@ -265,6 +272,9 @@ pub struct MysqlOps {
 pub struct CachedHandle {
     instance: Instance,
     fenced_server: Option<StartWindow>,
+    /// The account the handle connects with (user and password): a handle of another account
+    /// (after a password rotation) is replaced.
+    account: (String, String),
 }
 
 /// When a server process started, as one observation can tell: after `from`, no later than
@@ -295,11 +305,10 @@ impl StartWindow {
 pub type HandleCache = Arc<Mutex<HashMap<Target, CachedHandle>>>;
 
 impl MysqlOps {
-    /// Operations with `creds`, sharing `handles`; `pods` (in the cluster's namespace) for
-    /// the in-pod system-table check.
-    pub fn new(pods: Option<Api<Pod>>, creds: &ClusterCredentials, handles: HandleCache) -> Self {
+    /// Operations with `creds`, sharing `handles`.
+    pub fn new(creds: &ClusterCredentials, handles: HandleCache) -> Self {
         MysqlOps {
-            pods,
+            account: (creds.operator_user.clone(), creds.operator_password.clone()),
             credentials: Credentials::new(
                 creds.operator_user.clone(),
                 creds.operator_password.clone(),
@@ -321,6 +330,7 @@ impl MysqlOps {
         let mut handles = self.cache();
         if let Some(h) = handles.get(t)
             && h.instance.addr().host == t.host
+            && h.account == self.account
         {
             return h.instance.clone();
         }
@@ -335,6 +345,7 @@ impl MysqlOps {
             CachedHandle {
                 instance: h.clone(),
                 fenced_server: None,
+                account: self.account.clone(),
             },
         );
         h
@@ -604,54 +615,53 @@ impl InstanceOps for MysqlOps {
             .await)
     }
 
-    async fn system_tables_current(
+    async fn set_passwords(
         &self,
         t: &Target,
-        flavor: Flavor,
-        version: Version,
-    ) -> Result<bool, OpsError> {
-        if flavor == Flavor::Mysql {
-            return Ok(true);
+        accounts: &[(String, String)],
+    ) -> Result<(), OpsError> {
+        use switchyard_mysql::sql::{quote_literal, validate_password, validate_user};
+        let h = self.handle(t);
+        for (user, password) in accounts {
+            if validate_user(user).is_err() || validate_password(password).is_err() {
+                return Err(OpsError::new(
+                    "invalid",
+                    false,
+                    format!(
+                        "{}: the account {user} or its new password is not usable",
+                        t.pod
+                    ),
+                ));
+            }
+            // Values validated above and quoted: ALTER USER takes no bound password. Written
+            // to the binary log (a replicated statement), so the replicas apply it from here.
+            let statement = format!(
+                "ALTER USER {}@'%' IDENTIFIED BY {}",
+                quote_literal(user),
+                quote_literal(password)
+            );
+            let changed = h
+                .run_replicated_ddl(&statement, Duration::from_secs(10))
+                .await;
+            if let Err(e) = changed {
+                let mut e = OpsError::from_mysql(&e);
+                // A server may echo the statement: never the password.
+                e.message = e.message.replace(password.as_str(), "***");
+                e.message = format!("{}: set the password of {user}: {}", t.pod, e.message);
+                return Err(e);
+            }
         }
-        let Some(pods) = &self.pods else {
-            return Err(OpsError::new(
-                "exec",
-                false,
-                "no pod API to check the system tables",
-            ));
-        };
-        // mariadb-upgrade records the version that upgraded the system tables in the data
-        // directory; the image's entrypoint runs it (MARIADB_AUTO_UPGRADE) before the server
-        // listens on the network.
-        let command = [
-            "sh",
-            "-c",
-            "cat /var/lib/mysql/mariadb_upgrade_info 2>/dev/null || cat /var/lib/mysql/mysql_upgrade_info",
-        ];
-        let params = AttachParams::default()
-            .container(CONTAINER)
-            .stdout(true)
-            .stderr(false)
-            .stdin(false);
-        let mut attached = pods
-            .exec(&t.pod, command, &params)
+        Ok(())
+    }
+
+    async fn agent_status(&self, t: &Target) -> Result<AgentStatus, OpsError> {
+        crate::agent::fetch_status(&t.host, AGENT_PORT)
             .await
-            .map_err(|e| OpsError::new("exec", true, format!("{}: exec failed: {e}", t.pod)))?;
-        let mut text = String::new();
-        if let Some(mut out) = attached.stdout() {
-            out.read_to_string(&mut text)
-                .await
-                .map_err(|e| OpsError::new("exec", true, format!("{}: {e}", t.pod)))?;
-        }
-        attached
-            .join()
-            .await
-            .map_err(|e| OpsError::new("exec", true, format!("{}: {e}", t.pod)))?;
-        Ok(Version::parse(text.trim()).is_ok_and(|v| v == version))
+            .map_err(|e| OpsError::new("agent", true, format!("{}: {e}", t.pod)))
     }
 }
 
-/// The address of an instance: its stable DNS name through the headless Service.
+/// The address of an instance: its stable DNS name through the hosts Service.
 pub fn pod_target(namespace: &str, cluster: &str, ordinal: u32, host: String) -> Target {
     Target {
         namespace: namespace.to_owned(),
