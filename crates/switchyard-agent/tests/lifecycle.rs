@@ -1,7 +1,8 @@
 //! The agent's life cycle on real servers, one scenario per flavor sharing two instances:
 //!
 //! 1. a declared bootstrap initializes an empty data directory: the accounts exist, no GTID
-//!    was written, the instance is read-only, root is not reachable over TCP;
+//!    was written, the instance is read-only, root is not reachable over TCP, and `/backup`
+//!    refuses anyone without the replication account's password (MySQL has no `/backup`);
 //! 2. a restart renders the revision the ConfigMap holds now (an online change recorded
 //!    there survives it) and comes back read-only;
 //! 3. an empty data directory without bootstrap or provisioning stays uninitialized and not
@@ -75,6 +76,28 @@ async fn lifecycle(kind: ServerKind) {
     assert!(
         primary.connect_as("root", "").await.is_err(),
         "root must not log in over TCP"
+    );
+    // `/backup` streams the whole data directory: only for the replication account.
+    let port = primary.agent_port();
+    let wrong = switchyard_agent::http::basic_auth(&repl_user, "not-the-password");
+    let right = switchyard_agent::http::basic_auth(&repl_user, &repl_pw);
+    for auth in [None, Some(wrong.as_str())] {
+        let (code, body) = common::http_get_as(port, "/backup", auth).await.unwrap();
+        let body: String = body.chars().take(200).collect();
+        match flavor {
+            Flavor::Mariadb => assert_eq!(code, 401, "{auth:?}: {body}"),
+            Flavor::Mysql => assert_eq!(code, 404, "{auth:?}: {body}"),
+        }
+    }
+    if flavor == Flavor::Mysql {
+        let (code, body) = common::http_get_as(port, "/backup", Some(&right))
+            .await
+            .unwrap();
+        assert_eq!(code, 404, "MySQL provisions by CLONE, not /backup: {body}");
+    }
+    assert!(
+        !primary.options.run_dir.join("backup.log").exists(),
+        "no backup ran"
     );
 
     // 2. An online change recorded in the ConfigMap survives a restart; the restart comes

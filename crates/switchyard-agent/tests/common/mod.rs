@@ -357,11 +357,24 @@ pub async fn exec(conn: &mut MySqlConnection, sql: &str) {
 
 /// A plain `GET` (one request per connection).
 pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get_as(port, path, None).await
+}
+
+/// A `GET` with an `Authorization` header when `authorization` is given.
+pub async fn http_get_as(
+    port: u16,
+    path: &str,
+    authorization: Option<&str>,
+) -> Option<(u16, String)> {
     let attempt = async {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let auth = authorization
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.ok()?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).await.ok()?;
