@@ -427,6 +427,28 @@ mod tests {
                 .contains("the_installed_copy_runs_through_its_own_loader"),
             "{out:?}"
         );
+        // Every library resolves inside the copy: one left out would be found in the
+        // host's directories here, but not in a foreign root.
+        let out = std::process::Command::new(&cmd[0])
+            .arg("--list")
+            .args(&cmd[1..])
+            .env_clear()
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+        let resolved: Vec<&str> = listing
+            .lines()
+            .filter_map(|l| l.split_once(" => ").map(|(_, to)| to.trim()))
+            .collect();
+        assert!(!resolved.is_empty(), "{listing}");
+        let lib_dir = dir.path().join("lib").display().to_string();
+        for to in resolved {
+            assert!(
+                to.starts_with(&lib_dir),
+                "resolved outside the copy: {listing}"
+            );
+        }
     }
 
     #[test]

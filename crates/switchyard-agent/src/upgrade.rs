@@ -236,6 +236,11 @@ mod tests {
             system_tables(Flavor::Mysql, None, v("9.7.4")),
             SystemTables::Current
         );
+        // A new series too: MySQL 8.0.16+ upgrades its dictionary and tables at start.
+        assert_eq!(
+            system_tables(Flavor::Mysql, Some(v("8.4.6")), v("9.7.4")),
+            SystemTables::Current
+        );
     }
 
     #[test]
