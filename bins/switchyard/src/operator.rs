@@ -61,7 +61,7 @@ impl Args {
 }
 
 /// Resolves on SIGTERM (the kubelet stopping the pod) or Ctrl-C.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
