@@ -44,11 +44,6 @@ pub struct Observation {
     pub semi_sync: Option<SemiSyncState>,
     /// Galera state when the server has `wsrep_on` (MariaDB), else `None`.
     pub galera: Option<GaleraState>,
-    /// The InnoDB transaction that has been open longest, if any is open.
-    ///
-    /// InnoDB refreshes `information_schema.innodb_trx` only when nobody has read it for
-    /// 0.1 s: observe a server at most every 0.1 s or this field stays frozen.
-    pub longest_transaction: Option<TransactionInfo>,
     /// How many threads wait for a table metadata lock.
     pub metadata_lock_waits: u64,
     /// How long the server has been up (status `Uptime`), serialised in seconds.
@@ -276,8 +271,24 @@ impl Instance {
         self.observe_until(Some(Instant::from_std(deadline))).await
     }
 
-    /// The transaction open longest (`information_schema.innodb_trx`), alone: cheaper than an
-    /// observation for a pre-flight that polls it.
+    /// The InnoDB transaction that has been open longest, if any is open
+    /// (`information_schema.innodb_trx`).
+    ///
+    /// InnoDB refreshes that table's cache only when nobody has read it for 0.1 s, so a
+    /// reader that polls it faster (several monitors observing at once) would freeze it and
+    /// see a long-committed transaction grow old: it is read only here, by the pre-checks
+    /// that poll it every 0.2 s, never by [`Instance::observe`].
+    ///
+    /// # Errors
+    /// Connection failures and [`Error::Statement`]; [`Error::Timeout`] past `deadline`.
+    pub async fn longest_transaction_by(
+        &self,
+        deadline: std::time::Instant,
+    ) -> Result<Option<TransactionInfo>, Error> {
+        self.longest_transaction_until(Some(Instant::from_std(deadline)))
+            .await
+    }
+
     pub(crate) async fn longest_transaction_until(
         &self,
         deadline: Option<Instant>,
@@ -337,9 +348,6 @@ pub(crate) async fn observe_on(
     let replica = session
         .query_text(PURPOSE, Sql::Static(replica_sql), deadline)
         .await?;
-    let trx = session
-        .query_text(PURPOSE, Sql::Static(LONGEST_TRX), deadline)
-        .await?;
     let mdl = session
         .query_text(PURPOSE, Sql::Static(MDL_WAITS), deadline)
         .await?;
@@ -379,7 +387,6 @@ pub(crate) async fn observe_on(
         replication: replica.first().map(read_replica_status),
         semi_sync: read_semi_sync(&vars, &status),
         galera: read_galera(&vars, &status),
-        longest_transaction: trx.first().and_then(read_transaction),
         metadata_lock_waits: mdl.first().and_then(|row| row.u64(0)).unwrap_or(0),
         uptime,
     })

@@ -592,13 +592,13 @@ async fn preflight(
             }
             Some(_) => None,
         };
-        let waiting = waiting.or_else(|| {
-            long_transaction(
-                old,
-                old_obs.longest_transaction.as_ref(),
-                policy.max_transaction_seconds,
-            )
-        });
+        let waiting = match waiting {
+            Some(w) => Some(w),
+            None => {
+                let longest = old.longest_transaction_until(Some(work_deadline)).await?;
+                long_transaction(old, longest.as_ref(), policy.max_transaction_seconds)
+            }
+        };
         match waiting {
             None => return Ok((old_obs, new_obs)),
             Some(reason) if Instant::now() + PREFLIGHT_POLL >= until => {

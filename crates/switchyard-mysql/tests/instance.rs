@@ -147,7 +147,12 @@ async fn observe_every_field(kind: ServerKind) {
         }
         Flavor::Mysql => assert_eq!(p.galera, None),
     }
-    assert_eq!(p.longest_transaction, None);
+    assert_eq!(
+        h[0].longest_transaction_by(std::time::Instant::now() + Duration::from_secs(5))
+            .await
+            .expect("read the longest transaction"),
+        None
+    );
     assert_eq!(p.metadata_lock_waits, 0);
     assert!(p.uptime >= Duration::from_secs(1));
 
@@ -185,10 +190,9 @@ async fn observe_every_field(kind: ServerKind) {
     )
     .await;
     let trx = poll_slowly(Duration::from_secs(10), async || {
-        h[0].observe()
+        h[0].longest_transaction_by(std::time::Instant::now() + Duration::from_secs(5))
             .await
             .ok()?
-            .longest_transaction
             .filter(|t| t.seconds >= 1)
     })
     .await

@@ -371,7 +371,10 @@ async fn long_transaction(kind: ServerKind) {
     )
     .await;
     common::poll_slowly(Duration::from_secs(10), async || {
-        let t = h[0].observe().await.ok()?.longest_transaction?;
+        let t = h[0]
+            .longest_transaction_by(std::time::Instant::now() + Duration::from_secs(5))
+            .await
+            .ok()??;
         (t.thread_id == holder_id && t.seconds >= 2).then_some(())
     })
     .await
@@ -450,7 +453,10 @@ async fn long_transaction(kind: ServerKind) {
     .await;
     let open_for = async |seconds: u64| {
         common::poll_slowly(Duration::from_secs(20), async || {
-            let t = h[0].observe().await.ok()?.longest_transaction?;
+            let t = h[0]
+                .longest_transaction_by(std::time::Instant::now() + Duration::from_secs(5))
+                .await
+                .ok()??;
             (t.thread_id == holder_id && t.seconds >= seconds).then_some(())
         })
         .await
