@@ -186,6 +186,8 @@ pub fn run() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize as _;
+    use std::collections::BTreeSet;
 
     #[test]
     fn the_shipped_manifests_validate_against_each_version() {
@@ -254,5 +256,126 @@ mod tests {
                 assert!(report.passed.is_empty(), "{name} on {version}: {report:#?}");
             }
         }
+    }
+
+    /// Every `(group, resource, verb)` the named kinds' rules grant, with the documents'
+    /// metadata, from one manifest file.
+    fn grants(file: &str, keep: impl Fn(&str, &str) -> bool) -> BTreeSet<(String, String, String)> {
+        let text = std::fs::read_to_string(project_root().join(file)).unwrap();
+        let mut out = BTreeSet::new();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let doc = serde_yaml::Value::deserialize(doc).unwrap();
+            let kind = doc["kind"].as_str().unwrap_or_default();
+            let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+            if !keep(kind, name) {
+                continue;
+            }
+            for rule in doc["rules"].as_sequence().into_iter().flatten() {
+                let list = |key: &str| -> Vec<String> {
+                    rule[key]
+                        .as_sequence()
+                        .into_iter()
+                        .flatten()
+                        .map(|v| v.as_str().unwrap().to_owned())
+                        .collect()
+                };
+                assert!(
+                    rule.get("resourceNames").is_none(),
+                    "{file}: {kind} {name} names resources: the comparison below assumes none"
+                );
+                for group in list("apiGroups") {
+                    for resource in list("resources") {
+                        for verb in list("verbs") {
+                            out.insert((group.clone(), resource.clone(), verb));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The namespaced install grants, in its namespace, exactly what the cluster-wide install
+    /// grants its operator for namespaced resources (its ClusterRoles and its leader-election
+    /// Role): nothing more, and nothing the operator's requests need is missing there. Only
+    /// cluster-scoped resources (StorageClasses) are left out, and nothing else is.
+    #[test]
+    fn the_namespaced_install_grants_the_cluster_wide_rules_in_one_namespace() {
+        let cluster_scoped = [("storage.k8s.io", "storageclasses")];
+        let mut wide = grants("deploy/rbac.yaml", |kind, _| {
+            kind == "ClusterRole" || kind == "Role"
+        });
+        let before = wide.len();
+        wide.retain(|(g, r, _)| !cluster_scoped.contains(&(g.as_str(), r.as_str())));
+        assert!(
+            wide.len() < before,
+            "deploy/rbac.yaml reads no StorageClasses"
+        );
+        let namespaced = grants("deploy/namespaced/rbac.yaml", |kind, _| kind == "Role");
+        let missing: Vec<_> = wide.difference(&namespaced).collect();
+        let extra: Vec<_> = namespaced.difference(&wide).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "deploy/namespaced/rbac.yaml differs from deploy/rbac.yaml: missing {missing:?}, \
+             extra {extra:?}"
+        );
+        assert!(
+            grants("deploy/namespaced/rbac.yaml", |kind, _| kind
+                == "ClusterRole")
+            .is_empty(),
+            "the namespaced install has a ClusterRole"
+        );
+    }
+
+    /// The namespaced operator runs in the namespace of its Role, as the ServiceAccount that
+    /// Role is bound to, and watches only that namespace.
+    #[test]
+    fn the_namespaced_operator_is_bound_to_its_role_and_watches_its_namespace() {
+        let docs = |file: &str| -> Vec<serde_yaml::Value> {
+            let text = std::fs::read_to_string(project_root().join(file)).unwrap();
+            serde_yaml::Deserializer::from_str(&text)
+                .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+                .collect()
+        };
+        let rbac = docs("deploy/namespaced/rbac.yaml");
+        let operator = docs("deploy/namespaced/operator.yaml");
+        let one = |docs: &[serde_yaml::Value], kind: &str| -> serde_yaml::Value {
+            let found: Vec<_> = docs.iter().filter(|d| d["kind"] == kind).collect();
+            assert_eq!(found.len(), 1, "one {kind}");
+            found[0].clone()
+        };
+        let role = one(&rbac, "Role");
+        let binding = one(&rbac, "RoleBinding");
+        let account = one(&rbac, "ServiceAccount");
+        let deployment = one(&operator, "Deployment");
+        let ns = role["metadata"]["namespace"].as_str().unwrap();
+        for (what, doc) in [
+            ("RoleBinding", &binding),
+            ("ServiceAccount", &account),
+            ("Deployment", &deployment),
+        ] {
+            assert_eq!(doc["metadata"]["namespace"], ns, "{what}");
+        }
+        assert_eq!(binding["roleRef"]["kind"], "Role");
+        assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+        let subjects = binding["subjects"].as_sequence().unwrap();
+        assert_eq!(subjects.len(), 1);
+        assert_eq!(subjects[0]["kind"], "ServiceAccount");
+        assert_eq!(subjects[0]["name"], account["metadata"]["name"]);
+        assert_eq!(subjects[0]["namespace"], ns);
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(pod["serviceAccountName"], account["metadata"]["name"]);
+        let args: Vec<&str> = pod["containers"][0]["args"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let at = args
+            .iter()
+            .position(|a| *a == "--namespace")
+            .expect("the namespaced operator passes --namespace");
+        // Its own namespace, from the downward API.
+        assert_eq!(args.get(at + 1), Some(&"$(POD_NAMESPACE)"), "{args:?}");
     }
 }
