@@ -180,6 +180,11 @@ pub struct PolicyDef {
     /// Pause before retrying a failed step, seconds.
     #[serde(default = "d1")]
     pub retry_backoff_s: u64,
+    /// The longest a transaction may have been open on the primary when a
+    /// switchover fences it (the local runtime's `max_transaction_seconds`),
+    /// seconds: a longer one holds the switchover back until it ends.
+    #[serde(default = "d10")]
+    pub max_transaction_s: u64,
 }
 
 fn d20() -> u64 {
@@ -202,6 +207,7 @@ impl Default for PolicyDef {
             switchover_deadline_s: d10(),
             max_lag_s: d2(),
             retry_backoff_s: d1(),
+            max_transaction_s: d10(),
         }
     }
 }
