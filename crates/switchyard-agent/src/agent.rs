@@ -243,7 +243,7 @@ async fn ensure_data(shared: &Shared, stop: &mut watch::Receiver<bool>) -> Resul
 
 async fn bootstrap_data(shared: &Shared) -> Result<()> {
     let cnf = render_cnf(shared)?;
-    let secrets = shared.state().assignment.secrets.clone();
+    let secrets = shared.secrets();
     let user = shared.image.server_user();
     let staging = shared.options.staging();
     std::fs::create_dir_all(&staging).map_err(Error::io("create directory", &staging))?;
@@ -276,7 +276,7 @@ async fn bootstrap_data(shared: &Shared) -> Result<()> {
 
 async fn provision_data(shared: &Shared, donor: &Donor) -> Result<()> {
     let cnf = render_cnf(shared)?;
-    let account = shared.state().assignment.secrets.replication.clone();
+    let account = shared.secrets().replication;
     let ctx = provision::Context {
         options: &shared.options,
         image: &shared.image,
@@ -425,13 +425,8 @@ async fn settle(shared: &Shared, server: &mut Server, version: Version) -> Resul
     }
 
     if let Some(pending) = Pending::read(&datadir) {
-        let (instance, account) = {
-            let st = shared.state();
-            (
-                st.assignment.instance.clone(),
-                st.assignment.secrets.replication.clone(),
-            )
-        };
+        let instance = shared.state().assignment.instance.clone();
+        let account = shared.secrets().replication;
         let source = instance.replication_source().ok_or_else(|| Error::InvalidConfig {
             what: "instance.json",
             path: shared.options.config_dir.join(crate::config::INSTANCE_KEY),

@@ -62,11 +62,11 @@ pub(crate) async fn backup(headers: &HeaderMap, shared: &Arc<Shared>) -> Respons
             "MySQL instances are provisioned with CLONE INSTANCE from the donor's server, not from its agent",
         );
     }
-    let (expected, phase) = {
-        let st = shared.state();
-        let repl = &st.assignment.secrets.replication;
-        (basic_auth(&repl.user, repl.password.expose()), st.phase)
-    };
+    // The Secret as mounted now: after a password rotation, recipients ask with the new
+    // replication password.
+    let repl = shared.secrets().replication;
+    let expected = basic_auth(&repl.user, repl.password.expose());
+    let phase = shared.state().phase;
     let given = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes())

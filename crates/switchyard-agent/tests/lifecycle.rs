@@ -173,7 +173,31 @@ async fn lifecycle(kind: ServerKind) {
         "the volume stays empty"
     );
 
-    // 4. Provisioned from the primary, then replicating from the copy's position.
+    // 4. A rotation of the replication password, then provisioned from the primary and
+    //    replicating from the copy's position.
+    let repl_pw = format!("{repl_pw}-rotated");
+    exec(
+        &mut op,
+        &format!("ALTER USER '{repl_user}'@'%' IDENTIFIED BY '{repl_pw}'"),
+    )
+    .await;
+    for pod in [&primary, &replica] {
+        pod.write_secret(
+            switchyard_agent::config::keys::REPLICATION_PASSWORD,
+            &repl_pw,
+        );
+    }
+    if flavor == Flavor::Mariadb {
+        // The donor's agent read the old password at its start: it must not accept it now.
+        let (code, body) = common::http_get_as(port, "/backup", Some(&right))
+            .await
+            .unwrap();
+        let body: String = body.chars().take(200).collect();
+        assert_eq!(
+            code, 401,
+            "the rotated-out password still opens /backup: {body}"
+        );
+    }
     replica_instance.provision_from = Some(primary.as_donor());
     replica_instance.replicate_from = Some(primary.as_source());
     replica.write_instance(&replica_instance);
