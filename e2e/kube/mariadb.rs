@@ -32,7 +32,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Log, PrimaryFollower, World, WritableMonitor, exec, scalar, until};
+use common::{Log, PrimaryFollower, World, WritableMonitor, exec, scalar, until, within};
 use kube::ResourceExt as _;
 use kube::api::DeleteParams;
 use sqlx::Connection as _;
@@ -282,11 +282,20 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
     .await;
     let at_recreation = world.cluster().await;
     let assigned = revision_of(&at_recreation, deleted);
-    assert_eq!(
-        assigned,
-        old_revision,
-        "inconclusive: the engine had moved instance {deleted} on before its pod came back ({:?})",
+    let busy = matches!(
+        intent(&at_recreation),
+        Some(Intent::Restarting { ordinal, .. }) if ordinal == restarting
+    );
+    assert!(
+        busy,
+        "inconclusive: the engine finished restarting instance {restarting} before pod {} came back ({:?})",
+        back.name_any(),
         intent(&at_recreation)
+    );
+    // The engine was busy with the other replica: nothing may have moved this one.
+    assert_eq!(
+        assigned, old_revision,
+        "instance {deleted} was assigned another revision outside the engine's restart"
     );
     assert_eq!(
         back.annotations().get(ANNOTATION_REVISION_HASH),
@@ -299,7 +308,7 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
     );
 
     // The rollout finishes: every instance on the target, the primary moved.
-    let done = until(ROLLOUT_WITHIN, "the rollout done", async || {
+    let rollout = within(ROLLOUT_WITHIN, async || {
         let c = world.cluster().await;
         let s = c.status.clone().unwrap_or_default();
         let target = s.revisions.as_ref().and_then(|r| r.update);
@@ -314,13 +323,46 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
                 s.phase,
                 s.instances
                     .iter()
-                    .map(|i| (i.ordinal, i.revision, i.ready))
+                    .map(|i| (i.ordinal, i.revision, i.ready, i.last_error.clone()))
                     .collect::<Vec<_>>(),
                 intent(&c)
             ))
         }
     })
     .await;
+    let done = match rollout {
+        Ok(done) => done,
+        Err(why) => {
+            // What the writes and the writers say comes first: it names the harm.
+            let report = load.stop().await;
+            let writers = monitor.stop().await;
+            let cluster = world.cluster().await;
+            let primary = cluster.status.as_ref().and_then(|s| s.current_primary);
+            let split = report.ledger.split_brain(3);
+            log.say(
+                "test",
+                format!("rollout stuck; monitor {writers:?}; split brain {split:?}"),
+            );
+            assert!(
+                writers.several.is_empty(),
+                "two writable instances at once: {:?}",
+                writers.several
+            );
+            assert_eq!(
+                split.overlapping, 0,
+                "two servers acknowledged writes at once: {split:?}"
+            );
+            if let Some(p) = primary {
+                let on_primary = rows_on(&world, p, &op_user, &op_pw, &report.ledger.acked).await;
+                assert_eq!(
+                    on_primary,
+                    report.ledger.acked.len(),
+                    "acknowledged writes missing on the primary {p}"
+                );
+            }
+            panic!("the rollout did not finish within {ROLLOUT_WITHIN:?}; last seen: {why}");
+        }
+    };
     let s = done.status.clone().unwrap();
     let target = s.revisions.as_ref().and_then(|r| r.update).unwrap();
     assert_ne!(target, old_revision);
@@ -450,26 +492,7 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
         "acknowledged writes lost: {:?}",
         checked.missing
     );
-    let mut conn = MySqlConnection::connect_with(&world.options(new_primary, &op_user, &op_pw))
-        .await
-        .expect("connect to the new primary");
-    let ids: BTreeSet<u64> = report.ledger.acked.iter().map(|w| w.id).collect();
-    let mut present = 0usize;
-    for chunk in ids.iter().copied().collect::<Vec<_>>().chunks(500) {
-        let list: Vec<String> = chunk.iter().map(u64::to_string).collect();
-        let n: i64 = scalar(
-            &mut conn,
-            &format!(
-                "SELECT COUNT(*) FROM app.ledger WHERE id IN ({})",
-                list.join(",")
-            ),
-        )
-        .await
-        .parse()
-        .unwrap();
-        present += usize::try_from(n).unwrap();
-    }
-    let _ = conn.close().await;
+    let present = rows_on(&world, new_primary, &op_user, &op_pw, &report.ledger.acked).await;
     assert_eq!(
         present, acked,
         "every acknowledged write is on the new primary"
@@ -546,6 +569,37 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
 
     // 6. A clean stop.
     world.shutdown().await;
+}
+
+/// How many of the acknowledged writes `acked` instance `n` holds.
+async fn rows_on(
+    world: &World,
+    n: u32,
+    user: &str,
+    password: &str,
+    acked: &[switchyard_testbed::ledger::AckedWrite],
+) -> usize {
+    let mut conn = MySqlConnection::connect_with(&world.options(n, user, password))
+        .await
+        .unwrap_or_else(|e| panic!("connect to instance {n}: {e}"));
+    let ids: BTreeSet<u64> = acked.iter().map(|w| w.id).collect();
+    let mut present = 0usize;
+    for chunk in ids.iter().copied().collect::<Vec<_>>().chunks(500) {
+        let list: Vec<String> = chunk.iter().map(u64::to_string).collect();
+        let n: i64 = scalar(
+            &mut conn,
+            &format!(
+                "SELECT COUNT(*) FROM app.ledger WHERE id IN ({})",
+                list.join(",")
+            ),
+        )
+        .await
+        .parse()
+        .unwrap();
+        present += usize::try_from(n).unwrap();
+    }
+    let _ = conn.close().await;
+    present
 }
 
 /// The intent of the engine's record.

@@ -115,6 +115,22 @@ pub async fn until<T>(
     }
 }
 
+/// Waits for `f` to give a value; after `limit`, `f`'s last explanation.
+pub async fn within<T>(
+    limit: Duration,
+    mut f: impl AsyncFnMut() -> Result<T, String>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(why) if Instant::now() >= deadline => return Err(why),
+            Err(_) => {}
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// The fake API, the operator and the kubelet.
 pub struct World {
     /// The fake API server, unrecorded: the test's and the kubelet's client.
