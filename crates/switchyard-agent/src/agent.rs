@@ -24,6 +24,8 @@
 //!
 //! A start that fails for a reason a restart would not fix (a downgrade, a failed upgrade,
 //! a failed bootstrap) leaves the agent up and `failed` with the reason, the server stopped.
+//! A copy whose replication the local server did not take (its connection cut) ends the
+//! agent instead: the copy stays marked pending, and the restarted container tries again.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -243,7 +245,7 @@ async fn ensure_data(shared: &Shared, stop: &mut watch::Receiver<bool>) -> Resul
 
 async fn bootstrap_data(shared: &Shared) -> Result<()> {
     let cnf = render_cnf(shared)?;
-    let secrets = shared.state().assignment.secrets.clone();
+    let secrets = shared.secrets();
     let user = shared.image.server_user();
     let staging = shared.options.staging();
     std::fs::create_dir_all(&staging).map_err(Error::io("create directory", &staging))?;
@@ -276,7 +278,7 @@ async fn bootstrap_data(shared: &Shared) -> Result<()> {
 
 async fn provision_data(shared: &Shared, donor: &Donor) -> Result<()> {
     let cnf = render_cnf(shared)?;
-    let account = shared.state().assignment.secrets.replication.clone();
+    let account = shared.secrets().replication;
     let ctx = provision::Context {
         options: &shared.options,
         image: &shared.image,
@@ -358,6 +360,10 @@ async fn serve_server(shared: &Shared, stop: &mut watch::Receiver<bool>) -> Resu
         }
         let _ = server.stop(STOP_LIMIT).await;
         shared.state().server_pid = None;
+        if let Error::Server { .. } = e {
+            // Transient: the agent ends and the kubelet restarts the container.
+            return Err(e);
+        }
         return fail(shared, e, stop).await;
     }
     shared.set_phase(Phase::Running, None);
@@ -425,13 +431,8 @@ async fn settle(shared: &Shared, server: &mut Server, version: Version) -> Resul
     }
 
     if let Some(pending) = Pending::read(&datadir) {
-        let (instance, account) = {
-            let st = shared.state();
-            (
-                st.assignment.instance.clone(),
-                st.assignment.secrets.replication.clone(),
-            )
-        };
+        let instance = shared.state().assignment.instance.clone();
+        let account = shared.secrets().replication;
         let source = instance.replication_source().ok_or_else(|| Error::InvalidConfig {
             what: "instance.json",
             path: shared.options.config_dir.join(crate::config::INSTANCE_KEY),
@@ -440,16 +441,32 @@ async fn settle(shared: &Shared, server: &mut Server, version: Version) -> Resul
                 pending.donor
             ),
         })?;
-        let mut conn = shared.local.connect(LOCAL_TIMEOUT).await?;
-        replication::start_from_copy(
-            &mut conn,
-            shared.flavor(),
-            &source,
-            &account,
-            pending.gtid.as_deref(),
-        )
-        .await?;
-        local::close(conn).await;
+        let pointed = async {
+            let mut conn = shared.local.connect(LOCAL_TIMEOUT).await?;
+            replication::start_from_copy(
+                &mut conn,
+                shared.flavor(),
+                &source,
+                &account,
+                pending.gtid.as_deref(),
+            )
+            .await?;
+            local::close(conn).await;
+            Ok::<(), Error>(())
+        }
+        .await;
+        match pointed {
+            Ok(()) => {}
+            Err(e) if e.is_invalid_input() => return Err(e),
+            // The local server did not take it (its connection cut, the server going away):
+            // a restart fixes that, since the copy stays marked pending until it replicates.
+            Err(e) => {
+                return Err(Error::Server {
+                    what: "did not start replicating from the copy",
+                    detail: e.to_string(),
+                });
+            }
+        }
         Pending::clear(&datadir)?;
         tracing::info!(
             source = %format!("{}:{}", source.host, source.port),

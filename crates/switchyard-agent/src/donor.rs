@@ -7,6 +7,11 @@
 //! when `mariadb-backup` fails, the body ends with an error, which cuts the connection
 //! before the last chunk, so the recipient sees a broken stream rather than a short copy.
 //! A recipient that goes away ends the backup.
+//!
+//! The answer carries the donor's system-table upgrade record ([`UPGRADE_INFO_HEADER`]):
+//! `mariadb-backup` does not copy `mariadb_upgrade_info`, and the copy's system tables are
+//! the donor's, so the recipient writes the same record into the copy and runs
+//! `mariadb-upgrade` only when its own series is newer (as for any data directory).
 
 use std::pin::Pin;
 use std::process::Stdio;
@@ -23,6 +28,10 @@ use tokio::io::AsyncReadExt as _;
 
 use crate::http::{Body, basic_auth, text};
 use crate::status::{Phase, Shared};
+
+/// The response header of `GET /backup` holding the donor's upgrade record
+/// (`mariadb_upgrade_info`, `10.11.14-MariaDB`), absent when it has none.
+pub const UPGRADE_INFO_HEADER: &str = "switchyard-upgrade-info";
 
 /// A body fed by a channel.
 struct Channel(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
@@ -62,11 +71,11 @@ pub(crate) async fn backup(headers: &HeaderMap, shared: &Arc<Shared>) -> Respons
             "MySQL instances are provisioned with CLONE INSTANCE from the donor's server, not from its agent",
         );
     }
-    let (expected, phase) = {
-        let st = shared.state();
-        let repl = &st.assignment.secrets.replication;
-        (basic_auth(&repl.user, repl.password.expose()), st.phase)
-    };
+    // The Secret as mounted now: after a password rotation, recipients ask with the new
+    // replication password.
+    let repl = shared.secrets().replication;
+    let expected = basic_auth(&repl.user, repl.password.expose());
+    let phase = shared.state().phase;
     let given = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes())
@@ -192,16 +201,21 @@ pub(crate) async fn backup(headers: &HeaderMap, shared: &Arc<Shared>) -> Respons
             }
         }
     });
-    Response::builder()
+    let mut reply = Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .body(Channel(rx).boxed())
-        .unwrap_or_else(|_| {
-            text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "could not build the response",
-            )
-        })
+        .header(header::CONTENT_TYPE, "application/octet-stream");
+    if let Some(info) = crate::upgrade::read_upgrade_info(&options.datadir())
+        && info.version.is_some()
+        && let Ok(value) = header::HeaderValue::from_str(&info.text)
+    {
+        reply = reply.header(UPGRADE_INFO_HEADER, value);
+    }
+    reply.body(Channel(rx).boxed()).unwrap_or_else(|_| {
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not build the response",
+        )
+    })
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use switchyard_mysql::sql::{quote_literal, validate_host};
+use switchyard_plan::versions::Version;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::config::{Account, Donor, Options};
@@ -272,7 +273,7 @@ pub async fn receive_mariadb_backup(ctx: &Context<'_>, donor: &Donor) -> Result<
         .wait()
         .await
         .map_err(Error::io("wait for", &mbstream))?;
-    streamed.map_err(|detail| failed(donor, detail))?;
+    let donor_tables = streamed.map_err(|detail| failed(donor, detail))?;
     if !status.success() {
         return Err(failed(
             donor,
@@ -294,6 +295,10 @@ pub async fn receive_mariadb_backup(ctx: &Context<'_>, donor: &Donor) -> Result<
         .map_err(|e| failed(donor, e.to_string()))?;
 
     let gtid = copy_position(&target).map_err(|detail| failed(donor, detail))?;
+    // The copy's system tables are the donor's: so is their upgrade record.
+    if let Some(version) = donor_tables {
+        crate::upgrade::write_upgrade_info(&target, version)?;
+    }
     Pending {
         donor: donor_label(donor),
         gtid: Some(gtid),
@@ -329,14 +334,15 @@ fn copy_position(datadir: &Path) -> Result<String, String> {
     Ok(gtid)
 }
 
-/// `GET /backup` from the donor's agent into `sink`, counting bytes. The error says what
-/// failed; a stream cut short (the donor's backup failed) is an error.
+/// `GET /backup` from the donor's agent into `sink`, counting bytes; the version of the
+/// donor's system-table upgrade record, when it sent one. The error says what failed; a
+/// stream cut short (the donor's backup failed) is an error.
 async fn fetch_backup(
     donor: &Donor,
     account: &Account,
     sink: &mut tokio::process::ChildStdin,
     bytes: &AtomicU64,
-) -> Result<(), String> {
+) -> Result<Option<Version>, String> {
     let addr = format!("{}:{}", donor.host, donor.agent_port);
     let stream = tokio::time::timeout(
         Duration::from_secs(10),
@@ -363,6 +369,11 @@ async fn fetch_backup(
         .await
         .map_err(|e| format!("GET /backup on {addr}: {e}"))?;
     let status = response.status();
+    let donor_tables = response
+        .headers()
+        .get(crate::donor::UPGRADE_INFO_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Version::parse(v).ok());
     let mut body = response.into_body();
     if status != http::StatusCode::OK {
         let text = body
@@ -389,7 +400,7 @@ async fn fetch_backup(
     }
     sink.flush().await.map_err(|e| format!("mbstream: {e}"))?;
     driver.abort();
-    Ok(())
+    Ok(donor_tables)
 }
 
 /// Sends a command's output to `log` (appended).

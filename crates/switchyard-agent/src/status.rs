@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use switchyard_plan::versions::Flavor;
 
-use crate::config::{Assignment, Options};
+use crate::config::{Assignment, Options, Secrets};
 use crate::image::Image;
 use crate::local::Local;
 use crate::replication::{self, ReplicaState};
@@ -129,6 +129,22 @@ impl Shared {
 
     pub(crate) fn flavor(&self) -> Flavor {
         self.image.flavor()
+    }
+
+    /// The credentials as the Secret's files hold them now. The kubelet rewrites a mounted
+    /// Secret's files when it changes (a password rotation), so they are read again at every
+    /// use, not only at the container's start; a read that fails keeps the last good one.
+    pub(crate) fn secrets(&self) -> Secrets {
+        match Secrets::read(&self.options.secrets_dir) {
+            Ok(fresh) => {
+                self.state().assignment.secrets = fresh.clone();
+                fresh
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "keeping the credentials read before");
+                self.state().assignment.secrets.clone()
+            }
+        }
     }
 
     /// Moves to `phase` with `reason`, logging the change.

@@ -7,9 +7,13 @@
 //!    there survives it) and comes back read-only;
 //! 3. an empty data directory without bootstrap or provisioning stays uninitialized and not
 //!    ready (no server, no data directory);
-//! 4. told to provision, the same agent copies the primary (MySQL 9.7 by `CLONE INSTANCE`,
-//!    MariaDB 10.11 by `mariadb-backup` from the primary's agent) although the primary's
-//!    first binary logs were purged, and replicates from the copy's position: the rows
+//! 4. the replication password is rotated (on the primary, then in both pods' Secret files,
+//!    as the kubelet rewrites a mounted Secret): the running donor's agent checks `/backup`
+//!    against the new password, not the one it read at its start; told to provision, the
+//!    same agent copies the primary (MySQL 9.7 by `CLONE INSTANCE`, MariaDB 10.11 by
+//!    `mariadb-backup` from the primary's agent, whose system-table upgrade record the copy
+//!    keeps, so no `mariadb-upgrade` runs) although the primary's first binary logs were
+//!    purged, and replicates from the copy's position with the new password: the rows
 //!    written before the purge and after it arrive;
 //! 5. readiness is false while the replica lags beyond its bound, true once caught up;
 //! 6. liveness fails while the replica's server is stopped (SIGSTOP) and comes back;
@@ -173,7 +177,31 @@ async fn lifecycle(kind: ServerKind) {
         "the volume stays empty"
     );
 
-    // 4. Provisioned from the primary, then replicating from the copy's position.
+    // 4. A rotation of the replication password, then provisioned from the primary and
+    //    replicating from the copy's position.
+    let repl_pw = format!("{repl_pw}-rotated");
+    exec(
+        &mut op,
+        &format!("ALTER USER '{repl_user}'@'%' IDENTIFIED BY '{repl_pw}'"),
+    )
+    .await;
+    for pod in [&primary, &replica] {
+        pod.write_secret(
+            switchyard_agent::config::keys::REPLICATION_PASSWORD,
+            &repl_pw,
+        );
+    }
+    if flavor == Flavor::Mariadb {
+        // The donor's agent read the old password at its start: it must not accept it now.
+        let (code, body) = common::http_get_as(port, "/backup", Some(&right))
+            .await
+            .unwrap();
+        let body: String = body.chars().take(200).collect();
+        assert_eq!(
+            code, 401,
+            "the rotated-out password still opens /backup: {body}"
+        );
+    }
     replica_instance.provision_from = Some(primary.as_donor());
     replica_instance.replicate_from = Some(primary.as_source());
     replica.write_instance(&replica_instance);
@@ -186,6 +214,15 @@ async fn lifecycle(kind: ServerKind) {
         status["provisioned_bytes"].as_u64().unwrap_or(0) > 0,
         "{status:#}"
     );
+    if flavor == Flavor::Mariadb {
+        assert!(
+            status["system_table_upgrade"].is_null(),
+            "a copy of a donor of the same series needs no mariadb-upgrade: {status:#}"
+        );
+        let donor_record = primary.status().await.unwrap()["mariadb_upgrade_info"].clone();
+        assert!(donor_record.is_string(), "the donor has a record");
+        assert_eq!(status["mariadb_upgrade_info"], donor_record, "{status:#}");
+    }
     replica.wait_code("/readyz", 200).await;
     exec(&mut op, "INSERT INTO app.t VALUES (4, 'after the copy')").await;
     let mut replica_root = replica.root().await;

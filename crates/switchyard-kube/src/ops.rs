@@ -22,7 +22,7 @@ use switchyard_plan::versions::{Flavor, Version};
 
 use crate::agent::{AGENT_PORT, AgentStatus};
 use crate::credentials::ClusterCredentials;
-use crate::names::MYSQL_PORT;
+use crate::names::{MYSQL_PORT, Names};
 
 /// One instance as the operations address it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -39,6 +39,20 @@ pub struct Target {
     pub host: String,
     /// Its port.
     pub port: u16,
+}
+
+/// Where a replica reaches `source`: the source pod's stable name in the cluster's DNS and the
+/// server's port, as every pod resolves it (`/etc/hosts` or the hosts Service), whatever
+/// address the operator itself reaches the source by (a resolver may give it another, such as
+/// a pod address outside the cluster's DNS). The observation maps that name back to the
+/// ordinal (`Names::ordinal_of_host`); an address would map to none, and the engine would
+/// repoint the replica again and again.
+fn source_addr(source: &Target) -> SourceAddr {
+    let names = Names {
+        cluster: source.cluster.clone(),
+        namespace: source.namespace.clone(),
+    };
+    SourceAddr::new(names.pod_host(source.ordinal), MYSQL_PORT)
 }
 
 /// Replication as an instance reports it.
@@ -480,7 +494,7 @@ impl InstanceOps for MysqlOps {
     }
 
     async fn demote(&self, t: &Target, source: &Target, deadline: Instant) -> Result<(), OpsError> {
-        let to = SourceAddr::new(source.host.clone(), source.port);
+        let to = source_addr(source);
         let h = self.handle(t);
         // It releases the lock it held and takes a new one on the server running now.
         let (_, started) = self.observe_started(&h, Some(deadline)).await?;
@@ -528,7 +542,7 @@ impl InstanceOps for MysqlOps {
         former_primary: bool,
     ) -> Result<(), OpsError> {
         let h = self.handle(t);
-        let to = SourceAddr::new(source.host.clone(), source.port);
+        let to = source_addr(source);
         if former_primary {
             ops(h.demote_to_replica(&to, &self.replication).await)
         } else {
@@ -670,5 +684,30 @@ pub fn pod_target(namespace: &str, cluster: &str, ordinal: u32, host: String) ->
         pod: format!("{cluster}-{ordinal}"),
         host,
         port: MYSQL_PORT,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_reach_their_source_by_its_pod_name_not_the_operators_address() {
+        let source = Target {
+            namespace: "db".into(),
+            cluster: "shop".into(),
+            ordinal: 2,
+            pod: "shop-2".into(),
+            host: "10.213.0.4".into(),
+            port: 13306,
+        };
+        let to = source_addr(&source);
+        assert_eq!(to.host, "shop-2.shop-hosts.db.svc");
+        assert_eq!(to.port, MYSQL_PORT);
+        let names = Names {
+            cluster: "shop".into(),
+            namespace: "db".into(),
+        };
+        assert_eq!(names.ordinal_of_host(&to.host), Some(2));
     }
 }

@@ -162,6 +162,12 @@ impl Network {
         Ipv4Addr::new(PREFIX[0], PREFIX[1], index, host)
     }
 
+    /// The hardware address of the pod with host number `host` on subnet `index` (locally
+    /// administered, unicast).
+    fn mac(index: u8, host: u8) -> String {
+        format!("02:53:59:4b:{index:02x}:{host:02x}")
+    }
+
     /// The host's address on the bridge (the pods' `status.hostIP`).
     pub(crate) fn host_ip(&self) -> Ipv4Addr {
         Self::address(self.index, 1)
@@ -225,13 +231,18 @@ impl Network {
             ip,
         };
         let veth = format!("syk{}v{n}", self.index);
+        // The pod's hardware address follows its IP address, so a pod recreated under its
+        // name is the same neighbour to the host and to the other pods: with a new one, the
+        // neighbour caches would send to the old pod's address (dropped) until their entries
+        // age out, tens of seconds in which nobody reaches the new pod.
+        let mac = Self::mac(self.index, host);
         let result = (|| {
             host::run("ip", &["netns", "add", &pod.netns])?;
             host::run(
                 "ip",
                 &[
-                    "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns",
-                    &pod.netns,
+                    "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "address", &mac,
+                    "netns", &pod.netns,
                 ],
             )?;
             host::run("ip", &["link", "set", &veth, "master", &self.bridge, "up"])?;

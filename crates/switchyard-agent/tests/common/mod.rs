@@ -167,6 +167,14 @@ impl Pod {
     }
 
     /// Rewrites `instance.json` only (atomically, as the kubelet swaps ConfigMap files).
+    /// Rewrites one key of the pod's Secret, as the kubelet does when the Secret changes.
+    pub fn write_secret(&self, key: &str, value: &str) {
+        let path = self.options.secrets_dir.join(key);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, value).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+
     pub fn write_instance(&self, instance: &InstanceConfig) {
         let dir = &self.options.config_dir;
         let tmp = dir.join(".instance.json.tmp");
