@@ -268,12 +268,12 @@ fn print_free_disk() {
     }
 }
 
-/// Prints the log of the Kubernetes end-to-end test (`e2e/kube/upgrade.rs`): the order of
-/// its steps, its switchovers and their durations. The test harness hides a passing test's
+/// Prints the log of the Kubernetes end-to-end test (`e2e/kube/mariadb.rs`: the operator's
+/// pods run by the simulated kubelet): the order of its steps, its switchover and its checks. The test harness hides a passing test's
 /// output, so the test also writes it to cargo's temporary folder for tests.
 fn show_kube_e2e_log() {
     let target = target_dir();
-    let path = target.join("tmp").join("kube-e2e-upgrade.log");
+    let path = target.join("tmp").join("kube-e2e-mariadb.log");
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             eprintln!("==> Kubernetes end-to-end test log ({})", path.display());
