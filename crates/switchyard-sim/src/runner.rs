@@ -114,10 +114,8 @@ impl SimReport {
 
 /// Runs `scenario` with the local runtime.
 pub async fn run(scenario: &Scenario) -> Result<SimReport> {
-    let config = RuntimeConfig {
-        max_transaction_seconds: Some(scenario.policy.max_transaction_s),
-        ..RuntimeConfig::default()
-    };
+    let mut config = RuntimeConfig::default();
+    config.max_transaction_seconds = Some(scenario.policy.max_transaction_s);
     run_with(scenario, |c: &LocalCluster| {
         LocalRuntime::with_config(c, config.clone())
     })
