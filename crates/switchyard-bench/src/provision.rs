@@ -337,13 +337,15 @@ async fn fill(
     const CHUNK: u64 = 16_384; // rows: 64 MB per transaction
     let target = size_mb * 1024 * 1024 / ROW;
     let mut rows = 1u64;
+    // Doubling up to one chunk, never past the target.
     while rows < target.min(CHUNK) {
+        let n = rows.min(target - rows);
         exec(
             conn,
-            "INSERT INTO bench.fill (pad) SELECT pad FROM bench.fill",
+            &format!("INSERT INTO bench.fill (pad) SELECT pad FROM bench.fill LIMIT {n}"),
         )
         .await?;
-        rows *= 2;
+        rows += n;
     }
     while rows < target {
         let n = CHUNK.min(target - rows);
