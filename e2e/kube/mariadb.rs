@@ -32,12 +32,15 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Log, PrimaryFollower, World, WritableMonitor, exec, scalar, until, within};
+use common::{
+    Log, PrimaryFollower, World, WritableMonitor, exec, hash_of, intent, revision_of, rows_on,
+    scalar, until, within,
+};
 use kube::ResourceExt as _;
 use kube::api::DeleteParams;
 use sqlx::Connection as _;
 use sqlx::mysql::MySqlConnection;
-use switchyard_kube::crd::{MySQLCluster, MySQLClusterSpec};
+use switchyard_kube::crd::MySQLClusterSpec;
 use switchyard_kube::names::ANNOTATION_REVISION_HASH;
 use switchyard_kubelet::EventKind;
 use switchyard_kubelet::rbac::{Rbac, ServiceAccount};
@@ -569,61 +572,6 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
 
     // 6. A clean stop.
     world.shutdown().await;
-}
-
-/// How many of the acknowledged writes `acked` instance `n` holds.
-async fn rows_on(
-    world: &World,
-    n: u32,
-    user: &str,
-    password: &str,
-    acked: &[switchyard_testbed::ledger::AckedWrite],
-) -> usize {
-    let mut conn = MySqlConnection::connect_with(&world.options(n, user, password))
-        .await
-        .unwrap_or_else(|e| panic!("connect to instance {n}: {e}"));
-    let ids: BTreeSet<u64> = acked.iter().map(|w| w.id).collect();
-    let mut present = 0usize;
-    for chunk in ids.iter().copied().collect::<Vec<_>>().chunks(500) {
-        let list: Vec<String> = chunk.iter().map(u64::to_string).collect();
-        let n: i64 = scalar(
-            &mut conn,
-            &format!(
-                "SELECT COUNT(*) FROM app.ledger WHERE id IN ({})",
-                list.join(",")
-            ),
-        )
-        .await
-        .parse()
-        .unwrap();
-        present += usize::try_from(n).unwrap();
-    }
-    let _ = conn.close().await;
-    present
-}
-
-/// The intent of the engine's record.
-fn intent(c: &MySQLCluster) -> Option<Intent> {
-    c.status.as_ref()?.record.as_ref()?.intent.clone()
-}
-
-/// The revision the status assigns to instance `n`.
-fn revision_of(c: &MySQLCluster, n: u32) -> u64 {
-    c.status
-        .as_ref()
-        .and_then(|s| s.instances.iter().find(|i| i.ordinal == n))
-        .and_then(|i| i.revision)
-        .unwrap_or_else(|| panic!("instance {n} has no revision assigned"))
-}
-
-/// The pod template hash of revision `number`.
-fn hash_of(c: &MySQLCluster, number: u64) -> String {
-    c.status
-        .as_ref()
-        .and_then(|s| s.revisions.as_ref())
-        .and_then(|r| r.history.iter().find(|e| e.number == number))
-        .map(|e| e.pod_template_hash().to_owned())
-        .unwrap_or_else(|| panic!("revision {number} is not in the history"))
 }
 
 /// A replica's `Slave_IO_Running`, `Slave_SQL_Running` and `Master_Host`.
