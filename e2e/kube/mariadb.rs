@@ -16,9 +16,13 @@
 //!    (`kubectl delete`): it comes back on its own (old) revision, not on the target.
 //! 4. Every acknowledged write is on every instance (counted on the new primary too), no two
 //!    servers acknowledged writes at once, the monitor never saw two writable instances.
-//! 5. Every request the operator made is allowed by `deploy/rbac.yaml` (the API server's
+//! 5. A dynamic variable is changed: the operator sets it online on every instance (no
+//!    restart); then a replica's container is killed (SIGKILL): the kubelet restarts it in
+//!    the same pod and the server comes back with the changed value (the agent renders my.cnf
+//!    from the online revision's ConfigMap at every start).
+//! 6. Every request the operator made is allowed by `deploy/rbac.yaml` (the API server's
 //!    rules, checked by switchyard-kubelet's checker).
-//! 6. Every pod stops cleanly; nothing of the pod network is left.
+//! 7. Every pod stops cleanly; nothing of the pod network is left.
 //!
 //! Needs root (network namespaces, chroots). Run it with
 //! `cargo test -p switchyard --test kube_mariadb -- --nocapture` to see the log.
@@ -57,6 +61,9 @@ const ROLLOUT_WITHIN: Duration = Duration::from_secs(150);
 /// A static variable (a change needs a restart) and the value the rollout gives it.
 const STATIC_VARIABLE: &str = "innodb_sort_buffer_size";
 const STATIC_VALUE: &str = "2097152";
+/// A dynamic variable (set online, no restart) and the value the change gives it.
+const ONLINE_VARIABLE: &str = "max_connections";
+const ONLINE_VALUE: &str = "321";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
@@ -534,7 +541,114 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
     );
     drop(service);
 
-    // 5. Every request the operator made is allowed by deploy/rbac.yaml.
+    // 5. An online change survives a container restart: the agent renders my.cnf from the
+    // ConfigMap at every start, and the ConfigMap holds the online revision's my.cnf.
+    let online_from = target;
+    world
+        .edit(|s| {
+            s.config.insert(ONLINE_VARIABLE.into(), ONLINE_VALUE.into());
+        })
+        .await;
+    log.say(
+        "test",
+        format!("{ONLINE_VARIABLE} = {ONLINE_VALUE} (dynamic: set online)"),
+    );
+    until(
+        ROLLOUT_WITHIN,
+        "the online change on every instance",
+        async || {
+            let c = world.cluster().await;
+            let s = c.status.clone().unwrap_or_default();
+            let target = s.revisions.as_ref().and_then(|r| r.update);
+            let online = s
+                .revisions
+                .as_ref()
+                .and_then(|r| r.history.iter().find(|e| Some(e.number) == target))
+                .is_some_and(|e| e.online.is_some());
+            let all = s.instances.len() == INSTANCES as usize
+                && s.instances.iter().all(|i| i.revision == target && i.ready);
+            if target != Some(online_from) && online && all && s.phase.as_deref() == Some("Ready") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "phase {:?} target {target:?} online {online} instances {:?}",
+                    s.phase,
+                    s.instances
+                        .iter()
+                        .map(|i| (i.ordinal, i.revision, i.ready))
+                        .collect::<Vec<_>>()
+                ))
+            }
+        },
+    )
+    .await;
+    let victim = (0..INSTANCES)
+        .find(|n| *n != new_primary)
+        .expect("a replica");
+    let pod_before = world.pod(victim).await.expect("the replica's pod");
+    for n in 0..INSTANCES {
+        let mut conn = MySqlConnection::connect_with(&world.options(n, &op_user, &op_pw))
+            .await
+            .expect("connect");
+        assert_eq!(
+            scalar(&mut conn, &format!("SELECT @@GLOBAL.{ONLINE_VARIABLE}")).await,
+            ONLINE_VALUE,
+            "instance {n} set the online change"
+        );
+        let _ = conn.close().await;
+    }
+    let restarts_before = container_starts(&world, victim);
+    world
+        .kubelet()
+        .signal_container(
+            common::NS,
+            &world.names.pod(victim),
+            "mysqld",
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill the replica's container");
+    log.say(
+        "test",
+        format!("SIGKILL to instance {victim}'s mysqld container"),
+    );
+    until(
+        ROLLOUT_WITHIN,
+        "the killed container restarted and serving",
+        async || {
+            let started = container_starts(&world, victim);
+            if started <= restarts_before {
+                return Err(format!("{started} starts"));
+            }
+            let s = world.agent_status(victim).await?;
+            if s["phase"] == "running" {
+                Ok(())
+            } else {
+                Err(format!("agent: {s}"))
+            }
+        },
+    )
+    .await;
+    let pod_after = world.pod(victim).await.expect("the replica's pod");
+    assert_eq!(
+        pod_after.uid(),
+        pod_before.uid(),
+        "the same pod, its container restarted (not recreated)"
+    );
+    let mut conn = MySqlConnection::connect_with(&world.options(victim, &op_user, &op_pw))
+        .await
+        .expect("connect to the restarted replica");
+    let after = scalar(&mut conn, &format!("SELECT @@GLOBAL.{ONLINE_VARIABLE}")).await;
+    let _ = conn.close().await;
+    assert_eq!(
+        after, ONLINE_VALUE,
+        "instance {victim}: the online change survived the container's restart"
+    );
+    log.say(
+        "test",
+        format!("instance {victim} restarted with {ONLINE_VARIABLE} = {after}"),
+    );
+
+    // 6. Every request the operator made is allowed by deploy/rbac.yaml.
     let requests = world.recorder.requests();
     let rbac_file = common::workspace().join("deploy/rbac.yaml");
     let rbac = Rbac::load(&rbac_file).expect("deploy/rbac.yaml");
@@ -570,7 +684,7 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
         "the recorder saw the operator create pods: {verbs:?}"
     );
 
-    // 6. A clean stop.
+    // 7. A clean stop.
     world.shutdown().await;
 }
 
@@ -590,4 +704,19 @@ async fn replica_threads(conn: &mut MySqlConnection) -> (String, String, String)
         text("Slave_SQL_Running"),
         text("Master_Host"),
     )
+}
+
+/// How many times instance `n`'s `mysqld` container started, over all its pods.
+fn container_starts(world: &World, n: u32) -> usize {
+    let pod = format!("{}/{}", common::NS, world.names.pod(n));
+    world
+        .kubelet()
+        .events()
+        .iter()
+        .filter(|e| {
+            e.pod == pod
+                && e.container.as_deref() == Some("mysqld")
+                && matches!(e.kind, EventKind::ContainerStarted { .. })
+        })
+        .count()
 }
