@@ -20,9 +20,11 @@
 //!    restart); then a replica's container is killed (SIGKILL): the kubelet restarts it in
 //!    the same pod and the server comes back with the changed value (the agent renders my.cnf
 //!    from the online revision's ConfigMap at every start).
-//! 6. Every request the operator made is allowed by `deploy/rbac.yaml` (the API server's
+//! 6. A replica's volume and pod are lost: it comes back provisioned from a healthy
+//!    instance, replicating, with every row, and is never writable.
+//! 7. Every request the operator made is allowed by `deploy/rbac.yaml` (the API server's
 //!    rules, checked by switchyard-kubelet's checker).
-//! 7. Every pod stops cleanly; nothing of the pod network is left.
+//! 8. Every pod stops cleanly; nothing of the pod network is left.
 //!
 //! Needs root (network namespaces, chroots). Run it with
 //! `cargo test -p switchyard --test kube_mariadb -- --nocapture` to see the log.
@@ -648,7 +650,107 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
         format!("instance {victim} restarted with {ONLINE_VARIABLE} = {after}"),
     );
 
-    // 6. Every request the operator made is allowed by deploy/rbac.yaml.
+    // 6. A replica's volume is lost with its pod (a lost local disk): the operator recreates
+    // the pod, its agent finds no data and starts nothing until the operator names a donor,
+    // the copy replicates, and it is never writable.
+    let lost = victim;
+    let rows = {
+        let mut conn = MySqlConnection::connect_with(&world.options(new_primary, &op_user, &op_pw))
+            .await
+            .expect("connect to the primary");
+        exec(&mut conn, "INSERT INTO app.ledger (id, writer, at_us, payload) SELECT MAX(id) + 1, 0, 0, 'after the loss' FROM app.ledger").await;
+        let n = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
+        let _ = conn.close().await;
+        n
+    };
+    let monitor = WritableMonitor::start(&world, INSTANCES, &creds);
+    let lost_pod = world.pod(lost).await.expect("the replica's pod");
+    world
+        .kubelet()
+        .volume_loss(common::NS, &world.names.claim(lost))
+        .expect("lose the volume");
+    world
+        .kubelet()
+        .node_loss(common::NS, &world.names.pod(lost))
+        .await
+        .expect("lose the pod");
+    log.say("test", format!("instance {lost}'s volume and pod lost"));
+    let copied = until(
+        ROLLOUT_WITHIN,
+        "the lost instance provisioned again",
+        async || {
+            match world.pod(lost).await {
+                Some(p) if p.uid() != lost_pod.uid() => {}
+                _ => return Err("no new pod yet".into()),
+            }
+            let s = world.agent_status(lost).await?;
+            let c = world.cluster().await;
+            let st = c.status.clone().unwrap_or_default();
+            let ready = st.instances.iter().any(|i| i.ordinal == lost && i.ready);
+            if s["phase"] == "running" && s["provisioning"] == "done" && ready {
+                Ok(s)
+            } else {
+                Err(format!("agent: {s}; ready {ready}"))
+            }
+        },
+    )
+    .await;
+    // The donor: in the status, or (when the container restarted after the copy, which a
+    // new agent resumes from the copy's marker) in what the agent logged while copying.
+    let from = match copied["provisioning_donor"].as_str() {
+        Some(d) if !d.is_empty() => d.to_owned(),
+        _ => {
+            let logs = world.logs(lost, "mysqld");
+            let plain: String = logs.chars().filter(|c| *c != '\u{1b}').collect();
+            plain
+                .split("copying ")
+                .nth(1)
+                .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
+                .unwrap_or_default()
+        }
+    };
+    assert!(
+        (0..INSTANCES)
+            .filter(|n| *n != lost)
+            .any(|n| from.starts_with(&world.names.pod_host(n))),
+        "instance {lost} copied from a healthy instance, not {from:?}: {copied:#}"
+    );
+    let mut conn = MySqlConnection::connect_with(&world.options(lost, &op_user, &op_pw))
+        .await
+        .expect("connect to the copy");
+    assert_eq!(
+        scalar(&mut conn, "SELECT @@read_only").await,
+        "1",
+        "the copy is read-only"
+    );
+    let (io, sql, _) = replica_threads(&mut conn).await;
+    assert_eq!(
+        (io.as_str(), sql.as_str()),
+        ("Yes", "Yes"),
+        "the copy replicates"
+    );
+    let copy_rows = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
+    let _ = conn.close().await;
+    assert_eq!(copy_rows, rows, "the copy has every row");
+    let c = world.cluster().await;
+    assert_eq!(
+        c.status.as_ref().and_then(|s| s.current_primary),
+        Some(new_primary),
+        "the primary did not move"
+    );
+    let writers = monitor.stop().await;
+    assert_eq!(
+        writers.writable.get(&lost).copied().unwrap_or(0),
+        0,
+        "the re-provisioned instance {lost} was never writable: {writers:?}"
+    );
+    assert!(writers.several.is_empty(), "{writers:?}");
+    log.say(
+        "test",
+        format!("instance {lost} copied from {from}, read-only, replicating, {copy_rows} rows"),
+    );
+
+    // 7. Every request the operator made is allowed by deploy/rbac.yaml.
     let requests = world.recorder.requests();
     let rbac_file = common::workspace().join("deploy/rbac.yaml");
     let rbac = Rbac::load(&rbac_file).expect("deploy/rbac.yaml");
@@ -684,7 +786,7 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
         "the recorder saw the operator create pods: {verbs:?}"
     );
 
-    // 7. A clean stop.
+    // 8. A clean stop.
     world.shutdown().await;
 }
 
