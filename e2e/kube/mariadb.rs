@@ -22,9 +22,11 @@
 //!    from the online revision's ConfigMap at every start).
 //! 6. A replica's volume and pod are lost: it comes back provisioned from a healthy
 //!    instance, replicating, with every row, and is never writable.
-//! 7. Every request the operator made is allowed by `deploy/rbac.yaml` (the API server's
+//! 7. Scale 3 -> 4: the new instance is copied from a donor, replicates from the primary
+//!    with every row, and is ready (in the read Service) only once its copy runs.
+//! 8. Every request the operator made is allowed by `deploy/rbac.yaml` (the API server's
 //!    rules, checked by switchyard-kubelet's checker).
-//! 8. Every pod stops cleanly; nothing of the pod network is left.
+//! 9. Every pod stops cleanly; nothing of the pod network is left.
 //!
 //! Needs root (network namespaces, chroots). Run it with
 //! `cargo test -p switchyard --test kube_mariadb -- --nocapture` to see the log.
@@ -697,18 +699,7 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
     .await;
     // The donor: in the status, or (when the container restarted after the copy, which a
     // new agent resumes from the copy's marker) in what the agent logged while copying.
-    let from = match copied["provisioning_donor"].as_str() {
-        Some(d) if !d.is_empty() => d.to_owned(),
-        _ => {
-            let logs = world.logs(lost, "mysqld");
-            let plain: String = logs.chars().filter(|c| *c != '\u{1b}').collect();
-            plain
-                .split("copying ")
-                .nth(1)
-                .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
-                .unwrap_or_default()
-        }
-    };
+    let from = donor_of(&world, lost, &copied);
     assert!(
         (0..INSTANCES)
             .filter(|n| *n != lost)
@@ -750,7 +741,63 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
         format!("instance {lost} copied from {from}, read-only, replicating, {copy_rows} rows"),
     );
 
-    // 7. Every request the operator made is allowed by deploy/rbac.yaml.
+    // 7. Scale 3 -> 4: the new instance is copied from a donor and counts as ready (joins the
+    // read Service) only once its copy runs and replicates.
+    world
+        .edit(|s| s.replicas = i32::try_from(INSTANCES + 1).unwrap())
+        .await;
+    log.say("test", format!("scaling to {}", INSTANCES + 1));
+    let added = INSTANCES;
+    let joined = until(ROLLOUT_WITHIN, "the new instance ready", async || {
+        // The pod's Ready condition (from the agent's readiness probe) is what puts it in the
+        // read Service's endpoints.
+        let ready = world
+            .pod(added)
+            .await
+            .is_some_and(|p| switchyard_kubelet::pod_ready(&p));
+        let agent = world.agent_status(added).await;
+        if ready {
+            // Ready: the agent must already have a running, replicating copy.
+            let a = agent.unwrap_or_else(|e| panic!("instance {added} ready, its agent: {e}"));
+            assert_eq!(
+                (a["phase"].as_str(), a["provisioning"].as_str()),
+                (Some("running"), Some("done")),
+                "instance {added} ready before its copy ran: {a:#}"
+            );
+            Ok(a)
+        } else {
+            Err(format!("not ready; agent {agent:?}"))
+        }
+    })
+    .await;
+    let from = donor_of(&world, added, &joined);
+    assert!(
+        (0..INSTANCES).any(|n| from.starts_with(&world.names.pod_host(n))),
+        "instance {added} copied from an instance of the cluster, not {from:?}"
+    );
+    let mut conn = MySqlConnection::connect_with(&world.options(added, &op_user, &op_pw))
+        .await
+        .expect("connect to the new instance");
+    let (io, sql, host) = replica_threads(&mut conn).await;
+    assert_eq!(
+        (io.as_str(), sql.as_str()),
+        ("Yes", "Yes"),
+        "the new instance replicates"
+    );
+    assert!(
+        host.starts_with(&world.names.pod(new_primary)),
+        "the new instance replicates from the primary, not {host}"
+    );
+    assert_eq!(scalar(&mut conn, "SELECT @@read_only").await, "1");
+    let added_rows = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
+    let _ = conn.close().await;
+    assert_eq!(added_rows, rows, "the new instance has every row");
+    log.say(
+        "test",
+        format!("instance {added} copied from {from}, replicating, {added_rows} rows"),
+    );
+
+    // 8. Every request the operator made is allowed by deploy/rbac.yaml.
     let requests = world.recorder.requests();
     let rbac_file = common::workspace().join("deploy/rbac.yaml");
     let rbac = Rbac::load(&rbac_file).expect("deploy/rbac.yaml");
@@ -786,7 +833,7 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
         "the recorder saw the operator create pods: {verbs:?}"
     );
 
-    // 8. A clean stop.
+    // 9. A clean stop.
     world.shutdown().await;
 }
 
@@ -821,4 +868,25 @@ fn container_starts(world: &World, n: u32) -> usize {
                 && matches!(e.kind, EventKind::ContainerStarted { .. })
         })
         .count()
+}
+
+/// The donor instance `n` was copied from: in its agent's status, or (when the container
+/// restarted after the copy, which a new agent resumes from the copy's marker, knowing no
+/// donor) in what the agent logged while copying (`copying HOST:PORT`).
+fn donor_of(world: &World, n: u32, status: &serde_json::Value) -> String {
+    match status["provisioning_donor"].as_str() {
+        Some(d) if !d.is_empty() => d.to_owned(),
+        _ => {
+            let logs = world.logs(n, "mysqld");
+            logs.split("copying ")
+                .nth(1)
+                .map(|rest| {
+                    rest.split(|c: char| c.is_whitespace() || c == '\u{1b}')
+                        .next()
+                        .unwrap_or("")
+                        .to_owned()
+                })
+                .unwrap_or_default()
+        }
+    }
 }
