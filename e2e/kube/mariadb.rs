@@ -16,9 +16,17 @@
 //!    (`kubectl delete`): it comes back on its own (old) revision, not on the target.
 //! 4. Every acknowledged write is on every instance (counted on the new primary too), no two
 //!    servers acknowledged writes at once, the monitor never saw two writable instances.
-//! 5. Every request the operator made is allowed by `deploy/rbac.yaml` (the API server's
+//! 5. A dynamic variable is changed: the operator sets it online on every instance (no
+//!    restart); then a replica's container is killed (SIGKILL): the kubelet restarts it in
+//!    the same pod and the server comes back with the changed value (the agent renders my.cnf
+//!    from the online revision's ConfigMap at every start).
+//! 6. A replica's volume and pod are lost: it comes back provisioned from a healthy
+//!    instance, replicating, with every row, and is never writable.
+//! 7. Scale 3 -> 4: the new instance is copied from a donor, replicates from the primary
+//!    with every row, and is ready (in the read Service) only once its copy runs.
+//! 8. Every request the operator made is allowed by `deploy/rbac.yaml` (the API server's
 //!    rules, checked by switchyard-kubelet's checker).
-//! 6. Every pod stops cleanly; nothing of the pod network is left.
+//! 9. Every pod stops cleanly; nothing of the pod network is left.
 //!
 //! Needs root (network namespaces, chroots). Run it with
 //! `cargo test -p switchyard --test kube_mariadb -- --nocapture` to see the log.
@@ -32,12 +40,15 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Log, PrimaryFollower, World, WritableMonitor, exec, scalar, until, within};
+use common::{
+    Log, PrimaryFollower, World, WritableMonitor, exec, hash_of, intent, revision_of, rows_on,
+    scalar, until, within,
+};
 use kube::ResourceExt as _;
 use kube::api::DeleteParams;
 use sqlx::Connection as _;
 use sqlx::mysql::MySqlConnection;
-use switchyard_kube::crd::{MySQLCluster, MySQLClusterSpec};
+use switchyard_kube::crd::MySQLClusterSpec;
 use switchyard_kube::names::ANNOTATION_REVISION_HASH;
 use switchyard_kubelet::EventKind;
 use switchyard_kubelet::rbac::{Rbac, ServiceAccount};
@@ -54,6 +65,9 @@ const ROLLOUT_WITHIN: Duration = Duration::from_secs(150);
 /// A static variable (a change needs a restart) and the value the rollout gives it.
 const STATIC_VARIABLE: &str = "innodb_sort_buffer_size";
 const STATIC_VALUE: &str = "2097152";
+/// A dynamic variable (set online, no restart) and the value the change gives it.
+const ONLINE_VARIABLE: &str = "max_connections";
+const ONLINE_VALUE: &str = "321";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
@@ -531,7 +545,259 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
     );
     drop(service);
 
-    // 5. Every request the operator made is allowed by deploy/rbac.yaml.
+    // 5. An online change survives a container restart: the agent renders my.cnf from the
+    // ConfigMap at every start, and the ConfigMap holds the online revision's my.cnf.
+    let online_from = target;
+    world
+        .edit(|s| {
+            s.config.insert(ONLINE_VARIABLE.into(), ONLINE_VALUE.into());
+        })
+        .await;
+    log.say(
+        "test",
+        format!("{ONLINE_VARIABLE} = {ONLINE_VALUE} (dynamic: set online)"),
+    );
+    until(
+        ROLLOUT_WITHIN,
+        "the online change on every instance",
+        async || {
+            let c = world.cluster().await;
+            let s = c.status.clone().unwrap_or_default();
+            let target = s.revisions.as_ref().and_then(|r| r.update);
+            let online = s
+                .revisions
+                .as_ref()
+                .and_then(|r| r.history.iter().find(|e| Some(e.number) == target))
+                .is_some_and(|e| e.online.is_some());
+            let all = s.instances.len() == INSTANCES as usize
+                && s.instances.iter().all(|i| i.revision == target && i.ready);
+            if target != Some(online_from) && online && all && s.phase.as_deref() == Some("Ready") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "phase {:?} target {target:?} online {online} instances {:?}",
+                    s.phase,
+                    s.instances
+                        .iter()
+                        .map(|i| (i.ordinal, i.revision, i.ready))
+                        .collect::<Vec<_>>()
+                ))
+            }
+        },
+    )
+    .await;
+    let victim = (0..INSTANCES)
+        .find(|n| *n != new_primary)
+        .expect("a replica");
+    let pod_before = world.pod(victim).await.expect("the replica's pod");
+    for n in 0..INSTANCES {
+        let mut conn = MySqlConnection::connect_with(&world.options(n, &op_user, &op_pw))
+            .await
+            .expect("connect");
+        assert_eq!(
+            scalar(&mut conn, &format!("SELECT @@GLOBAL.{ONLINE_VARIABLE}")).await,
+            ONLINE_VALUE,
+            "instance {n} set the online change"
+        );
+        let _ = conn.close().await;
+    }
+    let restarts_before = container_starts(&world, victim);
+    world
+        .kubelet()
+        .signal_container(
+            common::NS,
+            &world.names.pod(victim),
+            "mysqld",
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill the replica's container");
+    log.say(
+        "test",
+        format!("SIGKILL to instance {victim}'s mysqld container"),
+    );
+    until(
+        ROLLOUT_WITHIN,
+        "the killed container restarted and serving",
+        async || {
+            let started = container_starts(&world, victim);
+            if started <= restarts_before {
+                return Err(format!("{started} starts"));
+            }
+            let s = world.agent_status(victim).await?;
+            if s["phase"] == "running" {
+                Ok(())
+            } else {
+                Err(format!("agent: {s}"))
+            }
+        },
+    )
+    .await;
+    let pod_after = world.pod(victim).await.expect("the replica's pod");
+    assert_eq!(
+        pod_after.uid(),
+        pod_before.uid(),
+        "the same pod, its container restarted (not recreated)"
+    );
+    let mut conn = MySqlConnection::connect_with(&world.options(victim, &op_user, &op_pw))
+        .await
+        .expect("connect to the restarted replica");
+    let after = scalar(&mut conn, &format!("SELECT @@GLOBAL.{ONLINE_VARIABLE}")).await;
+    let _ = conn.close().await;
+    assert_eq!(
+        after, ONLINE_VALUE,
+        "instance {victim}: the online change survived the container's restart"
+    );
+    log.say(
+        "test",
+        format!("instance {victim} restarted with {ONLINE_VARIABLE} = {after}"),
+    );
+
+    // 6. A replica's volume is lost with its pod (a lost local disk): the operator recreates
+    // the pod, its agent finds no data and starts nothing until the operator names a donor,
+    // the copy replicates, and it is never writable.
+    let lost = victim;
+    let rows = {
+        let mut conn = MySqlConnection::connect_with(&world.options(new_primary, &op_user, &op_pw))
+            .await
+            .expect("connect to the primary");
+        exec(&mut conn, "INSERT INTO app.ledger (id, writer, at_us, payload) SELECT MAX(id) + 1, 0, 0, 'after the loss' FROM app.ledger").await;
+        let n = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
+        let _ = conn.close().await;
+        n
+    };
+    let monitor = WritableMonitor::start(&world, INSTANCES, &creds);
+    let lost_pod = world.pod(lost).await.expect("the replica's pod");
+    world
+        .kubelet()
+        .volume_loss(common::NS, &world.names.claim(lost))
+        .expect("lose the volume");
+    world
+        .kubelet()
+        .node_loss(common::NS, &world.names.pod(lost))
+        .await
+        .expect("lose the pod");
+    log.say("test", format!("instance {lost}'s volume and pod lost"));
+    let copied = until(
+        ROLLOUT_WITHIN,
+        "the lost instance provisioned again",
+        async || {
+            match world.pod(lost).await {
+                Some(p) if p.uid() != lost_pod.uid() => {}
+                _ => return Err("no new pod yet".into()),
+            }
+            let s = world.agent_status(lost).await?;
+            let c = world.cluster().await;
+            let st = c.status.clone().unwrap_or_default();
+            let ready = st.instances.iter().any(|i| i.ordinal == lost && i.ready);
+            if s["phase"] == "running" && s["provisioning"] == "done" && ready {
+                Ok(s)
+            } else {
+                Err(format!("agent: {s}; ready {ready}"))
+            }
+        },
+    )
+    .await;
+    // The donor: in the status, or (when the container restarted after the copy, which a
+    // new agent resumes from the copy's marker) in what the agent logged while copying.
+    let from = donor_of(&world, lost, &copied);
+    assert!(
+        (0..INSTANCES)
+            .filter(|n| *n != lost)
+            .any(|n| from.starts_with(&world.names.pod_host(n))),
+        "instance {lost} copied from a healthy instance, not {from:?}: {copied:#}"
+    );
+    let mut conn = MySqlConnection::connect_with(&world.options(lost, &op_user, &op_pw))
+        .await
+        .expect("connect to the copy");
+    assert_eq!(
+        scalar(&mut conn, "SELECT @@read_only").await,
+        "1",
+        "the copy is read-only"
+    );
+    let (io, sql, _) = replica_threads(&mut conn).await;
+    assert_eq!(
+        (io.as_str(), sql.as_str()),
+        ("Yes", "Yes"),
+        "the copy replicates"
+    );
+    let copy_rows = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
+    let _ = conn.close().await;
+    assert_eq!(copy_rows, rows, "the copy has every row");
+    let c = world.cluster().await;
+    assert_eq!(
+        c.status.as_ref().and_then(|s| s.current_primary),
+        Some(new_primary),
+        "the primary did not move"
+    );
+    let writers = monitor.stop().await;
+    assert_eq!(
+        writers.writable.get(&lost).copied().unwrap_or(0),
+        0,
+        "the re-provisioned instance {lost} was never writable: {writers:?}"
+    );
+    assert!(writers.several.is_empty(), "{writers:?}");
+    log.say(
+        "test",
+        format!("instance {lost} copied from {from}, read-only, replicating, {copy_rows} rows"),
+    );
+
+    // 7. Scale 3 -> 4: the new instance is copied from a donor and counts as ready (joins the
+    // read Service) only once its copy runs and replicates.
+    world
+        .edit(|s| s.replicas = i32::try_from(INSTANCES + 1).unwrap())
+        .await;
+    log.say("test", format!("scaling to {}", INSTANCES + 1));
+    let added = INSTANCES;
+    let joined = until(ROLLOUT_WITHIN, "the new instance ready", async || {
+        // The pod's Ready condition (from the agent's readiness probe) is what puts it in the
+        // read Service's endpoints.
+        let ready = world
+            .pod(added)
+            .await
+            .is_some_and(|p| switchyard_kubelet::pod_ready(&p));
+        let agent = world.agent_status(added).await;
+        if ready {
+            // Ready: the agent must already have a running, replicating copy.
+            let a = agent.unwrap_or_else(|e| panic!("instance {added} ready, its agent: {e}"));
+            assert_eq!(
+                (a["phase"].as_str(), a["provisioning"].as_str()),
+                (Some("running"), Some("done")),
+                "instance {added} ready before its copy ran: {a:#}"
+            );
+            Ok(a)
+        } else {
+            Err(format!("not ready; agent {agent:?}"))
+        }
+    })
+    .await;
+    let from = donor_of(&world, added, &joined);
+    assert!(
+        (0..INSTANCES).any(|n| from.starts_with(&world.names.pod_host(n))),
+        "instance {added} copied from an instance of the cluster, not {from:?}"
+    );
+    let mut conn = MySqlConnection::connect_with(&world.options(added, &op_user, &op_pw))
+        .await
+        .expect("connect to the new instance");
+    let (io, sql, host) = replica_threads(&mut conn).await;
+    assert_eq!(
+        (io.as_str(), sql.as_str()),
+        ("Yes", "Yes"),
+        "the new instance replicates"
+    );
+    assert!(
+        host.starts_with(&world.names.pod(new_primary)),
+        "the new instance replicates from the primary, not {host}"
+    );
+    assert_eq!(scalar(&mut conn, "SELECT @@read_only").await, "1");
+    let added_rows = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
+    let _ = conn.close().await;
+    assert_eq!(added_rows, rows, "the new instance has every row");
+    log.say(
+        "test",
+        format!("instance {added} copied from {from}, replicating, {added_rows} rows"),
+    );
+
+    // 8. Every request the operator made is allowed by deploy/rbac.yaml.
     let requests = world.recorder.requests();
     let rbac_file = common::workspace().join("deploy/rbac.yaml");
     let rbac = Rbac::load(&rbac_file).expect("deploy/rbac.yaml");
@@ -567,63 +833,8 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
         "the recorder saw the operator create pods: {verbs:?}"
     );
 
-    // 6. A clean stop.
+    // 9. A clean stop.
     world.shutdown().await;
-}
-
-/// How many of the acknowledged writes `acked` instance `n` holds.
-async fn rows_on(
-    world: &World,
-    n: u32,
-    user: &str,
-    password: &str,
-    acked: &[switchyard_testbed::ledger::AckedWrite],
-) -> usize {
-    let mut conn = MySqlConnection::connect_with(&world.options(n, user, password))
-        .await
-        .unwrap_or_else(|e| panic!("connect to instance {n}: {e}"));
-    let ids: BTreeSet<u64> = acked.iter().map(|w| w.id).collect();
-    let mut present = 0usize;
-    for chunk in ids.iter().copied().collect::<Vec<_>>().chunks(500) {
-        let list: Vec<String> = chunk.iter().map(u64::to_string).collect();
-        let n: i64 = scalar(
-            &mut conn,
-            &format!(
-                "SELECT COUNT(*) FROM app.ledger WHERE id IN ({})",
-                list.join(",")
-            ),
-        )
-        .await
-        .parse()
-        .unwrap();
-        present += usize::try_from(n).unwrap();
-    }
-    let _ = conn.close().await;
-    present
-}
-
-/// The intent of the engine's record.
-fn intent(c: &MySQLCluster) -> Option<Intent> {
-    c.status.as_ref()?.record.as_ref()?.intent.clone()
-}
-
-/// The revision the status assigns to instance `n`.
-fn revision_of(c: &MySQLCluster, n: u32) -> u64 {
-    c.status
-        .as_ref()
-        .and_then(|s| s.instances.iter().find(|i| i.ordinal == n))
-        .and_then(|i| i.revision)
-        .unwrap_or_else(|| panic!("instance {n} has no revision assigned"))
-}
-
-/// The pod template hash of revision `number`.
-fn hash_of(c: &MySQLCluster, number: u64) -> String {
-    c.status
-        .as_ref()
-        .and_then(|s| s.revisions.as_ref())
-        .and_then(|r| r.history.iter().find(|e| e.number == number))
-        .map(|e| e.pod_template_hash().to_owned())
-        .unwrap_or_else(|| panic!("revision {number} is not in the history"))
 }
 
 /// A replica's `Slave_IO_Running`, `Slave_SQL_Running` and `Master_Host`.
@@ -642,4 +853,40 @@ async fn replica_threads(conn: &mut MySqlConnection) -> (String, String, String)
         text("Slave_SQL_Running"),
         text("Master_Host"),
     )
+}
+
+/// How many times instance `n`'s `mysqld` container started, over all its pods.
+fn container_starts(world: &World, n: u32) -> usize {
+    let pod = format!("{}/{}", common::NS, world.names.pod(n));
+    world
+        .kubelet()
+        .events()
+        .iter()
+        .filter(|e| {
+            e.pod == pod
+                && e.container.as_deref() == Some("mysqld")
+                && matches!(e.kind, EventKind::ContainerStarted { .. })
+        })
+        .count()
+}
+
+/// The donor instance `n` was copied from: in its agent's status, or (when the container
+/// restarted after the copy, which a new agent resumes from the copy's marker, knowing no
+/// donor) in what the agent logged while copying (`copying HOST:PORT`).
+fn donor_of(world: &World, n: u32, status: &serde_json::Value) -> String {
+    match status["provisioning_donor"].as_str() {
+        Some(d) if !d.is_empty() => d.to_owned(),
+        _ => {
+            let logs = world.logs(n, "mysqld");
+            logs.split("copying ")
+                .nth(1)
+                .map(|rest| {
+                    rest.split(|c: char| c.is_whitespace() || c == '\u{1b}')
+                        .next()
+                        .unwrap_or("")
+                        .to_owned()
+                })
+                .unwrap_or_default()
+        }
+    }
 }

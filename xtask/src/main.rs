@@ -268,21 +268,24 @@ fn print_free_disk() {
     }
 }
 
-/// Prints the log of the Kubernetes end-to-end test (`e2e/kube/mariadb.rs`: the operator's
-/// pods run by the simulated kubelet): the order of its steps, its switchover and its checks. The test harness hides a passing test's
-/// output, so the test also writes it to cargo's temporary folder for tests.
+/// Prints the logs of the Kubernetes end-to-end tests (`e2e/kube/mariadb.rs` and
+/// `e2e/kube/mysql.rs`: the operator's pods run by the simulated kubelet): the order of their
+/// steps, their switchovers and their checks. The test harness hides a passing test's output,
+/// so the tests also write it to cargo's temporary folder for tests.
 fn show_kube_e2e_log() {
     let target = target_dir();
-    let path = target.join("tmp").join("kube-e2e-mariadb.log");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            eprintln!("==> Kubernetes end-to-end test log ({})", path.display());
-            eprint!("{text}");
+    for name in ["kube-e2e-mariadb.log", "kube-e2e-mysql.log"] {
+        let path = target.join("tmp").join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                eprintln!("==> Kubernetes end-to-end test log ({})", path.display());
+                eprint!("{text}");
+            }
+            Err(e) => eprintln!(
+                "==> no Kubernetes end-to-end test log at {}: {e}",
+                path.display()
+            ),
         }
-        Err(e) => eprintln!(
-            "==> no Kubernetes end-to-end test log at {}: {e}",
-            path.display()
-        ),
     }
 }
 

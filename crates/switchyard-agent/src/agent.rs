@@ -266,6 +266,7 @@ async fn bootstrap_data(shared: &Shared) -> Result<()> {
         &shared.options.run_dir,
         &secrets,
         version,
+        user.as_ref(),
     )
     .await?;
     if let Some(u) = &user {

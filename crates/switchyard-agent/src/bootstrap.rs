@@ -30,7 +30,7 @@ use tokio::io::AsyncWriteExt as _;
 
 use crate::config::Secrets;
 use crate::error::{Error, Result};
-use crate::image::Image;
+use crate::image::{Image, ServerUser};
 use crate::upgrade;
 
 /// The statements creating the operator's and the replication accounts (values already
@@ -54,7 +54,8 @@ pub fn accounts_sql(flavor: Flavor, secrets: &Secrets) -> String {
 }
 
 /// Initializes `datadir` (which must not exist or be empty) for `server`, with the rendered
-/// my.cnf `cnf`; helper files and the server's output go to `run_dir`.
+/// my.cnf `cnf`; helper files and the server's output go to `run_dir`. When the server runs
+/// as `user` (the agent runs as root), the helper files it reads are that user's.
 ///
 /// # Errors
 /// [`Error::Image`] for a missing script, [`Error::Command`] when the server fails (its
@@ -66,6 +67,7 @@ pub async fn initialize(
     run_dir: &Path,
     secrets: &Secrets,
     server: Version,
+    user: Option<&ServerUser>,
 ) -> Result<()> {
     let log = run_dir.join("bootstrap.log");
     let secret_values = [
@@ -98,6 +100,11 @@ pub async fn initialize(
                     .mode(0o600)
                     .open(&init_file)
                     .map_err(Error::io("create", &init_file))?;
+                // mysqld reads its --init-file as the user it switched to.
+                if let Some(u) = user {
+                    std::os::unix::fs::fchown(&f, Some(u.uid), Some(u.gid))
+                        .map_err(Error::io("chown", &init_file))?;
+                }
                 let sql = format!(
                     "SET SESSION sql_log_bin = 0;\n{}",
                     accounts_sql(Flavor::Mysql, secrets)

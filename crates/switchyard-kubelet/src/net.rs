@@ -2,8 +2,10 @@
 //! joined to it by a veth pair, and the cleanup of what a kubelet that died left behind.
 //!
 //! Each kubelet takes one subnet `10.213.K.0/24` (K from 0 to 255) by holding the lock file
-//! `kubelet/net-K.lock` under the testbed's cache for its whole life, so kubelets of other
-//! test processes never collide. Everything it creates is named after K: the bridge
+//! `net-K.lock` in the machine-wide folder [`LOCKS`] for its whole life, so kubelets of other
+//! test processes never collide, whichever testbed cache they use (the bridge and the
+//! namespaces are machine-wide too: a lock under one cache would let a kubelet of another
+//! take a live subnet for a dead one's and sweep it). Everything it creates is named after K: the bridge
 //! `sykKbr` (the host's address `10.213.K.1` on it), each pod's namespace `sykKpN` and the
 //! host end of its veth pair `sykKvN` (the pod's end is `eth0`). A kubelet that takes K first
 //! removes whatever carries those names (a kubelet that held K died without cleaning up: the
@@ -107,18 +109,21 @@ pub(crate) struct PodNet {
     pub(crate) ip: Ipv4Addr,
 }
 
+/// Where the subnets' lock files live: one folder for the whole machine, as the network is.
+pub(crate) const LOCKS: &str = "/run/switchyard-kubelet";
+
 impl Network {
     /// Takes a free subnet, cleans up after a dead kubelet that held it, and creates the
     /// bridge. `base` holds the lock files and the per-subnet work folders.
     pub(crate) fn create(base: &Path) -> Result<Network> {
-        let locks = base.join("locks");
-        std::fs::create_dir_all(&locks).map_err(Error::io("create", &locks))?;
+        let locks = Path::new(LOCKS);
+        std::fs::create_dir_all(locks).map_err(Error::io("create", locks))?;
         let taken = host_addresses()?;
         for index in 0..=255u8 {
             if taken.iter().any(|a| {
                 let o = a.octets();
                 o[0] == PREFIX[0] && o[1] == PREFIX[1] && o[2] == index
-            }) && !owned_by_dead_kubelet(index, &locks)?
+            }) && !owned_by_dead_kubelet(index, locks)?
             {
                 continue;
             }

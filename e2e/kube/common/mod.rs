@@ -16,7 +16,7 @@
 //! address the kubelet assigns it (there is no DNS for pod names on the host; inside the pods
 //! `/etc/hosts` lists the `.svc` names the operator writes into `instance.json`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -41,6 +41,7 @@ use switchyard_kube::names::{LABEL_ROLE, MYSQL_PORT, Names};
 use switchyard_kube::reconcile::reconcile;
 use switchyard_kubelet::rbac::{self, Recorder};
 use switchyard_kubelet::{Addresses, Event, EventKind, Images, Kubelet, KubeletConfig};
+use switchyard_plan::record::Intent;
 use switchyard_testbed::router::Router;
 use tokio::task::JoinHandle;
 
@@ -756,6 +757,61 @@ pub async fn scalar(conn: &mut MySqlConnection, sql: &str) -> String {
         .or_else(|_| row.try_get::<i64, _>(0).map(|v| v.to_string()))
         .or_else(|_| row.try_get::<u64, _>(0).map(|v| v.to_string()))
         .unwrap_or_else(|_| String::from_utf8_lossy(&row.get::<Vec<u8>, _>(0)).into_owned())
+}
+
+/// How many of the acknowledged writes `acked` instance `n` holds.
+pub async fn rows_on(
+    world: &World,
+    n: u32,
+    user: &str,
+    password: &str,
+    acked: &[switchyard_testbed::ledger::AckedWrite],
+) -> usize {
+    let mut conn = MySqlConnection::connect_with(&world.options(n, user, password))
+        .await
+        .unwrap_or_else(|e| panic!("connect to instance {n}: {e}"));
+    let ids: BTreeSet<u64> = acked.iter().map(|w| w.id).collect();
+    let mut present = 0usize;
+    for chunk in ids.iter().copied().collect::<Vec<_>>().chunks(500) {
+        let list: Vec<String> = chunk.iter().map(u64::to_string).collect();
+        let n: i64 = scalar(
+            &mut conn,
+            &format!(
+                "SELECT COUNT(*) FROM app.ledger WHERE id IN ({})",
+                list.join(",")
+            ),
+        )
+        .await
+        .parse()
+        .unwrap();
+        present += usize::try_from(n).unwrap();
+    }
+    let _ = conn.close().await;
+    present
+}
+
+/// The intent of the engine's record.
+pub fn intent(c: &MySQLCluster) -> Option<Intent> {
+    c.status.as_ref()?.record.as_ref()?.intent.clone()
+}
+
+/// The revision the status assigns to instance `n`.
+pub fn revision_of(c: &MySQLCluster, n: u32) -> u64 {
+    c.status
+        .as_ref()
+        .and_then(|s| s.instances.iter().find(|i| i.ordinal == n))
+        .and_then(|i| i.revision)
+        .unwrap_or_else(|| panic!("instance {n} has no revision assigned"))
+}
+
+/// The pod template hash of revision `number`.
+pub fn hash_of(c: &MySQLCluster, number: u64) -> String {
+    c.status
+        .as_ref()
+        .and_then(|s| s.revisions.as_ref())
+        .and_then(|r| r.history.iter().find(|e| e.number == number))
+        .map(|e| e.pod_template_hash().to_owned())
+        .unwrap_or_else(|| panic!("revision {number} is not in the history"))
 }
 
 /// The workspace's root (for `deploy/rbac.yaml`).
