@@ -393,6 +393,11 @@ async fn fail(shared: &Shared, e: Error, stop: &mut watch::Receiver<bool>) -> Re
 
 /// Step 5: waits for the server, upgrades its system tables if the rule says so, and
 /// starts the replication of a copy just provisioned.
+/// How many more times a copy is pointed at its source after a failure, and the pause
+/// before each.
+const POINT_RETRIES: u32 = 5;
+const POINT_RETRY_PAUSE: Duration = Duration::from_millis(500);
+
 async fn settle(shared: &Shared, server: &mut Server, version: Version) -> Result<()> {
     server.wait_ready(&shared.local, START_LIMIT).await?;
     let datadir = shared.options.datadir();
@@ -432,6 +437,8 @@ async fn settle(shared: &Shared, server: &mut Server, version: Version) -> Resul
     }
 
     if let Some(pending) = Pending::read(&datadir) {
+        // A restarted container still says where its copy came from.
+        shared.state().provisioning_donor = Some(pending.donor.clone());
         let instance = shared.state().assignment.instance.clone();
         let account = shared.secrets().replication;
         let source = instance.replication_source().ok_or_else(|| Error::InvalidConfig {
@@ -442,7 +449,7 @@ async fn settle(shared: &Shared, server: &mut Server, version: Version) -> Resul
                 pending.donor
             ),
         })?;
-        let pointed = async {
+        let point = || async {
             let mut conn = shared.local.connect(LOCAL_TIMEOUT).await?;
             replication::start_from_copy(
                 &mut conn,
@@ -454,8 +461,21 @@ async fn settle(shared: &Shared, server: &mut Server, version: Version) -> Resul
             .await?;
             local::close(conn).await;
             Ok::<(), Error>(())
+        };
+        // The operator may start the replica's replication between this agent's stop and
+        // its change of source (MariaDB then refuses the change: 1198, a running replica):
+        // a few more tries, each stopping it again, before a restart of the container.
+        let mut pointed = point().await;
+        for _ in 0..POINT_RETRIES {
+            match &pointed {
+                Err(e) if !e.is_invalid_input() => {
+                    tracing::warn!(error = %e, "pointing the copy at its source failed; trying again");
+                    tokio::time::sleep(POINT_RETRY_PAUSE).await;
+                    pointed = point().await;
+                }
+                _ => break,
+            }
         }
-        .await;
         match pointed {
             Ok(()) => {}
             Err(e) if e.is_invalid_input() => return Err(e),
