@@ -279,6 +279,9 @@ pub struct MysqlOps {
     replication: ReplicationCredentials,
     handles: HandleCache,
     timeouts: Timeouts,
+    /// Replicas reach their source at the address the operator reaches it by, not at its pod
+    /// name (see [`MysqlOps::with_sources_by_address`]).
+    sources_by_address: bool,
 }
 
 /// One cached instance handle, and when the server its MariaDB fence lock was taken on
@@ -333,6 +336,27 @@ impl MysqlOps {
             ),
             handles,
             timeouts: Timeouts::default(),
+            sources_by_address: false,
+        }
+    }
+
+    /// Points replicas at the address the operator reaches their source by (the
+    /// [`Target`]'s host and port) instead of the source pod's name in the cluster's DNS:
+    /// for servers outside a cluster's DNS, which cannot resolve pod names (servers run on
+    /// one host, reached through a resolver). The engine's observation maps a source back to
+    /// an ordinal by pod name, so inside a cluster keep the default.
+    #[must_use]
+    pub fn with_sources_by_address(mut self) -> Self {
+        self.sources_by_address = true;
+        self
+    }
+
+    /// Where a replica reaches `source` (see [`source_addr`]).
+    fn source_of(&self, source: &Target) -> SourceAddr {
+        if self.sources_by_address {
+            SourceAddr::new(source.host.clone(), source.port)
+        } else {
+            source_addr(source)
         }
     }
 
@@ -494,7 +518,7 @@ impl InstanceOps for MysqlOps {
     }
 
     async fn demote(&self, t: &Target, source: &Target, deadline: Instant) -> Result<(), OpsError> {
-        let to = source_addr(source);
+        let to = self.source_of(source);
         let h = self.handle(t);
         // It releases the lock it held and takes a new one on the server running now.
         let (_, started) = self.observe_started(&h, Some(deadline)).await?;
@@ -542,7 +566,7 @@ impl InstanceOps for MysqlOps {
         former_primary: bool,
     ) -> Result<(), OpsError> {
         let h = self.handle(t);
-        let to = source_addr(source);
+        let to = self.source_of(source);
         if former_primary {
             ops(h.demote_to_replica(&to, &self.replication).await)
         } else {

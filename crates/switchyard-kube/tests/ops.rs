@@ -74,7 +74,8 @@ async fn mariadb_a_fence_is_reported_only_while_its_lock_holds() {
     let testbed = replication_with(&[ServerKind::Mariadb1011; 2], &Options::default())
         .await
         .expect("two servers");
-    let ops = MysqlOps::new(&credentials(&testbed), HandleCache::default());
+    let ops =
+        MysqlOps::new(&credentials(&testbed), HandleCache::default()).with_sources_by_address();
     let (primary, replica) = (target(&testbed, 0), target(&testbed, 1));
     let server = testbed.instance(0);
     let mut admin = server
@@ -165,7 +166,8 @@ async fn mysql_a_fence_is_super_read_only() {
     let testbed = replication_with(&[ServerKind::Mysql97], &Options::default())
         .await
         .expect("a server");
-    let ops = MysqlOps::new(&credentials(&testbed), HandleCache::default());
+    let ops =
+        MysqlOps::new(&credentials(&testbed), HandleCache::default()).with_sources_by_address();
     let primary = target(&testbed, 0);
     let view = ops.observe(&primary, None).await.expect("observe");
     assert!(view.writable && !view.fenced, "{view:?}");
@@ -186,7 +188,7 @@ async fn rotate(kind: ServerKind) {
         .await
         .expect("two servers");
     let old = credentials(&testbed);
-    let ops = MysqlOps::new(&old, HandleCache::default());
+    let ops = MysqlOps::new(&old, HandleCache::default()).with_sources_by_address();
     let (primary, replica) = (target(&testbed, 0), target(&testbed, 1));
     let before = ops.observe(&replica, None).await.expect("observe");
     let mut new = old.clone();
@@ -204,7 +206,7 @@ async fn rotate(kind: ServerKind) {
     )
     .await
     .expect("set the passwords");
-    let fresh = MysqlOps::new(&new, HandleCache::default());
+    let fresh = MysqlOps::new(&new, HandleCache::default()).with_sources_by_address();
     // The replica applied the change once the new password logs in there.
     switchyard_testbed::wait_for(Duration::from_secs(30), async || {
         fresh.observe(&replica, None).await.ok()
@@ -217,6 +219,7 @@ async fn rotate(kind: ServerKind) {
             .await
             .unwrap_or_else(|e| panic!("{}: the new password logs in: {e}", t.pod));
         let refused = MysqlOps::new(&old, HandleCache::default())
+            .with_sources_by_address()
             .observe(t, None)
             .await
             .expect_err("the old password is refused");
