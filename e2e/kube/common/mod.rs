@@ -262,15 +262,24 @@ impl World {
         self.clusters().get(NAME).await.expect("the cluster")
     }
 
-    /// Updates the spec (as `kubectl apply` would).
-    pub async fn edit(&self, f: impl FnOnce(&mut MySQLClusterSpec)) {
-        let mut c = self.cluster().await;
-        f(&mut c.spec);
-        c.metadata.managed_fields = None;
-        self.clusters()
-            .replace(NAME, &PostParams::default(), &c)
-            .await
-            .expect("edit the spec");
+    /// Updates the spec (as `kubectl apply` would): read, change, replace, and again on a
+    /// conflict (the operator wrote the status in between).
+    pub async fn edit(&self, f: impl Fn(&mut MySQLClusterSpec)) {
+        let mut conflicts = 0;
+        loop {
+            let mut c = self.cluster().await;
+            f(&mut c.spec);
+            c.metadata.managed_fields = None;
+            match self
+                .clusters()
+                .replace(NAME, &PostParams::default(), &c)
+                .await
+            {
+                Ok(_) => return,
+                Err(kube::Error::Api(e)) if e.code == 409 && conflicts < 20 => conflicts += 1,
+                Err(e) => panic!("edit the spec: {e:?}"),
+            }
+        }
     }
 
     /// The stable address of instance `n`'s pod.
