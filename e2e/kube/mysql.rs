@@ -28,8 +28,8 @@ mod common;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{
-    Log, PrimaryFollower, World, WritableMonitor, exec, hash_of, intent, rows_on, scalar, until,
-    within,
+    Log, PrimaryFollower, World, WritableMonitor, assert_nothing_lost, exec, hash_of, intent,
+    scalar, until, within,
 };
 use kube::ResourceExt as _;
 use sqlx::Connection as _;
@@ -37,7 +37,6 @@ use sqlx::mysql::MySqlConnection;
 use switchyard_kube::crd::MySQLClusterSpec;
 use switchyard_kube::names::ANNOTATION_REVISION_HASH;
 use switchyard_kubelet::EventKind;
-use switchyard_testbed::ledger::{CheckConfig, CheckTarget, check};
 use switchyard_testbed::load::{Endpoints, Load, LoadConfig, Login, Logins, prepare};
 use switchyard_testbed::{Flavor, ServerKind};
 
@@ -397,60 +396,16 @@ async fn mysql_from_nothing_to_a_rolling_restart_under_load() {
     }
 
     // 4. No acknowledged write lost, never two writers.
-    let acked = report.ledger.acked.len();
-    assert!(acked > 0, "the load wrote");
-    let targets: Vec<CheckTarget> = (0..INSTANCES)
-        .map(|n| CheckTarget {
-            name: world.names.pod(n),
-            options: world.options(n, &op_user, &op_pw),
-        })
-        .collect();
-    let checked = check(&report.ledger, &targets, &CheckConfig::default())
-        .await
-        .expect("the ledger check");
-    assert_eq!(
-        checked.total_missing(),
-        0,
-        "acknowledged writes lost: {:?}",
-        checked.missing
-    );
-    let present = rows_on(&world, new_primary, &op_user, &op_pw, &report.ledger.acked).await;
-    assert_eq!(
-        present, acked,
-        "every acknowledged write is on the new primary"
-    );
-    let split = report.ledger.split_brain(3);
-    assert_eq!(
-        split.overlapping, 0,
-        "two servers acknowledged writes at once: {split:?}"
-    );
-    assert!(
-        split.per_server.len() >= 2,
-        "writes were acknowledged by the old and the new primary: {:?}",
-        split.per_server
-    );
-    let gap = report.ledger.longest_gap().map(|g| g.length());
-    log.say(
-        "test",
-        format!(
-            "{acked} writes acknowledged, none lost; longest gap {gap:?}; monitor: {} passes, {} with one writer, writable per instance {:?}",
-            writers.passes, writers.one, writers.writable
-        ),
-    );
-    assert!(
-        writers.several.is_empty(),
-        "two writable instances at once: {:?}",
-        writers.several
-    );
-    assert!(
-        writers.passes > 20 && writers.one > 0,
-        "the monitor sampled: {writers:?}"
-    );
-    assert!(
-        writers.writable.get(&0).copied().unwrap_or(0) > 0
-            && writers.writable.get(&new_primary).copied().unwrap_or(0) > 0,
-        "the monitor saw the old and the new primary writable: {writers:?}"
-    );
+    assert_nothing_lost(
+        &world,
+        &log,
+        &report,
+        &writers,
+        INSTANCES,
+        new_primary,
+        (&op_user, &op_pw),
+    )
+    .await;
     drop(service);
 
     // 5. A clean stop.

@@ -42,6 +42,8 @@ use switchyard_kube::reconcile::reconcile;
 use switchyard_kubelet::rbac::{self, Recorder};
 use switchyard_kubelet::{Addresses, Event, EventKind, Images, Kubelet, KubeletConfig};
 use switchyard_plan::record::Intent;
+use switchyard_testbed::ledger::{CheckConfig, CheckTarget, check};
+use switchyard_testbed::load::LoadReport;
 use switchyard_testbed::router::Router;
 use tokio::task::JoinHandle;
 
@@ -829,4 +831,72 @@ pub fn workspace() -> PathBuf {
         .join("../..")
         .canonicalize()
         .expect("the workspace")
+}
+
+/// The verdict of a rollout under load: no acknowledged write lost on any of the `instances`,
+/// every one on `new_primary`, no two servers acknowledging at once, and the monitor never
+/// saw two writable instances (while it saw instance 0 and then `new_primary` writable).
+pub async fn assert_nothing_lost(
+    world: &World,
+    log: &Log,
+    report: &LoadReport,
+    writers: &Writers,
+    instances: u32,
+    new_primary: u32,
+    (op_user, op_pw): (&str, &str),
+) {
+    let acked = report.ledger.acked.len();
+    assert!(acked > 0, "the load wrote");
+    let targets: Vec<CheckTarget> = (0..instances)
+        .map(|n| CheckTarget {
+            name: world.names.pod(n),
+            options: world.options(n, op_user, op_pw),
+        })
+        .collect();
+    let checked = check(&report.ledger, &targets, &CheckConfig::default())
+        .await
+        .expect("the ledger check");
+    assert_eq!(
+        checked.total_missing(),
+        0,
+        "acknowledged writes lost: {:?}",
+        checked.missing
+    );
+    let present = rows_on(world, new_primary, op_user, op_pw, &report.ledger.acked).await;
+    assert_eq!(
+        present, acked,
+        "every acknowledged write is on the new primary"
+    );
+    let split = report.ledger.split_brain(3);
+    assert_eq!(
+        split.overlapping, 0,
+        "two servers acknowledged writes at once: {split:?}"
+    );
+    assert!(
+        split.per_server.len() >= 2,
+        "writes were acknowledged by the old and the new primary: {:?}",
+        split.per_server
+    );
+    let gap = report.ledger.longest_gap().map(|g| g.length());
+    log.say(
+        "test",
+        format!(
+            "{acked} writes acknowledged, none lost; longest gap {gap:?}; monitor: {} passes, {} with one writer, writable per instance {:?}",
+            writers.passes, writers.one, writers.writable
+        ),
+    );
+    assert!(
+        writers.several.is_empty(),
+        "two writable instances at once: {:?}",
+        writers.several
+    );
+    assert!(
+        writers.passes > 20 && writers.one > 0,
+        "the monitor sampled: {writers:?}"
+    );
+    assert!(
+        writers.writable.get(&0).copied().unwrap_or(0) > 0
+            && writers.writable.get(&new_primary).copied().unwrap_or(0) > 0,
+        "the monitor saw the old and the new primary writable: {writers:?}"
+    );
 }
