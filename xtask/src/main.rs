@@ -12,6 +12,8 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod demo;
+mod image;
+mod manifests;
 mod sim;
 
 #[derive(Parser)]
@@ -32,6 +34,12 @@ enum Cmd {
     Fetch,
     /// Regenerate the committed CRD YAML under crds/ from the Rust types.
     Crds,
+    /// Build the operator's container image archive (OCI layout and docker archive in one
+    /// tar) and its unpacked root filesystem under target/image, without a container engine.
+    Image(image::Args),
+    /// Validate deploy/ and crds/ offline against the Kubernetes 1.29 and 1.37 schemas
+    /// (kubernetes-validate, installed into target/kubernetes-validate).
+    ValidateManifests,
     /// Run a benchmark on real servers (release build) and record it in docs/benchmarks.md.
     Bench {
         /// Which benchmark.
@@ -56,6 +64,8 @@ fn main() -> Result<()> {
         Cmd::Demo => demo::run(),
         Cmd::Fetch => fetch(),
         Cmd::Crds => crds(),
+        Cmd::Image(args) => image::run_image(args),
+        Cmd::ValidateManifests => manifests::run(),
         Cmd::Bench { what } => bench::run(what),
         Cmd::Sim { scenario, all } => sim::run(scenario, all),
     }
@@ -79,6 +89,23 @@ fn target_dir() -> PathBuf {
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(project_root());
+    // What `cargo run` set for xtask itself: build scripts that track CARGO_MANIFEST_DIR
+    // (ring's) would otherwise rebuild, with everything above them, each time a build
+    // alternates between xtask and a shell.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_ref())
+        {
+            cmd.env_remove(name.as_ref());
+        }
+    }
     cmd
 }
 
@@ -165,6 +192,7 @@ fn ci() -> Result<()> {
             "warnings",
         ]))
     })?;
+    phases.run("validate manifests", manifests::run)?;
     phases.run("fetch test servers", fetch)?;
     phases.run("build tests", || {
         run(cargo().args(["test", "--workspace", "--locked", "--no-run"]))
@@ -240,27 +268,40 @@ fn print_free_disk() {
     }
 }
 
-/// Prints the log of the Kubernetes end-to-end test (`e2e/kube/upgrade.rs`): the order of
-/// its steps, its switchovers and their durations. The test harness hides a passing test's
-/// output, so the test also writes it to cargo's temporary folder for tests.
+/// Prints the logs of the Kubernetes end-to-end tests (`e2e/kube/mariadb.rs` and
+/// `e2e/kube/mysql.rs`: the operator's pods run by the simulated kubelet): the order of their
+/// steps, their switchovers and their checks. The test harness hides a passing test's output,
+/// so the tests also write it to cargo's temporary folder for tests.
 fn show_kube_e2e_log() {
     let target = target_dir();
-    let path = target.join("tmp").join("kube-e2e-upgrade.log");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            eprintln!("==> Kubernetes end-to-end test log ({})", path.display());
-            eprint!("{text}");
+    for name in ["kube-e2e-mariadb.log", "kube-e2e-mysql.log"] {
+        let path = target.join("tmp").join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                eprintln!("==> Kubernetes end-to-end test log ({})", path.display());
+                eprint!("{text}");
+            }
+            Err(e) => eprintln!(
+                "==> no Kubernetes end-to-end test log at {}: {e}",
+                path.display()
+            ),
         }
-        Err(e) => eprintln!(
-            "==> no Kubernetes end-to-end test log at {}: {e}",
-            path.display()
-        ),
     }
 }
 
-/// Fetches every server the tests use, so the test phase's timings are the tests'.
+/// Fetches every server the tests use, and the operator image's base and skopeo for the
+/// image test, so the test phase's timings are the tests'.
 fn fetch() -> Result<()> {
     use switchyard_testbed::{ServerKind, binaries, template};
+    let start = Instant::now();
+    let base = switchyard_image::base::packages().context("fetching the image base")?;
+    let skopeo = switchyard_image::skopeo().context("fetching skopeo")?;
+    eprintln!(
+        "    image base ({} packages) and skopeo {} ready in {:.1}s",
+        base.packages().len(),
+        skopeo.version(),
+        start.elapsed().as_secs_f64()
+    );
     for kind in ServerKind::ALL {
         let start = Instant::now();
         let bins = binaries(kind).with_context(|| format!("fetching {kind:?}"))?;

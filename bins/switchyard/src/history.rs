@@ -214,6 +214,7 @@ mod tests {
             online: None,
             refused: None,
             rolls_back: None,
+            pod: None,
         }
     }
 

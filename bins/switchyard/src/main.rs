@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod approve;
 mod check_ddl;
 mod check_upgrade;
@@ -30,6 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The process in every database pod: `agent install --to DIR`, `agent run`.
+    Agent(agent::Args),
     /// Approve the supervised primary switchover a MySQLCluster waits for.
     Approve(approve::Args),
     /// Is an ALTER TABLE safe to roll node by node under row-based replication?
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Err(err) => return exit::from_clap(err),
     };
     let outcome: Exit = match cli.command {
+        Command::Agent(args) => return agent::run(args),
         Command::Approve(args) => approve::run(args),
         Command::CheckDdl(args) => check_ddl::run(args),
         Command::CheckUpgrade(args) => check_upgrade::run(args),

@@ -30,6 +30,10 @@ pub struct Args {
     /// cover, less a second: with 45 s, switchover deadlines up to 34 s.
     #[arg(long, default_value_t = switchyard_kube::leader::DEFAULT_LEASE.as_secs())]
     lease_seconds: u64,
+    /// The image the database pods copy `switchyard agent` from (default: the image this
+    /// operator runs from, read from its own pod; also $SWITCHYARD_AGENT_IMAGE).
+    #[arg(long)]
+    agent_image: Option<String>,
 }
 
 impl Args {
@@ -48,12 +52,16 @@ impl Args {
                 identity,
                 duration: Duration::from_secs(self.lease_seconds.max(3)),
             },
+            agent_image: self
+                .agent_image
+                .or_else(|| std::env::var("SWITCHYARD_AGENT_IMAGE").ok())
+                .filter(|i| !i.trim().is_empty()),
         }
     }
 }
 
 /// Resolves on SIGTERM (the kubelet stopping the pod) or Ctrl-C.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -11,11 +11,14 @@
 //!   pt-online-schema-change, and switchyard's rolling change.
 //! - [`rollout`]: a whole rolling change by the engine over the local runtime, against the
 //!   naive StatefulSet order: the engine's overhead per step and write unavailability.
+//! - [`provision`]: provisioning a replica of a filled donor by the agent's copy (clone,
+//!   mariadb-backup), against replaying the binary log; the agents' memory.
 //! - [`events`]: when switchyard-mysql made an instance writable, from its tracing events.
 //! - [`stats`]: percentiles of measured durations.
 //! - [`report`]: markdown tables, the machine, the date and the load average.
 
 pub mod events;
+pub mod provision;
 pub mod report;
 pub mod rollout;
 pub mod schema;

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use switchyard_bench::events::FenceLifted;
+use switchyard_bench::provision;
 use switchyard_bench::report::{LoadAverage, Machine, utc_date};
 use switchyard_bench::rollout;
 use switchyard_bench::schema;
@@ -72,6 +73,28 @@ enum What {
         json: Option<PathBuf>,
         /// The command to record as the one that reproduces the measurement.
         #[arg(long, default_value = "cargo xtask bench rollout")]
+        command: String,
+    },
+    /// Provisioning a replica of a filled donor by the agent's copy (MySQL clone, MariaDB
+    /// mariadb-backup), against replaying the donor's binary log; the agents' memory.
+    Provision {
+        /// Data to put in the donor, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        size_mb: u64,
+        /// The servers, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "mariadb,mysql")]
+        flavors: Vec<BenchFlavor>,
+        /// The `switchyard` binary (release build) whose `agent run` owns each instance.
+        #[arg(long)]
+        agent: PathBuf,
+        /// Write the markdown section here.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Write the measurements here, as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// The command to record as the one that reproduces the measurement.
+        #[arg(long, default_value = "cargo xtask bench provision")]
         command: String,
     },
     /// A schema change on a million-row MariaDB 10.11 table under load: a plain ALTER,
@@ -209,6 +232,33 @@ fn run(cli: Cli, lifted: &FenceLifted) -> Result<ExitCode> {
         .build()
         .context("could not start the async runtime")?;
     match cli.what {
+        What::Provision {
+            size_mb,
+            flavors,
+            agent,
+            markdown,
+            json,
+            command,
+        } => {
+            let config = provision::Config {
+                flavors: flavors.iter().map(|f| f.kind()).collect(),
+                size_mb,
+                agent,
+            };
+            let load_before = LoadAverage::now();
+            let progress = |line: &str| eprintln!("    {line}");
+            let results = runtime.block_on(provision::run(&config, &progress))?;
+            let ctx = provision::SectionContext {
+                command,
+                date: utc_date(SystemTime::now()),
+                machine: Machine::detect(),
+                load_before,
+                load_after: LoadAverage::now(),
+            };
+            let section = provision::section(&results, &ctx);
+            emit(&section, &results, markdown, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
         What::Rollout {
             sizes,
             change,

@@ -1,232 +1,44 @@
-//! Pure builders: the objects a `MySQLCluster` owns, computed from its spec alone.
+//! Pure builders: the objects a `MySQLCluster` owns, computed from its spec, the revision
+//! each instance is assigned and what [`crate::instances`] decided for it. Nothing here talks
+//! to the API server; every builder is tested against committed fixtures.
 //!
-//! Nothing here talks to the API server. The pod template depends only on the spec (never on
-//! the operator's own version), so upgrading the operator restarts no database pod. The
-//! template carries the content hash of its revision, which is how the runtime tells which
-//! revision a pod runs.
+//! Instance N is the Pod `<cluster>-<N>` with the claim `data-<cluster>-<N>` and the ConfigMap
+//! `<cluster>-<N>-config`. Its pod is built from the revision the engine's record assigns to
+//! it ([`crate::crd::InstanceStatus::revision`]): the revision's image, resources, grace
+//! period and version, and (in its ConfigMap) the revision's my.cnf. What is not part of a
+//! revision (probes' start-up window, anti-affinity, the agent's image) comes from the current
+//! spec and the operator: it never restarts a pod by itself, and a pod recreated later picks
+//! it up. The revision hash depends only on the spec, so upgrading the operator restarts no
+//! database pod.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Secret, SecretKeySelector,
-    SecretVolumeSource, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, Probe, Secret, SecretVolumeSource, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::{Resource, ResourceExt};
-use switchyard_plan::topology::content_hash;
-use switchyard_plan::versions::Flavor;
+use kube::Resource;
 
-use crate::crd::MySQLCluster;
+use crate::agent::{self, AGENT_PORT, InstanceConfig};
+use crate::crd::{AntiAffinityMode, MySQLCluster, RevisionEntry, RevisionPod};
+use crate::credentials::{self, ClusterCredentials};
+use crate::names::{
+    ANNOTATION_DONOR, ANNOTATION_REVISION_HASH, ANNOTATION_VERSION, CONTAINER, LABEL_ROLE,
+    LABEL_SERVING, MYSQL_PORT, Names, common_labels, instance_labels, selector_labels,
+};
+use crate::revision::{self, render_my_cnf};
 use crate::validate::ValidSpec;
 
-/// The label every managed object carries with its cluster's name.
-pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
-/// The label naming what manages an object.
-pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-/// The label naming the application.
-pub const LABEL_NAME: &str = "app.kubernetes.io/name";
-/// The role label the operator maintains on pods: `primary` or `replica`.
-pub const LABEL_ROLE: &str = "switchyard.io/role";
-/// `true` on pods in the read pool (the replicas Service selects it); absent when drained.
-pub const LABEL_SERVING: &str = "switchyard.io/serving";
-/// The pod template annotation holding the full revision hash.
-pub const ANNOTATION_REVISION_HASH: &str = "switchyard.io/revision-hash";
-/// The pod template annotation holding the server version of the template.
-pub const ANNOTATION_VERSION: &str = "switchyard.io/version";
-/// The field manager of every server-side apply.
-pub const FIELD_MANAGER: &str = "switchyard";
-/// The server's port.
-pub const MYSQL_PORT: u16 = 3306;
-/// The server container's name.
-pub const CONTAINER: &str = "mysqld";
-/// The offset added to an ordinal to make its `server_id` (never 0).
-pub const SERVER_ID_BASE: u32 = 1000;
-
-/// The keys of the credentials Secret.
-pub mod keys {
-    /// The server's root password (used only by the image's first-boot initialization).
-    pub const ROOT_PASSWORD: &str = "root-password";
-    /// The operator account's name.
-    pub const OPERATOR_USER: &str = "operator-user";
-    /// The operator account's password.
-    pub const OPERATOR_PASSWORD: &str = "operator-password";
-    /// The replication account's name.
-    pub const REPLICATION_USER: &str = "replication-user";
-    /// The replication account's password.
-    pub const REPLICATION_PASSWORD: &str = "replication-password";
-}
-
-/// The names of the objects a cluster owns.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Names {
-    /// The cluster (and StatefulSet, PodDisruptionBudget) name.
-    pub cluster: String,
-    /// The namespace.
-    pub namespace: String,
-}
-
-impl Names {
-    /// The names for `cluster`.
-    pub fn of(cluster: &MySQLCluster) -> Self {
-        Names {
-            cluster: cluster.name_any(),
-            namespace: cluster.namespace().unwrap_or_else(|| "default".into()),
-        }
-    }
-    /// The headless Service (stable pod DNS names).
-    pub fn headless(&self) -> String {
-        format!("{}-headless", self.cluster)
-    }
-    /// The Service selecting the primary.
-    pub fn primary_service(&self) -> String {
-        format!("{}-primary", self.cluster)
-    }
-    /// The Service selecting serving replicas.
-    pub fn replicas_service(&self) -> String {
-        format!("{}-replicas", self.cluster)
-    }
-    /// The ConfigMap with my.cnf.
-    pub fn config_map(&self) -> String {
-        format!("{}-config", self.cluster)
-    }
-    /// The Secret with the first-boot SQL that creates the accounts.
-    pub fn bootstrap_secret(&self) -> String {
-        format!("{}-bootstrap", self.cluster)
-    }
-    /// The pod of `ordinal`.
-    pub fn pod(&self, ordinal: u32) -> String {
-        format!("{}-{ordinal}", self.cluster)
-    }
-    /// The stable DNS name of the pod of `ordinal`.
-    pub fn pod_host(&self, ordinal: u32) -> String {
-        format!(
-            "{}.{}.{}.svc",
-            self.pod(ordinal),
-            self.headless(),
-            self.namespace
-        )
-    }
-    /// The ordinal of a pod of this cluster, from its name.
-    pub fn ordinal_of(&self, pod_name: &str) -> Option<u32> {
-        pod_name
-            .strip_prefix(&self.cluster)?
-            .strip_prefix('-')?
-            .parse()
-            .ok()
-    }
-    /// The ordinal named by a replication source host (`NAME-N.NAME-headless...`).
-    pub fn ordinal_of_host(&self, host: &str) -> Option<u32> {
-        self.ordinal_of(host.split('.').next()?)
-    }
-}
-
-/// The labels that select a cluster's pods.
-pub fn selector_labels(names: &Names) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (LABEL_NAME.to_owned(), "mysqlcluster".to_owned()),
-        (LABEL_INSTANCE.to_owned(), names.cluster.clone()),
-    ])
-}
-
-/// The labels every managed object carries.
-pub fn common_labels(names: &Names) -> BTreeMap<String, String> {
-    let mut labels = selector_labels(names);
-    labels.insert(LABEL_MANAGED_BY.to_owned(), FIELD_MANAGER.to_owned());
-    labels
-}
-
-/// The server variables of the spec: the operator's durability, GTID and replication
-/// settings for the flavor, then the user's `config` (which cannot name operator-owned
-/// variables, but may override durability defaults such as `sync_binlog`).
-pub fn server_variables(spec: &ValidSpec) -> BTreeMap<String, String> {
-    let mut v = BTreeMap::new();
-    let mut set = |k: &str, val: &str| {
-        v.insert(k.to_owned(), val.to_owned());
-    };
-    set("binlog_format", "ROW");
-    set("sync_binlog", "1");
-    set("innodb_flush_log_at_trx_commit", "1");
-    set("relay_log_recovery", "ON");
-    set("read_only", "ON");
-    set("skip_name_resolve", "ON");
-    match spec.flavor {
-        Flavor::Mysql => {
-            set("log_bin", "binlog");
-            set("relay_log", "relay-bin");
-            set("log_replica_updates", "ON");
-            set("gtid_mode", "ON");
-            set("enforce_gtid_consistency", "ON");
-            set("skip_replica_start", "ON");
-        }
-        Flavor::Mariadb => {
-            set("log_bin", "mariadb-bin");
-            set("relay_log", "relay-bin");
-            set("log_slave_updates", "ON");
-            set("gtid_strict_mode", "ON");
-            set("skip_slave_start", "ON");
-        }
-    }
-    for (k, val) in &spec.config {
-        v.insert(k.clone(), val.clone());
-    }
-    v
-}
-
-/// The rendered my.cnf: [`server_variables`] plus the start-up fence.
-///
-/// Every instance starts read-only from this file, and only the operator lifts it, on the
-/// primary. On MySQL `read_only` lets holders of `CONNECTION_ADMIN` (or `SUPER`) write, so the
-/// file also sets `super_read_only`, which stops every account. It is not one of the
-/// [`server_variables`]: those make the revision's content hash, and a new line there would
-/// change the pod template of every existing MySQL cluster when the operator is upgraded
-/// (restarting its pods); each pod reads it at its next start instead.
-pub fn render_my_cnf(spec: &ValidSpec) -> String {
-    let mut out = String::from(
-        "# Rendered by switchyard from the MySQLCluster spec. server_id and report_host are\n\
-         # added per pod at start; read_only (and super_read_only on MySQL) is lifted by the\n\
-         # operator on the primary only.\n\
-         [mysqld]\n",
-    );
-    let mut variables = server_variables(spec);
-    if spec.flavor == Flavor::Mysql {
-        variables.insert("super_read_only".to_owned(), "ON".to_owned());
-    }
-    for (k, val) in variables {
-        out.push_str(&format!("{k} = {val}\n"));
-    }
-    out
-}
-
-/// The content hash of the spec's revision: flavor, version and rendered variables, plus
-/// the image and resources (anything that needs a restart to take effect), as
-/// `switchyard_plan::topology::content_hash` computes it.
-pub fn revision_hash(spec: &ValidSpec, cluster: &MySQLCluster) -> String {
-    let mut content = server_variables(spec);
-    content.insert("@image".into(), spec.image.clone());
-    if let Some(resources) = &cluster.spec.resources {
-        content.insert(
-            "@resources".into(),
-            serde_json::to_string(resources).unwrap_or_default(),
-        );
-    }
-    content.insert(
-        "@terminationGracePeriodSeconds".into(),
-        grace_period_seconds(spec).to_string(),
-    );
-    content_hash(spec.flavor, spec.version, &content)
-}
-
-fn grace_period_seconds(spec: &ValidSpec) -> i64 {
-    i64::try_from(spec.shutdown_timeout.as_secs()).unwrap_or(i64::MAX / 2) + 30
-}
+/// The default size of a data volume when `spec.storage` gives none.
+pub const DEFAULT_STORAGE: &str = "10Gi";
 
 fn owner(cluster: &MySQLCluster) -> Vec<OwnerReference> {
     cluster.controller_owner_ref(&()).into_iter().collect()
@@ -242,13 +54,86 @@ fn meta(cluster: &MySQLCluster, names: &Names, name: String) -> ObjectMeta {
     }
 }
 
-/// The ConfigMap holding my.cnf.
-pub fn config_map(cluster: &MySQLCluster, spec: &ValidSpec) -> ConfigMap {
+/// The spec with the variables of `entry` (they differ from the spec's only while a
+/// refused change is undone, or for an instance still on an older revision).
+pub fn spec_of(spec: &ValidSpec, entry: &RevisionEntry) -> ValidSpec {
+    let mut rendered = spec.clone();
+    if let Some(config) = &entry.config {
+        rendered.config = config.clone();
+    }
+    if let Ok(version) = entry.version.parse() {
+        rendered.version = version;
+    }
+    rendered
+}
+
+/// The pod parts of `entry` (the current spec's for entries recorded before they were kept).
+pub fn pod_of(spec: &ValidSpec, cluster: &MySQLCluster, entry: &RevisionEntry) -> RevisionPod {
+    entry
+        .pod
+        .clone()
+        .unwrap_or_else(|| revision::revision_pod(spec, cluster))
+}
+
+/// The ConfigMap of instance `ordinal`: the my.cnf of the revision assigned to it and its
+/// `instance.json`.
+pub fn instance_config_map(
+    cluster: &MySQLCluster,
+    spec: &ValidSpec,
+    ordinal: u32,
+    entry: &RevisionEntry,
+    config: &InstanceConfig,
+) -> ConfigMap {
     let names = Names::of(cluster);
+    let mut metadata = meta(cluster, &names, names.config_map(ordinal));
+    metadata.labels = Some(instance_labels(&names, ordinal));
+    let json = serde_json::to_string_pretty(config).expect("an instance config serializes");
     ConfigMap {
-        metadata: meta(cluster, &names, names.config_map()),
-        data: Some(BTreeMap::from([("my.cnf".to_owned(), render_my_cnf(spec))])),
+        metadata,
+        data: Some(BTreeMap::from([
+            (
+                agent::MY_CNF_KEY.to_owned(),
+                render_my_cnf(&spec_of(spec, entry)),
+            ),
+            (agent::INSTANCE_KEY.to_owned(), json + "\n"),
+        ])),
         ..ConfigMap::default()
+    }
+}
+
+/// The claim spec of every data volume (default: 10Gi, ReadWriteOnce, the default class).
+pub fn storage_spec(cluster: &MySQLCluster) -> PersistentVolumeClaimSpec {
+    cluster
+        .spec
+        .storage
+        .clone()
+        .unwrap_or_else(|| PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(DEFAULT_STORAGE.into()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        })
+}
+
+/// The data volume claim of instance `ordinal`. It has no owner: it outlives the cluster (the
+/// data stays until someone deletes it), and the credentials Secret lists the claims as its
+/// owners, so the Secret goes only with the last of them.
+pub fn claim(cluster: &MySQLCluster, ordinal: u32) -> PersistentVolumeClaim {
+    let names = Names::of(cluster);
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(names.claim(ordinal)),
+            namespace: Some(names.namespace.clone()),
+            labels: Some(instance_labels(&names, ordinal)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(storage_spec(cluster)),
+        ..PersistentVolumeClaim::default()
     }
 }
 
@@ -259,27 +144,34 @@ fn service(
     selector: BTreeMap<String, String>,
     headless: bool,
 ) -> Service {
+    let port = |name: &str, number: u16| ServicePort {
+        name: Some(name.into()),
+        port: i32::from(number),
+        target_port: Some(IntOrString::String(name.into())),
+        protocol: Some("TCP".into()),
+        ..ServicePort::default()
+    };
+    let mut ports = vec![port("mysql", MYSQL_PORT)];
+    if headless {
+        ports.push(port("agent", AGENT_PORT));
+    }
     Service {
         metadata: meta(cluster, names, name),
         spec: Some(ServiceSpec {
             cluster_ip: headless.then(|| "None".to_owned()),
             publish_not_ready_addresses: headless.then_some(true),
             selector: Some(selector),
-            ports: Some(vec![ServicePort {
-                name: Some("mysql".into()),
-                port: i32::from(MYSQL_PORT),
-                target_port: Some(IntOrString::String("mysql".into())),
-                protocol: Some("TCP".into()),
-                ..ServicePort::default()
-            }]),
+            ports: Some(ports),
             ..ServiceSpec::default()
         }),
         ..Service::default()
     }
 }
 
-/// The three Services: headless (pod DNS), primary (role=primary) and replicas
-/// (role=replica, serving=true).
+/// The three Services: the hosts Service (headless, every pod, ready or not: the pods' DNS
+/// names), the primary (role=primary) and the replicas (role=replica, serving=true; the
+/// endpoints follow each pod's readiness, which the agent reports: a replica serves reads only
+/// once it replicates within the lag bound).
 pub fn services(cluster: &MySQLCluster) -> Vec<Service> {
     let names = Names::of(cluster);
     let mut primary = selector_labels(&names);
@@ -291,7 +183,7 @@ pub fn services(cluster: &MySQLCluster) -> Vec<Service> {
         service(
             cluster,
             &names,
-            names.headless(),
+            names.hosts_service(),
             selector_labels(&names),
             true,
         ),
@@ -316,14 +208,6 @@ pub fn pod_disruption_budget(cluster: &MySQLCluster) -> PodDisruptionBudget {
         ..PodDisruptionBudget::default()
     }
 }
-
-/// The shell script of the init container: copies my.cnf and appends the pod's
-/// `server_id` (from its ordinal) and `report_host`.
-pub const INIT_SCRIPT: &str = r#"set -eu
-ordinal="${POD_NAME##*-}"
-cp /switchyard/config/my.cnf /etc/mysql/conf.d/switchyard.cnf
-printf '\n[mysqld]\nserver_id = %d\nreport_host = %s\n' "$((SERVER_ID_BASE + ordinal))" "${POD_NAME}.${HEADLESS}.${POD_NAMESPACE}.svc" >> /etc/mysql/conf.d/switchyard.cnf
-"#;
 
 fn env(name: &str, value: &str) -> EnvVar {
     EnvVar {
@@ -356,290 +240,213 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-fn tcp_probe(period: i32, failure_threshold: i32) -> Probe {
+fn http_probe(path: &str, period: i32, timeout: i32, failure_threshold: i32) -> Probe {
     Probe {
-        tcp_socket: Some(TCPSocketAction {
-            port: IntOrString::String("mysql".into()),
-            ..TCPSocketAction::default()
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("agent".into()),
+            ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),
+        timeout_seconds: Some(timeout),
         failure_threshold: Some(failure_threshold),
         ..Probe::default()
     }
 }
 
-/// The StatefulSet: `OnDelete` (the engine chooses which pod restarts next), parallel pod
-/// management, a template derived from the spec only.
-pub fn stateful_set(cluster: &MySQLCluster, spec: &ValidSpec) -> StatefulSet {
-    stateful_set_at(cluster, spec, &revision_hash(spec, cluster))
+fn empty_dir(name: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }
 }
 
-/// The StatefulSet whose pod template carries `template_hash` instead of the spec's own
-/// revision hash: a revision reached online keeps the template (and so the pods) of the
-/// revision it was applied over. Only the hash annotation differs from
-/// [`stateful_set`]; the template never holds the server variables (they are in the
-/// ConfigMap).
-pub fn stateful_set_at(
+/// The pods' anti-affinity: the cluster's pods avoid sharing the spec's topology domain.
+pub fn affinity(cluster: &MySQLCluster) -> Option<Affinity> {
+    let names = Names::of(cluster);
+    let spec = &cluster.spec.anti_affinity;
+    let term = PodAffinityTerm {
+        label_selector: Some(LabelSelector {
+            match_labels: Some(selector_labels(&names)),
+            ..LabelSelector::default()
+        }),
+        topology_key: spec.topology_key.clone(),
+        ..PodAffinityTerm::default()
+    };
+    let anti = match spec.mode {
+        AntiAffinityMode::None => return None,
+        AntiAffinityMode::Preferred => PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: term,
+                },
+            ]),
+            ..PodAntiAffinity::default()
+        },
+        AntiAffinityMode::Required => PodAntiAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![term]),
+            ..PodAntiAffinity::default()
+        },
+    };
+    Some(Affinity {
+        pod_anti_affinity: Some(anti),
+        ..Affinity::default()
+    })
+}
+
+/// The pod of instance `ordinal`, built from `entry`, the revision assigned to it; its agent is
+/// installed from `agent_image`; `donor` is the donor its `instance.json` names now.
+pub fn pod(
     cluster: &MySQLCluster,
     spec: &ValidSpec,
-    template_hash: &str,
-) -> StatefulSet {
+    ordinal: u32,
+    entry: &RevisionEntry,
+    donor: Option<u32>,
+    agent_image: &str,
+) -> Pod {
     let names = Names::of(cluster);
-    let hash = template_hash.to_owned();
-    let mut pod_labels = selector_labels(&names);
-    pod_labels.insert(LABEL_MANAGED_BY.into(), FIELD_MANAGER.into());
-    let annotations = BTreeMap::from([
-        (ANNOTATION_REVISION_HASH.to_owned(), hash),
-        (ANNOTATION_VERSION.to_owned(), spec.version.to_string()),
-    ]);
-    let root_env = match spec.flavor {
-        Flavor::Mysql => "MYSQL_ROOT_PASSWORD",
-        Flavor::Mariadb => "MARIADB_ROOT_PASSWORD",
-    };
-    let mut main_env = vec![EnvVar {
-        name: root_env.into(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: spec.credentials_secret.clone(),
-                key: keys::ROOT_PASSWORD.into(),
-                ..SecretKeySelector::default()
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }];
-    if spec.flavor == Flavor::Mariadb {
-        // The image's entrypoint runs mariadb-upgrade before it listens on the network when
-        // the data directory was written by an older version; the operator verifies it did.
-        main_env.push(env("MARIADB_AUTO_UPGRADE", "1"));
-        main_env.push(env("MARIADB_DISABLE_UPGRADE_BACKUP", "1"));
-    }
+    let revision_pod = pod_of(spec, cluster, entry);
+    let mut metadata = meta(cluster, &names, names.pod(ordinal));
+    metadata.labels = Some(instance_labels(&names, ordinal));
+    metadata.annotations = Some(BTreeMap::from([
+        (ANNOTATION_REVISION_HASH.to_owned(), entry.hash.clone()),
+        (ANNOTATION_VERSION.to_owned(), entry.version.clone()),
+        (
+            ANNOTATION_DONOR.to_owned(),
+            donor.map_or_else(|| "none".to_owned(), |d| d.to_string()),
+        ),
+    ]));
     let startup_periods = i32::try_from(spec.startup_timeout.as_secs().div_ceil(10))
         .unwrap_or(i32::MAX)
         .max(1);
-    let init = Container {
-        name: "init-config".into(),
-        image: Some(spec.image.clone()),
-        command: Some(vec!["sh".into(), "-c".into(), INIT_SCRIPT.into()]),
-        env: Some(vec![
-            field_env("POD_NAME", "metadata.name"),
-            field_env("POD_NAMESPACE", "metadata.namespace"),
-            env("HEADLESS", &names.headless()),
-            env("SERVER_ID_BASE", &SERVER_ID_BASE.to_string()),
-        ]),
-        volume_mounts: Some(vec![
-            mount("config", "/switchyard/config", true),
-            mount("conf-d", "/etc/mysql/conf.d", false),
-        ]),
+    let install = Container {
+        name: "install".into(),
+        image: Some(agent_image.to_owned()),
+        command: Some(agent::install_command()),
+        volume_mounts: Some(vec![mount("switchyard", agent::INSTALL_DIR, false)]),
         ..Container::default()
+    };
+    let port = |name: &str, number: u16| ContainerPort {
+        name: Some(name.into()),
+        container_port: i32::from(number),
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
     };
     let main = Container {
         name: CONTAINER.into(),
-        image: Some(spec.image.clone()),
-        env: Some(main_env),
-        ports: Some(vec![ContainerPort {
-            name: Some("mysql".into()),
-            container_port: i32::from(MYSQL_PORT),
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
-        resources: cluster.spec.resources.clone(),
-        startup_probe: Some(tcp_probe(10, startup_periods)),
-        readiness_probe: Some(tcp_probe(5, 3)),
+        image: Some(revision_pod.image.clone()),
+        command: Some(agent::run_command()),
+        env: Some(vec![
+            env("SWITCHYARD_CLUSTER", &names.cluster),
+            env("SWITCHYARD_ORDINAL", &ordinal.to_string()),
+            env("SWITCHYARD_FLAVOR", &spec.flavor.to_string()),
+            env("SWITCHYARD_VERSION", &entry.version),
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+            field_env("POD_IP", "status.podIP"),
+        ]),
+        ports: Some(vec![port("mysql", MYSQL_PORT), port("agent", AGENT_PORT)]),
+        resources: revision_pod.resources.clone(),
+        // Crash recovery and a version upgrade may take long: the start-up window is the
+        // spec's startupTimeout; liveness starts only after it.
+        startup_probe: Some(http_probe("/livez", 10, 5, startup_periods)),
+        readiness_probe: Some(http_probe("/readyz", 5, 5, 3)),
+        liveness_probe: Some(http_probe("/livez", 10, 5, 6)),
         volume_mounts: Some(vec![
-            mount("data", "/var/lib/mysql", false),
-            mount("conf-d", "/etc/mysql/conf.d", true),
-            mount("bootstrap", "/docker-entrypoint-initdb.d", true),
+            mount("data", agent::DATA_DIR, false),
+            mount("switchyard", agent::INSTALL_DIR, true),
+            mount("config", agent::CONFIG_DIR, true),
+            mount("secrets", agent::SECRETS_DIR, true),
+            mount("run", agent::RUN_DIR, false),
+            mount("tmp", "/tmp", false),
         ]),
         ..Container::default()
     };
     let volumes = vec![
         Volume {
+            name: "data".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: names.claim(ordinal),
+                ..PersistentVolumeClaimVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        empty_dir("switchyard"),
+        Volume {
             name: "config".into(),
             config_map: Some(ConfigMapVolumeSource {
-                name: names.config_map(),
+                name: names.config_map(ordinal),
                 ..ConfigMapVolumeSource::default()
             }),
             ..Volume::default()
         },
         Volume {
-            name: "conf-d".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        },
-        Volume {
-            name: "bootstrap".into(),
+            name: "secrets".into(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(names.bootstrap_secret()),
+                secret_name: Some(spec.credentials_secret.clone()),
                 ..SecretVolumeSource::default()
             }),
             ..Volume::default()
         },
+        empty_dir("run"),
+        empty_dir("tmp"),
     ];
-    let storage = cluster
-        .spec
-        .storage
-        .clone()
-        .unwrap_or_else(|| PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([(
-                    "storage".to_owned(),
-                    Quantity("10Gi".into()),
-                )])),
-                ..VolumeResourceRequirements::default()
+    Pod {
+        metadata,
+        spec: Some(PodSpec {
+            hostname: Some(names.pod(ordinal)),
+            subdomain: Some(names.hosts_service()),
+            termination_grace_period_seconds: Some(revision_pod.termination_grace_period_seconds),
+            security_context: Some(PodSecurityContext {
+                fs_group: Some(999),
+                ..PodSecurityContext::default()
             }),
-            ..PersistentVolumeClaimSpec::default()
-        });
-    StatefulSet {
-        metadata: meta(cluster, &names, names.cluster.clone()),
-        spec: Some(StatefulSetSpec {
-            replicas: Some(i32::try_from(spec.replicas).unwrap_or(1)),
-            service_name: Some(names.headless()),
-            pod_management_policy: Some("Parallel".into()),
-            update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("OnDelete".into()),
-                ..StatefulSetUpdateStrategy::default()
-            }),
-            selector: LabelSelector {
-                match_labels: Some(selector_labels(&names)),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(annotations),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    termination_grace_period_seconds: Some(grace_period_seconds(spec)),
-                    security_context: Some(PodSecurityContext {
-                        fs_group: Some(999),
-                        ..PodSecurityContext::default()
-                    }),
-                    init_containers: Some(vec![init]),
-                    containers: vec![main],
-                    volumes: Some(volumes),
-                    ..PodSpec::default()
-                }),
-            },
-            volume_claim_templates: Some(vec![PersistentVolumeClaim {
-                metadata: ObjectMeta {
-                    name: Some("data".into()),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(storage),
-                ..PersistentVolumeClaim::default()
-            }]),
-            ..StatefulSetSpec::default()
+            affinity: affinity(cluster),
+            init_containers: Some(vec![install]),
+            containers: vec![main],
+            volumes: Some(volumes),
+            ..PodSpec::default()
         }),
-        ..StatefulSet::default()
+        ..Pod::default()
     }
 }
 
-/// The accounts' credentials, as read from (or generated into) the credentials Secret.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClusterCredentials {
-    /// The root password (first boot only).
-    pub root_password: String,
-    /// The operator account.
-    pub operator_user: String,
-    /// Its password.
-    pub operator_password: String,
-    /// The replication account.
-    pub replication_user: String,
-    /// Its password.
-    pub replication_password: String,
-}
-
-impl std::fmt::Debug for ClusterCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterCredentials")
-            .field("operator_user", &self.operator_user)
-            .field("replication_user", &self.replication_user)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Random alphanumeric passwords, 24 characters each.
-pub fn generate_credentials() -> ClusterCredentials {
-    use rand::Rng;
-    use rand::distr::Alphanumeric;
-    let password = || -> String {
-        rand::rng()
-            .sample_iter(&Alphanumeric)
-            .take(24)
-            .map(char::from)
-            .collect()
-    };
-    ClusterCredentials {
-        root_password: password(),
-        operator_user: "switchyard".into(),
-        operator_password: password(),
-        replication_user: "replication".into(),
-        replication_password: password(),
-    }
-}
-
-/// The credentials Secret the operator creates when it is absent (never overwritten).
+/// The credentials Secret the operator creates when it is absent (never overwritten). It has
+/// no owner at first; the cluster's data claims are added as its owners as they are created
+/// ([`secret_owners`]), so it survives the cluster's deletion while any claim (and so any data
+/// directory that knows these passwords) remains, and a cluster recreated with the same name
+/// reuses it.
 pub fn credentials_secret(
     cluster: &MySQLCluster,
     spec: &ValidSpec,
     creds: &ClusterCredentials,
 ) -> Secret {
     let names = Names::of(cluster);
-    let data = [
-        (keys::ROOT_PASSWORD, &creds.root_password),
-        (keys::OPERATOR_USER, &creds.operator_user),
-        (keys::OPERATOR_PASSWORD, &creds.operator_password),
-        (keys::REPLICATION_USER, &creds.replication_user),
-        (keys::REPLICATION_PASSWORD, &creds.replication_password),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
-    .collect();
+    let mut metadata = meta(cluster, &names, spec.credentials_secret.clone());
+    metadata.owner_references = None;
     Secret {
-        metadata: meta(cluster, &names, spec.credentials_secret.clone()),
-        data: Some(data),
+        metadata,
+        data: Some(credentials::secret_data(creds)),
         ..Secret::default()
     }
 }
 
-/// The first-boot SQL: creates the operator and replication accounts on every instance with
-/// the binary log off, so no instance has transactions the others lack.
-pub fn bootstrap_sql(flavor: Flavor, creds: &ClusterCredentials) -> String {
-    use switchyard_mysql::sql::quote_literal;
-    let op = quote_literal(&creds.operator_user);
-    let op_pw = quote_literal(&creds.operator_password);
-    let repl = quote_literal(&creds.replication_user);
-    let repl_pw = quote_literal(&creds.replication_password);
-    let replication_grant = match flavor {
-        Flavor::Mysql => "REPLICATION SLAVE, REPLICATION CLIENT",
-        Flavor::Mariadb => "REPLICATION SLAVE, BINLOG MONITOR",
-    };
-    format!(
-        "-- Rendered by switchyard: the accounts the operator and replication use.\n\
-         SET SESSION sql_log_bin = 0;\n\
-         CREATE USER IF NOT EXISTS {op}@'%' IDENTIFIED BY {op_pw};\n\
-         GRANT ALL PRIVILEGES ON *.* TO {op}@'%' WITH GRANT OPTION;\n\
-         CREATE USER IF NOT EXISTS {repl}@'%' IDENTIFIED BY {repl_pw};\n\
-         GRANT {replication_grant} ON *.* TO {repl}@'%';\n"
-    )
-}
-
-/// The Secret mounted at `/docker-entrypoint-initdb.d`, run by the image on first boot.
-pub fn bootstrap_secret(
-    cluster: &MySQLCluster,
-    spec: &ValidSpec,
-    creds: &ClusterCredentials,
-) -> Secret {
-    let names = Names::of(cluster);
-    Secret {
-        metadata: meta(cluster, &names, names.bootstrap_secret()),
-        data: Some(BTreeMap::from([(
-            "10-switchyard-accounts.sql".to_owned(),
-            ByteString(bootstrap_sql(spec.flavor, creds).into_bytes()),
-        )])),
-        ..Secret::default()
-    }
+/// The owner references of the credentials Secret: every data claim of the cluster (by name
+/// and uid), in ordinal order.
+pub fn secret_owners(claims: &[PersistentVolumeClaim]) -> Vec<OwnerReference> {
+    let mut owners: Vec<OwnerReference> = claims
+        .iter()
+        .filter_map(|c| {
+            Some(OwnerReference {
+                api_version: "v1".into(),
+                kind: "PersistentVolumeClaim".into(),
+                name: c.metadata.name.clone()?,
+                uid: c.metadata.uid.clone()?,
+                ..OwnerReference::default()
+            })
+        })
+        .collect();
+    owners.sort_by(|a, b| a.name.cmp(&b.name));
+    owners
 }

@@ -5,22 +5,23 @@
 //! A configuration change that only sets dynamic variables becomes an *online* revision: it
 //! keeps the pod template of the revision its pods were started from (so no pod restarts) and
 //! carries the variables to set, cumulated from that template's configuration, so that any
-//! instance started from the template (including one the kubelet recreated, which reads the
-//! re-rendered ConfigMap) reaches it by setting them. Everything else restarts pods as before.
+//! instance on a revision of that template reaches it by setting them. Everything else
+//! restarts pods.
+//!
+//! The servers are asked through [`InstanceOps`]; what a revision is and how the history is
+//! kept is [`crate::revision`].
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use switchyard_config::{ChangePlan, ChangeRequest, plan_change, preflight_upgrade};
-use switchyard_plan::decide::{OnlineChange, Target};
 use switchyard_plan::history::History;
 use switchyard_plan::versions::Version;
-use switchyard_plan::{Observed, Revision, Timestamp};
+use switchyard_plan::{Observed, Timestamp};
 
-use crate::build;
-use crate::crd::{MySQLCluster, OnlineRevision, RevisionEntry, Revisions, VariableSetting};
+use crate::crd::{MySQLCluster, OnlineRevision, VariableSetting};
 use crate::error::Error;
-use crate::runtime::KubeRuntime;
+use crate::ops::{InstanceOps, Target};
+use crate::revision::{self, merge, setting};
 use crate::validate::ValidSpec;
 
 /// How a new revision reaches the instances, or why it must not be recorded.
@@ -61,37 +62,20 @@ pub enum Verdict {
     },
 }
 
-fn setting(pairs: &[(String, String)]) -> Vec<VariableSetting> {
-    pairs
-        .iter()
-        .map(|(name, value)| VariableSetting {
-            name: name.clone(),
-            value: value.clone(),
-        })
-        .collect()
-}
-
-fn pairs(settings: &[VariableSetting]) -> Vec<(String, String)> {
-    settings
-        .iter()
-        .map(|s| (s.name.clone(), s.value.clone()))
-        .collect()
-}
-
-/// `base` with `over` set on top, order kept (a name already in `base` keeps its place).
-fn merge(base: &[VariableSetting], over: &[VariableSetting]) -> Vec<VariableSetting> {
-    let mut out: Vec<VariableSetting> = base.to_vec();
-    for s in over {
-        match out.iter_mut().find(|o| o.name == s.name) {
-            Some(o) => o.value = s.value.clone(),
-            None => out.push(s.clone()),
+/// same one.
+impl Verdict {
+    /// The pod template hash and the variables of an online revision.
+    pub fn online(&self) -> Option<(String, OnlineRevision)> {
+        match self {
+            Verdict::Online {
+                template_hash,
+                online,
+            } => Some((template_hash.clone(), online.clone())),
+            _ => None,
         }
     }
-    out
 }
 
-/// The previous value of each variable of `plan`'s online change, when every instance had the
-/// same one.
 fn agreed_previous(
     plan: &ChangePlan,
     variables: &[(String, String)],
@@ -124,7 +108,8 @@ fn agreed_previous(
 /// [`Error::CheckChange`] when an instance that must be asked does not answer (nothing is
 /// recorded; the reconcile is retried).
 pub async fn plan_revision(
-    runtime: &KubeRuntime,
+    ops: &dyn InstanceOps,
+    target: &(dyn Fn(u32) -> Target + Sync),
     spec: &ValidSpec,
     cluster: &MySQLCluster,
     observed: &Observed,
@@ -150,14 +135,13 @@ pub async fn plan_revision(
                 ),
             });
         }
-        let accounts = runtime
-            .ops()
-            .accounts(&runtime.target(primary.ordinal))
-            .await
-            .map_err(|e| Error::CheckChange {
-                ordinal: primary.ordinal,
-                message: e.message,
-            })?;
+        let accounts =
+            ops.accounts(&target(primary.ordinal))
+                .await
+                .map_err(|e| Error::CheckChange {
+                    ordinal: primary.ordinal,
+                    message: e.message,
+                })?;
         if let Err(refusal) = preflight_upgrade(
             spec.flavor,
             primary.version,
@@ -210,9 +194,8 @@ pub async fn plan_revision(
                 ),
             });
         }
-        let meta = runtime
-            .ops()
-            .variable_metadata(&runtime.target(i.ordinal), &probe)
+        let meta = ops
+            .variable_metadata(&target(i.ordinal), &probe)
             .await
             .map_err(|e| Error::CheckChange {
                 ordinal: i.ordinal,
@@ -243,7 +226,7 @@ pub async fn plan_revision(
     let mut same_but_config = spec.clone();
     same_but_config.config = current;
     let only_config =
-        from.config.is_some() && build::revision_hash(&same_but_config, cluster) == from.hash;
+        from.config.is_some() && revision::revision_hash(&same_but_config, cluster) == from.hash;
     let Some(change) = plan.target.online.as_ref().filter(|_| only_config) else {
         return Ok(Verdict::Restart);
     };
@@ -273,165 +256,4 @@ pub async fn plan_revision(
             previous,
         },
     })
-}
-
-/// The history entry of a new revision `revision` for `spec`, as `verdict` (Restart or
-/// Online) says it is reached.
-pub fn new_entry(
-    revision: &Revision,
-    spec: &ValidSpec,
-    verdict: &Verdict,
-    now: &Time,
-) -> RevisionEntry {
-    let (template_hash, online) = match verdict {
-        Verdict::Online {
-            template_hash,
-            online,
-        } => (Some(template_hash.clone()), Some(online.clone())),
-        _ => (None, None),
-    };
-    RevisionEntry {
-        number: revision.number,
-        hash: revision.hash.clone(),
-        version: spec.version.to_string(),
-        created: now.clone(),
-        config: Some(spec.config.clone()),
-        template_hash,
-        online,
-        refused: None,
-        rolls_back: None,
-    }
-}
-
-/// The engine's target for a history entry.
-pub fn target_of(entry: &RevisionEntry, fallback_version: Version) -> Target {
-    let version = Version::parse(&entry.version).unwrap_or(fallback_version);
-    let mut target = Target::new(
-        Revision {
-            number: entry.number,
-            hash: entry.hash.clone(),
-        },
-        version,
-    );
-    target.online = entry.online.as_ref().map(|o| OnlineChange {
-        from_hash: o.from_hash.clone(),
-        variables: pairs(&o.variables),
-    });
-    target
-}
-
-/// Records that an instance refused the online revision `number` (`message` names the
-/// variable, the instance and what the server said) and appends the revision that undoes it:
-/// the content of the revision it was applied over, set back online with the values every
-/// instance had before, or, when they did not all agree, a restart on that revision. Returns
-/// the new revision's number.
-pub fn roll_back(revisions: &mut Revisions, number: u64, message: &str, now: &Time) -> Option<u64> {
-    let refused = revisions.history.iter_mut().find(|e| e.number == number)?;
-    if refused.rolls_back.is_some() || refused.refused.is_some() {
-        return None;
-    }
-    refused.refused = Some(message.to_owned());
-    let refused = refused.clone();
-    let online = refused.online.clone()?;
-    let from = revisions
-        .history
-        .iter()
-        .find(|e| e.number == online.over)?
-        .clone();
-    let next = revisions
-        .history
-        .iter()
-        .map(|e| e.number)
-        .max()
-        .unwrap_or(0)
-        + 1;
-    let (template_hash, back) = match &online.previous {
-        Some(previous) => (
-            Some(online.from_hash.clone()),
-            Some(OnlineRevision {
-                over: number,
-                from_hash: refused.hash.clone(),
-                variables: previous.clone(),
-                previous: None,
-            }),
-        ),
-        // The instances did not agree on their values before: they restart on the previous
-        // revision, whose my.cnf gives each its value again.
-        None => (None, None),
-    };
-    revisions.history.push(RevisionEntry {
-        number: next,
-        hash: from.hash.clone(),
-        version: from.version.clone(),
-        created: now.clone(),
-        config: from.config.clone(),
-        template_hash: template_hash.filter(|t| *t != from.hash),
-        online: back,
-        refused: None,
-        rolls_back: Some(number),
-    });
-    revisions.update = Some(next);
-    Some(next)
-}
-
-/// What the reconciler targets for a spec whose content hash is `hash`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Resolved {
-    /// The latest revision has this content.
-    Latest(RevisionEntry),
-    /// The spec asks for a revision an instance refused; the latest revision undoes it.
-    Refused {
-        /// The revision that undoes it (the target).
-        latest: RevisionEntry,
-        /// Why it was refused.
-        message: String,
-        /// The refused revision's number.
-        refused: u64,
-    },
-    /// A new revision with this number.
-    New(u64),
-}
-
-/// Resolves the spec's content hash against the history: the latest revision when it has
-/// this content; a refused revision stays undone until the spec changes; anything else
-/// (including going back to an earlier configuration) is a new forward revision.
-pub fn resolve(revisions: Option<&Revisions>, hash: &str) -> Resolved {
-    let history = revisions.map(|r| r.history.as_slice()).unwrap_or_default();
-    let latest = history.iter().max_by_key(|e| e.number);
-    if let Some(latest) = latest {
-        if latest.hash == hash && latest.rolls_back.is_none() {
-            return Resolved::Latest(latest.clone());
-        }
-        if let Some(n) = latest.rolls_back
-            && let Some(refused) = history.iter().find(|e| e.number == n && e.hash == hash)
-        {
-            return Resolved::Refused {
-                latest: latest.clone(),
-                message: refused.refused.clone().unwrap_or_default(),
-                refused: n,
-            };
-        }
-        if latest.hash == hash {
-            return Resolved::Latest(latest.clone());
-        }
-    }
-    Resolved::New(history.iter().map(|e| e.number).max().unwrap_or(0) + 1)
-}
-
-/// The hashes of the revisions whose instances reach the online `target` by setting its
-/// variables: every revision on its pod template (and the template's own), for the runtime to
-/// report them at the target's `from_hash`. Empty when the target is not online.
-pub fn online_family(revisions: &Revisions, target: &RevisionEntry) -> BTreeSet<String> {
-    if target.online.is_none() {
-        return BTreeSet::new();
-    }
-    let template = target.pod_template_hash();
-    revisions
-        .history
-        .iter()
-        .filter(|e| e.pod_template_hash() == template)
-        .map(|e| e.hash.clone())
-        .chain(std::iter::once(template.to_owned()))
-        .filter(|h| *h != target.hash)
-        .collect()
 }

@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -19,14 +18,14 @@ use kube::runtime::{Controller, watcher};
 use kube::{Client, ResourceExt};
 use rand::Rng;
 
-use crate::build::{FIELD_MANAGER, LABEL_INSTANCE, LABEL_MANAGED_BY};
+use crate::context::{Clock, Context, OpsFactory, Resolver, dns_resolver, system_clock};
 use crate::crd::{MySQLCluster, SchemaChange};
 use crate::error::Error;
 use crate::leader::{self, Leadership, LeaseConfig, Tenure};
 use crate::metrics::{self, Metrics, Readiness};
+use crate::names::{FIELD_MANAGER, LABEL_INSTANCE, LABEL_MANAGED_BY};
 use crate::ops::{HandleCache, InstanceOps, MysqlOps};
-use crate::reconcile::{Context, OpsFactory, reconcile};
-use crate::runtime::{Clock, Resolver, dns_resolver, system_clock};
+use crate::reconcile::reconcile;
 
 /// The operator's settings.
 #[derive(Clone, Debug)]
@@ -39,6 +38,10 @@ pub struct OperatorConfig {
     pub lease_namespace: String,
     /// The Lease and this replica's identity.
     pub lease: LeaseConfig,
+    /// The image the database pods' `install` init container copies the agent from; `None`:
+    /// the image this operator runs from (read from its own pod, `POD_NAME` and
+    /// `POD_NAMESPACE`).
+    pub agent_image: Option<String>,
 }
 
 /// The operator could not run.
@@ -60,6 +63,12 @@ pub enum RunError {
     /// The lease was lost while leading: this replica stopped acting.
     #[error("lost the leader lease; stopped reconciling so that the new leader acts alone")]
     LostLease,
+    /// The operator's own image could not be found for the pods' agent.
+    #[error(
+        "could not tell which image this operator runs from ({0}): give the agent's image \
+         with --agent-image (or SWITCHYARD_AGENT_IMAGE)"
+    )]
+    AgentImage(String),
 }
 
 impl RunError {
@@ -69,37 +78,31 @@ impl RunError {
             RunError::Listen { .. } => "listen",
             RunError::Lease(_) => "lease",
             RunError::LostLease => "lost-lease",
+            RunError::AgentImage(_) => "agent-image",
         }
     }
 }
 
 /// Production instance operations: SQL through `switchyard-mysql`.
+#[derive(Default)]
 pub struct MysqlOpsFactory {
-    client: Client,
     handles: HandleCache,
 }
 
 impl MysqlOpsFactory {
     /// A factory sharing one cache of instance handles.
-    pub fn new(client: Client) -> Self {
-        MysqlOpsFactory {
-            client,
-            handles: HandleCache::default(),
-        }
+    pub fn new() -> Self {
+        MysqlOpsFactory::default()
     }
 }
 
 impl OpsFactory for MysqlOpsFactory {
     fn ops(
         &self,
-        namespace: &str,
-        creds: &crate::build::ClusterCredentials,
+        _namespace: &str,
+        creds: &crate::credentials::ClusterCredentials,
     ) -> Arc<dyn InstanceOps> {
-        Arc::new(MysqlOps::new(
-            Some(Api::namespaced(self.client.clone(), namespace)),
-            creds,
-            self.handles.clone(),
-        ))
+        Arc::new(MysqlOps::new(creds, self.handles.clone()))
     }
 }
 
@@ -182,6 +185,7 @@ pub fn production_context(
     metrics: Arc<Metrics>,
     identity: &str,
     tenure: Arc<Tenure>,
+    agent_image: String,
 ) -> Context {
     let recorder = Recorder::new(
         client.clone(),
@@ -193,24 +197,53 @@ pub fn production_context(
     let resolver: Resolver = dns_resolver();
     let clock: Clock = system_clock();
     Context {
-        ops: Arc::new(MysqlOpsFactory::new(client.clone())),
+        ops: Arc::new(MysqlOpsFactory::new()),
         client,
         resolver,
         clock,
         recorder,
         metrics,
         tenure: Some(tenure),
+        agent_image,
     }
 }
 
-/// Maps a pod to the cluster it belongs to (by its instance label).
-pub fn cluster_of_pod(pod: &Pod) -> Option<ObjectRef<MySQLCluster>> {
-    let labels = pod.labels();
+/// The image of the operator's own container: its pod (`POD_NAME` in `POD_NAMESPACE`, from the
+/// downward API), the container named `operator`, else its first one.
+///
+/// # Errors
+/// What is missing, in words.
+pub async fn own_image(client: &Client) -> Result<String, String> {
+    let name = std::env::var("POD_NAME").map_err(|_| "POD_NAME is not set".to_owned())?;
+    let namespace =
+        std::env::var("POD_NAMESPACE").map_err(|_| "POD_NAMESPACE is not set".to_owned())?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let pod = pods
+        .get(&name)
+        .await
+        .map_err(|e| format!("could not read pod {namespace}/{name}: {e}"))?;
+    let containers = pod.spec.map(|s| s.containers).unwrap_or_default();
+    containers
+        .iter()
+        .find(|c| c.name == "operator")
+        .or(containers.first())
+        .and_then(|c| c.image.clone())
+        .ok_or_else(|| format!("pod {namespace}/{name} names no image"))
+}
+
+/// Maps an object the operator labels with its cluster (pods, claims) to that cluster.
+pub fn cluster_of_labels<K: kube::Resource>(obj: &K) -> Option<ObjectRef<MySQLCluster>> {
+    let labels = obj.meta().labels.as_ref()?;
     if labels.get(LABEL_MANAGED_BY).map(String::as_str) != Some(FIELD_MANAGER) {
         return None;
     }
     let name = labels.get(LABEL_INSTANCE)?;
-    Some(ObjectRef::new(name).within(&pod.namespace()?))
+    Some(ObjectRef::new(name).within(obj.meta().namespace.as_deref()?))
+}
+
+/// Maps a pod to the cluster it belongs to (by its instance label).
+pub fn cluster_of_pod(pod: &Pod) -> Option<ObjectRef<MySQLCluster>> {
+    cluster_of_labels(pod)
 }
 
 /// Maps a `SchemaChange` to the cluster it names (`spec.clusterRef`, in its namespace), so
@@ -246,6 +279,10 @@ pub async fn run(
     cfg: OperatorConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let agent_image = match cfg.agent_image.clone() {
+        Some(image) => image,
+        None => own_image(&client).await.map_err(RunError::AgentImage)?,
+    };
     let metrics = Arc::new(Metrics::new());
     let ready = Readiness::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -334,6 +371,7 @@ pub async fn run(
         metrics.clone(),
         &identity,
         tenure.clone(),
+        agent_image,
     ));
     let shared = Arc::new(Shared {
         ctx,
@@ -354,17 +392,22 @@ pub async fn run(
         api::<MySQLCluster>(&client, &cfg.namespace),
         watcher::Config::default(),
     )
-    .owns(api::<StatefulSet>(&client, &cfg.namespace), managed.clone())
     .owns(api::<Service>(&client, &cfg.namespace), managed.clone())
     .owns(api::<ConfigMap>(&client, &cfg.namespace), managed.clone())
     .owns(
         api::<PodDisruptionBudget>(&client, &cfg.namespace),
         managed.clone(),
     )
-    .owns(api::<Secret>(&client, &cfg.namespace), managed.clone())
-    .watches(api::<Pod>(&client, &cfg.namespace), managed, |pod| {
-        cluster_of_pod(&pod)
-    })
+    .watches(
+        api::<Pod>(&client, &cfg.namespace),
+        managed.clone(),
+        |pod| cluster_of_pod(&pod),
+    )
+    .watches(
+        api::<PersistentVolumeClaim>(&client, &cfg.namespace),
+        managed,
+        |claim| cluster_of_labels(&claim),
+    )
     .watches(
         api::<SchemaChange>(&client, &cfg.namespace),
         watcher::Config::default(),

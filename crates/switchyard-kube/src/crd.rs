@@ -72,6 +72,48 @@ pub struct MySQLClusterSpec {
     /// How changes roll out.
     #[serde(default)]
     pub update: UpdatePolicy,
+    /// How the instances' pods spread over nodes (default: preferably one per node).
+    #[serde(default)]
+    pub anti_affinity: AntiAffinity,
+}
+
+/// How strongly the pods of a cluster avoid sharing a topology domain (a node, by default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AntiAffinityMode {
+    /// The scheduler avoids it when it can (`preferredDuringScheduling...`, weight 100).
+    #[default]
+    Preferred,
+    /// The scheduler never does it: a pod stays pending rather than share
+    /// (`requiredDuringScheduling...`).
+    Required,
+    /// No anti-affinity.
+    None,
+}
+
+/// The pods' anti-affinity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AntiAffinity {
+    /// Preferred (default), Required or None.
+    #[serde(default)]
+    pub mode: AntiAffinityMode,
+    /// The node label that defines the domain (default `kubernetes.io/hostname`: one pod per
+    /// node; `topology.kubernetes.io/zone`: one per zone).
+    #[serde(default = "default_topology_key")]
+    pub topology_key: String,
+}
+
+impl Default for AntiAffinity {
+    fn default() -> Self {
+        AntiAffinity {
+            mode: AntiAffinityMode::default(),
+            topology_key: default_topology_key(),
+        }
+    }
+}
+
+fn default_topology_key() -> String {
+    "kubernetes.io/hostname".into()
 }
 
 /// References to the Secret that holds the accounts' credentials.
@@ -221,6 +263,15 @@ pub struct MySQLClusterStatus {
     /// The last completed switchover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_switchover: Option<LastSwitchover>,
+    /// Set once instance 0's data directory was initialized (by its agent, with
+    /// `bootstrap`): from then on no instance is ever initialized again, so an instance whose
+    /// data comes back empty stays empty (a replica is provisioned from a donor, a primary is
+    /// never made writable).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub initialized: bool,
+    /// A password rotation under way (the token of the request it serves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<String>,
 }
 
 /// The state of one instance.
@@ -234,7 +285,10 @@ pub struct InstanceStatus {
     /// The server version it runs (or last ran).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// The number of the revision it runs.
+    /// The number of the revision the engine's record assigns to it: its pod and its
+    /// ConfigMap are built from this revision, so a pod recreated outside the engine comes
+    /// back on it (never on the target early). A restart assigns the target first, then
+    /// deletes the pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
     /// Whether it is up and, for a replica, replicating within bounds.
@@ -248,7 +302,7 @@ pub struct InstanceStatus {
 }
 
 /// The revisions of a cluster.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Revisions {
     /// The revision every instance ran when the last rollout finished.
@@ -263,7 +317,7 @@ pub struct Revisions {
 }
 
 /// One numbered revision.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RevisionEntry {
     /// The revision's number.
@@ -294,6 +348,23 @@ pub struct RevisionEntry {
     /// The number of the refused revision this one undoes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolls_back: Option<u64>,
+    /// What its pods are built with besides the version and the variables (absent in
+    /// revisions recorded before switchyard kept it: the current spec's is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<RevisionPod>,
+}
+
+/// The parts of a revision that go into its pods (they are part of its content hash).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionPod {
+    /// The database image.
+    pub image: String,
+    /// The server container's resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// The pod's termination grace period (the shutdown timeout and a margin).
+    pub termination_grace_period_seconds: i64,
 }
 
 impl RevisionEntry {

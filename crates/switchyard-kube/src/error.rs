@@ -102,6 +102,16 @@ impl Error {
     }
 }
 
+/// A failed status write as a reconcile error: a conflict steps back, anything else is
+/// [`Error::WriteStatus`].
+pub fn status_error(e: kube::Error) -> Error {
+    if is_conflict(&e) {
+        Error::Conflict
+    } else {
+        Error::WriteStatus(Box::new(e))
+    }
+}
+
 /// Whether an API error is a 409 conflict.
 pub fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)

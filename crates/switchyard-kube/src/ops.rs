@@ -1,18 +1,17 @@
 //! The instance-facing operations the Kubernetes runtime needs, behind a small trait.
 //!
 //! [`InstanceOps`] is the seam between the reconciler and the servers. The production
-//! implementation, [`MysqlOps`], talks SQL through `switchyard-mysql` (and reads one file in
-//! the pod for the MariaDB system-table check); the reconcile tests use a Kubernetes-side
-//! test double so that they run against a fake API server without database servers. The
-//! real SQL path is exercised by the end-to-end tests over real servers.
+//! implementation, [`MysqlOps`], talks SQL through `switchyard-mysql` and asks the pod's agent
+//! ([`crate::agent`]) what only the pod can tell (the data directory's state, the system
+//! tables' upgrade); no command runs inside a pod (no `pods/exec`). The reconcile tests use a
+//! Kubernetes-side test double so that they run against a fake API server without database
+//! servers; the SQL path is tested against real servers (`tests/ops.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, AttachParams};
 use switchyard_config::{Account, ConfigError, ConfigServer, ServerMetadata};
 use switchyard_mysql::{
     Credentials, Instance, InstanceAddr, IoThreadState, Observation, ReplicationCredentials,
@@ -20,9 +19,10 @@ use switchyard_mysql::{
 };
 use switchyard_plan::gtid::GtidSet;
 use switchyard_plan::versions::{Flavor, Version};
-use tokio::io::AsyncReadExt;
 
-use crate::build::{CONTAINER, ClusterCredentials, MYSQL_PORT};
+use crate::agent::{AGENT_PORT, AgentStatus};
+use crate::credentials::ClusterCredentials;
+use crate::names::{MYSQL_PORT, Names};
 
 /// One instance as the operations address it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -39,6 +39,20 @@ pub struct Target {
     pub host: String,
     /// Its port.
     pub port: u16,
+}
+
+/// Where a replica reaches `source`: the source pod's stable name in the cluster's DNS and the
+/// server's port, as every pod resolves it (`/etc/hosts` or the hosts Service), whatever
+/// address the operator itself reaches the source by (a resolver may give it another, such as
+/// a pod address outside the cluster's DNS). The observation maps that name back to the
+/// ordinal (`Names::ordinal_of_host`); an address would map to none, and the engine would
+/// repoint the replica again and again.
+fn source_addr(source: &Target) -> SourceAddr {
+    let names = Names {
+        cluster: source.cluster.clone(),
+        namespace: source.namespace.clone(),
+    };
+    SourceAddr::new(names.pod_host(source.ordinal), MYSQL_PORT)
 }
 
 /// Replication as an instance reports it.
@@ -164,14 +178,21 @@ pub trait InstanceOps: Send + Sync {
     /// Closes every client connection (after the primary moved away), by `deadline`.
     async fn close_client_connections(&self, t: &Target, deadline: Instant)
     -> Result<(), OpsError>;
-    /// Whether the system tables were upgraded for `version` (MariaDB; always true on
-    /// MySQL, which upgrades them itself at start).
-    async fn system_tables_current(
+    /// Sets the passwords of `accounts` (`(user, password)`, each `'user'@'%'`) on the primary
+    /// `t`, written to the binary log so that every replica applies the same change from it
+    /// (no replica writes a transaction of its own). Errors never hold a password.
+    async fn set_passwords(
         &self,
         t: &Target,
-        flavor: Flavor,
-        version: Version,
-    ) -> Result<bool, OpsError>;
+        accounts: &[(String, String)],
+    ) -> Result<(), OpsError> {
+        let _ = accounts;
+        Err(unsupported(t, "set passwords"))
+    }
+    /// What the instance's agent reports (`GET /status` on its agent port).
+    async fn agent_status(&self, t: &Target) -> Result<AgentStatus, OpsError> {
+        Err(unsupported(t, "ask the agent"))
+    }
     /// What the server says about the variables: scope, whether they change at run time,
     /// type and range, global value. `probe` names the variables of interest (MySQL asks the
     /// server whether each is dynamic with a statement that cannot change anything).
@@ -253,11 +274,14 @@ fn unsupported(t: &Target, what: &str) -> OpsError {
 /// a server restarted within a second of its previous start.)
 #[derive(Clone)]
 pub struct MysqlOps {
-    pods: Option<Api<Pod>>,
+    account: (String, String),
     credentials: Credentials,
     replication: ReplicationCredentials,
     handles: HandleCache,
     timeouts: Timeouts,
+    /// Replicas reach their source at the address the operator reaches it by, not at its pod
+    /// name (see [`MysqlOps::with_sources_by_address`]).
+    sources_by_address: bool,
 }
 
 /// One cached instance handle, and when the server its MariaDB fence lock was taken on
@@ -265,6 +289,9 @@ pub struct MysqlOps {
 pub struct CachedHandle {
     instance: Instance,
     fenced_server: Option<StartWindow>,
+    /// The account the handle connects with (user and password): a handle of another account
+    /// (after a password rotation) is replaced.
+    account: (String, String),
 }
 
 /// When a server process started, as one observation can tell: after `from`, no later than
@@ -295,11 +322,10 @@ impl StartWindow {
 pub type HandleCache = Arc<Mutex<HashMap<Target, CachedHandle>>>;
 
 impl MysqlOps {
-    /// Operations with `creds`, sharing `handles`; `pods` (in the cluster's namespace) for
-    /// the in-pod system-table check.
-    pub fn new(pods: Option<Api<Pod>>, creds: &ClusterCredentials, handles: HandleCache) -> Self {
+    /// Operations with `creds`, sharing `handles`.
+    pub fn new(creds: &ClusterCredentials, handles: HandleCache) -> Self {
         MysqlOps {
-            pods,
+            account: (creds.operator_user.clone(), creds.operator_password.clone()),
             credentials: Credentials::new(
                 creds.operator_user.clone(),
                 creds.operator_password.clone(),
@@ -310,6 +336,27 @@ impl MysqlOps {
             ),
             handles,
             timeouts: Timeouts::default(),
+            sources_by_address: false,
+        }
+    }
+
+    /// Points replicas at the address the operator reaches their source by (the
+    /// [`Target`]'s host and port) instead of the source pod's name in the cluster's DNS:
+    /// for servers outside a cluster's DNS, which cannot resolve pod names (servers run on
+    /// one host, reached through a resolver). The engine's observation maps a source back to
+    /// an ordinal by pod name, so inside a cluster keep the default.
+    #[must_use]
+    pub fn with_sources_by_address(mut self) -> Self {
+        self.sources_by_address = true;
+        self
+    }
+
+    /// Where a replica reaches `source` (see [`source_addr`]).
+    fn source_of(&self, source: &Target) -> SourceAddr {
+        if self.sources_by_address {
+            SourceAddr::new(source.host.clone(), source.port)
+        } else {
+            source_addr(source)
         }
     }
 
@@ -321,6 +368,7 @@ impl MysqlOps {
         let mut handles = self.cache();
         if let Some(h) = handles.get(t)
             && h.instance.addr().host == t.host
+            && h.account == self.account
         {
             return h.instance.clone();
         }
@@ -335,6 +383,7 @@ impl MysqlOps {
             CachedHandle {
                 instance: h.clone(),
                 fenced_server: None,
+                account: self.account.clone(),
             },
         );
         h
@@ -469,7 +518,7 @@ impl InstanceOps for MysqlOps {
     }
 
     async fn demote(&self, t: &Target, source: &Target, deadline: Instant) -> Result<(), OpsError> {
-        let to = SourceAddr::new(source.host.clone(), source.port);
+        let to = self.source_of(source);
         let h = self.handle(t);
         // It releases the lock it held and takes a new one on the server running now.
         let (_, started) = self.observe_started(&h, Some(deadline)).await?;
@@ -517,7 +566,7 @@ impl InstanceOps for MysqlOps {
         former_primary: bool,
     ) -> Result<(), OpsError> {
         let h = self.handle(t);
-        let to = SourceAddr::new(source.host.clone(), source.port);
+        let to = self.source_of(source);
         if former_primary {
             ops(h.demote_to_replica(&to, &self.replication).await)
         } else {
@@ -604,54 +653,53 @@ impl InstanceOps for MysqlOps {
             .await)
     }
 
-    async fn system_tables_current(
+    async fn set_passwords(
         &self,
         t: &Target,
-        flavor: Flavor,
-        version: Version,
-    ) -> Result<bool, OpsError> {
-        if flavor == Flavor::Mysql {
-            return Ok(true);
+        accounts: &[(String, String)],
+    ) -> Result<(), OpsError> {
+        use switchyard_mysql::sql::{quote_literal, validate_password, validate_user};
+        let h = self.handle(t);
+        for (user, password) in accounts {
+            if validate_user(user).is_err() || validate_password(password).is_err() {
+                return Err(OpsError::new(
+                    "invalid",
+                    false,
+                    format!(
+                        "{}: the account {user} or its new password is not usable",
+                        t.pod
+                    ),
+                ));
+            }
+            // Values validated above and quoted: ALTER USER takes no bound password. Written
+            // to the binary log (a replicated statement), so the replicas apply it from here.
+            let statement = format!(
+                "ALTER USER {}@'%' IDENTIFIED BY {}",
+                quote_literal(user),
+                quote_literal(password)
+            );
+            let changed = h
+                .run_replicated_ddl(&statement, Duration::from_secs(10))
+                .await;
+            if let Err(e) = changed {
+                let mut e = OpsError::from_mysql(&e);
+                // A server may echo the statement: never the password.
+                e.message = e.message.replace(password.as_str(), "***");
+                e.message = format!("{}: set the password of {user}: {}", t.pod, e.message);
+                return Err(e);
+            }
         }
-        let Some(pods) = &self.pods else {
-            return Err(OpsError::new(
-                "exec",
-                false,
-                "no pod API to check the system tables",
-            ));
-        };
-        // mariadb-upgrade records the version that upgraded the system tables in the data
-        // directory; the image's entrypoint runs it (MARIADB_AUTO_UPGRADE) before the server
-        // listens on the network.
-        let command = [
-            "sh",
-            "-c",
-            "cat /var/lib/mysql/mariadb_upgrade_info 2>/dev/null || cat /var/lib/mysql/mysql_upgrade_info",
-        ];
-        let params = AttachParams::default()
-            .container(CONTAINER)
-            .stdout(true)
-            .stderr(false)
-            .stdin(false);
-        let mut attached = pods
-            .exec(&t.pod, command, &params)
+        Ok(())
+    }
+
+    async fn agent_status(&self, t: &Target) -> Result<AgentStatus, OpsError> {
+        crate::agent::fetch_status(&t.host, AGENT_PORT)
             .await
-            .map_err(|e| OpsError::new("exec", true, format!("{}: exec failed: {e}", t.pod)))?;
-        let mut text = String::new();
-        if let Some(mut out) = attached.stdout() {
-            out.read_to_string(&mut text)
-                .await
-                .map_err(|e| OpsError::new("exec", true, format!("{}: {e}", t.pod)))?;
-        }
-        attached
-            .join()
-            .await
-            .map_err(|e| OpsError::new("exec", true, format!("{}: {e}", t.pod)))?;
-        Ok(Version::parse(text.trim()).is_ok_and(|v| v == version))
+            .map_err(|e| OpsError::new("agent", true, format!("{}: {e}", t.pod)))
     }
 }
 
-/// The address of an instance: its stable DNS name through the headless Service.
+/// The address of an instance: its stable DNS name through the hosts Service.
 pub fn pod_target(namespace: &str, cluster: &str, ordinal: u32, host: String) -> Target {
     Target {
         namespace: namespace.to_owned(),
@@ -660,5 +708,30 @@ pub fn pod_target(namespace: &str, cluster: &str, ordinal: u32, host: String) ->
         pod: format!("{cluster}-{ordinal}"),
         host,
         port: MYSQL_PORT,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_reach_their_source_by_its_pod_name_not_the_operators_address() {
+        let source = Target {
+            namespace: "db".into(),
+            cluster: "shop".into(),
+            ordinal: 2,
+            pod: "shop-2".into(),
+            host: "10.213.0.4".into(),
+            port: 13306,
+        };
+        let to = source_addr(&source);
+        assert_eq!(to.host, "shop-2.shop-hosts.db.svc");
+        assert_eq!(to.port, MYSQL_PORT);
+        let names = Names {
+            cluster: "shop".into(),
+            namespace: "db".into(),
+        };
+        assert_eq!(names.ordinal_of_host(&to.host), Some(2));
     }
 }

@@ -1,7 +1,8 @@
 //! [`KubeRuntime`]: the engine's [`ClusterRuntime`] on Kubernetes.
 //!
-//! Instances are the StatefulSet's pods plus what each server reports through
-//! [`InstanceOps`]. The engine's record lives in the `MySQLCluster` status and is stored
+//! Instances are the cluster's pods (which the reconcile creates, one per ordinal) plus what
+//! each server reports through [`InstanceOps`] and, for a pod whose server is not up, what its
+//! agent reports. The engine's record lives in the `MySQLCluster` status and is stored
 //! with compare-and-swap on the object's `resourceVersion`, so a paused former leader can
 //! never overwrite a newer decision.
 //!
@@ -21,99 +22,61 @@
 //! and its API calls alike; [`KubeRuntime::confirm_leadership`] applies the lease rule
 //! ([`crate::leader`]).
 //!
-//! A restart does not block the reconcile: it prepares the shutdown over SQL, deletes the
-//! pod, and returns. The StatefulSet (`OnDelete`) recreates the pod from the current
-//! template; until it is ready the instance is reported `Starting`, so the decision waits,
-//! at most `startupTimeout`. The restarted server does not replicate (`skip-replica-start`),
-//! so the decision repoints it next, and the repoint first checks (MariaDB) that the image
-//! upgraded the system tables.
+//! A restart does not block the reconcile: it assigns the target revision to the instance in
+//! the status first, prepares the shutdown over SQL, deletes the pod, and returns. The
+//! reconcile recreates the pod from the revision the status assigns; until its server is up
+//! the instance is reported `Starting`, so the decision waits, at most `startupTimeout`. A pod
+//! deleted by anyone else comes back on the revision it had. The restarted server does not
+//! replicate (`skip-replica-start`), so the decision repoints it next, and the repoint first
+//! checks (MariaDB) with the pod's agent that the system tables were upgraded for the running
+//! major.minor. An online change assigns its revision to the instance once the variables are
+//! set, and rewrites the instance's my.cnf, so a restarted container keeps it.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use switchyard_plan::decide::SchemaTarget;
 use switchyard_plan::engine::{ClusterRuntime, RuntimeError, RuntimeErrorKind};
-use switchyard_plan::topology::TopologyKind;
 use switchyard_plan::versions::{Flavor, Version};
-use switchyard_plan::{Health, Instance, Observed, Record, Revision, Role, Timestamp, WaitReason};
+use switchyard_plan::{Observed, Record, Revision, Role, Timestamp, WaitReason};
 
-use crate::build::{
-    ANNOTATION_REVISION_HASH, ANNOTATION_VERSION, LABEL_ROLE, LABEL_SERVING, Names, selector_labels,
-};
-use crate::crd::{MySQLCluster, MySQLClusterStatus};
+use crate::agent::{self, InstanceConfig};
+use crate::context::{Clock, Resolver};
+use crate::crd::{InstanceStatus, MySQLCluster, MySQLClusterStatus};
 use crate::error::is_conflict;
 use crate::leader::Tenure;
+use crate::names::{
+    ANNOTATION_CONVERSION_PREVIOUS, ANNOTATION_FENCED, ANNOTATION_REVISION_HASH, ANNOTATION_SCHEMA,
+    CONTAINER, LABEL_ROLE, LABEL_SERVING, Names,
+};
+pub use crate::observe::Seen;
+use crate::observe::observed_from;
 use crate::ops::{InstanceOps, InstanceView, Target};
-use crate::schema::{ANNOTATION_CONVERSION_PREVIOUS, SavedSettings};
+use crate::schema::{DDL_CATCH_UP, DDL_LOCK_WAIT, Prepared, SavedSettings};
 use crate::validate::ValidSpec;
-
-/// Gives the address of an instance: `(host, port)`.
-pub type Resolver = Arc<dyn Fn(&Names, u32) -> (String, u16) + Send + Sync>;
-
-/// The runtime's clock.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
-
-/// The stable DNS name of each pod through the headless Service, port 3306.
-pub fn dns_resolver() -> Resolver {
-    Arc::new(|names: &Names, ordinal| (names.pod_host(ordinal), crate::build::MYSQL_PORT))
-}
-
-/// The pod annotation marking an instance this operator fenced (the old primary of a
-/// switchover, a candidate whose promotion was undone): it is out of both Services until it
-/// is promoted, made the primary again, or replicates again.
-pub const ANNOTATION_FENCED: &str = "switchyard.io/fenced";
 
 /// How many times a promotion's status write is tried against a fresh read of the object.
 const STATUS_WRITE_ATTEMPTS: u32 = 5;
-
-/// How long a schema change's ALTER waits for a metadata lock before it gives up (error 1205)
-/// instead of stalling every query queued behind it.
-pub const DDL_LOCK_WAIT: Duration = Duration::from_secs(10);
-/// How long a replica may take to apply what the primary wrote after its ALTER.
-pub const DDL_CATCH_UP: Duration = Duration::from_secs(60);
-
-/// The wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
-        Timestamp(u64::try_from(ms).unwrap_or(u64::MAX))
-    })
-}
-
-/// What the runtime saw of one instance.
-#[derive(Clone, Debug)]
-pub struct Seen {
-    /// The pod, when it exists.
-    pub pod: Option<Pod>,
-    /// Whether the pod is ready and not terminating.
-    pub pod_ready: bool,
-    /// What the server reported, or why it could not be asked.
-    pub view: Option<Result<InstanceView, String>>,
-}
 
 struct State {
     cluster: MySQLCluster,
     seen: BTreeMap<u32, Seen>,
     refusal: Option<String>,
-    schema: Option<crate::schema::Prepared>,
+    schema: Option<Prepared>,
 }
 
 /// The engine's runtime over one `MySQLCluster`.
 pub struct KubeRuntime {
     clusters: Api<MySQLCluster>,
     pods: Api<Pod>,
-    stateful_sets: Api<StatefulSet>,
+    config_maps: Api<ConfigMap>,
     names: Names,
     spec: ValidSpec,
     ops: Arc<dyn InstanceOps>,
@@ -150,6 +113,24 @@ pub fn pod_ready(pod: &Pod) -> bool {
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// Whether a pod's server is up: not terminating, and its server container started (the
+/// agent's start-up probe passed: the server answers) or the pod is ready.
+pub fn pod_started(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && (pod_ready(pod)
+            || pod
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.name == CONTAINER
+                            && c.started == Some(true)
+                            && c.state.as_ref().is_some_and(|s| s.running.is_some())
+                    })
+                }))
+}
+
 impl KubeRuntime {
     /// A runtime over `cluster` (as last read), with a validated spec.
     pub fn new(
@@ -164,7 +145,7 @@ impl KubeRuntime {
         KubeRuntime {
             clusters: Api::namespaced(client.clone(), &names.namespace),
             pods: Api::namespaced(client.clone(), &names.namespace),
-            stateful_sets: Api::namespaced(client, &names.namespace),
+            config_maps: Api::namespaced(client, &names.namespace),
             names,
             spec,
             ops,
@@ -211,24 +192,8 @@ impl KubeRuntime {
 
     /// The accepted schema change the engine's target carries (its definition before the
     /// change is what `run_ddl` checks the table against).
-    pub fn set_schema(&self, prepared: Option<crate::schema::Prepared>) {
+    pub fn set_schema(&self, prepared: Option<Prepared>) {
         self.lock().schema = prepared;
-    }
-
-    /// The hash of the pod template instances of `revision` run with (its own hash unless
-    /// the status history says it was reached online).
-    fn template_hash_of(&self, revision: &Revision) -> String {
-        self.cluster()
-            .status
-            .and_then(|s| s.revisions)
-            .and_then(|r| {
-                r.history
-                    .iter()
-                    .rev()
-                    .find(|e| e.number == revision.number && e.hash == revision.hash)
-                    .map(|e| e.pod_template_hash().to_owned())
-            })
-            .unwrap_or_else(|| revision.hash.clone())
     }
 
     /// The API client.
@@ -283,14 +248,9 @@ impl KubeRuntime {
     /// recorded primary last, so that whatever a replica has replicated is also in the
     /// primary's later report and only real errant transactions show.
     pub async fn refresh(&self) -> Result<BTreeMap<u32, Seen>, kube::Error> {
-        let selector = selector_labels(&self.names)
-            .into_iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
         let pods = self
             .pods
-            .list(&ListParams::default().labels(&selector))
+            .list(&ListParams::default().labels(&self.names.pod_selector()))
             .await?;
         let mut by_ordinal: BTreeMap<u32, Pod> = BTreeMap::new();
         for pod in pods.items {
@@ -304,23 +264,28 @@ impl KubeRuntime {
         let mut seen = BTreeMap::new();
         for ordinal in order {
             let pod = by_ordinal.remove(&ordinal);
-            let ready = pod.as_ref().is_some_and(pod_ready);
-            let view = if ready {
-                Some(
-                    self.ops
-                        .observe(&self.target(ordinal), None)
-                        .await
-                        .map_err(|e| e.message),
-                )
+            let started = pod.as_ref().is_some_and(pod_started);
+            let target = self.target(ordinal);
+            let view = if started {
+                Some(self.ops.observe(&target, None).await.map_err(|e| e.message))
             } else {
                 None
+            };
+            // A pod whose server is not up: its agent tells why (an empty data directory,
+            // provisioning under way).
+            let agent = match &pod {
+                Some(p) if !started && p.metadata.deletion_timestamp.is_none() => {
+                    Some(self.ops.agent_status(&target).await.map_err(|e| e.message))
+                }
+                _ => None,
             };
             seen.insert(
                 ordinal,
                 Seen {
                     pod,
-                    pod_ready: ready,
+                    pod_ready: started,
                     view,
+                    agent,
                 },
             );
         }
@@ -571,11 +536,7 @@ impl KubeRuntime {
     ) -> Result<(), RuntimeError> {
         self.write_primary(to, deadline, op).await?;
         let what = format!("{op}: move the primary label");
-        let selector = selector_labels(&self.names)
-            .into_iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let selector = self.names.pod_selector();
         let pods = self
             .within(
                 deadline,
@@ -605,174 +566,90 @@ impl KubeRuntime {
         self.patch_pod(to, &patch, deadline, op).await
     }
 
+    /// Assigns revision `number` to instance `ordinal` in the status (compare-and-swap on the
+    /// cached object): its pod and ConfigMap are built from it from now on.
+    async fn assign_revision(
+        &self,
+        ordinal: u32,
+        number: u64,
+        op: &str,
+    ) -> Result<(), RuntimeError> {
+        let mut status = self.cluster().status.unwrap_or_default();
+        match status.instances.iter_mut().find(|i| i.ordinal == ordinal) {
+            Some(i) if i.revision == Some(number) => return Ok(()),
+            Some(i) => i.revision = Some(number),
+            None => {
+                status.instances.push(InstanceStatus {
+                    ordinal,
+                    role: "replica".into(),
+                    revision: Some(number),
+                    ..InstanceStatus::default()
+                });
+                status.instances.sort_by_key(|i| i.ordinal);
+            }
+        }
+        let what = format!("{op}: assign revision {number} to instance {ordinal}");
+        self.write_status(status).await.map_err(|e| {
+            if is_conflict(&e) {
+                RuntimeError::new(
+                    RuntimeErrorKind::Transient,
+                    what,
+                    "the object changed; retried",
+                )
+            } else {
+                api_failed(what, &e)
+            }
+        })
+    }
+
+    /// Rewrites instance `ordinal`'s my.cnf (and the revision its `instance.json` names) to
+    /// `entry`'s, so that a restarted container starts with what was just set online.
+    async fn rewrite_config(
+        &self,
+        ordinal: u32,
+        entry: &crate::crd::RevisionEntry,
+        op: &str,
+    ) -> Result<(), RuntimeError> {
+        let name = self.names.config_map(ordinal);
+        let what = format!("{op}: rewrite ConfigMap {name}");
+        let Some(current) = self
+            .config_maps
+            .get_opt(&name)
+            .await
+            .map_err(|e| api_failed(what.clone(), &e))?
+        else {
+            // The reconcile writes it before it creates the pod.
+            return Ok(());
+        };
+        let data = current.data.unwrap_or_default();
+        let mut patch_data = serde_json::Map::new();
+        patch_data.insert(
+            agent::MY_CNF_KEY.into(),
+            json!(crate::revision::render_my_cnf(&crate::build::spec_of(
+                &self.spec, entry
+            ))),
+        );
+        if let Some(text) = data.get(agent::INSTANCE_KEY)
+            && let Ok(mut config) = serde_json::from_str::<InstanceConfig>(text)
+        {
+            config.revision = entry.hash.clone();
+            let json = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
+            patch_data.insert(agent::INSTANCE_KEY.into(), json!(json));
+        }
+        let patch = json!({ "data": patch_data });
+        self.config_maps
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(drop)
+            .map_err(|e| api_failed(what, &e))
+    }
+
     fn view(&self, ordinal: u32) -> Option<InstanceView> {
         self.lock()
             .seen
             .get(&ordinal)
             .and_then(|s| s.view.clone())
             .and_then(Result::ok)
-    }
-}
-
-/// The revision a pod runs, from its template annotation, numbered by the status history.
-fn pod_revision(status: &MySQLClusterStatus, pod: &Pod) -> Option<Revision> {
-    let hash = pod.annotations().get(ANNOTATION_REVISION_HASH)?.clone();
-    let number = status
-        .revisions
-        .as_ref()
-        .and_then(|r| r.history.iter().rev().find(|e| e.hash == hash))
-        .map_or(0, |e| e.number);
-    Some(Revision { number, hash })
-}
-
-/// Builds the engine's view of the cluster from pods and instance reports.
-pub fn observed_from(
-    names: &Names,
-    spec: &ValidSpec,
-    cluster: &MySQLCluster,
-    seen: &BTreeMap<u32, Seen>,
-) -> Observed {
-    let status = cluster.status.clone().unwrap_or_default();
-    // Under an online target, an instance on any revision of the target's pod template is
-    // reported at the template's revision: setting the target's variables brings it there.
-    let revisions = status.revisions.clone().unwrap_or_default();
-    let target_entry = revisions
-        .update
-        .and_then(|n| revisions.history.iter().find(|e| e.number == n));
-    let family = target_entry
-        .map(|t| crate::change::online_family(&revisions, t))
-        .unwrap_or_default();
-    let online_from = target_entry
-        .and_then(|t| t.online.as_ref())
-        .map(|o| Revision {
-            number: revisions
-                .history
-                .iter()
-                .rev()
-                .find(|e| e.hash == o.from_hash)
-                .map_or(0, |e| e.number),
-            hash: o.from_hash.clone(),
-        });
-    // The role comes from the status alone: a writable instance that is not the recorded
-    // primary is reported as a writable replica (the decision halts on it).
-    let primary = status.current_primary.unwrap_or(0);
-    let mut instances = Vec::new();
-    for (ordinal, s) in seen {
-        let ordinal = *ordinal;
-        let last = status.instances.iter().find(|i| i.ordinal == ordinal);
-        let history_hash = |n: u64| {
-            status
-                .revisions
-                .as_ref()
-                .and_then(|r| r.history.iter().find(|e| e.number == n))
-                .map(|e| e.hash.clone())
-        };
-        let revision = s
-            .pod
-            .as_ref()
-            .and_then(|p| pod_revision(&status, p))
-            .or_else(|| {
-                let n = last.and_then(|l| l.revision)?;
-                Some(Revision {
-                    number: n,
-                    hash: history_hash(n)?,
-                })
-            })
-            .unwrap_or(Revision {
-                number: 0,
-                hash: String::new(),
-            });
-        let revision = match &online_from {
-            Some(from) if family.contains(&revision.hash) => from.clone(),
-            _ => revision,
-        };
-        let pod_version = s
-            .pod
-            .as_ref()
-            .and_then(|p| p.annotations().get(ANNOTATION_VERSION).cloned())
-            .or_else(|| last.and_then(|l| l.version.clone()))
-            .and_then(|v| Version::parse(&v).ok())
-            .unwrap_or(spec.version);
-        let role = if ordinal == primary {
-            Role::Primary
-        } else {
-            Role::Replica
-        };
-        let drained = s
-            .pod
-            .as_ref()
-            .is_none_or(|p| p.labels().get(LABEL_SERVING).map(String::as_str) != Some("true"));
-        let schema = s.pod.as_ref().and_then(|p| {
-            p.annotations()
-                .get(crate::schema::ANNOTATION_SCHEMA)
-                .cloned()
-        });
-        let marked_fenced = s
-            .pod
-            .as_ref()
-            .is_some_and(|p| p.annotations().contains_key(ANNOTATION_FENCED));
-        let mut instance = Instance {
-            ordinal,
-            role,
-            version: pod_version,
-            revision,
-            health: Health::Starting,
-            gtid: None,
-            writable: false,
-            fenced: false,
-            drained,
-            source: None,
-            schema,
-            link: None,
-            ack_replicas: None,
-        };
-        match &s.view {
-            None => {}
-            Some(Err(reason)) => {
-                instance.health = Health::Unreachable {
-                    reason: reason.clone(),
-                }
-            }
-            Some(Ok(v)) => {
-                instance.version = v.version;
-                instance.gtid = v.gtid.clone();
-                instance.writable = v.writable;
-                instance.health = Health::Ready;
-                if let Some(r) = &v.replication {
-                    instance.source = names.ordinal_of_host(&r.source_host);
-                    // A replica's health is its replication's; the primary's replication
-                    // (a demoted old primary during its switchover) is the engine's business.
-                    if role == Role::Replica {
-                        instance.health = if r.errno != 0 {
-                            Health::ReplicationStopped {
-                                errno: r.errno,
-                                message: r.error.clone(),
-                            }
-                        } else if !r.running {
-                            // Configured but not running (a restart with skip-replica-start,
-                            // a demotion not started yet): the decision repoints it.
-                            Health::ReplicationStopped {
-                                errno: 0,
-                                message: "replication is configured but stopped".into(),
-                            }
-                        } else {
-                            match r.lag_seconds.filter(|l| *l > 0) {
-                                Some(seconds) => Health::Lagging { seconds },
-                                None => Health::Ready,
-                            }
-                        };
-                    }
-                }
-                // The fence holds now, and this operator set it.
-                instance.fenced = marked_fenced && v.fenced;
-            }
-        }
-        instances.push(instance);
-    }
-    Observed {
-        kind: TopologyKind::Async,
-        flavor: spec.flavor,
-        instances,
     }
 }
 
@@ -843,6 +720,9 @@ impl ClusterRuntime for KubeRuntime {
         slow_shutdown: bool,
     ) -> Result<(), RuntimeError> {
         let op = format!("restart instance {ordinal}");
+        // The status first: from now on the instance's pod (and its my.cnf) is built from
+        // `revision`, whoever deletes the pod.
+        self.assign_revision(ordinal, revision.number, &op).await?;
         let name = self.names.pod(ordinal);
         let pod = self
             .pods
@@ -850,7 +730,7 @@ impl ClusterRuntime for KubeRuntime {
             .await
             .map_err(|e| api_failed(op.clone(), &e))?;
         let Some(pod) = pod else {
-            // Deleted already: the StatefulSet recreates it from the current template.
+            // Deleted already: the reconcile recreates it from the assigned revision.
             return Ok(());
         };
         if pod.metadata.deletion_timestamp.is_some()
@@ -858,28 +738,7 @@ impl ClusterRuntime for KubeRuntime {
         {
             return Ok(());
         }
-        let sts = self
-            .stateful_sets
-            .get(&self.names.cluster)
-            .await
-            .map_err(|e| api_failed(op.clone(), &e))?;
-        let template_hash = sts
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.metadata.as_ref())
-            .and_then(|m| m.annotations.as_ref())
-            .and_then(|a| a.get(ANNOTATION_REVISION_HASH));
-        if template_hash.map(String::as_str) != Some(self.template_hash_of(revision).as_str()) {
-            return Err(failed(
-                RuntimeErrorKind::Transient,
-                op,
-                format!(
-                    "the StatefulSet's pod template is not at revision {} yet",
-                    revision.number
-                ),
-            ));
-        }
-        if pod_ready(&pod) {
+        if pod_started(&pod) {
             self.ops
                 .prepare_shutdown(&self.target(ordinal), slow_shutdown)
                 .await
@@ -1047,19 +906,24 @@ impl ClusterRuntime for KubeRuntime {
         if self.spec.flavor == Flavor::Mariadb
             && let Some(v) = &view
         {
-            let current = self
+            // The agent reads the data directory's mariadb_upgrade_info: the vendor's rule is
+            // major.minor (a patch-level change needs no mariadb-upgrade).
+            let status = self
                 .ops
-                .system_tables_current(&target, self.spec.flavor, v.version)
+                .agent_status(&target)
                 .await
                 .map_err(|e| from_ops(op.clone(), e))?;
-            if !current {
+            if !agent::system_tables_current(self.spec.flavor, v.version, &status) {
                 return Err(failed(
                     RuntimeErrorKind::Failed,
                     op,
                     format!(
-                        "the system tables were not upgraded to {} (mariadb-upgrade did not run): \
-                         check the pod's log and that MARIADB_AUTO_UPGRADE is honoured by the image",
-                        v.version
+                        "the system tables were not upgraded to {}.{} (mariadb_upgrade_info says \
+                         {}): the agent runs mariadb-upgrade after a start on a new major.minor; \
+                         check the pod's log",
+                        v.version.major,
+                        v.version.minor,
+                        status.mariadb_upgrade_info.as_deref().unwrap_or("nothing")
                     ),
                 ));
             }
@@ -1112,9 +976,23 @@ impl ClusterRuntime for KubeRuntime {
             }
             return Err(from_ops(op, e));
         }
-        // The pod now runs `revision`; its template (and a recreated pod) still names the
-        // revision the change was applied over, and a recreated pod gets the change again
-        // from the engine (its my.cnf already has it).
+        // The server runs `revision` now: its my.cnf first (a container restarted from now on
+        // starts with the change), then the status assigns it (a recreated pod is built from
+        // it), then the pod says it.
+        let entry = self
+            .cluster()
+            .status
+            .and_then(|s| s.revisions)
+            .and_then(|r| {
+                r.history
+                    .into_iter()
+                    .rev()
+                    .find(|e| e.number == revision.number && e.hash == revision.hash)
+            });
+        if let Some(entry) = &entry {
+            self.rewrite_config(ordinal, entry, &op).await?;
+            self.assign_revision(ordinal, revision.number, &op).await?;
+        }
         self.annotate(ordinal, ANNOTATION_REVISION_HASH, &revision.hash)
             .await
     }
@@ -1231,8 +1109,7 @@ impl ClusterRuntime for KubeRuntime {
                 ),
             ));
         }
-        self.annotate(ordinal, crate::schema::ANNOTATION_SCHEMA, &change.id)
-            .await
+        self.annotate(ordinal, ANNOTATION_SCHEMA, &change.id).await
     }
 
     async fn pause(&self, _reason: &WaitReason) {

@@ -8,7 +8,7 @@
 //! its rule, and nothing runs. An accepted change records its id, the definition it starts
 //! from and the replica settings it needs in its status; the `MySQLCluster` reconcile then
 //! puts it in the engine's target ([`active_for`]), and the engine rolls it (replicas first,
-//! then the primary) through [`KubeRuntime`](crate::KubeRuntime)'s `run_ddl`.
+//! then the primary) through the Kubernetes runtime's `run_ddl`.
 //!
 //! Each instance's progress is the annotation [`ANNOTATION_SCHEMA`] on its pod, written by
 //! `run_ddl` once the table has the new shape: it survives operator restarts. A recreated pod
@@ -35,6 +35,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -44,24 +45,23 @@ use kube::{Client, ResourceExt};
 use switchyard_ddl::{AnalyzeOptions, Verdict};
 use switchyard_plan::decide::SchemaTarget;
 
-use crate::build::{Names, selector_labels};
+use crate::context::{ACTIVE_REQUEUE, Context, SAFETY_REQUEUE};
 use crate::crd::{
     MySQLCluster, SchemaChange, SchemaChangeStatus, SchemaInstanceStatus, SchemaMethod,
 };
 use crate::error::{Error, is_conflict};
+use crate::fetch::credentials;
+use crate::names::Names;
+pub use crate::names::{ANNOTATION_CONVERSION_PREVIOUS, ANNOTATION_SCHEMA};
 use crate::ops::Target;
-use crate::reconcile::{ACTIVE_REQUEUE, Context, SAFETY_REQUEUE, credentials};
-use crate::runtime::DDL_CATCH_UP;
 use crate::status::set_condition;
 use crate::validate::validate;
 
-/// The pod annotation naming the last schema change the instance has.
-pub const ANNOTATION_SCHEMA: &str = "switchyard.io/schema-change";
-
-/// The pod annotation saving the global values a schema change's replica settings replaced
-/// on the instance (JSON, [`SavedSettings`]), written before the settings are set and
-/// removed once the values are set back.
-pub const ANNOTATION_CONVERSION_PREVIOUS: &str = "switchyard.io/schema-conversion-previous";
+/// How long a schema change's ALTER waits for a metadata lock before it gives up (error 1205)
+/// instead of stalling every query queued behind it.
+pub const DDL_LOCK_WAIT: Duration = Duration::from_secs(10);
+/// How long a replica may take to apply what the primary wrote after its ALTER.
+pub const DDL_CATCH_UP: Duration = Duration::from_secs(60);
 
 /// What [`ANNOTATION_CONVERSION_PREVIOUS`] holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -213,8 +213,7 @@ pub async fn reconcile_schema_change(
 }
 
 fn now_time(ctx: &Context) -> Time {
-    let ms = i64::try_from(ctx.clock.as_ref()().0).unwrap_or(i64::MAX);
-    Time(k8s_openapi::jiff::Timestamp::from_millisecond(ms).unwrap_or_default())
+    ctx.now_time()
 }
 
 async fn reconcile_one(
@@ -574,13 +573,8 @@ async fn progress(
         return Ok(());
     };
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    let selector = selector_labels(&names)
-        .into_iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
     let list = pods
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default().labels(&names.pod_selector()))
         .await
         .map_err(|source| Error::Read {
             what: "Pod",

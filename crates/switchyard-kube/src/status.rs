@@ -1,10 +1,17 @@
-//! Status helpers: conditions per the API conventions, approvals, and the annotations that
-//! carry a person's requests.
+//! Status: conditions per the API conventions, approvals, the annotations that carry a
+//! person's requests, and the pure functions that compute a cluster's status from what was
+//! observed and what the engine did.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use switchyard_plan::decide::Approval;
+use switchyard_plan::engine::StepOutcome;
+use switchyard_plan::record::Intent;
+use switchyard_plan::{Observed, Record, Revision, Role, WaitReason};
 
-use crate::crd::MySQLClusterStatus;
+use crate::crd::{InstanceStatus, MySQLClusterStatus};
+use crate::validate::ValidSpec;
 
 /// The annotation `switchyard approve` sets: `"<revision>:<from>-><to>"`.
 pub const ANNOTATION_APPROVE: &str = "switchyard.io/approve-switchover";
@@ -27,6 +34,25 @@ pub mod types {
     pub const HALTED: &str = "Halted";
     /// A supervised switchover waits for `switchyard approve`.
     pub const AWAITING_APPROVAL: &str = "AwaitingApproval";
+    /// Part of `spec.storage` could not be applied to the existing data claims (an
+    /// immutable field, a shrink, a class that does not allow expansion): the message names
+    /// the field and what to do; everything else is reconciled.
+    pub const STORAGE_NOT_APPLIED: &str = "StorageNotApplied";
+    /// A password rotation is under way or failed.
+    pub const ROTATING_CREDENTIALS: &str = "RotatingCredentials";
+}
+
+/// A bounded category (`forbidden-transition`) as a condition reason (`ForbiddenTransition`).
+pub fn camel(category: &str) -> String {
+    category
+        .split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// Sets a condition: `lastTransitionTime` changes only when the status changes.
@@ -92,6 +118,216 @@ pub fn parse_approval(value: &str) -> Option<Approval> {
 pub fn pending_approval(status: &MySQLClusterStatus) -> Option<Approval> {
     let waiting = status.record.as_ref()?.waiting.as_ref()?;
     parse_approval(waiting.key.strip_prefix("approval:")?)
+}
+
+/// Fills the status from the observation: each instance's role, version, health and lag
+/// (keeping the revision the record assigns to it), readiness, the current revision and
+/// version, the highest version.
+pub fn fill_status(
+    status: &mut MySQLClusterStatus,
+    spec: &ValidSpec,
+    observed: &Observed,
+    revision: &Revision,
+    done: bool,
+    generation: Option<i64>,
+) {
+    let numbers: BTreeMap<String, u64> = status
+        .revisions
+        .as_ref()
+        .map(|r| {
+            r.history
+                .iter()
+                .map(|e| (e.hash.clone(), e.number))
+                .collect()
+        })
+        .unwrap_or_default();
+    let assigned: BTreeMap<u32, Option<u64>> = status
+        .instances
+        .iter()
+        .map(|i| (i.ordinal, i.revision))
+        .collect();
+    status.instances = observed
+        .by_ordinal()
+        .into_iter()
+        .map(|i| InstanceStatus {
+            ordinal: i.ordinal,
+            role: match i.role {
+                Role::Primary => "primary".into(),
+                Role::Replica => "replica".into(),
+            },
+            version: Some(i.version.to_string()),
+            revision: assigned
+                .get(&i.ordinal)
+                .copied()
+                .flatten()
+                .or_else(|| numbers.get(&i.revision.hash).copied()),
+            ready: i.health.is_up(),
+            lag_seconds: i.lag_seconds().filter(|_| i.role == Role::Replica),
+            last_error: (!i.health.is_up()).then(|| i.health.to_string()),
+        })
+        .collect();
+    let ready = status.instances.iter().filter(|i| i.ready).count();
+    status.ready = Some(format!("{ready}/{}", spec.replicas));
+    if let Some(p) = observed.primary()
+        && status.current_primary.is_some()
+    {
+        status.current_primary = Some(p.ordinal);
+    }
+    if let Some(revisions) = status.revisions.as_mut() {
+        let all_at_target = observed.instances.iter().all(|i| i.runs(revision));
+        if done || (all_at_target && revisions.current.is_none()) {
+            revisions.current = Some(revision.number);
+        }
+        let current_version = revisions
+            .current
+            .and_then(|n| revisions.history.iter().find(|e| e.number == n))
+            .map(|e| e.version.clone());
+        status.current_version = current_version;
+    }
+    let highest = status
+        .record
+        .as_ref()
+        .and_then(|r| r.highest_version)
+        .into_iter()
+        .chain(observed.highest_version())
+        .max();
+    status.highest_version = highest.map(|v| v.to_string());
+    status.observed_generation = generation;
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one place that sets every condition"
+)]
+/// Sets the conditions from the observation and the engine's last step.
+pub fn conditions(
+    status: &mut MySQLClusterStatus,
+    observed: &Observed,
+    record: &Record,
+    outcome: &Option<StepOutcome>,
+    primary_down: bool,
+    primary_data_lost: Option<u32>,
+    pending: bool,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let c = &mut status.conditions;
+    let primary = observed.primary();
+    let available = primary.is_some_and(|p| p.health.is_up() && p.writable);
+    set_condition(
+        c,
+        types::AVAILABLE,
+        available,
+        if available {
+            "PrimaryWritable"
+        } else {
+            "NoWritablePrimary"
+        },
+        match primary {
+            Some(p) if available => format!("instance {} takes writes", p.ordinal),
+            Some(p) => format!("the primary, instance {}, is {}", p.ordinal, p.health),
+            None => "no primary yet".into(),
+        },
+        generation,
+        now,
+    );
+    let unhealthy: Vec<String> = observed
+        .by_ordinal()
+        .into_iter()
+        .filter(|i| !i.health.is_up())
+        .map(|i| format!("instance {} is {}", i.ordinal, i.health))
+        .collect();
+    set_condition(
+        c,
+        types::DEGRADED,
+        primary_down || !unhealthy.is_empty(),
+        if primary_down {
+            "PrimaryDown"
+        } else if unhealthy.is_empty() {
+            "AllHealthy"
+        } else {
+            "InstanceUnhealthy"
+        },
+        unhealthy.join("; "),
+        generation,
+        now,
+    );
+    let halted = match (primary_down, outcome) {
+        (true, _) => Some(match primary_data_lost {
+            Some(ordinal) => (
+                "PrimaryDataLost".to_owned(),
+                format!(
+                    "the primary, instance {ordinal}, came back with an empty data directory: it is \
+                     not initialized again and never made writable; restore its data (or its \
+                     volume), or recreate the cluster from a backup; switchyard does not fail over"
+                ),
+            ),
+            None => (
+                "PrimaryDown".to_owned(),
+                "the primary died outside a switchover: the rollout waits for it; switchyard does not fail over".to_owned(),
+            ),
+        }),
+        (false, Some(StepOutcome::Halted(reason))) => {
+            Some((camel(reason.category()), reason.to_string()))
+        }
+        _ => None,
+    };
+    set_condition(
+        c,
+        types::HALTED,
+        halted.is_some(),
+        halted.as_ref().map_or("NotHalted", |h| h.0.as_str()),
+        halted.as_ref().map(|h| h.1.clone()).unwrap_or_default(),
+        generation,
+        now,
+    );
+    let approval = match outcome {
+        Some(StepOutcome::Waited(WaitReason::AwaitingApproval { revision, from, to })) => {
+            Some((*revision, *from, *to))
+        }
+        _ => None,
+    };
+    set_condition(
+        c,
+        types::AWAITING_APPROVAL,
+        approval.is_some(),
+        if approval.is_some() { "SwitchoverNeedsApproval" } else { "NoApprovalNeeded" },
+        approval
+            .map(|(r, f, t)| {
+                format!(
+                    "the switchover of revision {r} from instance {f} to instance {t} awaits approval: \
+                     switchyard approve CLUSTER (annotation switchyard.io/approve-switchover: \"{r}:{f}->{t}\")"
+                )
+            })
+            .unwrap_or_default(),
+        generation,
+        now,
+    );
+    let progressing = pending
+        && !matches!(
+            outcome,
+            Some(StepOutcome::Halted(_)) | Some(StepOutcome::Done)
+        );
+    set_condition(
+        c,
+        types::PROGRESSING,
+        progressing,
+        if progressing {
+            if matches!(record.intent, Some(Intent::Switchover { .. })) {
+                "Switchover"
+            } else {
+                "RollingOut"
+            }
+        } else {
+            "Complete"
+        },
+        match (progressing, outcome) {
+            (true, Some(o)) => o.to_string(),
+            _ => String::new(),
+        },
+        generation,
+        now,
+    );
 }
 
 #[cfg(test)]

@@ -6,9 +6,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use switchyard_kube::build::{self, ClusterCredentials};
-use switchyard_kube::crd::{MySQLCluster, MySQLClusterSpec};
-use switchyard_kube::validate::validate;
+use switchyard_kube::agent::{AGENT_PORT, Donor, InstanceConfig, Source};
+use switchyard_kube::build;
+use switchyard_kube::crd::{MySQLCluster, MySQLClusterSpec, RevisionEntry};
+use switchyard_kube::credentials;
+use switchyard_kube::revision::{self, render_my_cnf, server_variables};
+use switchyard_kube::validate::{ValidSpec, validate};
 
 fn fixture_cluster(flavor: &str, version: &str) -> MySQLCluster {
     let spec: MySQLClusterSpec = serde_yaml::from_str(&format!(
@@ -19,16 +22,6 @@ fn fixture_cluster(flavor: &str, version: &str) -> MySQLCluster {
     c.metadata.namespace = Some("db".into());
     c.metadata.uid = Some("6a1b3c5e-0000-4000-8000-000000000001".into());
     c
-}
-
-fn creds() -> ClusterCredentials {
-    ClusterCredentials {
-        root_password: "root-pw".into(),
-        operator_user: "switchyard".into(),
-        operator_password: "op-pw".into(),
-        replication_user: "replication".into(),
-        replication_password: "repl-pw".into(),
-    }
 }
 
 fn check(name: &str, yaml: String) {
@@ -48,27 +41,67 @@ fn check(name: &str, yaml: String) {
     );
 }
 
+/// The revision entry of the fixture spec, as the reconcile records it.
+fn entry(c: &MySQLCluster, spec: &ValidSpec) -> RevisionEntry {
+    let hash = revision::revision_hash(spec, c);
+    let number = switchyard_plan::Revision { number: 1, hash };
+    let created = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+    );
+    revision::new_entry(&number, spec, c, None, &created)
+}
+
+/// The `instance.json` of a replica (instance 1) provisioned from the primary (instance 0).
+fn replica_config(entry: &RevisionEntry) -> InstanceConfig {
+    InstanceConfig {
+        revision: entry.hash.clone(),
+        server_id: 1001,
+        bootstrap: false,
+        provision_from: Some(Donor {
+            host: "shop-0.shop-hosts.db.svc".into(),
+            port: 3306,
+            agent_port: AGENT_PORT,
+        }),
+        replicate_from: Some(Source {
+            host: "shop-0.shop-hosts.db.svc".into(),
+            port: 3306,
+        }),
+        max_lag_seconds: 10,
+    }
+}
+
 fn objects(flavor: &str, version: &str) -> Vec<(String, String)> {
     let c = fixture_cluster(flavor, version);
     let spec = validate("shop", &c.spec).expect("valid");
+    let e = entry(&c, &spec);
     let y = |v: &dyn erased::Yaml| v.yaml();
     vec![
         (
-            format!("{flavor}-statefulset.yaml"),
-            y(&build::stateful_set(&c, &spec)),
+            format!("{flavor}-pod.yaml"),
+            y(&build::pod(
+                &c,
+                &spec,
+                1,
+                &e,
+                Some(0),
+                "switchyard/operator:1.0",
+            )),
         ),
         (
             format!("{flavor}-configmap.yaml"),
-            y(&build::config_map(&c, &spec)),
+            y(&build::instance_config_map(
+                &c,
+                &spec,
+                1,
+                &e,
+                &replica_config(&e),
+            )),
         ),
+        (format!("{flavor}-claim.yaml"), y(&build::claim(&c, 1))),
         (format!("{flavor}-services.yaml"), y(&build::services(&c))),
         (
             format!("{flavor}-pdb.yaml"),
             y(&build::pod_disruption_budget(&c)),
-        ),
-        (
-            format!("{flavor}-bootstrap-secret.yaml"),
-            y(&build::bootstrap_secret(&c, &spec, &creds())),
         ),
     ]
 }
@@ -99,7 +132,7 @@ fn mysql_objects_match_the_fixtures() {
 }
 
 #[test]
-fn the_pod_template_depends_only_on_the_spec() {
+fn the_pod_depends_only_on_the_spec_and_its_revision() {
     let a = fixture_cluster("mariadb", "10.11.14");
     let mut b = a.clone();
     b.metadata.uid = Some("another-uid".into());
@@ -112,12 +145,13 @@ fn the_pod_template_depends_only_on_the_spec() {
         .into(),
     );
     let spec = validate("shop", &a.spec).unwrap();
-    let ta = build::stateful_set(&a, &spec).spec.unwrap().template;
-    let tb = build::stateful_set(&b, &spec).spec.unwrap().template;
-    assert_eq!(ta, tb);
+    let e = entry(&a, &spec);
+    let pa = build::pod(&a, &spec, 0, &e, None, "op:1").spec.unwrap();
+    let pb = build::pod(&b, &spec, 0, &e, None, "op:1").spec.unwrap();
+    assert_eq!(pa, pb);
     assert_eq!(
-        build::revision_hash(&spec, &a),
-        build::revision_hash(&spec, &b)
+        revision::revision_hash(&spec, &a),
+        revision::revision_hash(&spec, &b)
     );
 
     // A configuration change is a new revision; so is a new image.
@@ -125,33 +159,56 @@ fn the_pod_template_depends_only_on_the_spec() {
     c.spec.config.insert("max_connections".into(), "600".into());
     let spec_c = validate("shop", &c.spec).unwrap();
     assert_ne!(
-        build::revision_hash(&spec, &a),
-        build::revision_hash(&spec_c, &c)
+        revision::revision_hash(&spec, &a),
+        revision::revision_hash(&spec_c, &c)
     );
     let mut d = a.clone();
     d.spec.image = Some("registry.example/mariadb:10.11.14-custom".into());
     let spec_d = validate("shop", &d.spec).unwrap();
     assert_ne!(
-        build::revision_hash(&spec, &a),
-        build::revision_hash(&spec_d, &d)
+        revision::revision_hash(&spec, &a),
+        revision::revision_hash(&spec_d, &d)
+    );
+    // The pod of an instance still assigned an older revision is built from that revision,
+    // whatever the spec says now: its image, version and annotation stay.
+    let on_old = build::pod(&d, &spec_d, 0, &e, None, "op:1");
+    assert_eq!(
+        on_old.spec.unwrap().containers[0].image.as_deref(),
+        Some("mariadb:10.11.14")
+    );
+    assert_eq!(
+        on_old.metadata.annotations.unwrap()["switchyard.io/revision-hash"],
+        e.hash
+    );
+    // The agent's image is not part of any revision: a new operator restarts no pod.
+    let other_agent = build::pod(&a, &spec, 0, &e, None, "op:2");
+    assert_eq!(
+        revision::revision_hash(&spec, &a),
+        e.hash,
+        "the revision does not depend on the agent's image"
+    );
+    assert_eq!(
+        other_agent.spec.unwrap().init_containers.unwrap()[0]
+            .image
+            .as_deref(),
+        Some("op:2")
     );
 }
 
 #[test]
-fn the_statefulset_leaves_the_order_to_the_engine_and_covers_a_slow_shutdown() {
+fn the_pod_covers_a_slow_shutdown_a_long_start_and_probes_the_agent() {
     let c = fixture_cluster("mariadb", "10.11.14");
     let spec = validate("shop", &c.spec).unwrap();
-    let sts = build::stateful_set(&c, &spec).spec.unwrap();
-    assert_eq!(
-        sts.update_strategy.unwrap().type_.as_deref(),
-        Some("OnDelete")
-    );
-    let pod = sts.template.spec.unwrap();
+    let pod = build::pod(&c, &spec, 2, &entry(&c, &spec), Some(0), "op:1")
+        .spec
+        .unwrap();
     let grace = pod.termination_grace_period_seconds.unwrap();
     assert!(
         grace >= 20 * 60,
         "grace {grace}s covers shutdownTimeout 20m"
     );
+    assert_eq!(pod.hostname.as_deref(), Some("shop-2"));
+    assert_eq!(pod.subdomain.as_deref(), Some("shop-hosts"));
     let main = &pod.containers[0];
     let startup = main.startup_probe.as_ref().unwrap();
     let window = startup.period_seconds.unwrap() * startup.failure_threshold.unwrap();
@@ -159,19 +216,55 @@ fn the_statefulset_leaves_the_order_to_the_engine_and_covers_a_slow_shutdown() {
         Duration::from_secs(u64::try_from(window).unwrap()) >= spec.startup_timeout,
         "the startup probe allows startupTimeout (1h by default)"
     );
-    assert!(
-        main.env
-            .as_ref()
-            .unwrap()
-            .iter()
-            .any(|e| e.name == "MARIADB_AUTO_UPGRADE" && e.value.as_deref() == Some("1"))
+    for (probe, path) in [
+        (main.readiness_probe.as_ref().unwrap(), "/readyz"),
+        (main.liveness_probe.as_ref().unwrap(), "/livez"),
+        (startup, "/livez"),
+    ] {
+        let get = probe.http_get.as_ref().unwrap();
+        assert_eq!(get.path.as_deref(), Some(path));
+        assert_eq!(
+            get.port,
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("agent".into())
+        );
+    }
+    // The agent comes from the operator's image, through its own loader.
+    let install = &pod.init_containers.as_ref().unwrap()[0];
+    assert_eq!(install.image.as_deref(), Some("op:1"));
+    let command = main.command.as_ref().unwrap();
+    assert!(command[0].starts_with("/switchyard/lib/ld-linux"));
+    assert_eq!(command[command.len() - 2..], ["agent", "run"]);
+    // Preferred anti-affinity by default; required or none on request.
+    let anti = pod.affinity.unwrap().pod_anti_affinity.unwrap();
+    let preferred = anti
+        .preferred_during_scheduling_ignored_during_execution
+        .unwrap();
+    assert_eq!(
+        preferred[0].pod_affinity_term.topology_key,
+        "kubernetes.io/hostname"
     );
+    let mut required = c.clone();
+    required.spec.anti_affinity.mode = switchyard_kube::crd::AntiAffinityMode::Required;
+    required.spec.anti_affinity.topology_key = "topology.kubernetes.io/zone".into();
+    let anti = build::affinity(&required)
+        .unwrap()
+        .pod_anti_affinity
+        .unwrap();
+    assert_eq!(
+        anti.required_during_scheduling_ignored_during_execution
+            .unwrap()[0]
+            .topology_key,
+        "topology.kubernetes.io/zone"
+    );
+    let mut none = c;
+    none.spec.anti_affinity.mode = switchyard_kube::crd::AntiAffinityMode::None;
+    assert!(build::affinity(&none).is_none());
 }
 
 #[test]
 fn my_cnf_is_durable_read_only_and_flavor_specific() {
     let maria = validate("shop", &fixture_cluster("mariadb", "10.11.14").spec).unwrap();
-    let cnf = build::render_my_cnf(&maria);
+    let cnf = render_my_cnf(&maria);
     for line in [
         "read_only = ON",
         "sync_binlog = 1",
@@ -191,7 +284,7 @@ fn my_cnf_is_durable_read_only_and_flavor_specific() {
         "server_id comes from the ordinal"
     );
     let mysql = validate("shop", &fixture_cluster("mysql", "8.4.3").spec).unwrap();
-    let cnf = build::render_my_cnf(&mysql);
+    let cnf = render_my_cnf(&mysql);
     for line in [
         "gtid_mode = ON",
         "enforce_gtid_consistency = ON",
@@ -203,13 +296,13 @@ fn my_cnf_is_durable_read_only_and_flavor_specific() {
         assert!(cnf.lines().any(|l| l == line), "{line} in\n{cnf}");
     }
     assert!(!cnf.contains("gtid_strict_mode"));
-    let maria_cnf = build::render_my_cnf(&maria);
+    let maria_cnf = render_my_cnf(&maria);
     assert!(
         !maria_cnf.lines().any(|l| l.starts_with("super_read_only")),
         "MariaDB has no super_read_only"
     );
     // The start-up fence is not part of the revision: adding it changed no revision hash.
-    assert!(!build::server_variables(&mysql).contains_key("super_read_only"));
+    assert!(!server_variables(&mysql).contains_key("super_read_only"));
 }
 
 /// A MySQL 9.7 server started from the ConfigMap's my.cnf alone refuses a write of an account
@@ -221,8 +314,14 @@ async fn a_mysql_server_started_from_the_rendered_my_cnf_refuses_a_privileged_wr
         serde_yaml::from_str("flavor: mysql\nversion: 8.4.3\nreplicas: 1\n").expect("a spec");
     let cluster = MySQLCluster::new("shop", spec);
     let valid = validate("shop", &cluster.spec).expect("valid");
-    let config_map = build::config_map(&cluster, &valid);
-    let cnf = &config_map.data.as_ref().expect("data")["my.cnf"];
+    let rendered = render_my_cnf(&valid);
+    // The clone plugin line is the agent's (it loads from the server's plugin directory,
+    // which the testbed's server has elsewhere).
+    let cnf: String = rendered
+        .lines()
+        .filter(|l| !l.starts_with("plugin_load_add"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     // The testbed's own read-only lines are turned off first, so the rendered file decides.
     let mut extra = vec![
         "read_only = OFF".to_owned(),
@@ -256,8 +355,8 @@ async fn a_mysql_server_started_from_the_rendered_my_cnf_refuses_a_privileged_wr
 
 #[test]
 fn generated_credentials_are_random_and_never_printed() {
-    let a = build::generate_credentials();
-    let b = build::generate_credentials();
+    let a = credentials::generate_credentials();
+    let b = credentials::generate_credentials();
     assert_ne!(a.operator_password, b.operator_password);
     assert_eq!(a.replication_password.len(), 24);
     let shown = format!("{a:?}");
@@ -267,22 +366,11 @@ fn generated_credentials_are_random_and_never_printed() {
     let secret: Secret = build::credentials_secret(&c, &spec, &a);
     assert_eq!(secret.metadata.name.as_deref(), Some("shop-credentials"));
     assert_eq!(
+        secret.metadata.owner_references, None,
+        "the Secret is not the cluster's: it outlives it while its claims remain"
+    );
+    assert_eq!(
         secret.data.unwrap()["operator-password"].0,
         a.operator_password.as_bytes()
-    );
-}
-
-#[test]
-fn the_bootstrap_sql_creates_the_accounts_with_the_binary_log_off() {
-    let mut c = creds();
-    c.operator_password = "it's".into();
-    assert_eq!(
-        build::bootstrap_sql(switchyard_plan::versions::Flavor::Mariadb, &c),
-        "-- Rendered by switchyard: the accounts the operator and replication use.\n\
-         SET SESSION sql_log_bin = 0;\n\
-         CREATE USER IF NOT EXISTS 'switchyard'@'%' IDENTIFIED BY 'it''s';\n\
-         GRANT ALL PRIVILEGES ON *.* TO 'switchyard'@'%' WITH GRANT OPTION;\n\
-         CREATE USER IF NOT EXISTS 'replication'@'%' IDENTIFIED BY 'repl-pw';\n\
-         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'replication'@'%';\n"
     );
 }

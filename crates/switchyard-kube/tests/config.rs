@@ -16,8 +16,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::Api;
 use switchyard_config::Account;
-use switchyard_kube::build::ANNOTATION_REVISION_HASH;
 use switchyard_kube::crd::MySQLClusterSpec;
+use switchyard_kube::names::ANNOTATION_REVISION_HASH;
 
 const TICK: Duration = Duration::from_secs(5);
 
@@ -49,21 +49,42 @@ async fn pod_uids(w: &World) -> BTreeMap<String, String> {
     out
 }
 
-async fn template_hash(w: &World) -> String {
-    let sts = w.stateful_sets().get(common::NAME).await.unwrap();
-    sts.spec
-        .unwrap()
-        .template
-        .metadata
-        .unwrap()
-        .annotations
-        .unwrap()[ANNOTATION_REVISION_HASH]
-        .clone()
+/// Every pod's spec (what a restart would change), by pod name.
+async fn template_hash(w: &World) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for name in w.pod_names().await {
+        let pod = w.pods().get(&name).await.unwrap();
+        out.insert(name, serde_json::to_string(&pod.spec).unwrap());
+    }
+    out
+}
+
+/// The revision hash each pod says it runs.
+async fn pod_revisions(w: &World) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in w.pod_names().await {
+        let pod = w.pods().get(&name).await.unwrap();
+        out.push(pod.annotations()[ANNOTATION_REVISION_HASH].clone());
+    }
+    out
 }
 
 async fn my_cnf(w: &World) -> String {
     let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), NS);
-    cms.get("shop-config").await.unwrap().data.unwrap()["my.cnf"].clone()
+    let mut all = String::new();
+    for o in 0..3 {
+        let cm = cms.get(&format!("shop-{o}-config")).await.unwrap();
+        let cnf = cm.data.unwrap()["my.cnf"].clone();
+        if o == 0 {
+            all = cnf;
+        } else {
+            assert_eq!(
+                cnf, all,
+                "every instance on the same revision has the same my.cnf"
+            );
+        }
+    }
+    all
 }
 
 /// The ordinals of the calls starting with `prefix`, in order.
@@ -145,20 +166,26 @@ async fn a_dynamic_change_is_set_online_replicas_first_and_restarts_no_pod() {
     assert!(status.instances.iter().all(|i| i.revision == Some(2)));
     assert_eq!(status.current_primary, Some(0), "no switchover");
 
-    // A pod the kubelet recreates (from the unchanged template) gets the change again.
+    // A pod deleted outside the engine comes back on the revision assigned to it, the online
+    // one, with that revision's my.cnf: the change survives, nothing is set again.
+    let online_hash = revisions.history[1].hash.clone();
     w.ops.calls.lock().unwrap().clear();
     w.pods()
         .delete("shop-2", &Default::default())
         .await
         .unwrap();
-    w.kubelet().await;
     settle(&w).await;
     let calls = w.ops.calls();
-    assert_eq!(ordinals(&calls, "set-variables "), vec![2], "{calls:?}");
+    assert!(ordinals(&calls, "set-variables ").is_empty(), "{calls:?}");
     assert!(
         ordinals(&calls, "prepare-shutdown ").is_empty(),
         "{calls:?}"
     );
+    assert_eq!(pod_revisions(&w).await, vec![online_hash.clone(); 3]);
+    let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), NS);
+    let two = cms.get("shop-2-config").await.unwrap().data.unwrap();
+    assert!(two["my.cnf"].contains("max_connections = 500\n"));
+    assert!(two["instance.json"].contains(&online_hash));
 }
 
 #[tokio::test]
@@ -187,9 +214,17 @@ async fn a_static_change_restarts_pods_in_the_engine_order() {
     for (name, uid) in &uids {
         assert_ne!(&after[name], uid, "{name} restarted");
     }
-    assert_ne!(template_hash(&w).await, template);
-    assert!(my_cnf(&w).await.contains("innodb_log_buffer_size = 32M\n"));
     let revisions = w.cluster().await.status.unwrap().revisions.unwrap();
+    assert_eq!(
+        template_hash(&w).await,
+        template,
+        "same image and resources"
+    );
+    assert_eq!(
+        pod_revisions(&w).await,
+        vec![revisions.history[1].hash.clone(); 3]
+    );
+    assert!(my_cnf(&w).await.contains("innodb_log_buffer_size = 32M\n"));
     assert_eq!(revisions.current, Some(2));
     assert!(revisions.history[1].online.is_none());
 }

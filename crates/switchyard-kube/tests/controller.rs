@@ -237,6 +237,7 @@ fn start(lease: Duration) -> Running {
             identity: IDENTITY.into(),
             duration: lease,
         },
+        agent_image: Some("switchyard/operator:test".into()),
     };
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(run(client, config, async move {
@@ -312,15 +313,27 @@ async fn the_controller_leads_reconciles_the_served_cluster_writes_status_and_re
                 && uri.contains("force=true")
         })
     };
-    for plural in [
-        "statefulsets",
-        "services",
-        "configmaps",
-        "poddisruptionbudgets",
-        "secrets",
-    ] {
+    for plural in ["services", "configmaps", "poddisruptionbudgets"] {
         assert!(applied(plural), "no server-side apply of {plural}");
     }
+    // Instance 0's claim and pod were created by the operator (no StatefulSet).
+    for plural in ["persistentvolumeclaims", "pods"] {
+        let created = seen.iter().find(|(m, uri, _)| {
+            *m == Method::POST && uri.starts_with(&format!("/api/v1/namespaces/{NS}/{plural}"))
+        });
+        let created = created.unwrap_or_else(|| panic!("no {plural} created"));
+        assert!(
+            created.2["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("shop-0")),
+            "{plural}: {}",
+            created.2
+        );
+    }
+    assert!(
+        !seen.iter().any(|(_, uri, _)| uri.contains("statefulsets")),
+        "no StatefulSet"
+    );
     let created_secret = seen.iter().find(|(m, uri, _)| {
         *m == Method::POST && uri.starts_with(&format!("/api/v1/namespaces/{NS}/secrets"))
     });
@@ -330,7 +343,12 @@ async fn the_controller_leads_reconciles_the_served_cluster_writes_status_and_re
         seen.iter()
             .any(|(_, uri, _)| uri.contains(&format!("/{plural}?")) && uri.contains("watch=true"))
     };
-    for plural in ["mysqlclusters", "statefulsets", "pods", "schemachanges"] {
+    for plural in [
+        "mysqlclusters",
+        "pods",
+        "persistentvolumeclaims",
+        "schemachanges",
+    ] {
         assert!(watched(plural), "no watch of {plural}");
     }
 
@@ -396,7 +414,7 @@ async fn a_switchover_deadline_the_lease_cannot_cover_is_refused_with_a_conditio
     let applied = locked(&api)
         .seen
         .iter()
-        .any(|(m, uri, _)| *m == Method::PATCH && uri.contains("/statefulsets/"));
+        .any(|(m, uri, _)| *m != Method::GET && uri.contains("/pods"));
     assert!(!applied, "nothing is applied for an invalid combination");
     running
         .stop

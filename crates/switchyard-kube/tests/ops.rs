@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use switchyard_kube::build::ClusterCredentials;
+use switchyard_kube::credentials::ClusterCredentials;
 use switchyard_kube::ops::{HandleCache, InstanceOps, MysqlOps, Target, pod_target};
 use switchyard_testbed::{Cluster, Options, ServerKind, replication_with};
 
@@ -74,7 +74,8 @@ async fn mariadb_a_fence_is_reported_only_while_its_lock_holds() {
     let testbed = replication_with(&[ServerKind::Mariadb1011; 2], &Options::default())
         .await
         .expect("two servers");
-    let ops = MysqlOps::new(None, &credentials(&testbed), HandleCache::default());
+    let ops =
+        MysqlOps::new(&credentials(&testbed), HandleCache::default()).with_sources_by_address();
     let (primary, replica) = (target(&testbed, 0), target(&testbed, 1));
     let server = testbed.instance(0);
     let mut admin = server
@@ -165,7 +166,8 @@ async fn mysql_a_fence_is_super_read_only() {
     let testbed = replication_with(&[ServerKind::Mysql97], &Options::default())
         .await
         .expect("a server");
-    let ops = MysqlOps::new(None, &credentials(&testbed), HandleCache::default());
+    let ops =
+        MysqlOps::new(&credentials(&testbed), HandleCache::default()).with_sources_by_address();
     let primary = target(&testbed, 0);
     let view = ops.observe(&primary, None).await.expect("observe");
     assert!(view.writable && !view.fenced, "{view:?}");
@@ -175,4 +177,84 @@ async fn mysql_a_fence_is_super_read_only() {
     ops.promote(&primary, by()).await.expect("promote");
     let view = ops.observe(&primary, None).await.expect("observe");
     assert!(view.writable && !view.fenced, "{view:?}");
+}
+
+/// A password rotation on real servers: the new passwords are set on the primary with the
+/// binary log on, so each replica applies them from it and writes no transaction of its own;
+/// the operator then logs in with the new password everywhere (the old one is refused), and
+/// each replica replicates again with the new replication password.
+async fn rotate(kind: ServerKind) {
+    let testbed = replication_with(&[kind, kind], &Options::default())
+        .await
+        .expect("two servers");
+    let old = credentials(&testbed);
+    let ops = MysqlOps::new(&old, HandleCache::default()).with_sources_by_address();
+    let (primary, replica) = (target(&testbed, 0), target(&testbed, 1));
+    let before = ops.observe(&replica, None).await.expect("observe");
+    let mut new = old.clone();
+    new.operator_password = "NewOperatorPw2".into();
+    new.replication_password = "NewReplicationPw3".into();
+    ops.set_passwords(
+        &primary,
+        &[
+            (
+                new.replication_user.clone(),
+                new.replication_password.clone(),
+            ),
+            (new.operator_user.clone(), new.operator_password.clone()),
+        ],
+    )
+    .await
+    .expect("set the passwords");
+    let fresh = MysqlOps::new(&new, HandleCache::default()).with_sources_by_address();
+    // The replica applied the change once the new password logs in there.
+    switchyard_testbed::wait_for(Duration::from_secs(30), async || {
+        fresh.observe(&replica, None).await.ok()
+    })
+    .await
+    .expect("the replica applies the change");
+    for t in [&primary, &replica] {
+        fresh
+            .observe(t, None)
+            .await
+            .unwrap_or_else(|e| panic!("{}: the new password logs in: {e}", t.pod));
+        let refused = MysqlOps::new(&old, HandleCache::default())
+            .with_sources_by_address()
+            .observe(t, None)
+            .await
+            .expect_err("the old password is refused");
+        assert!(!refused.message.contains(&old.operator_password));
+    }
+    // The replica holds nothing the primary lacks (it wrote no GTID of its own).
+    let p = fresh.observe(&primary, None).await.expect("observe");
+    let r = fresh.observe(&replica, None).await.expect("observe");
+    let errant = switchyard_plan::gtid::errant(r.gtid.as_ref().unwrap(), p.gtid.as_ref().unwrap())
+        .expect("comparable");
+    assert!(errant.is_empty(), "errant on the replica: {errant}");
+    assert_ne!(r.gtid, before.gtid, "the replica applied the change");
+    // The replica reconnects with the new replication password.
+    fresh
+        .replicate_from(&replica, &primary, false)
+        .await
+        .expect("repoint with the new replication password");
+    fresh
+        .wait_caught_up(&replica, &primary, by())
+        .await
+        .expect("replicating again");
+    let view = fresh.observe(&replica, None).await.expect("observe");
+    let replication = view.replication.expect("replication");
+    assert!(
+        replication.running && replication.errno == 0,
+        "{replication:?}"
+    );
+}
+
+#[tokio::test]
+async fn mariadb_passwords_rotate_through_the_binary_log() {
+    rotate(ServerKind::Mariadb1011).await;
+}
+
+#[tokio::test]
+async fn mysql_passwords_rotate_through_the_binary_log() {
+    rotate(ServerKind::Mysql97).await;
 }

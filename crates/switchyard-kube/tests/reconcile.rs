@@ -1,5 +1,5 @@
 //! Reconcile against a fake API server (kube-fake-client), driven in a loop with a test
-//! kubelet: bootstrap, a full version rollout, approvals, manual switchovers, bad specs,
+//! kubelet that runs the operator's pods: bootstrap, a full version rollout, approvals, manual switchovers, bad specs,
 //! forbidden transitions, a dead primary, and the record's compare-and-swap.
 
 #[expect(dead_code, reason = "shared test support; this file uses part of it")]
@@ -12,8 +12,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
-use switchyard_kube::build::{self, LABEL_ROLE, LABEL_SERVING};
+use switchyard_kube::build;
 use switchyard_kube::crd::MySQLClusterSpec;
+use switchyard_kube::names::{LABEL_ROLE, LABEL_SERVING};
 use switchyard_kube::runtime::KubeRuntime;
 use switchyard_kube::status::{ANNOTATION_APPROVE, ANNOTATION_SWITCHOVER_TO, pending_approval};
 use switchyard_kube::validate::validate;
@@ -42,21 +43,33 @@ async fn bootstrap_creates_the_managed_objects_and_forms_the_topology() {
     let w = World::new(cluster(spec("mariadb", "10.5.27", 3))).await;
     w.reconcile().await.expect("first reconcile");
 
-    // Exactly the built objects, applied under the one field manager.
+    // Exactly the built objects, applied under the one field manager: instance 0 first, alone,
+    // its agent told to initialize it.
     let c = w.cluster().await;
     let valid = validate(NAME, &c.spec).unwrap();
-    let sts = w.stateful_sets().get(NAME).await.unwrap();
-    assert_eq!(
-        sts.spec,
-        build::stateful_set(&c, &valid).spec,
-        "the applied StatefulSet is the built one"
-    );
-    assert_eq!(sts.owner_references()[0].name, NAME);
+    assert_eq!(w.pod_names().await, ["shop-0"]);
+    let entry = c
+        .status
+        .as_ref()
+        .unwrap()
+        .revisions
+        .as_ref()
+        .unwrap()
+        .history[0]
+        .clone();
+    let pod = w.pods().get("shop-0").await.unwrap();
+    let built = build::pod(&c, &valid, 0, &entry, None, common::AGENT_IMAGE);
+    assert_eq!(pod.spec, built.spec, "the created pod is the built one");
+    assert_eq!(pod.owner_references()[0].name, NAME);
+    let config = w.instance_config(0).await.unwrap();
+    assert!(config.bootstrap && config.provision_from.is_none());
+    assert_eq!(config.server_id, 1000);
     let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), NS);
     assert_eq!(
-        cms.get("shop-config").await.unwrap().data,
-        build::config_map(&c, &valid).data
+        cms.get("shop-0-config").await.unwrap().data.unwrap()["my.cnf"],
+        switchyard_kube::revision::render_my_cnf(&valid)
     );
+    assert!(w.claims().get_opt("data-shop-0").await.unwrap().is_some());
     let svcs: Api<Service> = Api::namespaced(w.client.clone(), NS);
     for built in build::services(&c) {
         assert_eq!(svcs.get(&built.name_any()).await.unwrap().spec, built.spec);
@@ -73,36 +86,57 @@ async fn bootstrap_creates_the_managed_objects_and_forms_the_topology() {
     assert_eq!(data["operator-user"].0, b"switchyard");
     assert_eq!(data["operator-password"].0.len(), 24);
     assert_eq!(data["replication-password"].0.len(), 24);
-    let bootstrap = secrets.get("shop-bootstrap").await.unwrap().data.unwrap();
-    let sql = String::from_utf8(bootstrap["10-switchyard-accounts.sql"].0.clone()).unwrap();
-    assert!(sql.starts_with("-- Rendered by switchyard"));
-    assert!(sql.contains("SET SESSION sql_log_bin = 0;"));
     // The status names the revision and says it is bootstrapping.
     let status = c.status.clone().unwrap();
     assert_eq!(status.phase.as_deref(), Some("Bootstrapping"));
     assert_eq!(status.observed_generation, Some(1));
+    assert!(!status.initialized);
     let revisions = status.revisions.unwrap();
     assert_eq!(revisions.update, Some(1));
     assert_eq!(revisions.history.len(), 1);
-    assert_eq!(revisions.history[0].hash, build::revision_hash(&valid, &c));
+    assert_eq!(
+        revisions.history[0].hash,
+        switchyard_kube::revision::revision_hash(&valid, &c)
+    );
     assert_eq!(
         condition(&w.cluster().await, "InvalidSpec").unwrap().0,
         "False"
     );
 
-    // Pods appear; the next reconcile makes 0 the writable primary, the others replicas.
-    assert_eq!(w.kubelet().await, vec![0, 1, 2]);
+    // Its agent initializes it; the next reconcile records the cluster initialized, takes
+    // `bootstrap` away, and only then makes 0 the writable primary.
+    assert_eq!(w.kubelet().await, vec![0]);
     w.reconcile().await.expect("bootstrap reconcile");
-    assert_eq!(
-        w.ops.calls(),
-        vec!["promote 0", "replicate 1<-0", "replicate 2<-0"]
-    );
+    assert_eq!(w.ops.calls(), vec!["promote 0"]);
     let c = w.cluster().await;
     assert_eq!(c.status.as_ref().unwrap().current_primary, Some(0));
+    assert!(c.status.as_ref().unwrap().initialized);
+    assert!(!w.instance_config(0).await.unwrap().bootstrap);
     assert_eq!(
         label(&w, "shop-0", LABEL_ROLE).await.as_deref(),
         Some("primary")
     );
+    // The replicas come next, each provisioned from the primary by its agent.
+    w.reconcile().await.expect("reconcile");
+    assert_eq!(w.pod_names().await, ["shop-0", "shop-1", "shop-2"]);
+    for o in [1, 2] {
+        let config = w.instance_config(o).await.unwrap();
+        assert!(!config.bootstrap);
+        assert_eq!(
+            config.provision_from.map(|d| d.host),
+            Some("shop-0.shop-hosts.db.svc".to_owned())
+        );
+        assert_eq!(
+            config.replicate_from.map(|d| d.host),
+            Some("shop-0.shop-hosts.db.svc".to_owned())
+        );
+    }
+    assert_eq!(w.kubelet().await, vec![1, 2]);
+    assert_eq!(
+        w.agent_log(),
+        ["bootstrap 0", "provision 1<-0", "provision 2<-0"]
+    );
+    w.reconcile().await.expect("reconcile");
     assert_eq!(
         label(&w, "shop-1", LABEL_ROLE).await.as_deref(),
         Some("replica")
@@ -141,12 +175,10 @@ async fn bootstrap_creates_the_managed_objects_and_forms_the_topology() {
 }
 
 /// The calls of the rollout 10.5.27 → 10.11.14 of a 3-instance MariaDB cluster.
-const ROLLOUT: [&str; 18] = [
+const ROLLOUT: [&str; 14] = [
     "prepare-shutdown 2 slow=true",
-    "check-system-tables 2 10.11.14",
     "replicate 2<-0",
     "prepare-shutdown 1 slow=true",
-    "check-system-tables 1 10.11.14",
     "replicate 1<-0",
     // The switchover: the long-transaction pre-check (maxTransactionSeconds, default 30),
     // the fence, the old primary made a replica of the candidate (not started), the
@@ -157,13 +189,11 @@ const ROLLOUT: [&str; 18] = [
     "wait-caught-up 1<-0",
     "promote 1",
     "close-clients 0",
-    "check-system-tables 2 10.11.14",
     "replicate 2<-1",
     "prepare-shutdown 0 slow=true",
     // The restarted old primary came back without its fence (a new pod, a new server): it
     // is fenced again before it replicates.
     "fence 0",
-    "check-system-tables 0 10.11.14",
     "replicate 0<-1 (former primary)",
 ];
 
@@ -327,10 +357,7 @@ async fn bad_specs_end_in_invalid_spec_and_change_nothing() {
         assert!(msg.contains(message), "{what}: {msg}");
         assert_eq!(c.status.as_ref().unwrap().phase.as_deref(), Some("Invalid"));
         // Nothing else was created.
-        assert!(
-            w.stateful_sets().get_opt(NAME).await.unwrap().is_none(),
-            "{what}"
-        );
+        assert!(w.pod_names().await.is_empty(), "{what}");
         let secrets: Api<Secret> = Api::namespaced(w.client.clone(), NS);
         assert!(
             secrets.get_opt("shop-credentials").await.unwrap().is_none(),
@@ -343,7 +370,7 @@ async fn bad_specs_end_in_invalid_spec_and_change_nothing() {
 #[tokio::test]
 async fn an_invalid_edit_of_a_running_cluster_touches_nothing_and_clears_when_fixed() {
     let w = ready_world(spec("mariadb", "10.5.27", 3)).await;
-    let sts_before = w.stateful_sets().get(NAME).await.unwrap().spec;
+    let pods_before = w.pods_snapshot().await;
     w.ops.calls.lock().unwrap().clear();
     w.edit(|s| {
         s.config.insert("server_id".into(), "7".into());
@@ -352,7 +379,7 @@ async fn an_invalid_edit_of_a_running_cluster_touches_nothing_and_clears_when_fi
     w.reconcile().await.unwrap();
     let c = w.cluster().await;
     assert_eq!(condition(&c, "InvalidSpec").unwrap().0, "True");
-    assert_eq!(w.stateful_sets().get(NAME).await.unwrap().spec, sts_before);
+    assert_eq!(w.pods_snapshot().await, pods_before);
     assert!(w.ops.calls().is_empty());
     w.edit(|s| {
         s.config.remove("server_id");
@@ -372,7 +399,7 @@ async fn assert_blocked(w: &World, reason: &str) {
         }
         v
     };
-    let sts_before = w.stateful_sets().get(NAME).await.unwrap().spec;
+    let snapshot_before = w.pods_snapshot().await;
     w.ops.calls.lock().unwrap().clear();
     for _ in 0..3 {
         w.reconcile().await.unwrap();
@@ -387,14 +414,14 @@ async fn assert_blocked(w: &World, reason: &str) {
         "{msg}"
     );
     assert_eq!(c.status.as_ref().unwrap().phase.as_deref(), Some("Blocked"));
-    // Nothing touched: no SQL, same pods, same StatefulSet template.
+    // Nothing touched: no SQL, same pods, same revisions and configurations.
     assert!(w.ops.calls().is_empty(), "{:?}", w.ops.calls());
     let mut uids = Vec::new();
     for p in w.pod_names().await {
         uids.push(w.pods().get(&p).await.unwrap().uid().unwrap());
     }
     assert_eq!(uids, pods_before);
-    assert_eq!(w.stateful_sets().get(NAME).await.unwrap().spec, sts_before);
+    assert_eq!(w.pods_snapshot().await, snapshot_before);
     let reasons = w.event_reasons().await;
     assert_eq!(
         reasons.iter().filter(|r| *r == "UpgradeBlocked").count(),
@@ -621,14 +648,7 @@ async fn scaling_in_past_the_primary_is_refused() {
         w.advance(TICK);
     }
     assert_eq!(w.cluster().await.status.unwrap().current_primary, Some(2));
-    let replicas_before = w
-        .stateful_sets()
-        .get(NAME)
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .replicas;
+    let pods_before = w.pods_snapshot().await;
     w.edit(|s| s.replicas = 2).await;
     w.reconcile().await.unwrap();
     let c = w.cluster().await;
@@ -638,14 +658,5 @@ async fn scaling_in_past_the_primary_is_refused() {
         ("True", "ScaleInRemovesPrimary")
     );
     assert!(msg.contains("switchyard switchover shop --to 0"), "{msg}");
-    assert_eq!(
-        w.stateful_sets()
-            .get(NAME)
-            .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .replicas,
-        replicas_before
-    );
+    assert_eq!(w.pods_snapshot().await, pods_before);
 }

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use common::{NAME, World, cluster, condition, spec};
 use kube::ResourceExt;
-use switchyard_kube::build::LABEL_ROLE;
 use switchyard_kube::crd::{MySQLCluster, MySQLClusterSpec};
 use switchyard_kube::leader::{DEFAULT_LEASE, Tenure};
-use switchyard_kube::runtime::{ANNOTATION_FENCED, KubeRuntime};
+use switchyard_kube::names::{ANNOTATION_FENCED, LABEL_ROLE};
+use switchyard_kube::runtime::KubeRuntime;
 use switchyard_kube::status::ANNOTATION_SWITCHOVER_TO;
 use switchyard_kube::validate::validate;
 use switchyard_plan::engine::{ClusterRuntime, RuntimeErrorKind};
@@ -348,10 +348,7 @@ async fn observation_reports_stopped_replication_and_only_fences_that_hold() {
     assert!(!observed.instance(1).unwrap().fenced);
     w.ops.calls.lock().unwrap().clear();
     w.reconcile().await.expect("reconcile");
-    assert_eq!(
-        w.ops.calls(),
-        ["check-system-tables 2 10.11.14", "replicate 2<-0"]
-    );
+    assert_eq!(w.ops.calls(), ["replicate 2<-0"]);
     assert!(w.ops.instance(2).running);
 }
 

@@ -225,11 +225,20 @@ pub async fn galera_schema_change(
         };
         for o in 0..count {
             wait_synced(node(o)?, o, count, change.sync_timeout).await?;
-            let text = node(o)?
-                .show_create_table(&database, &name.name)
-                .await
-                .map_err(Error::sql(o))?;
-            check(o, text)?;
+            // Synced is not applied: a node applies the total-order event
+            // from its queue, so it shows the new definition a little later.
+            let deadline = tokio::time::Instant::now() + change.sync_timeout;
+            loop {
+                let text = node(o)?
+                    .show_create_table(&database, &name.name)
+                    .await
+                    .map_err(Error::sql(o))?;
+                match check(o, text) {
+                    Ok(()) => break,
+                    Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                    Err(_) => tokio::time::sleep(POLL).await,
+                }
+            }
             report.nodes.push((o, started.elapsed()));
         }
         return Ok(report);

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use switchyard_local::timeline::{Event, Op};
-use switchyard_local::{Apply, ClusterSpec, LocalCluster, LocalRuntime, SchemaRequest};
+use switchyard_local::{
+    Apply, ClusterSpec, LocalCluster, LocalRuntime, RuntimeConfig, SchemaRequest,
+};
 use switchyard_plan::engine::{ClusterRuntime, StepOutcome};
 use switchyard_plan::{Engine, Finished};
 use switchyard_testbed::ledger::{CheckConfig, check};
@@ -122,7 +124,12 @@ impl SimReport {
 
 /// Runs `scenario` with the local runtime.
 pub async fn run(scenario: &Scenario) -> Result<SimReport> {
-    run_with(scenario, LocalRuntime::new).await
+    let mut config = RuntimeConfig::default();
+    config.max_transaction_seconds = Some(scenario.policy.max_transaction_s);
+    run_with(scenario, |c: &LocalCluster| {
+        LocalRuntime::with_config(c, config.clone())
+    })
+    .await
 }
 
 /// Runs `scenario` with the runtime `make` builds over the cluster (a new

@@ -195,6 +195,11 @@ pub struct PolicyDef {
     /// (automatic after 3 s, lossless only).
     #[serde(default)]
     pub failover: Option<FailoverDef>,
+    /// The longest a transaction may have been open on the primary when a
+    /// switchover fences it (the local runtime's `max_transaction_seconds`),
+    /// seconds: a longer one holds the switchover back until it ends.
+    #[serde(default = "d10")]
+    pub max_transaction_s: u64,
 }
 
 /// The failover policy: `{ after_s: N, accept_data_loss: BOOL }`.
@@ -235,6 +240,7 @@ impl Default for PolicyDef {
             max_lag_s: d2(),
             retry_backoff_s: d1(),
             failover: None,
+            max_transaction_s: d10(),
         }
     }
 }

@@ -1,15 +1,16 @@
 //! The monitor bites: a runtime broken on purpose (its fence and demotion do
-//! nothing, its catch-up returns at once, and it reports no GTID positions,
-//! so the engine's own checks are blind) promotes a candidate while the old
-//! primary still takes a privileged load, and the monitor must report lost
-//! writes or two writable instances.
+//! nothing, its catch-up returns at once, and it reports every instance as
+//! having executed exactly what the primary has, so the engine's own checks
+//! are blind) promotes a candidate while the old primary still takes a
+//! privileged load, and the monitor must report lost writes or two writable
+//! instances.
 
 use async_trait::async_trait;
 use switchyard_local::{LocalCluster, LocalRuntime};
 use switchyard_plan::Record;
 use switchyard_plan::decide::WaitReason;
 use switchyard_plan::engine::{ClusterRuntime, RuntimeError, StepOutcome};
-use switchyard_plan::topology::{Observed, Revision, Timestamp};
+use switchyard_plan::topology::{Observed, Revision, Role, Timestamp};
 use switchyard_plan::versions::Version;
 use switchyard_sim::runner;
 use switchyard_sim::scenario::Scenario;
@@ -22,11 +23,20 @@ impl ClusterRuntime for Broken {
     fn now(&self) -> Timestamp {
         self.0.now()
     }
-    /// Broken: no GTID positions, so the engine cannot compare the two.
+    /// Broken: every instance claims the primary's executed set, so the
+    /// candidate always looks caught up and nothing looks errant (the engine
+    /// refuses to compare unknown sets, so hiding them would not blind it).
     async fn observe(&self) -> Result<Observed, RuntimeError> {
         let mut observed = self.0.observe().await?;
-        for i in &mut observed.instances {
-            i.gtid = None;
+        let primary = observed
+            .instances
+            .iter()
+            .find(|i| i.role == Role::Primary)
+            .and_then(|i| i.gtid.clone());
+        if let Some(gtid) = primary {
+            for i in &mut observed.instances {
+                i.gtid = Some(gtid.clone());
+            }
         }
         Ok(observed)
     }

@@ -154,17 +154,22 @@ impl ServerKind {
         }
     }
 
-    /// The packages asked of apt (it adds their dependencies).
+    /// The packages asked of apt (it adds their dependencies). Every MariaDB suite has
+    /// `mariadb-backup` (with `mbstream`), which provisions replicas; MySQL's clone plugin
+    /// (`mysql_clone.so`) ships in `mysql-server-core`.
     pub fn packages(self) -> &'static [&'static str] {
         match self {
             ServerKind::Mariadb105 => &[
                 "mariadb-server-core-10.5",
                 "mariadb-client-core-10.5",
+                "mariadb-backup",
                 "libssl1.1",
             ],
-            ServerKind::Mariadb1011 | ServerKind::Mariadb118 => {
-                &["mariadb-server-core", "mariadb-client-core"]
-            }
+            ServerKind::Mariadb1011 | ServerKind::Mariadb118 => &[
+                "mariadb-server-core",
+                "mariadb-client-core",
+                "mariadb-backup",
+            ],
             ServerKind::Mysql97 => &["mysql-server-core", "mysql-client-core"],
             ServerKind::Galera => &[
                 "mariadb-server",

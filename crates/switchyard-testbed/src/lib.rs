@@ -13,7 +13,8 @@
 //! left by a test process that died are killed by the next one, see
 //! [`reaper`]). [`router`], [`load`] and [`ledger`] run a counted
 //! application load through a proxy that follows role changes. [`tools`]
-//! fetches programs that run beside the servers (Percona Toolkit) the same way.
+//! fetches programs that run beside the servers (Percona Toolkit) the same way, and
+//! [`packages`] any other set of Debian packages (the operator image's base, skopeo).
 //!
 //! Environment: `SWITCHYARD_TESTBED_DIR` (cache, default `target/testbed`),
 //! `SWITCHYARD_TESTBED_MAX_SERVERS` (servers running at once across
@@ -38,6 +39,7 @@ pub mod fetch;
 pub mod instance;
 pub mod ledger;
 pub mod load;
+pub mod packages;
 pub mod ports;
 pub mod reaper;
 pub mod router;

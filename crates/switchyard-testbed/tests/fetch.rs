@@ -60,6 +60,20 @@ fn fetch_twice(kind: ServerKind) {
     };
     assert!(text.contains(name), "{kind}: {text}");
 
+    // What provisions a replica: mariadb-backup and mbstream on every MariaDB suite, the
+    // clone plugin on MySQL.
+    let provisioning: &[&str] = match kind.flavor() {
+        Flavor::Mariadb => &["usr/bin/mariadb-backup", "usr/bin/mbstream"],
+        Flavor::Mysql => &["usr/lib/mysql/plugin/mysql_clone.so"],
+    };
+    for rel in provisioning {
+        assert!(
+            first.root().join(rel).is_file(),
+            "{kind}: no {rel} in {}",
+            first.root().display()
+        );
+    }
+
     // The template data directory is made once and then reused.
     let tpl = template(&first).unwrap();
     assert!(

@@ -18,6 +18,7 @@ use clap::Subcommand;
 
 use crate::{cargo, project_root};
 
+mod provision;
 mod rollout;
 mod schema;
 mod switchover;
@@ -35,6 +36,9 @@ pub enum BenchKind {
     /// A whole rolling change of a MariaDB cluster (3 and 5 instances) under load by the
     /// engine, against the StatefulSet order: overhead per step and write unavailability.
     Rollout(rollout::Args),
+    /// Provisioning a replica of a 1 GB donor by the agent's copy (MySQL clone, MariaDB
+    /// mariadb-backup) against replaying the binary log, and the agents' memory.
+    Provision(provision::Args),
 }
 
 /// Runs a benchmark.
@@ -43,6 +47,7 @@ pub fn run(what: BenchKind) -> Result<()> {
         BenchKind::Switchover(args) => switchover::run(&args),
         BenchKind::Rollout(args) => rollout::run(&args),
         BenchKind::Schema(args) => schema::run(&args),
+        BenchKind::Provision(args) => provision::run(&args),
     }
 }
 

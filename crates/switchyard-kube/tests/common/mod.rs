@@ -1,5 +1,6 @@
-//! Shared test support: a fake API server, a test kubelet, and the instance-operations test
-//! double.
+//! Shared test support: a fake API server, a test kubelet that runs the pods the operator
+//! creates (playing their agents: initialize, provision, start), and the instance-operations
+//! test double.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,23 +8,26 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ContainerState, ContainerStateRunning, ContainerStatus, PersistentVolumeClaim, Pod,
+    PodCondition, PodStatus, Secret,
+};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use kube_fake_client::ClientBuilder;
 use switchyard_config::{Account, Mutability, Scope, ServerMetadata, ValueType, VariableInfo};
-use switchyard_kube::build::{ANNOTATION_VERSION, ClusterCredentials, LABEL_ROLE, Names};
+use switchyard_kube::agent::{AgentStatus, InstanceConfig, Provisioning};
+use switchyard_kube::context::{Clock, Context, OpsFactory, Resolver};
 use switchyard_kube::crd::{MySQLCluster, MySQLClusterSpec, SchemaChange};
+use switchyard_kube::credentials::ClusterCredentials;
 use switchyard_kube::leader::Tenure;
 use switchyard_kube::metrics::Metrics;
+use switchyard_kube::names::{ANNOTATION_VERSION, LABEL_ROLE, Names};
 use switchyard_kube::ops::{InstanceOps, InstanceView, OpsError, ReplicationView, Target};
-use switchyard_kube::reconcile::{Context, OpsFactory, reconcile};
-use switchyard_kube::runtime::{Clock, Resolver};
+use switchyard_kube::reconcile::reconcile;
 use switchyard_plan::Timestamp;
 use switchyard_plan::gtid::GtidSet;
 use switchyard_plan::versions::{Flavor, ServerVersion, Version};
@@ -94,6 +98,10 @@ pub struct FakeOps {
     /// When set, every promotion edits the cluster object right after the instance became
     /// writable (an annotation), as a person or another controller might.
     pub edit_after_promote: Mutex<Option<Api<MySQLCluster>>>,
+    /// What each instance's agent reports (`GET /status`), as the test kubelet sets it.
+    pub agents: Mutex<BTreeMap<u32, AgentStatus>>,
+    /// The operator password each instance accepts, once one was set (any before).
+    pub passwords: Mutex<BTreeMap<u32, String>>,
 }
 
 /// The variable table the test double describes (a fixture, not a server's rules): name,
@@ -214,7 +222,39 @@ impl FakeOps {
             .map(|v| v.3.to_owned())
     }
     pub fn set_down(&self, o: u32, down: bool) {
-        self.instances.lock().unwrap().get_mut(&o).unwrap().down = down;
+        if let Some(i) = self.instances.lock().unwrap().get_mut(&o) {
+            i.down = down;
+        }
+    }
+    /// Forgets the GTIDs of instance `o` (a new, empty data directory).
+    pub fn set_gtid_none(&self, o: u32) {
+        if let Some(i) = self.instances.lock().unwrap().get_mut(&o) {
+            i.gtid = None;
+            i.source = None;
+        }
+    }
+    /// The agent provisioned instance `o` from a donor with `gtid` executed and started
+    /// replicating from `source`.
+    pub fn provisioned(
+        &self,
+        o: u32,
+        version: Version,
+        gtid: Option<GtidSet>,
+        source: Option<u32>,
+    ) {
+        self.globals.lock().unwrap().remove(&o);
+        self.instances.lock().unwrap().insert(
+            o,
+            FakeInstance {
+                version,
+                writable: false,
+                fenced: false,
+                source,
+                running: source.is_some(),
+                down: false,
+                gtid,
+            },
+        );
     }
     /// The kubelet started a server from a pod of `version`: it starts read-only and, with
     /// skip-replica-start, not replicating (its configured source is kept).
@@ -255,7 +295,7 @@ impl InstanceOps for FakeOps {
             writable: i.writable,
             fenced: i.fenced,
             replication: i.source.map(|s| ReplicationView {
-                source_host: format!("{NAME}-{s}.{NAME}-headless.{NS}.svc"),
+                source_host: format!("{NAME}-{s}.{NAME}-hosts.{NS}.svc"),
                 running: i.running,
                 errno: 0,
                 error: String::new(),
@@ -356,14 +396,31 @@ impl InstanceOps for FakeOps {
         self.call(format!("close-clients {}", t.ordinal));
         self.with(t.ordinal, |_| ())
     }
-    async fn system_tables_current(
+    async fn set_passwords(
         &self,
         t: &Target,
-        _: Flavor,
-        v: Version,
-    ) -> Result<bool, OpsError> {
-        self.call(format!("check-system-tables {} {v}", t.ordinal));
-        Ok(true)
+        accounts: &[(String, String)],
+    ) -> Result<(), OpsError> {
+        let users: Vec<&str> = accounts.iter().map(|(u, _)| u.as_str()).collect();
+        self.call(format!("set-passwords {} {}", t.ordinal, users.join(",")));
+        self.with(t.ordinal, |_| ())?;
+        // Through the primary's binary log: every instance that replicates applies it.
+        if let Some((_, password)) = accounts.iter().find(|(u, _)| u == "switchyard") {
+            let ordinals: Vec<u32> = self.instances.lock().unwrap().keys().copied().collect();
+            let mut passwords = self.passwords.lock().unwrap();
+            for o in ordinals {
+                passwords.insert(o, password.clone());
+            }
+        }
+        Ok(())
+    }
+    async fn agent_status(&self, t: &Target) -> Result<AgentStatus, OpsError> {
+        self.agents
+            .lock()
+            .unwrap()
+            .get(&t.ordinal)
+            .cloned()
+            .ok_or_else(|| OpsError::new("agent", true, format!("{}: no agent", t.pod)))
     }
     async fn variable_metadata(
         &self,
@@ -481,8 +538,117 @@ impl InstanceOps for FakeOps {
 struct Factory(Arc<FakeOps>);
 
 impl OpsFactory for Factory {
-    fn ops(&self, _: &str, _: &ClusterCredentials) -> Arc<dyn InstanceOps> {
-        self.0.clone()
+    fn ops(&self, _: &str, creds: &ClusterCredentials) -> Arc<dyn InstanceOps> {
+        Arc::new(Scoped {
+            ops: self.0.clone(),
+            password: creds.operator_password.clone(),
+        })
+    }
+}
+
+/// The double as seen with one operator password: once a test (or a rotation) gave the
+/// servers a password ([`FakeOps::passwords`]), another one is refused as a server refuses
+/// it (error 1045).
+struct Scoped {
+    ops: Arc<FakeOps>,
+    password: String,
+}
+
+impl Scoped {
+    fn login(&self, t: &Target) -> Result<&FakeOps, OpsError> {
+        match self.ops.passwords.lock().unwrap().get(&t.ordinal) {
+            Some(p) if *p != self.password => Err(OpsError::new(
+                "access_denied",
+                false,
+                format!("{}: access denied for the operator account", t.pod),
+            )),
+            _ => Ok(&self.ops),
+        }
+    }
+}
+
+#[async_trait]
+impl InstanceOps for Scoped {
+    async fn observe(&self, t: &Target, d: Option<Instant>) -> Result<InstanceView, OpsError> {
+        self.login(t)?.observe(t, d).await
+    }
+    async fn wait_no_long_transaction(
+        &self,
+        t: &Target,
+        max: u64,
+        d: Instant,
+    ) -> Result<(), OpsError> {
+        self.login(t)?.wait_no_long_transaction(t, max, d).await
+    }
+    async fn fence(&self, t: &Target, d: Instant) -> Result<(), OpsError> {
+        self.login(t)?.fence(t, d).await
+    }
+    async fn demote(&self, t: &Target, s: &Target, d: Instant) -> Result<(), OpsError> {
+        self.login(t)?.demote(t, s, d).await
+    }
+    async fn wait_caught_up(&self, c: &Target, f: &Target, d: Instant) -> Result<(), OpsError> {
+        self.login(c)?.wait_caught_up(c, f, d).await
+    }
+    async fn promote(&self, t: &Target, d: Instant) -> Result<(), OpsError> {
+        self.login(t)?.promote(t, d).await
+    }
+    async fn replicate_from(&self, t: &Target, s: &Target, former: bool) -> Result<(), OpsError> {
+        self.login(t)?.replicate_from(t, s, former).await
+    }
+    async fn prepare_shutdown(&self, t: &Target, slow: bool) -> Result<(), OpsError> {
+        self.login(t)?.prepare_shutdown(t, slow).await
+    }
+    async fn close_client_connections(&self, t: &Target, d: Instant) -> Result<(), OpsError> {
+        self.login(t)?.close_client_connections(t, d).await
+    }
+    async fn agent_status(&self, t: &Target) -> Result<AgentStatus, OpsError> {
+        self.ops.agent_status(t).await
+    }
+    async fn variable_metadata(
+        &self,
+        t: &Target,
+        probe: &[String],
+    ) -> Result<ServerMetadata, OpsError> {
+        self.login(t)?.variable_metadata(t, probe).await
+    }
+    async fn set_variables(&self, t: &Target, vars: &[(String, String)]) -> Result<(), OpsError> {
+        self.login(t)?.set_variables(t, vars).await
+    }
+    async fn global_values(
+        &self,
+        t: &Target,
+        names: &[String],
+    ) -> Result<BTreeMap<String, Option<String>>, OpsError> {
+        self.login(t)?.global_values(t, names).await
+    }
+    async fn accounts(&self, t: &Target) -> Result<Vec<Account>, OpsError> {
+        self.login(t)?.accounts(t).await
+    }
+    async fn show_create_table(
+        &self,
+        t: &Target,
+        database: &str,
+        table: &str,
+    ) -> Result<String, OpsError> {
+        self.login(t)?.show_create_table(t, database, table).await
+    }
+    async fn run_ddl(
+        &self,
+        t: &Target,
+        statement: &str,
+        lock_wait: Duration,
+        former_primary: bool,
+    ) -> Result<(), OpsError> {
+        self.login(t)?
+            .run_ddl(t, statement, lock_wait, former_primary)
+            .await
+    }
+    async fn set_passwords(
+        &self,
+        t: &Target,
+        accounts: &[(String, String)],
+    ) -> Result<(), OpsError> {
+        self.login(t)?.set_passwords(t, accounts).await
     }
 }
 
@@ -492,8 +658,14 @@ pub struct World {
     pub ops: Arc<FakeOps>,
     pub clock: Arc<AtomicU64>,
     pub ctx: Arc<Context>,
-    /// Ordinals whose pods the test kubelet must not recreate.
+    /// Ordinals whose pods the test kubelet must not start.
     pub held: Mutex<Vec<u32>>,
+    /// Claim name -> whether its volume holds an initialized data directory.
+    pub volumes: Mutex<BTreeMap<String, bool>>,
+    /// What the test kubelet's agents did: `bootstrap N`, `provision N<-D`, `empty N`.
+    pub agent_log: Mutex<Vec<String>>,
+    /// The uids of the pods the test kubelet started.
+    started: Mutex<Vec<String>>,
     restart_operator_each_round: std::sync::atomic::AtomicBool,
     tenure: Option<Arc<Tenure>>,
 }
@@ -521,8 +693,12 @@ fn make_context(
         ),
         metrics: Arc::new(Metrics::new()),
         tenure,
+        agent_image: AGENT_IMAGE.into(),
     })
 }
+
+/// The operator's image in the tests (where the pods' agent comes from).
+pub const AGENT_IMAGE: &str = "switchyard/operator:test";
 
 pub fn spec(flavor: &str, version: &str, replicas: i32) -> MySQLClusterSpec {
     serde_json::from_value(serde_json::json!({
@@ -541,15 +717,21 @@ pub fn cluster(spec: MySQLClusterSpec) -> MySQLCluster {
 
 impl World {
     pub async fn new(cluster: MySQLCluster) -> World {
-        let client = ClientBuilder::new()
+        World::with_api(cluster, |b| b).await
+    }
+
+    /// A world whose fake API server `setup` adds to (objects, interceptors).
+    pub async fn with_api(
+        cluster: MySQLCluster,
+        setup: impl FnOnce(ClientBuilder) -> ClientBuilder,
+    ) -> World {
+        let builder = ClientBuilder::new()
             .with_resource::<MySQLCluster>()
             .with_status_subresource::<MySQLCluster>()
             .with_resource::<SchemaChange>()
             .with_status_subresource::<SchemaChange>()
-            .with_object(cluster)
-            .build()
-            .await
-            .expect("a fake client");
+            .with_object(cluster);
+        let client = setup(builder).build().await.expect("a fake client");
         let ops = Arc::new(FakeOps::default());
         let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
         let ctx = make_context(&client, &ops, &clock, None);
@@ -559,6 +741,9 @@ impl World {
             clock,
             ctx,
             held: Mutex::new(Vec::new()),
+            volumes: Mutex::new(BTreeMap::new()),
+            agent_log: Mutex::new(Vec::new()),
+            started: Mutex::new(Vec::new()),
             restart_operator_each_round: std::sync::atomic::AtomicBool::new(false),
             tenure: None,
         }
@@ -588,8 +773,161 @@ impl World {
     pub fn pods(&self) -> Api<Pod> {
         Api::namespaced(self.client.clone(), NS)
     }
-    pub fn stateful_sets(&self) -> Api<StatefulSet> {
+    pub fn config_maps(&self) -> Api<ConfigMap> {
         Api::namespaced(self.client.clone(), NS)
+    }
+    pub fn claims(&self) -> Api<PersistentVolumeClaim> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    /// Every pod's uid and revision, and every instance ConfigMap's data: what a reconcile that
+    /// must change nothing leaves as it was.
+    pub async fn pods_snapshot(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for pod in self
+            .pods()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+        {
+            let hash = pod
+                .annotations()
+                .get("switchyard.io/revision-hash")
+                .cloned()
+                .unwrap_or_default();
+            out.insert(
+                pod.name_any(),
+                format!("{} {hash}", pod.uid().unwrap_or_default()),
+            );
+        }
+        for cm in self
+            .config_maps()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+        {
+            out.insert(cm.name_any(), serde_json::to_string(&cm.data).unwrap());
+        }
+        out
+    }
+
+    /// The `instance.json` of instance `o`, as the operator wrote it.
+    pub async fn instance_config(&self, o: u32) -> Option<InstanceConfig> {
+        let cm = self
+            .config_maps()
+            .get_opt(&format!("{NAME}-{o}-config"))
+            .await
+            .unwrap()?;
+        let text = cm.data?.get("instance.json")?.clone();
+        Some(serde_json::from_str(&text).expect("instance.json"))
+    }
+
+    /// Deletes the cluster object (as `kubectl delete mysqlcluster` would), then plays the
+    /// garbage collector: every object whose owners are all gone is deleted, until none is.
+    pub async fn delete_cluster(&self) {
+        self.clusters()
+            .delete(NAME, &DeleteParams::default())
+            .await
+            .expect("delete the cluster");
+        self.collect_garbage().await;
+    }
+
+    /// Plays Kubernetes' garbage collector over the namespace's pods, ConfigMaps, Services,
+    /// Secrets and claims: an object with owner references none of which exists any more is
+    /// deleted (an object without owners is kept), until nothing changes.
+    pub async fn collect_garbage(&self) {
+        loop {
+            let mut uids: Vec<String> = Vec::new();
+            let clusters = self.clusters().list(&ListParams::default()).await.unwrap();
+            uids.extend(clusters.items.iter().filter_map(|c| c.uid()));
+            let claims = self.claims().list(&ListParams::default()).await.unwrap();
+            uids.extend(claims.items.iter().filter_map(|c| c.uid()));
+            let orphaned = |refs: Option<
+                &Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+            >| {
+                refs.is_some_and(|r| !r.is_empty() && r.iter().all(|o| !uids.contains(&o.uid)))
+            };
+            let mut deleted = 0;
+            macro_rules! sweep {
+                ($api:expr) => {{
+                    let api = $api;
+                    for obj in api.list(&ListParams::default()).await.unwrap().items {
+                        if orphaned(obj.metadata.owner_references.as_ref()) {
+                            api.delete(&obj.name_any(), &DeleteParams::default())
+                                .await
+                                .unwrap();
+                            deleted += 1;
+                        }
+                    }
+                }};
+            }
+            sweep!(self.pods());
+            sweep!(self.config_maps());
+            sweep!(self.secrets());
+            sweep!(self.claims());
+            sweep!(Api::<k8s_openapi::api::core::v1::Service>::namespaced(
+                self.client.clone(),
+                NS
+            ));
+            if deleted == 0 {
+                return;
+            }
+        }
+    }
+
+    /// The agent log of the test kubelet.
+    pub fn agent_log(&self) -> Vec<String> {
+        self.agent_log.lock().unwrap().clone()
+    }
+
+    /// The volume of instance `o` loses its data (its pod is not touched).
+    pub fn lose_volume(&self, o: u32) {
+        self.volumes
+            .lock()
+            .unwrap()
+            .insert(format!("data-{NAME}-{o}"), false);
+    }
+
+    /// A pod deleted outside the engine (eviction, node loss, `kubectl delete`).
+    pub async fn delete_pod(&self, o: u32) {
+        self.pods()
+            .delete(&format!("{NAME}-{o}"), &DeleteParams::default())
+            .await
+            .expect("delete the pod");
+        self.ops.set_down(o, true);
+    }
+
+    async fn set_pod_status(&self, name: &str, started: bool) {
+        let status = PodStatus {
+            phase: Some("Running".into()),
+            pod_ip: Some("10.0.0.1".into()),
+            conditions: Some(vec![PodCondition {
+                type_: "Ready".into(),
+                status: if started { "True" } else { "False" }.into(),
+                ..PodCondition::default()
+            }]),
+            container_statuses: Some(vec![ContainerStatus {
+                name: "mysqld".into(),
+                started: Some(started),
+                ready: started,
+                state: Some(ContainerState {
+                    running: Some(ContainerStateRunning::default()),
+                    ..ContainerState::default()
+                }),
+                ..ContainerStatus::default()
+            }]),
+            ..PodStatus::default()
+        };
+        let patch = serde_json::json!({ "status": status });
+        self.pods()
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("set the pod's status");
     }
 
     pub async fn cluster(&self) -> MySQLCluster {
@@ -612,61 +950,126 @@ impl World {
         reconcile(Arc::new(c), ctx).await
     }
 
-    /// Plays the StatefulSet controller and the kubelet: every missing pod is created from
-    /// the StatefulSet's current template, ready, and its server "starts" on the template's
-    /// version. Returns the ordinals it created.
+    /// Plays the kubelet and each pod's agent: every pod the operator created that was not
+    /// started yet starts once its claim and its ConfigMap exist. Its agent reads
+    /// `instance.json` as `switchyard agent` does: a volume with data starts the server on the
+    /// pod's version; an empty one is initialized only with `bootstrap`, provisioned only from
+    /// the donor named (which must be up and run the same version: its GTIDs are copied, and
+    /// replication starts from `replicate_from`), and otherwise left empty, the server not
+    /// started and the agent reporting it. Returns the ordinals it started.
     pub async fn kubelet(&self) -> Vec<u32> {
-        let Some(sts) = self.stateful_sets().get_opt(NAME).await.unwrap() else {
-            return vec![];
+        let names = Names {
+            cluster: NAME.into(),
+            namespace: NS.into(),
         };
-        let spec = sts.spec.clone().unwrap();
-        let template = spec.template.clone();
         let held = self.held.lock().unwrap().clone();
-        let mut created = vec![];
-        for o in 0..u32::try_from(spec.replicas.unwrap()).unwrap() {
-            let name = format!("{NAME}-{o}");
-            if held.contains(&o) || self.pods().get_opt(&name).await.unwrap().is_some() {
+        let mut pods = self
+            .pods()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items;
+        pods.sort_by_key(|p| names.ordinal_of(&p.name_any()));
+        let mut started = vec![];
+        for pod in pods {
+            let uid = pod.uid().unwrap_or_default();
+            let Some(o) = names.ordinal_of(&pod.name_any()) else {
+                continue;
+            };
+            if held.contains(&o) || self.started.lock().unwrap().contains(&uid) {
                 continue;
             }
-            let meta = template.metadata.clone().unwrap();
-            let version: Version = meta.annotations.as_ref().unwrap()[ANNOTATION_VERSION]
-                .parse()
-                .unwrap();
-            let pod = Pod {
-                metadata: ObjectMeta {
-                    name: Some(name),
-                    namespace: Some(NS.into()),
-                    labels: meta.labels.clone(),
-                    annotations: meta.annotations.clone(),
-                    owner_references: Some(vec![OwnerReference {
-                        api_version: "apps/v1".into(),
-                        kind: "StatefulSet".into(),
-                        name: NAME.into(),
-                        uid: sts.meta().uid.clone().unwrap(),
-                        controller: Some(true),
-                        ..OwnerReference::default()
-                    }]),
-                    ..ObjectMeta::default()
-                },
-                spec: template.spec.clone(),
-                status: Some(PodStatus {
-                    phase: Some("Running".into()),
-                    conditions: Some(vec![PodCondition {
-                        type_: "Ready".into(),
-                        status: "True".into(),
-                        ..PodCondition::default()
-                    }]),
-                    ..PodStatus::default()
-                }),
+            let claim = format!("data-{NAME}-{o}");
+            if self.claims().get_opt(&claim).await.unwrap().is_none() {
+                continue;
+            }
+            let Some(config) = self.instance_config(o).await else {
+                continue;
             };
-            self.pods()
-                .create(&PostParams::default(), &pod)
-                .await
-                .unwrap();
-            self.ops.started(o, version);
-            created.push(o);
+            let version: Version = pod.annotations()[ANNOTATION_VERSION].parse().unwrap();
+            let initialized = self
+                .volumes
+                .lock()
+                .unwrap()
+                .get(&claim)
+                .copied()
+                .unwrap_or(false);
+            let mut agent = AgentStatus {
+                revision: Some(config.revision.clone()),
+                ..AgentStatus::default()
+            };
+            let up = if initialized {
+                self.ops.started(o, version);
+                true
+            } else if config.bootstrap {
+                self.agent_log
+                    .lock()
+                    .unwrap()
+                    .push(format!("bootstrap {o}"));
+                self.ops.set_gtid_none(o);
+                self.ops.started(o, version);
+                true
+            } else if let Some(donor) = &config.provision_from {
+                let d = names
+                    .ordinal_of_host(&donor.host)
+                    .expect("a donor of the cluster");
+                let from = self.ops.instances.lock().unwrap().get(&d).cloned();
+                match from {
+                    Some(from) if !from.down && from.version == version => {
+                        self.agent_log
+                            .lock()
+                            .unwrap()
+                            .push(format!("provision {o}<-{d}"));
+                        let source = config
+                            .replicate_from
+                            .as_ref()
+                            .and_then(|r| names.ordinal_of_host(&r.host));
+                        self.ops.provisioned(o, version, from.gtid.clone(), source);
+                        agent.provisioning = Provisioning::Done;
+                        true
+                    }
+                    _ => {
+                        agent.provisioning = Provisioning::Failed;
+                        agent.provisioning_error = Some(format!("donor {d} is not usable"));
+                        false
+                    }
+                }
+            } else {
+                self.agent_log.lock().unwrap().push(format!("empty {o}"));
+                false
+            };
+            if up {
+                self.volumes.lock().unwrap().insert(claim, true);
+                agent.data_dir_initialized = true;
+                agent.server_version = Some(version.to_string());
+                // The agent runs mariadb-upgrade after a start on a new major.minor.
+                agent.mariadb_upgrade_info = Some(version.to_string());
+                started.push(o);
+            } else {
+                // No server runs: nothing answers, nothing is writable.
+                if self.ops.instances.lock().unwrap().contains_key(&o) {
+                    self.ops.set(o, |i| {
+                        i.down = true;
+                        i.writable = false;
+                    });
+                }
+                agent.not_ready = Some("the data directory is empty".into());
+            }
+            if let Some(kept) = self.ops.agents.lock().unwrap().get(&o)
+                && up
+                && kept.mariadb_upgrade_info.as_deref().is_some_and(|v| {
+                    v.parse::<Version>()
+                        .is_ok_and(|k| (k.major, k.minor) == (version.major, version.minor))
+                })
+            {
+                // A patch-level start: mariadb-upgrade does not run, the file keeps its number.
+                agent.mariadb_upgrade_info = kept.mariadb_upgrade_info.clone();
+            }
+            self.ops.agents.lock().unwrap().insert(o, agent);
+            self.set_pod_status(&pod.name_any(), up).await;
+            self.started.lock().unwrap().push(uid);
         }
-        created
+        started
     }
 
     /// Reconciles and plays the kubelet until the phase is `phase` or `max` rounds passed,

@@ -1,0 +1,86 @@
+//! Bootstrap: the first primary of a cluster that was never initialized.
+//!
+//! Only instance 0 exists at first, and only its `instance.json` says `bootstrap`: its agent
+//! initializes the empty data directory (binary log off, the accounts created without a GTID)
+//! and starts the server read-only. Once that server answers, the status records
+//! `initialized` *before anything else*, instance 0's ConfigMap loses `bootstrap`, and only
+//! then is instance 0 made the writable primary and recorded as such. From then on no
+//! instance is ever initialized again: a data directory that comes back empty stays empty
+//! (the primary is never made writable; a replica is provisioned from a donor). The replicas
+//! are created afterwards, each provisioned from the primary by its agent.
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+use switchyard_plan::engine::ClusterRuntime;
+
+use crate::apply;
+use crate::build;
+use crate::crd::MySQLCluster;
+use crate::error::Error;
+use crate::instances;
+use crate::names::Names;
+use crate::runtime::KubeRuntime;
+use crate::validate::ValidSpec;
+
+fn failed(message: impl std::fmt::Display) -> Error {
+    Error::Bootstrap {
+        ordinal: 0,
+        message: message.to_string(),
+    }
+}
+
+/// Makes instance 0 the writable primary once its agent initialized it and its server
+/// answers; nothing before.
+///
+/// # Errors
+/// [`Error::Bootstrap`] when a step fails (retried by the next reconcile), or the status
+/// errors of its writes.
+pub async fn first_primary(runtime: &KubeRuntime, spec: &ValidSpec) -> Result<(), Error> {
+    let seen = runtime.seen();
+    let Some(Some(Ok(view))) = seen.get(&0).map(|s| s.view.clone()) else {
+        return Ok(());
+    };
+    // The lease rule holds here too: the statements end before the lease can expire.
+    let now = ClusterRuntime::now(runtime);
+    let until = now.after(crate::validate::switchover_work(spec.switchover_deadline));
+    runtime.confirm_leadership(until).await.map_err(failed)?;
+
+    // Initialized, first: no instance is ever given `bootstrap` again.
+    let mut status = runtime.cluster().status.unwrap_or_default();
+    if !status.initialized {
+        status.initialized = true;
+        runtime
+            .write_status(status.clone())
+            .await
+            .map_err(crate::error::status_error)?;
+    }
+    let cluster: MySQLCluster = runtime.cluster();
+    let names = Names::of(&cluster);
+    let observed = runtime.observed();
+    let plans = instances::plan(&names, &status, &observed, 1, spec.max_lag_seconds);
+    if let Some(plan) = plans.first() {
+        let config_maps: Api<ConfigMap> = Api::namespaced(runtime.client(), &names.namespace);
+        let built = build::instance_config_map(&cluster, spec, 0, &plan.entry, &plan.config);
+        apply::apply(&config_maps, &built, "ConfigMap").await?;
+    }
+    if !view.writable {
+        let deadline = std::time::Instant::now() + until.since(now);
+        runtime
+            .ops()
+            .promote(&runtime.target(0), deadline)
+            .await
+            .map_err(|e| failed(e.message))?;
+    }
+    let mut status = runtime.cluster().status.unwrap_or_default();
+    status.current_primary = Some(0);
+    runtime
+        .write_status(status)
+        .await
+        .map_err(crate::error::status_error)?;
+    runtime.refresh().await.map_err(|source| Error::Read {
+        what: "Pod",
+        source: Box::new(source),
+    })?;
+    let observed = runtime.observed();
+    runtime.label_roles(&observed).await.map_err(failed)
+}

@@ -1,0 +1,436 @@
+//! End to end on Kubernetes, simulated, on MySQL 9.7: the operator's own pod spec run by the
+//! simulated kubelet on real servers, from nothing to a rolling restart under load.
+//!
+//! 1. A `MySQLCluster` of 3 instances is created in a fake API server. Every pod's `install`
+//!    init container copies the agent into the pod; `switchyard agent run` runs in the
+//!    database image's root (Debian's MySQL 9.7), initializes instance 0
+//!    (`--initialize-insecure`, binary log off: no GTID of its own) and provisions instances
+//!    1 and 2 from instance 0 with `CLONE INSTANCE`, then replicates with
+//!    `SOURCE_AUTO_POSITION`. The cluster becomes Ready, the replicas replicating, read-only
+//!    and `super_read_only`, with no errant transaction.
+//! 2. A load writes through a router whose primary endpoint follows the pod labelled primary
+//!    (the primary Service), while a monitor polls `@@read_only` on every pod.
+//! 3. A static variable is changed in the spec: the operator restarts the replicas first, then
+//!    switches the primary over and restarts the old primary last.
+//! 4. Every acknowledged write is on every instance, no two servers acknowledged writes at
+//!    once, the monitor never saw two writable instances, every pod runs the target revision.
+//! 5. Every pod stops cleanly; nothing of the pod network is left.
+//!
+//! Needs root (network namespaces, chroots). Run it with
+//! `cargo test -p switchyard --test kube_mysql -- --nocapture` to see the log.
+
+#[allow(
+    dead_code,
+    reason = "each e2e test binary uses part of the shared world"
+)]
+mod common;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{
+    Log, PrimaryFollower, World, WritableMonitor, assert_nothing_lost, exec, hash_of, intent,
+    scalar, until, within,
+};
+use kube::ResourceExt as _;
+use sqlx::Connection as _;
+use sqlx::mysql::MySqlConnection;
+use switchyard_kube::crd::MySQLClusterSpec;
+use switchyard_kube::names::ANNOTATION_REVISION_HASH;
+use switchyard_kubelet::EventKind;
+use switchyard_testbed::load::{Endpoints, Load, LoadConfig, Login, Logins, prepare};
+use switchyard_testbed::{Flavor, ServerKind};
+
+const INSTANCES: u32 = 3;
+/// From nothing to Ready (three agent installs, an initialization, two clones).
+const READY_WITHIN: Duration = Duration::from_secs(180);
+/// The rolling restart of three instances with a switchover.
+const ROLLOUT_WITHIN: Duration = Duration::from_secs(180);
+/// A static variable (a change needs a restart) and the value the rollout gives it.
+const STATIC_VARIABLE: &str = "innodb_sort_buffer_size";
+const STATIC_VALUE: &str = "2097152";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_from_nothing_to_a_rolling_restart_under_load() {
+    let _slots = switchyard_testbed::slots::acquire(INSTANCES as usize)
+        .await
+        .expect("server slots");
+    let log = Log::new("kube-e2e-mysql.log");
+    let clock = (Instant::now(), SystemTime::now());
+    let bins = tokio::task::spawn_blocking(|| switchyard_testbed::binaries(ServerKind::Mysql97))
+        .await
+        .unwrap()
+        .expect("MySQL 9.7 from the testbed");
+    assert_eq!(bins.kind().flavor(), Flavor::Mysql);
+    let version = bins.version().to_owned();
+    let mut world = World::start(log.clone()).await;
+
+    // 1. From nothing.
+    let spec: MySQLClusterSpec = serde_json::from_value(serde_json::json!({
+        "flavor": "mysql",
+        "version": version,
+        "replicas": INSTANCES,
+        "storage": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        "config": {"innodb_buffer_pool_size": "67108864"},
+        "update": {"drainSeconds": 1},
+    }))
+    .expect("a spec");
+    log.say(
+        "test",
+        format!(
+            "creating {} (MySQL {version}, {INSTANCES} instances)",
+            common::NAME
+        ),
+    );
+    world.create(spec).await;
+    let ready = until(READY_WITHIN, "the cluster Ready", async || {
+        let c = world.cluster().await;
+        let s = c.status.clone().unwrap_or_default();
+        let want = format!("{INSTANCES}/{INSTANCES}");
+        if s.phase.as_deref() == Some("Ready") && s.ready.as_deref() == Some(want.as_str()) {
+            return Ok(c);
+        }
+        // An agent that gave up will not recover by waiting.
+        for n in 0..INSTANCES {
+            if let Ok(a) = world.agent_status(n).await {
+                assert_ne!(a["phase"], "failed", "instance {n}'s agent: {a:#}");
+            }
+        }
+        Err(format!("phase {:?} ready {:?}", s.phase, s.ready))
+    })
+    .await;
+    let status = ready.status.clone().unwrap();
+    assert_eq!(status.current_primary, Some(0), "instance 0 is the primary");
+    assert!(status.initialized, "the cluster was initialized once");
+    log.say("test", "Ready");
+
+    // Each instance's agent did what instance.json said: 0 initialized, 1 and 2 cloned.
+    let donor = world.names.pod_host(0);
+    for n in 0..INSTANCES {
+        let s = world.agent_status(n).await.expect("the agent's status");
+        assert_eq!(s["phase"], "running", "instance {n}: {s:#}");
+        assert_eq!(s["data_dir_initialized"], true, "instance {n}: {s:#}");
+        if n == 0 {
+            assert_eq!(
+                s["provisioning"], "idle",
+                "instance 0 was initialized: {s:#}"
+            );
+        } else {
+            assert_eq!(s["provisioning"], "done", "instance {n} was cloned: {s:#}");
+            let from = s["provisioning_donor"].as_str().unwrap_or_default();
+            assert!(
+                from.starts_with(&donor),
+                "instance {n} cloned {from}, not {donor}"
+            );
+        }
+    }
+
+    // Replication runs on both replicas from instance 0's stable name, with the donor's
+    // GTIDs only (a server that wrote GTIDs under its own UUID is errant).
+    let creds = world.credentials().await;
+    let (op_user, op_pw) = (creds.operator_user.clone(), creds.operator_password.clone());
+    let mut primary = MySqlConnection::connect_with(&world.options(0, &op_user, &op_pw))
+        .await
+        .expect("the operator's account on the primary");
+    let primary_uuid = scalar(&mut primary, "SELECT @@server_uuid").await;
+    for n in 1..INSTANCES {
+        let mut conn = MySqlConnection::connect_with(&world.options(n, &op_user, &op_pw))
+            .await
+            .expect("the operator's account on a replica");
+        let (io, sql, host, auto) = replica_threads(&mut conn).await;
+        assert_eq!((io.as_str(), sql.as_str()), ("Yes", "Yes"), "instance {n}");
+        assert_eq!(auto, "1", "instance {n} replicates by GTID auto-position");
+        assert!(
+            host.starts_with(&world.names.pod(0)),
+            "instance {n} replicates from {host}"
+        );
+        assert_eq!(scalar(&mut conn, "SELECT @@read_only").await, "1");
+        assert_eq!(scalar(&mut conn, "SELECT @@super_read_only").await, "1");
+        let uuid = scalar(&mut conn, "SELECT @@server_uuid").await;
+        assert_ne!(
+            uuid, primary_uuid,
+            "instance {n}: a clone gets its own UUID"
+        );
+        let executed = scalar(&mut conn, "SELECT @@GLOBAL.gtid_executed").await;
+        assert!(
+            !executed.contains(&uuid),
+            "instance {n} wrote GTIDs of its own (errant): {executed}"
+        );
+        let _ = conn.close().await;
+    }
+    let executed = scalar(&mut primary, "SELECT @@GLOBAL.gtid_executed").await;
+    let foreign: Vec<&str> = executed
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && !s.starts_with(&primary_uuid))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "the primary executed GTIDs of other servers: {executed}"
+    );
+
+    // 2. The application and its load, through the primary Service.
+    assert_eq!(
+        scalar(&mut primary, "SELECT @@read_only").await,
+        "0",
+        "the primary is writable"
+    );
+    let app = Login::new("app", "app-password-e2e");
+    exec(
+        &mut primary,
+        "CREATE USER 'app'@'%' IDENTIFIED BY 'app-password-e2e'",
+    )
+    .await;
+    exec(&mut primary, "GRANT SELECT, INSERT ON app.* TO 'app'@'%'").await;
+    let _ = primary.close().await;
+    prepare(&world.options(0, &op_user, &op_pw), "app.ledger")
+        .await
+        .expect("the load's table");
+    let service = PrimaryFollower::start(&world, INSTANCES).await;
+    let monitor = WritableMonitor::start(&world, INSTANCES, &creds);
+    let mut config = LoadConfig::default();
+    config.writers = 2;
+    config.rate_per_sec = 100;
+    config.readers = 0;
+    let logins = Logins {
+        application: app,
+        privileged: Login::new(op_user.clone(), op_pw.clone()),
+    };
+    let load =
+        Load::start(config, Endpoints::from(service.router.as_ref()), &logins).expect("the load");
+    until(
+        Duration::from_secs(30),
+        "the load's first writes",
+        async || {
+            let n = load.acknowledged();
+            if n >= 50 {
+                Ok(())
+            } else {
+                Err(format!("{n} acknowledged"))
+            }
+        },
+    )
+    .await;
+    log.say(
+        "test",
+        format!("load running: {} writes acknowledged", load.acknowledged()),
+    );
+
+    // 3. A change that needs a restart.
+    let before = world.cluster().await;
+    let old_target = before
+        .status
+        .as_ref()
+        .and_then(|s| s.revisions.as_ref())
+        .and_then(|r| r.update)
+        .expect("a revision");
+    world
+        .edit(|s| {
+            s.config.insert(STATIC_VARIABLE.into(), STATIC_VALUE.into());
+        })
+        .await;
+    log.say(
+        "test",
+        format!("{STATIC_VARIABLE} = {STATIC_VALUE} (static: a rolling restart)"),
+    );
+    let rollout = within(ROLLOUT_WITHIN, async || {
+        let c = world.cluster().await;
+        let s = c.status.clone().unwrap_or_default();
+        let target = s.revisions.as_ref().and_then(|r| r.update);
+        let current = s.revisions.as_ref().and_then(|r| r.current);
+        let all = s.instances.len() == INSTANCES as usize
+            && s.instances.iter().all(|i| i.revision == target && i.ready);
+        if s.phase.as_deref() == Some("Ready")
+            && all
+            && current == target
+            && target != Some(old_target)
+        {
+            Ok(c)
+        } else {
+            Err(format!(
+                "phase {:?} target {target:?} current {current:?} instances {:?} intent {:?}",
+                s.phase,
+                s.instances
+                    .iter()
+                    .map(|i| (i.ordinal, i.revision, i.ready, i.last_error.clone()))
+                    .collect::<Vec<_>>(),
+                intent(&c)
+            ))
+        }
+    })
+    .await;
+    let done = match rollout {
+        Ok(done) => done,
+        Err(why) => {
+            let report = load.stop().await;
+            let writers = monitor.stop().await;
+            let split = report.ledger.split_brain(3);
+            log.say(
+                "test",
+                format!("rollout stuck; monitor {writers:?}; split brain {split:?}"),
+            );
+            assert!(
+                writers.several.is_empty(),
+                "two writable instances at once: {:?}",
+                writers.several
+            );
+            assert_eq!(
+                split.overlapping, 0,
+                "two servers acknowledged writes at once: {split:?}"
+            );
+            panic!("the rollout did not finish within {ROLLOUT_WITHIN:?}; last seen: {why}");
+        }
+    };
+    let s = done.status.clone().unwrap();
+    let target = s.revisions.as_ref().and_then(|r| r.update).unwrap();
+    let new_primary = s.current_primary.expect("a primary");
+    assert_ne!(
+        new_primary, 0,
+        "the primary was switched over before its restart"
+    );
+    let recorded = s
+        .record
+        .as_ref()
+        .and_then(|r| r.last_switchover.clone())
+        .expect("the record's last switchover");
+    assert_eq!((recorded.from, recorded.to), (0, new_primary));
+    log.say(
+        "test",
+        format!(
+            "rollout done: primary {new_primary}, switchover in {} ms",
+            s.last_switchover
+                .as_ref()
+                .map(|l| l.duration_millis)
+                .unwrap_or_default()
+        ),
+    );
+    let at_switch = load.acknowledged();
+    until(
+        Duration::from_secs(30),
+        "writes on the new primary",
+        async || {
+            let n = load.acknowledged();
+            if n >= at_switch + 50 {
+                Ok(())
+            } else {
+                Err(format!("{n} acknowledged"))
+            }
+        },
+    )
+    .await;
+    let report = load.stop().await;
+    let writers = monitor.stop().await;
+
+    // The order: the replicas restarted before the switchover's fence, the old primary after
+    // the promotion; each exactly once.
+    let fenced_ms = i64::try_from(recorded.started.0).unwrap();
+    let promoted_ms = i64::try_from(recorded.promoted.0).unwrap();
+    let wall_ms = |at: Instant| {
+        let t = clock.1 + at.saturating_duration_since(clock.0);
+        i64::try_from(t.duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
+    };
+    let mut terminated: Vec<(u32, i64)> = Vec::new();
+    for e in world.kubelet().events() {
+        if let EventKind::Terminating { .. } = e.kind
+            && let Some(n) = world
+                .names
+                .ordinal_of(e.pod.rsplit('/').next().unwrap_or(""))
+        {
+            terminated.push((n, wall_ms(e.at)));
+        }
+    }
+    log.say("test", format!("pods terminated (ordinal, unix ms): {terminated:?}; fence at {fenced_ms}, promotion at {promoted_ms}"));
+    for n in 0..INSTANCES {
+        let times: Vec<i64> = terminated
+            .iter()
+            .filter(|(m, _)| *m == n)
+            .map(|(_, t)| *t)
+            .collect();
+        assert_eq!(
+            times.len(),
+            1,
+            "instance {n}'s pod terminations: {terminated:?}"
+        );
+        if n == 0 {
+            assert!(
+                times[0] > promoted_ms,
+                "the old primary restarted only after the promotion: {terminated:?}"
+            );
+        } else {
+            assert!(
+                times[0] < fenced_ms,
+                "replica {n} restarted before the switchover: {terminated:?}"
+            );
+        }
+    }
+    // Every pod runs the target's template, and the change is in every server.
+    let target_hash = hash_of(&done, target);
+    for n in 0..INSTANCES {
+        let pod = world.pod(n).await.expect("a pod");
+        assert_eq!(
+            pod.annotations().get(ANNOTATION_REVISION_HASH),
+            Some(&target_hash),
+            "instance {n}"
+        );
+        let mut conn = MySqlConnection::connect_with(&world.options(n, &op_user, &op_pw))
+            .await
+            .expect("connect");
+        assert_eq!(
+            scalar(&mut conn, &format!("SELECT @@{STATIC_VARIABLE}")).await,
+            STATIC_VALUE,
+            "instance {n}"
+        );
+        let writable = scalar(&mut conn, "SELECT @@read_only").await == "0";
+        assert_eq!(
+            writable,
+            n == new_primary,
+            "instance {n} writable: {writable}"
+        );
+        if n != new_primary {
+            assert_eq!(
+                scalar(&mut conn, "SELECT @@super_read_only").await,
+                "1",
+                "instance {n}"
+            );
+        }
+        let _ = conn.close().await;
+    }
+
+    // 4. No acknowledged write lost, never two writers.
+    assert_nothing_lost(
+        &world,
+        &log,
+        &report,
+        &writers,
+        INSTANCES,
+        new_primary,
+        (&op_user, &op_pw),
+    )
+    .await;
+    drop(service);
+
+    // 5. A clean stop.
+    world.shutdown().await;
+}
+
+/// A replica's `Replica_IO_Running`, `Replica_SQL_Running`, `Source_Host` and
+/// `Auto_Position`.
+async fn replica_threads(conn: &mut MySqlConnection) -> (String, String, String, String) {
+    use sqlx::Row as _;
+    let row = sqlx::raw_sql("SHOW REPLICA STATUS")
+        .fetch_one(conn)
+        .await
+        .expect("SHOW REPLICA STATUS");
+    let text = |col: &str| {
+        row.try_get::<String, _>(col)
+            .or_else(|_| row.try_get::<i64, _>(col).map(|v| v.to_string()))
+            .or_else(|_| row.try_get::<u64, _>(col).map(|v| v.to_string()))
+            .or_else(|_| row.try_get::<i32, _>(col).map(|v| v.to_string()))
+            .unwrap_or_else(|_| String::from_utf8_lossy(&row.get::<Vec<u8>, _>(col)).into_owned())
+    };
+    (
+        text("Replica_IO_Running"),
+        text("Replica_SQL_Running"),
+        text("Source_Host"),
+        text("Auto_Position"),
+    )
+}
