@@ -85,6 +85,7 @@ impl Slot {
             d.direct_writer.is_some(),
             d.fail.is_some(),
             d.fail_record,
+            d.thaw,
         ]
         .iter()
         .filter(|b| **b)
@@ -118,6 +119,10 @@ pub struct FaultPlan {
     record_failure: Mutex<Option<usize>>,
     /// Paused instances, when they run again, and their fault.
     paused: Mutex<Vec<(u32, Instant, usize)>>,
+    /// Instances a `kill9` with `down_s` or `stays_down` keeps down, and
+    /// until when (`None`: the rest of the run): the supervisor is off and
+    /// the engine's `recover` of them fails meanwhile.
+    held_down: Mutex<BTreeMap<u32, Option<Instant>>>,
     /// What the engine's records showed of failovers.
     failovers: Mutex<FailoversSeen>,
     /// Sessions SQL faults hold, and whether the server closed each early.
@@ -147,6 +152,7 @@ impl FaultPlan {
             killing: Mutex::new(Vec::new()),
             record_failure: Mutex::new(None),
             paused: Mutex::new(Vec::new()),
+            held_down: Mutex::new(BTreeMap::new()),
             failovers: Mutex::new(FailoversSeen::default()),
             sessions: Mutex::new(Vec::new()),
             ledger: Mutex::new(None),
@@ -329,7 +335,29 @@ impl FaultPlan {
 
     /// Lets paused instances run again: those due, or all with `all`. Each
     /// thaw is confirmed once the kernel reports the process running again.
-    pub fn resume(&self, cluster: &LocalCluster, all: bool) {
+    /// Returns how many it let run.
+    pub fn resume(&self, cluster: &LocalCluster, all: bool) -> usize {
+        if !all {
+            let mut held = self
+                .held_down
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            let due: Vec<u32> = held
+                .iter()
+                .filter(|(_, until)| until.is_some_and(|at| at <= now))
+                .map(|(o, _)| *o)
+                .collect();
+            for o in &due {
+                held.remove(o);
+            }
+            if !due.is_empty() && held.is_empty() {
+                cluster.set_supervised(true);
+                self.note(format!(
+                    "instances {due:?} can start again (supervisor on, recovery allowed)"
+                ));
+            }
+        }
         let due: Vec<(u32, usize)> = {
             let mut paused = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
@@ -338,6 +366,7 @@ impl FaultPlan {
             *paused = later;
             due.into_iter().map(|(o, _, i)| (o, i)).collect()
         };
+        let count = due.len();
         for (o, index) in due {
             let done = testbed(cluster, o).map(switchyard_testbed::Instance::resume);
             let line = match done {
@@ -349,6 +378,16 @@ impl FaultPlan {
                 None => self.note(format!("{line:?}")),
             }
         }
+        count
+    }
+
+    /// Whether a `kill9` with `down_s` (not yet elapsed) or `stays_down`
+    /// keeps `ordinal` down.
+    pub fn is_held_down(&self, ordinal: u32) -> bool {
+        self.held_down
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&ordinal)
     }
 
     /// What the engine's records showed of failovers so far.
@@ -501,6 +540,13 @@ impl FaultPlan {
         if let Some(pick) = &f.kill9 {
             let result = match self.pick(pick, cluster) {
                 Some((o, version)) => {
+                    if f.down_s.is_some() || f.stays_down {
+                        cluster.set_supervised(false);
+                        self.held_down
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(o, f.down_s.map(|s| Instant::now() + Duration::from_secs(s)));
+                    }
                     self.take_down(o, version);
                     // Returns once the process is gone and reaped.
                     match testbed(cluster, o).map(switchyard_testbed::Instance::kill9) {
@@ -533,6 +579,15 @@ impl FaultPlan {
                 Ok(line) => self.note(line),
                 Err(e) => self.outcome(slot, Err(e)),
             }
+        }
+        if f.thaw {
+            let thawed = self.resume(cluster, true);
+            let result = if thawed > 0 {
+                Ok(format!("{when}: {thawed} frozen instance(s) let run again"))
+            } else {
+                Err(format!("{when}: no instance was frozen to thaw"))
+            };
+            self.outcome(slot, result);
         }
         if f.kill_engine {
             self.note(format!("{when}: engine killed"));
@@ -844,6 +899,14 @@ impl<R: ClusterRuntime> ClusterRuntime for Faulty<'_, R> {
         .await
     }
     async fn recover(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        if self.plan.is_held_down(ordinal) {
+            // As a server whose node is lost: nothing can start it.
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::Transient,
+                "recover".to_owned(),
+                format!("fault: instance {ordinal} is held down and cannot start"),
+            ));
+        }
         self.wrap("recover", self.inner.recover(ordinal)).await
     }
     async fn confirm_leadership(&self, until: Timestamp) -> Result<(), RuntimeError> {

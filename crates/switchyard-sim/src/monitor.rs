@@ -207,6 +207,10 @@ pub struct Seen {
     /// Whether a privileged client's commit would be accepted (MariaDB:
     /// the probe; MySQL: `super_read_only` off); `None` when unknown.
     pub accepts_privileged: Option<bool>,
+    /// How many other instances of the same sample had their receiver
+    /// connected to this one (`Replica_IO_Running: Yes` with this instance's
+    /// port as their source); `None` when the sample did not cover them all.
+    pub receivers: Option<u64>,
 }
 
 impl Seen {
@@ -229,12 +233,23 @@ impl Seen {
     /// commit blocks there, none is acknowledged (the ledger's split-brain
     /// check is the proof). Only a privileged session with its binary log
     /// off could commit there, and nothing it writes replicates.
+    ///
+    /// The replicas connected are the fewer of the source's own count and
+    /// the receivers the replicas report ([`Seen::receivers`]): a MySQL 9.7
+    /// source that runs again after a freeze still counts its detached
+    /// replicas' dump threads as semi-synchronous clients until each fails
+    /// to send to its closed connection (measured: up to about 2 s after the
+    /// thaw), though no replica is there to acknowledge anything.
     pub fn commits_block(&self) -> bool {
         let Some(s) = self.obs.as_ref().and_then(|o| o.semi_sync.as_ref()) else {
             return false;
         };
+        let mut connected = s.source_clients.unwrap_or(0);
+        if let Some(receivers) = self.receivers {
+            connected = connected.min(receivers);
+        }
         s.ack_replicas(NEVER_FALLS_BACK)
-            .is_some_and(|k| s.source_clients.unwrap_or(0) < u64::from(k))
+            .is_some_and(|k| connected < u64::from(k))
     }
 
     /// Whether an application (no special privilege) can write to it:
@@ -469,6 +484,7 @@ impl Watch {
                     Seen {
                         obs,
                         accepts_privileged,
+                        receivers: None,
                     },
                 )
             });
@@ -480,6 +496,30 @@ impl Watch {
             }
         }
         out.sort_by_key(|(o, _)| *o);
+        if out.len() == self.handles.len() {
+            let receivers: Vec<u64> = out
+                .iter()
+                .map(|(o, _)| {
+                    let port = usize::try_from(*o).ok().and_then(|i| self.ports.get(i));
+                    let count = out
+                        .iter()
+                        .filter(|(other, x)| {
+                            other != o
+                                && x.obs
+                                    .as_ref()
+                                    .and_then(|obs| obs.replication.as_ref())
+                                    .is_some_and(|r| {
+                                        r.is_connected() && Some(&r.source_port) == port
+                                    })
+                        })
+                        .count();
+                    u64::try_from(count).unwrap_or(u64::MAX)
+                })
+                .collect();
+            for ((_, seen), n) in out.iter_mut().zip(receivers) {
+                seen.receivers = Some(n);
+            }
+        }
         out
     }
 
@@ -583,7 +623,9 @@ impl Watch {
             }
             let mut why = String::new();
             if writers.len() > 1 {
-                let again = self.sample(&writers).await;
+                // Every instance again, so that the replicas' receivers are seen
+                // at the same time as the writers (see `Seen::commits_block`).
+                let again = self.sample(&all).await;
                 writers = again
                     .iter()
                     .filter(|(o, x)| x.is_writer() && !resting.contains(o))
@@ -595,11 +637,12 @@ impl Watch {
                         x.obs.as_ref().map(|obs| {
                             format!(
                                 "{o}: read_only={} super_read_only={:?} privileged commit accepted={:?} \
-                                 commits block={} source={:?}",
+                                 commits block={} receivers={:?} source={:?}",
                                 obs.read_only,
                                 obs.super_read_only,
                                 x.accepts_privileged,
                                 x.commits_block(),
+                                x.receivers,
                                 obs.replication.as_ref().map(|r| r.source_port)
                             )
                         })

@@ -276,6 +276,16 @@ pub struct FaultDef {
     /// `kill -9` an instance.
     #[serde(default)]
     pub kill9: Option<Pick>,
+    /// With `kill9`: the killed instance cannot start for this long after
+    /// the kill, seconds (the supervisor starts nothing and the engine's
+    /// `recover` of it fails, as a lost node's), long enough for a failover;
+    /// absent, the supervisor or the engine starts it again at once.
+    #[serde(default)]
+    pub down_s: Option<u64>,
+    /// With `kill9`: the killed instance cannot start for the rest of the
+    /// run (the supervisor is off and the engine's `recover` of it fails).
+    #[serde(default)]
+    pub stays_down: bool,
     /// Kill the engine (its step is dropped mid-flight; a new engine over a
     /// new runtime takes over from the state file).
     #[serde(default)]
@@ -312,6 +322,10 @@ pub struct FaultDef {
     /// fired it) is stored, then the engine gets an error.
     #[serde(default)]
     pub fail_record: bool,
+    /// Let every frozen instance run again now (SIGCONT), before its
+    /// `for_s` is up: a primary that thaws in the middle of a failover.
+    #[serde(default)]
+    pub thaw: bool,
 }
 
 /// How a fault makes an action fail.
@@ -739,11 +753,12 @@ fn check_fault(f: &FaultDef) -> Result<(), String> {
         && f.direct_writer.is_none()
         && f.fail.is_none()
         && !f.fail_record
+        && !f.thaw
     {
         return Err("a fault needs one of `kill9: PICK`, `kill_engine: true`, \
                     `sql: { on: .., statements: [..] }`, `pause: { on: .., resume_after_s: N }` \
                     (or `freeze: { on: .., for_s: N }`), \
-                    `direct_writer: { on: .. }`, `fail: after` or `fail_record: true`"
+                    `direct_writer: { on: .. }`, `fail: after`, `fail_record: true` or `thaw: true`"
             .into());
     }
     if let Trigger::BeforeAction(a) | Trigger::AfterAction(a) = &f.when
@@ -755,6 +770,16 @@ fn check_fault(f: &FaultDef) -> Result<(), String> {
     }
     if f.kill_engine && matches!(f.when, Trigger::BeforeStep(_)) {
         return Err("kill_engine needs `before_action`, `after_action` or `recorded`".into());
+    }
+    if (f.down_s.is_some() || f.stays_down) && f.kill9.is_none() {
+        return Err("down_s and stays_down go with kill9: PICK".into());
+    }
+    if f.down_s.is_some() && f.stays_down {
+        return Err(
+            "a killed instance either stays down (stays_down: true) or comes back \
+                    after down_s, not both"
+                .into(),
+        );
     }
     if f.engine_down_s > 0 && !f.kill_engine {
         return Err("engine_down_s goes with kill_engine: true".into());
