@@ -350,6 +350,11 @@ async fn mariadb_primary_node_lost_fails_over_without_losing_a_write() {
         history[moved..].iter().all(|p| *p != Some(0)),
         "the old primary was labelled primary again: {history:?}"
     );
+    let several = service.several.lock().unwrap().clone();
+    assert!(
+        several.is_empty(),
+        "the primary Service selected several pods: {several:?}"
+    );
     let checked: Vec<u32> = (0..INSTANCES)
         .filter(|n| !(quarantined && *n == 0))
         .collect();

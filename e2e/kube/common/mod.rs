@@ -529,6 +529,9 @@ pub struct PrimaryFollower {
     pub router: Arc<Router>,
     /// The ordinals the endpoint pointed at, in order.
     pub history: Arc<Mutex<Vec<Option<u32>>>>,
+    /// Every poll that found several pods labelled primary (the Service would select them
+    /// all), with their ordinals.
+    pub several: Arc<Mutex<Vec<Vec<u32>>>>,
     task: JoinHandle<()>,
 }
 
@@ -538,16 +541,18 @@ impl PrimaryFollower {
         let backends = (0..instances).map(|n| (n, world.server(n))).collect();
         let router = Arc::new(Router::start(backends).await.expect("a router"));
         let history = Arc::new(Mutex::new(Vec::new()));
+        let several = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn(follow(
             world.pods(),
             world.names.clone(),
             router.clone(),
-            history.clone(),
+            (history.clone(), several.clone()),
             world.log.clone(),
         ));
         PrimaryFollower {
             router,
             history,
+            several,
             task,
         }
     }
@@ -563,12 +568,22 @@ async fn follow(
     pods: Api<Pod>,
     names: Names,
     router: Arc<Router>,
-    history: Arc<Mutex<Vec<Option<u32>>>>,
+    (history, several): (Arc<Mutex<Vec<Option<u32>>>>, Arc<Mutex<Vec<Vec<u32>>>>),
     log: Arc<Log>,
 ) {
     let mut current: Option<Option<u32>> = None;
     loop {
         let labelled = labelled_primaries(&pods, &names).await;
+        if labelled.len() > 1 {
+            log.say(
+                "service",
+                format!("SEVERAL PODS LABELLED PRIMARY: {labelled:?}"),
+            );
+            several
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(labelled.clone());
+        }
         let want = match labelled.as_slice() {
             [one] => Some(*one),
             _ => None,
