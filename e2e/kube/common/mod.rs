@@ -522,6 +522,9 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
     }
 }
 
+/// A value the follower shares with the test.
+type Shared<T> = Arc<Mutex<T>>;
+
 /// The primary Service: a router whose primary endpoint follows the pod labelled primary
 /// (none while no pod or several pods carry the label).
 pub struct PrimaryFollower {
@@ -546,7 +549,8 @@ impl PrimaryFollower {
             world.pods(),
             world.names.clone(),
             router.clone(),
-            (history.clone(), several.clone()),
+            history.clone(),
+            several.clone(),
             world.log.clone(),
         ));
         PrimaryFollower {
@@ -568,7 +572,8 @@ async fn follow(
     pods: Api<Pod>,
     names: Names,
     router: Arc<Router>,
-    (history, several): (Arc<Mutex<Vec<Option<u32>>>>, Arc<Mutex<Vec<Vec<u32>>>>),
+    history: Shared<Vec<Option<u32>>>,
+    several: Shared<Vec<Vec<u32>>>,
     log: Arc<Log>,
 ) {
     let mut current: Option<Option<u32>> = None;
