@@ -116,7 +116,14 @@ pub fn render_my_cnf(spec: &ValidSpec) -> String {
         variables.insert("super_read_only".to_owned(), "ON".to_owned());
     }
     for (k, val) in variables {
-        out.push_str(&format!("{k} = {val}\n"));
+        // MySQL's semi-sync variables are its plugins': `mysqld --initialize` (the agent's
+        // bootstrap) loads no plugin and would refuse them as unknown, so they are `loose-`.
+        let loose = if spec.flavor == Flavor::Mysql && k.starts_with("rpl_semi_sync_") {
+            "loose-"
+        } else {
+            ""
+        };
+        out.push_str(&format!("{loose}{k} = {val}\n"));
     }
     if spec.flavor == Flavor::Mysql {
         out.push_str("plugin_load_add = mysql_clone.so\n");
@@ -125,7 +132,7 @@ pub fn render_my_cnf(spec: &ValidSpec) -> String {
             out.push_str("plugin_load_add = semisync_source.so\n");
             out.push_str("plugin_load_add = semisync_replica.so\n");
             out.push_str(&format!(
-                "rpl_semi_sync_source_wait_for_replica_count = {k}\n"
+                "loose-rpl_semi_sync_source_wait_for_replica_count = {k}\n"
             ));
         }
     }

@@ -329,10 +329,10 @@ fn my_cnf_carries_lossless_semi_sync_but_never_the_source_switch() {
     for line in [
         "plugin_load_add = semisync_source.so",
         "plugin_load_add = semisync_replica.so",
-        "rpl_semi_sync_replica_enabled = ON",
-        "rpl_semi_sync_source_wait_point = AFTER_SYNC",
-        "rpl_semi_sync_source_wait_for_replica_count = 2",
-        "rpl_semi_sync_source_wait_no_replica = ON",
+        "loose-rpl_semi_sync_replica_enabled = ON",
+        "loose-rpl_semi_sync_source_wait_point = AFTER_SYNC",
+        "loose-rpl_semi_sync_source_wait_for_replica_count = 2",
+        "loose-rpl_semi_sync_source_wait_no_replica = ON",
         "replica_net_timeout = 4",
     ] {
         assert!(mysql.lines().any(|l| l == line), "{line} in\n{mysql}");
