@@ -40,6 +40,12 @@ pub mod types {
     pub const STORAGE_NOT_APPLIED: &str = "StorageNotApplied";
     /// A password rotation is under way or failed.
     pub const ROTATING_CREDENTIALS: &str = "RotatingCredentials";
+    /// Instances are kept out of replication and service because they hold transactions
+    /// the primary lacks (a failed primary's unacknowledged writes): the message names them
+    /// and the transactions; a person re-provisions them.
+    pub const QUARANTINED: &str = "Quarantined";
+    /// The last failover: from which instance to which, and whether it was lossless.
+    pub const FAILED_OVER: &str = "FailedOver";
 }
 
 /// A bounded category (`forbidden-transition`) as a condition reason (`ForbiddenTransition`).
@@ -207,6 +213,7 @@ pub fn conditions(
     outcome: &Option<StepOutcome>,
     primary_down: bool,
     primary_data_lost: Option<u32>,
+    failover_automatic: bool,
     pending: bool,
     generation: Option<i64>,
     now: &Time,
@@ -258,13 +265,30 @@ pub fn conditions(
                 "PrimaryDataLost".to_owned(),
                 format!(
                     "the primary, instance {ordinal}, came back with an empty data directory: it is \
-                     not initialized again and never made writable; restore its data (or its \
-                     volume), or recreate the cluster from a backup; switchyard does not fail over"
+                     not initialized again and never made writable; {}",
+                    if failover_automatic {
+                        "switchyard fails over to a replica once they corroborate and no \
+                         acknowledged write can be lost; otherwise restore its data (or its \
+                         volume), or recreate the cluster from a backup"
+                    } else {
+                        "restore its data (or its volume), or recreate the cluster from a \
+                         backup; automatic failover is off (spec.failover.automatic)"
+                    }
                 ),
             ),
             None => (
                 "PrimaryDown".to_owned(),
-                "the primary died outside a switchover: the rollout waits for it; switchyard does not fail over".to_owned(),
+                if failover_automatic {
+                    "the primary died outside a switchover: the rollout waits; switchyard fails \
+                     over once the primary has failed for spec.failover.detectionSeconds with its \
+                     replicas corroborating and no acknowledged write can be lost (or \
+                     spec.failover.acceptDataLoss)"
+                        .to_owned()
+                } else {
+                    "the primary died outside a switchover: the rollout waits for it; automatic \
+                     failover is off (spec.failover.automatic)"
+                        .to_owned()
+                },
             ),
         }),
         (false, Some(StepOutcome::Halted(reason))) => {
@@ -281,6 +305,62 @@ pub fn conditions(
         generation,
         now,
     );
+    let quarantined: Vec<String> = record
+        .quarantined
+        .iter()
+        .map(|(o, q)| {
+            format!(
+                "instance {o} holds transactions the primary lacks: {}",
+                q.extra
+            )
+        })
+        .collect();
+    set_condition(
+        c,
+        types::QUARANTINED,
+        !quarantined.is_empty(),
+        if quarantined.is_empty() {
+            "NoneQuarantined"
+        } else {
+            "HoldsExtraTransactions"
+        },
+        if quarantined.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{}: kept read-only, out of replication and of both Services; compare its \
+                 transactions with the primary's, then delete its data claim and pod so it is \
+                 copied again from a healthy instance",
+                quarantined.join("; ")
+            )
+        },
+        generation,
+        now,
+    );
+    if let Some(f) = &record.last_failover {
+        set_condition(
+            c,
+            types::FAILED_OVER,
+            true,
+            if f.lossless {
+                "Lossless"
+            } else {
+                "DataMayBeLost"
+            },
+            format!(
+                "instance {} failed and instance {} took over, {}",
+                f.from,
+                f.to,
+                if f.lossless {
+                    "with every acknowledged write"
+                } else {
+                    "without a proof that every acknowledged write was kept"
+                }
+            ),
+            generation,
+            now,
+        );
+    }
     let approval = match outcome {
         Some(StepOutcome::Waited(WaitReason::AwaitingApproval { revision, from, to })) => {
             Some((*revision, *from, *to))
