@@ -314,7 +314,12 @@ fn run(cli: Cli, lifted: &FenceLifted) -> Result<ExitCode> {
             };
             let section = failover::section(&results, &ctx);
             emit(&section, &results, markdown, json)?;
-            let lost: usize = results.trials.iter().map(|t| t.lost).sum();
+            let lost: usize = results
+                .trials
+                .iter()
+                .filter(|t| t.old_primary_judged)
+                .map(|t| t.lost)
+                .sum();
             if lost > 0 {
                 eprintln!("error: {lost} acknowledged writes were lost");
                 return Ok(ExitCode::FAILURE);
