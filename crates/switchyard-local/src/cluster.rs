@@ -46,7 +46,8 @@ pub struct ClusterSpec {
     /// The replicas' network timeout in seconds (`replica_net_timeout` /
     /// `slave_net_timeout`; the heartbeat is half of it): how soon a receiver notices a
     /// source that stopped answering (see [`ClusterSpec::with_replica_net_timeout`]).
-    /// `None` keeps the server's default (60 s).
+    /// `None` keeps the server's default (60 s), or [`crate::DEFAULT_REPLICA_NET_TIMEOUT`]
+    /// with semi-synchronous replication.
     pub replica_net_timeout: Option<u32>,
 }
 

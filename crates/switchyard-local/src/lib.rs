@@ -41,6 +41,7 @@
 mod cluster;
 mod error;
 pub mod galera;
+pub mod metrics;
 mod monitor;
 pub mod progress;
 pub mod report;
@@ -60,6 +61,6 @@ pub use monitor::{Invariant, Monitor, MonitorReport, Violation};
 pub use progress::Progress;
 pub use runtime::{LocalRuntime, NEVER_FALLS_BACK, RuntimeConfig};
 pub use schema::{SchemaPlan, SchemaRequest};
-pub use semisync::SEMI_SYNC_TIMEOUT;
+pub use semisync::{DEFAULT_REPLICA_NET_TIMEOUT, SEMI_SYNC_TIMEOUT};
 pub use summary::Summary;
 pub use timeline::{Event, Observer, Op, StartedBy, Timed, Timeline};

@@ -26,6 +26,14 @@ use crate::error::{Error, Result};
 /// failover, so that in practice it never does (a primary cut off from its replicas blocks).
 pub const SEMI_SYNC_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
+/// The replicas' network timeout, seconds, of a semi-synchronous cluster whose spec sets none
+/// (`replica_net_timeout` / `slave_net_timeout`, the heartbeat half of it): how soon a
+/// receiver gives a frozen source up, which the failover's detection waits for (the
+/// replicas corroborate a failed primary), and the longest a receiver that reconnects to a
+/// frozen source takes to stop when the failover detaches it. Chosen from
+/// `cargo xtask bench failover` (docs/benchmarks.md).
+pub const DEFAULT_REPLICA_NET_TIMEOUT: u32 = 1;
+
 /// The first revision's variables: the spec's, with those of semi-synchronous
 /// replication and the replicas' network timeout, or why the spec cannot run.
 pub(crate) fn first_revision_config(spec: &ClusterSpec) -> Result<BTreeMap<String, String>> {
@@ -34,7 +42,10 @@ pub(crate) fn first_revision_config(spec: &ClusterSpec) -> Result<BTreeMap<Strin
     let mut set = |k: &str, v: String| {
         config.insert(k.to_owned(), v);
     };
-    if let Some(seconds) = spec.replica_net_timeout {
+    let net_timeout = spec
+        .replica_net_timeout
+        .or(spec.semi_sync.map(|_| DEFAULT_REPLICA_NET_TIMEOUT));
+    if let Some(seconds) = net_timeout {
         if seconds == 0 {
             return Err(Error::Invalid(
                 "the replicas' network timeout must be at least 1 second".into(),

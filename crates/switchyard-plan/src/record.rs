@@ -151,6 +151,27 @@ pub struct Detection {
     pub since: Timestamp,
 }
 
+/// A failover a person asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverRequest {
+    /// The instance to promote.
+    pub to: u32,
+    /// Whether the person accepts losing acknowledged writes when no proof
+    /// that none is lost can be made.
+    pub accept_data_loss: bool,
+    /// When it was asked for.
+    pub at: Timestamp,
+    /// Why the engine will not run it, once it decided so (the primary
+    /// answers, the instance cannot take over, or no proof that no
+    /// acknowledged write is lost); the request then no longer forces anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// The last completed failover.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailoverSummary {
@@ -298,6 +319,15 @@ pub struct Record {
     /// count those transactions as acknowledged writes a candidate lacks.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub errant: BTreeMap<u32, crate::gtid::GtidSet>,
+    /// A failover a person asked for (`switchyard failover --to N`), until it
+    /// is promoted or refused: the decision takes it as the policy's
+    /// `forced_to` (and `accept_data_loss` when asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_request: Option<FailoverRequest>,
+    /// How many failovers were promoted on this record (the
+    /// `failovers_total` metric).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failovers: u64,
     /// The writable primary's executed GTIDs as last recorded (refreshed
     /// whenever the record is stored for another reason): a primary that
     /// comes back without them lost its data, and is never made writable.

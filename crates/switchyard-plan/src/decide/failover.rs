@@ -33,6 +33,24 @@ pub struct FailoverChoice {
     pub proof: String,
 }
 
+/// The forced failover in force and whether data loss is accepted: the
+/// policy's, or else a person's request (`switchyard failover --to N`) that
+/// the engine has not refused.
+pub fn forced_failover(
+    policy: &super::FailoverPolicy,
+    record: &crate::record::Record,
+) -> (Option<u32>, bool) {
+    let request = record
+        .failover_request
+        .as_ref()
+        .filter(|r| r.refused.is_none());
+    match (policy.forced_to, request) {
+        (Some(to), _) => (Some(to), policy.accept_data_loss),
+        (None, Some(r)) => (Some(r.to), policy.accept_data_loss || r.accept_data_loss),
+        (None, None) => (None, policy.accept_data_loss),
+    }
+}
+
 /// Whether an instance answers (its server takes queries), whatever its
 /// replication does.
 pub(crate) fn answers(i: &Instance) -> bool {
@@ -192,7 +210,7 @@ impl Decider<'_> {
             return None;
         }
         let policy = &self.policy.failover;
-        let forced = policy.forced_to;
+        let (forced, accept_data_loss) = forced_failover(policy, self.record);
         if !policy.automatic && forced.is_none() {
             return None;
         }
@@ -244,7 +262,7 @@ impl Decider<'_> {
         match failover_choice(self.observed, self.record, forced, primary.ordinal) {
             Ok(choice)
                 if choice.lossless
-                    || policy.accept_data_loss
+                    || accept_data_loss
                     || self.mutation == Mutation::FailoverWithoutLosslessProof =>
             {
                 Some(Action::Failover {

@@ -74,7 +74,7 @@ use crate::versions::Version;
 mod failover;
 mod rules;
 pub(crate) use failover::answers;
-pub use failover::{FailoverChoice, failover_choice};
+pub use failover::{FailoverChoice, failover_choice, forced_failover};
 mod switchover;
 
 /// What the cluster should converge to.
@@ -237,7 +237,10 @@ pub struct FailoverPolicy {
 }
 
 impl Default for FailoverPolicy {
-    /// Automatic, after 3 s, lossless only.
+    /// Automatic, after 3 s, lossless only. `cargo xtask bench failover`
+    /// (docs/benchmarks.md) measures 3 s and 1 s: 1 s meets issue 12's targets,
+    /// but the property tests find a counterexample with it (see the notes
+    /// there), so the default stays until that is fixed.
     fn default() -> Self {
         FailoverPolicy {
             automatic: true,

@@ -26,7 +26,7 @@
 //! confirmed under the lease until then.
 
 use super::{ClusterRuntime, Engine, EngineError, RuntimeError, RuntimeErrorKind, StepOutcome};
-use crate::decide::{Action, answers, failover_choice};
+use crate::decide::{Action, answers, failover_choice, forced_failover};
 use crate::mutation::Mutation;
 use crate::record::{FailoverStep, FailoverSummary, Intent, Quarantine, Record};
 use crate::topology::{Observed, Timestamp};
@@ -91,15 +91,14 @@ impl<R: ClusterRuntime> Engine<R> {
         let (mut step, mut run) = match recorded {
             Some(r) => r,
             None => {
-                let choice =
-                    failover_choice(observed, record, self.policy.failover.forced_to, from)
-                        .map_err(|e| {
-                            EngineError::Record(RuntimeError::new(
-                                RuntimeErrorKind::Failed,
-                                format!("fail over from {from}"),
-                                e,
-                            ))
-                        });
+                let (forced, _) = forced_failover(&self.policy.failover, record);
+                let choice = failover_choice(observed, record, forced, from).map_err(|e| {
+                    EngineError::Record(RuntimeError::new(
+                        RuntimeErrorKind::Failed,
+                        format!("fail over from {from}"),
+                        e,
+                    ))
+                });
                 let lossless = choice.as_ref().is_ok_and(|c| c.lossless);
                 let run = Run {
                     from,
@@ -115,15 +114,20 @@ impl<R: ClusterRuntime> Engine<R> {
         let rt = &self.runtime;
         let bound = now.after(self.policy.switchover_deadline);
         if step == FailoverStep::Requested {
-            // Nothing more from the failed primary, which may come back.
-            for i in observed.by_ordinal() {
-                if i.ordinal == from || !answers(i) {
-                    continue;
-                }
-                self.lead(bound).await?;
-                if let Err(e) = rt.detach(i.ordinal, bound).await {
-                    return self.finish(record, run.action(), Err(e)).await;
-                }
+            // Nothing more from the failed primary, which may come back. Every
+            // replica at once: a receiver that is reconnecting to a frozen source
+            // takes up to its network timeout to stop, and one after the other
+            // those waits would add up.
+            let replicas: Vec<u32> = observed
+                .by_ordinal()
+                .into_iter()
+                .filter(|i| i.ordinal != from && answers(i))
+                .map(|i| i.ordinal)
+                .collect();
+            self.lead(bound).await?;
+            let detached = join_all(replicas.iter().map(|o| rt.detach(*o, bound)).collect()).await;
+            if let Some(e) = detached.into_iter().find_map(Result::err) {
+                return self.finish(record, run.action(), Err(e)).await;
             }
             if observed.instance(from).is_some_and(answers) {
                 self.lead(bound).await?;
@@ -151,10 +155,11 @@ impl<R: ClusterRuntime> Engine<R> {
                     )
                     .await;
             }
-            match failover_choice(&fresh, record, self.policy.failover.forced_to, from) {
+            let (forced, accept_data_loss) = forced_failover(&self.policy.failover, record);
+            match failover_choice(&fresh, record, forced, from) {
                 Ok(choice)
                     if (!run.lossless || !choice.lossless)
-                        && !self.policy.failover.accept_data_loss
+                        && !accept_data_loss
                         && self.mutation != Mutation::FailoverWithoutLosslessProof =>
                 {
                     return self
@@ -229,6 +234,8 @@ impl<R: ClusterRuntime> Engine<R> {
                 promoted: rt.now(),
                 lossless: run.lossless,
             });
+            record.failovers += 1;
+            record.failover_request = None;
             record.detection = None;
             self.save(record).await?;
         }
@@ -356,4 +363,34 @@ impl<R: ClusterRuntime> Engine<R> {
         }
         Ok(Ok(()))
     }
+}
+
+/// Runs the futures together and gives their outputs in order (the engine
+/// has no executor of its own and depends on no async library but the trait).
+async fn join_all<'a, T>(
+    futures: Vec<std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>>,
+) -> Vec<T> {
+    let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
+    let mut outputs: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *out = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }

@@ -21,6 +21,35 @@ use crate::versions::Version;
 mod failover;
 mod switchover;
 
+/// Marks a person's failover request refused when the decision will not run
+/// it: the primary answers (a failover replaces a primary that fails; a
+/// switchover moves one that works), or the decision waits on the failing
+/// primary with the request in force (the instance cannot take over, or no
+/// proof that no acknowledged write is lost and the loss not accepted).
+fn refuse_failover_request(record: &mut Record, action: &Action) {
+    let failing_over = matches!(record.intent, Some(Intent::Failover { .. }));
+    let primary_failing = record.detection.is_some();
+    let Some(request) = record
+        .failover_request
+        .as_mut()
+        .filter(|r| r.refused.is_none())
+    else {
+        return;
+    };
+    request.refused = match action {
+        _ if failing_over => None,
+        Action::Wait {
+            reason: WaitReason::PrimaryFailing { detail, .. },
+        } => Some(detail.clone()),
+        _ if !primary_failing => Some(
+            "the primary answers: a failover replaces a primary that fails (ask for a \
+             switchover to move a working one)"
+                .to_owned(),
+        ),
+        _ => None,
+    };
+}
+
 /// What kind of failure a runtime reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -562,6 +591,7 @@ impl<R: ClusterRuntime> Engine<R> {
             &self.policy,
             now,
         );
+        refuse_failover_request(&mut record, &action);
         let outcome = match action {
             Action::Wait { reason } => {
                 record.note_wait(&reason, now);
