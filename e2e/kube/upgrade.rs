@@ -244,6 +244,12 @@ async fn mariadb_10_5_to_10_11_to_11_8_under_load() {
         let took = started.elapsed();
         let s = done.status.clone().unwrap();
         let new_primary = s.current_primary.expect("a primary");
+        // Never an older replica under a newer source, then the order that ensures it.
+        let older = topology.older_under_newer();
+        assert!(
+            older.is_empty(),
+            "a replica replicated from a newer source: {older:?}"
+        );
         assert_ne!(
             new_primary, primary,
             "the primary was switched over before its upgrade"
@@ -472,6 +478,14 @@ impl TopologyMonitor {
             stop,
             task: Some(task),
         }
+    }
+
+    fn older_under_newer(&self) -> Vec<(f64, u32, String, u32, String)> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .older_under_newer
+            .clone()
     }
 
     fn pairs(&self) -> BTreeSet<(String, String)> {
