@@ -22,8 +22,10 @@
 //!    from the online revision's ConfigMap at every start).
 //! 6. A replica's volume and pod are lost: it comes back provisioned from a healthy
 //!    instance, replicating, with every row, and is never writable.
-//! 7. Scale 3 -> 4: the new instance is copied from a donor, replicates from the primary
-//!    with every row, and is ready (in the read Service) only once its copy runs.
+//! 7. The primary's binary logs are flushed and purged (the rows written so far are in no
+//!    binary log left), then scale 3 -> 4: the new instance is copied from a donor, replicates
+//!    from the primary with every row, and is ready (in the read Service) only once its copy
+//!    runs.
 //! 8. Every request the operator made is allowed by `deploy/rbac.yaml` (the API server's
 //!    rules, checked by switchyard-kubelet's checker).
 //! 9. Every pod stops cleanly; nothing of the pod network is left.
@@ -669,12 +671,7 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
         "1",
         "the copy is read-only"
     );
-    let (io, sql, _) = replica_threads(&mut conn).await;
-    assert_eq!(
-        (io.as_str(), sql.as_str()),
-        ("Yes", "Yes"),
-        "the copy replicates"
-    );
+    replicating(&mut conn, "the copy replicates").await;
     let copy_rows = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
     let _ = conn.close().await;
     assert_eq!(copy_rows, rows, "the copy has every row");
@@ -696,8 +693,11 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
         format!("instance {lost} copied from {from}, read-only, replicating, {copy_rows} rows"),
     );
 
-    // 7. Scale 3 -> 4: the new instance is copied from a donor and counts as ready (joins the
-    // read Service) only once its copy runs and replicates.
+    // 7. The primary's binary logs are purged (a new instance replaying them from the first
+    // could not get the rows written before), then scale 3 -> 4: the new instance is copied
+    // from a donor, has every row, and counts as ready (joins the read Service) only once its
+    // copy runs and replicates.
+    let rows = purge_binary_logs(&world, new_primary, &op_user, &op_pw).await;
     world
         .edit(|s| s.replicas = i32::try_from(INSTANCES + 1).unwrap())
         .await;
@@ -733,12 +733,7 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
     let mut conn = MySqlConnection::connect_with(&world.options(added, &op_user, &op_pw))
         .await
         .expect("connect to the new instance");
-    let (io, sql, host) = replica_threads(&mut conn).await;
-    assert_eq!(
-        (io.as_str(), sql.as_str()),
-        ("Yes", "Yes"),
-        "the new instance replicates"
-    );
+    let host = replicating(&mut conn, "the new instance replicates").await;
     assert!(
         host.starts_with(&world.names.pod(new_primary)),
         "the new instance replicates from the primary, not {host}"
@@ -747,9 +742,33 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
     let added_rows = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
     let _ = conn.close().await;
     assert_eq!(added_rows, rows, "the new instance has every row");
+    // And it replicates what the primary writes now.
+    let mut conn = MySqlConnection::connect_with(&world.options(new_primary, &op_user, &op_pw))
+        .await
+        .expect("connect to the primary");
+    exec(&mut conn, "INSERT INTO app.ledger (id, writer, at_us, payload) SELECT MAX(id) + 1, 0, 0, 'after the scale-up' FROM app.ledger").await;
+    let rows = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
+    let _ = conn.close().await;
+    until(
+        Duration::from_secs(30),
+        "the new instance replicating the primary's next write",
+        async || {
+            let mut conn = MySqlConnection::connect_with(&world.options(added, &op_user, &op_pw))
+                .await
+                .map_err(|e| e.to_string())?;
+            let n = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
+            let _ = conn.close().await;
+            if n == rows {
+                Ok(())
+            } else {
+                Err(format!("{n} rows of {rows}"))
+            }
+        },
+    )
+    .await;
     log.say(
         "test",
-        format!("instance {added} copied from {from}, replicating, {added_rows} rows"),
+        format!("instance {added} copied from {from}, replicating, {rows} rows"),
     );
 
     // 8. Every request the operator made is allowed by deploy/rbac.yaml.
@@ -792,6 +811,61 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
     world.shutdown().await;
 }
 
+/// Writes a row on `primary`, rotates its binary log and purges every earlier one, and
+/// checks that the rows written so far are in no binary log left (the first file is gone and
+/// the oldest left starts after a GTID position that is not empty); returns the row count.
+async fn purge_binary_logs(world: &World, primary: u32, user: &str, password: &str) -> String {
+    let mut conn = MySqlConnection::connect_with(&world.options(primary, user, password))
+        .await
+        .expect("connect to the primary");
+    exec(&mut conn, "INSERT INTO app.ledger (id, writer, at_us, payload) SELECT MAX(id) + 1, 0, 0, 'before the purge' FROM app.ledger").await;
+    let first = scalar(&mut conn, "SHOW BINARY LOGS").await;
+    exec(&mut conn, "FLUSH BINARY LOGS").await;
+    let current = scalar(&mut conn, "SHOW MASTER STATUS").await;
+    assert_ne!(first, current, "FLUSH BINARY LOGS rotated the log");
+    // The server keeps a file a replica's dump thread still reads (with a warning): the
+    // replicas move to the new file once they read the rotation.
+    let oldest = until(
+        Duration::from_secs(30),
+        "every binary log before the current one purged",
+        async || {
+            exec(&mut conn, &format!("PURGE BINARY LOGS TO '{current}'")).await;
+            let oldest = scalar(&mut conn, "SHOW BINARY LOGS").await;
+            if oldest == current {
+                Ok(oldest)
+            } else {
+                Err(format!("the oldest binary log is {oldest}, not {current}"))
+            }
+        },
+    )
+    .await;
+    let gone = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SHOW BINLOG EVENTS IN '{first}'"
+    )))
+    .fetch_all(&mut conn)
+    .await;
+    assert!(
+        gone.is_err(),
+        "the first binary log {first} is gone: {gone:?}"
+    );
+    let before_oldest = scalar(&mut conn, &format!("SELECT BINLOG_GTID_POS('{oldest}', 4)")).await;
+    assert!(
+        !before_oldest.is_empty(),
+        "the oldest binary log {oldest} starts after transactions it does not hold"
+    );
+    exec(&mut conn, "INSERT INTO app.ledger (id, writer, at_us, payload) SELECT MAX(id) + 1, 0, 0, 'after the purge' FROM app.ledger").await;
+    let rows = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
+    let _ = conn.close().await;
+    world.log.say(
+        "test",
+        format!(
+            "instance {primary}'s binary logs before {oldest} purged (first was {first}); the \
+             transactions up to {before_oldest} are in no binary log; {rows} rows"
+        ),
+    );
+    rows
+}
+
 /// A replica's `Slave_IO_Running`, `Slave_SQL_Running` and `Master_Host`.
 async fn replica_threads(conn: &mut MySqlConnection) -> (String, String, String) {
     use sqlx::Row as _;
@@ -808,6 +882,23 @@ async fn replica_threads(conn: &mut MySqlConnection) -> (String, String, String)
         text("Slave_SQL_Running"),
         text("Master_Host"),
     )
+}
+
+/// Waits for both replication threads of `conn`'s server to run (a copy's I/O thread may
+/// still be `Preparing` its first connection when the instance turns ready); its source.
+async fn replicating(conn: &mut MySqlConnection, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (io, sql, host) = replica_threads(conn).await;
+        if (io.as_str(), sql.as_str()) == ("Yes", "Yes") {
+            return host;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: I/O thread {io}, SQL thread {sql} (source {host}) after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// How many times instance `n`'s `mysqld` container started, over all its pods.

@@ -156,7 +156,10 @@ impl ServerKind {
 
     /// The packages asked of apt (it adds their dependencies). Every MariaDB suite has
     /// `mariadb-backup` (with `mbstream`), which provisions replicas; MySQL's clone plugin
-    /// (`mysql_clone.so`) ships in `mysql-server-core`.
+    /// (`mysql_clone.so`) ships in `mysql-server-core`. The roots the simulated kubelet runs
+    /// as database images get `dash` as `/bin/sh`, as the official images have a shell:
+    /// `mariadb-upgrade` runs `mariadb` and `mariadb-check` through `popen`, which needs
+    /// `/bin/sh`.
     pub fn packages(self) -> &'static [&'static str] {
         match self {
             ServerKind::Mariadb105 => &[
@@ -164,13 +167,15 @@ impl ServerKind {
                 "mariadb-client-core-10.5",
                 "mariadb-backup",
                 "libssl1.1",
+                "dash",
             ],
             ServerKind::Mariadb1011 | ServerKind::Mariadb118 => &[
                 "mariadb-server-core",
                 "mariadb-client-core",
                 "mariadb-backup",
+                "dash",
             ],
-            ServerKind::Mysql97 => &["mysql-server-core", "mysql-client-core"],
+            ServerKind::Mysql97 => &["mysql-server-core", "mysql-client-core", "dash"],
             ServerKind::Galera => &[
                 "mariadb-server",
                 "galera-4",
@@ -754,6 +759,9 @@ fn fetch_root(kind: ServerKind, base: &Path, key: &str, root: &Path) -> Result<B
     } = download_and_unpack(suite, kind.packages(), &kind.to_string(), base, key)?;
 
     let loader_rel = find_loader(&tmp)?;
+    if kind.packages().contains(&"dash") {
+        link_sh(&tmp)?;
+    }
     let server = tmp.join(kind.server_rel());
     if !server.exists() {
         return Err(Error::Missing {
@@ -798,6 +806,26 @@ fn fetch_root(kind: ServerKind, base: &Path, key: &str, root: &Path) -> Result<B
         root: root.to_path_buf(),
         looked_for: MARKER.to_string(),
     })
+}
+
+/// Makes sure `sh` is beside `dash` (`bin/` before the `/usr` merge, `usr/bin/` after it,
+/// where the kubelet links `/bin` to `usr/bin`): Debian's dash package ships the link, and a
+/// suite whose package leaves it to a maintainer script (`dpkg -x` runs none) gets it here.
+fn link_sh(root: &Path) -> Result<()> {
+    let dir = ["bin", "usr/bin"]
+        .into_iter()
+        .map(|d| root.join(d))
+        .find(|d| d.join("dash").is_file())
+        .ok_or_else(|| Error::Missing {
+            what: "dash (the image's /bin/sh)",
+            root: root.to_path_buf(),
+            looked_for: "bin/dash, usr/bin/dash".to_owned(),
+        })?;
+    let sh = dir.join("sh");
+    if fs::symlink_metadata(&sh).is_err() {
+        std::os::unix::fs::symlink("dash", &sh).map_err(Error::io("link", &sh))?;
+    }
+    Ok(())
 }
 
 /// Removes work folders named `prefix*` left by processes that died while
@@ -914,7 +942,9 @@ pub(crate) fn write_wrappers(
             .collect();
         names.sort();
         for name in names {
-            if !seen.insert(name.clone()) {
+            // The root's shell is for its chroot (the kubelet's images); on the host's PATH
+            // the host's shell stays.
+            if !seen.insert(name.clone()) || name == "sh" || name == "dash" {
                 continue;
             }
             let here = tmp.join(sub).join(&name);

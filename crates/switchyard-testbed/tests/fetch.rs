@@ -74,6 +74,26 @@ fn fetch_twice(kind: ServerKind) {
         );
     }
 
+    // A database image's /bin/sh (mariadb-upgrade's popen needs it): `sh`, a link to dash,
+    // in `bin` or, in a merged-/usr root (where /bin is a link to usr/bin), in `usr/bin`.
+    if kind != ServerKind::Galera {
+        let sh = ["bin/sh", "usr/bin/sh"]
+            .into_iter()
+            .map(|rel| first.root().join(rel))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{kind}: no bin/sh in {}", first.root().display()));
+        let out = first
+            .command(&sh)
+            .args(["-c", "echo shell $0"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("shell {}", sh.display()),
+            "{kind}: {out:?}"
+        );
+    }
+
     // The template data directory is made once and then reused.
     let tpl = template(&first).unwrap();
     assert!(
