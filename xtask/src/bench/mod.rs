@@ -19,6 +19,7 @@ use clap::Subcommand;
 use crate::{cargo, project_root};
 
 mod failover;
+mod operator;
 mod provision;
 mod rollout;
 mod schema;
@@ -44,6 +45,10 @@ pub enum BenchKind {
     /// frozen, 20 trials each): write unavailability p50/p99, lost writes, and the write
     /// latency of semi-synchronous against asynchronous replication.
     Failover(failover::Args),
+    /// The operator's memory (VmRSS, VmHWM), idle and during a rolling configuration change:
+    /// the release binary against the fake API over HTTP, the simulated kubelet running its
+    /// pods on real MariaDB 10.11 servers.
+    Operator(operator::Args),
 }
 
 /// Runs a benchmark.
@@ -54,6 +59,7 @@ pub fn run(what: BenchKind) -> Result<()> {
         BenchKind::Schema(args) => schema::run(&args),
         BenchKind::Provision(args) => provision::run(&args),
         BenchKind::Failover(args) => failover::run(&args),
+        BenchKind::Operator(args) => operator::run(&args),
     }
 }
 
