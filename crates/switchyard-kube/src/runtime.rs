@@ -53,6 +53,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use switchyard_plan::decide::SchemaTarget;
 use switchyard_plan::engine::{ClusterRuntime, RuntimeError, RuntimeErrorKind};
+use switchyard_plan::record::Intent;
 use switchyard_plan::versions::{Flavor, Version};
 use switchyard_plan::{Observed, Record, Revision, Role, Timestamp, WaitReason};
 
@@ -825,7 +826,15 @@ impl ClusterRuntime for KubeRuntime {
         let target = self.target(ordinal);
         // The switchover pre-flight, while the instance still serves as the primary: no
         // transaction open longer than maxTransactionSeconds (it would be cut by the fence).
+        // Not in a failover: a commit stuck in the semi-sync wait of a primary that froze
+        // looks like a long transaction, and failing the fence would leave it unfenced.
+        let failing_over = self
+            .cluster()
+            .status
+            .and_then(|s| s.record)
+            .is_some_and(|r| matches!(r.intent, Some(Intent::Failover { .. })));
         let serving = self.recorded_primary() == Some(ordinal)
+            && !failing_over
             && self.view(ordinal).is_some_and(|v| v.writable);
         if serving {
             self.ops

@@ -66,7 +66,7 @@ use async_trait::async_trait;
 use switchyard_mysql::{IoThreadState, Observation, SourceAddr};
 use switchyard_plan::decide::{SchemaTarget, WaitReason};
 use switchyard_plan::engine::{ClusterRuntime, RuntimeError, StepOutcome};
-use switchyard_plan::record::Record;
+use switchyard_plan::record::{Intent, Record};
 use switchyard_plan::topology::{
     Health, Instance, Link, Observed, Revision, Role, Timestamp, TopologyKind,
 };
@@ -1123,7 +1123,11 @@ impl ClusterRuntime for LocalRuntime {
                 );
             }
         }
-        if self.shared.router.primary() == Some(ordinal) {
+        // A failover fences the primary it replaces: no pre-check there (a commit stuck
+        // in the semi-sync wait of a primary that froze looks like a long transaction,
+        // and failing the fence would leave it unfenced beside the new primary).
+        let failing_over = matches!(record.intent, Some(Intent::Failover { .. }));
+        if self.shared.router.primary() == Some(ordinal) && !failing_over {
             // The library's pre-check: no transaction on the primary open too long.
             if let Some(max) = self.config.max_transaction_seconds {
                 self.op(ordinal, Op::LongTransactions, async {

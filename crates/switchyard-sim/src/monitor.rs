@@ -17,8 +17,9 @@
 //!   the engine's own connection could fence a server across its restart;
 //! - **no-writer**: zero instances that take an application's writes
 //!   (`read_only` off and the probe's commit accepted) only while the record
-//!   shows a switchover within its deadline (plus [`UNDO_GRACE`] to undo it),
-//!   or while the primary is down by a scenario's fault (three samples in a
+//!   shows a switchover within its deadline (plus [`UNDO_GRACE`] to undo it)
+//!   or a failover not yet promoted, or while the primary is down by a
+//!   scenario's fault (three samples in a
 //!   row, so one slow answer is not a verdict);
 //! - **newer-source**: no instance replicates (either thread running) from a source running a newer
 //!   version (two samples in a row);
@@ -41,7 +42,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use switchyard_local::state::StateFile;
 use switchyard_local::timeline::{Event, Timeline};
 use switchyard_mysql::{Instance, Observation, Timeouts};
-use switchyard_plan::record::{Intent, SwitchoverStep};
+use switchyard_plan::record::{FailoverStep, Intent, SwitchoverStep};
 use switchyard_plan::versions::Flavor;
 use switchyard_plan::{Record, versions::Version};
 use tokio::sync::watch;
@@ -435,10 +436,14 @@ pub const UNDO_GRACE: Duration = Duration::from_secs(3);
 
 fn in_switchover(record: Option<&Record>) -> bool {
     let grace = u64::try_from(UNDO_GRACE.as_millis()).unwrap_or(u64::MAX);
-    matches!(
-        record.and_then(|r| r.intent.as_ref()),
-        Some(Intent::Switchover { deadline, .. }) if unix_ms() <= deadline.0.saturating_add(grace)
-    )
+    match record.and_then(|r| r.intent.as_ref()) {
+        Some(Intent::Switchover { deadline, .. }) => unix_ms() <= deadline.0.saturating_add(grace),
+        // A failover before its promotion: the failed primary, fenced if it
+        // came back, takes no write until the candidate does (how long that
+        // lasts is the scenario's write-gap bound).
+        Some(Intent::Failover { step, .. }) => *step < FailoverStep::Promoted,
+        _ => false,
+    }
 }
 
 /// The instance the engine's record takes out of service for a restart:

@@ -220,7 +220,20 @@ impl<R: ClusterRuntime> Engine<R> {
             }
             // One more fence of the failed primary, in case it came back
             // since it was last seen (it fails fast when it is still gone).
-            let _fenced = rt.fence(from, bound).await;
+            // A fence that fails is no reason to promote beside a primary that
+            // answers: the step fails and is tried again (past the commit
+            // point the failover goes on once the old primary is fenced or
+            // gone). One that cannot be told from an answering one counts as
+            // answering.
+            if let Err(e) = rt.fence(from, bound).await {
+                let answering = match rt.observe().await {
+                    Ok(fresh) => fresh.instance(from).is_some_and(answers),
+                    Err(_) => true,
+                };
+                if answering {
+                    return self.finish(record, run.action(), Err(e)).await;
+                }
+            }
             if let Err(e) = rt.promote(run.to, bound).await {
                 return self.finish(record, run.action(), Err(e)).await;
             }
