@@ -143,6 +143,11 @@ pub(crate) struct Node {
     /// the in-pod agent belongs to the pod, so a fence outlives the engine that
     /// set it; every engine's runtime fences and unfences through it.
     pub(crate) agent: switchyard_mysql::Instance,
+    /// Whether the source side of semi-synchronous replication was last turned on here
+    /// (see [`crate::semisync`]): the instance then starts with it on, so a primary that
+    /// crashed and starts again acknowledges no commit, privileged or not, before the
+    /// engine has judged it.
+    pub(crate) semi_sync_source: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -330,6 +335,7 @@ impl LocalCluster {
                 lifecycle: Arc::new(tokio::sync::Mutex::new(())),
                 handle: mysql_handle(o, i.port(), &operator, true),
                 agent: mysql_handle(o, i.port(), &operator, false),
+                semi_sync_source: std::sync::atomic::AtomicBool::new(false),
             })
             .collect();
         let shared = Arc::new(Shared {
@@ -701,7 +707,10 @@ impl Shared {
         by: StartedBy,
     ) -> Result<()> {
         let kind = kind_for(self.flavor, entry.version)?;
-        let lines = render_config(&entry.config);
+        let mut lines = render_config(&entry.config);
+        if let Some(line) = crate::semisync::source_line(self, ordinal)? {
+            lines.push(line);
+        }
         let timeout = self.startup_timeout;
         let result = self
             .control(ordinal, move |instance| {

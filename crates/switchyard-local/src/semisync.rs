@@ -11,7 +11,9 @@
 //! replicas of its own (waiting even with none connected is what keeps the
 //! primary from falling back), so the runtime turns it on for the instance it
 //! makes primary, before that instance takes a write, and off for an instance
-//! it demotes or repoints.
+//! it demotes or repoints; an instance it was last turned on for starts with it
+//! on ([`source_line`]), so a crashed primary that starts again acknowledges
+//! nothing before the engine has judged it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -122,12 +124,37 @@ impl Shared {
         if self.state.read()?.cluster.semi_sync.is_none() {
             return Ok(());
         }
-        self.node(ordinal)?
-            .handle
+        let node = self.node(ordinal)?;
+        node.handle
             .set_semi_sync_source_by(on, deadline)
             .await
-            .map_err(Error::sql(ordinal))
+            .map_err(Error::sql(ordinal))?;
+        node.semi_sync_source
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
+}
+
+/// The my.cnf line that starts `ordinal` with the source side of semi-synchronous
+/// replication on, when it was last turned on there (a primary, or a failed primary nobody
+/// could turn it off on): started again after a crash, it then blocks every commit, a
+/// privileged client's too (MariaDB's `read_only` lets `READ ONLY ADMIN` write), until the
+/// engine has judged it, instead of acknowledging it asynchronously.
+pub(crate) fn source_line(shared: &Shared, ordinal: u32) -> Result<Option<String>> {
+    let on = shared
+        .node(ordinal)?
+        .semi_sync_source
+        .load(std::sync::atomic::Ordering::SeqCst);
+    if !on || shared.state.read()?.cluster.semi_sync.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(
+        match shared.flavor {
+            Flavor::Mysql => "loose-rpl_semi_sync_source_enabled=ON",
+            Flavor::Mariadb => "rpl_semi_sync_master_enabled=ON",
+        }
+        .to_owned(),
+    ))
 }
 
 #[cfg(test)]
