@@ -242,7 +242,12 @@ impl Decider<'_> {
                 .observed
                 .by_ordinal()
                 .into_iter()
-                .filter(|i| i.source == Some(primary.ordinal) && answers(i))
+                // A replica whose replication is stopped cleanly (restarted and not yet
+                // repointed, or stopped by us) says nothing about the primary: it is no
+                // witness.
+                .filter(|i| {
+                    i.source == Some(primary.ordinal) && answers(i) && !i.replication_paused()
+                })
                 .collect();
             if followers.is_empty() {
                 return wait("no replica that follows it answers to corroborate".into());

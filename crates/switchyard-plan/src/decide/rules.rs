@@ -272,7 +272,11 @@ impl Decider<'_> {
                 ordinal: primary.ordinal,
             });
         }
-        if primary.writable || !primary.health.is_up() {
+        // A recorded primary that answers with a demotion's replication left stopped on it
+        // (a switchover undone while it did not answer) is made writable again too: the
+        // unfence forgets that replication. Nothing else would ever bring it back.
+        let demoted_left = matches!(primary.health, Health::ReplicationStopped { .. });
+        if primary.writable || (!primary.health.is_up() && !demoted_left) {
             return None;
         }
         if let Some(had) = &self.record.primary_position
