@@ -29,14 +29,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{
-    Log, PrimaryFollower, World, WritableMonitor, assert_nothing_lost_on, exec, scalar, until,
-};
+use common::{AppLoad, Log, World, assert_nothing_lost_on, scalar, start_app_load, until};
 use kube::ResourceExt as _;
 use sqlx::Connection as _;
 use sqlx::mysql::MySqlConnection;
 use switchyard_kube::crd::MySQLClusterSpec;
-use switchyard_testbed::load::{Endpoints, Load, LoadConfig, Login, Logins, prepare};
 use switchyard_testbed::{Flavor, ServerKind};
 
 const INSTANCES: u32 = 3;
@@ -144,46 +141,11 @@ async fn mariadb_primary_node_lost_fails_over_without_losing_a_write() {
     .await;
 
     // 2. The application and its load, through the primary Service.
-    let app = Login::new("app", "app-password-e2e");
-    exec(
-        &mut primary,
-        "CREATE USER 'app'@'%' IDENTIFIED BY 'app-password-e2e'",
-    )
-    .await;
-    exec(&mut primary, "GRANT SELECT, INSERT ON app.* TO 'app'@'%'").await;
-    let _ = primary.close().await;
-    prepare(&world.options(0, &op_user, &op_pw), "app.ledger")
-        .await
-        .expect("the load's table");
-    let service = PrimaryFollower::start(&world, INSTANCES).await;
-    let monitor = WritableMonitor::start(&world, INSTANCES, &creds);
-    let mut config = LoadConfig::default();
-    config.writers = 2;
-    config.rate_per_sec = 200;
-    config.readers = 0;
-    let logins = Logins {
-        application: app,
-        privileged: Login::new(op_user.clone(), op_pw.clone()),
-    };
-    let load =
-        Load::start(config, Endpoints::from(service.router.as_ref()), &logins).expect("the load");
-    until(
-        Duration::from_secs(30),
-        "the load's first writes",
-        async || {
-            let n = load.acknowledged();
-            if n >= 100 {
-                Ok(())
-            } else {
-                Err(format!("{n} acknowledged"))
-            }
-        },
-    )
-    .await;
-    log.say(
-        "test",
-        format!("load running: {} writes acknowledged", load.acknowledged()),
-    );
+    let AppLoad {
+        service,
+        monitor,
+        load,
+    } = start_app_load(&world, primary, &creds, INSTANCES, (2, 200, 100), &log).await;
 
     // 3. The primary's node is lost, and stays lost.
     let old_pod = world.names.pod(0);

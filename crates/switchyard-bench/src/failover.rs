@@ -29,6 +29,7 @@
 //! for one replica, and asynchronous), the same load for [`LATENCY_S`] seconds, the write
 //! latency percentiles.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -38,7 +39,8 @@ use switchyard_plan::decide::FailoverPolicy;
 use switchyard_testbed::ServerKind;
 use switchyard_testbed::load::{AccountKind, Load, LoadConfig, prepare};
 
-use crate::report::{LoadAverage, Machine, table};
+pub use crate::report::SectionContext;
+use crate::report::table;
 use crate::stats::{Summary, ms};
 
 /// How long a frozen primary stays frozen, seconds.
@@ -339,26 +341,12 @@ async fn measure_latency(kind: ServerKind, semi: bool, net_timeout_s: u32) -> Re
     })
 }
 
-/// Where and when the benchmark ran.
-pub struct SectionContext {
-    /// The command that reproduces it.
-    pub command: String,
-    /// The UTC date.
-    pub date: String,
-    /// The machine.
-    pub machine: Machine,
-    /// The load average before.
-    pub load_before: Option<LoadAverage>,
-    /// The load average after.
-    pub load_after: Option<LoadAverage>,
-}
-
 /// The markdown section: settings, one row per fault and flavor, the latency comparison.
 pub fn section(results: &Results, ctx: &SectionContext) -> String {
-    let load = |l: &Option<LoadAverage>| l.map_or_else(|| "unknown".to_owned(), |l| l.to_string());
-    let mut out = format!(
-        "Command: `{}`\n\nMeasured {} (UTC) on {}. Load average (1, 5, 15 min): {} at the start, \
-         {} at the end.\n\nSettings: semi-synchronous replication waiting for 1 replica, the \
+    let mut out = ctx.preamble();
+    let _ = write!(
+        out,
+        "Settings: semi-synchronous replication waiting for 1 replica, the \
          replicas' network timeout {} s (heartbeat half of it), the failover policy's \
          detection window {} s; 3 instances, {WRITERS} writers at {RATE} writes/s through the \
          router; freeze = SIGSTOP for {FREEZE_S} s; kill -9 = the supervisor starts the \
@@ -368,13 +356,7 @@ pub fn section(results: &Results, ctx: &SectionContext) -> String {
          quarantined (\"unjudged\": trials whose old primary was never fenced after the \
          promotion, so it lacks every later write by design). Targets (issue 12): p50 < 5 s, \
          p99 < 10 s, 0 lost.\n\n",
-        ctx.command,
-        ctx.date,
-        ctx.machine.describe(),
-        load(&ctx.load_before),
-        load(&ctx.load_after),
-        results.net_timeout_s,
-        results.detect_after_s,
+        results.net_timeout_s, results.detect_after_s,
     );
     let header: Vec<String> = [
         "flavor",
