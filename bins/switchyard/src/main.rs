@@ -54,6 +54,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return exit::from_clap(err),
     };
+    // One TLS crypto provider for the Kubernetes and SQL clients, chosen here rather than by
+    // cargo's feature unification: a build in which both of rustls' providers are enabled
+    // (this package's test build is one: kube-fake-client turns on kube's default features)
+    // would otherwise panic at the first kube client. An error means one is installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let outcome: Exit = match cli.command {
         Command::Agent(args) => return agent::run(args),
         Command::Approve(args) => approve::run(args),

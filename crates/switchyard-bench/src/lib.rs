@@ -13,11 +13,14 @@
 //!   naive StatefulSet order: the engine's overhead per step and write unavailability.
 //! - [`provision`]: provisioning a replica of a filled donor by the agent's copy (clone,
 //!   mariadb-backup), against replaying the binary log; the agents' memory.
+//! - [`operator`]: the operator's memory, the release binary against the fake API over HTTP
+//!   with the simulated kubelet running its pods on real servers: idle and during a rollout.
 //! - [`events`]: when switchyard-mysql made an instance writable, from its tracing events.
 //! - [`stats`]: percentiles of measured durations.
 //! - [`report`]: markdown tables, the machine, the date and the load average.
 
 pub mod events;
+pub mod operator;
 pub mod provision;
 pub mod report;
 pub mod rollout;

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use switchyard_bench::events::FenceLifted;
+use switchyard_bench::operator;
 use switchyard_bench::provision;
 use switchyard_bench::report::{LoadAverage, Machine, utc_date};
 use switchyard_bench::rollout;
@@ -95,6 +96,28 @@ enum What {
         json: Option<PathBuf>,
         /// The command to record as the one that reproduces the measurement.
         #[arg(long, default_value = "cargo xtask bench provision")]
+        command: String,
+    },
+    /// The operator's memory (VmRSS, VmHWM) against the fake API over HTTP, idle and during a
+    /// rolling configuration change, with the simulated kubelet running the pods.
+    Operator {
+        /// The `switchyard` binary (release build) run as the operator (and the pods' agent).
+        #[arg(long)]
+        operator: PathBuf,
+        /// How long each idle phase lasts, in seconds.
+        #[arg(long, default_value_t = 60)]
+        idle_seconds: u64,
+        /// The cluster's size.
+        #[arg(long, default_value_t = 3)]
+        instances: u32,
+        /// Write the markdown section here.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Write the measurements here, as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// The command to record as the one that reproduces the measurement.
+        #[arg(long, default_value = "cargo xtask bench operator")]
         command: String,
     },
     /// A schema change on a million-row MariaDB 10.11 table under load: a plain ALTER,
@@ -256,6 +279,33 @@ fn run(cli: Cli, lifted: &FenceLifted) -> Result<ExitCode> {
                 load_after: LoadAverage::now(),
             };
             let section = provision::section(&results, &ctx);
+            emit(&section, &results, markdown, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        What::Operator {
+            operator,
+            idle_seconds,
+            instances,
+            markdown,
+            json,
+            command,
+        } => {
+            let config = operator::Config {
+                operator,
+                idle: std::time::Duration::from_secs(idle_seconds),
+                instances,
+            };
+            let load_before = LoadAverage::now();
+            let progress = |line: &str| eprintln!("    {line}");
+            let results = runtime.block_on(operator::run(&config, &progress))?;
+            let ctx = operator::SectionContext {
+                command,
+                date: utc_date(SystemTime::now()),
+                machine: Machine::detect(),
+                load_before,
+                load_after: LoadAverage::now(),
+            };
+            let section = operator::section(&results, &ctx);
             emit(&section, &results, markdown, json)?;
             Ok(ExitCode::SUCCESS)
         }

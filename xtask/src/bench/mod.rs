@@ -18,6 +18,7 @@ use clap::Subcommand;
 
 use crate::{cargo, project_root};
 
+mod operator;
 mod provision;
 mod rollout;
 mod schema;
@@ -39,6 +40,10 @@ pub enum BenchKind {
     /// Provisioning a replica of a 1 GB donor by the agent's copy (MySQL clone, MariaDB
     /// mariadb-backup) against replaying the binary log, and the agents' memory.
     Provision(provision::Args),
+    /// The operator's memory (VmRSS, VmHWM), idle and during a rolling configuration change:
+    /// the release binary against the fake API over HTTP, the simulated kubelet running its
+    /// pods on real MariaDB 10.11 servers.
+    Operator(operator::Args),
 }
 
 /// Runs a benchmark.
@@ -48,6 +53,7 @@ pub fn run(what: BenchKind) -> Result<()> {
         BenchKind::Rollout(args) => rollout::run(&args),
         BenchKind::Schema(args) => schema::run(&args),
         BenchKind::Provision(args) => provision::run(&args),
+        BenchKind::Operator(args) => operator::run(&args),
     }
 }
 

@@ -1,0 +1,60 @@
+//! `cargo xtask bench operator`: the operator's memory, idle and during a rolling
+//! configuration change, the release binary against the fake API over HTTP with the simulated
+//! kubelet running its pods on real servers (see `crates/switchyard-bench/src/operator.rs`).
+
+use anyhow::{Context, Result};
+
+use super::{out_dir, record, run_bench};
+use crate::{cargo, target_dir};
+
+/// Options of `cargo xtask bench operator`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// How long each idle phase lasts, in seconds.
+    #[arg(long, default_value_t = 60)]
+    idle_seconds: u64,
+    /// The cluster's size.
+    #[arg(long, default_value_t = 3)]
+    instances: u32,
+    /// Print the table without rewriting docs/benchmarks.md.
+    #[arg(long)]
+    no_record: bool,
+}
+
+/// Builds the operator (the `switchyard` binary, release), runs the benchmark and records its
+/// section.
+pub fn run(args: &Args) -> Result<()> {
+    crate::run(cargo().args(["build", "--release", "-p", "switchyard"]))?;
+    let operator = target_dir().join("release").join("switchyard");
+    let command = format!(
+        "cargo xtask bench operator --idle-seconds {} --instances {}",
+        args.idle_seconds, args.instances
+    );
+    let dir = out_dir()?;
+    let markdown = dir.join("operator.md");
+    let json = dir.join("operator.json");
+    // A stale section must not be recorded if this run fails before writing its own.
+    let _ = std::fs::remove_file(&markdown);
+    run_bench(&[
+        "operator".to_owned(),
+        "--operator".to_owned(),
+        operator.display().to_string(),
+        "--idle-seconds".to_owned(),
+        args.idle_seconds.to_string(),
+        "--instances".to_owned(),
+        args.instances.to_string(),
+        "--markdown".to_owned(),
+        markdown.display().to_string(),
+        "--json".to_owned(),
+        json.display().to_string(),
+        "--command".to_owned(),
+        command,
+    ])?;
+    if !args.no_record {
+        let section = std::fs::read_to_string(&markdown)
+            .with_context(|| format!("could not read {}", markdown.display()))?;
+        record("operator", "Operator memory", &section)?;
+    }
+    eprintln!("the measurements: {}", json.display());
+    Ok(())
+}
