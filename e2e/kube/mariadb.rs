@@ -123,8 +123,19 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
     // Each instance's agent did what instance.json said: 0 bootstrapped, 1 and 2 copied.
     let donor = world.names.pod_host(0);
     for n in 0..INSTANCES {
-        let s = world.agent_status(n).await.expect("the agent's status");
-        assert_eq!(s["phase"], "running", "instance {n}: {s:#}");
+        // The status counts an instance ready once its server answers; its agent may still
+        // be setting up replication on the copy (or retrying a donor that was streaming to
+        // the other replica: 409), so wait for it to report running.
+        let s = until(
+            Duration::from_secs(60),
+            "the agent running",
+            async || match world.agent_status(n).await {
+                Ok(s) if s["phase"] == "running" => Ok(s),
+                Ok(s) => Err(format!("instance {n}: {s:#}")),
+                Err(e) => Err(format!("instance {n}: {e}")),
+            },
+        )
+        .await;
         assert_eq!(s["data_dir_initialized"], true, "instance {n}: {s:#}");
         if n == 0 {
             assert_eq!(
