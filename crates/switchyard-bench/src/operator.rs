@@ -18,6 +18,7 @@
 //!
 //! Targets (issue 11): under 30 MB idle. Needs root (network namespaces, chroots, mounts).
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,7 +37,8 @@ use switchyard_kube::names::Names;
 use switchyard_kubelet::{Images, Kubelet, KubeletConfig};
 use switchyard_testbed::ServerKind;
 
-use crate::report::{LoadAverage, Machine, table};
+pub use crate::report::SectionContext;
+use crate::report::table;
 
 /// The namespace of the cluster (and the lease).
 const NS: &str = "db";
@@ -538,34 +540,14 @@ async fn measure(
     Ok((phases, samples))
 }
 
-/// What the section says beside the table.
-#[derive(Clone, Debug)]
-pub struct SectionContext {
-    /// The command that reproduces it.
-    pub command: String,
-    /// When (UTC).
-    pub date: String,
-    /// On what.
-    pub machine: Machine,
-    /// Load average at the start.
-    pub load_before: Option<LoadAverage>,
-    /// Load average at the end.
-    pub load_after: Option<LoadAverage>,
-}
-
 /// The markdown section: one row per phase.
 pub fn section(results: &Results, ctx: &SectionContext) -> String {
-    let load = |l: &Option<LoadAverage>| l.map_or_else(|| "unknown".to_owned(), |l| l.to_string());
-    let mut out = format!(
-        "Command: `{}`\n\nMeasured {} (UTC) on {}. Load average (1, 5, 15 min): {} at the start, {} at the end.\n\n\
-         The release `switchyard operator` ({:.1} MB binary) against the fake API over HTTP, the \
+    let mut out = ctx.preamble();
+    let _ = write!(
+        out,
+        "The release `switchyard operator` ({:.1} MB binary) against the fake API over HTTP, the \
          simulated kubelet running a {}-instance {} cluster's pods on real servers. KiB from \
          `/proc/<pid>/status`, sampled every {} ms; VmHWM is the peak since the operator started.\n\n",
-        ctx.command,
-        ctx.date,
-        ctx.machine.describe(),
-        load(&ctx.load_before),
-        load(&ctx.load_after),
         results.binary_bytes as f64 / 1e6,
         results.instances,
         results.server,

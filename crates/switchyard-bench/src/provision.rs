@@ -34,7 +34,8 @@ use switchyard_plan::versions::Flavor;
 use switchyard_testbed::{Binaries, PortLease, ServerKind, allocate_port};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::report::{LoadAverage, Machine, table};
+pub use crate::report::SectionContext;
+use crate::report::table;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -671,32 +672,9 @@ async fn scalar(conn: &mut MySqlConnection, sql: &str) -> Result<String> {
         .unwrap_or_default())
 }
 
-/// What the section says beside the tables.
-#[derive(Clone, Debug)]
-pub struct SectionContext {
-    /// The command that reproduces it.
-    pub command: String,
-    /// When (UTC).
-    pub date: String,
-    /// On what.
-    pub machine: Machine,
-    /// Load average at the start.
-    pub load_before: Option<LoadAverage>,
-    /// Load average at the end.
-    pub load_after: Option<LoadAverage>,
-}
-
 /// The markdown section: the provisioning table and the agents' memory.
 pub fn section(results: &Results, ctx: &SectionContext) -> String {
-    let load = |l: &Option<LoadAverage>| l.map_or_else(|| "unknown".to_owned(), |l| l.to_string());
-    let mut out = format!(
-        "Command: `{}`\n\nMeasured {} (UTC) on {}. Load average (1, 5, 15 min): {} at the start, {} at the end.\n\n",
-        ctx.command,
-        ctx.date,
-        ctx.machine.describe(),
-        load(&ctx.load_before),
-        load(&ctx.load_after),
-    );
+    let mut out = ctx.preamble();
     let header: Vec<String> = [
         "flavor",
         "method",

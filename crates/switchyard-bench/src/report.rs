@@ -320,3 +320,37 @@ mod tests {
         assert_eq!(at(1_798_761_599), "2026-12-31");
     }
 }
+
+/// What a recorded section says beside its table: the command, the date, the machine and the
+/// load average around the run.
+#[derive(Clone, Debug)]
+pub struct SectionContext {
+    /// The command that reproduces the measurement.
+    pub command: String,
+    /// The UTC date.
+    pub date: String,
+    /// The machine.
+    pub machine: Machine,
+    /// The load average when the benchmark started.
+    pub load_before: Option<LoadAverage>,
+    /// The load average when it ended.
+    pub load_after: Option<LoadAverage>,
+}
+
+impl SectionContext {
+    /// The section's first lines: the command, then when, on what and under which load
+    /// (each followed by a blank line).
+    pub fn preamble(&self) -> String {
+        let load =
+            |l: Option<LoadAverage>| l.map_or_else(|| "unknown".to_owned(), |l| l.to_string());
+        format!(
+            "Command: `{}`\n\nMeasured {} (UTC) on {}. Load average (1, 5, 15 min): {} at the \
+             start, {} at the end.\n\n",
+            self.command,
+            self.date,
+            self.machine.describe(),
+            load(self.load_before),
+            load(self.load_after),
+        )
+    }
+}

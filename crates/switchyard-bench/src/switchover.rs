@@ -41,7 +41,8 @@ use switchyard_testbed::router::Router;
 use switchyard_testbed::{Cluster, Flavor, ServerKind, replication, wait_for};
 
 use crate::events::FenceLifted;
-use crate::report::{LoadAverage, Machine, ResultRow, SWITCHOVER_TARGETS, table};
+pub use crate::report::SectionContext;
+use crate::report::{ResultRow, SWITCHOVER_TARGETS, table};
 use crate::stats::{Summary, ms};
 
 /// How far past the end of an operation a run's window reaches.
@@ -343,33 +344,10 @@ pub fn tables(results: &[FlavorResult]) -> String {
     out
 }
 
-/// What a recorded section says besides the tables.
-#[derive(Clone, Debug)]
-pub struct SectionContext {
-    /// The command that reproduces the measurement.
-    pub command: String,
-    /// The UTC date.
-    pub date: String,
-    /// The machine.
-    pub machine: Machine,
-    /// The load average when the benchmark started.
-    pub load_before: Option<LoadAverage>,
-    /// The load average when it ended.
-    pub load_after: Option<LoadAverage>,
-}
-
 /// The section of `docs/benchmarks.md`: the command, the date, the machine and its load, the
 /// tables and a verdict against the targets.
 pub fn section(results: &[FlavorResult], ctx: &SectionContext) -> String {
-    let load = |l: Option<LoadAverage>| l.map_or("unknown".to_owned(), |l| l.to_string());
-    let mut out = format!(
-        "Command: `{}`\n\nMeasured {} (UTC) on {}. Load average (1, 5, 15 min): {} at the start, {} at the end.\n\n",
-        ctx.command,
-        ctx.date,
-        ctx.machine.describe(),
-        load(ctx.load_before),
-        load(ctx.load_after),
-    );
+    let mut out = ctx.preamble();
     out.push_str(&tables(results));
     let restarted: Vec<String> = results
         .iter()
