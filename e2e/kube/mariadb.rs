@@ -23,9 +23,9 @@
 //! 6. A replica's volume and pod are lost: it comes back provisioned from a healthy
 //!    instance, replicating, with every row, and is never writable.
 //! 7. The primary's binary logs are flushed and purged (the rows written so far are in no
-//!    binary log left), then scale 3 -> 4: the new instance is copied from a donor, replicates
-//!    from the primary with every row, and is ready (in the read Service) only once its copy
-//!    runs.
+//!    binary log left), then scale 3 -> 5: each new instance is copied from a donor,
+//!    replicates from the primary with every row, and is ready (in the read Service) only
+//!    once its copy runs.
 //! 8. Every request the operator made is allowed by `deploy/rbac.yaml` (the API server's
 //!    rules, checked by switchyard-kubelet's checker).
 //! 9. Every pod stops cleanly; nothing of the pod network is left.
@@ -67,12 +67,14 @@ const ROLLOUT_WITHIN: Duration = Duration::from_secs(150);
 const STATIC_VARIABLE: &str = "innodb_sort_buffer_size";
 const STATIC_VALUE: &str = "2097152";
 /// A dynamic variable (set online, no restart) and the value the change gives it.
+/// The instances the scale-up of step 7 adds.
+const ADDED: u32 = 2;
 const ONLINE_VARIABLE: &str = "max_connections";
 const ONLINE_VALUE: &str = "321";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
-    let _slots = switchyard_testbed::slots::acquire(INSTANCES as usize)
+    let _slots = switchyard_testbed::slots::acquire((INSTANCES + ADDED) as usize)
         .await
         .expect("server slots");
     let log = Log::new("kube-e2e-mariadb.log");
@@ -705,82 +707,84 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
     );
 
     // 7. The primary's binary logs are purged (a new instance replaying them from the first
-    // could not get the rows written before), then scale 3 -> 4: the new instance is copied
+    // could not get the rows written before), then scale 3 -> 5: each new instance is copied
     // from a donor, has every row, and counts as ready (joins the read Service) only once its
     // copy runs and replicates.
-    let rows = purge_binary_logs(&world, new_primary, &op_user, &op_pw).await;
+    let mut rows = purge_binary_logs(&world, new_primary, &op_user, &op_pw).await;
     world
-        .edit(|s| s.replicas = i32::try_from(INSTANCES + 1).unwrap())
+        .edit(|s| s.replicas = i32::try_from(INSTANCES + ADDED).unwrap())
         .await;
-    log.say("test", format!("scaling to {}", INSTANCES + 1));
-    let added = INSTANCES;
-    let joined = until(ROLLOUT_WITHIN, "the new instance ready", async || {
-        // The pod's Ready condition (from the agent's readiness probe) is what puts it in the
-        // read Service's endpoints.
-        let ready = world
-            .pod(added)
-            .await
-            .is_some_and(|p| switchyard_kubelet::pod_ready(&p));
-        let agent = world.agent_status(added).await;
-        if ready {
-            // Ready: the agent must already have a running, replicating copy.
-            let a = agent.unwrap_or_else(|e| panic!("instance {added} ready, its agent: {e}"));
-            assert_eq!(
-                (a["phase"].as_str(), a["provisioning"].as_str()),
-                (Some("running"), Some("done")),
-                "instance {added} ready before its copy ran: {a:#}"
-            );
-            Ok(a)
-        } else {
-            Err(format!("not ready; agent {agent:?}"))
-        }
-    })
-    .await;
-    let from = donor_of(&world, added, &joined);
-    assert!(
-        (0..INSTANCES).any(|n| from.starts_with(&world.names.pod_host(n))),
-        "instance {added} copied from an instance of the cluster, not {from:?}"
-    );
-    let mut conn = MySqlConnection::connect_with(&world.options(added, &op_user, &op_pw))
-        .await
-        .expect("connect to the new instance");
-    let host = replicating(&mut conn, "the new instance replicates").await;
-    assert!(
-        host.starts_with(&world.names.pod(new_primary)),
-        "the new instance replicates from the primary, not {host}"
-    );
-    assert_eq!(scalar(&mut conn, "SELECT @@read_only").await, "1");
-    let added_rows = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
-    let _ = conn.close().await;
-    assert_eq!(added_rows, rows, "the new instance has every row");
-    // And it replicates what the primary writes now.
-    let mut conn = MySqlConnection::connect_with(&world.options(new_primary, &op_user, &op_pw))
-        .await
-        .expect("connect to the primary");
-    exec(&mut conn, "INSERT INTO app.ledger (id, writer, at_us, payload) SELECT MAX(id) + 1, 0, 0, 'after the scale-up' FROM app.ledger").await;
-    let rows = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
-    let _ = conn.close().await;
-    until(
-        Duration::from_secs(30),
-        "the new instance replicating the primary's next write",
-        async || {
-            let mut conn = MySqlConnection::connect_with(&world.options(added, &op_user, &op_pw))
+    log.say("test", format!("scaling to {}", INSTANCES + ADDED));
+    for added in INSTANCES..INSTANCES + ADDED {
+        let joined = until(ROLLOUT_WITHIN, "the new instance ready", async || {
+            // The pod's Ready condition (from the agent's readiness probe) is what puts it in the
+            // read Service's endpoints.
+            let ready = world
+                .pod(added)
                 .await
-                .map_err(|e| e.to_string())?;
-            let n = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
-            let _ = conn.close().await;
-            if n == rows {
-                Ok(())
+                .is_some_and(|p| switchyard_kubelet::pod_ready(&p));
+            let agent = world.agent_status(added).await;
+            if ready {
+                // Ready: the agent must already have a running, replicating copy.
+                let a = agent.unwrap_or_else(|e| panic!("instance {added} ready, its agent: {e}"));
+                assert_eq!(
+                    (a["phase"].as_str(), a["provisioning"].as_str()),
+                    (Some("running"), Some("done")),
+                    "instance {added} ready before its copy ran: {a:#}"
+                );
+                Ok(a)
             } else {
-                Err(format!("{n} rows of {rows}"))
+                Err(format!("not ready; agent {agent:?}"))
             }
-        },
-    )
-    .await;
-    log.say(
-        "test",
-        format!("instance {added} copied from {from}, replicating, {rows} rows"),
-    );
+        })
+        .await;
+        let from = donor_of(&world, added, &joined);
+        assert!(
+            (0..added).any(|n| from.starts_with(&world.names.pod_host(n))),
+            "instance {added} copied from an instance of the cluster, not {from:?}"
+        );
+        let mut conn = MySqlConnection::connect_with(&world.options(added, &op_user, &op_pw))
+            .await
+            .expect("connect to the new instance");
+        let host = replicating(&mut conn, "the new instance replicates").await;
+        assert!(
+            host.starts_with(&world.names.pod(new_primary)),
+            "the new instance replicates from the primary, not {host}"
+        );
+        assert_eq!(scalar(&mut conn, "SELECT @@read_only").await, "1");
+        let added_rows = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
+        let _ = conn.close().await;
+        assert_eq!(added_rows, rows, "the new instance has every row");
+        // And it replicates what the primary writes now.
+        let mut conn = MySqlConnection::connect_with(&world.options(new_primary, &op_user, &op_pw))
+            .await
+            .expect("connect to the primary");
+        exec(&mut conn, "INSERT INTO app.ledger (id, writer, at_us, payload) SELECT MAX(id) + 1, 0, 0, 'after the scale-up' FROM app.ledger").await;
+        rows = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
+        let _ = conn.close().await;
+        until(
+            Duration::from_secs(30),
+            "the new instance replicating the primary's next write",
+            async || {
+                let mut conn =
+                    MySqlConnection::connect_with(&world.options(added, &op_user, &op_pw))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                let n = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
+                let _ = conn.close().await;
+                if n == rows {
+                    Ok(())
+                } else {
+                    Err(format!("{n} rows of {rows}"))
+                }
+            },
+        )
+        .await;
+        log.say(
+            "test",
+            format!("instance {added} copied from {from}, replicating, {rows} rows"),
+        );
+    }
 
     // 8. Every request the operator made is allowed by deploy/rbac.yaml.
     let requests = world.recorder.requests();
