@@ -43,8 +43,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{
-    Log, PrimaryFollower, World, WritableMonitor, assert_nothing_lost, exec, hash_of, intent,
-    revision_of, rows_on, scalar, until, within,
+    AppLoad, Log, World, WritableMonitor, assert_nothing_lost, exec, hash_of, intent, revision_of,
+    rows_on, scalar, start_app_load, until, within,
 };
 use kube::ResourceExt as _;
 use kube::api::DeleteParams;
@@ -55,7 +55,6 @@ use switchyard_kube::names::ANNOTATION_REVISION_HASH;
 use switchyard_kubelet::EventKind;
 use switchyard_kubelet::rbac::{Rbac, ServiceAccount};
 use switchyard_plan::record::Intent;
-use switchyard_testbed::load::{Endpoints, Load, LoadConfig, Login, Logins, prepare};
 use switchyard_testbed::{Flavor, ServerKind};
 
 const INSTANCES: u32 = 3;
@@ -215,46 +214,11 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
         "0",
         "the primary is writable"
     );
-    let app = Login::new("app", "app-password-e2e");
-    exec(
-        &mut primary,
-        "CREATE USER 'app'@'%' IDENTIFIED BY 'app-password-e2e'",
-    )
-    .await;
-    exec(&mut primary, "GRANT SELECT, INSERT ON app.* TO 'app'@'%'").await;
-    let _ = primary.close().await;
-    prepare(&world.options(0, &op_user, &op_pw), "app.ledger")
-        .await
-        .expect("the load's table");
-    let service = PrimaryFollower::start(&world, INSTANCES).await;
-    let monitor = WritableMonitor::start(&world, INSTANCES, &creds);
-    let mut config = LoadConfig::default();
-    config.writers = 2;
-    config.rate_per_sec = 100;
-    config.readers = 0;
-    let logins = Logins {
-        application: app,
-        privileged: Login::new(op_user.clone(), op_pw.clone()),
-    };
-    let load =
-        Load::start(config, Endpoints::from(service.router.as_ref()), &logins).expect("the load");
-    until(
-        Duration::from_secs(30),
-        "the load's first writes",
-        async || {
-            let n = load.acknowledged();
-            if n >= 50 {
-                Ok(())
-            } else {
-                Err(format!("{n} acknowledged"))
-            }
-        },
-    )
-    .await;
-    log.say(
-        "test",
-        format!("load running: {} writes acknowledged", load.acknowledged()),
-    );
+    let AppLoad {
+        service,
+        monitor,
+        load,
+    } = start_app_load(&world, primary, &creds, INSTANCES, (2, 100, 50), &log).await;
 
     // 3. A change that needs a restart.
     let before = world.cluster().await;

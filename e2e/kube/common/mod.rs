@@ -43,7 +43,9 @@ use switchyard_kubelet::rbac::{self, Recorder};
 use switchyard_kubelet::{Addresses, Event, EventKind, Images, Kubelet, KubeletConfig};
 use switchyard_plan::record::Intent;
 use switchyard_testbed::ledger::{CheckConfig, CheckTarget, check};
-use switchyard_testbed::load::LoadReport;
+use switchyard_testbed::load::{
+    Endpoints, Load, LoadConfig, LoadHandle, LoadReport, Login, Logins, prepare,
+};
 use switchyard_testbed::router::Router;
 use tokio::task::JoinHandle;
 
@@ -899,4 +901,75 @@ pub async fn assert_nothing_lost(
             && writers.writable.get(&new_primary).copied().unwrap_or(0) > 0,
         "the monitor saw the old and the new primary writable: {writers:?}"
     );
+}
+
+/// The application's writes under a test: the load, the router that follows the primary
+/// label, and the monitor of writable instances.
+pub struct AppLoad {
+    /// The router whose write endpoint follows the pod labelled primary.
+    pub service: PrimaryFollower,
+    /// Polls `read_only` on every pod.
+    pub monitor: WritableMonitor,
+    /// The writers (application account), through `service`.
+    pub load: LoadHandle,
+}
+
+/// Creates the application's account (`app`, SELECT and INSERT on `app.*`) on the primary
+/// (instance 0, through `primary`, which is closed) and the load's table, then starts
+/// `writers` writers at `rate` writes/s through the primary-following router and the
+/// writable monitor, and waits for the first `first` acknowledged writes.
+pub async fn start_app_load(
+    world: &World,
+    mut primary: MySqlConnection,
+    creds: &ClusterCredentials,
+    instances: u32,
+    (writers, rate, first): (usize, u32, usize),
+    log: &Log,
+) -> AppLoad {
+    let (op_user, op_pw) = (creds.operator_user.clone(), creds.operator_password.clone());
+    let app = Login::new("app", "app-password-e2e");
+    exec(
+        &mut primary,
+        "CREATE USER 'app'@'%' IDENTIFIED BY 'app-password-e2e'",
+    )
+    .await;
+    exec(&mut primary, "GRANT SELECT, INSERT ON app.* TO 'app'@'%'").await;
+    let _ = primary.close().await;
+    prepare(&world.options(0, &op_user, &op_pw), "app.ledger")
+        .await
+        .expect("the load's table");
+    let service = PrimaryFollower::start(world, instances).await;
+    let monitor = WritableMonitor::start(world, instances, creds);
+    let mut config = LoadConfig::default();
+    config.writers = writers;
+    config.rate_per_sec = rate;
+    config.readers = 0;
+    let logins = Logins {
+        application: app,
+        privileged: Login::new(op_user, op_pw),
+    };
+    let load =
+        Load::start(config, Endpoints::from(service.router.as_ref()), &logins).expect("the load");
+    until(
+        Duration::from_secs(30),
+        "the load's first writes",
+        async || {
+            let n = load.acknowledged();
+            if n >= first {
+                Ok(())
+            } else {
+                Err(format!("{n} acknowledged"))
+            }
+        },
+    )
+    .await;
+    log.say(
+        "test",
+        format!("load running: {} writes acknowledged", load.acknowledged()),
+    );
+    AppLoad {
+        service,
+        monitor,
+        load,
+    }
 }
