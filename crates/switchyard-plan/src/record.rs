@@ -303,6 +303,13 @@ pub struct Record {
     /// The last completed failover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failover: Option<FailoverSummary>,
+    /// Primaries failed over that have not rejoined since: each is fenced
+    /// when it answers again and judged (repointed, or quarantined with what
+    /// the failover lost), as is a replica that still follows one. A set, not
+    /// the last failover's alone: a second failover may come before the
+    /// first failed primary is back.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub failed_over: std::collections::BTreeSet<u32>,
     /// How many replicas the primary was last seen waiting for before it
     /// acknowledged a commit (refreshed as `primary_position` is): a failover
     /// is proven lossless only from it. `None`: asynchronous.

@@ -461,11 +461,15 @@ fn run(scn: &Scenario, mutation: Mutation) -> Result<(), TestCaseError> {
     // A quarantined instance may have been the only candidate left for the
     // primary's switchover: the engine waits for a person to re-provision it.
     let quarantined = model.record().quarantined;
+    // Or the only replicas that could acknowledge the new primary's
+    // commits: its writes block, which the engine reports.
     if !run.done
         && !quarantined.is_empty()
         && matches!(
             &run.last,
-            Some(StepOutcome::Waited(WaitReason::NoCandidate { .. }))
+            Some(StepOutcome::Waited(
+                WaitReason::NoCandidate { .. } | WaitReason::TooFewReplicas { .. }
+            ))
         )
     {
         return Ok(());
@@ -506,7 +510,12 @@ fn run(scn: &Scenario, mutation: Mutation) -> Result<(), TestCaseError> {
         scn.to,
         model.versions()
     );
-    prop_assert!(model.acknowledged() > 0, "the model took no writes");
+    prop_assert!(
+        model.acknowledged() > 0,
+        "the model took no writes\nfaults fired: {:?}\ntrace:\n{}",
+        run.fired,
+        trace()
+    );
     if scn.schema.is_some() {
         prop_assert!(
             model

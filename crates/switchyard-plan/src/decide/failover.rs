@@ -288,13 +288,32 @@ impl Decider<'_> {
     /// could not be fenced while it was unreachable), is fenced before
     /// anything else: its data is then judged like any returning replica's.
     fn returned_failed_primary(&self) -> Option<Action> {
-        let failed = self.record.last_failover.as_ref()?.from;
-        let i = self.observed.instance(failed)?;
         // Back with no source (a privileged client could take it for a
         // primary: MariaDB's read_only lets READ ONLY ADMIN commit) or
         // writable: fenced before anything else judges it.
-        (i.role != Role::Primary && !i.fenced && answers(i) && (i.writable || i.source.is_none()))
-            .then_some(Action::Fence { ordinal: failed })
+        self.observed
+            .by_ordinal()
+            .into_iter()
+            .find(|i| {
+                self.failed_primary(i.ordinal)
+                    && i.role != Role::Primary
+                    && !i.fenced
+                    && answers(i)
+                    && (i.writable || i.source.is_none())
+            })
+            .map(|i| Action::Fence { ordinal: i.ordinal })
+    }
+
+    /// Whether `ordinal` is a primary that was failed over and has not
+    /// rejoined since (the last failover's is, for a record written before
+    /// the set was kept).
+    pub(super) fn failed_primary(&self, ordinal: u32) -> bool {
+        self.record.failed_over.contains(&ordinal)
+            || self
+                .record
+                .last_failover
+                .as_ref()
+                .is_some_and(|f| f.from == ordinal)
     }
 
     /// Whether `i` is quarantined.

@@ -500,6 +500,18 @@ pub enum WaitReason {
         /// Why no failover starts now.
         detail: String,
     },
+    /// The primary waits for more replicas to acknowledge each commit than
+    /// follow it (the others are quarantined or gone, after a failover):
+    /// its writes block until a person re-provisions one, or lowers the
+    /// wait. Reported instead of done, never fallen back from in silence.
+    TooFewReplicas {
+        /// The primary.
+        primary: u32,
+        /// How many replicas it waits for.
+        waits_for: u32,
+        /// How many follow it.
+        followers: u32,
+    },
     /// A step failed; it is retried after a pause.
     Backoff {
         /// The failed step's key.
@@ -523,6 +535,7 @@ impl WaitReason {
             WaitReason::Starting { ordinal } => format!("starting:{ordinal}"),
             WaitReason::NoCandidate { .. } => "no-candidate".into(),
             WaitReason::PrimaryFailing { ordinal, .. } => format!("primary-failing:{ordinal}"),
+            WaitReason::TooFewReplicas { primary, .. } => format!("too-few-replicas:{primary}"),
             WaitReason::Backoff { step, .. } => format!("backoff:{step}"),
         }
     }
@@ -537,6 +550,7 @@ impl WaitReason {
                 | WaitReason::DrainGrace { .. }
                 | WaitReason::Backoff { .. }
                 | WaitReason::PrimaryFailing { .. }
+                | WaitReason::TooFewReplicas { .. }
         )
     }
 }
@@ -572,6 +586,16 @@ impl fmt::Display for WaitReason {
             } => write!(
                 f,
                 "the primary {ordinal} fails its checks since {since}; no failover yet: {detail}"
+            ),
+            WaitReason::TooFewReplicas {
+                primary,
+                waits_for,
+                followers,
+            } => write!(
+                f,
+                "the primary {primary} waits for {waits_for} replicas to acknowledge each commit \
+                 and {followers} follow it: its writes block until a replica is re-provisioned \
+                 or the wait is lowered"
             ),
             WaitReason::Backoff { step, until } => write!(f, "{step} failed; retrying at {until}"),
         }

@@ -147,6 +147,26 @@ impl Decider<'_> {
             if !galera && let Some(halt) = self.errant_replica() {
                 return halt;
             }
+            // Done means the primary's commits can be acknowledged: with
+            // fewer replicas than it waits for, its writes block.
+            if let Some(p) = self.observed.primary()
+                && let Some(waits_for) = p.ack_replicas
+            {
+                let followers = self
+                    .observed
+                    .by_ordinal()
+                    .into_iter()
+                    .filter(|i| i.source == Some(p.ordinal) && !self.quarantined(i))
+                    .count();
+                let followers = u32::try_from(followers).unwrap_or(u32::MAX);
+                if followers < waits_for {
+                    return self.wait(WaitReason::TooFewReplicas {
+                        primary: p.ordinal,
+                        waits_for,
+                        followers,
+                    });
+                }
+            }
             return Action::Done;
         }
         if self.policy.strategy == Strategy::Paused {
@@ -678,11 +698,8 @@ impl Decider<'_> {
             // a replica that still follows it (it did not answer during the
             // failover, and holds what the failover lost), is quarantined:
             // the cluster goes on without it until a person re-provisions it.
-            let after_failover = self
-                .record
-                .last_failover
-                .as_ref()
-                .is_some_and(|f| f.from == ordinal || i.source == Some(f.from));
+            let after_failover =
+                self.failed_primary(ordinal) || i.source.is_some_and(|s| self.failed_primary(s));
             if after_failover {
                 return Action::Quarantine {
                     ordinal,

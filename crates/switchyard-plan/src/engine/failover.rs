@@ -248,6 +248,8 @@ impl<R: ClusterRuntime> Engine<R> {
                 lossless: run.lossless,
             });
             record.failovers += 1;
+            record.failed_over.insert(from);
+            record.failed_over.remove(&run.to);
             record.failover_request = None;
             record.detection = None;
             self.save(record).await?;

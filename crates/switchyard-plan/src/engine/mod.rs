@@ -814,6 +814,13 @@ impl<R: ClusterRuntime> Engine<R> {
         {
             record.intent = None;
         }
+        // A failed primary that now follows the primary, or is quarantined,
+        // has been judged.
+        if result.is_ok()
+            && let Action::Repoint { ordinal, .. } | Action::Quarantine { ordinal, .. } = &action
+        {
+            record.failed_over.remove(ordinal);
+        }
         self.finish(record, action, result).await
     }
 }

@@ -253,6 +253,12 @@ struct State {
     /// Acknowledged writes a failover accepted to lose (the candidate lacked
     /// them): they must stay on an instance the record quarantines.
     accepted_loss: BTreeSet<WriteId>,
+    /// Commits in flight on a failed primary when a failover that was not
+    /// lossless promoted another: a replica it could not isolate may still
+    /// acknowledge them once the failed primary comes back, and a loss of
+    /// them is part of what the policy accepted (a lossless failover
+    /// isolated enough replicas that none can be).
+    at_risk: BTreeSet<WriteId>,
     /// Instances a failover drained because they could not follow the new
     /// primary yet (out by the failure, not by a rollout's step).
     failover_out: BTreeSet<u32>,
@@ -406,6 +412,7 @@ impl Model {
                 pending: BTreeMap::new(),
                 accept_data_loss: setup.accept_data_loss,
                 accepted_loss: BTreeSet::new(),
+                at_risk: BTreeSet::new(),
                 failover_out: BTreeSet::new(),
                 relay_discarded: BTreeSet::new(),
                 no_writer_since: None,
@@ -1087,6 +1094,9 @@ impl State {
             self.pending.remove(&id);
             if !p.exposed {
                 self.acknowledged.insert(id);
+                if self.at_risk.contains(&id) {
+                    self.accepted_loss.insert(id);
+                }
             }
         }
     }
@@ -1237,7 +1247,10 @@ impl State {
             let Some(src) = i.source.and_then(|s| self.inst(s)) else {
                 continue;
             };
-            if !(i.up && i.applying && src.up) {
+            // A receiver that is stopped (a failover isolated it, and it
+            // was quarantined since) takes nothing from its source: what its
+            // relay log holds came while it received, when this check saw it.
+            if !(i.up && i.applying && !i.detached && src.up) {
                 continue;
             }
             let ok = catalog()
@@ -1534,6 +1547,13 @@ impl State {
         }
         if !lossless {
             self.accepted_loss.extend(lacking);
+            let in_flight: Vec<WriteId> = self
+                .pending
+                .keys()
+                .filter(|id| id.0 == from)
+                .copied()
+                .collect();
+            self.at_risk.extend(in_flight);
         }
         let now = self.clock;
         if let Some(old) = self.inst_mut(from)
