@@ -56,4 +56,7 @@ pub enum Mutation {
     /// Repoint a failed primary that comes back without judging what it
     /// holds that the new primary lacks.
     RejoinFailedPrimaryWithoutCheck,
+    /// Leave a replica the failover could not isolate connected to the
+    /// failed primary when both answer again.
+    KeepFollowersOfFailedPrimary,
 }

@@ -291,9 +291,9 @@ impl Decider<'_> {
         // Back with no source (a privileged client could take it for a
         // primary: MariaDB's read_only lets READ ONLY ADMIN commit) or
         // writable: fenced before anything else judges it.
-        self.observed
-            .by_ordinal()
-            .into_iter()
+        let instances = self.observed.by_ordinal();
+        let fence = instances
+            .iter()
             .find(|i| {
                 self.failed_primary(i.ordinal)
                     && i.role != Role::Primary
@@ -301,19 +301,30 @@ impl Decider<'_> {
                     && answers(i)
                     && (i.writable || i.source.is_none())
             })
-            .map(|i| Action::Fence { ordinal: i.ordinal })
+            .map(|i| Action::Fence { ordinal: i.ordinal });
+        // A replica the failover could not isolate, whose receiver is
+        // connected to a failed primary again: it would acknowledge the
+        // commits that primary had in flight, which the new one lacks.
+        let detach = || {
+            instances.iter().find_map(|i| {
+                let from = i.source.filter(|s| self.failed_primary(*s))?;
+                (self.mutation != Mutation::KeepFollowersOfFailedPrimary
+                    && answers(i)
+                    && i.link.as_ref().is_some_and(|l| l.connected))
+                .then_some(Action::Detach {
+                    ordinal: i.ordinal,
+                    from,
+                })
+            })
+        };
+        fence.or_else(detach)
     }
 
     /// Whether `ordinal` is a primary that was failed over and has not
-    /// rejoined since (the last failover's is, for a record written before
-    /// the set was kept).
+    /// rejoined since (never the primary now).
     pub(super) fn failed_primary(&self, ordinal: u32) -> bool {
         self.record.failed_over.contains(&ordinal)
-            || self
-                .record
-                .last_failover
-                .as_ref()
-                .is_some_and(|f| f.from == ordinal)
+            && self.observed.primary().is_none_or(|p| p.ordinal != ordinal)
     }
 
     /// Whether `i` is quarantined.

@@ -316,6 +316,15 @@ pub enum Action {
         /// The candidate: the replica that received the most.
         to: u32,
     },
+    /// Stop the receiver of a replica still connected to a primary that was
+    /// failed over (it did not answer during the failover): nothing more
+    /// reaches it from there, and it acknowledges nothing for it.
+    Detach {
+        /// The replica.
+        ordinal: u32,
+        /// The failed primary it follows.
+        from: u32,
+    },
     /// Keep an instance out of replication and service: it holds transactions
     /// the primary lacks (a failed primary's unacknowledged writes).
     Quarantine {
@@ -367,6 +376,7 @@ impl Action {
             Action::Recover { ordinal } => format!("recover:{ordinal}"),
             Action::Switchover { from, to } => format!("switchover:{from}->{to}"),
             Action::Failover { from, to } => format!("failover:{from}->{to}"),
+            Action::Detach { ordinal, .. } => format!("detach:{ordinal}"),
             Action::Quarantine { ordinal, .. } => format!("quarantine:{ordinal}"),
             Action::Fence { ordinal } => format!("fence:{ordinal}"),
             Action::Unfence { ordinal } => format!("unfence:{ordinal}"),
@@ -409,6 +419,10 @@ impl fmt::Display for Action {
             Action::Failover { from, to } => {
                 write!(f, "fail over from the failed primary {from} to {to}")
             }
+            Action::Detach { ordinal, from } => write!(
+                f,
+                "stop instance {ordinal} receiving from {from}, a primary that was failed over"
+            ),
             Action::Quarantine { ordinal, extra } => write!(
                 f,
                 "quarantine instance {ordinal}: it holds transactions the primary lacks ({extra})"

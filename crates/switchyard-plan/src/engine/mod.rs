@@ -787,6 +787,7 @@ impl<R: ClusterRuntime> Engine<R> {
                 }
             }
             Action::Unfence { ordinal } => rt.unfence(*ordinal, bound).await,
+            Action::Detach { ordinal, .. } => rt.detach(*ordinal, bound).await,
             Action::Repoint { ordinal, source } => rt.repoint(*ordinal, *source).await,
             Action::ApplyVariables {
                 ordinal,
@@ -814,10 +815,10 @@ impl<R: ClusterRuntime> Engine<R> {
         {
             record.intent = None;
         }
-        // A failed primary that now follows the primary, or is quarantined,
-        // has been judged.
+        // A failed primary that now follows the primary has been judged (one
+        // quarantined stays failed: what still follows it is judged with it).
         if result.is_ok()
-            && let Action::Repoint { ordinal, .. } | Action::Quarantine { ordinal, .. } = &action
+            && let Action::Repoint { ordinal, .. } = &action
         {
             record.failed_over.remove(ordinal);
         }
@@ -834,6 +835,7 @@ fn action_ordinal(action: &Action) -> u32 {
         | Action::Recover { ordinal }
         | Action::Fence { ordinal }
         | Action::Quarantine { ordinal, .. }
+        | Action::Detach { ordinal, .. }
         | Action::Unfence { ordinal }
         | Action::Repoint { ordinal, .. }
         | Action::ApplyVariables { ordinal, .. }

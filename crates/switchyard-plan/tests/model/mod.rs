@@ -536,6 +536,16 @@ impl Model {
         s.record_write_fails = false;
     }
 
+    /// Whether a fault that fired still holds an instance: hung, cut off,
+    /// or down until a set time (`heal` would end it at once).
+    pub fn faults_in_force(&self) -> bool {
+        let s = self.lock();
+        let now = s.clock;
+        s.instances.iter().any(|i| {
+            i.frozen_until > now || i.cut_until > now || i.back_at.is_some_and(|t| t > now)
+        })
+    }
+
     /// Lets time pass and replication and clients run (a tick of the world).
     pub fn tick(&self, d: Duration) {
         let mut s = self.lock();
@@ -664,6 +674,19 @@ impl Model {
                      and no halt names the instance holding them ({holder:?}): first {:?}",
                     lost.len(),
                     &lost[..lost.len().min(5)]
+                ));
+            }
+        }
+        // With the faults over, no replica receives from a primary that was
+        // failed over: it would acknowledge what that one had in flight.
+        for i in &s.instances {
+            let Some(f) = i.source.filter(|f| s.record.failed_over.contains(f)) else {
+                continue;
+            };
+            if i.up && i.applying && !i.detached && s.inst(f).is_some_and(|f| f.up) {
+                out.push(format!(
+                    "instance {} still receives from {f}, a primary that was failed over",
+                    i.ordinal
                 ));
             }
         }
