@@ -46,6 +46,24 @@ pub mod types {
     pub const QUARANTINED: &str = "Quarantined";
     /// The last failover: from which instance to which, and whether it was lossless.
     pub const FAILED_OVER: &str = "FailedOver";
+    /// The semi-synchronous primary has fewer replicas receiving from it than it waits for
+    /// before acknowledging a commit: its writes block until enough are back (never a
+    /// silent fall-back to asynchronous replication).
+    pub const WRITES_AT_RISK: &str = "WritesAtRisk";
+}
+
+/// The semi-synchronous primary's wait and how many replicas receive from it, when too
+/// few do: (primary, waits for, receiving).
+pub fn too_few_receivers(observed: &Observed) -> Option<(u32, u32, u32)> {
+    let p = observed.primary()?;
+    let k = p.ack_replicas?;
+    let receiving = observed
+        .instances
+        .iter()
+        .filter(|i| i.source == Some(p.ordinal) && i.link.as_ref().is_some_and(|l| l.connected))
+        .count();
+    let receiving = u32::try_from(receiving).unwrap_or(u32::MAX);
+    (receiving < k).then_some((p.ordinal, k, receiving))
 }
 
 /// A bounded category (`forbidden-transition`) as a condition reason (`ForbiddenTransition`).
@@ -337,6 +355,28 @@ pub fn conditions(
         generation,
         now,
     );
+    let at_risk = too_few_receivers(observed);
+    set_condition(
+        c,
+        types::WRITES_AT_RISK,
+        at_risk.is_some(),
+        if at_risk.is_some() {
+            "TooFewReplicasReceiving"
+        } else {
+            "EnoughReplicas"
+        },
+        at_risk
+            .map(|(p, k, n)| {
+                format!(
+                    "the primary, instance {p}, acknowledges a commit once {k} replicas received \
+                     it and {n} receive from it now: writes block until enough are back \
+                     (re-provision a quarantined instance, or lower spec.replication.ackReplicas)"
+                )
+            })
+            .unwrap_or_default(),
+        generation,
+        now,
+    );
     if let Some(f) = &record.last_failover {
         set_condition(
             c,
@@ -413,6 +453,52 @@ pub fn conditions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_are_at_risk_when_fewer_replicas_receive_than_the_primary_waits_for() {
+        use switchyard_plan::topology::{Link, TopologyKind};
+        use switchyard_plan::versions::{Flavor, Version};
+        use switchyard_plan::{Health, Instance};
+        let version = Version::parse("10.11.14").expect("version");
+        let revision = Revision::new(1, Flavor::Mariadb, version, &Default::default());
+        let instance = |ordinal: u32, source: Option<u32>, connected: bool| Instance {
+            ordinal,
+            role: if source.is_none() {
+                Role::Primary
+            } else {
+                Role::Replica
+            },
+            version,
+            revision: revision.clone(),
+            health: Health::Ready,
+            gtid: None,
+            writable: source.is_none(),
+            fenced: false,
+            drained: false,
+            source,
+            schema: None,
+            link: source.map(|_| Link {
+                connected,
+                received: None,
+            }),
+            ack_replicas: source.is_none().then_some(2),
+        };
+        let observed = |connected: [bool; 2]| Observed {
+            kind: TopologyKind::Async,
+            flavor: Flavor::Mariadb,
+            instances: vec![
+                instance(0, None, false),
+                instance(1, Some(0), connected[0]),
+                instance(2, Some(0), connected[1]),
+            ],
+        };
+        assert_eq!(too_few_receivers(&observed([true, true])), None);
+        assert_eq!(too_few_receivers(&observed([true, false])), Some((0, 2, 1)));
+        assert_eq!(
+            too_few_receivers(&observed([false, false])),
+            Some((0, 2, 0))
+        );
+    }
 
     #[test]
     fn approvals_round_trip_and_reject_garbage() {
