@@ -1101,3 +1101,35 @@ fn a_replica_still_connected_to_a_failed_primary_is_detached() {
     r.failed_over.clear();
     assert!(!matches!(d(&o, &r, &t, &p), Action::Detach { .. }));
 }
+
+#[test]
+fn a_failed_primary_is_judged_on_both_gtid_sets_before_it_rejoins() {
+    // Instance 0 failed and 1 took over; 0 runs again, fenced.
+    let mut o = cluster(1, &["10.11.14", "10.11.14", "10.11.14"]);
+    let gtid = |t: &str| Some(GtidSet::parse(Flavor::Mariadb, t).expect("gtid"));
+    set(&mut o, 0, |i| {
+        i.fenced = true;
+        i.source = None;
+        i.gtid = gtid("0-1-5");
+    });
+    let mut r = Record::default();
+    r.failed_over.insert(0);
+    let t = current("10.11.14");
+    let p = Policy::default();
+    // The primary's set is not known (the operator cannot read it now): wait.
+    match d(&o, &r, &t, &p) {
+        Action::Wait {
+            reason: WaitReason::Unhealthy { ordinal: 1, .. },
+        } => {}
+        other => panic!("expected a wait on the primary's transactions, got {other}"),
+    }
+    // Known, and holding everything 0 has: 0 follows it.
+    set(&mut o, 1, |i| i.gtid = gtid("0-2-9"));
+    assert_eq!(
+        d(&o, &r, &t, &p),
+        Action::Repoint {
+            ordinal: 0,
+            source: 1
+        }
+    );
+}

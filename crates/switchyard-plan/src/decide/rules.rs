@@ -689,6 +689,25 @@ impl Decider<'_> {
                 .last_failover
                 .as_ref()
                 .is_some_and(|f| f.from == ordinal);
+        // A failed primary (or a replica that still follows one) is judged
+        // only on both GTID sets: a primary the operator cannot reach now (or
+        // an instance whose set is unknown) is waited on, not assumed to hold
+        // everything it holds.
+        let after_failover =
+            self.failed_primary(ordinal) || i.source.is_some_and(|s| self.failed_primary(s));
+        if rejoins
+            && after_failover
+            && !unchecked
+            && let Some(primary) = self.observed.primary()
+        {
+            let unknown = [primary, i].into_iter().find(|x| x.gtid.is_none());
+            if let Some(x) = unknown {
+                return self.wait(WaitReason::Unhealthy {
+                    ordinal: x.ordinal,
+                    health: format!("{} (its transactions are not known)", x.health),
+                });
+            }
+        }
         if rejoins
             && !unchecked
             && let Some(primary) = self.observed.primary()
@@ -698,8 +717,6 @@ impl Decider<'_> {
             // a replica that still follows it (it did not answer during the
             // failover, and holds what the failover lost), is quarantined:
             // the cluster goes on without it until a person re-provisions it.
-            let after_failover =
-                self.failed_primary(ordinal) || i.source.is_some_and(|s| self.failed_primary(s));
             if after_failover {
                 return Action::Quarantine {
                     ordinal,
