@@ -312,22 +312,7 @@ fn decide_with(
         Some(current) if current.change == spec.change => current,
         _ => return Ok(plan(mutation, spec, record)),
     };
-    match &record.state {
-        FleetState::Done { .. } => return Ok(FleetAction::Done),
-        FleetState::Aborted { .. } => return Ok(aborted(record)),
-        FleetState::Stopped {
-            cluster, reason, ..
-        } if mutation != FleetMutation::StartWhileStopped => {
-            return Ok(FleetAction::Wait {
-                reason: FleetWait::Stopped {
-                    cluster: cluster.clone(),
-                    reason: reason.clone(),
-                },
-            });
-        }
-        _ => {}
-    }
-    let rolling = Running {
+    let running = Running {
         mutation,
         spec,
         record,
@@ -335,7 +320,26 @@ fn decide_with(
         change: &current.change,
         now,
     };
-    Ok(rolling.decide())
+    match &record.state {
+        FleetState::Done { .. } => Ok(FleetAction::Done),
+        FleetState::Aborted { .. } => Ok(aborted(record)),
+        FleetState::Stopped {
+            cluster, reason, ..
+        } => {
+            if mutation == FleetMutation::StartWhileStopped
+                && let start @ FleetAction::Start { .. } = running.next_wave()
+            {
+                return Ok(start);
+            }
+            Ok(FleetAction::Wait {
+                reason: FleetWait::Stopped {
+                    cluster: cluster.clone(),
+                    reason: reason.clone(),
+                },
+            })
+        }
+        FleetState::Idle | FleetState::Running => Ok(running.decide()),
+    }
 }
 
 /// A new revision for the spec's change, unless the current one is unfinished.
@@ -552,7 +556,7 @@ impl Running<'_> {
     fn complete(&self, cluster: &str) -> bool {
         match self.state(cluster) {
             ClusterState::Done { .. } | ClusterState::Skipped { .. } => true,
-            ClusterState::Baking { .. } => self.mutation == FleetMutation::SkipBake,
+            ClusterState::Stopped { .. } => self.mutation == FleetMutation::StartWhileStopped,
             _ => false,
         }
     }
@@ -564,9 +568,21 @@ impl Running<'_> {
             .waves
             .iter()
             .find(|wave| wave.iter().any(|c| !self.complete(c)));
-        let Some(wave) = wave else {
+        let Some(mut wave) = wave else {
             return FleetAction::Done;
         };
+        if self.mutation == FleetMutation::SkipBake {
+            // Count a wave whose clusters bake as complete.
+            let baking = |c: &String| matches!(self.state(c), ClusterState::Baking { .. });
+            if let Some(next) = self
+                .record
+                .waves
+                .iter()
+                .find(|w| w.iter().any(|c| !self.complete(c) && !baking(c)))
+            {
+                wave = next;
+            }
+        }
         if self.mutation == FleetMutation::DoneWhenLastWaveStarted
             && self.record.waves.last() == Some(wave)
             && wave.iter().all(|c| self.state(c).started())

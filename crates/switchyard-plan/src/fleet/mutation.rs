@@ -15,7 +15,8 @@ pub enum FleetMutation {
     /// Count a wave complete once its clusters' rollouts finished, without
     /// waiting for their bake.
     SkipBake,
-    /// Go on starting clusters while the fleet is stopped.
+    /// Go on starting clusters while the fleet is stopped, as if the
+    /// stopped cluster no longer held its wave back.
     StartWhileStopped,
     /// Do not stop the fleet when a rolling cluster halts.
     IgnoreHalts,
