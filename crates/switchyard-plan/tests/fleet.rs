@@ -20,6 +20,7 @@
 //! break one rule each (`FleetMutation`) and show a property catches it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -302,7 +303,8 @@ fn a_halt_stops_the_whole_fleet_until_a_resume() {
 
 #[test]
 fn a_failed_bake_stops_the_fleet_naming_the_check() {
-    let checks: Vec<(fn(&mut ClusterObservation), StopReason)> = vec![
+    type Spoil = fn(&mut ClusterObservation);
+    let checks: Vec<(Spoil, StopReason)> = vec![
         (
             |o| o.replication_running = false,
             StopReason::ReplicationStopped,
@@ -768,6 +770,35 @@ impl Cluster {
 /// Steps a run may take in all.
 const MAX_STEPS: u32 = 5_000;
 
+/// What the runs went through, for `the_properties_reach_every_rule`: stops,
+/// resumes (rolling, baking, skipped), refused commands, aborts, fleets done.
+static SEEN: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
+const KINDS: [&str; 7] = [
+    "stop",
+    "resume rolling",
+    "resume baking",
+    "resume skipping",
+    "refusal",
+    "abort",
+    "done",
+];
+
+fn count(action: &FleetAction) {
+    let kind = match action {
+        FleetAction::Stop { .. } => 0,
+        FleetAction::Resume { then, .. } => match then {
+            Resumed::Rolling => 1,
+            Resumed::Baking => 2,
+            Resumed::Skipped => 3,
+        },
+        FleetAction::Refuse { .. } => 4,
+        FleetAction::Aborted { .. } => 5,
+        FleetAction::Done => 6,
+        _ => return,
+    };
+    SEEN[kind].fetch_add(1, Ordering::Relaxed);
+}
+
 fn fail(msg: String) -> Result<(), TestCaseError> {
     Err(TestCaseError::fail(msg))
 }
@@ -853,6 +884,9 @@ fn run(case: &Case, mutation: FleetMutation) -> Result<(), TestCaseError> {
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let before = record.clone();
             apply_mutated(mutation, &mut record, &action, at(now));
+            if mutation == FleetMutation::None {
+                count(&action);
+            }
             check_record(&before, &record, &action, case.spec.max_at_once)?;
             match &action {
                 FleetAction::Start { cluster: c, change } => {
@@ -1049,6 +1083,30 @@ proptest! {
     #[test]
     fn fleets_keep_their_rules_under_failures_and_commands(case in case()) {
         run(&case, FleetMutation::None)?;
+    }
+}
+
+/// The random runs reach every rule (a property over runs that never stop
+/// or resume would prove little). Runs its own cases so the counts do not
+/// depend on the test order.
+#[test]
+fn the_properties_reach_every_rule() {
+    let mut runner = TestRunner::new(Config {
+        cases: 128,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&case(), |c| run(&c, FleetMutation::None))
+        .expect("the properties hold");
+    let counts: Vec<(&str, u64)> = KINDS
+        .iter()
+        .zip(&SEEN)
+        .map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
+        .collect();
+    println!("fleet steps taken: {counts:?}");
+    for (kind, n) in counts {
+        assert!(n > 0, "no run went through a {kind}");
     }
 }
 
