@@ -1,4 +1,4 @@
-//! The fleet's decision ([`decide_fleet`]) and the record of its effect ([`apply`]); the rules are listed in [`super`].
+//! The fleet's decision ([`decide_fleet`]); its rules are listed in [`super`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -6,11 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::mutation::FleetMutation;
-use super::record::{ClusterState, FleetCommand, FleetRecord, FleetRevision, FleetState, Rolled};
-use super::{
-    ClusterObservation, ClusterRollout, FLEET_HISTORY_LIMIT, FleetError, FleetSpec, UserCheck,
-    plan_waves,
-};
+use super::record::{ClusterState, FleetCommand, FleetRecord, FleetState};
+use super::{ClusterObservation, ClusterRollout, FleetError, FleetSpec, UserCheck, plan_waves};
 use crate::topology::Timestamp;
 
 /// Why the fleet stopped on a cluster.
@@ -281,23 +278,12 @@ pub fn decide_fleet(
     observations: &BTreeMap<String, ClusterObservation>,
     now: Timestamp,
 ) -> Result<FleetAction, FleetError> {
-    decide_with(FleetMutation::None, spec, record, observations, now)
+    decide_fleet_mutated(FleetMutation::None, spec, record, observations, now)
 }
 
-/// [`decide_fleet`] with one rule broken on purpose (tests only; see
-/// [`super::mutation`]).
-#[cfg(feature = "mutations")]
+/// [`decide_fleet`] with one rule broken on purpose (public only for the
+/// crate's tests, with the `mutations` feature; see [`super::mutation`]).
 pub fn decide_fleet_mutated(
-    mutation: FleetMutation,
-    spec: &FleetSpec,
-    record: &FleetRecord,
-    observations: &BTreeMap<String, ClusterObservation>,
-    now: Timestamp,
-) -> Result<FleetAction, FleetError> {
-    decide_with(mutation, spec, record, observations, now)
-}
-
-fn decide_with(
     mutation: FleetMutation,
     spec: &FleetSpec,
     record: &FleetRecord,
@@ -653,150 +639,4 @@ impl Running<'_> {
         };
         FleetAction::Wait { reason }
     }
-}
-
-/// Records `action`'s effect in `record` (the runtime stores it, with
-/// compare-and-swap, before it acts). Pure; an action that does not apply
-/// to the record as it is changes nothing but the log.
-pub fn apply(record: &mut FleetRecord, action: &FleetAction, now: Timestamp) {
-    apply_with(FleetMutation::None, record, action, now);
-}
-
-/// [`apply`] with one rule broken on purpose (tests only; see [`super::mutation`]).
-#[cfg(feature = "mutations")]
-pub fn apply_mutated(
-    mutation: FleetMutation,
-    record: &mut FleetRecord,
-    action: &FleetAction,
-    now: Timestamp,
-) {
-    apply_with(mutation, record, action, now);
-}
-
-fn apply_with(
-    mutation: FleetMutation,
-    record: &mut FleetRecord,
-    action: &FleetAction,
-    now: Timestamp,
-) {
-    match action {
-        FleetAction::Wait { .. } => return,
-        FleetAction::Plan {
-            revision,
-            change,
-            waves,
-        } => {
-            record.revisions.push(FleetRevision {
-                number: *revision,
-                change: change.clone(),
-                created: now,
-                rolled: Vec::new(),
-                ended: None,
-            });
-            if record.revisions.len() > FLEET_HISTORY_LIMIT {
-                let excess = record.revisions.len() - FLEET_HISTORY_LIMIT;
-                record.revisions.drain(..excess);
-            }
-            record.waves = waves.clone();
-            record.clusters = waves
-                .iter()
-                .flatten()
-                .map(|c| (c.clone(), ClusterState::Pending))
-                .collect();
-            record.state = FleetState::Running;
-        }
-        FleetAction::Start { cluster, .. } => {
-            if record.cluster(cluster) == Some(&ClusterState::Pending) {
-                record
-                    .clusters
-                    .insert(cluster.clone(), ClusterState::Rolling { since: now });
-                if let Some(current) = record.revisions.last_mut() {
-                    current.rolled.push(Rolled {
-                        cluster: cluster.clone(),
-                        started: now,
-                        done: None,
-                    });
-                }
-            }
-        }
-        FleetAction::Bake { cluster } => {
-            if let Some(state @ ClusterState::Rolling { .. }) = record.clusters.get_mut(cluster) {
-                *state = ClusterState::Baking { since: now };
-            }
-        }
-        FleetAction::Baked { cluster } => {
-            if let Some(state @ ClusterState::Baking { .. }) = record.clusters.get_mut(cluster) {
-                *state = ClusterState::Done { at: now };
-                if let Some(rolled) = record
-                    .revisions
-                    .last_mut()
-                    .and_then(|r| r.rolled.iter_mut().find(|r| &r.cluster == cluster))
-                {
-                    rolled.done = Some(now);
-                }
-            }
-        }
-        FleetAction::Stop { cluster, reason } => {
-            if let Some(state) = record.clusters.get_mut(cluster) {
-                *state = ClusterState::Stopped {
-                    reason: reason.clone(),
-                    at: now,
-                };
-            }
-            record.state = FleetState::Stopped {
-                cluster: cluster.clone(),
-                reason: reason.clone(),
-                at: now,
-            };
-        }
-        FleetAction::Resume { cluster, then } => {
-            record.command = None;
-            if !matches!(record.state, FleetState::Stopped { .. }) {
-                record.log(
-                    now,
-                    action.to_string(),
-                    Some("the fleet is not stopped".into()),
-                );
-                return;
-            }
-            for state in record.clusters.values_mut() {
-                match state {
-                    // Nobody watched them while the fleet was stopped.
-                    ClusterState::Baking { since } => *since = now,
-                    ClusterState::Done { .. } if mutation == FleetMutation::ReopenDoneOnResume => {
-                        *state = ClusterState::Baking { since: now };
-                    }
-                    _ => {}
-                }
-            }
-            let resumed = match then {
-                Resumed::Rolling => ClusterState::Rolling { since: now },
-                Resumed::Baking => ClusterState::Baking { since: now },
-                Resumed::Skipped => ClusterState::Skipped { at: now },
-            };
-            record.clusters.insert(cluster.clone(), resumed);
-            record.state = FleetState::Running;
-        }
-        FleetAction::Refuse { .. } => record.command = None,
-        FleetAction::Aborted { .. } => {
-            record.command = None;
-            if matches!(record.state, FleetState::Aborted { .. }) {
-                return;
-            }
-            record.state = FleetState::Aborted { at: now };
-            if let Some(current) = record.revisions.last_mut() {
-                current.ended = Some((now, "aborted".into()));
-            }
-        }
-        FleetAction::Done => {
-            if record.state != FleetState::Running {
-                return;
-            }
-            record.state = FleetState::Done { at: now };
-            if let Some(current) = record.revisions.last_mut() {
-                current.ended = Some((now, "done".into()));
-            }
-        }
-    }
-    record.log(now, action.to_string(), None);
 }

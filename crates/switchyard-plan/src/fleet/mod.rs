@@ -35,6 +35,7 @@
 //! Done clusters are no longer watched: a cluster counts as done once it has
 //! baked.
 
+mod apply;
 mod decide;
 #[cfg(feature = "mutations")]
 pub mod mutation;
@@ -49,9 +50,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::topology::Timestamp;
 
-pub use decide::{FleetAction, FleetWait, Resumed, StopReason, apply, decide_fleet};
+pub use apply::apply;
 #[cfg(feature = "mutations")]
-pub use decide::{apply_mutated, decide_fleet_mutated};
+pub use apply::apply_mutated;
+#[cfg(feature = "mutations")]
+pub use decide::decide_fleet_mutated;
+pub use decide::{FleetAction, FleetWait, Resumed, StopReason, decide_fleet};
 pub use record::{
     ClusterState, Command, FLEET_HISTORY_LIMIT, FleetCommand, FleetRecord, FleetRevision,
     FleetState, Rolled,
