@@ -882,6 +882,27 @@ fn run(case: &Case, mutation: FleetMutation) -> Result<(), TestCaseError> {
                 .collect();
             let action = decide_fleet_mutated(mutation, &spec, &record, &seen, at(now))
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            // A halt, or a failed check during the bake, stops the fleet at once.
+            let failing: Vec<&String> = started
+                .iter()
+                .filter(|c| !skipped.contains(*c))
+                .filter(|c| match record.cluster(c) {
+                    Some(ClusterState::Rolling { .. }) => cluster[*c].halted,
+                    Some(ClusterState::Baking { .. }) => {
+                        cluster[*c].halted || cluster[*c].unhealthy.is_some()
+                    }
+                    _ => false,
+                })
+                .collect();
+            if record.state == FleetState::Running
+                && record.command.is_none()
+                && !failing.is_empty()
+                && !matches!(&action, FleetAction::Stop { cluster: c, .. } if failing.contains(&c))
+            {
+                return fail(format!(
+                    "{failing:?} halted or failed the bake, and the fleet did not stop: {action}"
+                ));
+            }
             let before = record.clone();
             apply_mutated(mutation, &mut record, &action, at(now));
             if mutation == FleetMutation::None {
@@ -1151,10 +1172,12 @@ fn starting_while_stopped_is_caught() {
 
 #[test]
 fn ignoring_a_halt_is_caught() {
-    assert_caught(
-        FleetMutation::IgnoreHalts,
-        &["is halted", "neither finished"],
-    );
+    assert_caught(FleetMutation::IgnoreHalts, &["the fleet did not stop"]);
+}
+
+#[test]
+fn ignoring_a_failed_bake_is_caught() {
+    assert_caught(FleetMutation::IgnoreFailedBake, &["the fleet did not stop"]);
 }
 
 #[test]

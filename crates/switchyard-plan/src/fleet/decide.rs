@@ -502,7 +502,11 @@ impl Running<'_> {
                         reason: reason.clone(),
                     }
                 }
-                (ClusterState::Baking { .. }, _) => bake_problem(self.spec, self.change, seen)?,
+                (ClusterState::Baking { .. }, _)
+                    if self.mutation != FleetMutation::IgnoreFailedBake =>
+                {
+                    bake_problem(self.spec, self.change, seen)?
+                }
                 _ => return None,
             };
             Some(FleetAction::Stop {

@@ -20,6 +20,8 @@ pub enum FleetMutation {
     StartWhileStopped,
     /// Do not stop the fleet when a rolling cluster halts.
     IgnoreHalts,
+    /// Do not stop the fleet when a baking cluster fails a check.
+    IgnoreFailedBake,
     /// Say done once the last wave has started, before its clusters finished.
     DoneWhenLastWaveStarted,
     /// Number a new fleet revision like the one before it.
