@@ -3,7 +3,7 @@
 use super::FLEET_HISTORY_LIMIT;
 use super::decide::{FleetAction, Resumed};
 use super::mutation::FleetMutation;
-use super::record::{ClusterState, FleetRecord, FleetRevision, FleetState, Rolled};
+use super::record::{ClusterState, Ended, FleetRecord, FleetRevision, FleetState, Rolled};
 use crate::topology::Timestamp;
 
 /// Records `action`'s effect in `record` (the runtime stores it, with
@@ -30,18 +30,21 @@ pub fn apply_mutated(
             change,
             waves,
         } => record_plan(record, *revision, change, waves, now),
-        FleetAction::Start { cluster, .. } => {
-            if record.cluster(cluster) == Some(&ClusterState::Pending) {
-                record
-                    .clusters
-                    .insert(cluster.clone(), ClusterState::Rolling { since: now });
-                if let Some(current) = record.revisions.last_mut() {
-                    current.rolled.push(Rolled {
-                        cluster: cluster.clone(),
-                        started: now,
-                        done: None,
-                    });
-                }
+        FleetAction::Start { cluster, change } => {
+            if record.cluster(cluster) != Some(&ClusterState::Pending) {
+                let again = format!("gave cluster {cluster:?} {change} again (started before)");
+                record.log(now, again, None);
+                return;
+            }
+            record
+                .clusters
+                .insert(cluster.clone(), ClusterState::Rolling { since: now });
+            if let Some(current) = record.revisions.last_mut() {
+                current.rolled.push(Rolled {
+                    cluster: cluster.clone(),
+                    started: now,
+                    done: None,
+                });
             }
         }
         FleetAction::Bake { cluster } => {
@@ -94,7 +97,10 @@ pub fn apply_mutated(
             }
             record.state = FleetState::Aborted { at: now };
             if let Some(current) = record.revisions.last_mut() {
-                current.ended = Some((now, "aborted".into()));
+                current.ended = Some(Ended {
+                    at: now,
+                    aborted: true,
+                });
             }
         }
         FleetAction::Done => {
@@ -103,7 +109,10 @@ pub fn apply_mutated(
             }
             record.state = FleetState::Done { at: now };
             if let Some(current) = record.revisions.last_mut() {
-                current.ended = Some((now, "done".into()));
+                current.ended = Some(Ended {
+                    at: now,
+                    aborted: false,
+                });
             }
         }
     }

@@ -57,7 +57,7 @@ pub use apply::apply_mutated;
 pub use decide::decide_fleet_mutated;
 pub use decide::{FleetAction, FleetWait, Resumed, StopReason, decide_fleet};
 pub use record::{
-    ClusterState, Command, FLEET_HISTORY_LIMIT, FleetCommand, FleetRecord, FleetRevision,
+    ClusterState, Command, Ended, FLEET_HISTORY_LIMIT, FleetCommand, FleetRecord, FleetRevision,
     FleetState, Rolled,
 };
 

@@ -117,6 +117,15 @@ pub struct Rolled {
     pub done: Option<Timestamp>,
 }
 
+/// How a fleet revision ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ended {
+    /// When.
+    pub at: Timestamp,
+    /// Whether every cluster was done (or skipped), or a person aborted it.
+    pub aborted: bool,
+}
+
 /// One fleet revision: a change and where and when it was rolled.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FleetRevision {
@@ -128,9 +137,9 @@ pub struct FleetRevision {
     pub created: Timestamp,
     /// The clusters it was started on, in the order they started, each once.
     pub rolled: Vec<Rolled>,
-    /// When it ended and how (`done` or `aborted`).
+    /// When it ended and how.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ended: Option<(Timestamp, String)>,
+    pub ended: Option<Ended>,
 }
 
 /// A person's command to the fleet.
