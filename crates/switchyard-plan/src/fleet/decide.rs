@@ -155,7 +155,7 @@ pub enum Resumed {
     Skipped,
 }
 
-/// The fleet's next step. A runtime records it with [`apply`] before acting.
+/// The fleet's next step. A runtime records it with [`super::apply()`] before acting.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 #[non_exhaustive]
