@@ -10,6 +10,7 @@
 
 pub mod decide;
 pub mod engine;
+pub mod fleet;
 pub mod gtid;
 pub mod history;
 #[cfg(feature = "mutations")]
