@@ -317,7 +317,35 @@ impl Decider<'_> {
                 })
             })
         };
-        fence.or_else(detach)
+        // One that holds what the primary lacks is quarantined, halted or
+        // not: a halt stops changes, and this is the failover's own
+        // business (a halt naming another instance would leave it unnamed).
+        let quarantine = || {
+            let primary = self.observed.primary()?;
+            instances.iter().find_map(|i| {
+                let after = self.failed_primary(i.ordinal)
+                    || i.source.is_some_and(|s| self.failed_primary(s));
+                let unchecked = self.mutation == Mutation::RejoinFailedPrimaryWithoutCheck
+                    && self.failed_primary(i.ordinal);
+                if !after
+                    || unchecked
+                    || self.quarantined(i)
+                    || i.role == Role::Primary
+                    || !answers(i)
+                {
+                    return None;
+                }
+                if i.link.as_ref().is_some_and(|l| l.connected) {
+                    return None;
+                }
+                let extra = i.errant_against(primary)?;
+                Some(Action::Quarantine {
+                    ordinal: i.ordinal,
+                    extra: extra.to_string(),
+                })
+            })
+        };
+        fence.or_else(detach).or_else(quarantine)
     }
 
     /// Whether `ordinal` is a primary that was failed over and has not

@@ -667,6 +667,11 @@ impl Decider<'_> {
             // A replica whose replication is stopped without an error (a
             // former primary configured but not started) is repointed below.
             _ if i.replication_paused() => {}
+            // A replica that still follows a failed primary it cannot reach:
+            // its replication from there is over, whatever error it shows; it
+            // is judged (repointed or quarantined) below.
+            _ if i.source.is_some_and(|s| self.failed_primary(s))
+                && !i.link.as_ref().is_some_and(|l| l.connected) => {}
             other => {
                 return self.wait(WaitReason::Unhealthy {
                     ordinal,
