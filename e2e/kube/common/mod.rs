@@ -16,6 +16,8 @@
 //! address the kubelet assigns it (there is no DNS for pod names on the host; inside the pods
 //! `/etc/hosts` lists the `.svc` names the operator writes into `instance.json`).
 
+pub mod steps;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
 use std::io::Write as _;
