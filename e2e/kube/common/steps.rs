@@ -735,6 +735,12 @@ pub async fn lose_primary_volume(
             _ => return Err("no new pod yet".into()),
         }
         let a = world.agent_status(primary).await?;
+        assert!(
+            a["data_dir_initialized"] != true
+                && !["bootstrapping", "starting", "running"]
+                    .contains(&a["phase"].as_str().unwrap_or("")),
+            "the emptied primary's agent made a data directory or started a server: {a:#}"
+        );
         if a["phase"] != "uninitialized" {
             return Err(format!("agent: {a}"));
         }
