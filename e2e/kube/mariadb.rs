@@ -332,7 +332,14 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
     let writers = monitor.stop().await;
 
     // The order: the replicas restarted before the switchover, the old primary after it.
-    steps::assert_restart_order(&world, &done, clock, INSTANCES, new_primary, deleted);
+    steps::assert_restart_order(
+        &world,
+        &done,
+        (clock, clock.0),
+        INSTANCES,
+        (0, new_primary),
+        Some(deleted),
+    );
     // Every pod runs the target's template, and the change is in every server.
     let target_hash = hash_of(&done, target);
     for n in 0..INSTANCES {
@@ -374,41 +381,21 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
 
     // 5. An online change survives a container restart: the agent renders my.cnf from the
     // ConfigMap at every start, and the ConfigMap holds the online revision's my.cnf.
-    let login = (op_user.as_str(), op_pw.as_str());
-    let victim = steps::online_change_survives_restart(
-        &world,
-        login,
-        INSTANCES,
-        new_primary,
-        (ONLINE_VARIABLE, ONLINE_VALUE),
-        ROLLOUT_WITHIN,
-    )
-    .await;
-
     // 6. A replica's volume is lost with its pod (a lost local disk): the operator recreates
     // the pod, its agent finds no data and starts nothing until the operator names a donor,
     // the copy replicates, and it is never writable.
-    steps::lose_replica_volume(
-        &world,
-        &creds,
-        (INSTANCES, new_primary, victim),
-        Flavor::Mariadb,
-        ROLLOUT_WITHIN,
-    )
-    .await;
-
     // 7. The primary's binary logs are purged (a new instance replaying them from the first
     // could not get the rows written before), then scale 3 -> 5: each new instance is copied
     // from a donor, has every row, and counts as ready (joins the read Service) only once its
     // copy runs and replicates.
-    let rows = steps::purge_binary_logs(&world, new_primary, login, Flavor::Mariadb).await;
-    steps::scale_up(
+    steps::after_the_rollout(
         &world,
         &creds,
         (INSTANCES, ADDED, new_primary),
-        rows,
         Flavor::Mariadb,
+        (ONLINE_VARIABLE, ONLINE_VALUE),
         ROLLOUT_WITHIN,
+        async |_| {},
     )
     .await;
 

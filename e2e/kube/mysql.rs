@@ -281,7 +281,14 @@ async fn mysql_from_nothing_to_a_rolling_restart_under_load() {
 
     // The order: the replicas restarted before the switchover's fence, the old primary after
     // the promotion; each once, the replica deleted by hand twice.
-    steps::assert_restart_order(&world, &done, clock, INSTANCES, new_primary, deleted);
+    steps::assert_restart_order(
+        &world,
+        &done,
+        (clock, clock.0),
+        INSTANCES,
+        (0, new_primary),
+        Some(deleted),
+    );
     // Every pod runs the target's template, and the change is in every server.
     let target_hash = hash_of(&done, target);
     for n in 0..INSTANCES {
@@ -328,44 +335,21 @@ async fn mysql_from_nothing_to_a_rolling_restart_under_load() {
     .await;
     drop(service);
 
-    // 5. An online change survives a container restart.
+    // 5. An online change survives a container restart; 6. a replica's volume is lost with
+    // its pod: cloned again, in the read Service only with the data, never writable; 7. the
+    // primary's binary logs are purged, then scale 3 -> 5: each new instance is cloned. Each
+    // clone replicates by auto-position with no GTID of its own.
     let login = (op_user.as_str(), op_pw.as_str());
-    let victim = steps::online_change_survives_restart(
-        &world,
-        login,
-        INSTANCES,
-        new_primary,
-        (ONLINE_VARIABLE, ONLINE_VALUE),
-        ROLLOUT_WITHIN,
-    )
-    .await;
-
-    // 6. A replica's volume is lost with its pod: cloned again, in the read Service only with
-    // the data, never writable, no GTID of its own.
-    steps::lose_replica_volume(
-        &world,
-        &creds,
-        (INSTANCES, new_primary, victim),
-        Flavor::Mysql,
-        ROLLOUT_WITHIN,
-    )
-    .await;
-    assert_clean_clone(&world, victim, new_primary, login).await;
-
-    // 7. The primary's binary logs are purged, then scale 3 -> 5: each new instance is cloned.
-    let rows = steps::purge_binary_logs(&world, new_primary, login, Flavor::Mysql).await;
-    steps::scale_up(
+    steps::after_the_rollout(
         &world,
         &creds,
         (INSTANCES, ADDED, new_primary),
-        rows,
         Flavor::Mysql,
+        (ONLINE_VARIABLE, ONLINE_VALUE),
         ROLLOUT_WITHIN,
+        async |n| assert_clean_clone(&world, n, new_primary, login).await,
     )
     .await;
-    for n in INSTANCES..INSTANCES + ADDED {
-        assert_clean_clone(&world, n, new_primary, login).await;
-    }
 
     // 8. The primary's volume is lost: it does not come back, writable or empty.
     steps::lose_primary_volume(

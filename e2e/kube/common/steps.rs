@@ -241,17 +241,18 @@ pub async fn delete_replica_pod_mid_rollout(
     deleted
 }
 
-/// The order of a rolling restart that moved the primary from instance 0 to `new_primary`
-/// (`done` is the cluster once it finished, `clock` the test's start on both clocks), from
-/// the kubelet's events: every replica's pod ended before the switchover's fence, the old
+/// The order of a rollout that replaced every pod and switched the primary over from
+/// `switchover.0` to `switchover.1` (`done` is the cluster once it finished; the clocks are
+/// the test's start on both clocks and the rollout's start), from the kubelet's events since
+/// the rollout started: every replica's pod ended before the switchover's fence, the old
 /// primary's after the promotion; each instance's pod once, `deleted`'s twice (once by hand).
 pub fn assert_restart_order(
     world: &World,
     done: &MySQLCluster,
-    clock: (Instant, SystemTime),
+    (clock, since): ((Instant, SystemTime), Instant),
     instances: u32,
-    new_primary: u32,
-    deleted: u32,
+    switchover: (u32, u32),
+    deleted: Option<u32>,
 ) {
     // The engine's own record of the switchover, in milliseconds (the status' times are in
     // seconds).
@@ -261,7 +262,7 @@ pub fn assert_restart_order(
         .and_then(|s| s.record.as_ref())
         .and_then(|r| r.last_switchover.clone())
         .expect("the record's last switchover");
-    assert_eq!((recorded.from, recorded.to), (0, new_primary));
+    assert_eq!((recorded.from, recorded.to), switchover);
     let fenced_ms = i64::try_from(recorded.started.0).unwrap();
     let promoted_ms = i64::try_from(recorded.promoted.0).unwrap();
     let wall_ms = |at: Instant| {
@@ -271,6 +272,7 @@ pub fn assert_restart_order(
     let mut terminated: Vec<(u32, i64)> = Vec::new();
     for e in world.kubelet().events() {
         if let EventKind::Terminating { .. } = e.kind
+            && e.at >= since
             && let Some(n) = world
                 .names
                 .ordinal_of(e.pod.rsplit('/').next().unwrap_or(""))
@@ -285,22 +287,22 @@ pub fn assert_restart_order(
             .filter(|(m, _)| *m == n)
             .map(|(_, t)| *t)
             .collect();
-        let expected = if n == deleted { 2 } else { 1 };
+        let expected = if Some(n) == deleted { 2 } else { 1 };
         assert_eq!(
             times.len(),
             expected,
             "instance {n}'s pod terminations: {terminated:?}"
         );
         let last = *times.last().unwrap();
-        if n == 0 {
+        if n == switchover.0 {
             assert!(
                 last > promoted_ms,
-                "the old primary restarted only after the promotion: {terminated:?}"
+                "the old primary {n} was replaced only after the promotion: {terminated:?}"
             );
         } else {
             assert!(
                 last < fenced_ms,
-                "replica {n} restarted before the switchover: {terminated:?}"
+                "replica {n} was replaced before the switchover: {terminated:?}"
             );
         }
     }
@@ -463,6 +465,30 @@ async fn ready_with_the_data(
     status
 }
 
+/// The primary the cluster's status names now.
+async fn current_primary(world: &World) -> Option<u32> {
+    world.cluster().await.status.and_then(|s| s.current_primary)
+}
+
+/// Instance `n`'s volume is emptied and its pod killed and deleted at once (a lost node with
+/// its local disk); returns the lost pod's uid.
+async fn lose_volume_and_pod(world: &World, n: u32) -> Option<String> {
+    let uid = world.pod(n).await.expect("the instance's pod").uid();
+    world
+        .kubelet()
+        .volume_loss(NS, &world.names.claim(n))
+        .expect("lose the volume");
+    world
+        .kubelet()
+        .node_loss(NS, &world.names.pod(n))
+        .await
+        .expect("lose the pod");
+    world
+        .log
+        .say("test", format!("instance {n}'s volume and pod lost"));
+    uid
+}
+
 /// A replica's volume is lost with its pod (a lost local disk): the operator recreates the
 /// pod, its agent finds no data and starts nothing until the operator names a donor, and the
 /// copy is in the read Service only once it has every row, replicates, and is never
@@ -481,21 +507,8 @@ pub async fn lose_replica_volume(
     );
     let rows = write_row(world, primary, login, "before the loss").await;
     let monitor = WritableMonitor::start(world, instances, creds);
-    let lost_pod = world.pod(lost).await.expect("the replica's pod");
-    world
-        .kubelet()
-        .volume_loss(NS, &world.names.claim(lost))
-        .expect("lose the volume");
-    world
-        .kubelet()
-        .node_loss(NS, &world.names.pod(lost))
-        .await
-        .expect("lose the pod");
-    world
-        .log
-        .say("test", format!("instance {lost}'s volume and pod lost"));
-    let copied =
-        ready_with_the_data(world, lost, lost_pod.uid().as_deref(), rows, login, limit).await;
+    let lost_uid = lose_volume_and_pod(world, lost).await;
+    let copied = ready_with_the_data(world, lost, lost_uid.as_deref(), rows, login, limit).await;
     let from = donor_of(world, lost, &copied);
     assert!(
         (0..instances)
@@ -518,9 +531,8 @@ pub async fn lose_replica_volume(
         Ok(rows),
         "the copy has every row"
     );
-    let c = world.cluster().await;
     assert_eq!(
-        c.status.as_ref().and_then(|s| s.current_primary),
+        current_primary(world).await,
         Some(primary),
         "the primary did not move"
     );
@@ -713,25 +725,12 @@ pub async fn lose_primary_volume(
     (instances, primary): (u32, u32),
     limit: Duration,
 ) {
-    let lost_pod = world.pod(primary).await.expect("the primary's pod");
-    world
-        .kubelet()
-        .volume_loss(NS, &world.names.claim(primary))
-        .expect("lose the volume");
-    world
-        .kubelet()
-        .node_loss(NS, &world.names.pod(primary))
-        .await
-        .expect("lose the pod");
+    let lost_uid = lose_volume_and_pod(world, primary).await;
     let monitor = WritableMonitor::start(world, instances, creds);
-    world.log.say(
-        "test",
-        format!("the primary {primary}'s volume and pod lost"),
-    );
     let configs: Api<ConfigMap> = Api::namespaced(world.api.clone(), NS);
     let halted = until(limit, "the emptied primary reported, halted", async || {
         match world.pod(primary).await {
-            Some(p) if p.uid() != lost_pod.uid() => {}
+            Some(p) if p.uid() != lost_uid => {}
             _ => return Err("no new pod yet".into()),
         }
         let a = world.agent_status(primary).await?;
@@ -787,12 +786,7 @@ pub async fn lose_primary_volume(
         !instance.bootstrap && instance.provision_from.is_none(),
         "the emptied primary is told neither to initialize nor to copy: {instance:?}"
     );
-    let c = world.cluster().await;
-    assert_eq!(
-        c.status.as_ref().and_then(|s| s.current_primary),
-        Some(primary),
-        "no failover"
-    );
+    assert_eq!(current_primary(world).await, Some(primary), "no failover");
     let writers = monitor.stop().await;
     assert!(
         writers.passes > 0 && writers.writable.is_empty(),
@@ -802,4 +796,42 @@ pub async fn lose_primary_volume(
         "test",
         format!("the emptied primary {primary} initializes nothing; halted: {message}"),
     );
+}
+
+/// What both runs do after their rolling restart (the load stopped, `primary` the primary of
+/// `instances`): the dynamic change `online` survives a replica's container restart
+/// ([`online_change_survives_restart`]), that replica's volume is lost
+/// ([`lose_replica_volume`]), then the primary's binary logs are purged
+/// ([`purge_binary_logs`]) and the cluster scaled up by `added` ([`scale_up`]). `each_copy`
+/// runs the flavor's own checks on every instance copied: the lost one, then the new ones.
+pub async fn after_the_rollout(
+    world: &World,
+    creds: &ClusterCredentials,
+    (instances, added, primary): (u32, u32, u32),
+    flavor: Flavor,
+    online: (&str, &str),
+    limit: Duration,
+    each_copy: impl AsyncFn(u32),
+) {
+    let login = (
+        creds.operator_user.as_str(),
+        creds.operator_password.as_str(),
+    );
+    let victim =
+        online_change_survives_restart(world, login, instances, primary, online, limit).await;
+    lose_replica_volume(world, creds, (instances, primary, victim), flavor, limit).await;
+    each_copy(victim).await;
+    let rows = purge_binary_logs(world, primary, login, flavor).await;
+    scale_up(
+        world,
+        creds,
+        (instances, added, primary),
+        rows,
+        flavor,
+        limit,
+    )
+    .await;
+    for n in instances..instances + added {
+        each_copy(n).await;
+    }
 }
