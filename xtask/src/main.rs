@@ -269,8 +269,8 @@ fn print_free_disk() {
 }
 
 /// Prints the logs of the Kubernetes end-to-end tests (`e2e/kube/mariadb.rs`,
-/// `e2e/kube/mysql.rs` and `e2e/kube/upgrade.rs`: the operator's pods run by the simulated
-/// kubelet): the order of their
+/// `e2e/kube/mysql.rs`, `e2e/kube/upgrade.rs` and `e2e/kube/failover.rs`: the operator's
+/// pods run by the simulated kubelet): the order of their
 /// steps, their switchovers and their checks. The test harness hides a passing test's output,
 /// so the tests also write it to cargo's temporary folder for tests.
 fn show_kube_e2e_log() {
@@ -279,6 +279,7 @@ fn show_kube_e2e_log() {
         "kube-e2e-mariadb.log",
         "kube-e2e-mysql.log",
         "kube-e2e-upgrade.log",
+        "kube-e2e-failover.log",
     ] {
         let path = target.join("tmp").join(name);
         match std::fs::read_to_string(&path) {

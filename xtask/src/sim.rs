@@ -83,6 +83,18 @@ pub fn run(scenarios: Vec<PathBuf>, all: bool) -> Result<()> {
                 for f in &report.faults {
                     eprintln!("      fault: {f}");
                 }
+                for f in &report.failovers {
+                    eprintln!(
+                        "      failover {} -> {}: {} ms from the first failed check to the \
+                         promotion ({} ms from the decision), lossless: {}, old primary: {}",
+                        f.from,
+                        f.to,
+                        f.detection_to_promotion_ms,
+                        f.decision_to_promotion_ms,
+                        f.lossless,
+                        f.old_primary
+                    );
+                }
                 for v in &report.violations {
                     eprintln!(
                         "      violation {} at {} ms: {}",

@@ -11,7 +11,9 @@ mod approve;
 mod check_ddl;
 mod check_upgrade;
 mod exit;
+mod failover;
 mod history;
+mod metrics;
 mod operator;
 mod plan;
 mod switchover;
@@ -39,10 +41,15 @@ enum Command {
     CheckDdl(check_ddl::Args),
     /// Is an in-place change from one server version to another supported?
     CheckUpgrade(check_upgrade::Args),
+    /// Fail a local cluster's failed primary over to instance N (forced; lossless unless
+    /// --accept-data-loss).
+    Failover(failover::Args),
     /// Print a cluster's numbered revisions and what changed in each.
     History(history::Args),
     /// Print the ordered steps the engine would take to upgrade a healthy cluster.
     Plan(plan::Args),
+    /// Print a local cluster's failover metrics (Prometheus text format).
+    Metrics(metrics::Args),
     /// Run the Kubernetes operator (in a cluster, or from a kubeconfig).
     Operator(operator::Args),
     /// Ask the operator to move a MySQLCluster's primary to instance N.
@@ -64,8 +71,10 @@ fn main() -> ExitCode {
         Command::Approve(args) => approve::run(args),
         Command::CheckDdl(args) => check_ddl::run(args),
         Command::CheckUpgrade(args) => check_upgrade::run(args),
+        Command::Failover(args) => failover::run(args),
         Command::History(args) => history::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Metrics(args) => metrics::run(args),
         Command::Operator(args) => operator::run(args),
         Command::Switchover(args) => switchover::run(args),
     };

@@ -13,6 +13,8 @@
 //!   naive StatefulSet order: the engine's overhead per step and write unavailability.
 //! - [`provision`]: provisioning a replica of a filled donor by the agent's copy (clone,
 //!   mariadb-backup), against replaying the binary log; the agents' memory.
+//! - [`failover`]: automatic failover under load (kill -9 and freeze of the primary): write
+//!   unavailability, lost writes, and what semi-synchronous replication costs in latency.
 //! - [`operator`]: the operator's memory, the release binary against the fake API over HTTP
 //!   with the simulated kubelet running its pods on real servers: idle and during a rollout.
 //! - [`events`]: when switchyard-mysql made an instance writable, from its tracing events.
@@ -20,6 +22,7 @@
 //! - [`report`]: markdown tables, the machine, the date and the load average.
 
 pub mod events;
+pub mod failover;
 pub mod operator;
 pub mod provision;
 pub mod report;

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use switchyard_bench::events::FenceLifted;
+use switchyard_bench::failover;
 use switchyard_bench::operator;
 use switchyard_bench::provision;
 use switchyard_bench::report::{LoadAverage, Machine, utc_date};
@@ -148,6 +149,46 @@ enum What {
         #[arg(long, default_value = "cargo xtask bench schema")]
         command: String,
     },
+    /// Automatic failover under load: the primary of a semi-synchronous cluster killed or
+    /// frozen, write unavailability and lost writes; semi-sync against async write latency.
+    Failover {
+        /// Trials per fault and flavor.
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+        /// The servers, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "mariadb,mysql")]
+        flavors: Vec<BenchFlavor>,
+        /// The faults, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "kill9,freeze")]
+        faults: Vec<FaultArg>,
+        /// The failover policy's detection window, seconds (default: the policy's).
+        #[arg(long)]
+        detect_after_s: Option<u64>,
+        /// The replicas' network timeout, seconds (default: the local cluster's).
+        #[arg(long)]
+        net_timeout_s: Option<u32>,
+        /// Skip the semi-sync against asynchronous latency comparison.
+        #[arg(long)]
+        no_latency: bool,
+        /// Write the markdown section here.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Write every trial's measurements here, as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// The command to record as the one that reproduces the measurement.
+        #[arg(long, default_value = "cargo xtask bench failover")]
+        command: String,
+    },
+}
+
+/// A fault of the failover benchmark.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FaultArg {
+    /// kill -9 of the primary (the supervisor starts it again).
+    Kill9,
+    /// SIGSTOP of the primary.
+    Freeze,
 }
 
 /// What the rollout benchmark rolls out.
@@ -255,6 +296,59 @@ fn run(cli: Cli, lifted: &FenceLifted) -> Result<ExitCode> {
         .build()
         .context("could not start the async runtime")?;
     match cli.what {
+        What::Failover {
+            trials,
+            flavors,
+            faults,
+            detect_after_s,
+            net_timeout_s,
+            no_latency,
+            markdown,
+            json,
+            command,
+        } => {
+            let config = failover::Config {
+                flavors: flavors.iter().map(|f| f.kind()).collect(),
+                faults: faults
+                    .iter()
+                    .map(|f| match f {
+                        FaultArg::Kill9 => failover::Fault::Kill9,
+                        FaultArg::Freeze => failover::Fault::Freeze,
+                    })
+                    .collect(),
+                trials,
+                detect_after_s,
+                net_timeout_s,
+                latency: !no_latency,
+                reports: json
+                    .as_ref()
+                    .and_then(|j| j.parent())
+                    .map(|d| d.join("failover-trials")),
+            };
+            let load_before = LoadAverage::now();
+            let progress = |line: &str| eprintln!("    {line}");
+            let results = runtime.block_on(failover::run(&config, &progress))?;
+            let ctx = failover::SectionContext {
+                command,
+                date: utc_date(SystemTime::now()),
+                machine: Machine::detect(),
+                load_before,
+                load_after: LoadAverage::now(),
+            };
+            let section = failover::section(&results, &ctx);
+            emit(&section, &results, markdown, json)?;
+            let lost: usize = results
+                .trials
+                .iter()
+                .filter(|t| t.old_primary_judged)
+                .map(|t| t.lost)
+                .sum();
+            if lost > 0 {
+                eprintln!("error: {lost} acknowledged writes were lost");
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         What::Provision {
             size_mb,
             flavors,

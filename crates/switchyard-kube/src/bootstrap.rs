@@ -65,6 +65,11 @@ pub async fn first_primary(runtime: &KubeRuntime, spec: &ValidSpec) -> Result<()
     }
     if !view.writable {
         let deadline = std::time::Instant::now() + until.since(now);
+        // A semi-synchronous primary waits for acknowledgements from its first write on.
+        runtime
+            .set_semi_sync_source(0, true, deadline, "make instance 0 the first primary")
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         runtime
             .ops()
             .promote(&runtime.target(0), deadline)

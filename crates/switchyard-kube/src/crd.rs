@@ -75,6 +75,86 @@ pub struct MySQLClusterSpec {
     /// How the instances' pods spread over nodes (default: preferably one per node).
     #[serde(default)]
     pub anti_affinity: AntiAffinity,
+    /// How the primary replicates to the replicas (default: lossless semi-synchronous
+    /// replication when the cluster has replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationSpec>,
+    /// What the operator does when the primary fails (default: a lossless automatic
+    /// failover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverSpec>,
+}
+
+/// How a commit on the primary relates to the replicas.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ReplicationMode {
+    /// Lossless semi-synchronous replication: the primary acknowledges a commit to its client
+    /// only once `ackReplicas` replicas have it in their relay logs (`AFTER_SYNC`), and it
+    /// never falls back to asynchronous replication: a primary cut off from its replicas
+    /// blocks its writes instead. A failover then keeps every acknowledged write.
+    #[default]
+    SemiSync,
+    /// Asynchronous replication: commits are acknowledged before any replica has them. Writes
+    /// never wait for a replica, but the writes a failed primary acknowledged last may exist
+    /// nowhere else: the operator fails over only when `failover.acceptDataLoss` is set, and
+    /// such a failover loses them.
+    Async,
+}
+
+/// Replication settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationSpec {
+    /// SemiSync (default) or Async.
+    #[serde(default)]
+    pub mode: ReplicationMode,
+    /// SemiSync: how many replicas acknowledge each commit (default: half the instances,
+    /// at least 1, as MOCO does; MariaDB always waits for exactly 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_replicas: Option<i32>,
+    /// How many seconds a replica waits for data from its primary before it gives the
+    /// connection up (`replica_net_timeout` / `slave_net_timeout`; the primary's heartbeat
+    /// is half of it), so that the replicas notice, and corroborate, a failed primary
+    /// quickly (default 4; the server's own default is 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_timeout_seconds: Option<i64>,
+}
+
+/// The failover policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverSpec {
+    /// Whether the operator replaces a failed primary on its own (default true). When false,
+    /// a failed primary is reported (`Degraded`, `PrimaryDown`) and left to a person.
+    #[serde(default = "default_true")]
+    pub automatic: bool,
+    /// How many seconds the primary must have failed every check, with its replicas
+    /// corroborating (their receivers lost it), before the operator fails over (default 3).
+    #[serde(default = "default_detection_seconds")]
+    pub detection_seconds: i64,
+    /// Fail over even when the operator cannot prove that no acknowledged write is lost
+    /// (asynchronous replication, or too few replicas answer): the failover then says it is
+    /// not lossless. Default false.
+    #[serde(default)]
+    pub accept_data_loss: bool,
+}
+
+impl Default for FailoverSpec {
+    fn default() -> Self {
+        FailoverSpec {
+            automatic: true,
+            detection_seconds: default_detection_seconds(),
+            accept_data_loss: false,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_detection_seconds() -> i64 {
+    3
 }
 
 /// How strongly the pods of a cluster avoid sharing a topology domain (a node, by default).

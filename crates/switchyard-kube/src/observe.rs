@@ -2,6 +2,11 @@
 //! each instance ([`Seen`]: its pod, what its server reported, what its agent reported) and
 //! the status. Pure.
 //!
+//! For a failover, each replica's receiver is reported as a [`Link`] (connected when its I/O
+//! thread reads `Yes`; received = executed plus relay log), and the primary's
+//! `ack_replicas` when its semi-synchronous replication is lossless, as the local runtime
+//! reports them.
+//!
 //! Roles come from the status alone (`currentPrimary`), never from which instance happens to
 //! be writable. An instance's revision is the one its pod says it runs (the pod's annotation),
 //! else the one the status assigns to it; under an online target, an instance on any revision
@@ -13,7 +18,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use switchyard_plan::topology::TopologyKind;
+use switchyard_plan::topology::{Link, TopologyKind};
 use switchyard_plan::versions::Version;
 use switchyard_plan::{Health, Instance, Observed, Revision, Role};
 
@@ -151,6 +156,8 @@ pub fn observed_from(
             drained,
             source: None,
             schema,
+            link: None,
+            ack_replicas: None,
         };
         match &s.view {
             None => {}
@@ -164,8 +171,22 @@ pub fn observed_from(
                 instance.gtid = v.gtid.clone();
                 instance.writable = v.writable;
                 instance.health = Health::Ready;
+                if role == Role::Primary {
+                    // How many replicas acknowledge each of its commits, when it cannot fall
+                    // back to asynchronous replication: what makes a failover provably
+                    // lossless.
+                    instance.ack_replicas = v.ack_replicas;
+                }
                 if let Some(r) = &v.replication {
                     instance.source = names.ordinal_of_host(&r.source_host);
+                    if role == Role::Replica {
+                        // Its receiver: whether it still reaches its source (a replica that
+                        // lost the primary corroborates its failure) and what it received.
+                        instance.link = Some(Link {
+                            connected: r.connected,
+                            received: r.received.clone(),
+                        });
+                    }
                     // A replica's health is its replication's; the primary's replication
                     // (a demoted old primary during its switchover) is the engine's business.
                     if role == Role::Replica {

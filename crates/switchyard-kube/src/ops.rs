@@ -70,6 +70,13 @@ pub struct ReplicationView {
     pub error: String,
     /// Seconds behind the source, when applying.
     pub lag_seconds: Option<u64>,
+    /// Whether the receiver (the replication I/O thread) is connected to its source now
+    /// (`Yes`), rather than stopped or reconnecting: a replica whose receiver lost the
+    /// primary corroborates that the primary failed.
+    pub connected: bool,
+    /// Everything the replica received: executed plus what waits in its relay log, when the
+    /// server reports it (a failover promotes the replica that received the most).
+    pub received: Option<GtidSet>,
 }
 
 /// What an instance reports about itself.
@@ -87,7 +94,17 @@ pub struct InstanceView {
     pub replication: Option<ReplicationView>,
     /// Executed GTIDs.
     pub gtid: Option<GtidSet>,
+    /// On a source whose semi-synchronous replication is lossless (waits after the sync,
+    /// even with no replica connected, with a timeout of at least [`NEVER_FALLS_BACK`]): how
+    /// many replicas acknowledge each commit. `None` otherwise (asynchronous, or a source
+    /// that may fall back to it on its own).
+    pub ack_replicas: Option<u32>,
 }
+
+/// The shortest semi-synchronous timeout the observation reports as never falling back to
+/// asynchronous replication ([`InstanceView::ack_replicas`]): an hour, far beyond any
+/// detection and failover. The operator configures [`crate::revision::SEMI_SYNC_TIMEOUT`].
+pub const NEVER_FALLS_BACK: Duration = Duration::from_secs(3600);
 
 /// A failed instance operation: what it was for, and a bounded category.
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +190,32 @@ pub trait InstanceOps: Send + Sync {
         source: &Target,
         former_primary: bool,
     ) -> Result<(), OpsError>;
+    /// Stops the replica's receiver (its replication I/O thread) by `deadline`, so that
+    /// nothing more arrives from a failed primary that may come back; what it received stays
+    /// in its relay log for its applier. An instance without a source has nothing to stop.
+    async fn detach(&self, t: &Target, deadline: Instant) -> Result<(), OpsError> {
+        let _ = deadline;
+        Err(unsupported(t, "stop a replica's receiver"))
+    }
+    /// Waits until the replica's applier executed everything its receiver received, failing
+    /// at once when the applier stopped, and at `deadline` while it lags.
+    async fn wait_received_applied(&self, t: &Target, deadline: Instant) -> Result<(), OpsError> {
+        let _ = deadline;
+        Err(unsupported(t, "wait for a replica's relay log"))
+    }
+    /// Turns the source side of semi-synchronous replication on, waiting for `wait_for`
+    /// replicas (the primary, before it takes a write; MariaDB always waits for one), or off
+    /// with `None` (any other instance: a replica with it on would hold its applier's commits
+    /// waiting for replicas of its own), by `deadline`.
+    async fn set_semi_sync_source(
+        &self,
+        t: &Target,
+        wait_for: Option<u32>,
+        deadline: Instant,
+    ) -> Result<(), OpsError> {
+        let _ = (wait_for, deadline);
+        Err(unsupported(t, "switch semi-synchronous replication"))
+    }
     /// Prepares a shutdown: a slow one (`innodb_fast_shutdown = 0`) when `slow`.
     async fn prepare_shutdown(&self, t: &Target, slow: bool) -> Result<(), OpsError>;
     /// Closes every client connection (after the primary moved away), by `deadline`.
@@ -480,6 +523,8 @@ impl InstanceOps for MysqlOps {
                 r.last_io_error.clone()
             },
             lag_seconds: r.seconds_behind,
+            connected: r.is_connected(),
+            received: o.received(),
         });
         let fenced = match o.version.flavor {
             Flavor::Mysql => o.super_read_only == Some(true),
@@ -491,7 +536,54 @@ impl InstanceOps for MysqlOps {
             fenced,
             replication,
             gtid: Some(o.gtid.executed().clone()),
+            ack_replicas: o
+                .semi_sync
+                .as_ref()
+                .and_then(|s| s.ack_replicas(NEVER_FALLS_BACK)),
         })
+    }
+
+    async fn detach(&self, t: &Target, deadline: Instant) -> Result<(), OpsError> {
+        ops(self.handle(t).detach_by(deadline).await)
+    }
+
+    async fn wait_received_applied(&self, t: &Target, deadline: Instant) -> Result<(), OpsError> {
+        ops(self.handle(t).wait_received_applied_by(deadline).await)
+    }
+
+    async fn set_semi_sync_source(
+        &self,
+        t: &Target,
+        wait_for: Option<u32>,
+        deadline: Instant,
+    ) -> Result<(), OpsError> {
+        let h = self.handle(t);
+        if let Some(k) = wait_for
+            && ops(h.server_version().await)?.flavor == Flavor::Mysql
+        {
+            // The count follows the number of instances: set with the switch, not rendered
+            // into the revision.
+            let count = k.to_string();
+            let report = ops(h
+                .set_variables(&[(
+                    "rpl_semi_sync_source_wait_for_replica_count",
+                    count.as_str(),
+                )])
+                .await)?;
+            if let Some(refusal) = report.refused.first().or(report.read_only.first()) {
+                return Err(OpsError::new(
+                    "statement",
+                    false,
+                    format!(
+                        "{}: could not set rpl_semi_sync_source_wait_for_replica_count: {}",
+                        t.pod, refusal.server
+                    ),
+                ));
+            }
+        }
+        ops(h
+            .set_semi_sync_source_by(wait_for.is_some(), deadline)
+            .await)
     }
 
     async fn wait_no_long_transaction(

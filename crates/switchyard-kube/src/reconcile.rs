@@ -16,7 +16,9 @@ use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
-use switchyard_plan::decide::{Approval, HaltReason, Policy, Target as PlanTarget, decide};
+use switchyard_plan::decide::{
+    Approval, FailoverPolicy, HaltReason, Policy, Target as PlanTarget, decide,
+};
 use switchyard_plan::engine::{Engine, StepOutcome};
 use switchyard_plan::record::Intent;
 use switchyard_plan::versions::catalog;
@@ -79,6 +81,15 @@ fn policy(spec: &ValidSpec, record: &Record, approval: Option<Approval>) -> Poli
         drain: spec.drain,
         retry_backoff: Duration::from_secs(10),
         approval,
+        // spec.failover: a failed primary is replaced on its own unless the spec says not
+        // to; without a proof that no acknowledged write is lost (asynchronous replication)
+        // only when the spec accepts the loss.
+        failover: FailoverPolicy {
+            automatic: spec.failover_automatic,
+            detect_after: spec.failover_detect_after,
+            accept_data_loss: spec.accept_data_loss,
+            ..FailoverPolicy::default()
+        },
     }
 }
 
@@ -606,16 +617,26 @@ impl Pass<'_> {
             && !matches!(record.intent, Some(Intent::Switchover { .. }))
             && observed.primary().is_none_or(|p| !p.health.is_up());
         let mut outcome = None;
-        if bootstrapped && !primary_down {
+        // A primary down outside a switchover: the engine runs only when it may replace it
+        // (automatic failover, or a failover already under way); it then waits for the
+        // detection window and the replicas' corroboration, or fails over.
+        let failing_over = matches!(record.intent, Some(Intent::Failover { .. }));
+        if bootstrapped && (!primary_down || spec.failover_automatic || failing_over) {
             let stored = |rt: &KubeRuntime| {
                 rt.cluster()
                     .status
                     .and_then(|s| s.record)
                     .unwrap_or_default()
             };
-            if let Some(e) =
-                manual::manual_switchover(self.cluster, runtime, spec, &observed, &stored(runtime))
-                    .await?
+            if !primary_down
+                && let Some(e) = manual::manual_switchover(
+                    self.cluster,
+                    runtime,
+                    spec,
+                    &observed,
+                    &stored(runtime),
+                )
+                .await?
             {
                 self.events.push(e);
             }
@@ -710,6 +731,7 @@ impl Pass<'_> {
             outcome,
             stepped.primary_down,
             primary_data_lost,
+            spec.failover_automatic,
             pending,
             generation,
             &now,
@@ -880,8 +902,13 @@ impl Pass<'_> {
                 EventType::Warning,
                 "PrimaryDown",
                 format!(
-                    "the primary (instance {}) is down outside a switchover; the rollout is halted and the primary is not replaced",
-                    status.current_primary.unwrap_or(0)
+                    "the primary (instance {}) is down outside a switchover; the rollout is halted and {}",
+                    status.current_primary.unwrap_or(0),
+                    if spec.failover_automatic {
+                        "the primary is replaced once it has failed for spec.failover.detectionSeconds with its replicas corroborating, if no acknowledged write can be lost (or spec.failover.acceptDataLoss)"
+                    } else {
+                        "the primary is not replaced (spec.failover.automatic is false)"
+                    }
                 ),
             ));
         }

@@ -20,9 +20,26 @@ use crate::validate::ValidSpec;
 /// How many revisions the status history keeps.
 pub const REVISION_HISTORY: usize = 16;
 
+/// How long a semi-synchronous primary waits for acknowledgements before it would fall back
+/// to asynchronous replication: a day, far longer than any detection and failover, so that in
+/// practice it never does (a primary cut off from its replicas blocks its writes).
+pub const SEMI_SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// The server variables of the spec: the operator's durability, GTID and replication
 /// settings for the flavor, then the user's `config` (which cannot name operator-owned
-/// variables, but may override durability defaults such as `sync_binlog`).
+/// variables, but may override durability defaults such as `sync_binlog`, or the replicas'
+/// network timeout).
+///
+/// With semi-synchronous replication (see [`ValidSpec::semi_sync`]) every instance gets the
+/// replica side and the source's lossless settings: `AFTER_SYNC`, waiting for the count even
+/// with no replica connected, with a timeout of [`SEMI_SYNC_TIMEOUT`]. The source side's
+/// switch (`rpl_semi_sync_source_enabled` / `rpl_semi_sync_master_enabled`) is not here: a
+/// replica with it on would hold its applier's commits waiting for replicas of its own, so
+/// the operator turns it on for the instance it makes primary, before that instance takes a
+/// write, and off for any other. Nor is MySQL's wait count
+/// (`rpl_semi_sync_source_wait_for_replica_count`), which follows the number of instances: a
+/// scale would otherwise make a new revision. [`render_my_cnf`] writes it, and the operator
+/// sets it on the primary with the source switch.
 pub fn server_variables(spec: &ValidSpec) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
     let mut set = |k: &str, val: &str| {
@@ -42,6 +59,7 @@ pub fn server_variables(spec: &ValidSpec) -> BTreeMap<String, String> {
             set("gtid_mode", "ON");
             set("enforce_gtid_consistency", "ON");
             set("skip_replica_start", "ON");
+            set("replica_net_timeout", &spec.net_timeout_seconds.to_string());
         }
         Flavor::Mariadb => {
             set("log_bin", "mariadb-bin");
@@ -49,6 +67,25 @@ pub fn server_variables(spec: &ValidSpec) -> BTreeMap<String, String> {
             set("log_slave_updates", "ON");
             set("gtid_strict_mode", "ON");
             set("skip_slave_start", "ON");
+            set("slave_net_timeout", &spec.net_timeout_seconds.to_string());
+        }
+    }
+    if spec.semi_sync.is_some() {
+        let timeout = SEMI_SYNC_TIMEOUT.as_millis().to_string();
+        match spec.flavor {
+            Flavor::Mysql => {
+                set("rpl_semi_sync_replica_enabled", "ON");
+                set("rpl_semi_sync_source_wait_point", "AFTER_SYNC");
+                set("rpl_semi_sync_source_timeout", &timeout);
+                set("rpl_semi_sync_source_wait_no_replica", "ON");
+            }
+            Flavor::Mariadb => {
+                // MariaDB waits for one replica; there is no count.
+                set("rpl_semi_sync_slave_enabled", "ON");
+                set("rpl_semi_sync_master_wait_point", "AFTER_SYNC");
+                set("rpl_semi_sync_master_timeout", &timeout);
+                set("rpl_semi_sync_master_wait_no_slave", "ON");
+            }
         }
     }
     for (k, val) in &spec.config {
@@ -79,10 +116,25 @@ pub fn render_my_cnf(spec: &ValidSpec) -> String {
         variables.insert("super_read_only".to_owned(), "ON".to_owned());
     }
     for (k, val) in variables {
-        out.push_str(&format!("{k} = {val}\n"));
+        // MySQL's semi-sync variables are its plugins': `mysqld --initialize` (the agent's
+        // bootstrap) loads no plugin and would refuse them as unknown, so they are `loose-`.
+        let loose = if spec.flavor == Flavor::Mysql && k.starts_with("rpl_semi_sync_") {
+            "loose-"
+        } else {
+            ""
+        };
+        out.push_str(&format!("{loose}{k} = {val}\n"));
     }
     if spec.flavor == Flavor::Mysql {
         out.push_str("plugin_load_add = mysql_clone.so\n");
+        // The semi-synchronous variables above are the plugins' (MariaDB has them built in).
+        if let Some(k) = spec.semi_sync {
+            out.push_str("plugin_load_add = semisync_source.so\n");
+            out.push_str("plugin_load_add = semisync_replica.so\n");
+            out.push_str(&format!(
+                "loose-rpl_semi_sync_source_wait_for_replica_count = {k}\n"
+            ));
+        }
     }
     out
 }

@@ -31,6 +31,15 @@
 //! checks (MariaDB) with the pod's agent that the system tables were upgraded for the running
 //! major.minor. An online change assigns its revision to the instance once the variables are
 //! set, and rewrites the instance's my.cnf, so a restarted container keeps it.
+//!
+//! A failover uses the same operations as a switchover, plus `detach` (a replica's receiver
+//! stopped) and `wait_received_applied` (its relay log applied), over SQL like the rest. With
+//! semi-synchronous replication the source side is switched on for the instance about to be
+//! promoted, before it takes a write, and off for an instance demoted or repointed. The
+//! primary label moves as in a switchover ([`KubeRuntime::note_primary`]: every old primary
+//! loses its role label first, fenced or not), and a failed primary that comes back (a new pod,
+//! read-only from its agent) stays out of both Services until it replicates from the new
+//! primary; a quarantined instance stays out of them.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -44,6 +53,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use switchyard_plan::decide::SchemaTarget;
 use switchyard_plan::engine::{ClusterRuntime, RuntimeError, RuntimeErrorKind};
+use switchyard_plan::record::Intent;
 use switchyard_plan::versions::{Flavor, Version};
 use switchyard_plan::{Observed, Record, Revision, Role, Timestamp, WaitReason};
 
@@ -272,9 +282,16 @@ impl KubeRuntime {
                 None
             };
             // A pod whose server is not up: its agent tells why (an empty data directory,
-            // provisioning under way).
+            // provisioning under way). A pod not running anywhere yet (pending, no address:
+            // its node is lost, or it is not scheduled) has no agent to ask: asking would
+            // only wait for a connection that cannot come.
+            let running = pod.as_ref().is_some_and(|p| {
+                p.status
+                    .as_ref()
+                    .is_some_and(|s| s.pod_ip.as_ref().is_some_and(|ip| !ip.is_empty()))
+            });
             let agent = match &pod {
-                Some(p) if !started && p.metadata.deletion_timestamp.is_none() => {
+                Some(p) if !started && running && p.metadata.deletion_timestamp.is_none() => {
                     Some(self.ops.agent_status(&target).await.map_err(|e| e.message))
                 }
                 _ => None,
@@ -304,12 +321,26 @@ impl KubeRuntime {
     /// first, so the primary Service never selects two pods.
     pub async fn label_roles(&self, observed: &Observed) -> Result<(), RuntimeError> {
         let seen = self.seen();
+        let record = self
+            .cluster()
+            .status
+            .and_then(|s| s.record)
+            .unwrap_or_default();
+        let primary = observed.primary().map(|p| p.ordinal);
+        // A quarantined instance serves nobody; nor does a failed-over primary until it
+        // replicates from the new one (a recreated pod has no fence annotation yet).
+        let out_of_service = |i: &switchyard_plan::Instance| {
+            record.quarantined.contains_key(&i.ordinal)
+                || record.last_failover.as_ref().is_some_and(|f| {
+                    f.from == i.ordinal && i.role == Role::Replica && i.source != primary
+                })
+        };
         let mut changes: Vec<(u32, Option<&str>, bool)> = Vec::new();
         for i in &observed.instances {
             let Some(pod) = seen.get(&i.ordinal).and_then(|s| s.pod.as_ref()) else {
                 continue;
             };
-            let want = if pod.annotations().contains_key(ANNOTATION_FENCED) {
+            let want = if pod.annotations().contains_key(ANNOTATION_FENCED) || out_of_service(i) {
                 None
             } else {
                 Some(match i.role {
@@ -412,6 +443,24 @@ impl KubeRuntime {
     /// The instant of `deadline` on the monotonic clock (now when it has passed).
     fn instant(&self, deadline: Timestamp) -> Instant {
         Instant::now() + deadline.since(self.now())
+    }
+
+    /// Turns the source side of semi-synchronous replication on or off on `ordinal` when the
+    /// spec asks for semi-synchronous replication (nothing otherwise), by `deadline`.
+    pub async fn set_semi_sync_source(
+        &self,
+        ordinal: u32,
+        on: bool,
+        deadline: Instant,
+        op: &str,
+    ) -> Result<(), RuntimeError> {
+        let Some(k) = self.spec.semi_sync else {
+            return Ok(());
+        };
+        self.ops
+            .set_semi_sync_source(&self.target(ordinal), on.then_some(k), deadline)
+            .await
+            .map_err(|e| from_ops(format!("{op}: switch its semi-synchronous source side"), e))
     }
 
     /// The primary the status records.
@@ -526,8 +575,9 @@ impl KubeRuntime {
     }
 
     /// Makes `to` the primary on Kubernetes once its SQL promotion took effect: the status
-    /// records it, then every other pod loses the primary label, then `to` gets it (and is no
-    /// longer marked fenced). By `deadline`.
+    /// records it, then every other pod loses the primary label (and its role: it is back in
+    /// the read Service once it replicates from `to`), then `to` gets it (and is no longer
+    /// marked fenced). By `deadline`.
     async fn note_primary(
         &self,
         to: u32,
@@ -550,12 +600,10 @@ impl KubeRuntime {
                 continue;
             };
             if o != to && pod.labels().get(LABEL_ROLE).map(String::as_str) == Some("primary") {
-                let role = if pod.annotations().contains_key(ANNOTATION_FENCED) {
-                    None
-                } else {
-                    Some("replica")
-                };
-                let patch = json!({ "metadata": { "labels": { LABEL_ROLE: role } } });
+                // Out of both Services: a fenced old primary (a switchover) or one that failed
+                // and could not be fenced (a failover); the role labels put it back in the
+                // read Service once it replicates from the new primary.
+                let patch = json!({ "metadata": { "labels": { LABEL_ROLE: null } } });
                 self.patch_pod(o, &patch, deadline, op).await?;
             }
         }
@@ -778,7 +826,15 @@ impl ClusterRuntime for KubeRuntime {
         let target = self.target(ordinal);
         // The switchover pre-flight, while the instance still serves as the primary: no
         // transaction open longer than maxTransactionSeconds (it would be cut by the fence).
+        // Not in a failover: a commit stuck in the semi-sync wait of a primary that froze
+        // looks like a long transaction, and failing the fence would leave it unfenced.
+        let failing_over = self
+            .cluster()
+            .status
+            .and_then(|s| s.record)
+            .is_some_and(|r| matches!(r.intent, Some(Intent::Failover { .. })));
         let serving = self.recorded_primary() == Some(ordinal)
+            && !failing_over
             && self.view(ordinal).is_some_and(|v| v.writable);
         if serving {
             self.ops
@@ -825,6 +881,10 @@ impl ClusterRuntime for KubeRuntime {
                 ));
             }
         }
+        // Waiting for acknowledgements before it takes a write: nothing it acknowledges
+        // exists on it alone.
+        self.set_semi_sync_source(ordinal, true, self.instant(deadline), &op)
+            .await?;
         self.ops
             .promote(&self.target(ordinal), self.instant(deadline))
             .await
@@ -840,6 +900,8 @@ impl ClusterRuntime for KubeRuntime {
     ) -> Result<(), RuntimeError> {
         let op = format!("make instance {ordinal} a replica of {source}, not started");
         self.mark_fenced(ordinal, deadline, &op).await?;
+        self.set_semi_sync_source(ordinal, false, self.instant(deadline), &op)
+            .await?;
         self.ops
             .demote(
                 &self.target(ordinal),
@@ -869,6 +931,10 @@ impl ClusterRuntime for KubeRuntime {
     async fn promote(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
         let op = format!("promote instance {ordinal}");
         let old = self.recorded_primary();
+        // Waiting for acknowledgements before it takes a write: nothing it acknowledges
+        // exists on it alone.
+        self.set_semi_sync_source(ordinal, true, self.instant(deadline), &op)
+            .await?;
         self.ops
             .promote(&self.target(ordinal), self.instant(deadline))
             .await
@@ -938,6 +1004,14 @@ impl ClusterRuntime for KubeRuntime {
             .and_then(|s| s.pod.as_ref())
             .is_some_and(|p| p.annotations().contains_key(ANNOTATION_FENCED));
         let former_primary = marked || view.as_ref().is_some_and(|v| v.replication.is_none());
+        // A replica never waits for acknowledgements (its applier's commits would block).
+        self.set_semi_sync_source(
+            ordinal,
+            false,
+            Instant::now() + std::time::Duration::from_secs(10),
+            &op,
+        )
+        .await?;
         self.ops
             .replicate_from(&target, &self.target(source), former_primary)
             .await
@@ -957,6 +1031,29 @@ impl ClusterRuntime for KubeRuntime {
             }
         }
         Ok(())
+    }
+
+    async fn detach(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        self.ops
+            .detach(&self.target(ordinal), self.instant(deadline))
+            .await
+            .map_err(|e| from_ops(format!("stop the receiver of instance {ordinal}"), e))
+    }
+
+    async fn wait_received_applied(
+        &self,
+        ordinal: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        self.ops
+            .wait_received_applied(&self.target(ordinal), self.instant(deadline))
+            .await
+            .map_err(|e| {
+                from_ops(
+                    format!("wait for instance {ordinal} to apply what it received"),
+                    e,
+                )
+            })
     }
 
     async fn apply_variables(

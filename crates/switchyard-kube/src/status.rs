@@ -40,6 +40,30 @@ pub mod types {
     pub const STORAGE_NOT_APPLIED: &str = "StorageNotApplied";
     /// A password rotation is under way or failed.
     pub const ROTATING_CREDENTIALS: &str = "RotatingCredentials";
+    /// Instances are kept out of replication and service because they hold transactions
+    /// the primary lacks (a failed primary's unacknowledged writes): the message names them
+    /// and the transactions; a person re-provisions them.
+    pub const QUARANTINED: &str = "Quarantined";
+    /// The last failover: from which instance to which, and whether it was lossless.
+    pub const FAILED_OVER: &str = "FailedOver";
+    /// The semi-synchronous primary has fewer replicas receiving from it than it waits for
+    /// before acknowledging a commit: its writes block until enough are back (never a
+    /// silent fall-back to asynchronous replication).
+    pub const WRITES_AT_RISK: &str = "WritesAtRisk";
+}
+
+/// The semi-synchronous primary's wait and how many replicas receive from it, when too
+/// few do: (primary, waits for, receiving).
+pub fn too_few_receivers(observed: &Observed) -> Option<(u32, u32, u32)> {
+    let p = observed.primary()?;
+    let k = p.ack_replicas?;
+    let receiving = observed
+        .instances
+        .iter()
+        .filter(|i| i.source == Some(p.ordinal) && i.link.as_ref().is_some_and(|l| l.connected))
+        .count();
+    let receiving = u32::try_from(receiving).unwrap_or(u32::MAX);
+    (receiving < k).then_some((p.ordinal, k, receiving))
 }
 
 /// A bounded category (`forbidden-transition`) as a condition reason (`ForbiddenTransition`).
@@ -207,6 +231,7 @@ pub fn conditions(
     outcome: &Option<StepOutcome>,
     primary_down: bool,
     primary_data_lost: Option<u32>,
+    failover_automatic: bool,
     pending: bool,
     generation: Option<i64>,
     now: &Time,
@@ -258,13 +283,30 @@ pub fn conditions(
                 "PrimaryDataLost".to_owned(),
                 format!(
                     "the primary, instance {ordinal}, came back with an empty data directory: it is \
-                     not initialized again and never made writable; restore its data (or its \
-                     volume), or recreate the cluster from a backup; switchyard does not fail over"
+                     not initialized again and never made writable; {}",
+                    if failover_automatic {
+                        "switchyard fails over to a replica once they corroborate and no \
+                         acknowledged write can be lost; otherwise restore its data (or its \
+                         volume), or recreate the cluster from a backup"
+                    } else {
+                        "restore its data (or its volume), or recreate the cluster from a \
+                         backup; automatic failover is off (spec.failover.automatic)"
+                    }
                 ),
             ),
             None => (
                 "PrimaryDown".to_owned(),
-                "the primary died outside a switchover: the rollout waits for it; switchyard does not fail over".to_owned(),
+                if failover_automatic {
+                    "the primary died outside a switchover: the rollout waits; switchyard fails \
+                     over once the primary has failed for spec.failover.detectionSeconds with its \
+                     replicas corroborating and no acknowledged write can be lost (or \
+                     spec.failover.acceptDataLoss)"
+                        .to_owned()
+                } else {
+                    "the primary died outside a switchover: the rollout waits for it; automatic \
+                     failover is off (spec.failover.automatic)"
+                        .to_owned()
+                },
             ),
         }),
         (false, Some(StepOutcome::Halted(reason))) => {
@@ -281,6 +323,84 @@ pub fn conditions(
         generation,
         now,
     );
+    let quarantined: Vec<String> = record
+        .quarantined
+        .iter()
+        .map(|(o, q)| {
+            format!(
+                "instance {o} holds transactions the primary lacks: {}",
+                q.extra
+            )
+        })
+        .collect();
+    set_condition(
+        c,
+        types::QUARANTINED,
+        !quarantined.is_empty(),
+        if quarantined.is_empty() {
+            "NoneQuarantined"
+        } else {
+            "HoldsExtraTransactions"
+        },
+        if quarantined.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{}: kept read-only, out of replication and of both Services; compare its \
+                 transactions with the primary's, then delete its data claim and pod so it is \
+                 copied again from a healthy instance",
+                quarantined.join("; ")
+            )
+        },
+        generation,
+        now,
+    );
+    let at_risk = too_few_receivers(observed);
+    set_condition(
+        c,
+        types::WRITES_AT_RISK,
+        at_risk.is_some(),
+        if at_risk.is_some() {
+            "TooFewReplicasReceiving"
+        } else {
+            "EnoughReplicas"
+        },
+        at_risk
+            .map(|(p, k, n)| {
+                format!(
+                    "the primary, instance {p}, acknowledges a commit once {k} replicas received \
+                     it and {n} receive from it now: writes block until enough are back \
+                     (re-provision a quarantined instance, or lower spec.replication.ackReplicas)"
+                )
+            })
+            .unwrap_or_default(),
+        generation,
+        now,
+    );
+    if let Some(f) = &record.last_failover {
+        set_condition(
+            c,
+            types::FAILED_OVER,
+            true,
+            if f.lossless {
+                "Lossless"
+            } else {
+                "DataMayBeLost"
+            },
+            format!(
+                "instance {} failed and instance {} took over, {}",
+                f.from,
+                f.to,
+                if f.lossless {
+                    "with every acknowledged write"
+                } else {
+                    "without a proof that every acknowledged write was kept"
+                }
+            ),
+            generation,
+            now,
+        );
+    }
     let approval = match outcome {
         Some(StepOutcome::Waited(WaitReason::AwaitingApproval { revision, from, to })) => {
             Some((*revision, *from, *to))
@@ -333,6 +453,52 @@ pub fn conditions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_are_at_risk_when_fewer_replicas_receive_than_the_primary_waits_for() {
+        use switchyard_plan::topology::{Link, TopologyKind};
+        use switchyard_plan::versions::{Flavor, Version};
+        use switchyard_plan::{Health, Instance};
+        let version = Version::parse("10.11.14").expect("version");
+        let revision = Revision::new(1, Flavor::Mariadb, version, &Default::default());
+        let instance = |ordinal: u32, source: Option<u32>, connected: bool| Instance {
+            ordinal,
+            role: if source.is_none() {
+                Role::Primary
+            } else {
+                Role::Replica
+            },
+            version,
+            revision: revision.clone(),
+            health: Health::Ready,
+            gtid: None,
+            writable: source.is_none(),
+            fenced: false,
+            drained: false,
+            source,
+            schema: None,
+            link: source.map(|_| Link {
+                connected,
+                received: None,
+            }),
+            ack_replicas: source.is_none().then_some(2),
+        };
+        let observed = |connected: [bool; 2]| Observed {
+            kind: TopologyKind::Async,
+            flavor: Flavor::Mariadb,
+            instances: vec![
+                instance(0, None, false),
+                instance(1, Some(0), connected[0]),
+                instance(2, Some(0), connected[1]),
+            ],
+        };
+        assert_eq!(too_few_receivers(&observed([true, true])), None);
+        assert_eq!(too_few_receivers(&observed([true, false])), Some((0, 2, 1)));
+        assert_eq!(
+            too_few_receivers(&observed([false, false])),
+            Some((0, 2, 0))
+        );
+    }
 
     #[test]
     fn approvals_round_trip_and_reject_garbage() {

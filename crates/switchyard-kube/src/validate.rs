@@ -38,7 +38,13 @@ pub const OPERATOR_OWNED_VARIABLES: &[&str] = &[
     "datadir",
     "socket",
     "skip_networking",
+    "rpl_semi_sync_*",
 ];
+
+/// The replicas' network timeout when the spec gives none, in seconds: a replica gives a
+/// silent primary up after it (the heartbeat is half of it), which is what corroborates a
+/// failed primary.
+pub const DEFAULT_NET_TIMEOUT_SECONDS: u32 = 4;
 
 /// The most instances a cluster may have (the schema's maximum too).
 pub const MAX_REPLICAS: i32 = 9;
@@ -74,6 +80,18 @@ pub struct ValidSpec {
     pub halt_after: Duration,
     /// The name of the credentials Secret.
     pub credentials_secret: String,
+    /// Lossless semi-synchronous replication: how many replicas acknowledge each commit.
+    /// `None` for asynchronous replication, and for a cluster without replicas.
+    pub semi_sync: Option<u32>,
+    /// The replicas' network timeout in seconds (`replica_net_timeout` /
+    /// `slave_net_timeout`).
+    pub net_timeout_seconds: u32,
+    /// Whether a failed primary is replaced on its own.
+    pub failover_automatic: bool,
+    /// How long the primary must have failed every check before a failover.
+    pub failover_detect_after: Duration,
+    /// Whether a failover may run without a proof that no acknowledged write is lost.
+    pub accept_data_loss: bool,
 }
 
 /// One problem with a spec.
@@ -128,6 +146,32 @@ pub enum SpecError {
         "spec.config value of '{0}' contains a line break or control character: give it on one line"
     )]
     BadVariableValue(String),
+    /// The semi-synchronous acknowledgement count is out of range.
+    #[error(
+        "spec.replication.ackReplicas is {given}: {flavor} with {replicas} replica(s) can wait for \
+         between 1 and {max} of them; give a number in that range, remove it for the default, \
+         or set spec.replication.mode to Async"
+    )]
+    BadAckReplicas {
+        /// What was given.
+        given: i32,
+        /// The flavor's name.
+        flavor: &'static str,
+        /// The replicas of the cluster.
+        replicas: u32,
+        /// The most it may be.
+        max: u32,
+    },
+    /// A failover or replication number in seconds is out of range.
+    #[error("spec.{field} is {value}: give between 1 and {max} seconds")]
+    BadSeconds {
+        /// Which field.
+        field: &'static str,
+        /// What was given.
+        value: i64,
+        /// The most it may be.
+        max: i64,
+    },
     /// An image name with whitespace.
     #[error("spec.image '{0}' is not an image reference")]
     BadImage(String),
@@ -224,6 +268,8 @@ impl SpecError {
             SpecError::BadVariableName(_) => "bad-variable-name",
             SpecError::BadVariableValue(_) => "bad-variable-value",
             SpecError::BadImage(_) => "bad-image",
+            SpecError::BadAckReplicas { .. } => "bad-ack-replicas",
+            SpecError::BadSeconds { .. } => "bad-seconds",
             SpecError::DeadlineOutlastsLease { .. } => "deadline-outlasts-lease",
         }
     }
@@ -381,6 +427,29 @@ pub fn validate(name: &str, spec: &MySQLClusterSpec) -> Result<ValidSpec, Invali
     if shutdown.is_some_and(|d| d > Duration::from_secs(24 * 3600)) {
         problems.push(SpecError::ShutdownTooLong);
     }
+    let replication = spec.replication.clone().unwrap_or_default();
+    let failover = spec.failover.clone().unwrap_or_default();
+    let semi_sync = semi_sync_count(flavor, spec.replicas, &replication, &mut problems);
+    let mut seconds = |field: &'static str, value: i64, max: i64| {
+        if (1..=max).contains(&value) {
+            u32::try_from(value).ok()
+        } else {
+            problems.push(SpecError::BadSeconds { field, value, max });
+            None
+        }
+    };
+    let net_timeout = seconds(
+        "replication.netTimeoutSeconds",
+        replication
+            .net_timeout_seconds
+            .unwrap_or(i64::from(DEFAULT_NET_TIMEOUT_SECONDS)),
+        3600,
+    );
+    let detection = seconds(
+        "failover.detectionSeconds",
+        failover.detection_seconds,
+        3600,
+    );
     let mut non_negative = |field: &'static str, value: i64| {
         u64::try_from(value).ok().or_else(|| {
             problems.push(SpecError::Negative { field, value });
@@ -403,7 +472,7 @@ pub fn validate(name: &str, spec: &MySQLClusterSpec) -> Result<ValidSpec, Invali
             Some(max_lag_seconds),
             Some(max_transaction_seconds),
             Some(drain),
-        ) if problems.is_empty() => Ok(ValidSpec {
+        ) if problems.is_empty() && net_timeout.is_some() && detection.is_some() => Ok(ValidSpec {
             flavor,
             version,
             image: spec
@@ -429,8 +498,51 @@ pub fn validate(name: &str, spec: &MySQLClusterSpec) -> Result<ValidSpec, Invali
                 .as_ref()
                 .and_then(|c| c.secret_name.clone())
                 .unwrap_or_else(|| format!("{name}-credentials")),
+            semi_sync,
+            net_timeout_seconds: net_timeout.unwrap_or(DEFAULT_NET_TIMEOUT_SECONDS),
+            failover_automatic: failover.automatic,
+            failover_detect_after: Duration::from_secs(u64::from(detection.unwrap_or(1))),
+            accept_data_loss: failover.accept_data_loss,
         }),
         _ => Err(InvalidSpec { problems }),
+    }
+}
+
+/// How many replicas a lossless semi-synchronous primary waits for: the spec's
+/// `ackReplicas`, by default half the instances (at least 1, as MOCO does); MariaDB waits for
+/// exactly one. `None` for asynchronous replication and for a cluster without replicas.
+fn semi_sync_count(
+    flavor: Option<Flavor>,
+    instances: i32,
+    replication: &crate::crd::ReplicationSpec,
+    problems: &mut Vec<SpecError>,
+) -> Option<u32> {
+    let replicas = u32::try_from(instances).unwrap_or(0).saturating_sub(1);
+    if replication.mode == crate::crd::ReplicationMode::Async || replicas == 0 {
+        return None;
+    }
+    let flavor = flavor?;
+    let (name, max) = match flavor {
+        Flavor::Mysql => ("MySQL", replicas),
+        Flavor::Mariadb => ("MariaDB", 1),
+    };
+    match replication.ack_replicas {
+        None => Some(match flavor {
+            Flavor::Mysql => (replicas.div_ceil(2)).clamp(1, max),
+            Flavor::Mariadb => 1,
+        }),
+        Some(given) => match u32::try_from(given) {
+            Ok(k) if (1..=max).contains(&k) => Some(k),
+            _ => {
+                problems.push(SpecError::BadAckReplicas {
+                    given,
+                    flavor: name,
+                    replicas,
+                    max,
+                });
+                None
+            }
+        },
     }
 }
 
@@ -502,5 +614,86 @@ mod tests {
             Ok(())
         );
         assert!(check_lease(Duration::from_secs(30), Duration::from_secs(38)).is_err());
+    }
+
+    fn spec_of(v: serde_json::Value) -> MySQLClusterSpec {
+        serde_json::from_value(v).expect("a spec")
+    }
+
+    #[test]
+    fn replication_and_failover_default_to_lossless_semi_sync_and_automatic_failover() {
+        let check = |flavor: &str, version: &str, replicas: i32| {
+            validate(
+                "shop",
+                &spec_of(serde_json::json!({
+                    "flavor": flavor, "version": version, "replicas": replicas,
+                })),
+            )
+            .expect("valid")
+        };
+        // Half the instances, at least one (MOCO's rule); MariaDB always one.
+        for (replicas, k) in [
+            (1, None),
+            (2, Some(1)),
+            (3, Some(1)),
+            (4, Some(2)),
+            (5, Some(2)),
+        ] {
+            assert_eq!(check("mysql", "9.7.0", replicas).semi_sync, k, "{replicas}");
+        }
+        assert_eq!(check("mariadb", "10.11.14", 5).semi_sync, Some(1));
+        let v = check("mariadb", "10.11.14", 3);
+        assert_eq!(v.net_timeout_seconds, DEFAULT_NET_TIMEOUT_SECONDS);
+        assert!(v.failover_automatic && !v.accept_data_loss);
+        assert_eq!(v.failover_detect_after, Duration::from_secs(3));
+        let a = validate(
+            "shop",
+            &spec_of(serde_json::json!({
+                "flavor": "mysql", "version": "9.7.0", "replicas": 3,
+                "replication": {"mode": "Async", "netTimeoutSeconds": 10},
+                "failover": {"automatic": false, "detectionSeconds": 7, "acceptDataLoss": true},
+            })),
+        )
+        .expect("valid");
+        assert_eq!(a.semi_sync, None);
+        assert_eq!(a.net_timeout_seconds, 10);
+        assert!(!a.failover_automatic && a.accept_data_loss);
+        assert_eq!(a.failover_detect_after, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn bad_replication_and_failover_settings_are_refused_with_what_to_do() {
+        let refused = |v: serde_json::Value| {
+            validate("shop", &spec_of(v))
+                .expect_err("refused")
+                .to_string()
+        };
+        let text = refused(serde_json::json!({
+            "flavor": "mariadb", "version": "10.11.14", "replicas": 3,
+            "replication": {"ackReplicas": 2},
+        }));
+        assert_eq!(
+            text,
+            "spec.replication.ackReplicas is 2: MariaDB with 2 replica(s) can wait for between 1 \
+             and 1 of them; give a number in that range, remove it for the default, or set \
+             spec.replication.mode to Async"
+        );
+        let text = refused(serde_json::json!({
+            "flavor": "mysql", "version": "9.7.0", "replicas": 3,
+            "replication": {"ackReplicas": 0, "netTimeoutSeconds": 0},
+            "failover": {"detectionSeconds": -1},
+        }));
+        for part in [
+            "spec.replication.ackReplicas is 0: MySQL with 2 replica(s) can wait for between 1 and 2",
+            "spec.replication.netTimeoutSeconds is 0: give between 1 and 3600 seconds",
+            "spec.failover.detectionSeconds is -1: give between 1 and 3600 seconds",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        let text = refused(serde_json::json!({
+            "flavor": "mysql", "version": "9.7.0", "replicas": 3,
+            "config": {"rpl_semi_sync_source_timeout": "10"},
+        }));
+        assert!(text.contains("rpl_semi_sync_source_timeout"), "{text}");
     }
 }

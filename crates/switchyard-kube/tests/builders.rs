@@ -305,6 +305,62 @@ fn my_cnf_is_durable_read_only_and_flavor_specific() {
     assert!(!server_variables(&mysql).contains_key("super_read_only"));
 }
 
+#[test]
+fn my_cnf_carries_lossless_semi_sync_but_never_the_source_switch() {
+    let with = |flavor: &str, version: &str, replicas: i32, extra: serde_json::Value| {
+        let mut v = serde_json::json!({"flavor": flavor, "version": version, "replicas": replicas});
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        let spec: MySQLClusterSpec = serde_json::from_value(v).expect("a spec");
+        validate("shop", &spec).expect("valid")
+    };
+    let maria = render_my_cnf(&with("mariadb", "10.11.14", 3, serde_json::json!({})));
+    for line in [
+        "rpl_semi_sync_slave_enabled = ON",
+        "rpl_semi_sync_master_wait_point = AFTER_SYNC",
+        "rpl_semi_sync_master_timeout = 86400000",
+        "rpl_semi_sync_master_wait_no_slave = ON",
+        "slave_net_timeout = 4",
+    ] {
+        assert!(maria.lines().any(|l| l == line), "{line} in\n{maria}");
+    }
+    let mysql = render_my_cnf(&with("mysql", "9.7.0", 5, serde_json::json!({})));
+    for line in [
+        "plugin_load_add = semisync_source.so",
+        "plugin_load_add = semisync_replica.so",
+        "loose-rpl_semi_sync_replica_enabled = ON",
+        "loose-rpl_semi_sync_source_wait_point = AFTER_SYNC",
+        "loose-rpl_semi_sync_source_wait_for_replica_count = 2",
+        "loose-rpl_semi_sync_source_wait_no_replica = ON",
+        "replica_net_timeout = 4",
+    ] {
+        assert!(mysql.lines().any(|l| l == line), "{line} in\n{mysql}");
+    }
+    // Only the primary waits for acknowledgements: the operator switches it on there.
+    for cnf in [&maria, &mysql] {
+        assert!(
+            !cnf.contains("rpl_semi_sync_master_enabled")
+                && !cnf.contains("rpl_semi_sync_source_enabled"),
+            "{cnf}"
+        );
+    }
+    // Asynchronous replication, or a single instance: no semi-sync at all.
+    for v in [
+        with(
+            "mysql",
+            "9.7.0",
+            3,
+            serde_json::json!({"replication": {"mode": "Async"}}),
+        ),
+        with("mysql", "9.7.0", 1, serde_json::json!({})),
+    ] {
+        let cnf = render_my_cnf(&v);
+        assert!(!cnf.contains("semi"), "{cnf}");
+        assert!(cnf.contains("replica_net_timeout = 4"), "{cnf}");
+    }
+}
+
 /// A MySQL 9.7 server started from the ConfigMap's my.cnf alone refuses a write of an account
 /// with ALL PRIVILEGES (which `read_only` lets through): the file sets `super_read_only`.
 #[tokio::test]

@@ -221,6 +221,9 @@ pub(crate) struct Shared {
     newest: Mutex<BTreeMap<String, String>>,
     events: Mutex<Vec<Event>>,
     closed: AtomicBool,
+    /// Pod names (`namespace/name`) whose new pods are not started: their node is lost
+    /// ([`Kubelet::hold`]).
+    held: Mutex<BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -414,6 +417,7 @@ impl Kubelet {
             newest: Mutex::new(BTreeMap::new()),
             events: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
+            held: Mutex::new(BTreeSet::new()),
         });
         let task = tokio::spawn(sync_loop(shared.clone()));
         Ok(Kubelet { shared, task })
@@ -531,6 +535,18 @@ impl Kubelet {
                 .map_err(Error::api(format!("delete pod {ns}/{name}")))?;
         }
         Ok(())
+    }
+
+    /// Holds pods named `name`: a new pod of that name stays pending (not started) until
+    /// [`Kubelet::release`], as one whose node is lost and whose local volume is there. Pair
+    /// it with [`Kubelet::node_loss`] for a node that stays lost for a while.
+    pub fn hold(&self, ns: &str, name: &str) {
+        lock(&self.shared.held).insert(format!("{ns}/{name}"));
+    }
+
+    /// Ends a [`Kubelet::hold`]: the node is back, its pending pod starts.
+    pub fn release(&self, ns: &str, name: &str) {
+        lock(&self.shared.held).remove(&format!("{ns}/{name}"));
     }
 
     async fn wait_finished(&self, run: &PodRun) {
@@ -781,7 +797,8 @@ async fn sync_once(shared: &Arc<Shared>) -> Result<()> {
         let blocked = runs
             .iter()
             .any(|r| r.namespace == ns && r.name == name && !lock(&r.state).finished);
-        if blocked || shared.closed.load(Ordering::SeqCst) {
+        let held = lock(&shared.held).contains(&format!("{ns}/{name}"));
+        if blocked || held || shared.closed.load(Ordering::SeqCst) {
             continue;
         }
         let dir = shared.work().join("pods").join(&uid);

@@ -40,6 +40,15 @@ pub struct ClusterSpec {
     pub startup_timeout: Duration,
     /// How long a clean shutdown may take.
     pub shutdown_timeout: Duration,
+    /// Semi-synchronous replication: how many replicas acknowledge each commit before the
+    /// client's is (see [`ClusterSpec::with_semi_sync`]); `None` for asynchronous replication.
+    pub semi_sync: Option<u32>,
+    /// The replicas' network timeout in seconds (`replica_net_timeout` /
+    /// `slave_net_timeout`; the heartbeat is half of it): how soon a receiver notices a
+    /// source that stopped answering (see [`ClusterSpec::with_replica_net_timeout`]).
+    /// `None` keeps the server's default (60 s), or [`crate::DEFAULT_REPLICA_NET_TIMEOUT`]
+    /// with semi-synchronous replication.
+    pub replica_net_timeout: Option<u32>,
 }
 
 impl ClusterSpec {
@@ -53,7 +62,38 @@ impl ClusterSpec {
             supervise: true,
             startup_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(120),
+            semi_sync: None,
+            replica_net_timeout: None,
         }
+    }
+
+    /// The same spec with lossless semi-synchronous replication: the primary acknowledges a
+    /// commit only once `ack_replicas` replicas have written it to their relay logs, waiting
+    /// after the sync (`AFTER_SYNC`), with a timeout of [`crate::SEMI_SYNC_TIMEOUT`] and waiting even
+    /// when too few replicas are connected, so that it never falls back to asynchronous
+    /// replication on its own. The first revision's variables get (MySQL) the
+    /// `semisync_source` and `semisync_replica` plugins, `rpl_semi_sync_replica_enabled`,
+    /// `rpl_semi_sync_source_wait_point`, `_timeout`, `_wait_for_replica_count` and
+    /// `_wait_no_replica`; (MariaDB, built in) `rpl_semi_sync_slave_enabled`,
+    /// `rpl_semi_sync_master_wait_point`, `_timeout` and `_wait_no_slave`. The source side
+    /// (`rpl_semi_sync_source_enabled` / `rpl_semi_sync_master_enabled`) is turned on by the
+    /// runtime on the primary only: a replica with it on would hold its applier's commits.
+    /// MariaDB always waits for one replica; the cluster needs at least `ack_replicas`
+    /// replicas.
+    pub fn with_semi_sync(mut self, ack_replicas: u32) -> Self {
+        self.semi_sync = Some(ack_replicas);
+        self
+    }
+
+    /// The same spec with the replicas' network timeout set to `seconds` (at least 1): a
+    /// receiver whose source stops answering (frozen, cut off) gives up on the connection
+    /// after that long and reconnects every second (`SOURCE_CONNECT_RETRY` /
+    /// `MASTER_CONNECT_RETRY` 1); the source's heartbeat, half of it, keeps an idle
+    /// connection from timing out. A source that dies (its connections closed) is noticed at
+    /// once whatever the setting.
+    pub fn with_replica_net_timeout(mut self, seconds: u32) -> Self {
+        self.replica_net_timeout = Some(seconds);
+        self
     }
 
     /// The same spec with these first-revision variables.
@@ -97,12 +137,17 @@ pub(crate) struct Node {
     /// Held while a process is stopped or started, by the engine or the supervisor.
     pub(crate) lifecycle: Arc<tokio::sync::Mutex<()>>,
     /// The supervisor's own handle (the runtime has its own).
-    handle: switchyard_mysql::Instance,
+    pub(crate) handle: switchyard_mysql::Instance,
     /// The instance's agent: the handle that holds its fence (MariaDB's backup
     /// lock lives on one of its connections). It belongs to the cluster, as
     /// the in-pod agent belongs to the pod, so a fence outlives the engine that
     /// set it; every engine's runtime fences and unfences through it.
     pub(crate) agent: switchyard_mysql::Instance,
+    /// Whether the source side of semi-synchronous replication was last turned on here
+    /// (see [`crate::semisync`]): the instance then starts with it on, so a primary that
+    /// crashed and starts again acknowledges no commit, privileged or not, before the
+    /// engine has judged it.
+    pub(crate) semi_sync_source: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -220,9 +265,10 @@ impl LocalCluster {
     /// on instance 0, writes the state file and starts the supervisor.
     pub async fn start(spec: ClusterSpec) -> Result<LocalCluster> {
         let flavor = flavor_of(spec.kind);
+        let config = crate::semisync::first_revision_config(&spec)?;
         let version = server_version(spec.kind).await?;
         let options = Options {
-            extra_cnf: render_config(&spec.config),
+            extra_cnf: render_config(&config),
         };
         let testbed =
             switchyard_testbed::replication_with(&vec![spec.kind; spec.instances], &options)
@@ -252,7 +298,7 @@ impl LocalCluster {
             })?;
         let mut history = History::new(flavor);
         let revision = history
-            .ensure(flavor, version, &spec.config, now())
+            .ensure(flavor, version, &config, now())
             .0
             .revision
             .clone();
@@ -275,6 +321,7 @@ impl LocalCluster {
                     .collect(),
                 history,
                 schema: crate::state::SchemaState::default(),
+                semi_sync: spec.semi_sync,
             },
         })?;
         let operator = operator_credentials(testbed.credentials());
@@ -288,6 +335,7 @@ impl LocalCluster {
                 lifecycle: Arc::new(tokio::sync::Mutex::new(())),
                 handle: mysql_handle(o, i.port(), &operator, true),
                 agent: mysql_handle(o, i.port(), &operator, false),
+                semi_sync_source: std::sync::atomic::AtomicBool::new(false),
             })
             .collect();
         let shared = Arc::new(Shared {
@@ -302,6 +350,9 @@ impl LocalCluster {
             restarts: Mutex::new(Vec::new()),
             testbed,
         });
+        if spec.semi_sync.is_some() {
+            shared.start_semi_sync(0).await?;
+        }
         let supervisor = tokio::spawn(supervise(Arc::downgrade(&shared)));
         Ok(LocalCluster {
             shared,
@@ -656,7 +707,10 @@ impl Shared {
         by: StartedBy,
     ) -> Result<()> {
         let kind = kind_for(self.flavor, entry.version)?;
-        let lines = render_config(&entry.config);
+        let mut lines = render_config(&entry.config);
+        if let Some(line) = crate::semisync::source_line(self, ordinal)? {
+            lines.push(line);
+        }
         let timeout = self.startup_timeout;
         let result = self
             .control(ordinal, move |instance| {
@@ -774,6 +828,14 @@ impl Shared {
             return Ok(());
         }
         if cluster.primary == ordinal {
+            // A primary of a semi-synchronous cluster waits for acknowledgements before it
+            // takes a write (its my.cnf, as every instance's, leaves the source side off).
+            self.set_semi_sync_source(
+                ordinal,
+                true,
+                std::time::Instant::now() + Duration::from_secs(10),
+            )
+            .await?;
             if !observation.is_writable() {
                 // A primary that came back without what the engine saw it execute lost
                 // data: it stays read-only, and the engine halts on it.

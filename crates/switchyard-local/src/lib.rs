@@ -14,6 +14,11 @@
 //! - [`LocalCluster::schema_target`] is the pre-flight of a schema change
 //!   (unsafe changes refused unless forced); the engine then rolls it with
 //!   [`LocalRuntime`] (see [`schema`]).
+//! - A cluster can run lossless semi-synchronous replication and a short
+//!   replica network timeout ([`ClusterSpec::with_semi_sync`],
+//!   [`ClusterSpec::with_replica_net_timeout`]); the runtime then reports each
+//!   replica's receiver and the primary's acknowledgements, and implements a
+//!   failover's detach and apply steps.
 //! - [`Monitor`] samples the invariants independently: at most one writable
 //!   instance, no replica of a newer source, at most one instance out of
 //!   service by the engine.
@@ -36,11 +41,13 @@
 mod cluster;
 mod error;
 pub mod galera;
+pub mod metrics;
 mod monitor;
 pub mod progress;
 pub mod report;
 mod runtime;
 pub mod schema;
+mod semisync;
 pub mod state;
 pub mod summary;
 pub mod timeline;
@@ -52,7 +59,8 @@ pub use error::{Error, Result};
 pub use galera::{GaleraChange, GaleraMethod, GaleraReport, galera_schema_change};
 pub use monitor::{Invariant, Monitor, MonitorReport, Violation};
 pub use progress::Progress;
-pub use runtime::{LocalRuntime, RuntimeConfig};
+pub use runtime::{LocalRuntime, NEVER_FALLS_BACK, RuntimeConfig};
 pub use schema::{SchemaPlan, SchemaRequest};
+pub use semisync::{DEFAULT_REPLICA_NET_TIMEOUT, SEMI_SYNC_TIMEOUT};
 pub use summary::Summary;
 pub use timeline::{Event, Observer, Op, StartedBy, Timed, Timeline};

@@ -261,6 +261,8 @@ impl Observer for Progress {
                         | Op::CatchUp { .. }
                         | Op::Promote
                         | Op::Repoint { .. }
+                        | Op::Detach
+                        | Op::ApplyReceived
                 );
                 match error {
                     Some(e) => self.line(format!(

@@ -28,9 +28,25 @@
 //! - **unfence**: once no other instance takes writes, the instance made the
 //!   writable primary again (a demotion's replication forgotten, fence and
 //!   read-only lifted), in the state file and the router.
-//! - **promote**: the topology client's promotion (bounded by the
-//!   switchover's deadline), the state file's primary, the router's primary
-//!   endpoint, and every session to the old primary closed.
+//! - **promote**: in a semi-synchronous cluster first the source side of
+//!   semi-synchronous replication turned on (while the instance is still
+//!   read-only: no commit on it is ever acknowledged without a replica), then
+//!   the topology client's promotion (bounded by the switchover's deadline),
+//!   the state file's primary, the router's primary endpoint, and every
+//!   session to the old primary closed. Demote and repoint turn the source
+//!   side off again (a replica with it on would hold its applier's commits).
+//! - **detach / wait_received_applied** (a failover): the replica's receiver
+//!   stopped, then its applier waited for until it executed what the
+//!   receiver received (see `switchyard_mysql::failover`).
+//! - **observe**, for failover: each replica's receiver as a `Link`
+//!   (connected when its I/O thread reads `Yes`; received = executed plus
+//!   relay log), and on the primary the number of replicas it waits for
+//!   (`ack_replicas`) when its semi-synchronous replication is lossless
+//!   (`AFTER_SYNC`, never falling back: a timeout of at least
+//!   [`NEVER_FALLS_BACK`], waiting with no replica connected). A receiver
+//!   that cannot reach its source reads `ReplicationStopped` with its error
+//!   (2003 when the source is down, 2013 when the connection was lost), one
+//!   stopped by a detach `ReplicationStopped` with errno 0.
 //! - **apply_variables**: `SET GLOBAL` through the topology client (never
 //!   `SET PERSIST`: the revision's my.cnf stays the one source of truth for
 //!   restarts), and the instance's revision moved to the target.
@@ -42,7 +58,7 @@
 //! Every operation is idempotent, and a runtime made afresh over the same
 //! cluster (a new engine process) continues from the state file.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -50,9 +66,9 @@ use async_trait::async_trait;
 use switchyard_mysql::{IoThreadState, Observation, SourceAddr};
 use switchyard_plan::decide::{SchemaTarget, WaitReason};
 use switchyard_plan::engine::{ClusterRuntime, RuntimeError, StepOutcome};
-use switchyard_plan::record::Record;
+use switchyard_plan::record::{Intent, Record};
 use switchyard_plan::topology::{
-    Health, Instance, Observed, Revision, Role, Timestamp, TopologyKind,
+    Health, Instance, Link, Observed, Revision, Role, Timestamp, TopologyKind,
 };
 use switchyard_plan::versions::{Flavor, Version};
 use tokio::task::JoinSet;
@@ -62,6 +78,11 @@ use crate::cluster::{
 };
 use crate::error::{Error, Result};
 use crate::timeline::{Event, Op, StartedBy};
+
+/// The shortest semi-synchronous timeout the observation reports as never falling back to
+/// asynchronous replication (`Instance::ack_replicas`): an hour, far beyond any detection
+/// and failover. The local cluster configures [`crate::SEMI_SYNC_TIMEOUT`].
+pub const NEVER_FALLS_BACK: Duration = Duration::from_secs(3600);
 
 /// The interval between two looks at a condition the runtime waits for.
 pub(crate) const POLL: Duration = Duration::from_millis(50);
@@ -109,8 +130,35 @@ impl Default for RuntimeConfig {
 pub struct LocalRuntime {
     shared: Arc<Shared>,
     handles: Mutex<Vec<switchyard_mysql::Instance>>,
+    /// Handles with [`FAILING_CONNECT`], for instances that are failing.
+    quick: Mutex<Vec<switchyard_mysql::Instance>>,
+    /// How many observations in a row found each instance unreachable (a hint
+    /// for the timeout of the next one, never a view of the cluster: that is the
+    /// state file's).
+    failing: Vec<AtomicU32>,
     config: RuntimeConfig,
 }
+
+/// The connect timeout for an instance that is failing (its last observation
+/// could not reach it, or the engine's record says the primary fails or is being
+/// failed over): a frozen server otherwise costs every observation, and every
+/// fence tried on it, the full connect timeout (2 s), on the failover's critical
+/// path. A server that answers on loopback logs in within milliseconds; one that
+/// is merely slow is seen again with the full timeout once it answered.
+pub const FAILING_CONNECT: Duration = Duration::from_millis(300);
+
+/// Every how many observations of a failing instance one uses the full connect
+/// timeout, so that a server that came back but logs in slowly (a loaded machine, a
+/// debug build's TLS) is still seen.
+const FULL_LOOK_EVERY: u32 = 5;
+
+/// The longest one observation of the primary may take before it counts as a failed
+/// check (connecting included): the failure detection's first step. A healthy primary on
+/// loopback answers within milliseconds, even on a loaded machine; a frozen one would
+/// otherwise take a cached connection's ping (0.5 s) and a whole connect timeout (2 s).
+/// A primary that misses it is only a failed check: no failover without the replicas'
+/// corroboration.
+pub const PRIMARY_CHECK: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for LocalRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,9 +180,15 @@ impl LocalRuntime {
         let handles = (0..shared.nodes.len())
             .map(|i| new_handle(&shared, crate::cluster::ordinal(i)))
             .collect();
+        let quick = (0..shared.nodes.len())
+            .map(|i| quick_handle(&shared, crate::cluster::ordinal(i)))
+            .collect();
+        let failing = (0..shared.nodes.len()).map(|_| AtomicU32::new(0)).collect();
         LocalRuntime {
             shared,
             handles: Mutex::new(handles),
+            quick: Mutex::new(quick),
+            failing,
             config,
         }
     }
@@ -145,30 +199,78 @@ impl LocalRuntime {
     }
 
     fn handle(&self, ordinal: u32) -> Result<switchyard_mysql::Instance> {
+        pick(&self.handles, ordinal)
+    }
+
+    /// The handle to reach `ordinal` with: the quick one while it is failing.
+    fn observer(&self, ordinal: u32, record: &Record) -> Result<switchyard_mysql::Instance> {
+        let misses = self.misses(ordinal);
+        if self.failing(ordinal, record) && misses % FULL_LOOK_EVERY != FULL_LOOK_EVERY - 1 {
+            pick(&self.quick, ordinal)
+        } else {
+            self.handle(ordinal)
+        }
+    }
+
+    /// Whether `ordinal` is failing: its last observation could not reach it, or
+    /// the record says it is the primary that fails its checks or is failed over
+    /// (a new runtime knows it from the record alone).
+    fn failing(&self, ordinal: u32, record: &Record) -> bool {
+        let seen = self.misses(ordinal) > 0;
+        let recorded = record
+            .detection
+            .as_ref()
+            .is_some_and(|d| d.primary == ordinal)
+            || matches!(
+                &record.intent,
+                Some(switchyard_plan::record::Intent::Failover { from, .. }) if *from == ordinal
+            );
+        seen || recorded
+    }
+
+    /// How many observations in a row found `ordinal` unreachable.
+    fn misses(&self, ordinal: u32) -> u32 {
         usize::try_from(ordinal)
             .ok()
-            .and_then(|i| {
-                self.handles
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get(i)
-                    .cloned()
-            })
-            .ok_or(Error::NoSuchInstance(ordinal))
+            .and_then(|i| self.failing.get(i))
+            .map_or(0, |f| f.load(Ordering::SeqCst))
+    }
+
+    fn set_failing(&self, ordinal: u32, failing: bool) {
+        if let Some(f) = usize::try_from(ordinal)
+            .ok()
+            .and_then(|i| self.failing.get(i))
+        {
+            if failing {
+                f.fetch_add(1, Ordering::SeqCst);
+            } else {
+                f.store(0, Ordering::SeqCst);
+            }
+        }
     }
 
     /// Replaces the handle on `ordinal` after its process was restarted, so
     /// nothing of the old process (a fence's lock session) is kept.
     fn renew_handle(&self, ordinal: u32) {
         let fresh = new_handle(&self.shared, ordinal);
-        if let Ok(i) = usize::try_from(ordinal)
-            && let Some(slot) = self
+        let quick = quick_handle(&self.shared, ordinal);
+        if let Ok(i) = usize::try_from(ordinal) {
+            if let Some(slot) = self
                 .handles
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .get_mut(i)
-        {
-            *slot = fresh;
+            {
+                *slot = fresh;
+            }
+            if let Some(slot) = self
+                .quick
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_mut(i)
+            {
+                *slot = quick;
+            }
         }
     }
 
@@ -202,18 +304,37 @@ impl LocalRuntime {
     }
 
     async fn observe_cluster(&self) -> Result<Observed> {
-        let cluster = self.shared.state.read()?.cluster;
+        let state = self.shared.state.read()?;
+        let (cluster, record) = (state.cluster, state.record);
         // The replicas first, together, then the primary: a replica seen after
         // the primary could hold a transaction the primary committed after it
-        // was seen, and look errant.
-        let mut seen = self.observe_nodes(|o| o != cluster.primary).await?;
-        seen.extend(self.observe_nodes(|o| o == cluster.primary).await?);
+        // was seen, and look errant. An instance that is failing is seen with a
+        // short connect timeout.
+        let mut seen = self
+            .observe_nodes(|o| o != cluster.primary, &record, None)
+            .await?;
+        seen.extend(
+            self.observe_nodes(|o| o == cluster.primary, &record, Some(PRIMARY_CHECK))
+                .await?,
+        );
+        for (o, s) in &seen {
+            match s {
+                Seen::Up(..) => self.set_failing(*o, false),
+                Seen::Unreachable(_) => self.set_failing(*o, true),
+                Seen::Starting | Seen::Crashed => {}
+            }
+        }
         seen.sort_by_key(|(o, _)| *o);
         self.observed_from(cluster, seen)
     }
 
     /// Observes the instances `pick` chooses, together.
-    async fn observe_nodes(&self, pick: impl Fn(u32) -> bool) -> Result<Vec<(u32, Seen)>> {
+    async fn observe_nodes(
+        &self,
+        pick: impl Fn(u32) -> bool,
+        record: &Record,
+        bound: Option<Duration>,
+    ) -> Result<Vec<(u32, Seen)>> {
         let mut tasks = JoinSet::new();
         for (node, o) in self.shared.nodes.iter().zip(0u32..) {
             if !pick(o) {
@@ -221,14 +342,17 @@ impl LocalRuntime {
             }
             let phase = node.phase();
             let running = self.shared.instance(o)?.is_running();
-            let handle = self.handle(o)?;
+            let handle = self.observer(o, record)?;
             let agent = self.agent(o)?;
             tasks.spawn(async move {
                 let seen = match phase {
                     Phase::Changing => Seen::Starting,
                     Phase::Crashed { .. } => Seen::Crashed,
                     Phase::Running if !running => Seen::Crashed,
-                    Phase::Running => match handle.observe().await {
+                    Phase::Running => match match bound {
+                        Some(b) => handle.observe_by(Instant::now() + b).await,
+                        None => handle.observe().await,
+                    } {
                         Ok(obs) => {
                             // MariaDB's fence is a lock on the agent's connection.
                             let locked = agent.holds_fence_lock().await;
@@ -276,6 +400,8 @@ impl LocalRuntime {
                 health: Health::Starting,
                 gtid: None,
                 schema: crate::schema::applied(&cluster.schema, o),
+                link: None,
+                ack_replicas: None,
                 writable: false,
                 fenced: st.fenced,
                 drained,
@@ -301,6 +427,17 @@ impl LocalRuntime {
                         .filter(|r| r.source_host == "127.0.0.1")
                         .and_then(|r| self.shared.ordinal_of_port(r.source_port));
                     instance.health = health_of(&obs, role);
+                    if role == Role::Replica {
+                        instance.link = obs.replication.as_ref().map(|r| Link {
+                            connected: r.is_connected(),
+                            received: obs.received(),
+                        });
+                    } else {
+                        instance.ack_replicas = obs
+                            .semi_sync
+                            .as_ref()
+                            .and_then(|s| s.ack_replicas(NEVER_FALLS_BACK));
+                    }
                 }
             }
             instances.push(instance);
@@ -493,6 +630,23 @@ impl LocalRuntime {
                 )));
             }
         }
+        // A candidate whose promotion is being undone had the source side turned on:
+        // as a replica it would hold its applier's commits. Best effort: an instance
+        // that does not answer now gets it off from its my.cnf when it starts again.
+        for (_, o) in self.shared.nodes.iter().zip(0u32..) {
+            if o != ordinal
+                && self.shared.instance(o)?.is_running()
+                && let Err(e) = self
+                    .shared
+                    .set_semi_sync_source(o, false, instant(deadline))
+                    .await
+            {
+                tracing::warn!(instance = o, error = %e, "could not turn its semi-synchronous source side off");
+            }
+        }
+        self.shared
+            .set_semi_sync_source(ordinal, true, instant(deadline))
+            .await?;
         self.agent(ordinal)?
             .promote_by(instant(deadline))
             .await
@@ -516,6 +670,9 @@ impl LocalRuntime {
     async fn do_demote(&self, ordinal: u32, source: u32, deadline: Timestamp) -> Result<()> {
         let creds = replication_credentials(self.shared.testbed.credentials(), self.shared.flavor);
         let to = self.source_addr(source)?;
+        self.shared
+            .set_semi_sync_source(ordinal, false, instant(deadline))
+            .await?;
         self.agent(ordinal)?
             .demote_unstarted_by(&to, &creds, instant(deadline))
             .await
@@ -553,6 +710,11 @@ impl LocalRuntime {
     }
 
     async fn do_promote(&self, ordinal: u32, deadline: Timestamp) -> Result<()> {
+        // Waiting for acknowledgements first, while it is read-only: no commit on it
+        // is ever acknowledged without a replica.
+        self.shared
+            .set_semi_sync_source(ordinal, true, instant(deadline))
+            .await?;
         // Through the agent: a fence an undone promotion left on it goes too.
         self.agent(ordinal)?
             .promote_by(instant(deadline))
@@ -588,6 +750,13 @@ impl LocalRuntime {
         }
         let handle = self.handle(ordinal)?;
         let to = self.source_addr(source)?;
+        self.shared
+            .set_semi_sync_source(
+                ordinal,
+                false,
+                std::time::Instant::now() + Duration::from_secs(10),
+            )
+            .await?;
         let observation = handle.observe().await.map_err(Error::sql(ordinal))?;
         if observation.replication.is_some() {
             // A fenced replica (a demoted old primary, an undone candidate): its
@@ -697,6 +866,20 @@ impl LocalRuntime {
         .await
     }
 
+    async fn do_detach(&self, ordinal: u32, deadline: Timestamp) -> Result<()> {
+        self.handle(ordinal)?
+            .detach_by(instant(deadline))
+            .await
+            .map_err(Error::sql(ordinal))
+    }
+
+    async fn do_wait_received_applied(&self, ordinal: u32, deadline: Timestamp) -> Result<()> {
+        self.handle(ordinal)?
+            .wait_received_applied_by(instant(deadline))
+            .await
+            .map_err(Error::sql(ordinal))
+    }
+
     fn set_fenced(&self, ordinal: u32, fenced: bool) -> Result<()> {
         self.shared.state.update_cluster(|c| {
             let st = c
@@ -725,6 +908,31 @@ fn same_value(wanted: &str, running: &str) -> bool {
         return a == b;
     }
     w.eq_ignore_ascii_case(r)
+}
+
+/// The handle in `handles` for `ordinal`.
+fn pick(
+    handles: &Mutex<Vec<switchyard_mysql::Instance>>,
+    ordinal: u32,
+) -> Result<switchyard_mysql::Instance> {
+    usize::try_from(ordinal)
+        .ok()
+        .and_then(|i| {
+            handles
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(i)
+                .cloned()
+        })
+        .ok_or(Error::NoSuchInstance(ordinal))
+}
+
+/// A handle on `ordinal` that gives up connecting after [`FAILING_CONNECT`].
+fn quick_handle(shared: &Shared, ordinal: u32) -> switchyard_mysql::Instance {
+    new_handle(shared, ordinal).with_timeouts(switchyard_mysql::Timeouts {
+        connect: FAILING_CONNECT,
+        ..switchyard_mysql::Timeouts::default()
+    })
 }
 
 fn new_handle(shared: &Shared, ordinal: u32) -> switchyard_mysql::Instance {
@@ -779,7 +987,11 @@ fn health_of(obs: &Observation, role: Role) -> Health {
     if !r.sql_running || r.io_thread == IoThreadState::Stopped {
         return Health::ReplicationStopped {
             errno: 0,
-            message: "replication is stopped".into(),
+            message: if r.sql_running {
+                "the receiver is stopped".into()
+            } else {
+                "replication is stopped".into()
+            },
         };
     }
     match r.seconds_behind {
@@ -892,7 +1104,30 @@ impl ClusterRuntime for LocalRuntime {
     }
 
     async fn fence(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
-        if self.shared.router.primary() == Some(ordinal) {
+        // An instance that is failing is tried with the short timeout first: a
+        // failover fences the failed primary in case it came back, and a frozen
+        // one would otherwise hold the promotion for the full connect timeout
+        // (twice: the pre-check's connection, then the fence's).
+        let record = self
+            .shared
+            .state
+            .read()
+            .map(|d| d.record)
+            .map_err(|e| e.into_runtime("load the record"))?;
+        if self.failing(ordinal, &record) {
+            let quick = pick(&self.quick, ordinal)
+                .map_err(|e| e.into_runtime(format!("fence instance {ordinal}")))?;
+            if let Err(e) = quick.server_version().await {
+                return Err(
+                    Error::sql(ordinal)(e).into_runtime(format!("fence instance {ordinal}"))
+                );
+            }
+        }
+        // A failover fences the primary it replaces: no pre-check there (a commit stuck
+        // in the semi-sync wait of a primary that froze looks like a long transaction,
+        // and failing the fence would leave it unfenced beside the new primary).
+        let failing_over = matches!(record.intent, Some(Intent::Failover { .. }));
+        if self.shared.router.primary() == Some(ordinal) && !failing_over {
             // The library's pre-check: no transaction on the primary open too long.
             if let Some(max) = self.config.max_transaction_seconds {
                 self.op(ordinal, Op::LongTransactions, async {
@@ -956,6 +1191,24 @@ impl ClusterRuntime for LocalRuntime {
             ordinal,
             Op::Repoint { source },
             self.do_repoint(ordinal, source),
+        )
+        .await
+    }
+
+    async fn detach(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        self.op(ordinal, Op::Detach, self.do_detach(ordinal, deadline))
+            .await
+    }
+
+    async fn wait_received_applied(
+        &self,
+        ordinal: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        self.op(
+            ordinal,
+            Op::ApplyReceived,
+            self.do_wait_received_applied(ordinal, deadline),
         )
         .await
     }

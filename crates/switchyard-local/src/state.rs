@@ -51,6 +51,11 @@ pub struct ClusterState {
     /// The schema changes prepared for the cluster and which instance has which.
     #[serde(default)]
     pub schema: SchemaState,
+    /// With semi-synchronous replication: how many replicas the primary waits for (see
+    /// [`crate::ClusterSpec::with_semi_sync`]); the runtime turns the source side on for the
+    /// instance it makes primary, off for the others. `None`: asynchronous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semi_sync: Option<u32>,
 }
 
 /// The runtime's record of schema changes (see [`crate::schema`]).
@@ -257,6 +262,7 @@ mod tests {
                     .collect(),
                 history,
                 schema: SchemaState::default(),
+                semi_sync: None,
             },
         }
     }

@@ -62,6 +62,10 @@ pub enum Op {
         /// The new source.
         source: u32,
     },
+    /// Its receiver stopped (the first step of a failover).
+    Detach,
+    /// Waited until its applier had executed what its receiver received.
+    ApplyReceived,
     /// Variables set online.
     ApplyVariables {
         /// The revision it runs afterwards.
@@ -97,6 +101,8 @@ impl fmt::Display for Op {
             Op::CatchUp { from } => write!(f, "catch up with {from}"),
             Op::Promote => write!(f, "promote"),
             Op::Repoint { source } => write!(f, "replicate from {source}"),
+            Op::Detach => write!(f, "stop its receiver"),
+            Op::ApplyReceived => write!(f, "apply what it received"),
             Op::ApplyVariables { revision } => write!(f, "set variables online ({revision})"),
             Op::RunDdl { change } => write!(f, "run schema change {change}"),
         }

@@ -146,6 +146,24 @@ pub enum Error {
         /// How long it was given.
         waited: Duration,
     },
+    /// A replica's applier is stopped (with the server's error, or by hand) while it still
+    /// has received transactions to execute: waiting longer would not help.
+    #[error(
+        "{instance}: {purpose}: the applier is stopped ({}) with {missing} received and not executed; fix the error and start replication, or choose another replica",
+        if *errno == 0 { "without an error".to_owned() } else { format!("error {errno}: {message}") }
+    )]
+    ApplierStopped {
+        /// The replica.
+        instance: String,
+        /// What the wait was for.
+        purpose: &'static str,
+        /// `Last_SQL_Errno` (0 when it was stopped without an error).
+        errno: u32,
+        /// `Last_SQL_Error`.
+        message: String,
+        /// The received transactions it has not executed.
+        missing: GtidSet,
+    },
     /// A transaction on the primary has been open longer than the policy allows.
     #[error(
         "{instance}: a transaction has been open {seconds} s (thread {thread_id}), longer than the {limit} s allowed for a switchover; commit or end it, or raise the limit"
@@ -251,6 +269,7 @@ impl Error {
             Error::UnexpectedAnswer { .. } => "unexpected_answer",
             Error::UnsupportedVersion { .. } => "unsupported_version",
             Error::Lagging { .. } => "lagging",
+            Error::ApplierStopped { .. } => "applier_stopped",
             Error::LongTransaction { .. } => "long_transaction",
             Error::CandidateNotReady { .. } => "candidate_not_ready",
             Error::FenceBreached { .. } => "fence_breached",

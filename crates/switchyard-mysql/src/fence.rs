@@ -129,13 +129,7 @@ impl Instance {
         match mechanism {
             FenceMechanism::SuperReadOnly => {
                 writes_stopped = Instant::now();
-                session
-                    .exec(
-                        "fence the primary (super_read_only)",
-                        Sql::Static("SET GLOBAL super_read_only = 1"),
-                        d,
-                    )
-                    .await?;
+                killed += self.super_read_only_on(session, deadline, d).await?;
                 killed += self.kill_clients_on(session, &[], d).await?;
             }
             FenceMechanism::ReadOnlyAndBlockCommit => {
@@ -173,6 +167,7 @@ impl Instance {
                     }
                     fresh = Some(lock);
                 }
+                killed += self.kill_semi_sync_waiters(session, d).await?;
                 writes_stopped = Instant::now();
                 session
                     .exec(
@@ -390,6 +385,206 @@ impl Instance {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Ok(count)
+    }
+
+    /// `SET GLOBAL super_read_only = 1` on a connection of its own, which also finishes when
+    /// commits are stuck in a semi-synchronous wait that will never end (a failed primary that
+    /// runs again, its replicas detached). Returns how many client connections it closed.
+    ///
+    /// The statement first takes the global read lock, then waits for the commit lock, which
+    /// a commit holds until its acknowledgement comes. On MySQL 9.7 neither `KILL` of the
+    /// waiting session nor its client's disconnection ends that wait (the thread shows
+    /// `Killed`, still `Waiting for semi-sync ACK from replica`), so while the statement
+    /// waits behind such a commit this:
+    /// 1. closes every client connection: a closed connection can never see its commit
+    ///    acknowledged, whatever happens to the commit afterwards. No new write can start
+    ///    meanwhile: the pending global read lock makes every new write wait (`Waiting for
+    ///    global read lock`), and the statement turns `super_read_only` on before it lets
+    ///    them go, so they fail;
+    /// 2. turns `rpl_semi_sync_source_enabled` off, which releases the waiting commits: they
+    ///    commit on this server (they were already in its binary log, so a restart would
+    ///    have committed them too), acknowledged to nobody, and the statement gets its
+    ///    lock;
+    /// 3. once `super_read_only` is on, sets `rpl_semi_sync_source_enabled` back.
+    ///
+    /// Turning semi-synchronous replication off first instead would acknowledge the waiting
+    /// commits to their clients: acknowledged writes on a fenced primary, which no replica
+    /// has. Measured on MySQL 9.7 with a commit stuck with no replica: the closed clients got
+    /// `Lost connection` (2013), a client that connected after the statement started waited
+    /// for the global read lock and was closed too, and the fence finished.
+    async fn super_read_only_on(
+        &self,
+        session: &mut Session,
+        deadline: Option<Instant>,
+        d: Instant,
+    ) -> Result<u32, Error> {
+        let purpose = "fence the primary (super_read_only)";
+        let mut setter = self.connect(purpose, deadline).await?;
+        let setter_id = setter.connection_id;
+        let mut killed = 0;
+        let mut released = None;
+        let outcome = {
+            let set = setter.exec(purpose, Sql::Static("SET GLOBAL super_read_only = 1"), d);
+            tokio::pin!(set);
+            loop {
+                tokio::select! {
+                    result = &mut set => break result.map(drop),
+                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+                if released.is_some() {
+                    continue;
+                }
+                match self.stuck_behind_semi_sync(session, setter_id, d).await {
+                    Ok(false) => {}
+                    Ok(true) => match self.release_semi_sync_waiters(session, setter_id, d).await {
+                        Ok((closed, was)) => {
+                            killed += closed;
+                            released = Some(was);
+                        }
+                        Err(e) => break Err(e),
+                    },
+                    Err(e) => break Err(e),
+                }
+            }
+        };
+        if outcome.is_err() {
+            // The statement may still wait on the server: it must not take effect later.
+            let _ended = session
+                .exec(
+                    "end the fence's pending statement",
+                    Sql::Built(format!("KILL QUERY {setter_id}")),
+                    d,
+                )
+                .await;
+        }
+        setter.close().await;
+        if let Some(was) = released {
+            let restore = if was {
+                "SET GLOBAL rpl_semi_sync_source_enabled = ON"
+            } else {
+                "SET GLOBAL rpl_semi_sync_source_enabled = OFF"
+            };
+            session
+                .exec(
+                    "restore semi-synchronous replication after the fence",
+                    Sql::Static(restore),
+                    d,
+                )
+                .await?;
+        }
+        outcome.map(|()| killed)
+    }
+
+    /// Whether the fence's statement (connection `setter`) waits for a lock while another
+    /// thread waits for a semi-synchronous acknowledgement.
+    async fn stuck_behind_semi_sync(
+        &self,
+        session: &mut Session,
+        setter: u64,
+        deadline: Instant,
+    ) -> Result<bool, Error> {
+        let rows = session
+            .query_text(
+                "list commits waiting for a semi-synchronous acknowledgement",
+                Sql::Static("SHOW PROCESSLIST"),
+                deadline,
+            )
+            .await?;
+        let state =
+            |row: &crate::instance::TextRow| row.get("State").unwrap_or("").to_ascii_lowercase();
+        let id = |row: &crate::instance::TextRow| {
+            row.get("Id").and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let setter_waits = rows.iter().any(|row| {
+            id(row) == Some(setter) && {
+                let s = state(row);
+                s.contains("global read lock") || s.contains("commit lock")
+            }
+        });
+        let commit_waits = rows
+            .iter()
+            .any(|row| id(row) != Some(setter) && state(row).contains("semi-sync"));
+        Ok(setter_waits && commit_waits)
+    }
+
+    /// Closes every client connection, then turns `rpl_semi_sync_source_enabled` off to
+    /// release the commits waiting for an acknowledgement (see
+    /// [`Instance::super_read_only_on`]). Returns the connections closed and whether semi-sync
+    /// was on.
+    async fn release_semi_sync_waiters(
+        &self,
+        session: &mut Session,
+        setter: u64,
+        deadline: Instant,
+    ) -> Result<(u32, bool), Error> {
+        let closed = self.kill_clients_ids(session, &[setter], deadline).await?;
+        let rows = session
+            .query_text(
+                "read whether semi-synchronous replication is on",
+                Sql::Static("SELECT @@GLOBAL.rpl_semi_sync_source_enabled"),
+                deadline,
+            )
+            .await?;
+        let was = rows
+            .first()
+            .and_then(|row| row.text(0))
+            .is_some_and(|v| v.trim() == "1");
+        session
+            .exec(
+                "release commits waiting for a semi-synchronous acknowledgement",
+                Sql::Static("SET GLOBAL rpl_semi_sync_source_enabled = OFF"),
+                deadline,
+            )
+            .await?;
+        tracing::warn!(
+            instance = %self,
+            closed = closed.len(),
+            "fence: commits stuck in the semi-synchronous wait released after closing every \
+             client connection (none of them acknowledged)"
+        );
+        Ok((u32::try_from(closed.len()).unwrap_or(u32::MAX), was))
+    }
+
+    /// When a commit waits for a semi-synchronous acknowledgement, closes every client
+    /// connection (a failed primary that runs again, its replicas detached, holds such commits
+    /// forever, and `SET GLOBAL read_only` / `super_read_only` wait for them, so the fence would
+    /// never finish). None of those commits was acknowledged to its client. Measured with the
+    /// simulation's frozen-primary failover: on MariaDB 10.11 the fence then finishes (three
+    /// runs of three; without it, it waited forever in two of three). MariaDB only: on MySQL
+    /// 9.7 the closed sessions' commits still wait (see [`Instance::super_read_only_on`]).
+    async fn kill_semi_sync_waiters(
+        &self,
+        session: &mut Session,
+        deadline: Instant,
+    ) -> Result<u32, Error> {
+        let rows = session
+            .query_text(
+                "list commits waiting for a semi-synchronous acknowledgement",
+                Sql::Static("SHOW PROCESSLIST"),
+                deadline,
+            )
+            .await?;
+        let own = session.connection_id;
+        let mut waiting = 0;
+        for row in rows {
+            let Some(id) = row.get("Id").and_then(|v| v.trim().parse::<u64>().ok()) else {
+                continue;
+            };
+            let waits = row
+                .get("State")
+                .is_some_and(|s| s.to_ascii_lowercase().contains("semi-sync"));
+            if id == own || !waits {
+                continue;
+            }
+            waiting += 1;
+        }
+        if waiting == 0 {
+            return Ok(0);
+        }
+        // The commits queued behind the one that waits (MySQL shows them `waiting for handler
+        // commit`) go too: every client is closed.
+        let killed = self.kill_clients_ids(session, &[], deadline).await?;
+        Ok(u32::try_from(killed.len()).unwrap_or(u32::MAX))
     }
 
     /// Kills client connections; returns the ids killed.

@@ -28,6 +28,12 @@
 //!   so a caller can record, resume or undo it. The steps are also public one by one
 //!   ([`Instance::fence`], [`Instance::unfence`], [`Instance::wait_caught_up`], ...). See the
 //!   [`switchover`](mod@switchover) module for the fence used on each flavor.
+//! - Failover, on a replica: [`Instance::detach_by`] stops its receiver,
+//!   [`Instance::wait_received_applied_by`] waits until its applier executed what the receiver
+//!   received, [`Instance::set_semi_sync_source_by`] makes a (new) primary wait for
+//!   semi-synchronous acknowledgements; the observation reports what a replica received
+//!   ([`Observation::received`]) and how many acknowledgements a primary waits for
+//!   ([`SemiSyncState::ack_replicas`]). See the [`failover`](mod@failover) module.
 //! - Administration: [`Instance::set_variables`] (online, reporting variables the server
 //!   refuses as read-only), [`Instance::global_values`], [`Instance::accounts`],
 //!   [`Instance::run_local_ddl`] and [`Instance::run_member_ddl`] (binary log off for the
@@ -60,6 +66,7 @@
 
 mod admin;
 mod error;
+pub mod failover;
 mod fence;
 mod instance;
 pub mod lockout;

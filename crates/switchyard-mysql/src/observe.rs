@@ -57,6 +57,35 @@ impl Observation {
         !self.read_only
     }
 
+    /// Everything this replica has received: what it executed ([`GtidState::executed`]) with
+    /// what its receiver put in the relay log and the applier may not have executed yet
+    /// ([`ReplicaStatus::retrieved`]) added. MySQL: `gtid_executed` ∪ `Retrieved_Gtid_Set`;
+    /// MariaDB: the executed binary log state with each GTID of `Gtid_IO_Pos` recorded (a
+    /// [`GtidSet::MariadbState`], comparable with other instances' executed states). `None`
+    /// when no source is configured or the retrieved set could not be read.
+    pub fn received(&self) -> Option<GtidSet> {
+        let retrieved = self.replication.as_ref()?.retrieved.as_ref()?;
+        match (&self.gtid, retrieved) {
+            (GtidState::Mysql { executed, .. }, GtidSet::Mysql(_)) => {
+                executed.union(retrieved).ok()
+            }
+            (
+                GtidState::Mariadb {
+                    executed_state: GtidSet::MariadbState(state),
+                    ..
+                },
+                GtidSet::Mariadb(io_pos),
+            ) => {
+                let mut state = state.clone();
+                for gtid in io_pos.iter() {
+                    state.record(gtid);
+                }
+                Some(GtidSet::MariadbState(state))
+            }
+            _ => None,
+        }
+    }
+
     /// What this server has executed that `source` has not (errant transactions), from
     /// [`GtidState::executed`] of both; empty when there are none. On MariaDB these are binary
     /// log states, so an errant transaction this server wrote under its own `server_id` is
@@ -168,12 +197,22 @@ pub struct ReplicaStatus {
     /// Whether the replica uses GTID positioning (`Auto_Position` 1 on MySQL, `Using_Gtid`
     /// other than `No` on MariaDB).
     pub gtid_positioning: bool,
+    /// What the receiver has put in the relay log: `Retrieved_Gtid_Set` (MySQL, a GTID set)
+    /// or `Gtid_IO_Pos` (MariaDB, the position of the last transaction received in each
+    /// domain); `None` when the server did not report it in a form this client reads.
+    pub retrieved: Option<GtidSet>,
 }
 
 impl ReplicaStatus {
     /// Both threads run.
     pub fn is_running(&self) -> bool {
         self.io_thread == IoThreadState::Running && self.sql_running
+    }
+
+    /// Whether the receiver runs and is connected to its source (`Replica_IO_Running` /
+    /// `Slave_IO_Running` reads `Yes`), rather than stopped or (re)connecting.
+    pub fn is_connected(&self) -> bool {
+        self.io_thread == IoThreadState::Running
     }
 }
 
@@ -192,6 +231,41 @@ pub struct SemiSyncState {
     pub replica_active: Option<bool>,
     /// Status `Rpl_semi_sync_source_clients` / `Rpl_semi_sync_master_clients`.
     pub source_clients: Option<u64>,
+    /// `rpl_semi_sync_source_wait_point` / `rpl_semi_sync_master_wait_point` (`AFTER_SYNC`
+    /// or `AFTER_COMMIT`).
+    pub wait_point: Option<String>,
+    /// `rpl_semi_sync_source_wait_for_replica_count` (MySQL; MariaDB always waits for one).
+    pub wait_for_replica_count: Option<u32>,
+    /// `rpl_semi_sync_source_timeout` / `rpl_semi_sync_master_timeout`: how long a commit
+    /// waits for acknowledgements before the source falls back to asynchronous replication.
+    #[serde(with = "opt_duration_millis")]
+    pub timeout: Option<Duration>,
+    /// `rpl_semi_sync_source_wait_no_replica` / `rpl_semi_sync_master_wait_no_slave`: whether
+    /// the source keeps waiting when fewer replicas than it waits for are connected (off: it
+    /// falls back to asynchronous replication at once).
+    pub wait_no_replica: Option<bool>,
+}
+
+impl SemiSyncState {
+    /// How many replicas must acknowledge a commit before the client's is, when this server
+    /// is a source that waits losslessly: semi-synchronous replication enabled and active
+    /// (not fallen back), waiting after the sync (`AFTER_SYNC`: no other client sees a
+    /// transaction before a replica has it), waiting even when too few replicas are
+    /// connected, and with a timeout of at least `never_falls_back`, so that a source cut off
+    /// from its replicas blocks rather than acknowledge alone. `None` otherwise: the source
+    /// is asynchronous, or may become so on its own.
+    pub fn ack_replicas(&self, never_falls_back: Duration) -> Option<u32> {
+        let lossless = self.source_enabled == Some(true)
+            && self.source_active == Some(true)
+            && self
+                .wait_point
+                .as_deref()
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("AFTER_SYNC"))
+            && self.wait_no_replica == Some(true)
+            && self.timeout.is_some_and(|t| t >= never_falls_back);
+        // MariaDB has no count: it waits for one replica.
+        lossless.then(|| self.wait_for_replica_count.unwrap_or(1))
+    }
 }
 
 /// Galera (wsrep) state of a node.
@@ -235,7 +309,11 @@ const VARIABLES: &str = "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('server_i
     'log_slave_updates', 'gtid_executed', 'gtid_purged', 'gtid_binlog_state', \
     'gtid_current_pos', 'gtid_binlog_pos', 'gtid_slave_pos', 'rpl_semi_sync_source_enabled', \
     'rpl_semi_sync_replica_enabled', 'rpl_semi_sync_master_enabled', \
-    'rpl_semi_sync_slave_enabled', 'wsrep_on', 'wsrep_desync')";
+    'rpl_semi_sync_slave_enabled', 'rpl_semi_sync_source_wait_point', \
+    'rpl_semi_sync_master_wait_point', 'rpl_semi_sync_source_wait_for_replica_count', \
+    'rpl_semi_sync_source_timeout', 'rpl_semi_sync_master_timeout', \
+    'rpl_semi_sync_source_wait_no_replica', 'rpl_semi_sync_master_wait_no_slave', 'wsrep_on', \
+    'wsrep_desync')";
 
 const STATUS: &str = "SHOW GLOBAL STATUS WHERE Variable_name IN ('Uptime', \
     'Rpl_semi_sync_source_status', 'Rpl_semi_sync_replica_status', \
@@ -384,7 +462,7 @@ pub(crate) async fn observe_on(
             .find_map(|n| vars.get(*n))
             .is_some_and(|v| flag(v)),
         gtid,
-        replication: replica.first().map(read_replica_status),
+        replication: replica.first().map(|row| read_replica_status(row, flavor)),
         semi_sync: read_semi_sync(&vars, &status),
         galera: read_galera(&vars, &status),
         metadata_lock_waits: mdl.first().and_then(|row| row.u64(0)).unwrap_or(0),
@@ -465,7 +543,7 @@ fn read_gtid_state(flavor: Flavor, vars: &HashMap<String, String>) -> Result<Gti
     })
 }
 
-pub(crate) fn read_replica_status(row: &TextRow) -> ReplicaStatus {
+pub(crate) fn read_replica_status(row: &TextRow, flavor: Flavor) -> ReplicaStatus {
     let text = |names: &[&str]| row.get_any(names).unwrap_or("").to_owned();
     let num = |names: &[&str]| {
         row.get_any(names)
@@ -498,6 +576,9 @@ pub(crate) fn read_replica_status(row: &TextRow) -> ReplicaStatus {
         gtid_positioning: !(using_gtid.is_empty()
             || using_gtid == "0"
             || using_gtid.eq_ignore_ascii_case("no")),
+        retrieved: row
+            .get_any(&["Retrieved_Gtid_Set", "Gtid_IO_Pos"])
+            .and_then(|text| parse_gtid(flavor, text).ok()),
     }
 }
 
@@ -525,6 +606,28 @@ fn read_semi_sync(
         .iter()
         .find_map(|n| status.get(*n))
         .and_then(|v| v.parse().ok()),
+        wait_point: [
+            "rpl_semi_sync_source_wait_point",
+            "rpl_semi_sync_master_wait_point",
+        ]
+        .iter()
+        .find_map(|n| vars.get(*n))
+        .cloned(),
+        wait_for_replica_count: vars
+            .get("rpl_semi_sync_source_wait_for_replica_count")
+            .and_then(|v| v.trim().parse().ok()),
+        timeout: [
+            "rpl_semi_sync_source_timeout",
+            "rpl_semi_sync_master_timeout",
+        ]
+        .iter()
+        .find_map(|n| vars.get(*n))
+        .and_then(|v| v.trim().parse().ok())
+        .map(Duration::from_millis),
+        wait_no_replica: var([
+            "rpl_semi_sync_source_wait_no_replica",
+            "rpl_semi_sync_master_wait_no_slave",
+        ]),
     };
     (state != SemiSyncState::default()).then_some(state)
 }
@@ -546,6 +649,22 @@ fn read_galera(
     })
 }
 
+mod opt_duration_millis {
+    //! Serialises an optional [`Duration`] as whole milliseconds.
+
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: serde::Serializer>(
+        d: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 mod duration_secs {
     //! Serialises a [`Duration`] as whole seconds.
 
@@ -559,6 +678,57 @@ mod duration_secs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lossless() -> SemiSyncState {
+        SemiSyncState {
+            source_enabled: Some(true),
+            replica_enabled: Some(true),
+            source_active: Some(true),
+            replica_active: Some(false),
+            source_clients: Some(2),
+            wait_point: Some("AFTER_SYNC".into()),
+            wait_for_replica_count: Some(2),
+            timeout: Some(Duration::from_secs(86_400)),
+            wait_no_replica: Some(true),
+        }
+    }
+
+    #[test]
+    fn acknowledgements_count_only_when_the_source_cannot_fall_back() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(lossless().ack_replicas(hour), Some(2));
+        let mariadb = SemiSyncState {
+            wait_for_replica_count: None,
+            ..lossless()
+        };
+        assert_eq!(mariadb.ack_replicas(hour), Some(1), "MariaDB waits for one");
+        let not = [
+            SemiSyncState {
+                source_enabled: Some(false),
+                ..lossless()
+            },
+            SemiSyncState {
+                source_active: Some(false),
+                ..lossless()
+            },
+            SemiSyncState {
+                wait_point: Some("AFTER_COMMIT".into()),
+                ..lossless()
+            },
+            SemiSyncState {
+                timeout: Some(Duration::from_secs(10)),
+                ..lossless()
+            },
+            SemiSyncState {
+                wait_no_replica: Some(false),
+                ..lossless()
+            },
+            SemiSyncState::default(),
+        ];
+        for state in not {
+            assert_eq!(state.ack_replicas(hour), None, "{state:?}");
+        }
+    }
 
     #[test]
     fn flags_read_as_the_servers_write_them() {

@@ -710,12 +710,12 @@ impl PromoteFailure {
     }
 }
 
-enum WaitFailure {
+pub(crate) enum WaitFailure {
     ServerTimedOut,
     Error(Error),
 }
 
-async fn wait_on(
+pub(crate) async fn wait_on(
     session: &mut Session,
     purpose: &'static str,
     target: &GtidSet,

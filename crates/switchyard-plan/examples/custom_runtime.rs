@@ -103,6 +103,8 @@ impl ClusterRuntime for MyFleet {
                 drained: !m.in_pool,
                 source: m.source,
                 schema: None,
+                link: None,
+                ack_replicas: None,
             })
             .collect();
         Ok(Observed {

@@ -20,7 +20,9 @@ pub mod record;
 pub mod topology;
 pub mod versions;
 
-pub use decide::{Action, HaltReason, Policy, SchemaTarget, Strategy, Target, WaitReason, decide};
+pub use decide::{
+    Action, FailoverPolicy, HaltReason, Policy, SchemaTarget, Strategy, Target, WaitReason, decide,
+};
 pub use engine::{ClusterRuntime, Engine, Finished, RuntimeError, StepOutcome};
 pub use record::Record;
 pub use topology::{Health, Instance, Observed, Revision, Role, Timestamp};

@@ -44,4 +44,19 @@ pub enum Mutation {
     /// Roll a downgrade even though no order keeps every replica at least as
     /// new as its source.
     DowngradeInAnyOrder,
+    /// Fail over to the replica that received the least, still claiming the
+    /// failover lossless.
+    FailoverLeastReceived,
+    /// Promote a failover's candidate without letting it apply what its
+    /// relay log holds.
+    FailoverWithoutApplyingRelay,
+    /// Fail over (and go on failing over) when the failover is not proven
+    /// lossless, whatever the policy accepts.
+    FailoverWithoutLosslessProof,
+    /// Repoint a failed primary that comes back without judging what it
+    /// holds that the new primary lacks.
+    RejoinFailedPrimaryWithoutCheck,
+    /// Leave a replica the failover could not isolate connected to the
+    /// failed primary when both answer again.
+    KeepFollowersOfFailedPrimary,
 }

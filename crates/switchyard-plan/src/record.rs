@@ -6,6 +6,8 @@
 //! act on the same decision, and a new engine resumes exactly where the
 //! old one stopped.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::decide::{HaltReason, WaitReason};
@@ -39,6 +41,32 @@ pub enum SwitchoverStep {
     /// The candidate is the writable primary.
     Promoted,
     /// The other replicas replicate from the new primary.
+    Repointed,
+}
+
+/// The sub-steps of a failover, in order: each names the last one completed.
+///
+/// Like a switchover's, `Promoting` is the commit point; unlike a switchover,
+/// a failover is never undone (the old primary failed): it only goes forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailoverStep {
+    /// The primary failed, as the runtime and the replicas see it: recorded.
+    Requested,
+    /// Every replica that answers stopped receiving from the failed primary
+    /// (which may come back), and the failed primary was fenced if it could
+    /// be reached.
+    Isolated,
+    /// The candidate, the replica that received the most, applied everything
+    /// it received.
+    Applied,
+    /// The promotion was issued: the candidate may take writes.
+    Promoting,
+    /// The candidate is the writable primary and takes the clients' writes.
+    Promoted,
+    /// Every other replica that answers applied what it received and follows
+    /// the new primary, or is quarantined for holding what the new primary
+    /// lacks.
     Repointed,
 }
 
@@ -85,6 +113,21 @@ pub enum Intent {
         /// When a switchover not yet promoted must be undone.
         deadline: Timestamp,
     },
+    /// The primary `from` failed: `to` replaces it.
+    Failover {
+        /// The failed primary.
+        from: u32,
+        /// The candidate (the replica that received the most).
+        to: u32,
+        /// The last completed sub-step.
+        step: FailoverStep,
+        /// When the failover began.
+        started: Timestamp,
+        /// Whether no acknowledged write can be lost: the failed primary
+        /// waited for semi-synchronous acknowledgements and enough of the
+        /// replicas that could have acknowledged answered.
+        lossless: bool,
+    },
 }
 
 impl Intent {
@@ -94,9 +137,68 @@ impl Intent {
             Intent::Drained { ordinal, .. }
             | Intent::Restarting { ordinal, .. }
             | Intent::Altering { ordinal, .. } => *ordinal,
-            Intent::Switchover { from, .. } => *from,
+            Intent::Switchover { from, .. } | Intent::Failover { from, .. } => *from,
         }
     }
+}
+
+/// The primary failing every check since `since`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Detection {
+    /// The primary.
+    pub primary: u32,
+    /// When it was first seen failing (down or unreachable).
+    pub since: Timestamp,
+}
+
+/// A failover a person asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverRequest {
+    /// The instance to promote.
+    pub to: u32,
+    /// Whether the person accepts losing acknowledged writes when no proof
+    /// that none is lost can be made.
+    pub accept_data_loss: bool,
+    /// When it was asked for.
+    pub at: Timestamp,
+    /// Why the engine will not run it, once it decided so (the primary
+    /// answers, the instance cannot take over, or no proof that no
+    /// acknowledged write is lost); the request then no longer forces anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The last completed failover.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverSummary {
+    /// The failed primary.
+    pub from: u32,
+    /// The new primary.
+    pub to: u32,
+    /// When the primary was first seen failing.
+    pub failing_since: Timestamp,
+    /// When the failover started.
+    pub started: Timestamp,
+    /// When the candidate was promoted.
+    pub promoted: Timestamp,
+    /// Whether it was lossless (see [`Intent::Failover`]).
+    pub lossless: bool,
+}
+
+/// An instance kept out of replication and out of service: it holds
+/// transactions the primary lacks (a failed primary's writes that no replica
+/// acknowledged, or written on it directly), so it is neither repointed, which
+/// would hide or break on them, nor made writable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantine {
+    /// The transactions it holds that the primary lacks, as GTIDs.
+    pub extra: String,
+    /// When it was quarantined.
+    pub at: Timestamp,
 }
 
 /// A condition the engine has been waiting on since `since`.
@@ -195,6 +297,44 @@ pub struct Record {
     /// The last completed switchover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_switchover: Option<SwitchoverSummary>,
+    /// The primary failing every check, while a failover is considered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection: Option<Detection>,
+    /// The last completed failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover: Option<FailoverSummary>,
+    /// Primaries failed over that have not rejoined since: each is fenced
+    /// when it answers again and judged (repointed, or quarantined with what
+    /// the failover lost), as is a replica that still follows one. A set, not
+    /// the last failover's alone: a second failover may come before the
+    /// first failed primary is back.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub failed_over: std::collections::BTreeSet<u32>,
+    /// How many replicas the primary was last seen waiting for before it
+    /// acknowledged a commit (refreshed as `primary_position` is): a failover
+    /// is proven lossless only from it. `None`: asynchronous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_ack_replicas: Option<u32>,
+    /// Instances kept out of replication and service (see [`Quarantine`]),
+    /// by ordinal, until a person re-provisions them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quarantined: BTreeMap<u32, Quarantine>,
+    /// Replicas last seen holding transactions the writable primary lacked,
+    /// with those transactions (refreshed as `primary_position` is, from
+    /// observations where both answer). A failover, which cannot compare a
+    /// replica with a primary that is gone, never promotes one, and does not
+    /// count those transactions as acknowledged writes a candidate lacks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errant: BTreeMap<u32, crate::gtid::GtidSet>,
+    /// A failover a person asked for (`switchyard failover --to N`), until it
+    /// is promoted or refused: the decision takes it as the policy's
+    /// `forced_to` (and `accept_data_loss` when asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_request: Option<FailoverRequest>,
+    /// How many failovers were promoted on this record (the
+    /// `failovers_total` metric).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failovers: u64,
     /// The writable primary's executed GTIDs as last recorded (refreshed
     /// whenever the record is stored for another reason): a primary that
     /// comes back without them lost its data, and is never made writable.

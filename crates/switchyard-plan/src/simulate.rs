@@ -108,6 +108,8 @@ impl TopologySpec {
                 drained: false,
                 source,
                 schema: None,
+                link: None,
+                ack_replicas: None,
             });
         }
         let observed = Observed {

@@ -208,6 +208,35 @@ pub struct Instance {
     /// [`crate::decide::SchemaTarget`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
+    /// What its receiver (the replication I/O thread) knows of its source, for a
+    /// replica the runtime could read; `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<Link>,
+    /// On a primary: how many replicas must acknowledge a commit before the
+    /// client's is (semi-synchronous replication waiting after the sync, with
+    /// a timeout long enough that it never falls back to asynchronous); `None`
+    /// when it does not wait (asynchronous) or this is not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_replicas: Option<u32>,
+}
+
+/// A replica's receiver: whether it reaches its source, and what it received.
+///
+/// A failover reads it twice: the replicas whose receivers lost the primary
+/// corroborate that the primary failed (a primary only the operator cannot
+/// reach is not failed over), and the replica that received the most holds
+/// every transaction a semi-synchronous primary acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// Whether the receiver is connected to its source now (MySQL
+    /// `Replica_IO_Running: Yes`, MariaDB `Slave_IO_Running: Yes`), rather
+    /// than reconnecting or stopped.
+    pub connected: bool,
+    /// Everything it has received: executed, plus what waits in its relay log
+    /// (MySQL `gtid_executed` with `Retrieved_Gtid_Set`, MariaDB
+    /// `gtid_io_pos` with its executed state), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<GtidSet>,
 }
 
 impl Instance {

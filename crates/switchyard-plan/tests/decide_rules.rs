@@ -56,6 +56,8 @@ fn cluster(primary: u32, versions: &[&str]) -> Observed {
                 drained: false,
                 source: (!is_primary).then_some(primary),
                 schema: None,
+                link: None,
+                ack_replicas: None,
             }
         })
         .collect();
@@ -511,18 +513,18 @@ fn an_online_change_sets_variables_replicas_first_without_draining() {
 }
 
 #[test]
-fn a_replica_older_than_the_primary_halts_rather_than_replicating() {
+fn a_replica_older_than_the_primary_is_held_back_for_its_upgrade_rather_than_replicating() {
+    // Left behind by a failover that promoted a newer replica: it is never
+    // repointed under the newer primary; the rollout drains and upgrades it.
     let mut o = cluster(1, &["10.5.27", "10.11.14", "10.11.14"]);
     set(&mut o, 0, |i| i.source = Some(2));
-    let Action::Halt { reason } = d(
+    let action = d(
         &o,
         &Record::default(),
         &target("10.11.14"),
         &Policy::default(),
-    ) else {
-        panic!("expected a halt")
-    };
-    assert_eq!(reason.category(), "replica-older-than-primary");
+    );
+    assert_eq!(action, Action::Drain { ordinal: 0 }, "{action:?}");
 }
 
 #[test]
@@ -1017,4 +1019,85 @@ fn a_promoted_switchover_repoints_before_a_halt_is_returned() {
         d(&o, &record, &t, &policy),
         Action::Switchover { from: 0, to: 1 }
     );
+}
+
+/// A target every instance of `cluster(.., versions)` already runs.
+fn current(version: &str) -> Target {
+    Target {
+        revision: rev(1, version),
+        ..target(version)
+    }
+}
+
+#[test]
+fn a_primary_with_fewer_followers_than_it_waits_for_is_not_done() {
+    let mut o = cluster(0, &["10.11.14", "10.11.14"]);
+    set(&mut o, 0, |i| i.ack_replicas = Some(1));
+    let t = current("10.11.14");
+    let p = Policy::default();
+    assert_eq!(d(&o, &Record::default(), &t, &p), Action::Done);
+    // The only replica held what the new primary lacked after a failover.
+    set(&mut o, 1, |i| {
+        i.source = None;
+        i.fenced = true;
+        i.drained = true;
+    });
+    let mut r = Record::default();
+    r.quarantined.insert(
+        1,
+        switchyard_plan::record::Quarantine {
+            extra: "0-1-9".into(),
+            at: NOW,
+        },
+    );
+    match d(&o, &r, &t, &p) {
+        Action::Wait {
+            reason:
+                WaitReason::TooFewReplicas {
+                    primary: 0,
+                    waits_for: 1,
+                    followers: 0,
+                },
+        } => {}
+        other => panic!("expected a wait for too few replicas, got {other}"),
+    }
+}
+
+#[test]
+fn a_replica_still_connected_to_a_failed_primary_is_detached() {
+    // Instance 0 failed and 1 took over; 2 did not answer during the
+    // failover and still follows 0, which runs again.
+    let mut o = cluster(1, &["10.11.14", "10.11.14", "10.11.14"]);
+    set(&mut o, 0, |i| {
+        i.fenced = true;
+        i.source = Some(1);
+    });
+    let connected = |yes: bool| {
+        Some(switchyard_plan::topology::Link {
+            connected: yes,
+            received: None,
+        })
+    };
+    set(&mut o, 2, |i| {
+        i.source = Some(0);
+        i.link = connected(true);
+    });
+    let mut r = Record::default();
+    r.failed_over.insert(0);
+    let t = current("10.11.14");
+    let p = Policy::default();
+    assert_eq!(
+        d(&o, &r, &t, &p),
+        Action::Detach {
+            ordinal: 2,
+            from: 0
+        }
+    );
+    // Once its receiver is stopped it is judged like any replica.
+    set(&mut o, 2, |i| i.link = connected(false));
+    assert!(!matches!(d(&o, &r, &t, &p), Action::Detach { .. }));
+    // A primary that rejoined since is no longer failed.
+    set(&mut o, 2, |i| i.link = connected(true));
+    r.failed_over.clear();
+    assert!(!matches!(d(&o, &r, &t, &p), Action::Detach { .. }));
 }

@@ -29,7 +29,9 @@ use switchyard_plan::engine::{Engine, EngineError, StepOutcome};
 use switchyard_plan::mutation::Mutation;
 use switchyard_plan::record::{Intent, SwitchoverStep};
 use switchyard_plan::versions::{Flavor, Version};
-use switchyard_plan::{HaltReason, Policy, Revision, SchemaTarget, Target};
+use switchyard_plan::{
+    FailoverPolicy, HaltReason, Policy, Revision, SchemaTarget, Target, WaitReason,
+};
 
 /// Steps after the last fault within which the rollout must be done.
 const SETTLE_STEPS: u32 = 500;
@@ -54,6 +56,10 @@ struct Scenario {
     privileged_writer: bool,
     /// A `halt_after` shorter than some waits and backoffs.
     short_halt: bool,
+    /// Semi-synchronous replication (half the replicas, rounded up).
+    semi_sync: bool,
+    /// The failover policy accepts losing acknowledged writes.
+    accept_data_loss: bool,
 }
 
 fn versions(flavor: Flavor, downgrade: bool) -> (Version, Version) {
@@ -93,7 +99,7 @@ fn fault(n: u32) -> impl Strategy<Value = Fault> {
         }),
         3 => kill_at().prop_map(|at| Fault::KillEngine { at }),
         1 => o.clone().prop_map(|ordinal| Fault::FenceLost { ordinal }),
-        1 => o.prop_map(|ordinal| Fault::ErrantWrite { ordinal }),
+        1 => o.clone().prop_map(|ordinal| Fault::ErrantWrite { ordinal }),
         1 => prop_oneof![Just(1u32), 1u32..40].prop_map(|times| Fault::PromoteFailsAfterWritable { times }),
         1 => Just(Fault::RecordWriteFails),
         1 => prop_oneof![
@@ -106,6 +112,14 @@ fn fault(n: u32) -> impl Strategy<Value = Fault> {
         ]
         .prop_map(|call| Fault::FailsAfterEffect { call }),
         1 => (1u32..12).prop_map(|steps| Fault::Depose { steps }),
+        1 => (o.clone(), 1u64..30).prop_map(|(ordinal, s)| Fault::Freeze {
+            ordinal,
+            lasting: Duration::from_secs(s)
+        }),
+        1 => (o.clone(), 1u64..30).prop_map(|(ordinal, s)| Fault::CutOperator {
+            ordinal,
+            lasting: Duration::from_secs(s)
+        }),
     ]
 }
 
@@ -136,6 +150,8 @@ fn scenario_with(faults: fn(u32) -> BoxedStrategy<Schedule>) -> impl Strategy<Va
                 0u64..1500,
                 any::<bool>(),
                 proptest::bool::weighted(0.2),
+                any::<bool>(),
+                proptest::bool::weighted(0.2),
             )
         })
         .prop_map(
@@ -149,6 +165,8 @@ fn scenario_with(faults: fn(u32) -> BoxedStrategy<Schedule>) -> impl Strategy<Va
                 delay_ms,
                 privileged,
                 short_halt,
+                semi_sync,
+                accept_data_loss,
             )| {
                 let (from, to) = versions(flavor, downgrade);
                 // A replica may already run the target (a rollout resumed); the
@@ -172,19 +190,26 @@ fn scenario_with(faults: fn(u32) -> BoxedStrategy<Schedule>) -> impl Strategy<Va
                     delay_ms,
                     privileged_writer: privileged,
                     short_halt,
+                    semi_sync,
+                    accept_data_loss,
                 }
             },
         )
 }
 
 fn policy_for(scn: &Scenario) -> Policy {
+    let base = policy();
     Policy {
+        failover: FailoverPolicy {
+            accept_data_loss: scn.accept_data_loss,
+            ..base.failover
+        },
         halt_after: if scn.short_halt {
             Duration::from_secs(6)
         } else {
             Duration::from_secs(1800)
         },
-        ..policy()
+        ..base
     }
 }
 
@@ -227,6 +252,8 @@ fn setup(scn: &Scenario) -> Setup {
         schema: scn.schema.map(|online| (CHANGE_ID.to_string(), online)),
         replication_delay: Duration::from_millis(scn.delay_ms),
         privileged_writer: scn.privileged_writer,
+        semi_sync: scn.semi_sync,
+        accept_data_loss: scn.accept_data_loss,
     }
 }
 
@@ -313,14 +340,19 @@ fn rollout(scn: &Scenario, mutation: Mutation, schedule: Vec<(u64, Fault)>) -> (
             }
             // A halted engine is still called (the controller reconciles on):
             // it must keep the primary in service. The halt counts once it
-            // held for a while with every fault fired.
+            // held for a while with every fault fired and over (a hung
+            // instance that comes back is the engine's to deal with).
             Ok(StepOutcome::Halted(reason)) => {
                 if halted.as_ref() != Some(&reason) {
                     log.push(format!("halted: {reason}"));
                     halted_steps = 0;
                 }
                 halted = Some(reason);
-                halted_steps += 1;
+                halted_steps = if model.faults_in_force() {
+                    0
+                } else {
+                    halted_steps + 1
+                };
                 if pending == 0 && halted_steps >= 20 {
                     break;
                 }
@@ -431,6 +463,22 @@ fn run(scn: &Scenario, mutation: Mutation) -> Result<(), TestCaseError> {
         }
         return Ok(());
     }
+    // A quarantined instance may have been the only candidate left for the
+    // primary's switchover: the engine waits for a person to re-provision it.
+    let quarantined = model.record().quarantined;
+    // Or the only replicas that could acknowledge the new primary's
+    // commits: its writes block, which the engine reports.
+    if !run.done
+        && !quarantined.is_empty()
+        && matches!(
+            &run.last,
+            Some(StepOutcome::Waited(
+                WaitReason::NoCandidate { .. } | WaitReason::TooFewReplicas { .. }
+            ))
+        )
+    {
+        return Ok(());
+    }
     if !run.done && errant_fault {
         // An errant replica may be the only candidate: the engine waits for a person.
         let waits_for_errant =
@@ -454,16 +502,32 @@ fn run(scn: &Scenario, mutation: Mutation) -> Result<(), TestCaseError> {
         "a downgrade with no safe order finished:\n{}",
         trace()
     );
+    // A quarantined instance (a failed primary back with writes nobody
+    // acknowledged) waits for a person, outside the rollout.
+    let in_service = |o: usize| !quarantined.contains_key(&u32::try_from(o).expect("small"));
     prop_assert!(
-        model.versions().iter().all(|v| *v == scn.to),
+        model
+            .versions()
+            .iter()
+            .enumerate()
+            .all(|(o, v)| *v == scn.to || !in_service(o)),
         "not every instance runs {}: {:?}",
         scn.to,
         model.versions()
     );
-    prop_assert!(model.acknowledged() > 0, "the model took no writes");
+    prop_assert!(
+        model.acknowledged() > 0,
+        "the model took no writes\nfaults fired: {:?}\ntrace:\n{}",
+        run.fired,
+        trace()
+    );
     if scn.schema.is_some() {
         prop_assert!(
-            model.altered().iter().all(|a| *a),
+            model
+                .altered()
+                .iter()
+                .enumerate()
+                .all(|(o, a)| *a || !in_service(o)),
             "not every instance has the schema change"
         );
     }
@@ -513,9 +577,35 @@ fn faults_land_during_the_rollout() {
 /// `expected` holds fragments of the failures the broken rule may cause (the
 /// checks that catch it); the first failure found must contain one.
 fn assert_caught(mutation: Mutation, strategy: impl Strategy<Value = Scenario>, expected: &[&str]) {
+    assert_caught_with(
+        mutation,
+        strategy,
+        expected,
+        Config::default().max_shrink_iters,
+    );
+}
+
+/// [`assert_caught`] on the first failure as found, not shrunk (shrinking a
+/// failover's long scenarios costs minutes): for strategies narrow enough
+/// that any failure found is the expected one.
+fn assert_caught_unshrunk(
+    mutation: Mutation,
+    strategy: impl Strategy<Value = Scenario>,
+    expected: &[&str],
+) {
+    assert_caught_with(mutation, strategy, expected, 0);
+}
+
+fn assert_caught_with(
+    mutation: Mutation,
+    strategy: impl Strategy<Value = Scenario>,
+    expected: &[&str],
+    max_shrink_iters: u32,
+) {
     let mut runner = TestRunner::new(Config {
         cases: 256,
         failure_persistence: None,
+        max_shrink_iters,
         ..Config::default()
     });
     match runner.run(&strategy, |scn| run(&scn, mutation)) {
@@ -580,9 +670,19 @@ fn restarting_the_primary_in_place_is_caught() {
 
 #[test]
 fn taking_two_instances_out_at_once_is_caught() {
+    // Without failovers (asynchronous, no loss accepted, no hang): a
+    // failover's held-back replicas make the mutation loop on a drain
+    // before two are out.
+    let no_failover = scenario().prop_filter("no failover", |s| {
+        !s.semi_sync
+            && !s.accept_data_loss
+            && s.faults
+                .iter()
+                .all(|(_, f)| !matches!(f, Fault::Freeze { .. } | Fault::CutOperator { .. }))
+    });
     assert_caught(
         Mutation::TwoAtOnce,
-        scenario(),
+        no_failover,
         // Two instances out at once also lets a second switchover start
         // while the first old primary still waits to rejoin.
         &[
@@ -752,6 +852,8 @@ fn an_instance_that_never_comes_back_halts_the_rollout() {
         delay_ms: 200,
         privileged_writer: false,
         short_halt: false,
+        semi_sync: false,
+        accept_data_loss: false,
     };
     let model = Arc::new(Model::new(&setup(&scn)));
     let policy = Policy {
@@ -798,6 +900,8 @@ fn an_engine_killed_at_any_point_of_a_switchover_resumes_safely() {
             delay_ms: 800,
             privileged_writer: true,
             short_halt: false,
+            semi_sync: false,
+            accept_data_loss: false,
         };
         let length = clean_length(&scn, Mutation::None);
         let mut halts = 0;
@@ -851,6 +955,8 @@ fn calls_of_a_deposed_engine(mutation: Mutation) -> Vec<String> {
         delay_ms: 300,
         privileged_writer: false,
         short_halt: false,
+        semi_sync: false,
+        accept_data_loss: false,
     };
     let model = Arc::new(Model::new(&setup(&scn)));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -885,4 +991,211 @@ fn skipping_the_leadership_check_is_caught() {
         "without the lease check the deposed engine should have acted"
     );
     println!("SkipLeadershipCheck caught: the deposed engine made {calls:?}");
+}
+
+/// The primary fails early (a crash or a hang long enough to be failed over)
+/// under semi-synchronous replication, with at least two replicas, and the
+/// policy accepts no data loss.
+fn primary_failures() -> impl Strategy<Value = Scenario> {
+    let fail_early = |n: u32| {
+        (0..n, 5u64..40, any::<bool>(), 0u16..300)
+            .prop_map(|(ordinal, s, hang, at)| {
+                let lasting = Duration::from_secs(s);
+                let fault = if hang {
+                    Fault::Freeze { ordinal, lasting }
+                } else {
+                    Fault::Crash {
+                        ordinal,
+                        down_for: lasting,
+                    }
+                };
+                vec![(at, fault)]
+            })
+            .boxed()
+    };
+    scenario_with(fail_early)
+        .prop_map(|mut s| {
+            s.semi_sync = true;
+            s.accept_data_loss = false;
+            // The fault hits the primary.
+            let primary = s.primary;
+            for (_, f) in &mut s.faults {
+                match f {
+                    Fault::Freeze { ordinal, .. } | Fault::Crash { ordinal, .. } => {
+                        *ordinal = primary;
+                    }
+                    _ => {}
+                }
+            }
+            s
+        })
+        .prop_filter("three instances or more", |s| s.upgraded.len() >= 3)
+}
+
+#[test]
+fn failing_over_to_the_replica_that_received_the_least_is_caught() {
+    assert_caught_unshrunk(
+        Mutation::FailoverLeastReceived,
+        primary_failures().prop_filter("no schema change", |s| s.schema.is_none()),
+        &["recorded lossless promoted a candidate lacking"],
+    );
+}
+
+#[test]
+fn failing_over_without_applying_the_relay_log_is_caught() {
+    assert_caught_unshrunk(
+        Mutation::FailoverWithoutApplyingRelay,
+        relay_held_at_failure(),
+        &["recorded lossless promoted a candidate lacking"],
+    );
+}
+
+/// Primary failures while every replica applies slowly (8 s behind, for
+/// 30 s from just before the failure): their relay logs still hold
+/// acknowledged writes once the failure is detected. The slowness passes, so
+/// the rollout's last switchover (which waits for a lag of at most 1 s) can
+/// finish; a lasting lag of 2 s or more kept it waiting for ever.
+fn relay_held_at_failure() -> impl Strategy<Value = Scenario> {
+    primary_failures()
+        .prop_filter("no schema change", |s| s.schema.is_none())
+        .prop_map(|mut s| {
+            s.delay_ms = s.delay_ms.min(500);
+            let primary = s.primary;
+            let replicas: Vec<u32> = (0..s.upgraded.len() as u32)
+                .filter(|o| *o != primary)
+                .collect();
+            let mut slow = Vec::new();
+            for (at, _) in &s.faults {
+                for ordinal in &replicas {
+                    slow.push((
+                        at.saturating_sub(1),
+                        Fault::Lag {
+                            ordinal: *ordinal,
+                            seconds: 8,
+                            lasting: Duration::from_secs(30),
+                        },
+                    ));
+                }
+            }
+            s.faults.extend(slow);
+            s.faults.sort_by_key(|(at, _)| *at);
+            s
+        })
+}
+
+#[test]
+fn slow_replicas_at_a_primary_failure_keep_the_invariants() {
+    // The unmutated engine on the mutation test's scenarios: whatever the
+    // mutation test finds is the mutation's doing.
+    let mut runner = TestRunner::new(Config {
+        cases: 64,
+        failure_persistence: None,
+        max_shrink_iters: 0,
+        ..Config::default()
+    });
+    if let Err(e) = runner.run(&relay_held_at_failure(), |scn| run(&scn, Mutation::None)) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn failing_over_without_a_lossless_proof_is_caught() {
+    // Asynchronous replication: no failover can be proven lossless.
+    let asynchronous = primary_failures().prop_map(|mut s| {
+        s.semi_sync = false;
+        s
+    });
+    assert_caught_unshrunk(
+        Mutation::FailoverWithoutLosslessProof,
+        asynchronous,
+        &["may lose acknowledged writes ran though the policy does not accept it"],
+    );
+}
+
+#[test]
+fn rejoining_a_failed_primary_without_judging_it_is_caught() {
+    // A hang: the failed primary comes back holding commits it took alone.
+    let hangs = primary_failures()
+        .prop_filter("a hang", |s| {
+            s.faults
+                .iter()
+                .all(|(_, f)| matches!(f, Fault::Freeze { .. }))
+        })
+        .prop_map(|mut s| {
+            s.privileged_writer = true;
+            s
+        });
+    assert_caught_unshrunk(
+        Mutation::RejoinFailedPrimaryWithoutCheck,
+        hangs,
+        &["acknowledged writes", "lost", "errant", "transactions"],
+    );
+}
+
+/// Failovers that cannot isolate every replica (one hangs too), which the
+/// policy accepts.
+fn stragglers() -> impl Strategy<Value = Scenario> {
+    // The primary hangs; a replica hangs too just before the failover, so
+    // the failover (which accepts the loss) cannot isolate it, and it comes
+    // back before the failed primary does.
+    let straggler = |n: u32| {
+        (1..n, 0u16..300, 20u16..120, 15u64..40, 3u64..10)
+            .prop_map(move |(offset, at, later, hang, short)| {
+                // Ordinals relative to the primary, set below.
+                let (primary, replica) = (0, offset);
+                vec![
+                    (
+                        at,
+                        Fault::Freeze {
+                            ordinal: primary,
+                            lasting: Duration::from_secs(hang),
+                        },
+                    ),
+                    (
+                        at + later,
+                        Fault::Freeze {
+                            ordinal: replica,
+                            lasting: Duration::from_secs(short),
+                        },
+                    ),
+                ]
+            })
+            .boxed()
+    };
+    scenario_with(straggler)
+        .prop_filter("three instances or more", |s| s.upgraded.len() >= 3)
+        .prop_map(|mut s| {
+            s.semi_sync = true;
+            s.accept_data_loss = true;
+            let n = u32::try_from(s.upgraded.len()).expect("small");
+            for (_, f) in &mut s.faults {
+                if let Fault::Freeze { ordinal, .. } = f {
+                    *ordinal = (*ordinal + s.primary) % n;
+                }
+            }
+            s
+        })
+}
+
+#[test]
+fn leaving_a_replica_connected_to_a_failed_primary_is_caught() {
+    assert_caught_unshrunk(
+        Mutation::KeepFollowersOfFailedPrimary,
+        stragglers(),
+        &["still receives from", "acknowledged writes"],
+    );
+}
+
+#[test]
+fn failovers_that_cannot_isolate_every_replica_keep_the_invariants() {
+    // The twin of the test above, unmutated: what it catches is the mutation.
+    let mut runner = TestRunner::new(Config {
+        cases: 64,
+        failure_persistence: None,
+        max_shrink_iters: 0,
+        ..Config::default()
+    });
+    if let Err(e) = runner.run(&stragglers(), |scn| run(&scn, Mutation::None)) {
+        panic!("{e}");
+    }
 }

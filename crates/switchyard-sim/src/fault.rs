@@ -22,7 +22,7 @@ use switchyard_local::LocalCluster;
 use switchyard_plan::Record;
 use switchyard_plan::decide::{SchemaTarget, WaitReason};
 use switchyard_plan::engine::{ClusterRuntime, RuntimeError, RuntimeErrorKind, StepOutcome};
-use switchyard_plan::record::{Intent, SwitchoverStep};
+use switchyard_plan::record::{FailoverSummary, Intent, SwitchoverStep};
 use switchyard_plan::topology::{Observed, Revision, Timestamp};
 use switchyard_plan::versions::Version;
 use switchyard_testbed::ledger::Ledger;
@@ -30,6 +30,21 @@ use switchyard_testbed::load::{AccountKind, Endpoints, Load, LoadConfig, LoadHan
 use tokio::sync::Notify;
 
 use crate::scenario::{FailMode, FaultDef, Pick, SqlFault, Trigger, Until};
+
+/// What the engine's records and waits showed of failovers.
+#[derive(Clone, Debug, Default)]
+pub struct FailoversSeen {
+    /// Each failover recorded as promoted, in order.
+    pub promoted: Vec<FailoverSummary>,
+    /// Instances the engine recorded as quarantined.
+    pub quarantined: Vec<u32>,
+    /// Engine waits on a failing primary.
+    pub failing_waits: u64,
+    /// Those that waited for a proof that nothing acknowledged is lost.
+    pub lossless_waits: u64,
+    /// The last such wait's reason.
+    pub last_wait: Option<String>,
+}
 
 /// The `run` of the first direct writer's ids (the load's is 0).
 pub const DIRECT_RUN: u8 = 1;
@@ -65,9 +80,12 @@ impl Slot {
             d.kill_engine,
             d.sql.is_some(),
             d.pause.is_some(),
+            // A pause is confirmed twice: stopped, then running again.
+            d.pause.is_some(),
             d.direct_writer.is_some(),
             d.fail.is_some(),
             d.fail_record,
+            d.thaw,
         ]
         .iter()
         .filter(|b| **b)
@@ -99,8 +117,14 @@ pub struct FaultPlan {
     killing: Mutex<Vec<usize>>,
     /// The fault whose record failure comes with the next record stored.
     record_failure: Mutex<Option<usize>>,
-    /// Paused instances and when they run again.
-    paused: Mutex<Vec<(u32, Instant)>>,
+    /// Paused instances, when they run again, and their fault.
+    paused: Mutex<Vec<(u32, Instant, usize)>>,
+    /// Instances a `kill9` with `down_s` or `stays_down` keeps down, and
+    /// until when (`None`: the rest of the run): the supervisor is off and
+    /// the engine's `recover` of them fails meanwhile.
+    held_down: Mutex<BTreeMap<u32, Option<Instant>>>,
+    /// What the engine's records showed of failovers.
+    failovers: Mutex<FailoversSeen>,
     /// Sessions SQL faults hold, and whether the server closed each early.
     sessions: Mutex<Vec<Arc<AtomicBool>>>,
     /// The load's ledger, which direct writers share.
@@ -128,6 +152,8 @@ impl FaultPlan {
             killing: Mutex::new(Vec::new()),
             record_failure: Mutex::new(None),
             paused: Mutex::new(Vec::new()),
+            held_down: Mutex::new(BTreeMap::new()),
+            failovers: Mutex::new(FailoversSeen::default()),
             sessions: Mutex::new(Vec::new()),
             ledger: Mutex::new(None),
             writers: Mutex::new(Vec::new()),
@@ -307,22 +333,107 @@ impl FaultPlan {
             .push(line);
     }
 
-    /// Lets paused instances run again: those due, or all with `all`.
-    pub fn resume(&self, cluster: &LocalCluster, all: bool) {
-        let due: Vec<u32> = {
+    /// Lets paused instances run again: those due, or all with `all`. Each
+    /// thaw is confirmed once the kernel reports the process running again.
+    /// Returns how many it let run.
+    pub fn resume(&self, cluster: &LocalCluster, all: bool) -> usize {
+        if !all {
+            let mut held = self
+                .held_down
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            let due: Vec<u32> = held
+                .iter()
+                .filter(|(_, until)| until.is_some_and(|at| at <= now))
+                .map(|(o, _)| *o)
+                .collect();
+            for o in &due {
+                held.remove(o);
+            }
+            if !due.is_empty() && held.is_empty() {
+                cluster.set_supervised(true);
+                self.note(format!(
+                    "instances {due:?} can start again (supervisor on, recovery allowed)"
+                ));
+            }
+        }
+        let due: Vec<(u32, usize)> = {
             let mut paused = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
             let (due, later): (Vec<_>, Vec<_>) =
-                paused.drain(..).partition(|(_, at)| all || *at <= now);
+                paused.drain(..).partition(|(_, at, _)| all || *at <= now);
             *paused = later;
-            due.into_iter().map(|(o, _)| o).collect()
+            due.into_iter().map(|(o, _, i)| (o, i)).collect()
         };
-        for o in due {
-            let done = usize::try_from(o)
-                .ok()
-                .and_then(|i| cluster.testbed().instances().get(i))
-                .map(switchyard_testbed::Instance::resume);
-            self.note(format!("instance {o} resumed (SIGCONT): {done:?}"));
+        let count = due.len();
+        for (o, index) in due {
+            let done = testbed(cluster, o).map(switchyard_testbed::Instance::resume);
+            let line = match done {
+                Some(Ok(())) => Ok(format!("instance {o} resumed (SIGCONT), running again")),
+                other => Err(format!("instance {o}: resuming FAILED: {other:?}")),
+            };
+            match self.faults.get(index) {
+                Some(slot) => self.outcome(slot, line),
+                None => self.note(format!("{line:?}")),
+            }
+        }
+        count
+    }
+
+    /// Whether a `kill9` with `down_s` (not yet elapsed) or `stays_down`
+    /// keeps `ordinal` down.
+    pub fn is_held_down(&self, ordinal: u32) -> bool {
+        self.held_down
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&ordinal)
+    }
+
+    /// What the engine's records showed of failovers so far.
+    pub fn failovers(&self) -> FailoversSeen {
+        self.failovers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Notes a record the engine stored: a failover it shows promoted.
+    fn saw_record(&self, record: &Record) {
+        let mut seen = self
+            .failovers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(f) = &record.last_failover
+            && !seen.promoted.contains(f)
+        {
+            self.note(format!(
+                "the engine recorded a failover from {} to {} (lossless: {})",
+                f.from, f.to, f.lossless
+            ));
+            seen.promoted.push(f.clone());
+        }
+        for o in record.quarantined.keys() {
+            if !seen.quarantined.contains(o) {
+                seen.quarantined.push(*o);
+            }
+        }
+    }
+
+    /// Notes a wait of the engine on a failing primary.
+    fn saw_wait(&self, reason: &WaitReason) {
+        if let WaitReason::PrimaryFailing { detail, .. } = reason {
+            let mut seen = self
+                .failovers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            seen.failing_waits += 1;
+            if detail.contains("--accept-data-loss") {
+                seen.lossless_waits += 1;
+            }
+            if seen.last_wait.as_deref() != Some(detail.as_str()) {
+                seen.last_wait = Some(detail.clone());
+            }
         }
     }
 
@@ -395,7 +506,11 @@ impl FaultPlan {
                         self.paused
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
-                            .push((o, Instant::now() + Duration::from_secs(p.resume_after_s)));
+                            .push((
+                                o,
+                                Instant::now() + Duration::from_secs(p.resume_after_s),
+                                index,
+                            ));
                         Ok(format!(
                             "{when}: instance {o} paused (SIGSTOP) for {} s",
                             p.resume_after_s
@@ -425,6 +540,13 @@ impl FaultPlan {
         if let Some(pick) = &f.kill9 {
             let result = match self.pick(pick, cluster) {
                 Some((o, version)) => {
+                    if f.down_s.is_some() || f.stays_down {
+                        cluster.set_supervised(false);
+                        self.held_down
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(o, f.down_s.map(|s| Instant::now() + Duration::from_secs(s)));
+                    }
                     self.take_down(o, version);
                     // Returns once the process is gone and reaped.
                     match testbed(cluster, o).map(switchyard_testbed::Instance::kill9) {
@@ -457,6 +579,15 @@ impl FaultPlan {
                 Ok(line) => self.note(line),
                 Err(e) => self.outcome(slot, Err(e)),
             }
+        }
+        if f.thaw {
+            let thawed = self.resume(cluster, true);
+            let result = if thawed > 0 {
+                Ok(format!("{when}: {thawed} frozen instance(s) let run again"))
+            } else {
+                Err(format!("{when}: no instance was frozen to thaw"))
+            };
+            self.outcome(slot, result);
         }
         if f.kill_engine {
             self.note(format!("{when}: engine killed"));
@@ -704,6 +835,7 @@ impl<R: ClusterRuntime> ClusterRuntime for Faulty<'_, R> {
     }
     async fn store_record(&self, expected_seq: u64, record: &Record) -> Result<(), RuntimeError> {
         self.inner.store_record(expected_seq, record).await?;
+        self.plan.saw_record(record);
         // Stored: the faults timed by what it records, then an armed failure.
         let mut asked = Asked::default();
         if let Some(Intent::Switchover { step, .. }) = &record.intent {
@@ -767,6 +899,14 @@ impl<R: ClusterRuntime> ClusterRuntime for Faulty<'_, R> {
         .await
     }
     async fn recover(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        if self.plan.is_held_down(ordinal) {
+            // As a server whose node is lost: nothing can start it.
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::Transient,
+                "recover".to_owned(),
+                format!("fault: instance {ordinal} is held down and cannot start"),
+            ));
+        }
         self.wrap("recover", self.inner.recover(ordinal)).await
     }
     async fn confirm_leadership(&self, until: Timestamp) -> Result<(), RuntimeError> {
@@ -848,7 +988,23 @@ impl<R: ClusterRuntime> ClusterRuntime for Faulty<'_, R> {
         self.wrap("run_ddl", self.inner.run_ddl(ordinal, change))
             .await
     }
+    async fn detach(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        self.wrap("detach", self.inner.detach(ordinal, deadline))
+            .await
+    }
+    async fn wait_received_applied(
+        &self,
+        ordinal: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        self.wrap(
+            "wait_received_applied",
+            self.inner.wait_received_applied(ordinal, deadline),
+        )
+        .await
+    }
     async fn pause(&self, reason: &WaitReason) {
+        self.plan.saw_wait(reason);
         self.inner.pause(reason).await;
     }
     fn on_step(&self, step: &StepOutcome) {

@@ -17,8 +17,9 @@
 //!   the engine's own connection could fence a server across its restart;
 //! - **no-writer**: zero instances that take an application's writes
 //!   (`read_only` off and the probe's commit accepted) only while the record
-//!   shows a switchover within its deadline (plus [`UNDO_GRACE`] to undo it),
-//!   or while the primary is down by a scenario's fault (three samples in a
+//!   shows a switchover within its deadline (plus [`UNDO_GRACE`] to undo it)
+//!   or a failover not yet promoted, or while the primary is down by a
+//!   scenario's fault (three samples in a
 //!   row, so one slow answer is not a verdict);
 //! - **newer-source**: no instance replicates (either thread running) from a source running a newer
 //!   version (two samples in a row);
@@ -41,13 +42,17 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use switchyard_local::state::StateFile;
 use switchyard_local::timeline::{Event, Timeline};
 use switchyard_mysql::{Instance, Observation, Timeouts};
-use switchyard_plan::record::{Intent, SwitchoverStep};
+use switchyard_plan::record::{FailoverStep, Intent, SwitchoverStep};
 use switchyard_plan::versions::Flavor;
 use switchyard_plan::{Record, versions::Version};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::fault::FaultPlan;
+
+/// A semi-synchronous wait at least this long counts as one that never
+/// falls back to asynchronous replication (the local cluster sets a day).
+const NEVER_FALLS_BACK: Duration = Duration::from_secs(3600);
 
 /// One broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -80,6 +85,9 @@ pub struct MonitorReport {
     /// Replication errors seen on replicas (`Last_SQL_Errno` or
     /// `Last_IO_Errno`), by error number, with the instance first seen with it.
     pub replication_errors: BTreeMap<u32, u32>,
+    /// Instances seen writable whose commits could not be acknowledged
+    /// (see [`Seen::commits_block`]), so not counted by `one-writer`.
+    pub blocked_writers: BTreeSet<u32>,
 }
 
 /// How the monitor samples.
@@ -200,6 +208,10 @@ pub struct Seen {
     /// Whether a privileged client's commit would be accepted (MariaDB:
     /// the probe; MySQL: `super_read_only` off); `None` when unknown.
     pub accepts_privileged: Option<bool>,
+    /// How many other instances of the same sample had their receiver
+    /// connected to this one (`Replica_IO_Running: Yes` with this instance's
+    /// port as their source); `None` when the sample did not cover them all.
+    pub receivers: Option<u64>,
 }
 
 impl Seen {
@@ -208,10 +220,37 @@ impl Seen {
     /// configured), or takes anyone's (`read_only` off).
     pub fn is_writer(&self) -> bool {
         let Some(obs) = &self.obs else { return false };
-        if self.accepts_privileged == Some(false) {
+        if self.accepts_privileged == Some(false) || self.commits_block() {
             return false;
         }
         !obs.read_only || obs.replication.is_none()
+    }
+
+    /// Whether no commit it writes to its binary log can be acknowledged: a
+    /// semi-synchronous source that waits losslessly for `k` replicas (never
+    /// falling back, see `SemiSyncState::ack_replicas`) with fewer than `k`
+    /// connected. A failed primary that runs again after a failover (its
+    /// replicas detached) is one until the engine fences it: every client's
+    /// commit blocks there, none is acknowledged (the ledger's split-brain
+    /// check is the proof). Only a privileged session with its binary log
+    /// off could commit there, and nothing it writes replicates.
+    ///
+    /// The replicas connected are the fewer of the source's own count and
+    /// the receivers the replicas report ([`Seen::receivers`]): a MySQL 9.7
+    /// source that runs again after a freeze still counts its detached
+    /// replicas' dump threads as semi-synchronous clients until each fails
+    /// to send to its closed connection (measured: up to about 2 s after the
+    /// thaw), though no replica is there to acknowledge anything.
+    pub fn commits_block(&self) -> bool {
+        let Some(s) = self.obs.as_ref().and_then(|o| o.semi_sync.as_ref()) else {
+            return false;
+        };
+        let mut connected = s.source_clients.unwrap_or(0);
+        if let Some(receivers) = self.receivers {
+            connected = connected.min(receivers);
+        }
+        s.ack_replicas(NEVER_FALLS_BACK)
+            .is_some_and(|k| connected < u64::from(k))
     }
 
     /// Whether an application (no special privilege) can write to it:
@@ -397,10 +436,14 @@ pub const UNDO_GRACE: Duration = Duration::from_secs(3);
 
 fn in_switchover(record: Option<&Record>) -> bool {
     let grace = u64::try_from(UNDO_GRACE.as_millis()).unwrap_or(u64::MAX);
-    matches!(
-        record.and_then(|r| r.intent.as_ref()),
-        Some(Intent::Switchover { deadline, .. }) if unix_ms() <= deadline.0.saturating_add(grace)
-    )
+    match record.and_then(|r| r.intent.as_ref()) {
+        Some(Intent::Switchover { deadline, .. }) => unix_ms() <= deadline.0.saturating_add(grace),
+        // A failover before its promotion: the failed primary, fenced if it
+        // came back, takes no write until the candidate does (how long that
+        // lasts is the scenario's write-gap bound).
+        Some(Intent::Failover { step, .. }) => *step < FailoverStep::Promoted,
+        _ => false,
+    }
 }
 
 /// The instance the engine's record takes out of service for a restart:
@@ -446,6 +489,7 @@ impl Watch {
                     Seen {
                         obs,
                         accepts_privileged,
+                        receivers: None,
                     },
                 )
             });
@@ -457,6 +501,30 @@ impl Watch {
             }
         }
         out.sort_by_key(|(o, _)| *o);
+        if out.len() == self.handles.len() {
+            let receivers: Vec<u64> = out
+                .iter()
+                .map(|(o, _)| {
+                    let port = usize::try_from(*o).ok().and_then(|i| self.ports.get(i));
+                    let count = out
+                        .iter()
+                        .filter(|(other, x)| {
+                            other != o
+                                && x.obs
+                                    .as_ref()
+                                    .and_then(|obs| obs.replication.as_ref())
+                                    .is_some_and(|r| {
+                                        r.is_connected() && Some(&r.source_port) == port
+                                    })
+                        })
+                        .count();
+                    u64::try_from(count).unwrap_or(u64::MAX)
+                })
+                .collect();
+            for ((_, seen), n) in out.iter_mut().zip(receivers) {
+                seen.receivers = Some(n);
+            }
+        }
         out
     }
 
@@ -547,9 +615,22 @@ impl Watch {
                 .filter(|(o, x)| x.is_writer() && !resting.contains(o))
                 .map(|(o, _)| *o)
                 .collect();
+            for (o, x) in &seen {
+                let open = x.obs.as_ref().is_some_and(|obs| {
+                    (!obs.read_only || obs.replication.is_none())
+                        && x.accepts_privileged != Some(false)
+                });
+                if open && x.commits_block() {
+                    self.update(|r| {
+                        r.blocked_writers.insert(*o);
+                    });
+                }
+            }
             let mut why = String::new();
             if writers.len() > 1 {
-                let again = self.sample(&writers).await;
+                // Every instance again, so that the replicas' receivers are seen
+                // at the same time as the writers (see `Seen::commits_block`).
+                let again = self.sample(&all).await;
                 writers = again
                     .iter()
                     .filter(|(o, x)| x.is_writer() && !resting.contains(o))
@@ -560,10 +641,13 @@ impl Watch {
                     .filter_map(|(o, x)| {
                         x.obs.as_ref().map(|obs| {
                             format!(
-                                "{o}: read_only={} super_read_only={:?} privileged commit accepted={:?} source={:?}",
+                                "{o}: read_only={} super_read_only={:?} privileged commit accepted={:?} \
+                                 commits block={} receivers={:?} source={:?}",
                                 obs.read_only,
                                 obs.super_read_only,
                                 x.accepts_privileged,
+                                x.commits_block(),
+                                x.receivers,
                                 obs.replication.as_ref().map(|r| r.source_port)
                             )
                         })

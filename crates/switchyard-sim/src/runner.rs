@@ -54,8 +54,9 @@ pub struct SimReport {
     pub writes_acknowledged: usize,
     /// Acknowledged writes missing on some instance (summed over instances).
     pub writes_lost: usize,
-    /// Instances the final check left out: down, or their replication
-    /// stopped with an error (by a fault) at the end.
+    /// Instances the final check left out: down, their replication
+    /// stopped with an error (by a fault) at the end, or quarantined by the
+    /// engine after a failover.
     pub unchecked: Vec<String>,
     /// The longest stretch without an acknowledged write of the load (the
     /// router's writers), ms.
@@ -75,10 +76,19 @@ pub struct SimReport {
     pub max_sample_interval_ms: u64,
     /// The largest replication lag the monitor saw, seconds.
     pub max_lag_s: u64,
+    /// Instances the monitor saw writable whose commits could not be
+    /// acknowledged (a semi-synchronous source with too few replicas
+    /// connected: a failed primary that ran again before its fence).
+    pub blocked_writers: Vec<u32>,
     /// Replication errors the monitor saw (error number, instance).
     pub replication_errors: Vec<(u32, u32)>,
-    /// Completed promotions.
+    /// Completed promotions (failovers' included).
     pub switchovers: usize,
+    /// Each failover the engine recorded as promoted.
+    pub failovers: Vec<FailoverReport>,
+    /// The engine's waits on a failing primary: how many, how many for want
+    /// of a proof that no acknowledged write is lost, and the last reason.
+    pub failover_waits: (u64, u64, Option<String>),
     /// The pre-flight's refusal of a schema change, when it refused one.
     pub refusal: Option<String>,
     /// Engines started (more than one when a fault killed one).
@@ -136,15 +146,20 @@ where
     };
     let kind = scenario.server_kind().map_err(invalid)?;
     let account = scenario.account().map_err(invalid)?;
-    let cluster = LocalCluster::start(
-        ClusterSpec::new(kind, scenario.cluster.instances)
-            .with_config(scenario.cluster.config.clone()),
-    )
-    .await
-    .map_err(|source| Error::Cluster {
-        what: "start",
-        source,
-    })?;
+    let mut spec = ClusterSpec::new(kind, scenario.cluster.instances)
+        .with_config(scenario.cluster.config.clone());
+    if let Some(k) = scenario.cluster.semi_sync {
+        spec = spec.with_semi_sync(k);
+    }
+    if let Some(s) = scenario.cluster.replica_net_timeout_s {
+        spec = spec.with_replica_net_timeout(s);
+    }
+    let cluster = LocalCluster::start(spec)
+        .await
+        .map_err(|source| Error::Cluster {
+            what: "start",
+            source,
+        })?;
     prepare(
         &cluster
             .testbed()
@@ -244,10 +259,23 @@ where
     let rollout = Instant::now();
     let limit = Duration::from_secs(scenario.deadline_s);
     let mut drive = Drive::default();
-    let finished = tokio::time::timeout(
-        limit,
-        drive.engines(&cluster, &plan, &make, scenario, &target),
-    )
+    // Frozen instances thaw on time whatever the engine does (an engine
+    // waiting on a frozen primary may take long steps).
+    let thaw = async {
+        loop {
+            plan.resume(&cluster, false);
+            tokio::time::sleep(SAMPLE_EVERY).await;
+        }
+    };
+    let finished = tokio::time::timeout(limit, async {
+        tokio::select! {
+            r = drive.engines(&cluster, &plan, &make, scenario, &target) => r,
+            () = thaw => Err(Error::Invalid {
+                name: scenario.name.clone(),
+                message: "the thaw task ended".into(),
+            }),
+        }
+    })
     .await;
     let rollout_s = rollout.elapsed().as_secs_f64();
     // The cluster as the verdict left it, watched a while longer.
@@ -270,7 +298,21 @@ where
     // unchecked, and a rollout that says it is done must leave none.
     let mut targets = Vec::new();
     let mut unchecked = Vec::new();
+    // An instance the engine quarantined (a failed primary holding what the
+    // new primary lacks) is out of the cluster by design: it lacks every
+    // later write. An acknowledged write only it holds is still missing on
+    // every other instance, which the check covers.
+    let quarantined: Vec<u32> = cluster
+        .state()
+        .read()
+        .map(|d| d.record.quarantined.keys().copied().collect())
+        .unwrap_or_default();
+    let mut set_aside = Vec::new();
     for (t, o) in cluster.check_targets().into_iter().zip(0u32..) {
+        if quarantined.contains(&o) {
+            set_aside.push(format!("{}: quarantined by the engine", t.name));
+            continue;
+        }
         let why = match cluster.handle(o) {
             Ok(h) => match h.observe().await {
                 Ok(obs) => obs.replication.as_ref().and_then(|r| {
@@ -297,6 +339,7 @@ where
             detail: format!("the rollout is done but {unchecked:?}"),
         });
     }
+    unchecked.extend(set_aside);
     let checked = check(&loaded.ledger, &targets, &CheckConfig::default()).await?;
     if !checked.no_lost_writes() {
         seen.violations.push(Violation {
@@ -414,7 +457,10 @@ where
             detail: line,
         });
     }
+    let failovers = failover_reports(&plan.failovers(), &cluster.timeline().events());
     let effects = Observed {
+        failovers: &failovers,
+        seen_failovers: plan.failovers(),
         switchovers,
         engines: drive.engines,
         timeline: &cluster.timeline().events(),
@@ -464,12 +510,18 @@ where
         samples: seen.samples,
         max_sample_interval_ms: seen.max_interval_ms,
         max_lag_s: seen.max_lag_s,
+        blocked_writers: seen.blocked_writers.iter().copied().collect(),
         replication_errors: seen
             .replication_errors
             .iter()
             .map(|(e, o)| (*e, *o))
             .collect(),
         switchovers,
+        failovers,
+        failover_waits: {
+            let f = plan.failovers();
+            (f.failing_waits, f.lossless_waits, f.last_wait)
+        },
         refusal: None,
         engines: drive.engines,
         steps: drive.steps,
@@ -479,6 +531,80 @@ where
         engine_errors: drive.errors,
         timeline: timeline_lines(cluster.timeline()),
     })
+}
+
+/// One failover, from the engine's record and the cluster's timeline.
+#[derive(Clone, Debug, Serialize)]
+pub struct FailoverReport {
+    /// The failed primary.
+    pub from: u32,
+    /// The new primary.
+    pub to: u32,
+    /// Whether the engine recorded it as lossless.
+    pub lossless: bool,
+    /// From the first failed check of the primary to the promotion, ms.
+    pub detection_to_promotion_ms: u64,
+    /// From the engine's decision to fail over to the promotion, ms.
+    pub decision_to_promotion_ms: u64,
+    /// After the promotion, the failed primary was fenced once it answered,
+    /// then followed the new primary (`rejoined`) or was quarantined;
+    /// `not judged` otherwise.
+    pub old_primary: String,
+}
+
+/// The failovers the records showed, each with what became of its failed
+/// primary in the timeline (a fence after the promotion, then a repoint to
+/// the new primary, or a quarantine).
+fn failover_reports(
+    seen: &crate::fault::FailoversSeen,
+    timeline: &[switchyard_local::timeline::Timed],
+) -> Vec<FailoverReport> {
+    seen.promoted
+        .iter()
+        .map(|f| {
+            let ok = |t: &switchyard_local::timeline::Timed, want: &dyn Fn(u32, &Op) -> bool| {
+                matches!(&t.event, Event::OpFinished { ordinal, op, error: None, .. } if want(*ordinal, op))
+            };
+            let promoted = timeline
+                .iter()
+                .rposition(|t| ok(t, &|o, op| o == f.to && *op == Op::Promote));
+            let after = promoted.map_or(&[][..], |p| &timeline[p..]);
+            let fenced = after
+                .iter()
+                .position(|t| ok(t, &|o, op| o == f.from && *op == Op::Fence));
+            let old_primary = match fenced {
+                None => "not judged (never fenced after the promotion)".to_owned(),
+                Some(i) if seen.quarantined.contains(&f.from) => {
+                    let _ = i;
+                    "fenced, then quarantined".to_owned()
+                }
+                Some(i) => {
+                    let rejoined = after[i..].iter().any(|t| {
+                        ok(t, &|o, op| {
+                            o == f.from && matches!(op, Op::Repoint { source } if *source == f.to)
+                        })
+                    });
+                    if rejoined {
+                        "fenced, then rejoined".to_owned()
+                    } else {
+                        "fenced, never rejoined nor quarantined".to_owned()
+                    }
+                }
+            };
+            FailoverReport {
+                from: f.from,
+                to: f.to,
+                lossless: f.lossless,
+                detection_to_promotion_ms: ms(f.promoted.since(f.failing_since)),
+                decision_to_promotion_ms: ms(f.promoted.since(f.started)),
+                old_primary,
+            }
+        })
+        .collect()
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Every kept event of `timeline`, as `+MS ms EVENT` lines.
@@ -504,6 +630,8 @@ fn expected_words(outcome: &Outcome) -> String {
 
 /// What a run showed of its faults' effects.
 struct Observed<'a> {
+    failovers: &'a [FailoverReport],
+    seen_failovers: crate::fault::FailoversSeen,
     switchovers: usize,
     engines: u32,
     timeline: &'a [switchyard_local::timeline::Timed],
@@ -602,6 +730,49 @@ impl Observed<'_> {
                 self.direct_writes
             ));
         }
+        if let Some(n) = want.failovers
+            && self.failovers.len() != n
+        {
+            out.push(format!(
+                "{} failovers were promoted, not {n} (last wait on the failing primary: {:?})",
+                self.failovers.len(),
+                self.seen_failovers.last_wait
+            ));
+        }
+        if let Some(want) = want.lossless {
+            let all = self.failovers.iter().all(|f| f.lossless);
+            if self.failovers.is_empty() || all != want {
+                out.push(format!(
+                    "failovers recorded lossless: {:?}, not {}",
+                    self.failovers
+                        .iter()
+                        .map(|f| f.lossless)
+                        .collect::<Vec<_>>(),
+                    if want {
+                        "all lossless"
+                    } else {
+                        "one not lossless"
+                    }
+                ));
+            }
+        }
+        if want.old_primary_judged {
+            for f in self.failovers {
+                if !f.old_primary.ends_with("rejoined") && !f.old_primary.ends_with("quarantined") {
+                    out.push(format!("failed primary {}: {}", f.from, f.old_primary));
+                }
+            }
+            if self.failovers.is_empty() {
+                out.push("no failover, so no failed primary was judged".into());
+            }
+        }
+        if want.waited_for_lossless_proof && self.seen_failovers.lossless_waits == 0 {
+            out.push(format!(
+                "the engine never waited on the failing primary for a lossless proof \
+                 ({} waits on it; last: {:?})",
+                self.seen_failovers.failing_waits, self.seen_failovers.last_wait
+            ));
+        }
         out
     }
 }
@@ -620,6 +791,8 @@ fn op_name(op: &Op) -> &'static str {
         Op::Repoint { .. } => "repoint",
         Op::ApplyVariables { .. } => "apply_variables",
         Op::RunDdl { .. } => "run_ddl",
+        Op::Detach => "detach",
+        Op::ApplyReceived => "wait_received_applied",
         _ => "other",
     }
 }
@@ -757,8 +930,11 @@ async fn refused(
         samples: 0,
         max_sample_interval_ms: 0,
         max_lag_s: 0,
+        blocked_writers: Vec::new(),
         replication_errors: Vec::new(),
         switchovers: 0,
+        failovers: Vec::new(),
+        failover_waits: (0, 0, None),
         refusal: Some(refusal.to_string()),
         engines: 0,
         steps: 0,

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use switchyard_plan::Policy;
+use switchyard_plan::decide::FailoverPolicy;
 use switchyard_plan::record::SwitchoverStep;
 use switchyard_testbed::ServerKind;
 use switchyard_testbed::load::AccountKind;
@@ -89,6 +90,16 @@ pub struct ClusterDef {
     /// First-revision variables.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Semi-synchronous replication (`AFTER_SYNC`): the primary acknowledges
+    /// a commit once this many replicas received it (1 to `instances - 1`);
+    /// absent: asynchronous replication.
+    #[serde(default)]
+    pub semi_sync: Option<u32>,
+    /// The replicas' network timeout, seconds (at least 1): how long a
+    /// receiver waits on a source that stopped answering (a frozen primary)
+    /// before it gives it up; absent: the server's default (60 s).
+    #[serde(default)]
+    pub replica_net_timeout_s: Option<u32>,
 }
 
 fn default_instances() -> usize {
@@ -180,11 +191,32 @@ pub struct PolicyDef {
     /// Pause before retrying a failed step, seconds.
     #[serde(default = "d1")]
     pub retry_backoff_s: u64,
+    /// When a failed primary is replaced; absent: the engine's default
+    /// (automatic after 3 s, lossless only).
+    #[serde(default)]
+    pub failover: Option<FailoverDef>,
     /// The longest a transaction may have been open on the primary when a
     /// switchover fences it (the local runtime's `max_transaction_seconds`),
     /// seconds: a longer one holds the switchover back until it ends.
     #[serde(default = "d10")]
     pub max_transaction_s: u64,
+}
+
+/// The failover policy: `{ after_s: N, accept_data_loss: BOOL }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverDef {
+    /// How long the primary must have failed every check before it is
+    /// replaced, seconds (at least 1).
+    #[serde(default = "d3")]
+    pub after_s: u64,
+    /// Fail over even without a proof that no acknowledged write is lost.
+    #[serde(default)]
+    pub accept_data_loss: bool,
+}
+
+fn d3() -> u64 {
+    3
 }
 
 fn d20() -> u64 {
@@ -207,6 +239,7 @@ impl Default for PolicyDef {
             switchover_deadline_s: d10(),
             max_lag_s: d2(),
             retry_backoff_s: d1(),
+            failover: None,
             max_transaction_s: d10(),
         }
     }
@@ -220,6 +253,14 @@ impl PolicyDef {
             halt_after: Duration::from_secs(self.halt_after_s),
             switchover_deadline: Duration::from_secs(self.switchover_deadline_s),
             retry_backoff: Duration::from_secs(self.retry_backoff_s),
+            failover: match &self.failover {
+                Some(f) => FailoverPolicy {
+                    detect_after: Duration::from_secs(f.after_s),
+                    accept_data_loss: f.accept_data_loss,
+                    ..FailoverPolicy::default()
+                },
+                None => FailoverPolicy::default(),
+            },
             ..Policy::default()
         }
     }
@@ -235,6 +276,16 @@ pub struct FaultDef {
     /// `kill -9` an instance.
     #[serde(default)]
     pub kill9: Option<Pick>,
+    /// With `kill9`: the killed instance cannot start for this long after
+    /// the kill, seconds (the supervisor starts nothing and the engine's
+    /// `recover` of it fails, as a lost node's), long enough for a failover;
+    /// absent, the supervisor or the engine starts it again at once.
+    #[serde(default)]
+    pub down_s: Option<u64>,
+    /// With `kill9`: the killed instance cannot start for the rest of the
+    /// run (the supervisor is off and the engine's `recover` of it fails).
+    #[serde(default)]
+    pub stays_down: bool,
     /// Kill the engine (its step is dropped mid-flight; a new engine over a
     /// new runtime takes over from the state file).
     #[serde(default)]
@@ -244,8 +295,9 @@ pub struct FaultDef {
     /// transaction), keeping the session open for `hold_s`.
     #[serde(default)]
     pub sql: Option<SqlFault>,
-    /// Freeze an instance with SIGSTOP and let it run again later.
-    #[serde(default)]
+    /// Freeze an instance with SIGSTOP and let it run again later (SIGCONT);
+    /// also written `freeze: { on, for_s }`.
+    #[serde(default, alias = "freeze")]
     pub pause: Option<PauseFault>,
     /// How long a killed engine stays dead before a new one starts, seconds
     /// (an operator's restart; 0: at once).
@@ -270,6 +322,10 @@ pub struct FaultDef {
     /// fired it) is stored, then the engine gets an error.
     #[serde(default)]
     pub fail_record: bool,
+    /// Let every frozen instance run again now (SIGCONT), before its
+    /// `for_s` is up: a primary that thaws in the middle of a failover.
+    #[serde(default)]
+    pub thaw: bool,
 }
 
 /// How a fault makes an action fail.
@@ -321,7 +377,9 @@ pub struct PauseFault {
     /// The instance.
     pub on: Pick,
     /// When it runs again (SIGCONT), seconds after the pause; checked
-    /// before every engine step, and at the end of the run in any case.
+    /// every 50 ms by a task of the fault's own, whatever the engine does.
+    /// Also written `for_s`.
+    #[serde(alias = "for_s")]
     pub resume_after_s: u64,
 }
 
@@ -509,6 +567,22 @@ pub struct Effects {
     /// The direct writers had at least this many writes acknowledged.
     #[serde(default)]
     pub direct_writes: Option<usize>,
+    /// Exactly this many failovers were promoted (counted from the records
+    /// the engine stored).
+    #[serde(default)]
+    pub failovers: Option<usize>,
+    /// Every failover was recorded as lossless (`true`), or one was not
+    /// (`false`).
+    #[serde(default)]
+    pub lossless: Option<bool>,
+    /// The failed primary came back, was fenced, and then either followed
+    /// the new primary or was quarantined.
+    #[serde(default)]
+    pub old_primary_judged: bool,
+    /// The engine waited on a failing primary because no failover could be
+    /// proven lossless (a `primary-failing` wait that says so).
+    #[serde(default)]
+    pub waited_for_lossless_proof: bool,
 }
 
 impl Effects {
@@ -519,7 +593,7 @@ impl Effects {
 }
 
 /// The actions a trigger may name.
-pub const ACTIONS: [&str; 11] = [
+pub const ACTIONS: [&str; 13] = [
     "drain",
     "undrain",
     "restart",
@@ -531,6 +605,8 @@ pub const ACTIONS: [&str; 11] = [
     "repoint",
     "apply_variables",
     "run_ddl",
+    "detach",
+    "wait_received_applied",
 ];
 
 impl Scenario {
@@ -584,6 +660,7 @@ impl Scenario {
             }
             (None, false) => {}
         }
+        s.check_failover_settings().map_err(invalid)?;
         if !matches!(s.change.apply.as_str(), "restart" | "online") {
             return Err(invalid(format!(
                 "change.apply is `{}`: use `restart` or `online`",
@@ -606,6 +683,36 @@ impl Scenario {
             ));
         }
         Ok(s)
+    }
+
+    /// Refuses semi-synchronous and failover settings that cannot work.
+    fn check_failover_settings(&self) -> Result<(), String> {
+        let replicas = self.cluster.instances.saturating_sub(1);
+        if let Some(k) = self.cluster.semi_sync
+            && (k == 0 || usize::try_from(k).map_or(true, |k| k > replicas))
+        {
+            return Err(format!(
+                "cluster.semi_sync is {k}: the primary waits for 1 to {replicas} replicas \
+                 (instances - 1); leave it out for asynchronous replication"
+            ));
+        }
+        if self.cluster.replica_net_timeout_s == Some(0) {
+            return Err(
+                "cluster.replica_net_timeout_s is 0: give at least 1 second, or leave it out \
+                 for the server's default"
+                    .into(),
+            );
+        }
+        if let Some(f) = &self.policy.failover
+            && f.after_s == 0
+        {
+            return Err(
+                "policy.failover.after_s is 0: a primary must fail its checks for at \
+                        least 1 second before it is replaced"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// The faults that start a direct writer.
@@ -646,10 +753,12 @@ fn check_fault(f: &FaultDef) -> Result<(), String> {
         && f.direct_writer.is_none()
         && f.fail.is_none()
         && !f.fail_record
+        && !f.thaw
     {
         return Err("a fault needs one of `kill9: PICK`, `kill_engine: true`, \
-                    `sql: { on: .., statements: [..] }`, `pause: { on: .., resume_after_s: N }`, \
-                    `direct_writer: { on: .. }`, `fail: after` or `fail_record: true`"
+                    `sql: { on: .., statements: [..] }`, `pause: { on: .., resume_after_s: N }` \
+                    (or `freeze: { on: .., for_s: N }`), \
+                    `direct_writer: { on: .. }`, `fail: after`, `fail_record: true` or `thaw: true`"
             .into());
     }
     if let Trigger::BeforeAction(a) | Trigger::AfterAction(a) = &f.when
@@ -661,6 +770,16 @@ fn check_fault(f: &FaultDef) -> Result<(), String> {
     }
     if f.kill_engine && matches!(f.when, Trigger::BeforeStep(_)) {
         return Err("kill_engine needs `before_action`, `after_action` or `recorded`".into());
+    }
+    if (f.down_s.is_some() || f.stays_down) && f.kill9.is_none() {
+        return Err("down_s and stays_down go with kill9: PICK".into());
+    }
+    if f.down_s.is_some() && f.stays_down {
+        return Err(
+            "a killed instance either stays down (stays_down: true) or comes back \
+                    after down_s, not both"
+                .into(),
+        );
     }
     if f.engine_down_s > 0 && !f.kill_engine {
         return Err("engine_down_s goes with kill_engine: true".into());
@@ -813,6 +932,66 @@ mod tests {
             }
         }
         assert!(n > 0, "no scenario in {}", dir.display());
+    }
+
+    #[test]
+    fn parses_failover_settings_and_refuses_bad_ones() {
+        let s = Scenario::from_yaml(
+            "x",
+            "cluster: { server: mariadb-10.11, semi_sync: 1, replica_net_timeout_s: 2 }\n\
+             change: { config: { a: b }, apply: online }\n\
+             policy: { failover: { after_s: 2, accept_data_loss: true } }\n\
+             faults: [ { when: { before_step: 3 }, freeze: { on: primary, for_s: 20 } } ]\n\
+             expect: { outcome: done, seen: { failovers: 1, lossless: true, \
+             old_primary_judged: true, waited_for_lossless_proof: true } }\n",
+        )
+        .expect("valid");
+        assert_eq!(s.cluster.semi_sync, Some(1));
+        assert_eq!(s.cluster.replica_net_timeout_s, Some(2));
+        let policy = s.policy.policy();
+        assert_eq!(policy.failover.detect_after, Duration::from_secs(2));
+        assert!(policy.failover.accept_data_loss);
+        assert!(policy.failover.automatic);
+        let pause = s.faults[0].pause.as_ref().expect("freeze is a pause");
+        assert_eq!((&pause.on, pause.resume_after_s), (&Pick::Primary, 20));
+        assert_eq!(s.expect.seen.failovers, Some(1));
+        assert_eq!(s.expect.seen.lossless, Some(true));
+        // Without a failover policy, the engine's default (lossless only).
+        let d = Scenario::from_yaml(
+            "x",
+            "cluster: { server: mysql-9.7 }\nchange: { config: { a: b } }\nexpect: done\n",
+        )
+        .expect("valid");
+        assert_eq!(d.policy.policy().failover, FailoverPolicy::default());
+        for (yaml, message) in [
+            (
+                "cluster: { server: mysql-9.7, semi_sync: 0 }",
+                "cluster.semi_sync is 0",
+            ),
+            (
+                "cluster: { server: mysql-9.7, semi_sync: 3 }",
+                "1 to 2 replicas",
+            ),
+            (
+                "cluster: { server: mysql-9.7, replica_net_timeout_s: 0 }",
+                "cluster.replica_net_timeout_s is 0",
+            ),
+            (
+                "cluster: { server: mysql-9.7 }\npolicy: { failover: { after_s: 0 } }",
+                "policy.failover.after_s is 0",
+            ),
+            (
+                "cluster: { server: mysql-9.7 }\npolicy: { failover: { lossy: true } }",
+                "lossy",
+            ),
+        ] {
+            let e = Scenario::from_yaml(
+                "x",
+                &format!("{yaml}\nchange: {{ config: {{ a: b }} }}\nexpect: done\n"),
+            )
+            .expect_err(yaml);
+            assert!(e.to_string().contains(message), "{yaml}: {e}");
+        }
     }
 
     #[test]

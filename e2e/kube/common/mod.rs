@@ -528,6 +528,9 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
     }
 }
 
+/// A value the follower shares with the test.
+type Shared<T> = Arc<Mutex<T>>;
+
 /// The primary Service: a router whose primary endpoint follows the pod labelled primary
 /// (none while no pod or several pods carry the label).
 pub struct PrimaryFollower {
@@ -535,6 +538,9 @@ pub struct PrimaryFollower {
     pub router: Arc<Router>,
     /// The ordinals the endpoint pointed at, in order.
     pub history: Arc<Mutex<Vec<Option<u32>>>>,
+    /// Every poll that found several pods labelled primary (the Service would select them
+    /// all), with their ordinals.
+    pub several: Arc<Mutex<Vec<Vec<u32>>>>,
     task: JoinHandle<()>,
 }
 
@@ -544,16 +550,19 @@ impl PrimaryFollower {
         let backends = (0..instances).map(|n| (n, world.server(n))).collect();
         let router = Arc::new(Router::start(backends).await.expect("a router"));
         let history = Arc::new(Mutex::new(Vec::new()));
+        let several = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn(follow(
             world.pods(),
             world.names.clone(),
             router.clone(),
             history.clone(),
+            several.clone(),
             world.log.clone(),
         ));
         PrimaryFollower {
             router,
             history,
+            several,
             task,
         }
     }
@@ -569,12 +578,23 @@ async fn follow(
     pods: Api<Pod>,
     names: Names,
     router: Arc<Router>,
-    history: Arc<Mutex<Vec<Option<u32>>>>,
+    history: Shared<Vec<Option<u32>>>,
+    several: Shared<Vec<Vec<u32>>>,
     log: Arc<Log>,
 ) {
     let mut current: Option<Option<u32>> = None;
     loop {
         let labelled = labelled_primaries(&pods, &names).await;
+        if labelled.len() > 1 {
+            log.say(
+                "service",
+                format!("SEVERAL PODS LABELLED PRIMARY: {labelled:?}"),
+            );
+            several
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(labelled.clone());
+        }
         let want = match labelled.as_slice() {
             [one] => Some(*one),
             _ => None,
@@ -849,11 +869,28 @@ pub async fn assert_nothing_lost(
     writers: &Writers,
     instances: u32,
     new_primary: u32,
+    creds: (&str, &str),
+) {
+    let all: Vec<u32> = (0..instances).collect();
+    assert_nothing_lost_on(world, log, report, writers, &all, new_primary, creds).await;
+}
+
+/// [`assert_nothing_lost`] over the instances `checked` only (a failover leaves the failed
+/// primary quarantined, without the writes acknowledged after it).
+pub async fn assert_nothing_lost_on(
+    world: &World,
+    log: &Log,
+    report: &LoadReport,
+    writers: &Writers,
+    checked: &[u32],
+    new_primary: u32,
     (op_user, op_pw): (&str, &str),
 ) {
     let acked = report.ledger.acked.len();
     assert!(acked > 0, "the load wrote");
-    let targets: Vec<CheckTarget> = (0..instances)
+    let targets: Vec<CheckTarget> = checked
+        .iter()
+        .copied()
         .map(|n| CheckTarget {
             name: world.names.pod(n),
             options: world.options(n, op_user, op_pw),

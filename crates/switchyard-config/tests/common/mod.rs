@@ -166,6 +166,8 @@ impl ClusterRuntime for OnlineRuntime {
                     drained: false,
                     source: (ordinal != 0).then_some(0),
                     schema: None,
+                    link: None,
+                    ack_replicas: None,
                 }
             })
             .collect();

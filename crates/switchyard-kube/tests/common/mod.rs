@@ -300,9 +300,21 @@ impl InstanceOps for FakeOps {
                 errno: 0,
                 error: String::new(),
                 lag_seconds: Some(0),
+                connected: i.running,
+                received: i.gtid.clone(),
             }),
             gtid: i.gtid.clone(),
+            ack_replicas: None,
         })
+    }
+    async fn set_semi_sync_source(
+        &self,
+        t: &Target,
+        _: Option<u32>,
+        _: Instant,
+    ) -> Result<(), OpsError> {
+        // Not among the calls the tests compare: it has no effect on the fake servers.
+        self.with(t.ordinal, |_| ())
     }
     async fn wait_no_long_transaction(
         &self,
@@ -600,6 +612,20 @@ impl InstanceOps for Scoped {
     }
     async fn close_client_connections(&self, t: &Target, d: Instant) -> Result<(), OpsError> {
         self.login(t)?.close_client_connections(t, d).await
+    }
+    async fn detach(&self, t: &Target, d: Instant) -> Result<(), OpsError> {
+        self.login(t)?.detach(t, d).await
+    }
+    async fn wait_received_applied(&self, t: &Target, d: Instant) -> Result<(), OpsError> {
+        self.login(t)?.wait_received_applied(t, d).await
+    }
+    async fn set_semi_sync_source(
+        &self,
+        t: &Target,
+        k: Option<u32>,
+        d: Instant,
+    ) -> Result<(), OpsError> {
+        self.login(t)?.set_semi_sync_source(t, k, d).await
     }
     async fn agent_status(&self, t: &Target) -> Result<AgentStatus, OpsError> {
         self.ops.agent_status(t).await

@@ -71,7 +71,10 @@ use crate::record::Record;
 use crate::topology::{Observed, Revision, Timestamp};
 use crate::versions::Version;
 
+mod failover;
 mod rules;
+pub(crate) use failover::answers;
+pub use failover::{FailoverChoice, failover_choice, forced_failover};
 mod switchover;
 
 /// What the cluster should converge to.
@@ -190,6 +193,8 @@ pub struct Policy {
     pub retry_backoff: Duration,
     /// The approval given for a supervised switchover, if any.
     pub approval: Option<Approval>,
+    /// When and how the primary is replaced if it fails.
+    pub failover: FailoverPolicy,
 }
 
 impl Default for Policy {
@@ -202,6 +207,46 @@ impl Default for Policy {
             drain: Duration::from_secs(0),
             retry_backoff: Duration::from_secs(5),
             approval: None,
+            failover: FailoverPolicy::default(),
+        }
+    }
+}
+
+/// When and how a failed primary is replaced.
+///
+/// A primary has failed when the runtime has not reached it for
+/// `detect_after` and every replica that answers corroborates it (their
+/// receivers lost it too): a primary only the operator cannot reach (a split
+/// between the operator and the databases) is not failed over, and one that
+/// comes back within `detect_after` is not either.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverPolicy {
+    /// Whether the engine fails over on its own.
+    pub automatic: bool,
+    /// How long the primary must have failed every check.
+    pub detect_after: Duration,
+    /// Fail over even when no acknowledged write can be proven kept (an
+    /// asynchronous primary, or too few of the replicas that could have
+    /// acknowledged answer): the failover then says it is not lossless. For
+    /// clusters that chose asynchronous replication, or a person's forced
+    /// failover (`--accept-data-loss`).
+    pub accept_data_loss: bool,
+    /// A failover a person asked for: to this instance, whatever the
+    /// detection says, as soon as the primary does not answer.
+    pub forced_to: Option<u32>,
+}
+
+impl Default for FailoverPolicy {
+    /// Automatic, after 3 s, lossless only. `cargo xtask bench failover`
+    /// (docs/benchmarks.md) measures 3 s and 1 s: 1 s meets issue 12's targets,
+    /// but the property tests find a counterexample with it (see the notes
+    /// there), so the default stays until that is fixed.
+    fn default() -> Self {
+        FailoverPolicy {
+            automatic: true,
+            detect_after: Duration::from_secs(3),
+            accept_data_loss: false,
+            forced_to: None,
         }
     }
 }
@@ -264,6 +309,30 @@ pub enum Action {
         /// The primary, writable afterwards.
         ordinal: u32,
     },
+    /// Replace the failed primary (or resume a recorded failover).
+    Failover {
+        /// The failed primary.
+        from: u32,
+        /// The candidate: the replica that received the most.
+        to: u32,
+    },
+    /// Stop the receiver of a replica still connected to a primary that was
+    /// failed over (it did not answer during the failover): nothing more
+    /// reaches it from there, and it acknowledges nothing for it.
+    Detach {
+        /// The replica.
+        ordinal: u32,
+        /// The failed primary it follows.
+        from: u32,
+    },
+    /// Keep an instance out of replication and service: it holds transactions
+    /// the primary lacks (a failed primary's unacknowledged writes).
+    Quarantine {
+        /// The instance.
+        ordinal: u32,
+        /// What it holds that the primary lacks, as GTIDs.
+        extra: String,
+    },
     /// Make an instance replicate from `source` (GTID auto-position).
     Repoint {
         /// The replica.
@@ -306,6 +375,9 @@ impl Action {
             Action::Restart { ordinal, .. } => format!("restart:{ordinal}"),
             Action::Recover { ordinal } => format!("recover:{ordinal}"),
             Action::Switchover { from, to } => format!("switchover:{from}->{to}"),
+            Action::Failover { from, to } => format!("failover:{from}->{to}"),
+            Action::Detach { ordinal, .. } => format!("detach:{ordinal}"),
+            Action::Quarantine { ordinal, .. } => format!("quarantine:{ordinal}"),
             Action::Fence { ordinal } => format!("fence:{ordinal}"),
             Action::Unfence { ordinal } => format!("unfence:{ordinal}"),
             Action::Repoint { ordinal, source } => format!("repoint:{ordinal}->{source}"),
@@ -344,6 +416,17 @@ impl fmt::Display for Action {
                 )
             }
             Action::Switchover { from, to } => write!(f, "switch the primary from {from} to {to}"),
+            Action::Failover { from, to } => {
+                write!(f, "fail over from the failed primary {from} to {to}")
+            }
+            Action::Detach { ordinal, from } => write!(
+                f,
+                "stop instance {ordinal} receiving from {from}, a primary that was failed over"
+            ),
+            Action::Quarantine { ordinal, extra } => write!(
+                f,
+                "quarantine instance {ordinal}: it holds transactions the primary lacks ({extra})"
+            ),
             Action::Fence { ordinal } => {
                 write!(
                     f,
@@ -420,6 +503,29 @@ pub enum WaitReason {
         /// Why each replica was passed over.
         detail: String,
     },
+    /// The primary fails its checks, and no failover starts yet: the window
+    /// has not passed, the replicas do not corroborate, or no candidate is
+    /// provably lossless.
+    PrimaryFailing {
+        /// The primary.
+        ordinal: u32,
+        /// Since when it fails.
+        since: Timestamp,
+        /// Why no failover starts now.
+        detail: String,
+    },
+    /// The primary waits for more replicas to acknowledge each commit than
+    /// follow it (the others are quarantined or gone, after a failover):
+    /// its writes block until a person re-provisions one, or lowers the
+    /// wait. Reported instead of done, never fallen back from in silence.
+    TooFewReplicas {
+        /// The primary.
+        primary: u32,
+        /// How many replicas it waits for.
+        waits_for: u32,
+        /// How many follow it.
+        followers: u32,
+    },
     /// A step failed; it is retried after a pause.
     Backoff {
         /// The failed step's key.
@@ -442,6 +548,8 @@ impl WaitReason {
             WaitReason::DrainGrace { ordinal, .. } => format!("drain-grace:{ordinal}"),
             WaitReason::Starting { ordinal } => format!("starting:{ordinal}"),
             WaitReason::NoCandidate { .. } => "no-candidate".into(),
+            WaitReason::PrimaryFailing { ordinal, .. } => format!("primary-failing:{ordinal}"),
+            WaitReason::TooFewReplicas { primary, .. } => format!("too-few-replicas:{primary}"),
             WaitReason::Backoff { step, .. } => format!("backoff:{step}"),
         }
     }
@@ -455,6 +563,8 @@ impl WaitReason {
                 | WaitReason::AwaitingApproval { .. }
                 | WaitReason::DrainGrace { .. }
                 | WaitReason::Backoff { .. }
+                | WaitReason::PrimaryFailing { .. }
+                | WaitReason::TooFewReplicas { .. }
         )
     }
 }
@@ -483,6 +593,24 @@ impl fmt::Display for WaitReason {
             }
             WaitReason::Starting { ordinal } => write!(f, "instance {ordinal} is starting"),
             WaitReason::NoCandidate { detail } => write!(f, "no replica can take over: {detail}"),
+            WaitReason::PrimaryFailing {
+                ordinal,
+                since,
+                detail,
+            } => write!(
+                f,
+                "the primary {ordinal} fails its checks since {since}; no failover yet: {detail}"
+            ),
+            WaitReason::TooFewReplicas {
+                primary,
+                waits_for,
+                followers,
+            } => write!(
+                f,
+                "the primary {primary} waits for {waits_for} replicas to acknowledge each commit \
+                 and {followers} follow it: its writes block until a replica is re-provisioned \
+                 or the wait is lowered"
+            ),
             WaitReason::Backoff { step, until } => write!(f, "{step} failed; retrying at {until}"),
         }
     }

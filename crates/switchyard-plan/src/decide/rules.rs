@@ -19,6 +19,9 @@ pub(super) struct Decider<'a> {
 
 impl Decider<'_> {
     pub(super) fn decide(&self) -> Action {
+        if let Some(action) = self.failover() {
+            return action;
+        }
         if let Some(action) = self
             .unfinished_switchover()
             .or_else(|| self.unfenced_old_primary())
@@ -74,6 +77,23 @@ impl Decider<'_> {
         if let Some(halt) = self.forbidden_transition() {
             return halt;
         }
+        // An instance left drained by an operation given up (a failover that
+        // took over, or was abandoned, while it was being restarted) goes
+        // back to the read pool before anything else is taken out.
+        if !galera
+            && let Some(primary) = self.observed.primary()
+            && let Some(drained) = self.observed.by_ordinal().into_iter().find(|i| {
+                i.drained
+                    && !self.quarantined(i)
+                    && self.complete(i)
+                    && i.replicates_from(primary.ordinal)
+                    && !i.fenced
+            })
+        {
+            return Action::Undrain {
+                ordinal: drained.ordinal,
+            };
+        }
         if !galera && let Some(action) = self.stray_replica() {
             return action;
         }
@@ -81,7 +101,7 @@ impl Decider<'_> {
             .observed
             .by_ordinal()
             .into_iter()
-            .filter(|i| !self.complete(i))
+            .filter(|i| !self.complete(i) && !self.quarantined(i))
             .collect();
         let ignore_down = self.mutation == Mutation::PromoteNewestIgnoringDown;
         if ignore_down && pending.iter().any(|i| i.health.is_up()) {
@@ -90,23 +110,62 @@ impl Decider<'_> {
             .observed
             .by_ordinal()
             .into_iter()
-            .find(|i| i.health == Health::Crashed)
+            .find(|i| i.health == Health::Crashed && !self.quarantined(i))
         {
             return Action::Recover {
                 ordinal: crashed.ordinal,
             };
         }
         if pending.is_empty() {
-            if let Some(drained) = self.observed.by_ordinal().into_iter().find(|i| i.drained) {
+            if let Some(drained) = self
+                .observed
+                .by_ordinal()
+                .into_iter()
+                .find(|i| i.drained && !self.quarantined(i))
+            {
                 return Action::Undrain {
                     ordinal: drained.ordinal,
                 };
+            }
+            // Done means every instance was seen: one that does not answer
+            // (hung, or cut off from the operator) may still follow a failed
+            // primary or hold what it lacks.
+            if let Some(silent) = self
+                .observed
+                .by_ordinal()
+                .into_iter()
+                .find(|i| !self.quarantined(i) && !super::failover::answers(i))
+            {
+                return self.wait(WaitReason::Unhealthy {
+                    ordinal: silent.ordinal,
+                    health: silent.health.to_string(),
+                });
             }
             // Done means every instance holds what the primary holds and
             // nothing else: a replica with transactions the primary lacks is
             // reported, not passed over in silence.
             if !galera && let Some(halt) = self.errant_replica() {
                 return halt;
+            }
+            // Done means the primary's commits can be acknowledged: with
+            // fewer replicas than it waits for, its writes block.
+            if let Some(p) = self.observed.primary()
+                && let Some(waits_for) = p.ack_replicas
+            {
+                let followers = self
+                    .observed
+                    .by_ordinal()
+                    .into_iter()
+                    .filter(|i| i.source == Some(p.ordinal) && !self.quarantined(i))
+                    .count();
+                let followers = u32::try_from(followers).unwrap_or(u32::MAX);
+                if followers < waits_for {
+                    return self.wait(WaitReason::TooFewReplicas {
+                        primary: p.ordinal,
+                        waits_for,
+                        followers,
+                    });
+                }
             }
             return Action::Done;
         }
@@ -119,9 +178,15 @@ impl Decider<'_> {
             return self.wait(wait);
         }
         // Replicas (non-writer nodes on Galera) first, highest ordinal first.
-        let next_replica = pending.iter().rev().find(|i| {
-            i.role == Role::Replica && (self.mutation != Mutation::TwoAtOnce || !i.drained)
-        });
+        // One already drained (its operation given up) goes first.
+        let next_replica = pending
+            .iter()
+            .find(|i| i.role == Role::Replica && i.drained && self.mutation != Mutation::TwoAtOnce)
+            .or_else(|| {
+                pending.iter().rev().find(|i| {
+                    i.role == Role::Replica && (self.mutation != Mutation::TwoAtOnce || !i.drained)
+                })
+            });
         if let Some(replica) = next_replica {
             if let Some(online) = self.online_change_for(replica) {
                 return online;
@@ -227,7 +292,11 @@ impl Decider<'_> {
                 ordinal: primary.ordinal,
             });
         }
-        if primary.writable || !primary.health.is_up() {
+        // A recorded primary that answers with a demotion's replication left stopped on it
+        // (a switchover undone while it did not answer) is made writable again too: the
+        // unfence forgets that replication. Nothing else would ever bring it back.
+        let demoted_left = matches!(primary.health, Health::ReplicationStopped { .. });
+        if primary.writable || (!primary.health.is_up() && !demoted_left) {
             return None;
         }
         if let Some(had) = &self.record.primary_position
@@ -255,7 +324,7 @@ impl Decider<'_> {
     fn errant_replica(&self) -> Option<Action> {
         let primary = self.observed.primary()?;
         self.observed.by_ordinal().into_iter().find_map(|r| {
-            let errant = (r.ordinal != primary.ordinal)
+            let errant = (r.ordinal != primary.ordinal && !self.quarantined(r))
                 .then(|| self.errant(r, primary))
                 .flatten()?;
             Some(Action::Halt {
@@ -276,7 +345,8 @@ impl Decider<'_> {
     fn stray_replica(&self) -> Option<Action> {
         let primary = self.observed.primary()?;
         let stray = self.observed.by_ordinal().into_iter().find(|r| {
-            r.role == Role::Replica
+            !self.quarantined(r)
+                && r.role == Role::Replica
                 && (r.health.is_up() || r.replication_paused())
                 && (!r.replicates_from(primary.ordinal) || r.fenced)
         })?;
@@ -286,10 +356,24 @@ impl Decider<'_> {
                 source: primary.ordinal,
             });
         }
-        let compatible = catalog()
-            .check_replication(self.observed.flavor, primary.version, stray.version)
-            .is_ok_and(|v| v.allowed);
-        if !compatible {
+        // What it holds that the primary lacks is judged first (a halt, or a
+        // quarantine for a failed primary back), whatever its version.
+        if self.errant(stray, primary).is_some() {
+            return Some(self.rejoin(stray));
+        }
+        let compatible = |version| {
+            catalog()
+                .check_replication(self.observed.flavor, primary.version, version)
+                .is_ok_and(|v| v.allowed)
+        };
+        if !compatible(stray.version) {
+            // Older than a primary a failover chose: held back until the
+            // rollout upgrades it, when the target may follow the primary.
+            if !stray.runs(&self.target.revision) && compatible(self.target.version) {
+                return Some(Action::Drain {
+                    ordinal: stray.ordinal,
+                });
+            }
             return Some(Action::Halt {
                 reason: HaltReason::ReplicaOlderThanPrimary {
                     ordinal: stray.ordinal,
@@ -364,6 +448,9 @@ impl Decider<'_> {
     /// lag bound.
     fn health_gate(&self) -> Option<WaitReason> {
         for i in self.observed.by_ordinal() {
+            if self.quarantined(i) {
+                continue;
+            }
             match &i.health {
                 Health::Ready => {}
                 Health::Lagging { seconds } if *seconds <= self.policy.max_lag_seconds => {}
@@ -560,6 +647,10 @@ impl Decider<'_> {
                 None => self.gone(*ordinal),
             },
             Intent::Switchover { from, to, .. } => self.promoted_switchover(*from, *to),
+            Intent::Failover { from, to, .. } => Action::Failover {
+                from: *from,
+                to: *to,
+            },
         }
     }
 
@@ -583,6 +674,46 @@ impl Decider<'_> {
                 });
             }
         }
+        let rejoins = self.observed.kind == TopologyKind::Async
+            && i.role == Role::Replica
+            && self
+                .observed
+                .primary()
+                .is_some_and(|p| !i.replicates_from(p.ordinal) || i.fenced);
+        // Repointing an instance that holds transactions the primary lacks
+        // would bury them (MySQL) or stop on them (MariaDB): it halts (or is
+        // quarantined) before anything else is done to it.
+        let unchecked = self.mutation == Mutation::RejoinFailedPrimaryWithoutCheck
+            && self
+                .record
+                .last_failover
+                .as_ref()
+                .is_some_and(|f| f.from == ordinal);
+        if rejoins
+            && !unchecked
+            && let Some(primary) = self.observed.primary()
+            && let Some(errant) = self.errant(i, primary)
+        {
+            // A failed primary back with writes no replica acknowledged, or
+            // a replica that still follows it (it did not answer during the
+            // failover, and holds what the failover lost), is quarantined:
+            // the cluster goes on without it until a person re-provisions it.
+            let after_failover =
+                self.failed_primary(ordinal) || i.source.is_some_and(|s| self.failed_primary(s));
+            if after_failover {
+                return Action::Quarantine {
+                    ordinal,
+                    extra: errant,
+                };
+            }
+            return Action::Halt {
+                reason: HaltReason::ErrantTransactions {
+                    ordinal,
+                    primary: primary.ordinal,
+                    errant,
+                },
+            };
+        }
         if let Some(change) = &self.target.schema
             && self.needs_schema(i)
         {
@@ -591,22 +722,7 @@ impl Decider<'_> {
                 change: change.clone(),
             };
         }
-        if self.observed.kind == TopologyKind::Async
-            && i.role == Role::Replica
-            && let Some(primary) = self.observed.primary()
-            && (!i.replicates_from(primary.ordinal) || i.fenced)
-        {
-            // Repointing an instance that holds transactions the primary lacks
-            // would bury them (MySQL) or stop on them (MariaDB): halt instead.
-            if let Some(errant) = self.errant(i, primary) {
-                return Action::Halt {
-                    reason: HaltReason::ErrantTransactions {
-                        ordinal,
-                        primary: primary.ordinal,
-                        errant,
-                    },
-                };
-            }
+        if rejoins && let Some(primary) = self.observed.primary() {
             return Action::Repoint {
                 ordinal,
                 source: primary.ordinal,

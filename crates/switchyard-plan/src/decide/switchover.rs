@@ -138,6 +138,10 @@ impl Decider<'_> {
                 .ok_or_else(|| "no live replica".to_string());
         }
         for r in replicas {
+            if self.quarantined(r) {
+                passed_over.push(format!("{} is quarantined", r.ordinal));
+                continue;
+            }
             let lag_ok = r
                 .lag_seconds()
                 .is_some_and(|lag| lag <= self.policy.max_lag_seconds);

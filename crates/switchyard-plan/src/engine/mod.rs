@@ -14,11 +14,41 @@ use std::time::Duration;
 
 use crate::decide::{Action, HaltReason, Policy, SchemaTarget, Target, WaitReason, decide_with};
 use crate::mutation::Mutation;
-use crate::record::{Halted, Intent, PrimaryPosition, Record};
+use crate::record::{Detection, Halted, Intent, PrimaryPosition, Record};
 use crate::topology::{Observed, Revision, Timestamp};
 use crate::versions::Version;
 
+mod failover;
 mod switchover;
+
+/// Marks a person's failover request refused when the decision will not run
+/// it: the primary answers (a failover replaces a primary that fails; a
+/// switchover moves one that works), or the decision waits on the failing
+/// primary with the request in force (the instance cannot take over, or no
+/// proof that no acknowledged write is lost and the loss not accepted).
+fn refuse_failover_request(record: &mut Record, action: &Action) {
+    let failing_over = matches!(record.intent, Some(Intent::Failover { .. }));
+    let primary_failing = record.detection.is_some();
+    let Some(request) = record
+        .failover_request
+        .as_mut()
+        .filter(|r| r.refused.is_none())
+    else {
+        return;
+    };
+    request.refused = match action {
+        _ if failing_over => None,
+        Action::Wait {
+            reason: WaitReason::PrimaryFailing { detail, .. },
+        } => Some(detail.clone()),
+        _ if !primary_failing => Some(
+            "the primary answers: a failover replaces a primary that fails (ask for a \
+             switchover to move a working one)"
+                .to_owned(),
+        ),
+        _ => None,
+    };
+}
 
 /// What kind of failure a runtime reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -184,6 +214,34 @@ pub trait ClusterRuntime: Send + Sync {
     /// starts its replication; a fence on it is lifted (it stays read-only).
     async fn repoint(&self, ordinal: u32, source: u32) -> Result<(), RuntimeError>;
 
+    /// Stops a replica's receiver (its replication I/O thread), so that nothing
+    /// more reaches it from a failed primary that may come back; what it
+    /// received stays in its relay log for its applier. The first step of a
+    /// failover, on every replica that answers.
+    async fn detach(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        let _ = deadline;
+        Err(RuntimeError::new(
+            RuntimeErrorKind::Unsupported,
+            format!("stop the receiver of instance {ordinal}"),
+            "this runtime cannot fail over",
+        ))
+    }
+
+    /// Waits until a replica's applier has executed everything its receiver
+    /// received, failing at `deadline`.
+    async fn wait_received_applied(
+        &self,
+        ordinal: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        let _ = deadline;
+        Err(RuntimeError::new(
+            RuntimeErrorKind::Unsupported,
+            format!("wait for instance {ordinal} to apply what it received"),
+            "this runtime cannot fail over",
+        ))
+    }
+
     /// Sets variables online on one instance, which then runs `revision`.
     async fn apply_variables(
         &self,
@@ -290,6 +348,16 @@ impl<T: ClusterRuntime + ?Sized> ClusterRuntime for std::sync::Arc<T> {
     }
     async fn repoint(&self, ordinal: u32, source: u32) -> Result<(), RuntimeError> {
         (**self).repoint(ordinal, source).await
+    }
+    async fn detach(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        (**self).detach(ordinal, deadline).await
+    }
+    async fn wait_received_applied(
+        &self,
+        ordinal: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        (**self).wait_received_applied(ordinal, deadline).await
     }
     async fn apply_variables(
         &self,
@@ -474,7 +542,42 @@ impl<R: ClusterRuntime> Engine<R> {
                 gtid: gtid.clone(),
             });
         }
+        if let Some(p) = observed.primary()
+            && p.writable
+        {
+            record.primary_ack_replicas = p.ack_replicas;
+        }
         let before = record.clone();
+        // Replicas seen holding what the writable primary lacks are stored
+        // at once (a failover cannot see it once the primary is gone).
+        if let Some(p) = observed.primary()
+            && p.writable
+            && p.gtid.is_some()
+        {
+            for i in observed.by_ordinal() {
+                if i.ordinal == p.ordinal || i.gtid.is_none() {
+                    continue;
+                }
+                match i.errant_against(p) {
+                    Some(extra) => record.errant.insert(i.ordinal, extra),
+                    None => record.errant.remove(&i.ordinal),
+                };
+            }
+            record.errant.remove(&p.ordinal);
+        }
+        // The primary's failure is timed in the record: a new engine goes on
+        // counting from when the old one first saw it.
+        record.detection = match observed.primary() {
+            Some(p) if !crate::decide::answers(p) => Some(Detection {
+                primary: p.ordinal,
+                since: record
+                    .detection
+                    .as_ref()
+                    .filter(|d| d.primary == p.ordinal)
+                    .map_or(now, |d| d.since),
+            }),
+            _ => None,
+        };
         if let Some(v) = observed.highest_version()
             && record.highest_version.is_none_or(|h| v > h)
         {
@@ -488,6 +591,7 @@ impl<R: ClusterRuntime> Engine<R> {
             &self.policy,
             now,
         );
+        refuse_failover_request(&mut record, &action);
         let outcome = match action {
             Action::Wait { reason } => {
                 record.note_wait(&reason, now);
@@ -527,6 +631,10 @@ impl<R: ClusterRuntime> Engine<R> {
                 record.waiting = None;
                 self.switchover(&mut record, &observed, from, to, now)
                     .await?
+            }
+            Action::Failover { from, to } => {
+                record.waiting = None;
+                self.failover(&mut record, &observed, from, to, now).await?
             }
             Action::Unfence { ordinal } if is_switchover_from(&record, ordinal) => {
                 record.waiting = None;
@@ -629,6 +737,28 @@ impl<R: ClusterRuntime> Engine<R> {
                 });
                 self.save(record).await?;
             }
+            // Recorded first: the cluster goes on without it from now on,
+            // and a rollout's step on it ends here.
+            Action::Quarantine { ordinal, extra } => {
+                if matches!(
+                    &record.intent,
+                    Some(
+                        Intent::Drained { ordinal: o, .. }
+                            | Intent::Restarting { ordinal: o, .. }
+                            | Intent::Altering { ordinal: o, .. }
+                    ) if o == ordinal
+                ) {
+                    record.intent = None;
+                }
+                record.quarantined.insert(
+                    *ordinal,
+                    crate::record::Quarantine {
+                        extra: extra.clone(),
+                        at: now,
+                    },
+                );
+                self.save(record).await?;
+            }
             _ => {}
         }
         let bound = now.after(self.policy.switchover_deadline);
@@ -640,13 +770,24 @@ impl<R: ClusterRuntime> Engine<R> {
                 revision,
                 version,
                 slow_shutdown,
-            } => {
-                rt.restart(*ordinal, revision, *version, *slow_shutdown)
-                    .await
-            }
+            } => match self.settle_relay(record, *ordinal, bound).await {
+                Ok(()) => {
+                    rt.restart(*ordinal, revision, *version, *slow_shutdown)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
             Action::Recover { ordinal } => rt.recover(*ordinal).await,
             Action::Fence { ordinal } => rt.fence(*ordinal, bound).await,
+            Action::Quarantine { ordinal, .. } => {
+                // Nothing more is written to it, and no reader sees it.
+                match rt.fence(*ordinal, bound).await {
+                    Ok(()) => rt.drain(*ordinal).await,
+                    Err(e) => Err(e),
+                }
+            }
             Action::Unfence { ordinal } => rt.unfence(*ordinal, bound).await,
+            Action::Detach { ordinal, .. } => rt.detach(*ordinal, bound).await,
             Action::Repoint { ordinal, source } => rt.repoint(*ordinal, *source).await,
             Action::ApplyVariables {
                 ordinal,
@@ -674,6 +815,13 @@ impl<R: ClusterRuntime> Engine<R> {
         {
             record.intent = None;
         }
+        // A failed primary that now follows the primary has been judged (one
+        // quarantined stays failed: what still follows it is judged with it).
+        if result.is_ok()
+            && let Action::Repoint { ordinal, .. } = &action
+        {
+            record.failed_over.remove(ordinal);
+        }
         self.finish(record, action, result).await
     }
 }
@@ -686,11 +834,37 @@ fn action_ordinal(action: &Action) -> u32 {
         | Action::Restart { ordinal, .. }
         | Action::Recover { ordinal }
         | Action::Fence { ordinal }
+        | Action::Quarantine { ordinal, .. }
+        | Action::Detach { ordinal, .. }
         | Action::Unfence { ordinal }
         | Action::Repoint { ordinal, .. }
         | Action::ApplyVariables { ordinal, .. }
         | Action::RunDdl { ordinal, .. } => *ordinal,
         _ => u32::MAX,
+    }
+}
+
+impl<R: ClusterRuntime> Engine<R> {
+    /// Before a replica is stopped: its receiver stops and its applier
+    /// executes what it received. A server discards a relay log it had not
+    /// applied when it starts again (MariaDB with GTIDs always, MySQL with
+    /// `relay_log_recovery`), and with semi-synchronous replication that may
+    /// be a transaction it acknowledged, which a failover counts on it to
+    /// hold. Nothing to do without semi-synchronous replication, for an
+    /// instance that does not answer, or a runtime without receivers to stop.
+    async fn settle_relay(
+        &self,
+        record: &Record,
+        ordinal: u32,
+        bound: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        if record.primary_ack_replicas.is_none() {
+            return Ok(());
+        }
+        match self.runtime.detach(ordinal, bound).await {
+            Ok(()) => self.runtime.wait_received_applied(ordinal, bound).await,
+            Err(_) => Ok(()),
+        }
     }
 }
 

@@ -158,7 +158,7 @@ impl<R: ClusterRuntime> Engine<R> {
                     return self.finish(record, run.action(), Err(e)).await;
                 }
             }
-            if let Err(e) = self.repoint_after_switchover(run).await? {
+            if let Err(e) = self.repoint_after_switchover(run, record).await? {
                 // Promoted: the new primary takes writes; the repoint is retried.
                 return self.finish(record, run.action(), Err(e)).await;
             }
@@ -491,6 +491,7 @@ impl<R: ClusterRuntime> Engine<R> {
     async fn repoint_after_switchover(
         &self,
         run: Run,
+        record: &Record,
     ) -> Result<Result<(), RuntimeError>, EngineError> {
         let Run { from, to, .. } = run;
         let fresh = match self.runtime.observe().await {
@@ -507,7 +508,12 @@ impl<R: ClusterRuntime> Engine<R> {
         for i in fresh.by_ordinal() {
             // A replica that is down is repointed by a later decision once it is back.
             let answers = i.health.is_up() || i.replication_paused();
-            if i.ordinal == to || !answers || i.replicates_from(to) {
+            // A quarantined instance stays out until a person re-provisions it.
+            if i.ordinal == to
+                || !answers
+                || i.replicates_from(to)
+                || record.quarantined.contains_key(&i.ordinal)
+            {
                 continue;
             }
             if i.ordinal == from {

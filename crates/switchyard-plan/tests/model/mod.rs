@@ -26,7 +26,7 @@
 //! "Writable" means "takes a privileged client's commit": the one-writer
 //! check counts every instance that does and is not configured as a replica.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,7 +35,7 @@ use switchyard_plan::engine::{ClusterRuntime, RuntimeError, RuntimeErrorKind};
 use switchyard_plan::gtid::GtidSet;
 use switchyard_plan::record::{Intent, Record};
 use switchyard_plan::topology::{
-    Health, Instance, Observed, Revision, Role, Timestamp, TopologyKind,
+    Health, Instance, Link, Observed, Revision, Role, Timestamp, TopologyKind,
 };
 use switchyard_plan::versions::{Flavor, Version, catalog};
 use switchyard_plan::{SchemaTarget, WaitReason};
@@ -87,6 +87,12 @@ pub enum Fault {
     /// The leading engine loses its lease and runs on beside a new leader for
     /// `steps` steps.
     Depose { steps: u32 },
+    /// The instance's process is stopped (SIGSTOP) for `lasting`: it answers
+    /// nobody, serves no replica and commits nothing, then goes on as it was.
+    Freeze { ordinal: u32, lasting: Duration },
+    /// The operator cannot reach the instance for `lasting`; its clients and
+    /// replicas still can.
+    CutOperator { ordinal: u32, lasting: Duration },
 }
 
 impl Fault {
@@ -134,6 +140,15 @@ struct MInstance {
     source: Option<u32>,
     /// Whether the replication threads run.
     applying: bool,
+    /// Received (by the I/O thread) and not applied yet: (transaction, when
+    /// it was committed on its source).
+    relay: VecDeque<(WriteId, u64)>,
+    /// The receiver was stopped (a failover's isolation).
+    detached: bool,
+    /// Frozen (SIGSTOP) until then: it answers nobody and serves no replica.
+    frozen_until: u64,
+    /// Cut off from the operator (not from clients or replicas) until then.
+    cut_until: u64,
     /// Position in the source's log up to which everything was considered.
     cursor: usize,
     repl_error_until: u64,
@@ -145,6 +160,31 @@ struct MInstance {
     executed: BTreeSet<WriteId>,
     next_seq: u64,
     altered: bool,
+}
+
+impl MInstance {
+    /// Stopped (SIGSTOP) now.
+    fn frozen(&self, now: u64) -> bool {
+        self.frozen_until > now
+    }
+
+    /// Up and running (not frozen): it answers its clients and replicas.
+    fn serves(&self, now: u64) -> bool {
+        self.up && !self.frozen(now)
+    }
+
+    /// Whether it holds `id`: executed, or received and waiting in its relay log.
+    fn has(&self, id: &WriteId) -> bool {
+        self.executed.contains(id) || self.relay.iter().any(|(r, _)| r == id)
+    }
+
+    /// Forgets what its relay log held (a reconfiguration of its source, a
+    /// promotion, a crash): what it did not apply is fetched again from its
+    /// source, if the source has it.
+    fn reset_relay(&mut self) {
+        self.relay.clear();
+        self.cursor = 0;
+    }
 }
 
 /// An engine's lease: from when, until when, and the latest time it
@@ -166,6 +206,12 @@ struct State {
     /// Transactions a privileged client wrote on replicas (faults), with the
     /// runtime call during which each was written.
     errant: BTreeMap<WriteId, u64>,
+    /// Errant transactions each engine saw on a replica while the writable
+    /// primary answered (and lacked them), by engine.
+    errant_seen: BTreeMap<u32, BTreeSet<WriteId>>,
+    /// Errant transactions an engine saw beside the primary and then stored
+    /// a record: a failover, which cannot see the primary, knows of them.
+    errant_known: BTreeSet<WriteId>,
     /// Writes acknowledged by a server whose fence a fault had just taken.
     exposed: BTreeSet<WriteId>,
     out_by_us: BTreeSet<u32>,
@@ -197,9 +243,44 @@ struct State {
     privileged_writer: Option<u32>,
     /// The clients stopped (the end of a run).
     clients_stopped: bool,
+    /// How many replicas must have received a commit before its client is
+    /// answered (semi-synchronous, after the sync); `None`: asynchronous.
+    ack_replicas: Option<u32>,
+    /// Commits waiting for their acknowledgements (semi-synchronous).
+    pending: BTreeMap<WriteId, Pending>,
+    /// Whether a failover may lose acknowledged writes (the policy accepts it).
+    accept_data_loss: bool,
+    /// Acknowledged writes a failover accepted to lose (the candidate lacked
+    /// them): they must stay on an instance the record quarantines.
+    accepted_loss: BTreeSet<WriteId>,
+    /// Commits in flight on a failed primary when a failover that was not
+    /// lossless promoted another: a replica it could not isolate may still
+    /// acknowledge them once the failed primary comes back, and a loss of
+    /// them is part of what the policy accepted (a lossless failover
+    /// isolated enough replicas that none can be).
+    at_risk: BTreeSet<WriteId>,
+    /// Instances a failover drained because they could not follow the new
+    /// primary yet (out by the failure, not by a rollout's step).
+    failover_out: BTreeSet<u32>,
+    /// Acknowledged writes a replica had received and not applied when a
+    /// crash or a change of its source discarded its relay log: a failover
+    /// that loses one of them lost it to two faults (the primary's and this
+    /// one), which no rule can prevent.
+    relay_discarded: BTreeSet<WriteId>,
     no_writer_since: Option<u64>,
     /// The schema change being rolled, if any: (id, whether the primary may take it in place).
     schema: Option<(String, bool)>,
+}
+
+/// A commit waiting for its semi-synchronous acknowledgements.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    /// Made by the privileged client rather than the application.
+    privileged: bool,
+    /// A fault had just taken its server's fence (see `MInstance::exposed`).
+    exposed: bool,
+    /// Replicas that received it from its server.
+    acks: u32,
 }
 
 /// The model cluster.
@@ -219,6 +300,11 @@ pub struct Setup {
     pub replication_delay: Duration,
     /// Whether a privileged client writes directly to the first primary.
     pub privileged_writer: bool,
+    /// Semi-synchronous replication: a commit is acknowledged once half the
+    /// replicas (rounded up) received it; otherwise asynchronous.
+    pub semi_sync: bool,
+    /// The failover policy accepts losing acknowledged writes.
+    pub accept_data_loss: bool,
 }
 
 /// The revision an instance on `version` runs before the rollout.
@@ -266,6 +352,10 @@ impl Model {
                     drained: false,
                     source: (!primary).then_some(setup.primary),
                     applying: !primary,
+                    relay: VecDeque::new(),
+                    detached: false,
+                    frozen_until: 0,
+                    cut_until: 0,
                     cursor: 0,
                     repl_error_until: 0,
                     lag_ms: 0,
@@ -294,6 +384,8 @@ impl Model {
                 record: Record::default(),
                 acknowledged: BTreeSet::new(),
                 errant: BTreeMap::new(),
+                errant_seen: BTreeMap::new(),
+                errant_known: BTreeSet::new(),
                 exposed: BTreeSet::new(),
                 out_by_us: BTreeSet::new(),
                 schedule: Vec::new(),
@@ -315,6 +407,14 @@ impl Model {
                 base_delay: ms(setup.replication_delay),
                 privileged_writer: setup.privileged_writer.then_some(setup.primary),
                 clients_stopped: false,
+                ack_replicas: (setup.semi_sync && setup.versions.len() > 1)
+                    .then(|| u32::try_from(setup.versions.len()).expect("small") / 2),
+                pending: BTreeMap::new(),
+                accept_data_loss: setup.accept_data_loss,
+                accepted_loss: BTreeSet::new(),
+                at_risk: BTreeSet::new(),
+                failover_out: BTreeSet::new(),
+                relay_discarded: BTreeSet::new(),
                 no_writer_since: None,
                 schema: setup.schema.clone(),
             }),
@@ -427,11 +527,23 @@ impl Model {
             i.restart_fails = false;
             i.repl_error_until = 0;
             i.lag_until = 0;
+            i.frozen_until = i.frozen_until.min(now);
+            i.cut_until = i.cut_until.min(now);
         }
         s.schedule.clear();
         s.promote_fails = 0;
         s.fails_after = None;
         s.record_write_fails = false;
+    }
+
+    /// Whether a fault that fired still holds an instance: hung, cut off,
+    /// or down until a set time (`heal` would end it at once).
+    pub fn faults_in_force(&self) -> bool {
+        let s = self.lock();
+        let now = s.clock;
+        s.instances.iter().any(|i| {
+            i.frozen_until > now || i.cut_until > now || i.back_at.is_some_and(|t| t > now)
+        })
     }
 
     /// Lets time pass and replication and clients run (a tick of the world).
@@ -449,8 +561,8 @@ impl Model {
             .map(|i| {
                 format!(
                     "instance {}: {:?} {} up={} crashed={} read_only={} lock={} fenced={} \
-                     source={:?} applying={} cursor={} log={} executed={} repl_error_until={} \
-                     lag_until={}",
+                     source={:?} applying={} detached={} relay={} frozen_until={} cut_until={} \
+                     cursor={} log={} executed={} repl_error_until={} lag_until={}",
                     i.ordinal,
                     i.role,
                     i.version,
@@ -461,6 +573,10 @@ impl Model {
                     i.fenced,
                     i.source,
                     i.applying,
+                    i.detached,
+                    i.relay.len(),
+                    i.frozen_until,
+                    i.cut_until,
                     i.cursor,
                     i.log.len(),
                     i.executed.len(),
@@ -495,7 +611,34 @@ impl Model {
             out.push("no primary at the end".into());
             return out;
         };
-        let missing: Vec<WriteId> = s.acknowledged.difference(&p.executed).copied().collect();
+        let quarantined: Vec<&MInstance> = s
+            .instances
+            .iter()
+            .filter(|i| s.record.quarantined.contains_key(&i.ordinal))
+            .collect();
+        let missing: Vec<WriteId> = s
+            .acknowledged
+            .difference(&p.executed)
+            .filter(|id| !s.accepted_loss.contains(id))
+            .copied()
+            .collect();
+        // A failover allowed to lose writes lost them from service, not from
+        // the world: they stay on a quarantined instance for a person.
+        let dropped: Vec<WriteId> = s
+            .accepted_loss
+            .iter()
+            .filter(|id| {
+                !p.executed.contains(id) && !quarantined.iter().any(|q| q.executed.contains(id))
+            })
+            .copied()
+            .collect();
+        if finished && !dropped.is_empty() {
+            out.push(format!(
+                "{} writes a failover accepted to lose are on no quarantined instance (first {:?})",
+                dropped.len(),
+                dropped.first()
+            ));
+        }
         if !missing.is_empty() {
             out.push(format!(
                 "the primary {} is missing {} acknowledged writes (first {:?})",
@@ -518,8 +661,13 @@ impl Model {
                 .iter()
                 .find(|i| lost.iter().all(|id| i.executed.contains(id)))
                 .map(|i| i.ordinal);
-            // Lost silently: the rollout said done, or halted naming another.
-            let silent = finished || (halted_on.is_some() && !named_holds_them);
+            let quarantine_holds_them = quarantined
+                .iter()
+                .any(|q| lost.iter().all(|id| q.executed.contains(id)));
+            // Lost silently: the rollout said done, or halted naming another,
+            // and no quarantine keeps them.
+            let silent =
+                !quarantine_holds_them && (finished || (halted_on.is_some() && !named_holds_them));
             if silent {
                 out.push(format!(
                     "{} writes acknowledged while a fence was lost are missing on the primary \
@@ -529,9 +677,23 @@ impl Model {
                 ));
             }
         }
+        // With the faults over, no replica receives from a primary that was
+        // failed over: it would acknowledge what that one had in flight.
         for i in &s.instances {
-            let follows = i.up && i.applying && i.source == Some(p.ordinal);
-            if i.ordinal == p.ordinal || !(follows || finished) {
+            let Some(f) = i.source.filter(|f| s.record.failed_over.contains(f)) else {
+                continue;
+            };
+            if i.up && i.applying && !i.detached && s.inst(f).is_some_and(|f| f.up) {
+                out.push(format!(
+                    "instance {} still receives from {f}, a primary that was failed over",
+                    i.ordinal
+                ));
+            }
+        }
+        for i in &s.instances {
+            let follows = i.up && i.applying && !i.detached && i.source == Some(p.ordinal);
+            let quarantined = s.record.quarantined.contains_key(&i.ordinal);
+            if i.ordinal == p.ordinal || quarantined || !(follows || finished) {
                 continue;
             }
             let lacking = p.executed.difference(&i.executed).count();
@@ -592,15 +754,25 @@ impl Model {
             s.steps += 1;
         }
         s.promoting = what.starts_with("promote");
+        let now = s.clock;
+        let named = named_ordinals(what);
+        // The instances the call could reach (a hung or cut-off one it could not).
+        let reached: Vec<u32> = s
+            .instances
+            .iter()
+            .filter(|i| named.contains(&i.ordinal) && !i.frozen(now) && i.cut_until <= now)
+            .map(|i| i.ordinal)
+            .collect();
         let result = s.call(id, what, inside, f);
         s.promoting = false;
         // An engine acted on the server in a step begun after its fence was
-        // lost: it is the engine's business again from the end of this call.
-        if acting && !s.dead.contains(&id) {
+        // lost: it is the engine's business again from the end of this call
+        // (only if the call took effect: one refused, e.g. past its
+        // deadline, changed nothing).
+        if acting && result.is_ok() && !s.dead.contains(&id) {
             let steps = s.steps;
-            let named = named_ordinals(what);
             for i in &mut s.instances {
-                if named.contains(&i.ordinal) && i.exposed.is_some_and(|at| at < steps) {
+                if reached.contains(&i.ordinal) && i.exposed.is_some_and(|at| at < steps) {
                     i.exposed = None;
                 }
             }
@@ -718,6 +890,11 @@ impl State {
                     i.exposed = Some(steps);
                     i.lock = false;
                     i.recover_after = now + ms(down_for);
+                    // Its clients' connections die: a commit still waiting
+                    // for its acknowledgements was never acknowledged. What
+                    // its relay log held is discarded when it starts again.
+                    self.pending.retain(|id, _| id.0 != ordinal);
+                    self.discard_relay(ordinal);
                 }
             }
             Fault::RestartFails { ordinal } => {
@@ -770,6 +947,16 @@ impl State {
             Fault::RecordWriteFails => self.record_write_fails = true,
             Fault::FailsAfterEffect { call } => self.fails_after = Some(call),
             Fault::Depose { steps } => self.deposed_request = Some(steps),
+            Fault::Freeze { ordinal, lasting } => {
+                if let Some(i) = self.inst_mut(ordinal) {
+                    i.frozen_until = now + ms(lasting);
+                }
+            }
+            Fault::CutOperator { ordinal, lasting } => {
+                if let Some(i) = self.inst_mut(ordinal) {
+                    i.cut_until = now + ms(lasting);
+                }
+            }
         }
     }
 
@@ -843,38 +1030,128 @@ impl State {
         }
     }
 
-    /// Each replica applies its source's log in order, every transaction
-    /// once it is old enough, skipping what it has (GTID auto-positioning).
+    /// Each replica's receiver copies its source's log into its relay log
+    /// (skipping what it has: GTID auto-positioning), and acknowledges what
+    /// its source waits for; its applier executes the relay log in order,
+    /// every transaction once it is old enough.
     fn replicate(&mut self) {
         let now = self.clock;
         for idx in 0..self.instances.len() {
             let i = &self.instances[idx];
             let Some(src) = i.source else { continue };
-            if !i.up || !i.applying || i.repl_error_until > now {
+            if !i.serves(now) || !i.applying {
                 continue;
+            }
+            // Receive.
+            let mut received = Vec::new();
+            let mut cursor = i.cursor;
+            if !i.detached
+                && let Some(s) = self
+                    .instances
+                    .iter()
+                    .find(|s| s.ordinal == src && s.serves(now))
+            {
+                cursor = cursor.min(s.log.len());
+                while let Some((id, t)) = s.log.get(cursor) {
+                    if !i.has(id) && !received.iter().any(|(r, _)| r == id) {
+                        received.push((*id, *t));
+                    }
+                    cursor += 1;
+                }
+            }
+            for (id, _) in &received {
+                if id.0 == src
+                    && let Some(p) = self.pending.get_mut(id)
+                {
+                    p.acks += 1;
+                }
             }
             let delay = self.base_delay + if i.lag_until > now { i.lag_ms } else { 0 };
-            let Some(s) = self.instances.iter().find(|s| s.ordinal == src && s.up) else {
-                continue;
-            };
-            let mut cursor = i.cursor.min(s.log.len());
-            let mut new = Vec::new();
-            while let Some((id, t)) = s.log.get(cursor) {
-                if t.saturating_add(delay) > now {
-                    break;
-                }
-                if !i.executed.contains(id) {
-                    new.push(*id);
-                }
-                cursor += 1;
-            }
+            let stopped = i.repl_error_until > now;
             let r = &mut self.instances[idx];
             r.cursor = cursor;
-            for id in new {
-                r.log.push((id, now));
-                r.executed.insert(id);
+            r.relay.extend(received);
+            // Apply.
+            while !stopped
+                && let Some((id, t)) = r.relay.front().copied()
+                && t.saturating_add(delay) <= now
+            {
+                r.relay.pop_front();
+                if r.executed.insert(id) {
+                    r.log.push((id, now));
+                }
             }
         }
+        self.acknowledge();
+    }
+
+    /// Discards instance `o`'s relay log (see `MInstance::reset_relay`),
+    /// remembering the acknowledged writes it held and had not applied.
+    fn discard_relay(&mut self, o: u32) -> Vec<WriteId> {
+        let Some(i) = self.inst(o) else {
+            return Vec::new();
+        };
+        let lost: Vec<WriteId> = i
+            .relay
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| self.acknowledged.contains(id) && !i.executed.contains(id))
+            .collect();
+        self.relay_discarded.extend(lost.iter().copied());
+        if let Some(i) = self.inst_mut(o) {
+            i.reset_relay();
+        }
+        lost
+    }
+
+    /// Acknowledges the commits enough replicas received.
+    fn acknowledge(&mut self) {
+        let Some(k) = self.ack_replicas else { return };
+        let done: Vec<(WriteId, Pending)> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.acks >= k)
+            .map(|(id, p)| (*id, *p))
+            .collect();
+        for (id, p) in done {
+            self.pending.remove(&id);
+            if !p.exposed {
+                self.acknowledged.insert(id);
+                if self.at_risk.contains(&id) {
+                    self.accepted_loss.insert(id);
+                }
+            }
+        }
+    }
+
+    /// A commit is answered: at once (asynchronous), or once enough replicas
+    /// received it (semi-synchronous).
+    fn answer(&mut self, id: WriteId, privileged: bool, exposed: bool) {
+        // A commit the engine could not prevent is on the server whether
+        // or not its client was answered: it must be reported either way.
+        if exposed {
+            self.exposed.insert(id);
+        }
+        if self.ack_replicas.is_some() {
+            self.pending.insert(
+                id,
+                Pending {
+                    privileged,
+                    exposed,
+                    acks: 0,
+                },
+            );
+        } else if !exposed {
+            self.acknowledged.insert(id);
+        }
+    }
+
+    /// Whether a client of instance `o` waits for an answer (one commit at a
+    /// time per client).
+    fn waiting(&self, o: u32, privileged: bool) -> bool {
+        self.pending
+            .iter()
+            .any(|(id, p)| id.0 == o && p.privileged == privileged)
     }
 
     /// The application writes through the primary endpoint; the privileged
@@ -883,13 +1160,15 @@ impl State {
         if self.clients_stopped {
             return;
         }
-        if let Some(idx) = self
-            .instances
-            .iter()
-            .position(|i| i.role == Role::Primary && self.app_writable(i))
-        {
+        let now = self.clock;
+        if let Some(idx) = self.instances.iter().position(|i| {
+            i.role == Role::Primary
+                && !i.frozen(now)
+                && self.app_writable(i)
+                && !self.waiting(i.ordinal, false)
+        }) {
             let id = self.commit(idx);
-            self.acknowledged.insert(id);
+            self.answer(id, false, false);
         }
         // The privileged client writes to its server while that server may be
         // taken for a primary: it has no source, or it is the fenced old
@@ -909,45 +1188,75 @@ impl State {
                     j.ordinal != w
                         && (j.role == Role::Primary || (j.source.is_none() && !j.read_only))
                 });
-            if (i.source.is_none() || fenced) && !i.applying && self.takes_privileged(i) {
+            if (i.source.is_none() || fenced)
+                && !i.applying
+                && !i.frozen(now)
+                && self.takes_privileged(i)
+                && !self.waiting(w, true)
+            {
                 let id = self.commit(idx);
-                if exposed && unmergeable {
-                    self.exposed.insert(id);
-                } else {
-                    if fenced && !exposed {
-                        let now = self.clock;
-                        self.violations.push(format!(
-                            "instance {w}, fenced, took a privileged commit {id:?} at t={now}: \
-                             its fence was not held"
-                        ));
-                    }
-                    self.acknowledged.insert(id);
+                if fenced && !exposed {
+                    self.violations.push(format!(
+                        "instance {w}, fenced, took a privileged commit {id:?} at t={now}: \
+                         its fence was not held"
+                    ));
                 }
+                self.answer(id, true, exposed && unmergeable);
             }
         }
     }
 
+    /// How far behind its source a replica is: the age of the oldest
+    /// transaction it has not applied, received or not.
     fn lag_seconds(&self, i: &MInstance) -> u64 {
         let Some(s) = i.source.and_then(|s| self.inst(s)) else {
             return 0;
         };
-        let oldest = s
+        let unreceived = s
             .log
             .iter()
             .skip(i.cursor.min(s.log.len()))
-            .find(|(id, _)| !i.executed.contains(id))
+            .find(|(id, _)| !i.has(id))
             .map(|(_, t)| *t);
+        let oldest = i
+            .relay
+            .front()
+            .map(|(_, t)| *t)
+            .into_iter()
+            .chain(unreceived)
+            .min();
         oldest.map_or(0, |t| self.clock.saturating_sub(t) / 1000)
+    }
+
+    /// Whether instance `i` can acknowledge a commit: asynchronously always;
+    /// semi-synchronously once enough replicas receive from it.
+    fn can_acknowledge(&self, i: &MInstance) -> bool {
+        let now = self.clock;
+        let Some(k) = self.ack_replicas else {
+            return true;
+        };
+        let receivers = self
+            .instances
+            .iter()
+            .filter(|j| j.source == Some(i.ordinal) && j.serves(now) && j.applying && !j.detached)
+            .count();
+        u32::try_from(receivers).unwrap_or(u32::MAX) >= k
     }
 
     fn check(&mut self, during: &str) {
         let now = self.clock;
-        // one-writer: instances that take a privileged commit and are not
-        // configured as replicas.
+        // one-writer: instances that take a privileged commit and can
+        // acknowledge it, and are not configured as replicas.
         let writers: Vec<u32> = self
             .instances
             .iter()
-            .filter(|i| i.source.is_none() && i.exposed.is_none() && self.takes_privileged(i))
+            .filter(|i| {
+                i.source.is_none()
+                    && i.exposed.is_none()
+                    && !i.frozen(now)
+                    && self.takes_privileged(i)
+                    && self.can_acknowledge(i)
+            })
             .map(|i| i.ordinal)
             .collect();
         if writers.len() > 1 {
@@ -961,7 +1270,10 @@ impl State {
             let Some(src) = i.source.and_then(|s| self.inst(s)) else {
                 continue;
             };
-            if !(i.up && i.applying && src.up) {
+            // A receiver that is stopped (a failover isolated it, and it
+            // was quarantined since) takes nothing from its source: what its
+            // relay log holds came while it received, when this check saw it.
+            if !(i.up && i.applying && !i.detached && src.up) {
                 continue;
             }
             let ok = catalog()
@@ -989,7 +1301,16 @@ impl State {
             .out_by_us
             .iter()
             .copied()
-            .filter(|o| Some(*o) != candidate)
+            .filter(|o| {
+                Some(*o) != candidate
+                    && !self.failover_out.contains(o)
+                    && !self.record.quarantined.contains_key(o)
+                    // Back up, in the pool and not fenced, it serves again
+                    // (a restart whose undrain a failover made needless).
+                    && self
+                        .inst(*o)
+                        .is_none_or(|i| i.drained || !i.up || i.fenced)
+            })
             .collect();
         if out.len() > 1 {
             self.violations.push(format!(
@@ -1011,9 +1332,24 @@ impl State {
             self.no_writer_since = None;
             return;
         }
+        // A failover under way is the way back to a writer: it excuses the
+        // gap (its promotion retried after failures included).
         let in_switchover = matches!(&self.record.intent,
-            Some(Intent::Switchover { deadline, .. }) if now <= deadline.0 + UNDO_GRACE_MS);
-        if in_switchover || p.crashed {
+            Some(Intent::Switchover { deadline, .. }) if now <= deadline.0 + UNDO_GRACE_MS)
+            || matches!(&self.record.intent, Some(Intent::Failover { .. }));
+        // A fault that keeps the engine from the primary (it hangs, or the
+        // operator cannot reach it) excuses it too, and so does one that keeps
+        // it from a switchover's candidate: until the candidate is known
+        // read-only, the old primary stays fenced (two writable primaries are
+        // worse than none).
+        let hidden = |o: u32| {
+            self.inst(o)
+                .is_some_and(|i| i.frozen(now) || i.cut_until > now)
+        };
+        let candidate_hidden = matches!(&self.record.intent,
+            Some(Intent::Switchover { to, .. }) if hidden(*to));
+        let unreachable = hidden(p.ordinal) || candidate_hidden;
+        if in_switchover || p.crashed || unreachable {
             self.no_writer_since = None;
             return;
         }
@@ -1035,9 +1371,14 @@ impl State {
     }
 
     fn gtid(&self, i: &MInstance) -> GtidSet {
+        self.gtid_of(i.executed.iter().copied())
+    }
+
+    /// The GTID set of these transactions (MariaDB: the last of each domain).
+    fn gtid_of(&self, ids: impl Iterator<Item = WriteId>) -> GtidSet {
         let mut by_origin: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-        for (o, seq) in &i.executed {
-            by_origin.entry(*o).or_default().push(*seq);
+        for (o, seq) in ids.collect::<BTreeSet<_>>() {
+            by_origin.entry(o).or_default().push(seq);
         }
         let text = match self.flavor {
             Flavor::Mysql => by_origin
@@ -1075,12 +1416,20 @@ impl State {
             .instances
             .iter()
             .map(|i| {
+                let source_serves = i
+                    .source
+                    .and_then(|s| self.inst(s))
+                    .is_some_and(|s| s.serves(now));
                 let health = if i.crashed {
                     Health::Crashed
                 } else if !i.up && i.back_at.is_some() {
                     Health::Starting
                 } else if !i.up {
                     Health::Stopped
+                } else if i.frozen(now) || i.cut_until > now {
+                    Health::Unreachable {
+                        reason: "connection timed out".into(),
+                    }
                 } else if i.source.is_some() && i.repl_error_until > now && i.applying {
                     Health::ReplicationStopped {
                         errno: 1062,
@@ -1091,12 +1440,51 @@ impl State {
                         errno: 0,
                         message: "replication is stopped".into(),
                     }
+                } else if i.source.is_some() && i.detached {
+                    Health::ReplicationStopped {
+                        errno: 0,
+                        message: "the receiver is stopped".into(),
+                    }
+                } else if i.source.is_some() && !source_serves {
+                    Health::ReplicationStopped {
+                        errno: 2003,
+                        message: "cannot connect to the source".into(),
+                    }
                 } else {
                     match self.lag_seconds(i) {
                         0 => Health::Ready,
                         seconds => Health::Lagging { seconds },
                     }
                 };
+                let answers = i.up && !i.frozen(now) && i.cut_until <= now;
+                if !answers {
+                    return Instance {
+                        ordinal: i.ordinal,
+                        role: i.role,
+                        version: i.version,
+                        revision: i.revision.clone(),
+                        health,
+                        gtid: None,
+                        writable: false,
+                        fenced: false,
+                        drained: i.drained,
+                        source: i.source,
+                        schema: None,
+                        link: None,
+                        ack_replicas: None,
+                    };
+                }
+                let link = i.source.map(|_| Link {
+                    connected: i.applying && !i.detached && source_serves,
+                    received: Some(
+                        self.gtid_of(
+                            i.executed
+                                .iter()
+                                .copied()
+                                .chain(i.relay.iter().map(|(id, _)| *id)),
+                        ),
+                    ),
+                });
                 Instance {
                     ordinal: i.ordinal,
                     role: i.role,
@@ -1113,6 +1501,12 @@ impl State {
                         .as_ref()
                         .filter(|_| i.altered)
                         .map(|(id, _)| id.clone()),
+                    link,
+                    ack_replicas: if i.source.is_none() {
+                        self.ack_replicas
+                    } else {
+                        None
+                    },
                 }
             })
             .collect();
@@ -1126,12 +1520,103 @@ impl State {
     /// Makes `ordinal` a writable primary with no source (as a promotion's
     /// SQL does), without moving the bookkeeping.
     fn make_writable(&mut self, ordinal: u32) {
+        self.discard_relay(ordinal);
         if let Some(i) = self.inst_mut(ordinal) {
             i.source = None;
             i.applying = false;
+            i.detached = false;
             i.read_only = false;
             i.lock = false;
         }
+    }
+
+    /// Checks a failover's promotion of `ordinal` before it takes effect: a
+    /// failover recorded lossless must promote a candidate holding every
+    /// acknowledged write; one that is not must be allowed to lose them, and
+    /// what it loses must stay on the failed primary. The failed primary,
+    /// which could not be fenced, may take writes when it comes back until
+    /// the engine deals with it (`exposed`).
+    fn check_failover_promotion(&mut self, ordinal: u32) {
+        let Some(Intent::Failover { from, lossless, .. }) = self.record.intent.clone() else {
+            return;
+        };
+        let steps = self.steps;
+        let Some(c) = self.inst(ordinal) else { return };
+        let lacking: BTreeSet<WriteId> = self
+            .acknowledged
+            .iter()
+            .filter(|id| !c.executed.contains(id))
+            .copied()
+            .collect();
+        // Lost to a second fault: a crash emptied the relay log of a replica
+        // that had acknowledged them.
+        let (double_fault, lacking): (BTreeSet<WriteId>, BTreeSet<WriteId>) = lacking
+            .into_iter()
+            .partition(|id| self.relay_discarded.contains(id));
+        self.accepted_loss.extend(double_fault);
+        if lossless && !lacking.is_empty() {
+            self.violations.push(format!(
+                "promote {ordinal}: a failover recorded lossless promoted a candidate lacking {} \
+                 acknowledged writes (first {:?})",
+                lacking.len(),
+                lacking.iter().next()
+            ));
+        }
+        if !lossless && !self.accept_data_loss {
+            self.violations.push(format!(
+                "promote {ordinal}: a failover that may lose acknowledged writes ran though the \
+                 policy does not accept it"
+            ));
+        }
+        if !lossless {
+            self.accepted_loss.extend(lacking);
+            let in_flight: Vec<WriteId> = self
+                .pending
+                .keys()
+                .filter(|id| id.0 == from)
+                .copied()
+                .collect();
+            self.at_risk.extend(in_flight);
+        }
+        let now = self.clock;
+        if let Some(old) = self.inst_mut(from)
+            && (!old.up || old.frozen(now))
+        {
+            old.exposed = Some(steps);
+        }
+    }
+
+    /// Notes the errant transactions engine `engine` saw in `observed`: on a
+    /// replica while the writable primary answered without them.
+    fn note_errant_seen(&mut self, engine: u32, observed: &Observed) {
+        let Some(p) = observed
+            .instances
+            .iter()
+            .find(|i| i.role == Role::Primary && i.writable && i.gtid.is_some())
+        else {
+            return;
+        };
+        let Some(primary) = self.inst(p.ordinal) else {
+            return;
+        };
+        let shown: BTreeSet<u32> = observed
+            .instances
+            .iter()
+            .filter(|i| i.gtid.is_some())
+            .map(|i| i.ordinal)
+            .collect();
+        let seen: Vec<WriteId> = self
+            .errant
+            .keys()
+            .filter(|id| !primary.executed.contains(id))
+            .filter(|id| {
+                self.instances
+                    .iter()
+                    .any(|i| shown.contains(&i.ordinal) && i.executed.contains(id))
+            })
+            .copied()
+            .collect();
+        self.errant_seen.entry(engine).or_default().extend(seen);
     }
 
     /// Checks a promotion of `ordinal`: it must hold no errant transaction
@@ -1140,12 +1625,35 @@ impl State {
     fn check_promotion(&mut self, ordinal: u32) {
         let Some(i) = self.inst(ordinal) else { return };
         let now = self.ops;
+        // A failover cannot compare with the failed primary: it answers for
+        // what an engine saw beside the primary and recorded.
+        let failover = matches!(self.record.intent, Some(Intent::Failover { .. }));
         let held: Vec<WriteId> = self
             .errant
             .iter()
-            .filter(|(id, at)| **at < now && i.executed.contains(id))
+            .filter(|(id, at)| {
+                (if failover {
+                    self.errant_known.contains(id)
+                } else {
+                    **at < now
+                }) && i.executed.contains(id)
+            })
             .map(|(id, _)| *id)
             .collect();
+        // What a failover promoted without being able to tell is the new
+        // primary's history from now on, replicated to every replica.
+        let absorbed: Vec<WriteId> = if failover {
+            self.errant
+                .keys()
+                .filter(|id| i.executed.contains(id))
+                .copied()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for id in absorbed {
+            self.errant.remove(&id);
+        }
         if !held.is_empty() {
             self.violations.push(format!(
                 "promote {ordinal}: the candidate holds errant transactions {held:?}"
@@ -1194,9 +1702,13 @@ fn in_time(s: &State, deadline: Timestamp) -> Result<(), String> {
 }
 
 fn up(s: &mut State, ordinal: u32) -> Result<&mut MInstance, String> {
+    let now = s.clock;
     let i = s.inst_mut(ordinal).ok_or("no such instance")?;
     if !i.up {
         return Err(format!("instance {ordinal} is down"));
+    }
+    if i.frozen(now) || i.cut_until > now {
+        return Err(format!("instance {ordinal} does not answer"));
     }
     Ok(i)
 }
@@ -1215,7 +1727,9 @@ impl ClusterRuntime for Handle {
             |s| {
                 let op = s.ops;
                 s.observed_at.insert(id, op);
-                Ok(s.observe())
+                let observed = s.observe();
+                s.note_errant_seen(id, &observed);
+                Ok(observed)
             },
         )
         .await
@@ -1235,7 +1749,21 @@ impl ClusterRuntime for Handle {
         if s.record.seq != expected_seq {
             return Err(RuntimeError::conflict("store record"));
         }
+        // A failover begins: a failed primary (down or hung, not merely cut
+        // off from the operator) may come back and take commits before the
+        // engine can fence it; they must be reported, never lost silently.
+        let began = !matches!(s.record.intent, Some(Intent::Failover { .. }));
+        if began && let Some(Intent::Failover { from, .. }) = &record.intent {
+            let (now, steps) = (s.clock, s.steps);
+            if let Some(old) = s.inst_mut(*from)
+                && (!old.up || old.frozen(now))
+            {
+                old.exposed = Some(steps);
+            }
+        }
         s.record = record.clone();
+        let seen = s.errant_seen.get(&self.id).cloned().unwrap_or_default();
+        s.errant_known.extend(seen);
         if std::mem::take(&mut s.record_write_fails) {
             return Err(RuntimeError::new(
                 RuntimeErrorKind::Transient,
@@ -1275,6 +1803,9 @@ impl ClusterRuntime for Handle {
             &format!("drain {ordinal}"),
             |_| {},
             |s| {
+                if matches!(s.record.intent, Some(Intent::Failover { .. })) {
+                    s.failover_out.insert(ordinal);
+                }
                 s.out_by_us.insert(ordinal);
                 s.inst_mut(ordinal).ok_or("no such instance")?.drained = true;
                 Ok(())
@@ -1290,6 +1821,7 @@ impl ClusterRuntime for Handle {
             |s| {
                 up(s, ordinal)?.drained = false;
                 s.out_by_us.remove(&ordinal);
+                s.failover_out.remove(&ordinal);
                 Ok(())
             },
         )
@@ -1304,6 +1836,8 @@ impl ClusterRuntime for Handle {
         slow_shutdown: bool,
     ) -> Result<(), RuntimeError> {
         let go_down = |s: &mut State| -> Result<(), String> {
+            // One a failover took out (held back, or drained when it took
+            // over) is not taken out again by its restart.
             s.out_by_us.insert(ordinal);
             let flavor = s.flavor;
             let seen = s.observed_at.get(&s.caller).copied().unwrap_or(0);
@@ -1339,6 +1873,22 @@ impl ClusterRuntime for Handle {
                     ));
                 }
                 s.violations.extend(v);
+            }
+            s.pending.retain(|id, _| id.0 != ordinal);
+            let now = s.clock;
+            // A hung or cut-off instance could not drain its relay log first:
+            // that loss is the fault's.
+            let answered = s.inst(ordinal).is_some_and(|i| {
+                i.up && !i.frozen(now) && i.cut_until <= now && i.repl_error_until <= now
+            });
+            let discarded = s.discard_relay(ordinal);
+            if s.ack_replicas.is_some() && answered && !discarded.is_empty() {
+                s.violations.push(format!(
+                    "restart {ordinal}: stopped with {} acknowledged transactions received and \
+                     not applied, which its relay log loses (first {:?})",
+                    discarded.len(),
+                    discarded.first()
+                ));
             }
             let i = s.inst_mut(ordinal).ok_or("no such instance")?;
             i.up = false;
@@ -1427,6 +1977,11 @@ impl ClusterRuntime for Handle {
                 i.fenced = true;
                 if i.role == Role::Primary {
                     s.out_by_us.insert(ordinal);
+                    // A failed primary fenced by a failover was out of
+                    // service by the fault, not by us.
+                    if matches!(s.record.intent, Some(Intent::Failover { .. })) {
+                        s.failover_out.insert(ordinal);
+                    }
                 }
                 Ok(())
             },
@@ -1469,10 +2024,10 @@ impl ClusterRuntime for Handle {
             |s| {
                 in_time(s, deadline)?;
                 let caller = s.caller;
+                up(s, ordinal)?;
+                s.discard_relay(ordinal);
                 let i = up(s, ordinal)?;
-                if i.source != Some(source) {
-                    i.cursor = 0;
-                }
+                i.detached = false;
                 i.source = Some(source);
                 i.applying = false;
                 i.read_only = true;
@@ -1523,8 +2078,9 @@ impl ClusterRuntime for Handle {
         self.op(
             &format!("promote {ordinal}"),
             |s| {
-                if s.clock <= deadline.0 && s.inst(ordinal).is_some_and(|i| i.up) {
+                if s.clock <= deadline.0 && up(s, ordinal).is_ok() {
                     s.check_promotion(ordinal);
+                    s.check_failover_promotion(ordinal);
                     s.make_writable(ordinal);
                 }
             },
@@ -1532,6 +2088,7 @@ impl ClusterRuntime for Handle {
                 in_time(s, deadline)?;
                 up(s, ordinal)?;
                 s.check_promotion(ordinal);
+                s.check_failover_promotion(ordinal);
                 s.make_writable(ordinal);
                 if s.promote_fails > 0 {
                     s.promote_fails -= 1;
@@ -1545,6 +2102,9 @@ impl ClusterRuntime for Handle {
                 let i = s.inst_mut(ordinal).ok_or("no such instance")?;
                 i.role = Role::Primary;
                 i.fenced = false;
+                // Serving writes: whatever took it out of service is over.
+                s.out_by_us.remove(&ordinal);
+                s.failover_out.remove(&ordinal);
                 Ok(())
             },
         )
@@ -1560,15 +2120,53 @@ impl ClusterRuntime for Handle {
                 if i.role == Role::Primary {
                     return Err(format!("instance {ordinal} is the primary"));
                 }
-                if i.source != Some(source) {
-                    i.cursor = 0;
-                }
+                s.discard_relay(ordinal);
+                let i = up(s, ordinal)?;
+                i.detached = false;
                 i.source = Some(source);
                 i.applying = true;
                 i.read_only = true;
                 i.lock = false;
                 i.fenced = false;
                 Ok(())
+            },
+        )
+        .await
+    }
+
+    async fn detach(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {
+        self.op(
+            &format!("detach {ordinal}"),
+            |_| {},
+            |s| {
+                in_time(s, deadline)?;
+                up(s, ordinal)?.detached = true;
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    async fn wait_received_applied(
+        &self,
+        ordinal: u32,
+        deadline: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        self.op(
+            &format!("wait for {ordinal} to apply what it received"),
+            |_| {},
+            |s| loop {
+                let i = up(s, ordinal)?;
+                if i.relay.is_empty() {
+                    return Ok(());
+                }
+                if s.clock >= deadline.0 {
+                    return Err(format!(
+                        "{ordinal} did not apply what it received by the deadline"
+                    ));
+                }
+                s.advance(100);
+                s.check("applying the relay log");
             },
         )
         .await
