@@ -40,21 +40,19 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::{
-    AppLoad, Log, World, WritableMonitor, assert_nothing_lost, exec, hash_of, intent, revision_of,
-    rows_on, scalar, start_app_load, until, within,
+    AppLoad, Log, World, assert_nothing_lost, hash_of, intent, revision_of, rows_on, scalar,
+    start_app_load, steps, until, within,
 };
 use kube::ResourceExt as _;
-use kube::api::DeleteParams;
 use sqlx::Connection as _;
 use sqlx::mysql::MySqlConnection;
 use switchyard_kube::crd::MySQLClusterSpec;
 use switchyard_kube::names::ANNOTATION_REVISION_HASH;
 use switchyard_kubelet::EventKind;
 use switchyard_kubelet::rbac::{Rbac, ServiceAccount};
-use switchyard_plan::record::Intent;
 use switchyard_testbed::{Flavor, ServerKind};
 
 const INSTANCES: u32 = 3;
@@ -195,11 +193,16 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
         let mut conn = MySqlConnection::connect_with(&world.options(n, &op_user, &op_pw))
             .await
             .expect("the operator's account on a replica");
-        let (io, sql, host) = replica_threads(&mut conn).await;
-        assert_eq!((io.as_str(), sql.as_str()), ("Yes", "Yes"), "instance {n}");
+        let t = steps::replica_threads(&mut conn, Flavor::Mariadb).await;
+        assert_eq!(
+            (t.io.as_str(), t.sql.as_str()),
+            ("Yes", "Yes"),
+            "instance {n}"
+        );
         assert!(
-            host.starts_with(&world.names.pod(0)),
-            "instance {n} replicates from {host}"
+            t.source.starts_with(&world.names.pod(0)),
+            "instance {n} replicates from {}",
+            t.source
         );
         assert_eq!(scalar(&mut conn, "SELECT @@read_only").await, "1");
         let _ = conn.close().await;
@@ -234,70 +237,8 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
     );
 
     // The engine restarts a replica; meanwhile the other replica's pod is deleted by hand.
-    let (restarting, deleted) = until(ROLLOUT_WITHIN, "the first replica's restart", async || {
-        let c = world.cluster().await;
-        match intent(&c) {
-            Some(Intent::Restarting { ordinal, .. }) if ordinal != 0 => {
-                Ok((ordinal, if ordinal == 1 { 2 } else { 1 }))
-            }
-            other => Err(format!("intent {other:?}")),
-        }
-    })
-    .await;
-    let gone = world.pod(deleted).await.expect("the other replica's pod");
-    let gone_uid = gone.uid().unwrap_or_default();
-    assert_eq!(
-        gone.annotations().get(ANNOTATION_REVISION_HASH),
-        Some(&hash_of(&before, old_revision)),
-        "instance {deleted} still runs the old revision"
-    );
-    log.say(
-        "test",
-        format!(
-            "the engine restarts instance {restarting}: deleting pod {} by hand",
-            gone.name_any()
-        ),
-    );
-    world
-        .pods()
-        .delete(&gone.name_any(), &DeleteParams::default())
-        .await
-        .expect("delete the pod");
-    let back = until(
-        Duration::from_secs(30),
-        "the deleted pod recreated",
-        async || match world.pod(deleted).await {
-            Some(p) if p.uid().unwrap_or_default() != gone_uid => Ok(p),
-            _ => Err("not yet".into()),
-        },
-    )
-    .await;
-    let at_recreation = world.cluster().await;
-    let assigned = revision_of(&at_recreation, deleted);
-    let busy = matches!(
-        intent(&at_recreation),
-        Some(Intent::Restarting { ordinal, .. }) if ordinal == restarting
-    );
-    assert!(
-        busy,
-        "inconclusive: the engine finished restarting instance {restarting} before pod {} came back ({:?})",
-        back.name_any(),
-        intent(&at_recreation)
-    );
-    // The engine was busy with the other replica: nothing may have moved this one.
-    assert_eq!(
-        assigned, old_revision,
-        "instance {deleted} was assigned another revision outside the engine's restart"
-    );
-    assert_eq!(
-        back.annotations().get(ANNOTATION_REVISION_HASH),
-        Some(&hash_of(&at_recreation, old_revision)),
-        "a pod deleted outside the engine comes back on its own revision, not the target's"
-    );
-    log.say(
-        "test",
-        format!("pod {} is back on revision {old_revision}", back.name_any()),
-    );
+    let deleted =
+        steps::delete_replica_pod_mid_rollout(&world, &before, old_revision, ROLLOUT_WITHIN).await;
 
     // The rollout finishes: every instance on the target, the primary moved.
     let rollout = within(ROLLOUT_WITHIN, async || {
@@ -391,55 +332,14 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
     let writers = monitor.stop().await;
 
     // The order: the replicas restarted before the switchover, the old primary after it.
-    // The engine's own record of it, in milliseconds (the status' times are in seconds).
-    let recorded = s
-        .record
-        .as_ref()
-        .and_then(|r| r.last_switchover.clone())
-        .expect("the record's last switchover");
-    assert_eq!((recorded.from, recorded.to), (0, new_primary));
-    let fenced_ms = i64::try_from(recorded.started.0).unwrap();
-    let promoted_ms = i64::try_from(recorded.promoted.0).unwrap();
-    let wall_ms = |at: Instant| {
-        let t = clock.1 + at.saturating_duration_since(clock.0);
-        i64::try_from(t.duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
-    };
-    let mut terminated: Vec<(u32, i64)> = Vec::new();
-    for e in world.kubelet().events() {
-        if let EventKind::Terminating { .. } = e.kind
-            && let Some(n) = world
-                .names
-                .ordinal_of(e.pod.rsplit('/').next().unwrap_or(""))
-        {
-            terminated.push((n, wall_ms(e.at)));
-        }
-    }
-    log.say("test", format!("pods terminated (ordinal, unix ms): {terminated:?}; fence at {fenced_ms}, promotion at {promoted_ms}"));
-    for n in 0..INSTANCES {
-        let times: Vec<i64> = terminated
-            .iter()
-            .filter(|(m, _)| *m == n)
-            .map(|(_, t)| *t)
-            .collect();
-        let expected = if n == deleted { 2 } else { 1 };
-        assert_eq!(
-            times.len(),
-            expected,
-            "instance {n}'s pod terminations: {terminated:?}"
-        );
-        let last = *times.last().unwrap();
-        if n == 0 {
-            assert!(
-                last > promoted_ms,
-                "the old primary restarted only after the promotion: {terminated:?}"
-            );
-        } else {
-            assert!(
-                last < fenced_ms,
-                "replica {n} restarted before the switchover: {terminated:?}"
-            );
-        }
-    }
+    steps::assert_restart_order(
+        &world,
+        &done,
+        (clock, clock.0),
+        INSTANCES,
+        (0, new_primary),
+        Some(deleted),
+    );
     // Every pod runs the target's template, and the change is in every server.
     let target_hash = hash_of(&done, target);
     for n in 0..INSTANCES {
@@ -481,274 +381,23 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
 
     // 5. An online change survives a container restart: the agent renders my.cnf from the
     // ConfigMap at every start, and the ConfigMap holds the online revision's my.cnf.
-    let online_from = target;
-    world
-        .edit(|s| {
-            s.config.insert(ONLINE_VARIABLE.into(), ONLINE_VALUE.into());
-        })
-        .await;
-    log.say(
-        "test",
-        format!("{ONLINE_VARIABLE} = {ONLINE_VALUE} (dynamic: set online)"),
-    );
-    until(
-        ROLLOUT_WITHIN,
-        "the online change on every instance",
-        async || {
-            let c = world.cluster().await;
-            let s = c.status.clone().unwrap_or_default();
-            let target = s.revisions.as_ref().and_then(|r| r.update);
-            let online = s
-                .revisions
-                .as_ref()
-                .and_then(|r| r.history.iter().find(|e| Some(e.number) == target))
-                .is_some_and(|e| e.online.is_some());
-            let all = s.instances.len() == INSTANCES as usize
-                && s.instances.iter().all(|i| i.revision == target && i.ready);
-            if target != Some(online_from) && online && all && s.phase.as_deref() == Some("Ready") {
-                Ok(())
-            } else {
-                Err(format!(
-                    "phase {:?} target {target:?} online {online} instances {:?}",
-                    s.phase,
-                    s.instances
-                        .iter()
-                        .map(|i| (i.ordinal, i.revision, i.ready))
-                        .collect::<Vec<_>>()
-                ))
-            }
-        },
-    )
-    .await;
-    let victim = (0..INSTANCES)
-        .find(|n| *n != new_primary)
-        .expect("a replica");
-    let pod_before = world.pod(victim).await.expect("the replica's pod");
-    for n in 0..INSTANCES {
-        let mut conn = MySqlConnection::connect_with(&world.options(n, &op_user, &op_pw))
-            .await
-            .expect("connect");
-        assert_eq!(
-            scalar(&mut conn, &format!("SELECT @@GLOBAL.{ONLINE_VARIABLE}")).await,
-            ONLINE_VALUE,
-            "instance {n} set the online change"
-        );
-        let _ = conn.close().await;
-    }
-    let restarts_before = container_starts(&world, victim);
-    world
-        .kubelet()
-        .signal_container(
-            common::NS,
-            &world.names.pod(victim),
-            "mysqld",
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .expect("kill the replica's container");
-    log.say(
-        "test",
-        format!("SIGKILL to instance {victim}'s mysqld container"),
-    );
-    until(
-        ROLLOUT_WITHIN,
-        "the killed container restarted and serving",
-        async || {
-            let started = container_starts(&world, victim);
-            if started <= restarts_before {
-                return Err(format!("{started} starts"));
-            }
-            let s = world.agent_status(victim).await?;
-            if s["phase"] == "running" {
-                Ok(())
-            } else {
-                Err(format!("agent: {s}"))
-            }
-        },
-    )
-    .await;
-    let pod_after = world.pod(victim).await.expect("the replica's pod");
-    assert_eq!(
-        pod_after.uid(),
-        pod_before.uid(),
-        "the same pod, its container restarted (not recreated)"
-    );
-    let mut conn = MySqlConnection::connect_with(&world.options(victim, &op_user, &op_pw))
-        .await
-        .expect("connect to the restarted replica");
-    let after = scalar(&mut conn, &format!("SELECT @@GLOBAL.{ONLINE_VARIABLE}")).await;
-    let _ = conn.close().await;
-    assert_eq!(
-        after, ONLINE_VALUE,
-        "instance {victim}: the online change survived the container's restart"
-    );
-    log.say(
-        "test",
-        format!("instance {victim} restarted with {ONLINE_VARIABLE} = {after}"),
-    );
-
     // 6. A replica's volume is lost with its pod (a lost local disk): the operator recreates
     // the pod, its agent finds no data and starts nothing until the operator names a donor,
     // the copy replicates, and it is never writable.
-    let lost = victim;
-    let rows = {
-        let mut conn = MySqlConnection::connect_with(&world.options(new_primary, &op_user, &op_pw))
-            .await
-            .expect("connect to the primary");
-        exec(&mut conn, "INSERT INTO app.ledger (id, writer, at_us, payload) SELECT MAX(id) + 1, 0, 0, 'after the loss' FROM app.ledger").await;
-        let n = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
-        let _ = conn.close().await;
-        n
-    };
-    let monitor = WritableMonitor::start(&world, INSTANCES, &creds);
-    let lost_pod = world.pod(lost).await.expect("the replica's pod");
-    world
-        .kubelet()
-        .volume_loss(common::NS, &world.names.claim(lost))
-        .expect("lose the volume");
-    world
-        .kubelet()
-        .node_loss(common::NS, &world.names.pod(lost))
-        .await
-        .expect("lose the pod");
-    log.say("test", format!("instance {lost}'s volume and pod lost"));
-    let copied = until(
-        ROLLOUT_WITHIN,
-        "the lost instance provisioned again",
-        async || {
-            match world.pod(lost).await {
-                Some(p) if p.uid() != lost_pod.uid() => {}
-                _ => return Err("no new pod yet".into()),
-            }
-            let s = world.agent_status(lost).await?;
-            let c = world.cluster().await;
-            let st = c.status.clone().unwrap_or_default();
-            let ready = st.instances.iter().any(|i| i.ordinal == lost && i.ready);
-            if s["phase"] == "running" && s["provisioning"] == "done" && ready {
-                Ok(s)
-            } else {
-                Err(format!("agent: {s}; ready {ready}"))
-            }
-        },
-    )
-    .await;
-    // The donor: in the status, or (when the container restarted after the copy, which a
-    // new agent resumes from the copy's marker) in what the agent logged while copying.
-    let from = donor_of(&world, lost, &copied);
-    assert!(
-        (0..INSTANCES)
-            .filter(|n| *n != lost)
-            .any(|n| from.starts_with(&world.names.pod_host(n))),
-        "instance {lost} copied from a healthy instance, not {from:?}: {copied:#}"
-    );
-    let mut conn = MySqlConnection::connect_with(&world.options(lost, &op_user, &op_pw))
-        .await
-        .expect("connect to the copy");
-    assert_eq!(
-        scalar(&mut conn, "SELECT @@read_only").await,
-        "1",
-        "the copy is read-only"
-    );
-    replicating(&mut conn, "the copy replicates").await;
-    let copy_rows = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
-    let _ = conn.close().await;
-    assert_eq!(copy_rows, rows, "the copy has every row");
-    let c = world.cluster().await;
-    assert_eq!(
-        c.status.as_ref().and_then(|s| s.current_primary),
-        Some(new_primary),
-        "the primary did not move"
-    );
-    let writers = monitor.stop().await;
-    assert_eq!(
-        writers.writable.get(&lost).copied().unwrap_or(0),
-        0,
-        "the re-provisioned instance {lost} was never writable: {writers:?}"
-    );
-    assert!(writers.several.is_empty(), "{writers:?}");
-    log.say(
-        "test",
-        format!("instance {lost} copied from {from}, read-only, replicating, {copy_rows} rows"),
-    );
-
     // 7. The primary's binary logs are purged (a new instance replaying them from the first
     // could not get the rows written before), then scale 3 -> 5: each new instance is copied
     // from a donor, has every row, and counts as ready (joins the read Service) only once its
     // copy runs and replicates.
-    let mut rows = purge_binary_logs(&world, new_primary, &op_user, &op_pw).await;
-    world
-        .edit(|s| s.replicas = i32::try_from(INSTANCES + ADDED).unwrap())
-        .await;
-    log.say("test", format!("scaling to {}", INSTANCES + ADDED));
-    for added in INSTANCES..INSTANCES + ADDED {
-        let joined = until(ROLLOUT_WITHIN, "the new instance ready", async || {
-            // The pod's Ready condition (from the agent's readiness probe) is what puts it in the
-            // read Service's endpoints.
-            let ready = world
-                .pod(added)
-                .await
-                .is_some_and(|p| switchyard_kubelet::pod_ready(&p));
-            let agent = world.agent_status(added).await;
-            if ready {
-                // Ready: the agent must already have a running, replicating copy.
-                let a = agent.unwrap_or_else(|e| panic!("instance {added} ready, its agent: {e}"));
-                assert_eq!(
-                    (a["phase"].as_str(), a["provisioning"].as_str()),
-                    (Some("running"), Some("done")),
-                    "instance {added} ready before its copy ran: {a:#}"
-                );
-                Ok(a)
-            } else {
-                Err(format!("not ready; agent {agent:?}"))
-            }
-        })
-        .await;
-        let from = donor_of(&world, added, &joined);
-        assert!(
-            (0..added).any(|n| from.starts_with(&world.names.pod_host(n))),
-            "instance {added} copied from an instance of the cluster, not {from:?}"
-        );
-        let mut conn = MySqlConnection::connect_with(&world.options(added, &op_user, &op_pw))
-            .await
-            .expect("connect to the new instance");
-        let host = replicating(&mut conn, "the new instance replicates").await;
-        assert!(
-            host.starts_with(&world.names.pod(new_primary)),
-            "the new instance replicates from the primary, not {host}"
-        );
-        assert_eq!(scalar(&mut conn, "SELECT @@read_only").await, "1");
-        let added_rows = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
-        let _ = conn.close().await;
-        assert_eq!(added_rows, rows, "the new instance has every row");
-        // And it replicates what the primary writes now.
-        let mut conn = MySqlConnection::connect_with(&world.options(new_primary, &op_user, &op_pw))
-            .await
-            .expect("connect to the primary");
-        exec(&mut conn, "INSERT INTO app.ledger (id, writer, at_us, payload) SELECT MAX(id) + 1, 0, 0, 'after the scale-up' FROM app.ledger").await;
-        rows = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
-        let _ = conn.close().await;
-        until(
-            Duration::from_secs(30),
-            "the new instance replicating the primary's next write",
-            async || {
-                let mut conn =
-                    MySqlConnection::connect_with(&world.options(added, &op_user, &op_pw))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                let n = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
-                let _ = conn.close().await;
-                if n == rows {
-                    Ok(())
-                } else {
-                    Err(format!("{n} rows of {rows}"))
-                }
-            },
-        )
-        .await;
-        log.say(
-            "test",
-            format!("instance {added} copied from {from}, replicating, {rows} rows"),
-        );
-    }
+    steps::after_the_rollout(
+        &world,
+        &creds,
+        (INSTANCES, ADDED, new_primary),
+        Flavor::Mariadb,
+        (ONLINE_VARIABLE, ONLINE_VALUE),
+        ROLLOUT_WITHIN,
+        async |_| {},
+    )
+    .await;
 
     // 8. Every request the operator made is allowed by deploy/rbac.yaml.
     let requests = world.recorder.requests();
@@ -788,130 +437,4 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
 
     // 9. A clean stop.
     world.shutdown().await;
-}
-
-/// Writes a row on `primary`, rotates its binary log and purges every earlier one, and
-/// checks that the rows written so far are in no binary log left (the first file is gone and
-/// the oldest left starts after a GTID position that is not empty); returns the row count.
-async fn purge_binary_logs(world: &World, primary: u32, user: &str, password: &str) -> String {
-    let mut conn = MySqlConnection::connect_with(&world.options(primary, user, password))
-        .await
-        .expect("connect to the primary");
-    exec(&mut conn, "INSERT INTO app.ledger (id, writer, at_us, payload) SELECT MAX(id) + 1, 0, 0, 'before the purge' FROM app.ledger").await;
-    let first = scalar(&mut conn, "SHOW BINARY LOGS").await;
-    exec(&mut conn, "FLUSH BINARY LOGS").await;
-    let current = scalar(&mut conn, "SHOW MASTER STATUS").await;
-    assert_ne!(first, current, "FLUSH BINARY LOGS rotated the log");
-    // The server keeps a file a replica's dump thread still reads (with a warning): the
-    // replicas move to the new file once they read the rotation.
-    let oldest = until(
-        Duration::from_secs(30),
-        "every binary log before the current one purged",
-        async || {
-            exec(&mut conn, &format!("PURGE BINARY LOGS TO '{current}'")).await;
-            let oldest = scalar(&mut conn, "SHOW BINARY LOGS").await;
-            if oldest == current {
-                Ok(oldest)
-            } else {
-                Err(format!("the oldest binary log is {oldest}, not {current}"))
-            }
-        },
-    )
-    .await;
-    let gone = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "SHOW BINLOG EVENTS IN '{first}'"
-    )))
-    .fetch_all(&mut conn)
-    .await;
-    assert!(
-        gone.is_err(),
-        "the first binary log {first} is gone: {gone:?}"
-    );
-    let before_oldest = scalar(&mut conn, &format!("SELECT BINLOG_GTID_POS('{oldest}', 4)")).await;
-    assert!(
-        !before_oldest.is_empty(),
-        "the oldest binary log {oldest} starts after transactions it does not hold"
-    );
-    exec(&mut conn, "INSERT INTO app.ledger (id, writer, at_us, payload) SELECT MAX(id) + 1, 0, 0, 'after the purge' FROM app.ledger").await;
-    let rows = scalar(&mut conn, "SELECT COUNT(*) FROM app.ledger").await;
-    let _ = conn.close().await;
-    world.log.say(
-        "test",
-        format!(
-            "instance {primary}'s binary logs before {oldest} purged (first was {first}); the \
-             transactions up to {before_oldest} are in no binary log; {rows} rows"
-        ),
-    );
-    rows
-}
-
-/// A replica's `Slave_IO_Running`, `Slave_SQL_Running` and `Master_Host`.
-async fn replica_threads(conn: &mut MySqlConnection) -> (String, String, String) {
-    use sqlx::Row as _;
-    let row = sqlx::raw_sql("SHOW SLAVE STATUS")
-        .fetch_one(conn)
-        .await
-        .expect("SHOW SLAVE STATUS");
-    let text = |col: &str| {
-        row.try_get::<String, _>(col)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&row.get::<Vec<u8>, _>(col)).into_owned())
-    };
-    (
-        text("Slave_IO_Running"),
-        text("Slave_SQL_Running"),
-        text("Master_Host"),
-    )
-}
-
-/// Waits for both replication threads of `conn`'s server to run (a copy's I/O thread may
-/// still be `Preparing` its first connection when the instance turns ready); its source.
-async fn replicating(conn: &mut MySqlConnection, what: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (io, sql, host) = replica_threads(conn).await;
-        if (io.as_str(), sql.as_str()) == ("Yes", "Yes") {
-            return host;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: I/O thread {io}, SQL thread {sql} (source {host}) after 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// How many times instance `n`'s `mysqld` container started, over all its pods.
-fn container_starts(world: &World, n: u32) -> usize {
-    let pod = format!("{}/{}", common::NS, world.names.pod(n));
-    world
-        .kubelet()
-        .events()
-        .iter()
-        .filter(|e| {
-            e.pod == pod
-                && e.container.as_deref() == Some("mysqld")
-                && matches!(e.kind, EventKind::ContainerStarted { .. })
-        })
-        .count()
-}
-
-/// The donor instance `n` was copied from: in its agent's status, or (when the container
-/// restarted after the copy, which a new agent resumes from the copy's marker, knowing no
-/// donor) in what the agent logged while copying (`copying HOST:PORT`).
-fn donor_of(world: &World, n: u32, status: &serde_json::Value) -> String {
-    match status["provisioning_donor"].as_str() {
-        Some(d) if !d.is_empty() => d.to_owned(),
-        _ => {
-            let logs = world.logs(n, "mysqld");
-            logs.split("copying ")
-                .nth(1)
-                .map(|rest| {
-                    rest.split(|c: char| c.is_whitespace() || c == '\u{1b}')
-                        .next()
-                        .unwrap_or("")
-                        .to_owned()
-                })
-                .unwrap_or_default()
-        }
-    }
 }

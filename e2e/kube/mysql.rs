@@ -11,10 +11,25 @@
 //! 2. A load writes through a router whose primary endpoint follows the pod labelled primary
 //!    (the primary Service), while a monitor polls `@@read_only` on every pod.
 //! 3. A static variable is changed in the spec: the operator restarts the replicas first, then
-//!    switches the primary over and restarts the old primary last.
+//!    switches the primary over and restarts the old primary last. In the middle of it, while
+//!    the engine restarts one replica, the other replica's pod is deleted outside the engine
+//!    (`kubectl delete`): it comes back on its own (old) revision, not on the target.
 //! 4. Every acknowledged write is on every instance, no two servers acknowledged writes at
 //!    once, the monitor never saw two writable instances, every pod runs the target revision.
-//! 5. Every pod stops cleanly; nothing of the pod network is left.
+//! 5. A dynamic variable is changed: the operator sets it online on every instance (no
+//!    restart); then a replica's container is killed (SIGKILL): the kubelet restarts it in
+//!    the same pod and the server comes back with the changed value (the agent renders my.cnf
+//!    from the online revision's ConfigMap at every start).
+//! 6. A replica's volume and pod are lost: it comes back cloned from a healthy instance, in
+//!    the read Service only once it holds every row, replicating, never writable, with no
+//!    GTID of its own.
+//! 7. The primary's binary logs are flushed and purged (every transaction so far is in
+//!    `gtid_purged`), then scale 3 -> 5: each new instance is cloned from a donor, replicates
+//!    from the primary with every row and its next write, and is ready (in the read Service)
+//!    only once its clone runs and replicates.
+//! 8. The primary's volume and pod are lost: its agent initializes nothing, the cluster halts
+//!    with `PrimaryDataLost`, and no instance is writable (no failover, no empty primary).
+//! 9. Every pod stops cleanly; nothing of the pod network is left.
 //!
 //! Needs root (network namespaces, chroots). Run it with
 //! `cargo test -p switchyard --test kube_mysql -- --nocapture` to see the log.
@@ -25,18 +40,17 @@
 )]
 mod common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::{
-    AppLoad, Log, World, assert_nothing_lost, hash_of, intent, scalar, start_app_load, until,
-    within,
+    AppLoad, Log, World, assert_nothing_lost, hash_of, intent, revision_of, scalar, start_app_load,
+    steps, until, within,
 };
 use kube::ResourceExt as _;
 use sqlx::Connection as _;
 use sqlx::mysql::MySqlConnection;
 use switchyard_kube::crd::MySQLClusterSpec;
 use switchyard_kube::names::ANNOTATION_REVISION_HASH;
-use switchyard_kubelet::EventKind;
 use switchyard_testbed::{Flavor, ServerKind};
 
 const INSTANCES: u32 = 3;
@@ -47,10 +61,15 @@ const ROLLOUT_WITHIN: Duration = Duration::from_secs(180);
 /// A static variable (a change needs a restart) and the value the rollout gives it.
 const STATIC_VARIABLE: &str = "innodb_sort_buffer_size";
 const STATIC_VALUE: &str = "2097152";
+/// A dynamic variable (set online, no restart) and the value the change gives it.
+const ONLINE_VARIABLE: &str = "max_connections";
+const ONLINE_VALUE: &str = "321";
+/// The instances the scale-up of step 7 adds.
+const ADDED: u32 = 2;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_from_nothing_to_a_rolling_restart_under_load() {
-    let _slots = switchyard_testbed::slots::acquire(INSTANCES as usize)
+    let _slots = switchyard_testbed::slots::acquire((INSTANCES + ADDED) as usize)
         .await
         .expect("server slots");
     let log = Log::new("kube-e2e-mysql.log");
@@ -132,29 +151,7 @@ async fn mysql_from_nothing_to_a_rolling_restart_under_load() {
         .expect("the operator's account on the primary");
     let primary_uuid = scalar(&mut primary, "SELECT @@server_uuid").await;
     for n in 1..INSTANCES {
-        let mut conn = MySqlConnection::connect_with(&world.options(n, &op_user, &op_pw))
-            .await
-            .expect("the operator's account on a replica");
-        let (io, sql, host, auto) = replica_threads(&mut conn).await;
-        assert_eq!((io.as_str(), sql.as_str()), ("Yes", "Yes"), "instance {n}");
-        assert_eq!(auto, "1", "instance {n} replicates by GTID auto-position");
-        assert!(
-            host.starts_with(&world.names.pod(0)),
-            "instance {n} replicates from {host}"
-        );
-        assert_eq!(scalar(&mut conn, "SELECT @@read_only").await, "1");
-        assert_eq!(scalar(&mut conn, "SELECT @@super_read_only").await, "1");
-        let uuid = scalar(&mut conn, "SELECT @@server_uuid").await;
-        assert_ne!(
-            uuid, primary_uuid,
-            "instance {n}: a clone gets its own UUID"
-        );
-        let executed = scalar(&mut conn, "SELECT @@GLOBAL.gtid_executed").await;
-        assert!(
-            !executed.contains(&uuid),
-            "instance {n} wrote GTIDs of its own (errant): {executed}"
-        );
-        let _ = conn.close().await;
+        assert_clean_clone(&world, n, 0, (&op_user, &op_pw)).await;
     }
     let executed = scalar(&mut primary, "SELECT @@GLOBAL.gtid_executed").await;
     let foreign: Vec<&str> = executed
@@ -181,12 +178,7 @@ async fn mysql_from_nothing_to_a_rolling_restart_under_load() {
 
     // 3. A change that needs a restart.
     let before = world.cluster().await;
-    let old_target = before
-        .status
-        .as_ref()
-        .and_then(|s| s.revisions.as_ref())
-        .and_then(|r| r.update)
-        .expect("a revision");
+    let old_target = revision_of(&before, 0);
     world
         .edit(|s| {
             s.config.insert(STATIC_VARIABLE.into(), STATIC_VALUE.into());
@@ -196,6 +188,9 @@ async fn mysql_from_nothing_to_a_rolling_restart_under_load() {
         "test",
         format!("{STATIC_VARIABLE} = {STATIC_VALUE} (static: a rolling restart)"),
     );
+    // The engine restarts a replica; meanwhile the other replica's pod is deleted by hand.
+    let deleted =
+        steps::delete_replica_pod_mid_rollout(&world, &before, old_target, ROLLOUT_WITHIN).await;
     let rollout = within(ROLLOUT_WITHIN, async || {
         let c = world.cluster().await;
         let s = c.status.clone().unwrap_or_default();
@@ -285,47 +280,15 @@ async fn mysql_from_nothing_to_a_rolling_restart_under_load() {
     let writers = monitor.stop().await;
 
     // The order: the replicas restarted before the switchover's fence, the old primary after
-    // the promotion; each exactly once.
-    let fenced_ms = i64::try_from(recorded.started.0).unwrap();
-    let promoted_ms = i64::try_from(recorded.promoted.0).unwrap();
-    let wall_ms = |at: Instant| {
-        let t = clock.1 + at.saturating_duration_since(clock.0);
-        i64::try_from(t.duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
-    };
-    let mut terminated: Vec<(u32, i64)> = Vec::new();
-    for e in world.kubelet().events() {
-        if let EventKind::Terminating { .. } = e.kind
-            && let Some(n) = world
-                .names
-                .ordinal_of(e.pod.rsplit('/').next().unwrap_or(""))
-        {
-            terminated.push((n, wall_ms(e.at)));
-        }
-    }
-    log.say("test", format!("pods terminated (ordinal, unix ms): {terminated:?}; fence at {fenced_ms}, promotion at {promoted_ms}"));
-    for n in 0..INSTANCES {
-        let times: Vec<i64> = terminated
-            .iter()
-            .filter(|(m, _)| *m == n)
-            .map(|(_, t)| *t)
-            .collect();
-        assert_eq!(
-            times.len(),
-            1,
-            "instance {n}'s pod terminations: {terminated:?}"
-        );
-        if n == 0 {
-            assert!(
-                times[0] > promoted_ms,
-                "the old primary restarted only after the promotion: {terminated:?}"
-            );
-        } else {
-            assert!(
-                times[0] < fenced_ms,
-                "replica {n} restarted before the switchover: {terminated:?}"
-            );
-        }
-    }
+    // the promotion; each once, the replica deleted by hand twice.
+    steps::assert_restart_order(
+        &world,
+        &done,
+        (clock, clock.0),
+        INSTANCES,
+        (0, new_primary),
+        Some(deleted),
+    );
     // Every pod runs the target's template, and the change is in every server.
     let target_hash = hash_of(&done, target);
     for n in 0..INSTANCES {
@@ -372,29 +335,67 @@ async fn mysql_from_nothing_to_a_rolling_restart_under_load() {
     .await;
     drop(service);
 
-    // 5. A clean stop.
+    // 5. An online change survives a container restart; 6. a replica's volume is lost with
+    // its pod: cloned again, in the read Service only with the data, never writable; 7. the
+    // primary's binary logs are purged, then scale 3 -> 5: each new instance is cloned. Each
+    // clone replicates by auto-position with no GTID of its own.
+    let login = (op_user.as_str(), op_pw.as_str());
+    steps::after_the_rollout(
+        &world,
+        &creds,
+        (INSTANCES, ADDED, new_primary),
+        Flavor::Mysql,
+        (ONLINE_VARIABLE, ONLINE_VALUE),
+        ROLLOUT_WITHIN,
+        async |n| assert_clean_clone(&world, n, new_primary, login).await,
+    )
+    .await;
+
+    // 8. The primary's volume is lost: it does not come back, writable or empty.
+    steps::lose_primary_volume(
+        &world,
+        &creds,
+        (INSTANCES + ADDED, new_primary),
+        ROLLOUT_WITHIN,
+    )
+    .await;
+
+    // 9. A clean stop.
     world.shutdown().await;
 }
 
-/// A replica's `Replica_IO_Running`, `Replica_SQL_Running`, `Source_Host` and
-/// `Auto_Position`.
-async fn replica_threads(conn: &mut MySqlConnection) -> (String, String, String, String) {
-    use sqlx::Row as _;
-    let row = sqlx::raw_sql("SHOW REPLICA STATUS")
-        .fetch_one(conn)
-        .await
-        .expect("SHOW REPLICA STATUS");
-    let text = |col: &str| {
-        row.try_get::<String, _>(col)
-            .or_else(|_| row.try_get::<i64, _>(col).map(|v| v.to_string()))
-            .or_else(|_| row.try_get::<u64, _>(col).map(|v| v.to_string()))
-            .or_else(|_| row.try_get::<i32, _>(col).map(|v| v.to_string()))
-            .unwrap_or_else(|_| String::from_utf8_lossy(&row.get::<Vec<u8>, _>(col)).into_owned())
+/// Instance `n` is a clean clone replicating from `primary`: both threads running by GTID
+/// auto-position from the primary's stable name, `read_only` and `super_read_only`, a
+/// `server_uuid` of its own, and no GTID under it (a server that wrote GTIDs under its own
+/// UUID is errant).
+async fn assert_clean_clone(world: &World, n: u32, primary: u32, (user, password): (&str, &str)) {
+    let uuid_of = async |m: u32| {
+        let mut conn = MySqlConnection::connect_with(&world.options(m, user, password))
+            .await
+            .unwrap_or_else(|e| panic!("the operator's account on instance {m}: {e}"));
+        let uuid = scalar(&mut conn, "SELECT @@server_uuid").await;
+        (conn, uuid)
     };
-    (
-        text("Replica_IO_Running"),
-        text("Replica_SQL_Running"),
-        text("Source_Host"),
-        text("Auto_Position"),
-    )
+    let (conn, primary_uuid) = uuid_of(primary).await;
+    let _ = conn.close().await;
+    let (mut conn, uuid) = uuid_of(n).await;
+    let t = steps::replicating(&mut conn, Flavor::Mysql, &format!("instance {n}")).await;
+    assert_eq!(t.gtid, "1", "instance {n} replicates by GTID auto-position");
+    assert!(
+        t.source.starts_with(&world.names.pod(primary)),
+        "instance {n} replicates from {}, not instance {primary}",
+        t.source
+    );
+    assert_eq!(scalar(&mut conn, "SELECT @@read_only").await, "1");
+    assert_eq!(scalar(&mut conn, "SELECT @@super_read_only").await, "1");
+    assert_ne!(
+        uuid, primary_uuid,
+        "instance {n}: a clone gets its own UUID"
+    );
+    let executed = scalar(&mut conn, "SELECT @@GLOBAL.gtid_executed").await;
+    assert!(
+        !executed.contains(&uuid),
+        "instance {n} wrote GTIDs of its own (errant): {executed}"
+    );
+    let _ = conn.close().await;
 }

@@ -32,16 +32,15 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::{
-    Log, PrimaryFollower, World, WritableMonitor, assert_nothing_lost, exec, intent, scalar, until,
-    within,
+    Log, PrimaryFollower, World, WritableMonitor, assert_nothing_lost, exec, intent, scalar, steps,
+    until, within,
 };
 use sqlx::Connection as _;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use switchyard_kube::crd::{MySQLCluster, MySQLClusterSpec};
-use switchyard_kubelet::EventKind;
 use switchyard_testbed::load::{Endpoints, Load, LoadConfig, Login, Logins, prepare};
 use switchyard_testbed::{Binaries, ServerKind};
 
@@ -254,12 +253,6 @@ async fn mariadb_10_5_to_10_11_to_11_8_under_load() {
             new_primary, primary,
             "the primary was switched over before its upgrade"
         );
-        let recorded = s
-            .record
-            .as_ref()
-            .and_then(|r| r.last_switchover.clone())
-            .expect("the record's last switchover");
-        assert_eq!((recorded.from, recorded.to), (primary, new_primary));
         log.say(
             "test",
             format!(
@@ -270,52 +263,14 @@ async fn mariadb_10_5_to_10_11_to_11_8_under_load() {
 
         // The order: the replicas' pods replaced before the fence, the old primary's after
         // the promotion.
-        let wall_ms = |at: Instant| {
-            let t = clock.1 + at.saturating_duration_since(clock.0);
-            i64::try_from(t.duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
-        };
-        let fenced_ms = i64::try_from(recorded.started.0).unwrap();
-        let promoted_ms = i64::try_from(recorded.promoted.0).unwrap();
-        let mut terminated: Vec<(u32, i64)> = Vec::new();
-        for e in world.kubelet().events() {
-            if let EventKind::Terminating { .. } = e.kind
-                && e.at >= started
-                && let Some(n) = world
-                    .names
-                    .ordinal_of(e.pod.rsplit('/').next().unwrap_or(""))
-            {
-                terminated.push((n, wall_ms(e.at)));
-            }
-        }
-        log.say(
-            "test",
-            format!(
-                "pods terminated (ordinal, unix ms): {terminated:?}; fence at {fenced_ms}, promotion at {promoted_ms}"
-            ),
+        steps::assert_restart_order(
+            &world,
+            &done,
+            (clock, started),
+            INSTANCES,
+            (primary, new_primary),
+            None,
         );
-        for n in 0..INSTANCES {
-            let times: Vec<i64> = terminated
-                .iter()
-                .filter(|(m, _)| *m == n)
-                .map(|(_, t)| *t)
-                .collect();
-            assert_eq!(
-                times.len(),
-                1,
-                "instance {n}'s pod replaced once: {terminated:?}"
-            );
-            if n == primary {
-                assert!(
-                    times[0] > promoted_ms,
-                    "the old primary {n} was upgraded only after the promotion: {terminated:?}"
-                );
-            } else {
-                assert!(
-                    times[0] < fenced_ms,
-                    "replica {n} was upgraded before the switchover: {terminated:?}"
-                );
-            }
-        }
 
         // Every instance runs the new version, ran mariadb-upgrade, and its system tables
         // and upgrade record are the new series'.

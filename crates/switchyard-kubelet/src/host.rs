@@ -142,27 +142,72 @@ pub(crate) fn remove_dir(dir: &Path) -> Result<()> {
     }
 }
 
-/// Removes everything inside `dir`, keeping `dir` itself.
+/// Removes everything inside `dir`, keeping `dir` itself. A process may still be writing in
+/// it (a server whose disk is lost under it creates files while they are removed, so a
+/// subdirectory is found not empty, or an entry already gone): the removal is done again, a
+/// few milliseconds apart, until a pass finds nothing left, for at most [`EMPTY_PASSES`]
+/// passes.
 pub(crate) fn empty_dir(dir: &Path) -> Result<()> {
+    let mut pass = 1;
+    loop {
+        match remove_entries(dir) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err((e, retry)) if !retry || pass >= EMPTY_PASSES => return Err(e),
+            Err(_) => {}
+        }
+        if pass >= EMPTY_PASSES {
+            return Err(Error::io("empty", dir)(std::io::Error::other(format!(
+                "something kept writing in it through {EMPTY_PASSES} passes"
+            ))));
+        }
+        pass += 1;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// How many passes [`empty_dir`] makes at most.
+const EMPTY_PASSES: u32 = 200;
+
+/// One pass of [`empty_dir`]: how many entries it removed; an error says whether a writer in
+/// the directory may explain it (another pass may succeed).
+fn remove_entries(dir: &Path) -> std::result::Result<usize, (Error, bool)> {
+    let racing = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::DirectoryNotEmpty
+        )
+    };
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("read", dir)(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err((Error::io("read", dir)(e), false)),
     };
+    let mut removed = 0;
     for entry in entries {
-        let entry = entry.map_err(Error::io("read", dir))?;
+        let entry = entry.map_err(|e| (Error::io("read", dir)(e), false))?;
         let path = entry.path();
-        let is_dir = entry
-            .file_type()
-            .map_err(Error::io("stat", &path))?
-            .is_dir();
-        if is_dir {
-            std::fs::remove_dir_all(&path).map_err(Error::io("remove", &path))?;
+        let is_dir = match entry.file_type() {
+            Ok(t) => t.is_dir(),
+            Err(e) => {
+                let retry = racing(&e);
+                return Err((Error::io("stat", &path)(e), retry));
+            }
+        };
+        let outcome = if is_dir {
+            std::fs::remove_dir_all(&path)
         } else {
-            std::fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+            std::fs::remove_file(&path)
+        };
+        match outcome {
+            Ok(()) => removed += 1,
+            Err(e) => {
+                let retry = racing(&e);
+                return Err((Error::io("remove", &path)(e), retry));
+            }
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// Quotes `s` for `sh` (single quotes).
@@ -184,6 +229,58 @@ mod tests {
     fn tails_on_character_boundaries() {
         assert_eq!(tail("héllo", 4), "llo");
         assert_eq!(tail("  abc  ", 10), "abc");
+    }
+
+    /// A server whose disk is lost keeps creating files while they are removed: emptying
+    /// the folder does not give up on a subdirectory found not empty (seen with MySQL 9.7
+    /// just after its start), and leaves nothing once the writer stopped.
+    #[test]
+    fn empties_a_folder_a_process_still_writes_in() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+        use std::time::{Duration, Instant};
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-kubelet-empty-{}", std::process::id()));
+        let sub = dir.join("data").join("db");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(dir.join("top"), b"x").unwrap();
+        // The writer goes on for 50 ms once the removal started, unless its folder is gone.
+        let (written, removing) = (
+            Arc::new(AtomicU32::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let writer = {
+            let (sub, written, removing) = (sub.clone(), written.clone(), removing.clone());
+            std::thread::spawn(move || {
+                let mut since: Option<Instant> = None;
+                for n in 0.. {
+                    if removing.load(Ordering::SeqCst) {
+                        let t = *since.get_or_insert_with(Instant::now);
+                        if t.elapsed() > Duration::from_millis(50) {
+                            break;
+                        }
+                    }
+                    if std::fs::write(sub.join(format!("f{n}")), b"x").is_err() {
+                        break;
+                    }
+                    written.store(n + 1, Ordering::SeqCst);
+                }
+            })
+        };
+        while written.load(Ordering::SeqCst) < 1_000 {
+            std::thread::yield_now();
+        }
+        removing.store(true, Ordering::SeqCst);
+        let emptied = empty_dir(&dir);
+        writer.join().unwrap();
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        remove_dir(&dir).unwrap();
+        let written = written.load(Ordering::SeqCst);
+        emptied.unwrap_or_else(|e| panic!("emptied while {written} files were written: {e}"));
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]

@@ -10,11 +10,15 @@
 //! - [`Log`]: one time-stamped log of the test's steps, the kubelet's events and the
 //!   cluster's status changes, on stdout and in a file under cargo's temporary folder.
 //!
+//! [`steps`] holds the events both flavors' runs put a cluster through, with their checks.
+//!
 //! The operator reconciles in a loop (kube-fake-client has no watches, so nothing would wake
 //! a controller) with the production instance operations (`MysqlOpsFactory`: SQL through
 //! switchyard-mysql, the agents' `GET /status`), its resolver giving each pod name the stable
 //! address the kubelet assigns it (there is no DNS for pod names on the host; inside the pods
 //! `/etc/hosts` lists the `.svc` names the operator writes into `instance.json`).
+
+pub mod steps;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
