@@ -751,6 +751,7 @@ async fn monitor(
     log: Arc<Log>,
 ) {
     let mut conns: BTreeMap<u32, MySqlConnection> = BTreeMap::new();
+    let mut last_blocked = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         let mut writable = Vec::new();
         for (n, o) in &options {
@@ -775,7 +776,7 @@ async fn monitor(
         if writable.len() > 1 {
             blocked = commits_block(&handles, &names, &writable).await;
             writable.retain(|n| !blocked.contains(n));
-            if !blocked.is_empty() {
+            if !blocked.is_empty() && blocked != last_blocked {
                 log.say(
                     "monitor",
                     format!("read_only off but no commit can be acknowledged: {blocked:?}"),
@@ -792,8 +793,9 @@ async fn monitor(
             let mut s = seen.lock().unwrap_or_else(PoisonError::into_inner);
             s.passes += 1;
             if !blocked.is_empty() {
-                s.blocked.push((log.secs(Instant::now()), blocked));
+                s.blocked.push((log.secs(Instant::now()), blocked.clone()));
             }
+            last_blocked = blocked;
             if writable.len() == 1 {
                 s.one += 1;
             }
