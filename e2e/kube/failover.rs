@@ -76,53 +76,57 @@ enum Fault {
     Partition,
 }
 
-/// The names a flavor gives the same things.
+/// The words a flavor names the same things with.
 struct Names {
     flavor: &'static str,
     /// `master` (MariaDB) or `source` (MySQL), in the semi-sync variables' names.
     source: &'static str,
     /// `slave` or `replica`.
     replica: &'static str,
-    /// The replica's network timeout.
-    net_timeout: &'static str,
-    /// The primary's count of semi-synchronous replicas.
-    clients: &'static str,
-    /// `SHOW ... STATUS` of a replica, and its receiver, applier and source columns.
-    replica_status: [&'static str; 4],
+    /// The table of the server's status variables.
+    status: &'static str,
 }
 
 impl Names {
     fn of(flavor: Flavor) -> Names {
-        match flavor {
-            Flavor::Mariadb => Names {
-                flavor: "mariadb",
-                source: "master",
-                replica: "slave",
-                net_timeout: "slave_net_timeout",
-                clients: "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
-                          WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
-                replica_status: [
-                    "SHOW SLAVE STATUS",
-                    "Slave_IO_Running",
-                    "Slave_SQL_Running",
-                    "Master_Host",
-                ],
-            },
-            _ => Names {
-                flavor: "mysql",
-                source: "source",
-                replica: "replica",
-                net_timeout: "replica_net_timeout",
-                clients: "SELECT VARIABLE_VALUE FROM performance_schema.global_status \
-                          WHERE VARIABLE_NAME = 'Rpl_semi_sync_source_clients'",
-                replica_status: [
-                    "SHOW REPLICA STATUS",
-                    "Replica_IO_Running",
-                    "Replica_SQL_Running",
-                    "Source_Host",
-                ],
-            },
+        let (flavor, source, replica, status) = match flavor {
+            Flavor::Mariadb => ("mariadb", "master", "slave", "information_schema"),
+            _ => ("mysql", "source", "replica", "performance_schema"),
+        };
+        Names {
+            flavor,
+            source,
+            replica,
+            status,
         }
+    }
+
+    /// The query of the primary's count of semi-synchronous replicas.
+    fn clients(&self) -> String {
+        format!(
+            "SELECT VARIABLE_VALUE FROM {}.global_status \
+             WHERE VARIABLE_NAME = 'Rpl_semi_sync_{}_clients'",
+            self.status, self.source
+        )
+    }
+
+    /// `SHOW SLAVE STATUS` or `SHOW REPLICA STATUS`, and its receiver, applier and source
+    /// host columns.
+    fn replica_status(&self) -> [String; 4] {
+        let title = |word: &str| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        };
+        let (source, replica) = (title(self.source), title(self.replica));
+        [
+            format!("SHOW {} STATUS", self.replica.to_ascii_uppercase()),
+            format!("{replica}_IO_Running"),
+            format!("{replica}_SQL_Running"),
+            format!("{source}_Host"),
+        ]
     }
 }
 
@@ -204,7 +208,7 @@ async fn fails_over(kind: ServerKind, fault: Fault) {
             ("SELECT @@read_only".to_owned(), "1"),
             (format!("SELECT @@rpl_semi_sync_{rep}_enabled"), "1"),
             (format!("SELECT @@rpl_semi_sync_{src}_enabled"), "0"),
-            (format!("SELECT @@{}", names.net_timeout), "4"),
+            (format!("SELECT @@{rep}_net_timeout"), "4"),
         ] {
             assert_eq!(scalar(&mut conn, &sql).await, want, "instance {n}: {sql}");
         }
@@ -215,7 +219,7 @@ async fn fails_over(kind: ServerKind, fault: Fault) {
         Duration::from_secs(30),
         "both replicas acknowledging, recorded",
         async || {
-            let clients = scalar(&mut primary, names.clients).await;
+            let clients = scalar(&mut primary, &names.clients()).await;
             let c = world.cluster().await;
             let recorded = c
                 .status
@@ -356,7 +360,7 @@ async fn fails_over(kind: ServerKind, fault: Fault) {
         "the new primary semi-synchronous, with a replica acknowledging",
         async || {
             let on = scalar(&mut conn, &enabled).await;
-            let clients = scalar(&mut conn, names.clients).await;
+            let clients = scalar(&mut conn, &names.clients()).await;
             if on == "1" && clients.parse::<u32>().is_ok_and(|c| c >= 1) {
                 Ok(())
             } else {
@@ -525,8 +529,11 @@ async fn replica_threads(
     names: &Names,
 ) -> Option<(String, String, String)> {
     use sqlx::Row as _;
-    let [show, io, sql, host] = names.replica_status;
-    let row = sqlx::raw_sql(show).fetch_optional(conn).await.ok()??;
+    let [show, io, sql, host] = names.replica_status();
+    let row = sqlx::raw_sql(sqlx::AssertSqlSafe(show))
+        .fetch_optional(conn)
+        .await
+        .ok()??;
     let text = |name: &str| {
         row.try_get::<String, _>(name)
             .or_else(|_| {
@@ -535,5 +542,5 @@ async fn replica_threads(
             })
             .unwrap_or_default()
     };
-    Some((text(io), text(sql), text(host)))
+    Some((text(&io), text(&sql), text(&host)))
 }
