@@ -135,9 +135,10 @@ async fn fails_over(kind: ServerKind, fault: Fault) {
     let _slots = switchyard_testbed::slots::acquire(INSTANCES as usize)
         .await
         .expect("server slots");
+    let names = Names::of(kind.flavor());
     let log = Log::new(&format!(
         "kube-e2e-failover-{}-{}.log",
-        kind.flavor(),
+        names.flavor,
         match fault {
             Fault::NodeLoss => "node-loss",
             Fault::Partition => "partition",
@@ -148,7 +149,7 @@ async fn fails_over(kind: ServerKind, fault: Fault) {
         .await
         .unwrap()
         .expect("the server from the testbed");
-    let names = Names::of(bins.kind().flavor());
+    assert_eq!(bins.kind().flavor(), kind.flavor());
     let version = bins.version().to_owned();
     let mut world = World::start(log.clone()).await;
 
