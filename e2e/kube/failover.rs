@@ -67,6 +67,11 @@ async fn mysql_primary_node_lost_fails_over_without_losing_a_write() {
     fails_over(ServerKind::Mysql97, Fault::NodeLoss).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_primary_partitioned_fails_over_and_comes_back_fenced() {
+    fails_over(ServerKind::Mysql97, Fault::Partition).await;
+}
+
 /// What happens to the primary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
