@@ -545,7 +545,8 @@ impl Kubelet {
 
     /// Network partition: cuts pod `name` off the pod network (the host end of its veth pair
     /// down) until [`Kubelet::heal`]. The host (an operator, a test's clients) and every other
-    /// pod lose it, both ways, silently (connections hang, nothing is refused); its processes
+    /// pod lose it, both ways, silently (connections hang or find no route, the pod refuses
+    /// nothing); its processes
     /// keep running. Its probes are not run meanwhile and keep their last results: a node's
     /// kubelet probes its pods from the node, on the pod's side of a cut like this one.
     pub async fn partition(&self, ns: &str, name: &str) -> Result<()> {

@@ -286,8 +286,9 @@ impl Network {
     /// Cuts the pod of namespace `netns` off the pod network (`connected` false) or joins it
     /// again: the host end of its veth pair set down or up. While it is down, what the pod
     /// sends and what is sent to it is dropped silently, both ways, as in a real partition:
-    /// the host (the operator, the test's clients) and every other pod lose it, connections
-    /// hang rather than being refused; inside the pod, loopback and its own address still work.
+    /// the host (the operator, the test's clients) and every other pod lose it: connections
+    /// hang (or find no route once the host's neighbour entry for the address failed), never
+    /// refused by the pod; inside the pod, loopback and its own address still work.
     pub(crate) fn set_connected(&self, netns: &str, connected: bool) -> Result<()> {
         let n = netns
             .strip_prefix(&format!("syk{}p", self.index))
