@@ -1,7 +1,6 @@
-//! End to end on Kubernetes, simulated: automatic failover under load, of a MariaDB 10.11
-//! cluster whose primary's node is lost or whose primary's pod is cut off the network, and of
-//! a MySQL 9.7 cluster whose primary's node is lost. One body ([`fails_over`]) for each
-//! flavor and fault:
+//! End to end on Kubernetes, simulated: automatic failover under load of a MariaDB 10.11 and a
+//! MySQL 9.7 cluster whose primary's node is lost or whose primary's pod is cut off the
+//! network. One body ([`fails_over`]) for each flavor and fault:
 //!
 //! 1. A `MySQLCluster` of 3 instances with the defaults: lossless semi-synchronous
 //!    replication (`AFTER_SYNC`, never falling back), a 4 s replica network timeout, automatic
