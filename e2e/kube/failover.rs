@@ -1,22 +1,30 @@
-//! End to end on Kubernetes, simulated: automatic failover of a MariaDB 10.11 cluster whose
-//! primary's node is lost, under load.
+//! End to end on Kubernetes, simulated: automatic failover under load of a MariaDB 10.11 and a
+//! MySQL 9.7 cluster whose primary's node is lost or whose primary's pod is cut off the
+//! network. One body ([`fails_over`]) for each flavor and fault:
 //!
 //! 1. A `MySQLCluster` of 3 instances with the defaults: lossless semi-synchronous
 //!    replication (`AFTER_SYNC`, never falling back), a 4 s replica network timeout, automatic
 //!    failover after 3 s. The primary waits for acknowledgements, the replicas acknowledge.
 //! 2. Two writers go through the primary Service (a router following the pod labelled
 //!    primary), a monitor polls `@@read_only` on every pod.
-//! 3. The primary's node is lost: its processes are killed at once and its pod deleted
-//!    without a grace period; the node stays lost (its pod, recreated by the operator, stays
-//!    pending) until the test brings it back.
+//! 3. The fault, held until the test ends it:
+//!    - node loss: the primary's processes are killed at once and its pod deleted without a
+//!      grace period; the node stays lost (its pod, recreated by the operator, stays pending);
+//!    - partition: the primary's pod is cut off the pod network (the host end of its veth pair
+//!      down): the operator, the replicas and the clients lose it, silently, while its server
+//!      keeps running, writable, its commits waiting for acknowledgements that cannot come.
+//!      The test proves the cut: a TCP connection to the pod's server does not open, right
+//!      after the cut and again right before the heal, and its `mysqld` is the same process.
 //! 4. The operator fails over to a replica, lossless, and moves the primary label (the old
 //!    pod's first): writes resume on the new primary through the primary Service.
-//! 5. The node comes back: the old primary's pod starts read-only and is either rejoined as a
-//!    replica of the new primary or quarantined with the `Quarantined` condition (it may hold
-//!    commits no replica acknowledged); it is never labelled primary nor writable.
+//! 5. The fault ends (the node comes back; the partition heals): the old primary, which
+//!    starts read-only (node loss) or comes back still writable but unable to acknowledge a
+//!    commit (partition), is fenced (read-only) and either rejoined as a replica of the new
+//!    primary or quarantined with the `Quarantined` condition (it may hold commits no replica
+//!    acknowledged); it is never labelled primary nor able to acknowledge a write again.
 //! 6. No acknowledged write is lost (every one on every instance but a quarantined one, all on
 //!    the new primary), no two servers acknowledged writes at once, the monitor never saw two
-//!    writable instances; every pod stops cleanly.
+//!    instances that could acknowledge a commit; every pod stops cleanly.
 //!
 //! Needs root (network namespaces, chroots). Run it with
 //! `cargo test -p switchyard --test kube_failover -- --nocapture` to see the log.
@@ -27,6 +35,7 @@
 )]
 mod common;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{AppLoad, Log, World, assert_nothing_lost_on, scalar, start_app_load, until};
@@ -38,28 +47,119 @@ use switchyard_testbed::{Flavor, ServerKind};
 
 const INSTANCES: u32 = 3;
 /// From nothing to Ready (three agent installs, a bootstrap, two provisionings).
-const READY_WITHIN: Duration = Duration::from_secs(150);
-/// From the node loss to a new primary (detection 3 s, the failover's steps).
+const READY_WITHIN: Duration = Duration::from_secs(180);
+/// From the fault to a new primary (detection 3 s, the failover's steps).
 const FAILOVER_WITHIN: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_primary_node_lost_fails_over_without_losing_a_write() {
+    fails_over(ServerKind::Mariadb1011, Fault::NodeLoss).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_primary_partitioned_fails_over_and_comes_back_fenced() {
+    fails_over(ServerKind::Mariadb1011, Fault::Partition).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_primary_node_lost_fails_over_without_losing_a_write() {
+    fails_over(ServerKind::Mysql97, Fault::NodeLoss).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_primary_partitioned_fails_over_and_comes_back_fenced() {
+    fails_over(ServerKind::Mysql97, Fault::Partition).await;
+}
+
+/// What happens to the primary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// Its node is lost (processes killed, pod deleted with no grace), and comes back.
+    NodeLoss,
+    /// Its pod is cut off the pod network, and the cut heals.
+    Partition,
+}
+
+/// The words a flavor names the same things with.
+struct Names {
+    flavor: &'static str,
+    /// `master` (MariaDB) or `source` (MySQL), in the semi-sync variables' names.
+    source: &'static str,
+    /// `slave` or `replica`.
+    replica: &'static str,
+    /// The table of the server's status variables.
+    status: &'static str,
+}
+
+impl Names {
+    fn of(flavor: Flavor) -> Names {
+        let (flavor, source, replica, status) = match flavor {
+            Flavor::Mariadb => ("mariadb", "master", "slave", "information_schema"),
+            _ => ("mysql", "source", "replica", "performance_schema"),
+        };
+        Names {
+            flavor,
+            source,
+            replica,
+            status,
+        }
+    }
+
+    /// The query of the primary's count of semi-synchronous replicas.
+    fn clients(&self) -> String {
+        format!(
+            "SELECT VARIABLE_VALUE FROM {}.global_status \
+             WHERE VARIABLE_NAME = 'Rpl_semi_sync_{}_clients'",
+            self.status, self.source
+        )
+    }
+
+    /// `SHOW SLAVE STATUS` or `SHOW REPLICA STATUS`, and its receiver, applier and source
+    /// host columns.
+    fn replica_status(&self) -> [String; 4] {
+        let title = |word: &str| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        };
+        let (source, replica) = (title(self.source), title(self.replica));
+        [
+            format!("SHOW {} STATUS", self.replica.to_ascii_uppercase()),
+            format!("{replica}_IO_Running"),
+            format!("{replica}_SQL_Running"),
+            format!("{source}_Host"),
+        ]
+    }
+}
+
+/// The whole run for one server kind and one fault (see the module's doc).
+async fn fails_over(kind: ServerKind, fault: Fault) {
     let _slots = switchyard_testbed::slots::acquire(INSTANCES as usize)
         .await
         .expect("server slots");
-    let log = Log::new("kube-e2e-failover.log");
-    let bins =
-        tokio::task::spawn_blocking(|| switchyard_testbed::binaries(ServerKind::Mariadb1011))
-            .await
-            .unwrap()
-            .expect("MariaDB 10.11 from the testbed");
-    assert_eq!(bins.kind().flavor(), Flavor::Mariadb);
+    let names = Names::of(kind.flavor());
+    let log = Log::new(&format!(
+        "kube-e2e-failover-{}-{}.log",
+        names.flavor,
+        match fault {
+            Fault::NodeLoss => "node-loss",
+            Fault::Partition => "partition",
+        }
+    ));
+    let started = Instant::now();
+    let bins = tokio::task::spawn_blocking(move || switchyard_testbed::binaries(kind))
+        .await
+        .unwrap()
+        .expect("the server from the testbed");
+    assert_eq!(bins.kind().flavor(), kind.flavor());
     let version = bins.version().to_owned();
     let mut world = World::start(log.clone()).await;
 
     // 1. A cluster with the defaults.
     let spec: MySQLClusterSpec = serde_json::from_value(serde_json::json!({
-        "flavor": "mariadb",
+        "flavor": names.flavor,
         "version": version,
         "replicas": INSTANCES,
         "storage": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
@@ -79,7 +179,7 @@ async fn mariadb_primary_node_lost_fails_over_without_losing_a_write() {
         }
     })
     .await;
-    log.say("test", "Ready");
+    log.say("test", format!("Ready ({} {version})", names.flavor));
     let creds = world.credentials().await;
     let (op_user, op_pw) = (creds.operator_user.clone(), creds.operator_password.clone());
 
@@ -89,26 +189,33 @@ async fn mariadb_primary_node_lost_fails_over_without_losing_a_write() {
     let mut primary = MySqlConnection::connect_with(&world.options(0, &op_user, &op_pw))
         .await
         .expect("the operator's account on the primary");
+    let (src, rep) = (names.source, names.replica);
     for (sql, want) in [
-        ("SELECT @@read_only", "0"),
-        ("SELECT @@rpl_semi_sync_master_enabled", "1"),
-        ("SELECT @@rpl_semi_sync_master_wait_point", "AFTER_SYNC"),
-        ("SELECT @@rpl_semi_sync_master_wait_no_slave", "1"),
-        ("SELECT @@rpl_semi_sync_master_timeout >= 3600000", "1"),
+        ("SELECT @@read_only".to_owned(), "0"),
+        (format!("SELECT @@rpl_semi_sync_{src}_enabled"), "1"),
+        (
+            format!("SELECT @@rpl_semi_sync_{src}_wait_point"),
+            "AFTER_SYNC",
+        ),
+        (format!("SELECT @@rpl_semi_sync_{src}_wait_no_{rep}"), "1"),
+        (
+            format!("SELECT @@rpl_semi_sync_{src}_timeout >= 3600000"),
+            "1",
+        ),
     ] {
-        assert_eq!(scalar(&mut primary, sql).await, want, "primary: {sql}");
+        assert_eq!(scalar(&mut primary, &sql).await, want, "primary: {sql}");
     }
     for n in 1..INSTANCES {
         let mut conn = MySqlConnection::connect_with(&world.options(n, &op_user, &op_pw))
             .await
             .expect("the operator's account on a replica");
         for (sql, want) in [
-            ("SELECT @@read_only", "1"),
-            ("SELECT @@rpl_semi_sync_slave_enabled", "1"),
-            ("SELECT @@rpl_semi_sync_master_enabled", "0"),
-            ("SELECT @@slave_net_timeout", "4"),
+            ("SELECT @@read_only".to_owned(), "1"),
+            (format!("SELECT @@rpl_semi_sync_{rep}_enabled"), "1"),
+            (format!("SELECT @@rpl_semi_sync_{src}_enabled"), "0"),
+            (format!("SELECT @@{rep}_net_timeout"), "4"),
         ] {
-            assert_eq!(scalar(&mut conn, sql).await, want, "instance {n}: {sql}");
+            assert_eq!(scalar(&mut conn, &sql).await, want, "instance {n}: {sql}");
         }
         let _ = conn.close().await;
     }
@@ -117,12 +224,7 @@ async fn mariadb_primary_node_lost_fails_over_without_losing_a_write() {
         Duration::from_secs(30),
         "both replicas acknowledging, recorded",
         async || {
-            let clients = scalar(
-                &mut primary,
-                "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
-                 WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
-            )
-            .await;
+            let clients = scalar(&mut primary, &names.clients()).await;
             let c = world.cluster().await;
             let recorded = c
                 .status
@@ -147,20 +249,36 @@ async fn mariadb_primary_node_lost_fails_over_without_losing_a_write() {
         load,
     } = start_app_load(&world, primary, &creds, INSTANCES, (2, 200, 100), &log).await;
 
-    // 3. The primary's node is lost, and stays lost.
+    // 3. The fault, held until step 5.
     let old_pod = world.names.pod(0);
     let old_uid = world.pod(0).await.and_then(|p| p.uid());
-    world.kubelet().hold(common::NS, &old_pod);
-    let lost_at = Instant::now();
-    world
+    let old_mysqld = world
         .kubelet()
-        .node_loss(common::NS, &old_pod)
-        .await
-        .expect("lose the primary's node");
+        .container_pid(common::NS, &old_pod, "mysqld")
+        .expect("the primary's mysqld runs");
+    let fault_at = Instant::now();
+    match fault {
+        Fault::NodeLoss => {
+            world.kubelet().hold(common::NS, &old_pod);
+            world
+                .kubelet()
+                .node_loss(common::NS, &old_pod)
+                .await
+                .expect("lose the primary's node");
+        }
+        Fault::Partition => {
+            world
+                .kubelet()
+                .partition(common::NS, &old_pod)
+                .await
+                .expect("cut the primary's pod off the network");
+            assert_cut(world.server(0), "right after the cut").await;
+        }
+    }
     log.say(
         "test",
         format!(
-            "the primary's node is lost ({} writes acknowledged)",
+            "{fault:?} of the primary ({} writes acknowledged)",
             load.acknowledged()
         ),
     );
@@ -186,9 +304,9 @@ async fn mariadb_primary_node_lost_fails_over_without_losing_a_write() {
     log.say(
         "test",
         format!(
-            "failed over 0 -> {new_primary} {:.1} s after the node loss (failing since {} ms, \
+            "failed over 0 -> {new_primary} {:.1} s after the fault (failing since {} ms, \
              started {} ms, promoted {} ms), lossless {}",
-            lost_at.elapsed().as_secs_f64(),
+            fault_at.elapsed().as_secs_f64(),
             last.failing_since.0,
             last.started.0,
             last.promoted.0,
@@ -236,11 +354,55 @@ async fn mariadb_primary_node_lost_fails_over_without_losing_a_write() {
             load.acknowledged()
         ),
     );
+    // Lossless again: the new primary waits for acknowledgements, and the replica left
+    // gives them.
+    let mut conn = MySqlConnection::connect_with(&world.options(new_primary, &op_user, &op_pw))
+        .await
+        .expect("the operator's account on the new primary");
+    let enabled = format!("SELECT @@rpl_semi_sync_{src}_enabled");
+    until(
+        Duration::from_secs(30),
+        "the new primary semi-synchronous, with a replica acknowledging",
+        async || {
+            let on = scalar(&mut conn, &enabled).await;
+            let clients = scalar(&mut conn, &names.clients()).await;
+            if on == "1" && clients.parse::<u32>().is_ok_and(|c| c >= 1) {
+                Ok(())
+            } else {
+                Err(format!("enabled {on}, {clients} semi-sync clients"))
+            }
+        },
+    )
+    .await;
+    let _ = conn.close().await;
 
-    // 5. The node comes back: the old primary starts read-only, and is rejoined or
-    //    quarantined with a condition, never made writable nor labelled primary.
-    world.kubelet().release(common::NS, &old_pod);
-    log.say("test", "the node is back");
+    // 5. The fault ends: the old primary is fenced, then rejoined or quarantined with a
+    //    condition, never made writable nor labelled primary.
+    match fault {
+        Fault::NodeLoss => world.kubelet().release(common::NS, &old_pod),
+        Fault::Partition => {
+            assert_cut(world.server(0), "right before the heal").await;
+            assert_eq!(
+                world
+                    .kubelet()
+                    .container_pid(common::NS, &old_pod, "mysqld"),
+                Some(old_mysqld),
+                "the partitioned primary's mysqld ran through the cut, not restarted"
+            );
+            world
+                .kubelet()
+                .heal(common::NS, &old_pod)
+                .await
+                .expect("heal the partition");
+        }
+    }
+    log.say(
+        "test",
+        format!(
+            "the fault ends, {:.1} s after it began",
+            fault_at.elapsed().as_secs_f64()
+        ),
+    );
     let fate = until(
         Duration::from_secs(60),
         "the old primary rejoined or quarantined",
@@ -265,13 +427,14 @@ async fn mariadb_primary_node_lost_fails_over_without_losing_a_write() {
                 };
             }
             let pod = world.pod(0).await.ok_or("no pod yet")?;
-            if pod.uid() == old_uid {
-                return Err("the old pod".into());
+            // A lost node's pod comes back as a new pod; a partitioned one is the same pod.
+            if (pod.uid() == old_uid) != (fault == Fault::Partition) {
+                return Err(format!("pod uid {:?} (before: {old_uid:?})", pod.uid()));
             }
             let mut conn = MySqlConnection::connect_with(&world.options(0, &op_user, &op_pw))
                 .await
                 .map_err(|e| e.to_string())?;
-            let threads = replica_threads(&mut conn).await;
+            let threads = replica_threads(&mut conn, &names).await;
             let _ = conn.close().await;
             match threads {
                 Some((io, sql, host))
@@ -317,6 +480,15 @@ async fn mariadb_primary_node_lost_fails_over_without_losing_a_write() {
         several.is_empty(),
         "the primary Service selected several pods: {several:?}"
     );
+    if let (Some(first), Some(last)) = (writers.blocked.first(), writers.blocked.last()) {
+        log.say(
+            "test",
+            format!(
+                "read_only off but unable to acknowledge, beside the writer: {} passes,                  {first:?} to {last:?}",
+                writers.blocked.len()
+            ),
+        );
+    }
     let checked: Vec<u32> = (0..INSTANCES)
         .filter(|n| !(quarantined && *n == 0))
         .collect();
@@ -331,13 +503,39 @@ async fn mariadb_primary_node_lost_fails_over_without_losing_a_write() {
     )
     .await;
     world.shutdown().await;
+    log.say(
+        "test",
+        format!(
+            "{} {fault:?}: {:.1} s in all",
+            names.flavor,
+            started.elapsed().as_secs_f64()
+        ),
+    );
 }
 
-/// A replica's `Slave_IO_Running`, `Slave_SQL_Running` and `Master_Host`, when a source is
+/// Fails unless a TCP connection to `server` does not open within a second: the cut holds
+/// (`when`).
+async fn assert_cut(server: SocketAddr, when: &str) {
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::net::TcpStream::connect(server),
+    )
+    .await;
+    assert!(
+        !matches!(attempt, Ok(Ok(_))),
+        "the partitioned primary's server {server} answered a connection {when}"
+    );
+}
+
+/// A replica's receiver and applier states and its source's host, when a source is
 /// configured.
-async fn replica_threads(conn: &mut MySqlConnection) -> Option<(String, String, String)> {
+async fn replica_threads(
+    conn: &mut MySqlConnection,
+    names: &Names,
+) -> Option<(String, String, String)> {
     use sqlx::Row as _;
-    let row = sqlx::raw_sql("SHOW SLAVE STATUS")
+    let [show, io, sql, host] = names.replica_status();
+    let row = sqlx::raw_sql(sqlx::AssertSqlSafe(show))
         .fetch_optional(conn)
         .await
         .ok()??;
@@ -349,9 +547,5 @@ async fn replica_threads(conn: &mut MySqlConnection) -> Option<(String, String, 
             })
             .unwrap_or_default()
     };
-    Some((
-        text("Slave_IO_Running"),
-        text("Slave_SQL_Running"),
-        text("Master_Host"),
-    ))
+    Some((text(&io), text(&sql), text(&host)))
 }

@@ -279,7 +279,9 @@ fn show_kube_e2e_log() {
         "kube-e2e-mariadb.log",
         "kube-e2e-mysql.log",
         "kube-e2e-upgrade.log",
-        "kube-e2e-failover.log",
+        "kube-e2e-failover-mariadb-node-loss.log",
+        "kube-e2e-failover-mariadb-partition.log",
+        "kube-e2e-failover-mysql-node-loss.log",
     ] {
         let path = target.join("tmp").join(name);
         match std::fs::read_to_string(&path) {

@@ -32,6 +32,8 @@
 //!   period (`terminationGracePeriodSeconds`) ends; a new pod of the same name waits until the
 //!   old one's processes are gone (the API server would keep the old object until then);
 //!   [`Kubelet::node_loss`] kills a pod's processes at once and deletes it;
+//!   [`Kubelet::partition`] cuts a pod off the pod network (its processes keep running) until
+//!   [`Kubelet::heal`];
 //!   [`Kubelet::volume_loss`] empties a claim's folder.
 //!
 //! Every process the kubelet starts is killed by its pid, and every namespace, link and folder
@@ -194,6 +196,10 @@ pub enum EventKind {
     },
     /// The pod's processes are gone and its network and folders released.
     PodGone,
+    /// The pod was cut off the pod network ([`Kubelet::partition`]).
+    Partitioned,
+    /// The pod is on the pod network again ([`Kubelet::heal`]).
+    Healed,
     /// A claim's folder was emptied ([`Kubelet::volume_loss`]).
     VolumeLost(String),
 }
@@ -534,6 +540,59 @@ impl Kubelet {
                 .await
                 .map_err(Error::api(format!("delete pod {ns}/{name}")))?;
         }
+        Ok(())
+    }
+
+    /// Network partition: cuts pod `name` off the pod network (the host end of its veth pair
+    /// down) until [`Kubelet::heal`]. The host (an operator, a test's clients) and every other
+    /// pod lose it, both ways, silently (connections hang or find no route, the pod refuses
+    /// nothing); its processes
+    /// keep running. Its probes are not run meanwhile and keep their last results: a node's
+    /// kubelet probes its pods from the node, on the pod's side of a cut like this one.
+    pub async fn partition(&self, ns: &str, name: &str) -> Result<()> {
+        self.set_connected(ns, name, false).await
+    }
+
+    /// Ends a [`Kubelet::partition`]: pod `name` is on the pod network again.
+    pub async fn heal(&self, ns: &str, name: &str) -> Result<()> {
+        self.set_connected(ns, name, true).await
+    }
+
+    async fn set_connected(&self, ns: &str, name: &str, connected: bool) -> Result<()> {
+        let run = self.live(ns, name).ok_or_else(|| Error::NoSuchPod {
+            pod: format!("{ns}/{name}"),
+        })?;
+        let netns = {
+            let mut s = lock(&run.state);
+            // Probes stop before the cut and resume after the heal, never probing through it.
+            if !connected {
+                s.partitioned = true;
+            }
+            s.netns.clone()
+        };
+        let netns = netns.ok_or_else(|| Error::NoSuchPod {
+            pod: format!("{ns}/{name} (no network yet)"),
+        })?;
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.net.set_connected(&netns, connected))
+            .await
+            .map_err(|e| Error::Io {
+                what: "partition",
+                path: PathBuf::from(format!("pod {ns}/{name}")),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        if connected {
+            lock(&run.state).partitioned = false;
+        }
+        self.shared.event(
+            &run,
+            None,
+            if connected {
+                EventKind::Healed
+            } else {
+                EventKind::Partitioned
+            },
+        );
         Ok(())
     }
 

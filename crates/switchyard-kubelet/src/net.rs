@@ -283,6 +283,26 @@ impl Network {
         let _ = sweep(self.index, if keep { &empty } else { &self.work });
     }
 
+    /// Cuts the pod of namespace `netns` off the pod network (`connected` false) or joins it
+    /// again: the host end of its veth pair set down or up. While it is down, what the pod
+    /// sends and what is sent to it is dropped silently, both ways, as in a real partition:
+    /// the host (the operator, the test's clients) and every other pod lose it: connections
+    /// hang (or find no route once the host's neighbour entry for the address failed), never
+    /// refused by the pod; inside the pod, loopback and its own address still work.
+    pub(crate) fn set_connected(&self, netns: &str, connected: bool) -> Result<()> {
+        let n = netns
+            .strip_prefix(&format!("syk{}p", self.index))
+            .ok_or_else(|| Error::NoSuchPod {
+                pod: format!("network namespace {netns}"),
+            })?;
+        let veth = format!("syk{}v{n}", self.index);
+        host::run(
+            "ip",
+            &["link", "set", &veth, if connected { "up" } else { "down" }],
+        )?;
+        Ok(())
+    }
+
     /// Deletes a pod's namespace (its veth pair goes with it) and frees its address. The
     /// caller has stopped every process in it.
     pub(crate) fn remove_pod(&self, pod: &PodNet) {

@@ -60,7 +60,10 @@ pub(crate) struct PodState {
     reason: Option<String>,
     message: Option<String>,
     pub(crate) ip: Option<Ipv4Addr>,
-    netns: Option<String>,
+    pub(crate) netns: Option<String>,
+    /// Cut off the pod network ([`crate::Kubelet::partition`]): its probes are not run (the
+    /// node's kubelet is on the pod's side of the cut) and keep their last results.
+    pub(crate) partitioned: bool,
     start_time: Option<Timestamp>,
     initialized: bool,
     init: Vec<CState>,
@@ -108,6 +111,7 @@ impl PodRun {
             message: None,
             ip: None,
             netns: None,
+            partitioned: false,
             start_time: None,
             initialized: spec.init_containers.as_ref().is_none_or(Vec::is_empty),
             init: spec.init_containers.iter().flatten().map(cstate).collect(),
@@ -764,6 +768,10 @@ async fn watch_probes(
         tokio::time::sleep(t.initial_delay).await;
         let mut failures = 0;
         loop {
+            if lock(&run.state).partitioned {
+                tokio::time::sleep(t.period).await;
+                continue;
+            }
             let o = probe::run(p, c, &ip, init, env, t.timeout).await;
             if o.ok {
                 break;
@@ -794,6 +802,10 @@ async fn watch_probes(
         let (mut ok_streak, mut fail_streak) = (0u32, 0u32);
         let mut ready = false;
         loop {
+            if lock(&run.state).partitioned {
+                tokio::time::sleep(t.period).await;
+                continue;
+            }
             let o = probe::run(p, c, &ip, init, env, t.timeout).await;
             if o.ok {
                 ok_streak += 1;
@@ -832,6 +844,10 @@ async fn watch_probes(
         tokio::time::sleep(t.initial_delay).await;
         let mut failures = 0;
         loop {
+            if lock(&run.state).partitioned {
+                tokio::time::sleep(t.period).await;
+                continue;
+            }
             let o = probe::run(p, c, &ip, init, env, t.timeout).await;
             if o.ok {
                 failures = 0;

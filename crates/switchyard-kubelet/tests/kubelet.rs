@@ -576,6 +576,64 @@ async fn pods_run_as_local_processes_with_their_volumes_probes_restarts_and_dele
         .await
         .unwrap();
     ready_pod(&pods, "db-0").await;
+
+    // A partition: the pod's address silent from the host (connections hang or find no route,
+    // the pod refuses nothing) while its processes keep running; its probes are not run through the cut (the
+    // agent's HTTP liveness probe, from the host, would restart it after two failures).
+    // Healed, it answers again.
+    let running = kubelet.pids();
+    let from = kubelet.events().len();
+    kubelet.partition(NS, "db-0").await.unwrap();
+    for attempt in 0..5 {
+        let reached = tokio::time::timeout(
+            Duration::from_secs(1),
+            tokio::net::TcpStream::connect((ip, 3306)),
+        )
+        .await;
+        // Silent: no answer (a timeout), or no route once the host's neighbour entry for
+        // the address failed; never opened, never refused by the pod.
+        let silent = match &reached {
+            Err(_) => true,
+            Ok(Err(e)) => e.kind() == std::io::ErrorKind::HostUnreachable,
+            Ok(Ok(_)) => false,
+        };
+        assert!(silent, "attempt {attempt}: through the cut: {reached:?}");
+    }
+    kubelet.heal(NS, "db-0").await.unwrap();
+    drop(connect(ip).await);
+    assert_eq!(
+        kubelet.pids(),
+        running,
+        "the same processes through the cut"
+    );
+    let events = kubelet.events();
+    let restarted: Vec<&EventKind> = events[from..]
+        .iter()
+        .map(|e| &e.kind)
+        .filter(|k| {
+            matches!(
+                k,
+                EventKind::Restarting(_)
+                    | EventKind::ContainerExited { .. }
+                    | EventKind::Stopped { .. }
+            )
+        })
+        .collect();
+    assert!(
+        restarted.is_empty(),
+        "nothing restarted through the cut: {restarted:?}"
+    );
+    assert!(
+        events[from..]
+            .iter()
+            .any(|e| e.kind == EventKind::Partitioned),
+        "the cut is reported"
+    );
+    assert!(
+        pod_ready(&pods.get("db-0").await.unwrap()),
+        "still Ready: no readiness probe ran through the cut"
+    );
+
     let pids = kubelet.pids();
     let from = kubelet.events().len();
     kubelet.node_loss(NS, "db-0").await.unwrap();

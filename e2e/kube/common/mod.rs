@@ -45,6 +45,7 @@ use switchyard_kube::names::{LABEL_ROLE, MYSQL_PORT, Names};
 use switchyard_kube::reconcile::reconcile;
 use switchyard_kubelet::rbac::{self, Recorder};
 use switchyard_kubelet::{Addresses, Event, EventKind, Images, Kubelet, KubeletConfig};
+use switchyard_mysql::{Credentials, Instance, InstanceAddr, Timeouts};
 use switchyard_plan::record::Intent;
 use switchyard_testbed::ledger::{CheckConfig, CheckTarget, check};
 use switchyard_testbed::load::{
@@ -626,12 +627,21 @@ pub struct Writers {
     pub several: Vec<(f64, Vec<u32>)>,
     /// Per ordinal, how many passes saw it writable.
     pub writable: BTreeMap<u32, usize>,
+    /// Confirmed passes where instances had `read_only` off beside a writer but could not
+    /// acknowledge a commit (semi-synchronous, lossless, too few replicas connected): (seconds,
+    /// those ordinals). Not writers.
+    pub blocked: Vec<(f64, Vec<u32>)>,
 }
 
 /// Polls `@@read_only` of every instance with its own connections: at most one may be
 /// writable. A pass that sees two writable instances is confirmed by an immediate second pass
 /// in the reverse order (a switchover's fence-then-promote can make one pass in order see the
 /// old primary before its fence and the new one after its promotion).
+///
+/// "Writable" means "can acknowledge a commit", as the engine's lossless rule has it: of the
+/// confirmed writable instances, one whose commits cannot be acknowledged (see
+/// [`commits_block`]: a failed primary back from a partition before its fence, its replicas
+/// gone) is counted in [`Writers::blocked`], not as a second writer.
 pub struct WritableMonitor {
     seen: Arc<Mutex<Writers>>,
     stop: Arc<AtomicBool>,
@@ -651,11 +661,27 @@ impl WritableMonitor {
                 )
             })
             .collect();
+        let handles: Vec<(u32, Instance)> = (0..instances)
+            .map(|n| {
+                let handle = Instance::new(
+                    world.names.pod(n),
+                    InstanceAddr::new(world.ip(n).to_string(), MYSQL_PORT),
+                    Credentials::new(creds.operator_user.clone(), creds.operator_password.clone()),
+                )
+                .with_timeouts(Timeouts {
+                    connect: Duration::from_millis(500),
+                    statement: Duration::from_secs(1),
+                    ..Timeouts::default()
+                });
+                (n, handle)
+            })
+            .collect();
         let seen = Arc::new(Mutex::new(Writers::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let unreachable = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(monitor(
             options,
+            (handles, world.names.clone()),
             seen.clone(),
             stop.clone(),
             unreachable.clone(),
@@ -722,12 +748,14 @@ async fn read_only(
 
 async fn monitor(
     options: Vec<(u32, MySqlConnectOptions)>,
+    (handles, names): (Vec<(u32, Instance)>, Names),
     seen: Arc<Mutex<Writers>>,
     stop: Arc<AtomicBool>,
     unreachable: Arc<AtomicUsize>,
     log: Arc<Log>,
 ) {
     let mut conns: BTreeMap<u32, MySqlConnection> = BTreeMap::new();
+    let mut last_blocked = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         let mut writable = Vec::new();
         for (n, o) in &options {
@@ -740,7 +768,6 @@ async fn monitor(
             }
         }
         if writable.len() > 1 {
-            let first = writable.clone();
             writable.clear();
             for (n, o) in options.iter().rev() {
                 if read_only(&mut conns, *n, o).await == Some(false) {
@@ -748,16 +775,31 @@ async fn monitor(
                 }
             }
             writable.sort_unstable();
+        }
+        let mut blocked = Vec::new();
+        if writable.len() > 1 {
+            blocked = commits_block(&handles, &names, &writable).await;
+            writable.retain(|n| !blocked.contains(n));
+            if !blocked.is_empty() && blocked != last_blocked {
+                log.say(
+                    "monitor",
+                    format!("read_only off but no commit can be acknowledged: {blocked:?}"),
+                );
+            }
             if writable.len() > 1 {
                 log.say(
                     "monitor",
-                    format!("TWO WRITABLE INSTANCES: {first:?}, confirmed {writable:?}"),
+                    format!("TWO WRITABLE INSTANCES: confirmed {writable:?}"),
                 );
             }
         }
         {
             let mut s = seen.lock().unwrap_or_else(PoisonError::into_inner);
             s.passes += 1;
+            if !blocked.is_empty() {
+                s.blocked.push((log.secs(Instant::now()), blocked.clone()));
+            }
+            last_blocked = blocked;
             if writable.len() == 1 {
                 s.one += 1;
             }
@@ -773,6 +815,53 @@ async fn monitor(
     for (_, c) in std::mem::take(&mut conns) {
         let _ = c.close().await;
     }
+}
+
+/// Of the `writable` instances, those that cannot acknowledge a commit: a semi-synchronous
+/// source that waits losslessly for `k` replicas (never falling back) with fewer than `k`
+/// connected, counted as the fewer of its own count of semi-synchronous clients and the other
+/// instances whose receiver reports itself connected to it (a source cut off by a partition
+/// still counts the clients it had until its sends to them fail). Every commit there waits,
+/// none is acknowledged: the ledger's split-brain check is the proof. An instance that does
+/// not answer the observation is not counted as blocked.
+async fn commits_block(handles: &[(u32, Instance)], names: &Names, writable: &[u32]) -> Vec<u32> {
+    let mut seen = BTreeMap::new();
+    for (n, handle) in handles {
+        seen.insert(*n, handle.observe().await.ok());
+    }
+    let everyone_seen = seen.values().all(Option::is_some);
+    writable
+        .iter()
+        .copied()
+        .filter(|w| {
+            let Some(semi) = seen
+                .get(w)
+                .and_then(Option::as_ref)
+                .and_then(|o| o.semi_sync.as_ref())
+            else {
+                return false;
+            };
+            let Some(k) = semi.ack_replicas(Duration::from_secs(3600)) else {
+                return false;
+            };
+            let pod = names.pod(*w);
+            let mut connected = semi.source_clients.unwrap_or(0);
+            if everyone_seen {
+                let receivers = seen
+                    .iter()
+                    .filter(|(n, _)| *n != w)
+                    .filter_map(|(_, o)| o.as_ref()?.replication.as_ref())
+                    .filter(|r| {
+                        r.is_connected()
+                            && (r.source_host == pod
+                                || r.source_host.starts_with(&format!("{pod}.")))
+                    })
+                    .count();
+                connected = connected.min(u64::try_from(receivers).unwrap_or(u64::MAX));
+            }
+            connected < u64::from(k)
+        })
+        .collect()
 }
 
 /// Runs one statement on `conn`.
