@@ -190,7 +190,23 @@ pub async fn start_from_copy(
                 LOCAL_TIMEOUT,
             )
             .await?;
-            if let Some(gtid) = gtid.filter(|g| !g.is_empty()) {
+            // A copy that already replicated past its position (an earlier try whose
+            // answer was lost, or a container restarted before the copy was marked done)
+            // keeps its replica position: setting it back would apply again what it has.
+            let progressed = match gtid.filter(|g| !g.is_empty()) {
+                Some(copy) => {
+                    let at = local::scalar(
+                        conn,
+                        "read the copy's replica position",
+                        "SELECT @@GLOBAL.gtid_slave_pos",
+                        LOCAL_TIMEOUT,
+                    )
+                    .await?;
+                    at.is_some_and(|at| replicated_past(copy, &at))
+                }
+                None => false,
+            };
+            if let Some(gtid) = gtid.filter(|g| !g.is_empty() && !progressed) {
                 local::exec(
                     conn,
                     "empty the copy's binary log",
@@ -241,9 +257,33 @@ pub async fn start_from_copy(
     }
 }
 
+/// Whether a MariaDB replica position `at` is past the copy's position `copy` in one of
+/// the copy's replication domains: the copy has applied transactions from its source since.
+/// Unparsable text counts as not past (the position is then set from the copy, as before).
+fn replicated_past(copy: &str, at: &str) -> bool {
+    use switchyard_plan::gtid::MariadbGtidPos;
+    let (Ok(copy), Ok(at)) = (MariadbGtidPos::parse(copy), MariadbGtidPos::parse(at)) else {
+        return false;
+    };
+    copy.iter()
+        .any(|c| at.get(c.domain).is_some_and(|a| a.seq > c.seq))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_that_replicated_past_its_position_is_not_set_back() {
+        assert!(replicated_past("0-1001-1072", "0-1001-1073"));
+        assert!(replicated_past("0-1001-1072,1-7-3", "0-1001-1072,1-7-4"));
+        // Not past: the same, older, another domain only, or unknown.
+        assert!(!replicated_past("0-1001-1072", "0-1001-1072"));
+        assert!(!replicated_past("0-1001-1072", "0-1001-900"));
+        assert!(!replicated_past("0-1001-1072", "1-5-3000"));
+        assert!(!replicated_past("0-1001-1072", ""));
+        assert!(!replicated_past("0-1001-1072", "garbage"));
+    }
 
     fn replica(io: bool, sql: bool, lag: Option<u64>) -> ReplicaState {
         ReplicaState {
