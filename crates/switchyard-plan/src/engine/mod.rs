@@ -850,8 +850,9 @@ impl<R: ClusterRuntime> Engine<R> {
     /// applied when it starts again (MariaDB with GTIDs always, MySQL with
     /// `relay_log_recovery`), and with semi-synchronous replication that may
     /// be a transaction it acknowledged, which a failover counts on it to
-    /// hold. Nothing to do without semi-synchronous replication, for an
-    /// instance that does not answer, or a runtime without receivers to stop.
+    /// hold. Nothing to do without semi-synchronous replication or for a
+    /// runtime without receivers to stop; an instance that does not answer
+    /// is not restarted (the step fails and is tried again).
     async fn settle_relay(
         &self,
         record: &Record,
@@ -863,7 +864,19 @@ impl<R: ClusterRuntime> Engine<R> {
         }
         match self.runtime.detach(ordinal, bound).await {
             Ok(()) => self.runtime.wait_received_applied(ordinal, bound).await,
-            Err(_) => Ok(()),
+            Err(e) if e.kind == RuntimeErrorKind::Unsupported => Ok(()),
+            Err(e) => {
+                // A server stopped cleanly has nothing more to settle. One that runs
+                // and did not answer (a hang that may end at any moment) is not
+                // restarted now, which would discard what it received, nor one that
+                // crashed since the decision (it is recovered first): the step fails
+                // and is decided again.
+                let down = self.runtime.observe().await.is_ok_and(|o| {
+                    o.instance(ordinal)
+                        .is_some_and(|i| i.health == crate::topology::Health::Stopped)
+                });
+                if down { Ok(()) } else { Err(e) }
+            }
         }
     }
 }
