@@ -853,10 +853,16 @@ impl State {
 
 /// The instances a runtime call names, read from its description ("fence 0",
 /// "wait for 1 to catch up with 0").
+/// The instances a call reaches: the ordinals it names, but for `repoint 0
+/// to 1` and `demote 1 under 0`, which name the second only as the source
+/// to configure (the call connects to the first alone).
 fn named_ordinals(what: &str) -> Vec<u32> {
-    what.split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect()
+    let ordinals = what.split_whitespace().filter_map(|w| w.parse().ok());
+    if what.starts_with("repoint ") || what.starts_with("demote ") {
+        ordinals.take(1).collect()
+    } else {
+        ordinals.collect()
+    }
 }
 
 fn killed(what: &str) -> RuntimeError {
