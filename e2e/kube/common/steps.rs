@@ -750,8 +750,13 @@ pub async fn lose_primary_volume(
                 .find(|x| x.type_ == "Halted" && x.status == "True")
                 .map(|x| (x.reason.clone(), x.message.clone()))
         });
+        // The halt says PrimaryDown first, until the operator has read the agent's
+        // report of an empty data directory (a reconcile later).
         match halted {
-            Some(h) => Ok((a, h)),
+            Some(h) if h.0 == "PrimaryDataLost" => Ok((a, h)),
+            Some(h) => Err(format!(
+                "halted {h:?}, not yet for the lost data; agent {a}"
+            )),
             None => Err(format!("not halted; agent {a}")),
         }
     })

@@ -347,7 +347,7 @@ impl Decider<'_> {
         let stray = self.observed.by_ordinal().into_iter().find(|r| {
             !self.quarantined(r)
                 && r.role == Role::Replica
-                && (r.health.is_up() || r.replication_paused())
+                && (r.health.is_up() || r.replication_paused() || self.follows_failed(r))
                 && (!r.replicates_from(primary.ordinal) || r.fenced)
         })?;
         if self.mutation == Mutation::PromoteNewestIgnoringDown {
@@ -384,6 +384,15 @@ impl Decider<'_> {
             });
         }
         Some(self.rejoin(stray))
+    }
+
+    /// Whether `r` answers and still follows a failed primary it does not
+    /// receive from: its replication from there is over, whatever error it
+    /// shows, and it is judged (repointed or quarantined).
+    fn follows_failed(&self, r: &Instance) -> bool {
+        super::failover::answers(r)
+            && r.source.is_some_and(|s| self.failed_primary(s))
+            && !r.link.as_ref().is_some_and(|l| l.connected)
     }
 
     /// Whether the target's schema change is still missing on `instance`.
@@ -670,8 +679,7 @@ impl Decider<'_> {
             // A replica that still follows a failed primary it cannot reach:
             // its replication from there is over, whatever error it shows; it
             // is judged (repointed or quarantined) below.
-            _ if i.source.is_some_and(|s| self.failed_primary(s))
-                && !i.link.as_ref().is_some_and(|l| l.connected) => {}
+            _ if self.follows_failed(i) => {}
             other => {
                 return self.wait(WaitReason::Unhealthy {
                     ordinal,
