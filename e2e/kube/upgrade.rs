@@ -35,13 +35,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{
-    Log, PrimaryFollower, World, WritableMonitor, assert_nothing_lost, exec, intent, scalar, steps,
-    until, within,
+    AppLoad, Log, World, assert_nothing_lost, intent, scalar, start_app_load, steps, until, within,
 };
 use sqlx::Connection as _;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use switchyard_kube::crd::{MySQLCluster, MySQLClusterSpec};
-use switchyard_testbed::load::{Endpoints, Load, LoadConfig, Login, Logins, prepare};
 use switchyard_testbed::{Binaries, ServerKind};
 
 const INSTANCES: u32 = 3;
@@ -157,32 +155,15 @@ async fn mariadb_10_5_to_10_11_to_11_8_under_load() {
     }
 
     // 2. The application, its load, and the monitors.
-    let mut primary = MySqlConnection::connect_with(&world.options(0, &op_user, &op_pw))
+    let primary = MySqlConnection::connect_with(&world.options(0, &op_user, &op_pw))
         .await
         .expect("the operator's account on the primary");
-    exec(
-        &mut primary,
-        "CREATE USER 'app'@'%' IDENTIFIED BY 'app-password-e2e'",
-    )
-    .await;
-    exec(&mut primary, "GRANT SELECT, INSERT ON app.* TO 'app'@'%'").await;
-    let _ = primary.close().await;
-    prepare(&world.options(0, &op_user, &op_pw), "app.ledger")
-        .await
-        .expect("the load's table");
-    let service = PrimaryFollower::start(&world, INSTANCES).await;
-    let writable = WritableMonitor::start(&world, INSTANCES, &creds);
     let topology = TopologyMonitor::start(&world, INSTANCES, &op_user, &op_pw);
-    let mut config = LoadConfig::default();
-    config.writers = 2;
-    config.rate_per_sec = 100;
-    config.readers = 0;
-    let logins = Logins {
-        application: Login::new("app", "app-password-e2e"),
-        privileged: Login::new(op_user.clone(), op_pw.clone()),
-    };
-    let load =
-        Load::start(config, Endpoints::from(service.router.as_ref()), &logins).expect("the load");
+    let AppLoad {
+        service,
+        monitor: writable,
+        load,
+    } = start_app_load(&world, primary, &creds, INSTANCES, (2, 100, 50), &log).await;
     let writes_from = async |from: usize, what: &str| {
         until(Duration::from_secs(30), what, async || {
             let n = load.acknowledged();
@@ -194,11 +175,6 @@ async fn mariadb_10_5_to_10_11_to_11_8_under_load() {
         })
         .await;
     };
-    writes_from(0, "the load's first writes").await;
-    log.say(
-        "test",
-        format!("load running: {} writes acknowledged", load.acknowledged()),
-    );
 
     // 3. The steps.
     let mut primary = 0;
