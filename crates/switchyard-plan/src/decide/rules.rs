@@ -598,6 +598,28 @@ impl Decider<'_> {
     }
 
     pub(super) fn restart(&self, instance: &Instance) -> Action {
+        // A failed primary is not made newer while an instance may still
+        // receive from it (one that does not answer now, or whose receiver
+        // is connected to it): it would replicate from a newer source.
+        if instance.version != self.target.version && self.failed_primary(instance.ordinal) {
+            let follower = self.observed.by_ordinal().into_iter().find(|i| {
+                i.ordinal != instance.ordinal
+                    && !self.quarantined(i)
+                    && ((i.source == Some(instance.ordinal)
+                        && i.link.as_ref().is_some_and(|l| l.connected))
+                        || !super::failover::answers(i))
+            });
+            if let Some(f) = follower {
+                return self.wait(WaitReason::Unhealthy {
+                    ordinal: f.ordinal,
+                    health: format!(
+                        "{} (it may still follow instance {}, a failed primary, which must not \
+                         run a newer version than it)",
+                        f.health, instance.ordinal
+                    ),
+                });
+            }
+        }
         Action::Restart {
             ordinal: instance.ordinal,
             revision: self.target.revision.clone(),
