@@ -724,14 +724,14 @@ impl Decider<'_> {
                 .last_failover
                 .as_ref()
                 .is_some_and(|f| f.from == ordinal);
-        // A failed primary (or a replica that still follows one) is judged
-        // only on both GTID sets: a primary the operator cannot reach now (or
-        // an instance whose set is unknown) is waited on, not assumed to hold
-        // everything it holds.
+        // An instance is judged only on both GTID sets: a primary the
+        // operator cannot reach now (or an instance whose set is unknown) is
+        // waited on, not assumed to hold everything the instance holds (a
+        // failed primary's or a fenced old primary's own commits would be
+        // buried).
         let after_failover =
             self.failed_primary(ordinal) || i.source.is_some_and(|s| self.failed_primary(s));
         if rejoins
-            && after_failover
             && !unchecked
             && let Some(primary) = self.observed.primary()
         {
