@@ -607,7 +607,13 @@ impl Decider<'_> {
                     && !self.quarantined(i)
                     && ((i.source == Some(instance.ordinal)
                         && i.link.as_ref().is_some_and(|l| l.connected))
-                        || !super::failover::answers(i))
+                        // Running but not answering (hung, cut off): a server
+                        // that is down starts without replicating.
+                        || (!super::failover::answers(i)
+                            && !matches!(
+                                i.health,
+                                Health::Crashed | Health::Stopped | Health::Starting
+                            )))
             });
             if let Some(f) = follower {
                 return self.wait(WaitReason::Unhealthy {
