@@ -276,7 +276,27 @@ impl Decider<'_> {
 
     /// The transactions `replica` has executed that `source` has not, in
     /// words, when both positions are known and differ that way.
+    ///
+    /// A replica that still follows a failed primary is judged on what it
+    /// received as well: its relay log may hold the failed primary's last
+    /// commits (in flight, never acknowledged), which it applies before or
+    /// after any repoint, so its executed set alone would let it rejoin and
+    /// diverge afterwards.
     pub(super) fn errant(&self, replica: &Instance, source: &Instance) -> Option<String> {
+        if self.mutation != Mutation::JudgeFollowersOnExecuted
+            && replica.source.is_some_and(|s| self.failed_primary(s))
+            && let (Some(executed), Some(received), Some(theirs)) = (
+                &replica.gtid,
+                replica.link.as_ref().and_then(|l| l.received.as_ref()),
+                &source.gtid,
+            )
+            && let Ok(holds) = executed.union(received)
+        {
+            return crate::gtid::errant(&holds, theirs)
+                .ok()
+                .filter(|e| !e.is_empty())
+                .map(|e| e.to_string());
+        }
         replica.errant_against(source).map(|e| e.to_string())
     }
 
