@@ -519,6 +519,54 @@ impl FaultPlan {
             .clone()
     }
 
+    /// Checks that `cut` took: a TCP connect to each cut port times out
+    /// (neither connects nor is refused), each cut instance's unix socket
+    /// answers.
+    async fn verify_cut(
+        &self,
+        cut: &Cut,
+        ports: &[u16],
+        cut_off: &[(u32, Version)],
+        when: &str,
+        cluster: &LocalCluster,
+    ) -> Result<(), String> {
+        for port in ports {
+            let connect = tokio::time::timeout(
+                CUT_PROBE,
+                tokio::net::TcpStream::connect(("127.0.0.1", *port)),
+            )
+            .await;
+            if let Ok(done) = connect {
+                return Err(format!(
+                    "{when}: the cut {} is in the kernel but a TCP connect to port {port} \
+                     did not time out: {:?}",
+                    cut.table(),
+                    done.map(|_| "connected")
+                ));
+            }
+        }
+        for (o, _) in cut_off {
+            let instance = testbed(cluster, *o).ok_or_else(|| format!("no instance {o}"))?;
+            let answered = async {
+                let mut conn = instance.connect_root().await.map_err(|e| e.to_string())?;
+                sqlx::query_scalar::<_, i64>("SELECT 1")
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            match tokio::time::timeout(Duration::from_secs(5), answered).await {
+                Ok(Ok(_)) => {}
+                other => {
+                    return Err(format!(
+                        "{when}: instance {o} is cut but its unix socket does not answer: \
+                         {other:?}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Makes the cut a `partition` fault names and checks it took: a TCP
     /// connect to each cut port times out while each cut instance's unix
     /// socket answers. The cut instances count as taken down until the
@@ -577,48 +625,25 @@ impl FaultPlan {
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .map(|l| l.now_us());
-        // The cut took: TCP times out (neither connects nor is refused), the
-        // unix socket answers.
-        for port in &ports {
-            let connect = tokio::time::timeout(
-                CUT_PROBE,
-                tokio::net::TcpStream::connect(("127.0.0.1", *port)),
-            )
-            .await;
-            if let Ok(done) = connect {
-                return Err(format!(
-                    "{when}: the cut {} is in the kernel but a TCP connect to port {port} \
-                     did not time out: {:?}",
-                    cut.table(),
-                    done.map(|_| "connected")
-                ));
-            }
-        }
-        for (o, _) in &cut_off {
-            let instance = testbed(cluster, *o).ok_or_else(|| format!("no instance {o}"))?;
-            let answered = async {
-                let mut conn = instance.connect_root().await.map_err(|e| e.to_string())?;
-                sqlx::query_scalar::<_, i64>("SELECT 1")
-                    .fetch_one(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())
-            };
-            match tokio::time::timeout(Duration::from_secs(5), answered).await {
-                Ok(Ok(_)) => {}
-                other => {
-                    return Err(format!(
-                        "{when}: instance {o} is cut but its unix socket does not answer: \
-                         {other:?}"
-                    ));
-                }
-            }
-        }
-        let mut server_ids = Vec::new();
+        // Down from now on for the monitor (whose samples already fail), unless
+        // the cut turns out not to hold.
         for (o, version) in &cut_off {
             self.take_down(*o, *version);
-            server_ids.extend(testbed(cluster, *o).map(switchyard_testbed::Instance::server_id));
+        }
+        if let Err(e) = self.verify_cut(&cut, &ports, &cut_off, when, cluster).await {
+            for (o, _) in &cut_off {
+                self.recovered(*o);
+            }
+            return Err(e);
+        }
+        let mut server_ids = Vec::new();
+        for (o, _) in &cut_off {
+            let Some(i) = testbed(cluster, *o) else {
+                continue;
+            };
+            server_ids.push(i.server_id());
             if !p.operator
-                && let (Some(cut_us), Some(i)) = (cut_us, testbed(cluster, *o))
+                && let Some(cut_us) = cut_us
             {
                 self.partitioned
                     .lock()

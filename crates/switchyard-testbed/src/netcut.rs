@@ -8,9 +8,13 @@
 //! touched: the rules match only the given ports on `lo`, never an address outside the
 //! machine, and another table's rules (the host's firewall, another test's cut) are left
 //! as they are. [`Cut::heal`] (or dropping the `Cut`, even during a panic) deletes the
-//! table; a test process killed before it could is cleaned up by the next one:
-//! [`Cut::new`] first deletes every `switchyard_cut_PID_*` table whose process is gone
-//! ([`sweep_stale`]).
+//! table; a test process killed before it could is cleaned up by the next one: every cut
+//! is recorded in `netcuts/TABLE` under the testbed directory (its owner's pid and start
+//! time) before its rules go in, and before any cluster starts ([`sweep_recorded`], next
+//! to the [`crate::reaper`]) and before any cut, every table whose owner is gone is
+//! deleted ([`sweep_stale`] also deletes `switchyard_cut_PID_*` tables with no record
+//! whose process is gone). A stale rule would otherwise cut a port a later test's server
+//! is given.
 //!
 //! Two shapes, both TCP only (a client on a server's unix socket is never cut):
 //! - [`CutSpec::ports`]: every TCP packet to or from the ports, whoever sends it;
@@ -33,6 +37,8 @@ use std::io::Write as _;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
+
+use std::path::PathBuf;
 
 use crate::error::{Error, Result, tail};
 use crate::fetch::Suite;
@@ -129,6 +135,50 @@ impl Nft {
     }
 }
 
+fn records() -> PathBuf {
+    crate::cache::testbed_dir().join("netcuts")
+}
+
+/// Records that this process is about to create `table`.
+fn record(table: &str) -> Result<()> {
+    let dir = records();
+    crate::cache::create_dir_all(&dir)?;
+    let me = std::process::id();
+    let started = crate::reaper::start_time(me).unwrap_or(0);
+    let path = dir.join(table);
+    std::fs::write(&path, format!("owner={me}\nowner_start={started}\n"))
+        .map_err(Error::io("write", &path))
+}
+
+/// Forgets `table` (deleted).
+fn forget(table: &str) {
+    let _ = std::fs::remove_file(records().join(table));
+}
+
+/// Whether the process that created `table` still runs: its record's owner with the
+/// same start time (a pid reused by another process is not it), or, for a table with
+/// no record, the pid in its name.
+fn owner_alive(table: &str) -> bool {
+    let alive = |pid: u32, start: Option<&str>| {
+        crate::reaper::start_time(pid)
+            .is_some_and(|t| start.is_none_or(|s| s == "0" || t.to_string() == s))
+    };
+    if let Ok(text) = std::fs::read_to_string(records().join(table)) {
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        };
+        return field("owner")
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|pid| alive(pid, field("owner_start")));
+    }
+    table
+        .strip_prefix(TABLE_PREFIX)
+        .and_then(|rest| rest.split('_').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| alive(pid, None))
+}
+
 /// Deletes every cut table whose test process is gone (a process killed before its
 /// [`Cut`] dropped); returns their names.
 ///
@@ -137,17 +187,54 @@ impl Nft {
 pub fn sweep_stale(nft: &Nft) -> Result<Vec<String>> {
     let mut swept = Vec::new();
     for table in nft.cut_tables()? {
-        let pid = table
-            .strip_prefix(TABLE_PREFIX)
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|pid| pid.parse::<u32>().ok());
-        let alive = pid.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
-        if !alive {
+        if !owner_alive(&table) {
             nft.delete_table(&table)?;
+            forget(&table);
             swept.push(table);
         }
     }
+    // Records of dead owners whose table is gone already.
+    if let Ok(entries) = std::fs::read_dir(records()) {
+        for entry in entries.flatten() {
+            if let Some(table) = entry.file_name().to_str()
+                && !owner_alive(table)
+            {
+                forget(table);
+            }
+        }
+    }
     Ok(swept)
+}
+
+/// Deletes the cut tables recorded by test processes that are gone, fetching `nft` only
+/// when there is one; returns how many. Best effort (a failure is printed): called before
+/// every cluster starts, where a stale cut would cut a port the new servers may get.
+pub fn sweep_recorded() -> usize {
+    let Ok(entries) = std::fs::read_dir(records()) else {
+        return 0;
+    };
+    let stale = entries.flatten().any(|e| {
+        e.file_name()
+            .to_str()
+            .is_some_and(|table| !owner_alive(table))
+    });
+    if !stale {
+        return 0;
+    }
+    match Nft::fetch().and_then(|nft| sweep_stale(&nft)) {
+        Ok(swept) => {
+            for table in &swept {
+                eprintln!("switchyard-testbed: deleted {table}, left by a test process that died");
+            }
+            swept.len()
+        }
+        Err(e) => {
+            eprintln!(
+                "switchyard-testbed: cannot delete the network cuts of dead test processes: {e}"
+            );
+            0
+        }
+    }
 }
 
 /// Which TCP traffic on loopback a [`Cut`] drops.
@@ -235,7 +322,11 @@ impl Cut {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
-        nft.run(&["-f", "-"], Some(&spec.script(&table)))?;
+        record(&table)?;
+        if let Err(e) = nft.run(&["-f", "-"], Some(&spec.script(&table))) {
+            forget(&table);
+            return Err(e);
+        }
         Ok(Cut {
             nft: nft.clone(),
             table,
@@ -261,6 +352,7 @@ impl Cut {
     /// [`Error::Firewall`] when `nft` fails to delete the table (the drop tries again).
     pub fn heal(mut self) -> Result<()> {
         self.nft.delete_table(&self.table)?;
+        forget(&self.table);
         self.healed = true;
         Ok(())
     }
@@ -268,13 +360,15 @@ impl Cut {
 
 impl Drop for Cut {
     fn drop(&mut self) {
-        if !self.healed
-            && let Err(e) = self.nft.delete_table(&self.table)
-        {
-            eprintln!(
+        if self.healed {
+            return;
+        }
+        match self.nft.delete_table(&self.table) {
+            Ok(()) => forget(&self.table),
+            Err(e) => eprintln!(
                 "switchyard-testbed: cannot delete the network cut {}: {e}",
                 self.table
-            );
+            ),
         }
     }
 }
