@@ -49,6 +49,9 @@ pub struct ClusterSpec {
     /// `None` keeps the server's default (60 s), or [`crate::DEFAULT_REPLICA_NET_TIMEOUT`]
     /// with semi-synchronous replication.
     pub replica_net_timeout: Option<u32>,
+    /// The system user the servers run as when the cluster is started by root (see
+    /// [`ClusterSpec::with_server_user`]); `None`: the caller's user.
+    pub server_user: Option<String>,
 }
 
 impl ClusterSpec {
@@ -64,7 +67,17 @@ impl ClusterSpec {
             shutdown_timeout: Duration::from_secs(120),
             semi_sync: None,
             replica_net_timeout: None,
+            server_user: None,
         }
+    }
+
+    /// The same spec with the servers running as the system user `name` (created if
+    /// absent) when the cluster is started by root: their replication connections are
+    /// then owned by another user than the engine's and the router's, which an
+    /// operator-only network cut of the simulation tells apart.
+    pub fn with_server_user(mut self, name: impl Into<String>) -> Self {
+        self.server_user = Some(name.into());
+        self
     }
 
     /// The same spec with lossless semi-synchronous replication: the primary acknowledges a
@@ -270,13 +283,15 @@ impl LocalCluster {
         let options = Options {
             extra_cnf: render_config(&config),
         };
-        let testbed =
-            switchyard_testbed::replication_with(&vec![spec.kind; spec.instances], &options)
-                .await
-                .map_err(Error::testbed(format!(
-                    "start {} instances of {}",
-                    spec.instances, spec.kind
-                )))?;
+        let kinds = vec![spec.kind; spec.instances];
+        let started = match &spec.server_user {
+            Some(user) => switchyard_testbed::replication_as(&kinds, &options, user).await,
+            None => switchyard_testbed::replication_with(&kinds, &options).await,
+        };
+        let testbed = started.map_err(Error::testbed(format!(
+            "start {} instances of {}",
+            spec.instances, spec.kind
+        )))?;
         let backends: Vec<(u32, SocketAddr)> = testbed
             .instances()
             .iter()

@@ -118,6 +118,40 @@ pub async fn replication(kind: ServerKind, n: usize) -> Result<Cluster> {
 /// primary; a replica should not run an older version than its source) and
 /// extra options.
 pub async fn replication_with(kinds: &[ServerKind], options: &Options) -> Result<Cluster> {
+    replication_run_as(kinds, options, None).await
+}
+
+/// Like [`replication_with`], with the servers running as the system user `user`
+/// (created with `useradd --system` if absent, as [`galera`]'s are) when the testbed runs
+/// as root; as the caller otherwise. The servers' own connections (replication) are then
+/// owned by another user than the test's clients, so that a network cut can tell them
+/// apart ([`crate::netcut::CutSpec::from_owner`]).
+pub async fn replication_as(
+    kinds: &[ServerKind],
+    options: &Options,
+    user: &str,
+) -> Result<Cluster> {
+    let run_as = if crate::template::running_as_root() {
+        let name = user.to_owned();
+        Some(
+            tokio::task::spawn_blocking(move || crate::sysuser::ensure(&name))
+                .await
+                .map_err(|e| Error::SystemUser {
+                    user: user.to_owned(),
+                    detail: format!("panicked: {e}"),
+                })??,
+        )
+    } else {
+        None
+    };
+    replication_run_as(kinds, options, run_as).await
+}
+
+async fn replication_run_as(
+    kinds: &[ServerKind],
+    options: &Options,
+    run_as: Option<RunAs>,
+) -> Result<Cluster> {
     let Some(&first) = kinds.first() else {
         return Err(Error::Unsupported {
             detail: "a replication cluster needs at least one instance".into(),
@@ -139,6 +173,9 @@ pub async fn replication_with(kinds: &[ServerKind], options: &Options) -> Result
     }
     let lease = slots::acquire(kinds.len()).await?;
     let dir = temp_dir()?;
+    if let Some(user) = &run_as {
+        open_for(dir.path(), user)?;
+    }
     let credentials = Credentials::generate();
 
     let mut instances = Vec::with_capacity(kinds.len());
@@ -156,7 +193,7 @@ pub async fn replication_with(kinds: &[ServerKind], options: &Options) -> Result
             port: allocate_port()?,
             bins,
             extra: options.extra_cnf.clone(),
-            run_as: None,
+            run_as: run_as.clone(),
             galera: None,
         };
         instances.push(create_instance(setup, tpl).await?);
