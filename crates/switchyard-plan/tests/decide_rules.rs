@@ -987,6 +987,56 @@ fn an_errant_replica_is_reported_not_passed_over_in_silence() {
 }
 
 #[test]
+fn every_errant_replica_is_named_not_only_the_first() {
+    // Seed 703: two replicas held transactions the primary lacked (one an
+    // errant write, the other writes taken while its fence was lost); the
+    // halt named only the first, leaving the second's writes unnamed.
+    const UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+    const OTHER: &str = "4f22ab58-82db-22f2-af44-d91bb0530673";
+    const THIRD: &str = "5a33bc69-93ec-33a3-b055-e02cc1641784";
+    let mut o = cluster(0, &["10.11.14", "10.11.14", "10.11.14"]);
+    o.flavor = Flavor::Mysql;
+    set(&mut o, 0, |i| {
+        (i.gtid, i.revision) = (
+            Some(mysql_gtid(&format!("{UUID}:1-100"))),
+            rev(2, "10.11.14"),
+        )
+    });
+    set(&mut o, 1, |i| {
+        i.gtid = Some(mysql_gtid(&format!("{UUID}:1-100,{OTHER}:1")));
+        i.revision = rev(2, "10.11.14");
+    });
+    set(&mut o, 2, |i| {
+        i.gtid = Some(mysql_gtid(&format!("{UUID}:1-100,{THIRD}:1-5")));
+        i.revision = rev(2, "10.11.14");
+    });
+    let action = d(
+        &o,
+        &Record::default(),
+        &target("10.11.14"),
+        &Policy::default(),
+    );
+    let Action::Halt {
+        reason: reason @ HaltReason::ErrantTransactions { ordinal: 1, .. },
+    } = action
+    else {
+        panic!("expected a halt on the errant transactions, got {action:?}");
+    };
+    let HaltReason::ErrantTransactions { also, .. } = &reason else {
+        unreachable!()
+    };
+    assert_eq!(
+        also.keys().copied().collect::<Vec<_>>(),
+        vec![2],
+        "{reason}"
+    );
+    assert!(
+        reason.to_string().contains("instance 2 also holds"),
+        "{reason}"
+    );
+}
+
+#[test]
 fn a_promoted_switchover_repoints_before_a_halt_is_returned() {
     // The promotion took effect (1 is the primary) but its step failed: the
     // failure is older than halt_after. The replicas are repointed first.

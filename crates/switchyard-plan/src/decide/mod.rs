@@ -61,6 +61,7 @@
 //!     The old primary stays fenced and out of replication until it runs the
 //!     target revision.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -711,6 +712,10 @@ pub enum HaltReason {
         primary: u32,
         /// The transactions, as GTIDs.
         errant: String,
+        /// Other instances that hold transactions the primary lacks, with
+        /// those transactions: every one is named, not only the first.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        also: BTreeMap<u32, String>,
     },
     /// The topology kind is not supported by this decision yet.
     Unsupported {
@@ -801,12 +806,24 @@ impl fmt::Display for HaltReason {
                 ordinal,
                 primary,
                 errant,
-            } => write!(
-                f,
-                "instance {ordinal} holds transactions the primary {primary} lacks ({errant}): \
-                 it is not repointed or made writable, which would lose or hide them; compare \
-                 the two, keep what must be kept, then re-provision instance {ordinal}"
-            ),
+                also,
+            } => {
+                write!(
+                    f,
+                    "instance {ordinal} holds transactions the primary {primary} lacks \
+                     ({errant}): it is not repointed or made writable, which would lose or hide \
+                     them; compare the two, keep what must be kept, then re-provision instance \
+                     {ordinal}"
+                )?;
+                for (other, extra) in also {
+                    write!(
+                        f,
+                        "; instance {other} also holds transactions the primary lacks ({extra}): \
+                         the same for it"
+                    )?;
+                }
+                Ok(())
+            }
             HaltReason::Unsupported { message } => write!(f, "{message}"),
         }
     }

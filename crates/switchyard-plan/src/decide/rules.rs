@@ -2,6 +2,8 @@
 //! order the [module documentation](super) lists them; the switchover's own
 //! rules are in [`super::switchover`].
 
+use std::collections::BTreeMap;
+
 use super::{Action, Approval, HaltReason, Policy, Strategy, Target, WaitReason};
 use crate::mutation::Mutation;
 use crate::record::{Intent, Record};
@@ -343,17 +345,20 @@ impl Decider<'_> {
     /// A replica holding transactions the primary lacks, as a halt.
     fn errant_replica(&self) -> Option<Action> {
         let primary = self.observed.primary()?;
-        self.observed.by_ordinal().into_iter().find_map(|r| {
-            let errant = (r.ordinal != primary.ordinal && !self.quarantined(r))
+        let mut errant = self.observed.by_ordinal().into_iter().filter_map(|r| {
+            let extra = (r.ordinal != primary.ordinal && !self.quarantined(r))
                 .then(|| self.errant(r, primary))
                 .flatten()?;
-            Some(Action::Halt {
-                reason: HaltReason::ErrantTransactions {
-                    ordinal: r.ordinal,
-                    primary: primary.ordinal,
-                    errant,
-                },
-            })
+            Some((r.ordinal, extra))
+        });
+        let (ordinal, first) = errant.next()?;
+        Some(Action::Halt {
+            reason: HaltReason::ErrantTransactions {
+                ordinal,
+                primary: primary.ordinal,
+                errant: first,
+                also: errant.collect(),
+            },
         })
     }
 
@@ -789,6 +794,7 @@ impl Decider<'_> {
                     ordinal,
                     primary: primary.ordinal,
                     errant,
+                    also: BTreeMap::new(),
                 },
             };
         }
