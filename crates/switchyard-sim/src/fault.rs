@@ -1,6 +1,7 @@
 //! Fault injection: a [`Faulty`] runtime wraps the engine's runtime and
 //! fires a scenario's faults just before or just after the engine's first
-//! call of a runtime action, or just after it stored a switchover sub-step;
+//! call of a runtime action, or just after it stored a switchover's or a
+//! failover's sub-step;
 //! [`FaultPlan::before_step`] fires the faults timed by engine step. Each
 //! fault fires once.
 //!
@@ -22,7 +23,7 @@ use switchyard_local::LocalCluster;
 use switchyard_plan::Record;
 use switchyard_plan::decide::{SchemaTarget, WaitReason};
 use switchyard_plan::engine::{ClusterRuntime, RuntimeError, RuntimeErrorKind, StepOutcome};
-use switchyard_plan::record::{FailoverSummary, Intent, SwitchoverStep};
+use switchyard_plan::record::{FailoverStep, FailoverSummary, Intent, SwitchoverStep};
 use switchyard_plan::topology::{Observed, Revision, Timestamp};
 use switchyard_plan::versions::Version;
 use switchyard_testbed::ledger::Ledger;
@@ -695,7 +696,7 @@ impl FaultPlan {
         let o = match pick {
             Pick::Primary => Some(c.primary),
             Pick::Candidate => match doc.record.intent {
-                Some(Intent::Switchover { to, .. }) => Some(to),
+                Some(Intent::Switchover { to, .. } | Intent::Failover { to, .. }) => Some(to),
                 _ => None,
             },
             Pick::ReplicaNotUpgraded => c
@@ -838,17 +839,32 @@ impl<R: ClusterRuntime> ClusterRuntime for Faulty<'_, R> {
         self.plan.saw_record(record);
         // Stored: the faults timed by what it records, then an armed failure.
         let mut asked = Asked::default();
-        if let Some(Intent::Switchover { step, .. }) = &record.intent {
-            let step: SwitchoverStep = *step;
-            asked = self
-                .plan
-                .fire_due(
-                    |t| *t == Trigger::Recorded(step),
-                    &format!("recorded {step:?}"),
-                    true,
-                    self.cluster,
-                )
-                .await;
+        match &record.intent {
+            Some(Intent::Switchover { step, .. }) => {
+                let step: SwitchoverStep = *step;
+                asked = self
+                    .plan
+                    .fire_due(
+                        |t| *t == Trigger::Recorded(step),
+                        &format!("recorded {step:?}"),
+                        true,
+                        self.cluster,
+                    )
+                    .await;
+            }
+            Some(Intent::Failover { step, .. }) => {
+                let step: FailoverStep = *step;
+                asked = self
+                    .plan
+                    .fire_due(
+                        |t| *t == Trigger::RecordedFailover(step),
+                        &format!("recorded failover {step:?}"),
+                        true,
+                        self.cluster,
+                    )
+                    .await;
+            }
+            _ => {}
         }
         let failing = self.plan.take_record_failure();
         if let Some(i) = failing

@@ -12,6 +12,8 @@
 //!   - when: { recorded: fenced }                # the record stored at a switchover sub-step
 //!     kill_engine: true
 //!     engine_down_s: 1
+//!   - when: { recorded_failover: isolated }     # the record stored at a failover sub-step
+//!     kill9: candidate                         # the failover's candidate, as recorded
 //!   - when: { before_step: 1 }
 //!     direct_writer: { on: primary, rate: 50 } # a privileged client on the instance itself
 //!   - when: { after_action: promote }
@@ -23,6 +25,16 @@
 //! ```
 //!
 //! `expect: done` (an outcome alone) is accepted for a scenario without faults.
+//!
+//! `recorded: STEP` names a switchover's sub-step (`requested`, `fenced`,
+//! `caught-up`, `promoting`, `promoted`, `repointed`); `recorded_failover: STEP`
+//! a failover's (`requested`, `isolated`, `applied`, `promoting`, `promoted`):
+//! the fault fires right after the engine stored the first record whose intent
+//! is a failover at that sub-step. A failover's `repointed` is never stored (the
+//! intent is cleared once every replica is repointed), so it is refused: time a
+//! fault between the repoints with `after_action: repoint`. `candidate` is the
+//! candidate the record names: a switchover's, or a failover's (the replica
+//! chosen when it was requested, then the one chosen again after `isolated`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,7 +43,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use switchyard_plan::Policy;
 use switchyard_plan::decide::FailoverPolicy;
-use switchyard_plan::record::SwitchoverStep;
+use switchyard_plan::record::{FailoverStep, SwitchoverStep};
 use switchyard_testbed::ServerKind;
 use switchyard_testbed::load::AccountKind;
 
@@ -398,9 +410,11 @@ pub struct SqlFault {
 }
 
 /// When a fault fires, written `{ before_step: N }`, `{ before_action: A }`,
-/// `{ after_action: A }` or `{ recorded: STEP }`. Action names are the
-/// runtime's methods (see [`ACTIONS`]); steps are the switchover's sub-steps
-/// (`requested`, `fenced`, `caught-up`, `promoted`, `repointed`).
+/// `{ after_action: A }`, `{ recorded: STEP }` or `{ recorded_failover: STEP }`.
+/// Action names are the runtime's methods (see [`ACTIONS`]); steps are the
+/// switchover's sub-steps (`requested`, `fenced`, `caught-up`, `promoting`,
+/// `promoted`, `repointed`) or the failover's (`requested`, `isolated`,
+/// `applied`, `promoting`, `promoted`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Trigger {
     /// Before the engine's step N (counted from 1 over every engine).
@@ -413,6 +427,9 @@ pub enum Trigger {
     /// Just after the engine stored a record whose intent is a switchover at
     /// this sub-step (the first time).
     Recorded(SwitchoverStep),
+    /// Just after the engine stored a record whose intent is a failover at
+    /// this sub-step (the first time).
+    RecordedFailover(FailoverStep),
 }
 
 /// Which instance a fault hits, chosen when it fires.
@@ -423,7 +440,7 @@ pub enum Pick {
     ReplicaNotUpgraded,
     /// The primary.
     Primary,
-    /// The candidate of the switchover the engine's record shows.
+    /// The candidate of the switchover or failover the engine's record shows.
     Candidate,
 }
 
@@ -438,17 +455,32 @@ struct TriggerDef {
     after_action: Option<String>,
     #[serde(default)]
     recorded: Option<SwitchoverStep>,
+    #[serde(default)]
+    recorded_failover: Option<FailoverStep>,
 }
 
 fn trigger<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Trigger, D::Error> {
     let t = TriggerDef::deserialize(d)?;
-    match (t.before_step, t.before_action, t.after_action, t.recorded) {
-        (Some(n), None, None, None) => Ok(Trigger::BeforeStep(n)),
-        (None, Some(a), None, None) => Ok(Trigger::BeforeAction(a)),
-        (None, None, Some(a), None) => Ok(Trigger::AfterAction(a)),
-        (None, None, None, Some(s)) => Ok(Trigger::Recorded(s)),
+    match (
+        t.before_step,
+        t.before_action,
+        t.after_action,
+        t.recorded,
+        t.recorded_failover,
+    ) {
+        (Some(n), None, None, None, None) => Ok(Trigger::BeforeStep(n)),
+        (None, Some(a), None, None, None) => Ok(Trigger::BeforeAction(a)),
+        (None, None, Some(a), None, None) => Ok(Trigger::AfterAction(a)),
+        (None, None, None, Some(s), None) => Ok(Trigger::Recorded(s)),
+        (None, None, None, None, Some(FailoverStep::Repointed)) => Err(serde::de::Error::custom(
+            "`recorded_failover: repointed` never fires: a failover clears its intent once \
+             every replica is repointed instead of storing that sub-step; use \
+             `after_action: repoint` for a fault between the repoints",
+        )),
+        (None, None, None, None, Some(s)) => Ok(Trigger::RecordedFailover(s)),
         _ => Err(serde::de::Error::custom(
-            "`when` needs exactly one of before_step, before_action, after_action, recorded",
+            "`when` needs exactly one of before_step, before_action, after_action, recorded, \
+             recorded_failover",
         )),
     }
 }
@@ -769,7 +801,11 @@ fn check_fault(f: &FaultDef) -> Result<(), String> {
         ));
     }
     if f.kill_engine && matches!(f.when, Trigger::BeforeStep(_)) {
-        return Err("kill_engine needs `before_action`, `after_action` or `recorded`".into());
+        return Err(
+            "kill_engine needs `before_action`, `after_action`, `recorded` or \
+                    `recorded_failover`"
+                .into(),
+        );
     }
     if (f.down_s.is_some() || f.stays_down) && f.kill9.is_none() {
         return Err("down_s and stays_down go with kill9: PICK".into());
@@ -796,7 +832,11 @@ fn check_fault(f: &FaultDef) -> Result<(), String> {
         return Err("a fault either fails the action or kills the engine, not both".into());
     }
     if f.fail_record && matches!(f.when, Trigger::BeforeStep(_)) {
-        return Err("fail_record needs `before_action`, `after_action` or `recorded`".into());
+        return Err(
+            "fail_record needs `before_action`, `after_action`, `recorded` or \
+                    `recorded_failover`"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -852,6 +892,52 @@ mod tests {
         assert!(s.expect.seen.recovered);
         assert_eq!(s.direct_writers(), 1);
         assert_eq!(s.cluster.instances, 3);
+    }
+
+    #[test]
+    fn parses_failover_sub_step_triggers() {
+        let s = Scenario::from_yaml(
+            "x",
+            "cluster: { server: mariadb-10.11, semi_sync: 1 }\n\
+             change: { config: { a: b }, apply: online }\n\
+             faults:\n  - when: { recorded_failover: isolated }\n    kill9: candidate\n\
+             \x20 - when: { recorded_failover: promoting }\n    kill_engine: true\n\
+             \x20 - when: { recorded_failover: applied }\n    fail_record: true\n\
+             expect: { outcome: done, max_write_gap_ms: 900, seen: { failovers: 1 } }\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            s.faults[0].when,
+            Trigger::RecordedFailover(FailoverStep::Isolated)
+        );
+        assert_eq!(s.faults[0].kill9, Some(Pick::Candidate));
+        assert_eq!(
+            s.faults[1].when,
+            Trigger::RecordedFailover(FailoverStep::Promoting)
+        );
+        assert_eq!(
+            s.faults[2].when,
+            Trigger::RecordedFailover(FailoverStep::Applied)
+        );
+        for (when, message) in [
+            ("{ recorded_failover: repointed }", "never fires"),
+            ("{ recorded_failover: fenced }", "unknown variant `fenced`"),
+            (
+                "{ recorded: fenced, recorded_failover: isolated }",
+                "exactly one of",
+            ),
+        ] {
+            let e = Scenario::from_yaml(
+                "x",
+                &format!(
+                    "cluster: {{ server: mysql-9.7 }}\nchange: {{ config: {{ a: b }} }}\n\
+                     faults: [ {{ when: {when}, kill_engine: true }} ]\n\
+                     expect: {{ outcome: done, seen: {{ engines: 2 }} }}\n"
+                ),
+            )
+            .expect_err(when);
+            assert!(e.to_string().contains(message), "{when}: {e}");
+        }
     }
 
     #[test]
