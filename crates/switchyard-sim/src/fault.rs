@@ -695,6 +695,7 @@ impl FaultPlan {
         let c = doc.cluster;
         let o = match pick {
             Pick::Primary => Some(c.primary),
+            Pick::Instance(o) => Some(*o),
             Pick::Candidate => match doc.record.intent {
                 Some(Intent::Switchover { to, .. } | Intent::Failover { to, .. }) => Some(to),
                 _ => None,

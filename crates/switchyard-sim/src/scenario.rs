@@ -14,6 +14,8 @@
 //!     engine_down_s: 1
 //!   - when: { recorded_failover: isolated }     # the record stored at a failover sub-step
 //!     kill9: candidate                         # the failover's candidate, as recorded
+//!   - when: { before_step: 2 }
+//!     sql: { on: { instance: 1 }, statements: ["FLUSH TABLES WITH READ LOCK"], hold_s: 8 }
 //!   - when: { before_step: 1 }
 //!     direct_writer: { on: primary, rate: 50 } # a privileged client on the instance itself
 //!   - when: { after_action: promote }
@@ -432,9 +434,10 @@ pub enum Trigger {
     RecordedFailover(FailoverStep),
 }
 
-/// Which instance a fault hits, chosen when it fires.
+/// Which instance a fault hits, chosen when it fires: `primary`,
+/// `candidate`, `replica-not-upgraded` or `{ instance: N }`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
+#[serde(try_from = "PickDef")]
 pub enum Pick {
     /// The highest-numbered replica that does not run the target revision yet.
     ReplicaNotUpgraded,
@@ -442,6 +445,52 @@ pub enum Pick {
     Primary,
     /// The candidate of the switchover or failover the engine's record shows.
     Candidate,
+    /// The instance of this ordinal, written `{ instance: N }`.
+    Instance(u32),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PickDef {
+    Word(String),
+    Instance { instance: u32 },
+}
+
+impl TryFrom<PickDef> for Pick {
+    type Error = String;
+
+    fn try_from(p: PickDef) -> std::result::Result<Pick, String> {
+        match p {
+            PickDef::Word(w) => match w.as_str() {
+                "primary" => Ok(Pick::Primary),
+                "candidate" => Ok(Pick::Candidate),
+                "replica-not-upgraded" => Ok(Pick::ReplicaNotUpgraded),
+                other => Err(format!(
+                    "unknown instance `{other}`: use primary, candidate, replica-not-upgraded \
+                     or {{ instance: N }}"
+                )),
+            },
+            PickDef::Instance { instance } => Ok(Pick::Instance(instance)),
+        }
+    }
+}
+
+impl Pick {
+    /// The instances a scenario's faults name by ordinal.
+    fn ordinals(f: &FaultDef) -> impl Iterator<Item = u32> + '_ {
+        [
+            f.kill9.as_ref(),
+            f.pause.as_ref().map(|p| &p.on),
+            f.sql.as_ref().map(|q| &q.on),
+            f.direct_writer.as_ref().map(|d| &d.on),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| match p {
+            Pick::Instance(o) => Some(*o),
+            _ => None,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -706,6 +755,15 @@ impl Scenario {
         }
         for f in &s.faults {
             check_fault(f).map_err(invalid)?;
+            if let Some(o) = Pick::ordinals(f)
+                .find(|o| usize::try_from(*o).map_or(true, |o| o >= s.cluster.instances))
+            {
+                return Err(invalid(format!(
+                    "a fault names instance {o}, but the cluster has {} (0 to {})",
+                    s.cluster.instances,
+                    s.cluster.instances - 1
+                )));
+            }
         }
         if !s.faults.is_empty() && s.expect.seen.is_empty() {
             return Err(invalid(
@@ -911,6 +969,30 @@ mod tests {
             Trigger::RecordedFailover(FailoverStep::Isolated)
         );
         assert_eq!(s.faults[0].kill9, Some(Pick::Candidate));
+        let by_ordinal = Scenario::from_yaml(
+            "x",
+            "cluster: { server: mariadb-10.11, instances: 4 }\n\
+             change: { config: { a: b }, apply: online }\n\
+             faults: [ { when: { before_step: 2 }, pause: { on: { instance: 3 }, for_s: 1 } } ]\n\
+             expect: { outcome: done, seen: { recovered: true } }\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            by_ordinal.faults[0].pause.as_ref().map(|p| &p.on),
+            Some(&Pick::Instance(3))
+        );
+        let e = Scenario::from_yaml(
+            "x",
+            "cluster: { server: mariadb-10.11 }\nchange: { config: { a: b } }\n\
+             faults: [ { when: { before_step: 2 }, kill9: { instance: 3 } } ]\n\
+             expect: { outcome: done, seen: { recovered: true } }\n",
+        )
+        .expect_err("no instance 3 of 3");
+        assert!(
+            e.to_string()
+                .contains("names instance 3, but the cluster has 3 (0 to 2)"),
+            "{e}"
+        );
         assert_eq!(
             s.faults[1].when,
             Trigger::RecordedFailover(FailoverStep::Promoting)
