@@ -50,6 +50,10 @@ pub struct FailoversSeen {
 /// The `run` of the first direct writer's ids (the load's is 0).
 pub const DIRECT_RUN: u8 = 1;
 
+/// An instance a pause with `delay_ms` freezes later: the instance, the
+/// version it runs, when it is frozen, for how long, and the fault.
+type PendingPause = (u32, Version, Instant, Duration, usize);
+
 /// A direct writer while it runs (`None` once stopped).
 type Writer = Arc<Mutex<Option<LoadHandle>>>;
 
@@ -120,6 +124,8 @@ pub struct FaultPlan {
     record_failure: Mutex<Option<usize>>,
     /// Paused instances, when they run again, and their fault.
     paused: Mutex<Vec<(u32, Instant, usize)>>,
+    /// Instances a pause with `delay_ms` freezes later.
+    pending_pauses: Mutex<Vec<PendingPause>>,
     /// Instances a `kill9` with `down_s` or `stays_down` keeps down, and
     /// until when (`None`: the rest of the run): the supervisor is off and
     /// the engine's `recover` of them fails meanwhile.
@@ -153,6 +159,7 @@ impl FaultPlan {
             killing: Mutex::new(Vec::new()),
             record_failure: Mutex::new(None),
             paused: Mutex::new(Vec::new()),
+            pending_pauses: Mutex::new(Vec::new()),
             held_down: Mutex::new(BTreeMap::new()),
             failovers: Mutex::new(FailoversSeen::default()),
             sessions: Mutex::new(Vec::new()),
@@ -359,6 +366,9 @@ impl FaultPlan {
                 ));
             }
         }
+        if !all {
+            self.start_pending_pauses(cluster);
+        }
         let due: Vec<(u32, usize)> = {
             let mut paused = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
@@ -380,6 +390,56 @@ impl FaultPlan {
             }
         }
         count
+    }
+
+    /// Freezes the instances whose delayed pause is due.
+    fn start_pending_pauses(&self, cluster: &LocalCluster) {
+        let due: Vec<(u32, Version, Duration, usize)> = {
+            let mut pending = self
+                .pending_pauses
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            let (due, later): (Vec<_>, Vec<_>) =
+                pending.drain(..).partition(|(_, _, at, _, _)| *at <= now);
+            *pending = later;
+            due.into_iter()
+                .map(|(o, version, _, hold, i)| (o, version, hold, i))
+                .collect()
+        };
+        for (o, version, hold, index) in due {
+            let Some(slot) = self.faults.get(index) else {
+                continue;
+            };
+            let result = self.pause_now(cluster, o, version, hold, index, "delayed");
+            self.outcome(slot, result);
+        }
+    }
+
+    /// Freezes `o` now (SIGSTOP) until `hold` from now, for fault `index`.
+    fn pause_now(
+        &self,
+        cluster: &LocalCluster,
+        o: u32,
+        version: Version,
+        hold: Duration,
+        index: usize,
+        when: &str,
+    ) -> Result<String, String> {
+        let done = testbed(cluster, o).map(switchyard_testbed::Instance::pause);
+        if let Some(Ok(())) = done {
+            self.take_down(o, version);
+            self.paused
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((o, Instant::now() + hold, index));
+            Ok(format!(
+                "{when}: instance {o} paused (SIGSTOP) for {} s",
+                hold.as_secs()
+            ))
+        } else {
+            Err(format!("{when}: pausing instance {o} FAILED: {done:?}"))
+        }
     }
 
     /// Whether a `kill9` with `down_s` (not yet elapsed) or `stays_down`
@@ -499,30 +559,31 @@ impl FaultPlan {
     async fn fire(&self, index: usize, slot: &Slot, when: &str, cluster: &LocalCluster) {
         let f = &slot.def;
         if let Some(p) = &f.pause {
-            let result = match self.pick(&p.on, cluster) {
-                Some((o, version)) => {
-                    let done = testbed(cluster, o).map(switchyard_testbed::Instance::pause);
-                    if let Some(Ok(())) = done {
-                        self.take_down(o, version);
-                        self.paused
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .push((
-                                o,
-                                Instant::now() + Duration::from_secs(p.resume_after_s),
-                                index,
-                            ));
-                        Ok(format!(
-                            "{when}: instance {o} paused (SIGSTOP) for {} s",
-                            p.resume_after_s
-                        ))
-                    } else {
-                        Err(format!("{when}: pausing instance {o} FAILED: {done:?}"))
-                    }
+            let hold = Duration::from_secs(p.resume_after_s);
+            match self.pick(&p.on, cluster) {
+                // Frozen later by the task that thaws: confirmed then.
+                Some((o, version)) if p.delay_ms > 0 => {
+                    self.pending_pauses
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push((
+                            o,
+                            version,
+                            Instant::now() + Duration::from_millis(p.delay_ms),
+                            hold,
+                            index,
+                        ));
+                    self.note(format!(
+                        "{when}: instance {o} is paused in {} ms",
+                        p.delay_ms
+                    ));
                 }
-                None => Err(format!("{when}: no instance matched {:?}", p.on)),
-            };
-            self.outcome(slot, result);
+                Some((o, version)) => {
+                    let result = self.pause_now(cluster, o, version, hold, index, when);
+                    self.outcome(slot, result);
+                }
+                None => self.outcome(slot, Err(format!("{when}: no instance matched {:?}", p.on))),
+            }
         }
         if let Some(sql) = &f.sql {
             let result = match self.pick(&sql.on, cluster) {

@@ -395,6 +395,11 @@ pub struct PauseFault {
     /// Also written `for_s`.
     #[serde(alias = "for_s")]
     pub resume_after_s: u64,
+    /// How long after the trigger the instance is frozen, milliseconds
+    /// (chosen when the fault fires, frozen by the same task that thaws, so
+    /// the engine goes on meanwhile); 0: at once.
+    #[serde(default)]
+    pub delay_ms: u64,
 }
 
 /// Statements run as root on one instance when a fault fires.
