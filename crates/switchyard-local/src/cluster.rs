@@ -869,11 +869,18 @@ impl Shared {
                     None => handle.unfence().await.map_err(Error::sql(ordinal))?,
                 }
             }
-        } else if observation
-            .replication
-            .as_ref()
-            .is_some_and(|r| !r.is_running())
-        {
+        } else if let Some(r) = observation.replication.as_ref().filter(|r| !r.is_running()) {
+            // A replica still configured to follow a primary that was failed over (held
+            // out by the failover for its older version, then restarted for its upgrade)
+            // stays out of replication: started, it would receive what that primary
+            // wrote after the failover's isolation, which the new one lacks. The engine
+            // repoints it once it has judged what it holds.
+            if self
+                .ordinal_of_port(r.source_port)
+                .is_some_and(|s| state.record.failed_over.contains(&s))
+            {
+                return Ok(());
+            }
             if let Some(pos) = slave_pos_after_crash(&observation) {
                 // See `slave_pos_after_crash`: without this the replica asks its source
                 // again for a transaction its binary log already holds, and gtid_strict_mode

@@ -138,6 +138,35 @@ fn the_primary_goes_last_to_the_lowest_ordinal_replica() {
 }
 
 #[test]
+fn a_quarantined_older_instance_does_not_hold_back_a_newer_candidate() {
+    // After a failover in the middle of an upgrade: the primary 1 and the
+    // quarantined failed primary 0 run the old version, replica 2 the new one.
+    let mut o = cluster(1, &["10.11.14", "10.11.14", "11.8.3"]);
+    set(&mut o, 2, |i| i.revision = rev(2, "11.8.3"));
+    set(&mut o, 0, |i| {
+        i.source = None;
+        i.fenced = true;
+        i.drained = true;
+    });
+    let t = target("11.8.3");
+    let p = Policy::default();
+    // Not quarantined, instance 0 would end up under a newer source.
+    assert!(
+        !matches!(d(&o, &Record::default(), &t, &p), Action::Switchover { .. }),
+        "0 (10.11) must not be left under 2 (11.8)"
+    );
+    let mut r = Record::default();
+    r.quarantined.insert(
+        0,
+        switchyard_plan::record::Quarantine {
+            extra: "0-1-9".into(),
+            at: NOW,
+        },
+    );
+    assert_eq!(d(&o, &r, &t, &p), Action::Switchover { from: 1, to: 2 });
+}
+
+#[test]
 fn a_candidate_with_errant_transactions_is_passed_over() {
     let mut o = cluster(0, &["10.5.27", "10.11.14", "10.11.14"]);
     for r in [1, 2] {

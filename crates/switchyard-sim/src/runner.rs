@@ -374,9 +374,14 @@ where
             });
         }
     }
-    // A finished rollout left every instance on the target version.
+    // A finished rollout left every instance on the target version, but one
+    // the engine quarantined: it is out of the cluster until a person
+    // re-provisions it, on the version it failed on.
     if matches!(finished, Ok(Ok(Finished::Done))) {
         for o in 0..u32::try_from(cluster.len()).unwrap_or(0) {
+            if quarantined.contains(&o) {
+                continue;
+            }
             let running = match cluster.handle(o) {
                 Ok(h) => h.observe().await.ok().map(|obs| obs.version.version),
                 Err(_) => None,
