@@ -402,6 +402,7 @@ impl LocalRuntime {
                 schema: crate::schema::applied(&cluster.schema, o),
                 link: None,
                 ack_replicas: None,
+                galera: None,
                 writable: false,
                 fenced: st.fenced,
                 drained,

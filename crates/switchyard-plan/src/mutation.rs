@@ -59,4 +59,16 @@ pub enum Mutation {
     /// Leave a replica the failover could not isolate connected to the
     /// failed primary when both answer again.
     KeepFollowersOfFailedPrimary,
+    /// On Galera: take the next node out while the record's intent still
+    /// holds another out.
+    GaleraTwoOut,
+    /// On Galera: take a node out even when the others would lose quorum
+    /// without it.
+    GaleraIgnoreQuorum,
+    /// On Galera: take a node out (or alter it) while another node, or the
+    /// node itself, is a donor, desynced, joining or missing.
+    GaleraIgnoreDonor,
+    /// On Galera: go on past a node that left the cluster during its ALTER
+    /// (return it to the endpoints as if it had come back).
+    GaleraPastLostNode,
 }

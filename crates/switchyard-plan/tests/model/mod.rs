@@ -1493,6 +1493,7 @@ impl State {
                         schema: None,
                         link: None,
                         ack_replicas: None,
+                        galera: None,
                     };
                 }
                 let link = i.source.map(|_| Link {
@@ -1528,6 +1529,7 @@ impl State {
                     } else {
                         None
                     },
+                    galera: None,
                 }
             })
             .collect();
