@@ -53,7 +53,9 @@ pub struct ClusterSpec {
 
 impl ClusterSpec {
     /// `instances` servers of `kind`, supervised, with no extra variables,
-    /// 60 s to start and 120 s to shut down.
+    /// 60 s to start and 120 s to shut down. With [`ServerKind::Galera`], a
+    /// Galera cluster (MariaDB 10.11 with Galera 4): node 0 bootstraps it and
+    /// is the writer behind the router's primary endpoint, the others join.
     pub fn new(kind: ServerKind, instances: usize) -> Self {
         ClusterSpec {
             kind,
@@ -164,6 +166,9 @@ impl Node {
 /// file and the timeline.
 pub(crate) struct Shared {
     pub(crate) router: Router,
+    /// Whether the cluster is a Galera cluster (every node a full member;
+    /// the router's primary endpoint picks the one writer).
+    pub(crate) galera: bool,
     pub(crate) state: StateFile,
     pub(crate) flavor: Flavor,
     pub(crate) nodes: Vec<Node>,
@@ -270,13 +275,23 @@ impl LocalCluster {
         let options = Options {
             extra_cnf: render_config(&config),
         };
-        let testbed =
-            switchyard_testbed::replication_with(&vec![spec.kind; spec.instances], &options)
-                .await
-                .map_err(Error::testbed(format!(
-                    "start {} instances of {}",
-                    spec.instances, spec.kind
-                )))?;
+        let galera = spec.kind == ServerKind::Galera;
+        if galera && spec.semi_sync.is_some() {
+            return Err(Error::Invalid(
+                "a Galera cluster replicates synchronously: leave semi-synchronous \
+                 replication out of its spec"
+                    .into(),
+            ));
+        }
+        let testbed = if galera {
+            switchyard_testbed::galera_with(spec.instances, &options).await
+        } else {
+            switchyard_testbed::replication_with(&vec![spec.kind; spec.instances], &options).await
+        }
+        .map_err(Error::testbed(format!(
+            "start {} instances of {}",
+            spec.instances, spec.kind
+        )))?;
         let backends: Vec<(u32, SocketAddr)> = testbed
             .instances()
             .iter()
@@ -340,6 +355,7 @@ impl LocalCluster {
             .collect();
         let shared = Arc::new(Shared {
             router,
+            galera,
             state,
             flavor,
             nodes,
@@ -706,7 +722,12 @@ impl Shared {
         entry: &RevisionEntry,
         by: StartedBy,
     ) -> Result<()> {
-        let kind = kind_for(self.flavor, entry.version)?;
+        // A Galera node starts again as a Galera node and joins the others.
+        let kind = if self.galera {
+            ServerKind::Galera
+        } else {
+            kind_for(self.flavor, entry.version)?
+        };
         let mut lines = render_config(&entry.config);
         if let Some(line) = crate::semisync::source_line(self, ordinal)? {
             lines.push(line);
@@ -813,6 +834,11 @@ impl Shared {
                 Err(_) => tokio::time::sleep(crate::runtime::POLL).await,
             }
         };
+        // A Galera node joins the cluster on its own (the start waits until it is Synced):
+        // no replication to resume, no fence, every node writable.
+        if self.galera {
+            return Ok(());
+        }
         let state = self.state.read()?;
         let cluster = state.cluster;
         let fenced = cluster.instances.get(&ordinal).is_some_and(|i| i.fenced);
