@@ -56,7 +56,9 @@ pub struct ClusterSpec {
 
 impl ClusterSpec {
     /// `instances` servers of `kind`, supervised, with no extra variables,
-    /// 60 s to start and 120 s to shut down.
+    /// 60 s to start and 120 s to shut down. With [`ServerKind::Galera`], a
+    /// Galera cluster (MariaDB 10.11 with Galera 4): node 0 bootstraps it and
+    /// is the writer behind the router's primary endpoint, the others join.
     pub fn new(kind: ServerKind, instances: usize) -> Self {
         ClusterSpec {
             kind,
@@ -177,6 +179,9 @@ impl Node {
 /// file and the timeline.
 pub(crate) struct Shared {
     pub(crate) router: Router,
+    /// Whether the cluster is a Galera cluster (every node a full member;
+    /// the router's primary endpoint picks the one writer).
+    pub(crate) galera: bool,
     pub(crate) state: StateFile,
     pub(crate) flavor: Flavor,
     pub(crate) nodes: Vec<Node>,
@@ -283,10 +288,29 @@ impl LocalCluster {
         let options = Options {
             extra_cnf: render_config(&config),
         };
+        let galera = spec.kind == ServerKind::Galera;
+        if galera && spec.semi_sync.is_some() {
+            return Err(Error::Invalid(
+                "a Galera cluster replicates synchronously: leave semi-synchronous \
+                 replication out of its spec"
+                    .into(),
+            ));
+        }
+        if galera && spec.server_user.is_some() {
+            return Err(Error::Invalid(
+                "a Galera cluster's servers run as the testbed's own Galera user: leave \
+                 with_server_user out of its spec"
+                    .into(),
+            ));
+        }
         let kinds = vec![spec.kind; spec.instances];
-        let started = match &spec.server_user {
-            Some(user) => switchyard_testbed::replication_as(&kinds, &options, user).await,
-            None => switchyard_testbed::replication_with(&kinds, &options).await,
+        let started = if galera {
+            switchyard_testbed::galera_with(spec.instances, &options).await
+        } else {
+            match &spec.server_user {
+                Some(user) => switchyard_testbed::replication_as(&kinds, &options, user).await,
+                None => switchyard_testbed::replication_with(&kinds, &options).await,
+            }
         };
         let testbed = started.map_err(Error::testbed(format!(
             "start {} instances of {}",
@@ -355,6 +379,7 @@ impl LocalCluster {
             .collect();
         let shared = Arc::new(Shared {
             router,
+            galera,
             state,
             flavor,
             nodes,
@@ -721,7 +746,12 @@ impl Shared {
         entry: &RevisionEntry,
         by: StartedBy,
     ) -> Result<()> {
-        let kind = kind_for(self.flavor, entry.version)?;
+        // A Galera node starts again as a Galera node and joins the others.
+        let kind = if self.galera {
+            ServerKind::Galera
+        } else {
+            kind_for(self.flavor, entry.version)?
+        };
         let mut lines = render_config(&entry.config);
         if let Some(line) = crate::semisync::source_line(self, ordinal)? {
             lines.push(line);
@@ -828,6 +858,11 @@ impl Shared {
                 Err(_) => tokio::time::sleep(crate::runtime::POLL).await,
             }
         };
+        // A Galera node joins the cluster on its own (the start waits until it is Synced):
+        // no replication to resume, no fence, every node writable.
+        if self.galera {
+            return Ok(());
+        }
         let state = self.state.read()?;
         let cluster = state.cluster;
         let fenced = cluster.instances.get(&ordinal).is_some_and(|i| i.fenced);

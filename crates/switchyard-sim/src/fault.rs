@@ -1069,6 +1069,14 @@ impl FaultPlan {
                 Some(Intent::Switchover { to, .. } | Intent::Failover { to, .. }) => Some(to),
                 _ => None,
             },
+            Pick::OutOfService => match doc.record.intent {
+                Some(
+                    Intent::Drained { ordinal, .. }
+                    | Intent::Restarting { ordinal, .. }
+                    | Intent::Altering { ordinal, .. },
+                ) => Some(ordinal),
+                _ => None,
+            },
             Pick::ReplicaNotUpgraded => c
                 .instances
                 .iter()
@@ -1177,7 +1185,51 @@ impl<'a, R: ClusterRuntime> Faulty<'a, R> {
         if before.kill {
             self.die().await;
         }
-        let result = work.await;
+        // Faults timed inside the action fire on their delay while it runs.
+        let during = self
+            .plan
+            .faults
+            .iter()
+            .find_map(|slot| match &slot.def.when {
+                Trigger::DuringAction(a, ms)
+                    if a == action && !slot.triggered.load(Ordering::SeqCst) =>
+                {
+                    Some(*ms)
+                }
+                _ => None,
+            });
+        let result = match during {
+            None => work.await,
+            Some(ms) => {
+                let running = AtomicBool::new(true);
+                let fire = async {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    let still = if running.load(Ordering::SeqCst) {
+                        "while it runs"
+                    } else {
+                        "after it returned"
+                    };
+                    self.plan
+                        .fire_due(
+                            |t| matches!(t, Trigger::DuringAction(a, _) if a == action),
+                            &format!("{ms} ms into {action}, {still}"),
+                            true,
+                            self.cluster,
+                        )
+                        .await
+                };
+                let work = async {
+                    let r = work.await;
+                    running.store(false, Ordering::SeqCst);
+                    r
+                };
+                let (r, asked) = tokio::join!(work, fire);
+                if asked.kill {
+                    self.die().await;
+                }
+                r
+            }
+        };
         let after = self
             .plan
             .fire_due(

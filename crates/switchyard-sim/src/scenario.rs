@@ -119,7 +119,9 @@ fn default_deadline() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct ClusterDef {
     /// The server every instance starts on (`mariadb-10.5`, `mariadb-10.11`,
-    /// `mariadb-11.8`, `mysql-9.7`).
+    /// `mariadb-11.8`, `mysql-9.7`), or `galera`: a Galera cluster of
+    /// MariaDB 10.11 nodes with Galera 4, node 0 the writer behind the
+    /// router's primary endpoint.
     pub server: String,
     /// How many instances.
     #[serde(default = "default_instances")]
@@ -237,6 +239,10 @@ pub struct PolicyDef {
     /// seconds: a longer one holds the switchover back until it ends.
     #[serde(default = "d10")]
     pub max_transaction_s: u64,
+    /// How long a drained instance stays out of the endpoints before its
+    /// restart or schema change, seconds (0: at once).
+    #[serde(default)]
+    pub drain_s: u64,
 }
 
 /// The failover policy: `{ after_s: N, accept_data_loss: BOOL }`.
@@ -278,6 +284,7 @@ impl Default for PolicyDef {
             retry_backoff_s: d1(),
             failover: None,
             max_transaction_s: d10(),
+            drain_s: 0,
         }
     }
 }
@@ -290,6 +297,7 @@ impl PolicyDef {
             halt_after: Duration::from_secs(self.halt_after_s),
             switchover_deadline: Duration::from_secs(self.switchover_deadline_s),
             retry_backoff: Duration::from_secs(self.retry_backoff_s),
+            drain: Duration::from_secs(self.drain_s),
             failover: match &self.failover {
                 Some(f) => FailoverPolicy {
                     detect_after: Duration::from_secs(f.after_s),
@@ -485,6 +493,10 @@ pub enum Trigger {
     /// Just after the engine stored a record whose intent is a failover at
     /// this sub-step (the first time).
     RecordedFailover(FailoverStep),
+    /// While the engine's first call of this runtime action runs: `after_ms`
+    /// after it began (written `{ during_action: A, after_ms: N }`), whether
+    /// or not it has returned by then (the fault's note says which).
+    DuringAction(String, u64),
 }
 
 /// Which instance a fault hits, chosen when it fires: `primary`,
@@ -498,6 +510,9 @@ pub enum Pick {
     Primary,
     /// The candidate of the switchover or failover the engine's record shows.
     Candidate,
+    /// The instance the engine's record takes out of service (drained,
+    /// restarting, or altering).
+    OutOfService,
     /// The instance of this ordinal, written `{ instance: N }`.
     Instance(u32),
 }
@@ -518,9 +533,10 @@ impl TryFrom<PickDef> for Pick {
                 "primary" => Ok(Pick::Primary),
                 "candidate" => Ok(Pick::Candidate),
                 "replica-not-upgraded" => Ok(Pick::ReplicaNotUpgraded),
+                "out-of-service" => Ok(Pick::OutOfService),
                 other => Err(format!(
-                    "unknown instance `{other}`: use primary, candidate, replica-not-upgraded \
-                     or {{ instance: N }}"
+                    "unknown instance `{other}`: use primary, candidate, replica-not-upgraded, \
+                     out-of-service or {{ instance: N }}"
                 )),
             },
             PickDef::Instance { instance } => Ok(Pick::Instance(instance)),
@@ -559,6 +575,9 @@ struct TriggerDef {
     recorded: Option<SwitchoverStep>,
     #[serde(default)]
     recorded_failover: Option<FailoverStep>,
+    during_action: Option<String>,
+    #[serde(default)]
+    after_ms: Option<u64>,
 }
 
 fn trigger<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Trigger, D::Error> {
@@ -569,20 +588,25 @@ fn trigger<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Trigge
         t.after_action,
         t.recorded,
         t.recorded_failover,
+        t.during_action,
+        t.after_ms,
     ) {
-        (Some(n), None, None, None, None) => Ok(Trigger::BeforeStep(n)),
-        (None, Some(a), None, None, None) => Ok(Trigger::BeforeAction(a)),
-        (None, None, Some(a), None, None) => Ok(Trigger::AfterAction(a)),
-        (None, None, None, Some(s), None) => Ok(Trigger::Recorded(s)),
-        (None, None, None, None, Some(FailoverStep::Repointed)) => Err(serde::de::Error::custom(
-            "`recorded_failover: repointed` never fires: a failover clears its intent once \
-             every replica is repointed instead of storing that sub-step; use \
-             `after_action: repoint` for a fault between the repoints",
-        )),
-        (None, None, None, None, Some(s)) => Ok(Trigger::RecordedFailover(s)),
+        (Some(n), None, None, None, None, None, None) => Ok(Trigger::BeforeStep(n)),
+        (None, Some(a), None, None, None, None, None) => Ok(Trigger::BeforeAction(a)),
+        (None, None, Some(a), None, None, None, None) => Ok(Trigger::AfterAction(a)),
+        (None, None, None, Some(s), None, None, None) => Ok(Trigger::Recorded(s)),
+        (None, None, None, None, Some(FailoverStep::Repointed), None, None) => {
+            Err(serde::de::Error::custom(
+                "`recorded_failover: repointed` never fires: a failover clears its intent once \
+                 every replica is repointed instead of storing that sub-step; use \
+                 `after_action: repoint` for a fault between the repoints",
+            ))
+        }
+        (None, None, None, None, Some(s), None, None) => Ok(Trigger::RecordedFailover(s)),
+        (None, None, None, None, None, Some(a), Some(ms)) => Ok(Trigger::DuringAction(a, ms)),
         _ => Err(serde::de::Error::custom(
             "`when` needs exactly one of before_step, before_action, after_action, recorded, \
-             recorded_failover",
+             recorded_failover, or during_action with after_ms",
         )),
     }
 }
@@ -727,6 +751,11 @@ pub struct Effects {
     /// working, and with semi-synchronous replication a replica received them.
     #[serde(default)]
     pub acked_while_cut: bool,
+    /// With a schema change: at most this many instances end with the table
+    /// changed (a change halted at its first node leaves the others
+    /// untouched).
+    #[serde(default)]
+    pub max_altered: Option<usize>,
 }
 
 impl Effects {
@@ -936,7 +965,8 @@ fn check_fault(f: &FaultDef) -> Result<(), String> {
             return Err("partition.for_s is 0: give how long the cut lasts, seconds".into());
         }
     }
-    if let Trigger::BeforeAction(a) | Trigger::AfterAction(a) = &f.when
+    if let Trigger::BeforeAction(a) | Trigger::AfterAction(a) | Trigger::DuringAction(a, _) =
+        &f.when
         && !ACTIONS.contains(&a.as_str())
     {
         return Err(format!(
@@ -990,8 +1020,10 @@ fn kind(name: &str) -> Result<ServerKind, String> {
         "mariadb-10.11" => Ok(ServerKind::Mariadb1011),
         "mariadb-11.8" => Ok(ServerKind::Mariadb118),
         "mysql-9.7" => Ok(ServerKind::Mysql97),
+        "galera" => Ok(ServerKind::Galera),
         other => Err(format!(
-            "unknown server `{other}`: use mariadb-10.5, mariadb-10.11, mariadb-11.8 or mysql-9.7"
+            "unknown server `{other}`: use mariadb-10.5, mariadb-10.11, mariadb-11.8, mysql-9.7 \
+             or galera"
         )),
     }
 }

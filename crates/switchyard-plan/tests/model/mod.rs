@@ -1498,6 +1498,7 @@ impl State {
                         schema: None,
                         link: None,
                         ack_replicas: None,
+                        galera: None,
                     };
                 }
                 let link = i.source.map(|_| Link {
@@ -1533,6 +1534,7 @@ impl State {
                     } else {
                         None
                     },
+                    galera: None,
                 }
             })
             .collect();
