@@ -322,6 +322,7 @@ impl LocalCluster {
                 history,
                 schema: crate::state::SchemaState::default(),
                 semi_sync: spec.semi_sync,
+                fleet: crate::fleet::MemberSlot::default(),
             },
         })?;
         let operator = operator_credentials(testbed.credentials());
