@@ -120,11 +120,25 @@ impl Fleet {
         cmd
     }
 
+    /// Runs `switchyard fleet ARGS` to its end, killed (and the test failed) past the deadline.
     async fn run(&self, args: &[String]) -> Output {
         let mut cmd = self.command(args);
-        tokio::task::spawn_blocking(move || cmd.output().expect("run switchyard fleet"))
-            .await
-            .expect("join")
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = cmd.spawn().expect("run switchyard fleet");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
+        let waited = tokio::time::timeout(
+            DEADLINE,
+            tokio::task::spawn_blocking(move || child.wait_with_output()),
+        )
+        .await;
+        match waited {
+            Ok(out) => out.expect("join").expect("wait for switchyard fleet"),
+            Err(_) => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                panic!("switchyard fleet {args:?} did not finish within {DEADLINE:?}");
+            }
+        }
     }
 
     fn record(&self) -> switchyard_plan::fleet::FleetRecord {
