@@ -58,12 +58,13 @@ impl Fleet {
         let (stop, stopped) = watch::channel(false);
         let mut clusters = Vec::new();
         let mut members = Vec::new();
-        for (name, kind) in kinds {
-            let cluster = Arc::new(
-                LocalCluster::start(ClusterSpec::new(*kind, 2))
-                    .await
-                    .expect("start a cluster"),
-            );
+        // Every server slot the fleet needs at once: never part of them while waiting.
+        let started =
+            LocalCluster::start_all(kinds.iter().map(|(_, k)| ClusterSpec::new(*k, 2)).collect())
+                .await
+                .expect("start the clusters");
+        for ((name, _), cluster) in kinds.iter().zip(started) {
+            let cluster = Arc::new(cluster);
             let mut member = FleetMember::new(Arc::clone(&cluster), policy());
             let stopped = stopped.clone();
             members.push(tokio::spawn(async move {

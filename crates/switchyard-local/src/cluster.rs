@@ -264,19 +264,49 @@ impl LocalCluster {
     /// variables as revision 1, starts the router with its primary endpoint
     /// on instance 0, writes the state file and starts the supervisor.
     pub async fn start(spec: ClusterSpec) -> Result<LocalCluster> {
+        Self::start_on(spec, None).await
+    }
+
+    /// Starts several clusters (a fleet) on the testbed's server slots reserved all at once:
+    /// clusters started one by one would each hold their slots while waiting for the next
+    /// one's, and two such processes could wait on each other for good.
+    pub async fn start_all(specs: Vec<ClusterSpec>) -> Result<Vec<LocalCluster>> {
+        let total = specs.iter().map(|s| s.instances).sum();
+        let mut lease = switchyard_testbed::slots::acquire(total)
+            .await
+            .map_err(Error::testbed(format!(
+                "reserve {total} server slots for {} clusters",
+                specs.len()
+            )))?;
+        let mut clusters = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let part = lease
+                .split_off(spec.instances)
+                .ok_or_else(|| Error::Invalid(format!("the lease of {total} slots ran short")))?;
+            clusters.push(Self::start_on(spec, Some(part)).await?);
+        }
+        Ok(clusters)
+    }
+
+    async fn start_on(
+        spec: ClusterSpec,
+        lease: Option<switchyard_testbed::slots::SlotLease>,
+    ) -> Result<LocalCluster> {
         let flavor = flavor_of(spec.kind);
         let config = crate::semisync::first_revision_config(&spec)?;
         let version = server_version(spec.kind).await?;
         let options = Options {
             extra_cnf: render_config(&config),
         };
-        let testbed =
-            switchyard_testbed::replication_with(&vec![spec.kind; spec.instances], &options)
-                .await
-                .map_err(Error::testbed(format!(
-                    "start {} instances of {}",
-                    spec.instances, spec.kind
-                )))?;
+        let kinds = vec![spec.kind; spec.instances];
+        let started = match lease {
+            Some(lease) => switchyard_testbed::replication_leased(&kinds, &options, lease).await,
+            None => switchyard_testbed::replication_with(&kinds, &options).await,
+        };
+        let testbed = started.map_err(Error::testbed(format!(
+            "start {} instances of {}",
+            spec.instances, spec.kind
+        )))?;
         let backends: Vec<(u32, SocketAddr)> = testbed
             .instances()
             .iter()

@@ -118,6 +118,34 @@ pub async fn replication(kind: ServerKind, n: usize) -> Result<Cluster> {
 /// primary; a replica should not run an older version than its source) and
 /// extra options.
 pub async fn replication_with(kinds: &[ServerKind], options: &Options) -> Result<Cluster> {
+    replication_inner(kinds, options, None).await
+}
+
+/// Like [`replication_with`] on slots already reserved (`lease` holds one per instance):
+/// several clusters started together take all their slots in one
+/// [`slots::acquire`] first, so none holds part of what they need while waiting for the rest.
+pub async fn replication_leased(
+    kinds: &[ServerKind],
+    options: &Options,
+    lease: SlotLease,
+) -> Result<Cluster> {
+    if lease.len() != kinds.len() {
+        return Err(Error::Unsupported {
+            detail: format!(
+                "a lease of {} slots for a cluster of {} instances",
+                lease.len(),
+                kinds.len()
+            ),
+        });
+    }
+    replication_inner(kinds, options, Some(lease)).await
+}
+
+async fn replication_inner(
+    kinds: &[ServerKind],
+    options: &Options,
+    lease: Option<SlotLease>,
+) -> Result<Cluster> {
     let Some(&first) = kinds.first() else {
         return Err(Error::Unsupported {
             detail: "a replication cluster needs at least one instance".into(),
@@ -137,7 +165,10 @@ pub async fn replication_with(kinds: &[ServerKind], options: &Options) -> Result
     for kind in dedup(kinds) {
         binaries.push(prepare(kind).await?);
     }
-    let lease = slots::acquire(kinds.len()).await?;
+    let lease = match lease {
+        Some(lease) => lease,
+        None => slots::acquire(kinds.len()).await?,
+    };
     let dir = temp_dir()?;
     let credentials = Credentials::generate();
 

@@ -49,7 +49,10 @@ pub mod template;
 pub mod tools;
 pub mod wait;
 
-pub use cluster::{Cluster, Options, Topology, galera, galera_with, replication, replication_with};
+pub use cluster::{
+    Cluster, Options, Topology, galera, galera_with, replication, replication_leased,
+    replication_with,
+};
 pub use credentials::{APP_DATABASE, Account, Credentials};
 pub use error::{Error, Result};
 pub use fetch::{Binaries, Flavor, ServerKind, Suite, binaries};
