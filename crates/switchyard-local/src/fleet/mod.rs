@@ -372,3 +372,100 @@ impl FleetDriver {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use switchyard_plan::fleet::UserCheck;
+
+    use super::*;
+
+    fn config(set: &[(&str, &str)], restart: bool) -> ConfigChange {
+        ConfigChange {
+            set: set
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+            restart,
+        }
+    }
+
+    #[test]
+    fn a_change_is_named_by_its_variables_and_checked() {
+        let c = config(&[("b", "2"), ("a", "1")], true);
+        assert_eq!(c.name(), "a=1 b=2 (restart)");
+        assert!(c.validate().is_ok());
+        for bad in [
+            config(&[], false),
+            config(&[("max connections", "1")], false),
+            config(&[("x; DROP", "1")], false),
+            config(&[("a", " ")], false),
+        ] {
+            let err = bad.validate().expect_err("refused");
+            assert_eq!(err.category(), "invalid", "{err}");
+        }
+    }
+
+    #[test]
+    fn a_cluster_given_a_change_rolls_until_its_runtime_publishes_for_it() {
+        let published = |change: Option<&str>, rollout| ClusterObservation {
+            change: change.map(String::from),
+            rollout,
+            replication_running: true,
+            lag_seconds: Some(0),
+            user_check: UserCheck::Answered,
+            observed_at: Timestamp(7),
+        };
+        let given = MemberChange {
+            change: "x".into(),
+            config: config(&[("a", "1")], false),
+            check: None,
+            at: Timestamp(5),
+        };
+        // Nothing published yet: not observed.
+        assert_eq!(MemberSlot::default().observation(), None);
+        // Given, but the runtime still publishes its previous state.
+        let slot = MemberSlot {
+            change: Some(given.clone()),
+            status: Some(published(None, ClusterRollout::Done)),
+        };
+        let seen = slot.observation().expect("observed");
+        assert_eq!(seen.change.as_deref(), Some("x"));
+        assert_eq!(seen.rollout, ClusterRollout::Rolling);
+        // Published for the change: as published.
+        let halted = ClusterRollout::Halted {
+            reason: "keeps failing".into(),
+        };
+        let slot = MemberSlot {
+            change: Some(given),
+            status: Some(published(Some("x"), halted.clone())),
+        };
+        assert_eq!(slot.observation().expect("observed").rollout, halted);
+    }
+
+    #[test]
+    fn the_record_is_stored_with_compare_and_swap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = FleetFile::in_dir(dir.path());
+        assert!(file.store_record(0, &FleetRecord::default()).is_err());
+        let doc = FleetDoc {
+            spec: FleetSpec::new(["a"], "x"),
+            config: config(&[("a", "1")], false),
+            check: None,
+            members: BTreeMap::new(),
+            record: FleetRecord::default(),
+        };
+        file.update(|| Some(doc), |_| Ok(())).expect("create");
+        let mut record = FleetRecord {
+            seq: 1,
+            ..FleetRecord::default()
+        };
+        file.store_record(0, &record).expect("first store");
+        let err = file.store_record(0, &record).expect_err("a stale store");
+        assert_eq!(err.category(), "conflict");
+        record.seq = 2;
+        FleetFile::in_dir(dir.path())
+            .store_record(1, &record)
+            .expect("another handle sees the change");
+        assert_eq!(file.read().expect("read").record.seq, 2);
+    }
+}
