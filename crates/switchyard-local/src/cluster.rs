@@ -49,6 +49,9 @@ pub struct ClusterSpec {
     /// `None` keeps the server's default (60 s), or [`crate::DEFAULT_REPLICA_NET_TIMEOUT`]
     /// with semi-synchronous replication.
     pub replica_net_timeout: Option<u32>,
+    /// The system user the servers run as when the cluster is started by root (see
+    /// [`ClusterSpec::with_server_user`]); `None`: the caller's user.
+    pub server_user: Option<String>,
 }
 
 impl ClusterSpec {
@@ -64,7 +67,17 @@ impl ClusterSpec {
             shutdown_timeout: Duration::from_secs(120),
             semi_sync: None,
             replica_net_timeout: None,
+            server_user: None,
         }
+    }
+
+    /// The same spec with the servers running as the system user `name` (created if
+    /// absent) when the cluster is started by root: their replication connections are
+    /// then owned by another user than the engine's and the router's, which an
+    /// operator-only network cut of the simulation tells apart.
+    pub fn with_server_user(mut self, name: impl Into<String>) -> Self {
+        self.server_user = Some(name.into());
+        self
     }
 
     /// The same spec with lossless semi-synchronous replication: the primary acknowledges a
@@ -299,9 +312,13 @@ impl LocalCluster {
             extra_cnf: render_config(&config),
         };
         let kinds = vec![spec.kind; spec.instances];
-        let started = match lease {
-            Some(lease) => switchyard_testbed::replication_leased(&kinds, &options, lease).await,
-            None => switchyard_testbed::replication_with(&kinds, &options).await,
+        let started = match (lease, &spec.server_user) {
+            (Some(lease), user) => {
+                switchyard_testbed::replication_leased(&kinds, &options, user.as_deref(), lease)
+                    .await
+            }
+            (None, Some(user)) => switchyard_testbed::replication_as(&kinds, &options, user).await,
+            (None, None) => switchyard_testbed::replication_with(&kinds, &options).await,
         };
         let testbed = started.map_err(Error::testbed(format!(
             "start {} instances of {}",

@@ -59,4 +59,7 @@ pub enum Mutation {
     /// Leave a replica the failover could not isolate connected to the
     /// failed primary when both answer again.
     KeepFollowersOfFailedPrimary,
+    /// Judge a replica that still follows a failed primary on what it
+    /// executed only, not on what its relay log holds.
+    JudgeFollowersOnExecuted,
 }

@@ -9,7 +9,9 @@
 //! engine was dropped (`kill_engine`, confirmed by the runner), the action or
 //! the record write took effect before the engine got its error (`fail`,
 //! `fail_record`), the direct writer had a write acknowledged
-//! (`direct_writer`, confirmed at the end of the run). [`FaultPlan::unconfirmed`]
+//! (`direct_writer`, confirmed at the end of the run), a TCP connect to each
+//! port cut timed out while the instance's unix socket answered, and later
+//! connected again once healed (`partition`). [`FaultPlan::unconfirmed`]
 //! lists the others; a scenario with any fails.
 
 use std::collections::BTreeMap;
@@ -27,9 +29,10 @@ use switchyard_plan::topology::{Observed, Revision, Timestamp};
 use switchyard_plan::versions::Version;
 use switchyard_testbed::ledger::Ledger;
 use switchyard_testbed::load::{AccountKind, Endpoints, Load, LoadConfig, LoadHandle};
+use switchyard_testbed::netcut::{Cut, CutSpec, Nft};
 use tokio::sync::Notify;
 
-use crate::scenario::{FailMode, FaultDef, Pick, SqlFault, Trigger, Until};
+use crate::scenario::{FailMode, FaultDef, PartitionFault, Pick, SqlFault, Trigger, Until};
 
 /// What the engine's records and waits showed of failovers.
 #[derive(Clone, Debug, Default)]
@@ -42,6 +45,8 @@ pub struct FailoversSeen {
     pub failing_waits: u64,
     /// Those that waited for a proof that nothing acknowledged is lost.
     pub lossless_waits: u64,
+    /// Those that waited because replicas still reach the primary.
+    pub corroboration_waits: u64,
     /// The last such wait's reason.
     pub last_wait: Option<String>,
 }
@@ -51,6 +56,37 @@ pub const DIRECT_RUN: u8 = 1;
 
 /// A direct writer while it runs (`None` once stopped).
 type Writer = Arc<Mutex<Option<LoadHandle>>>;
+
+/// How long a TCP connect to a cut port is given before it counts as cut.
+const CUT_PROBE: Duration = Duration::from_secs(1);
+
+/// A network cut in force, until it heals.
+#[derive(Debug)]
+struct HeldCut {
+    /// Its fault.
+    index: usize,
+    /// When it heals.
+    heal_at: Instant,
+    /// The ports it cuts.
+    ports: Vec<u16>,
+    /// The rules (deleted when dropped).
+    cut: Cut,
+    /// An operator-only cut: the server ids of the instances cut from the
+    /// operator, and when the cut was in force on the ledger's time axis.
+    operator: Option<(Vec<u32>, u64)>,
+}
+
+/// An instance cut off by a `partition` fault (not an operator-only one):
+/// no write sent to it after the cut can be acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Partitioned {
+    /// The instance.
+    pub ordinal: u32,
+    /// Its server id, which the ledger records with each acknowledgement.
+    pub server_id: u32,
+    /// When the cut was in force, on the ledger's time axis, µs.
+    pub cut_us: u64,
+}
 
 /// One fault and what became of it.
 #[derive(Debug)]
@@ -86,6 +122,9 @@ impl Slot {
             d.fail.is_some(),
             d.fail_record,
             d.thaw,
+            // A partition is confirmed twice: cut, then healed.
+            d.partition.is_some(),
+            d.partition.is_some(),
         ]
         .iter()
         .filter(|b| **b)
@@ -131,6 +170,13 @@ pub struct FaultPlan {
     ledger: Mutex<Option<Arc<Ledger>>>,
     /// Direct writers, with their fault (`None` once stopped).
     writers: Mutex<Vec<(usize, Writer)>>,
+    /// Network cuts in force.
+    cuts: Mutex<Vec<HeldCut>>,
+    /// Instances a partition cut off, and when.
+    partitioned: Mutex<Vec<Partitioned>>,
+    /// Writes acknowledged by instances cut from the operator, sent during
+    /// the cut.
+    acked_while_cut: Mutex<usize>,
 }
 
 impl FaultPlan {
@@ -157,6 +203,9 @@ impl FaultPlan {
             sessions: Mutex::new(Vec::new()),
             ledger: Mutex::new(None),
             writers: Mutex::new(Vec::new()),
+            cuts: Mutex::new(Vec::new()),
+            partitioned: Mutex::new(Vec::new()),
+            acked_while_cut: Mutex::new(0),
         })
     }
 
@@ -333,7 +382,8 @@ impl FaultPlan {
             .push(line);
     }
 
-    /// Lets paused instances run again: those due, or all with `all`. Each
+    /// Lets paused instances run again: those due, or all with `all`, and
+    /// heals the network cuts that are due. Each
     /// thaw is confirmed once the kernel reports the process running again.
     /// Returns how many it let run.
     pub fn resume(&self, cluster: &LocalCluster, all: bool) -> usize {
@@ -366,6 +416,7 @@ impl FaultPlan {
             *paused = later;
             due.into_iter().map(|(o, _, i)| (o, i)).collect()
         };
+        self.heal(false);
         let count = due.len();
         for (o, index) in due {
             let done = testbed(cluster, o).map(switchyard_testbed::Instance::resume);
@@ -379,6 +430,254 @@ impl FaultPlan {
             }
         }
         count
+    }
+
+    /// Heals every network cut still in force (the end of a run).
+    pub fn heal_all(&self) {
+        self.heal(true);
+    }
+
+    /// Heals the network cuts that are due, or all with `all`. Each heal is
+    /// confirmed once a TCP connect to every port it cut succeeds.
+    fn heal(&self, all: bool) {
+        let due: Vec<HeldCut> = {
+            let mut cuts = self.cuts.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            let (due, later): (Vec<_>, Vec<_>) =
+                cuts.drain(..).partition(|c| all || c.heal_at <= now);
+            *cuts = later;
+            due
+        };
+        for held in due {
+            let table = held.cut.table().to_owned();
+            let mut served = String::new();
+            if let Some((ids, cut_us)) = &held.operator
+                && let Some(ledger) = self
+                    .ledger
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_ref()
+            {
+                let now_us = ledger.now_us();
+                let n = ledger
+                    .snapshot()
+                    .acked
+                    .iter()
+                    .filter(|a| {
+                        a.server_id.is_some_and(|id| ids.contains(&id))
+                            && a.sent_us > *cut_us
+                            && a.ack_us < now_us
+                    })
+                    .count();
+                *self
+                    .acked_while_cut
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) += n;
+                served =
+                    format!(" ({n} writes sent during the cut acknowledged by the cut instances)");
+            }
+            let line = held
+                .cut
+                .heal()
+                .map_err(|e| format!("healing the network cut {table} FAILED: {e}"))
+                .and_then(|()| {
+                    for port in &held.ports {
+                        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
+                        std::net::TcpStream::connect_timeout(&addr, CUT_PROBE).map_err(|e| {
+                            format!(
+                                "the network cut {table} was deleted but port {port} still \
+                                 does not connect: {e}"
+                            )
+                        })?;
+                    }
+                    Ok(format!(
+                        "network cut {table} healed: ports {:?} connect again{served}",
+                        held.ports
+                    ))
+                });
+            match self.faults.get(held.index) {
+                Some(slot) => self.outcome(slot, line),
+                None => self.note(format!("{line:?}")),
+            }
+        }
+    }
+
+    /// Writes acknowledged by instances the operator was cut from, sent
+    /// during the cut (counted when each cut heals).
+    pub fn acked_while_cut(&self) -> usize {
+        *self
+            .acked_while_cut
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Instances a partition cut off (not operator-only cuts), and when.
+    pub fn partitioned(&self) -> Vec<Partitioned> {
+        self.partitioned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Checks that `cut` took: a TCP connect to each cut port times out
+    /// (neither connects nor is refused), each cut instance's unix socket
+    /// answers.
+    async fn verify_cut(
+        &self,
+        cut: &Cut,
+        ports: &[u16],
+        cut_off: &[(u32, Version)],
+        when: &str,
+        cluster: &LocalCluster,
+    ) -> Result<(), String> {
+        for port in ports {
+            let connect = tokio::time::timeout(
+                CUT_PROBE,
+                tokio::net::TcpStream::connect(("127.0.0.1", *port)),
+            )
+            .await;
+            if let Ok(done) = connect {
+                return Err(format!(
+                    "{when}: the cut {} is in the kernel but a TCP connect to port {port} \
+                     did not time out: {:?}",
+                    cut.table(),
+                    done.map(|_| "connected")
+                ));
+            }
+        }
+        for (o, _) in cut_off {
+            let instance = testbed(cluster, *o).ok_or_else(|| format!("no instance {o}"))?;
+            let answered = async {
+                let mut conn = instance.connect_root().await.map_err(|e| e.to_string())?;
+                sqlx::query_scalar::<_, i64>("SELECT 1")
+                    .fetch_one(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            match tokio::time::timeout(Duration::from_secs(5), answered).await {
+                Ok(Ok(_)) => {}
+                other => {
+                    return Err(format!(
+                        "{when}: instance {o} is cut but its unix socket does not answer: \
+                         {other:?}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the cut a `partition` fault names and checks it took: a TCP
+    /// connect to each cut port times out while each cut instance's unix
+    /// socket answers. The cut instances count as taken down until the
+    /// monitor sees them again.
+    async fn partition(
+        &self,
+        index: usize,
+        p: &PartitionFault,
+        when: &str,
+        cluster: &LocalCluster,
+    ) -> Result<String, String> {
+        let cut_off: Vec<(u32, Version)> = match &p.on {
+            Some(pick) => vec![
+                self.pick(pick, cluster)
+                    .ok_or_else(|| format!("{when}: no instance matched {pick:?}"))?,
+            ],
+            None => (0..u32::try_from(cluster.len()).unwrap_or(0))
+                .filter_map(|o| version_of(cluster, o).map(|v| (o, v)))
+                .collect(),
+        };
+        let mut ports = Vec::new();
+        for (o, _) in &cut_off {
+            ports.push(
+                testbed(cluster, *o)
+                    .map(switchyard_testbed::Instance::port)
+                    .ok_or_else(|| format!("{when}: no instance {o}"))?,
+            );
+        }
+        let spec = if p.operator {
+            let uid = owner_of("/proc/self")?;
+            for (o, _) in &cut_off {
+                let pid = testbed(cluster, *o)
+                    .and_then(switchyard_testbed::Instance::pid)
+                    .ok_or_else(|| format!("{when}: instance {o} does not run"))?;
+                if owner_of(&format!("/proc/{pid}"))? == uid {
+                    return Err(format!(
+                        "{when}: instance {o} runs as the test's own user {uid}: an operator \
+                         cut would cut the servers' replication too"
+                    ));
+                }
+            }
+            CutSpec::from_owner(&ports, uid)
+        } else {
+            CutSpec::ports(&ports)
+        };
+        let cut = tokio::task::spawn_blocking(move || {
+            let nft = Nft::fetch()?;
+            Cut::new(&nft, spec)
+        })
+        .await
+        .map_err(|e| format!("{when}: the cut's task failed: {e}"))?
+        .map_err(|e| format!("{when}: the network cut FAILED: {e}"))?;
+        let cut_us = self
+            .ledger
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|l| l.now_us());
+        // Down from now on for the monitor (whose samples already fail), unless
+        // the cut turns out not to hold.
+        for (o, version) in &cut_off {
+            self.take_down(*o, *version);
+        }
+        if let Err(e) = self.verify_cut(&cut, &ports, &cut_off, when, cluster).await {
+            for (o, _) in &cut_off {
+                self.recovered(*o);
+            }
+            return Err(e);
+        }
+        let mut server_ids = Vec::new();
+        for (o, _) in &cut_off {
+            let Some(i) = testbed(cluster, *o) else {
+                continue;
+            };
+            server_ids.push(i.server_id());
+            if !p.operator
+                && let Some(cut_us) = cut_us
+            {
+                self.partitioned
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(Partitioned {
+                        ordinal: *o,
+                        server_id: i.server_id(),
+                        cut_us,
+                    });
+            }
+        }
+        let line = format!(
+            "{when}: {} instances {:?} (nft table {}, ports {ports:?}) for {} s: TCP connects \
+             time out, the unix sockets answer",
+            if p.operator {
+                "the operator's connections cut from"
+            } else {
+                "cut off"
+            },
+            cut_off.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+            cut.table(),
+            p.for_s
+        );
+        self.cuts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(HeldCut {
+                index,
+                heal_at: Instant::now() + Duration::from_secs(p.for_s),
+                ports,
+                cut,
+                operator: p.operator.then(|| (server_ids, cut_us.unwrap_or(0))),
+            });
+        Ok(line)
     }
 
     /// Whether a `kill9` with `down_s` (not yet elapsed) or `stays_down`
@@ -430,6 +729,9 @@ impl FaultPlan {
             seen.failing_waits += 1;
             if detail.contains("--accept-data-loss") {
                 seen.lossless_waits += 1;
+            }
+            if detail.contains("still reach it") {
+                seen.corroboration_waits += 1;
             }
             if seen.last_wait.as_deref() != Some(detail.as_str()) {
                 seen.last_wait = Some(detail.clone());
@@ -563,15 +865,15 @@ impl FaultPlan {
         }
         if let Some(d) = &f.direct_writer {
             let result = match self.pick(&d.on, cluster) {
-                Some((o, _)) => self
-                    .start_direct_writer(index, o, d.rate, d.until, cluster)
-                    .map(|()| {
-                        format!(
-                            "{when}: a privileged client writes to instance {o} directly at {}/s \
-                             (until {:?})",
-                            d.rate, d.until
-                        )
-                    }),
+                Some((o, _)) => self.start_direct_writer(index, o, d, cluster).map(|()| {
+                    format!(
+                        "{when}: a privileged client writes to instance {o} directly at {}/s \
+                             over {} (until {:?})",
+                        d.rate,
+                        if d.socket { "its unix socket" } else { "TCP" },
+                        d.until
+                    )
+                }),
                 None => Err(format!("{when}: no instance matched {:?}", d.on)),
             };
             // Confirmed once it had a write acknowledged, at the end.
@@ -579,6 +881,10 @@ impl FaultPlan {
                 Ok(line) => self.note(line),
                 Err(e) => self.outcome(slot, Err(e)),
             }
+        }
+        if let Some(p) = &f.partition {
+            let result = self.partition(index, p, when, cluster).await;
+            self.outcome(slot, result);
         }
         if f.thaw {
             let thawed = self.resume(cluster, true);
@@ -605,19 +911,18 @@ impl FaultPlan {
         &self,
         index: usize,
         o: u32,
-        rate: u32,
-        until: Option<Until>,
+        def: &crate::scenario::DirectWriterDef,
         cluster: &LocalCluster,
     ) -> Result<(), String> {
+        let (rate, until) = (def.rate, def.until);
         let ledger = self
             .ledger
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .ok_or("no load runs: a direct writer shares the load's ledger")?;
-        let port = testbed(cluster, o)
-            .map(switchyard_testbed::Instance::port)
-            .ok_or_else(|| format!("no instance {o}"))?;
+        let instance = testbed(cluster, o).ok_or_else(|| format!("no instance {o}"))?;
+        let port = instance.port();
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let mut config = LoadConfig::with_account(AccountKind::Privileged);
         config.writers = 1;
@@ -625,6 +930,9 @@ impl FaultPlan {
         config.rate_per_sec = rate;
         config.run = self.run_of(index);
         config.statement_timeout = Duration::from_secs(2);
+        if def.socket {
+            config.socket = Some(instance.socket_path());
+        }
         let handle = Load::start_sharing(
             config,
             Endpoints {
@@ -745,6 +1053,21 @@ impl FaultPlan {
         });
         Ok(())
     }
+}
+
+/// The version instance `o` runs, from the state file.
+fn version_of(cluster: &LocalCluster, o: u32) -> Option<Version> {
+    let doc = cluster.state().read().ok()?;
+    let hash = &doc.cluster.instances.get(&o)?.revision.hash;
+    Some(doc.cluster.history.by_hash(hash)?.version)
+}
+
+/// The user id owning `path` (a process's `/proc` folder: the process's).
+fn owner_of(path: &str) -> Result<u32, String> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path)
+        .map(|m| m.uid())
+        .map_err(|e| format!("cannot read the owner of {path}: {e}"))
 }
 
 fn testbed(cluster: &LocalCluster, o: u32) -> Option<&switchyard_testbed::Instance> {

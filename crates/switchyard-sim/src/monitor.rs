@@ -61,7 +61,7 @@ pub struct Violation {
     pub at_ms: u64,
     /// The check: `one-writer`, `no-writer`, `newer-source`,
     /// `out-of-service`, `recovery`, `monitor`, or the runner's
-    /// `lost-writes`, `split-brain`, `write-gap`, `converged`, `fault`,
+    /// `lost-writes`, `split-brain`, `partitioned-acked`, `write-gap`, `converged`, `fault`,
     /// `expected-effect`.
     pub check: &'static str,
     /// What was seen.

@@ -28,6 +28,10 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 /// How many overlapping writes of a split brain the report shows.
 const SPLIT_BRAIN_EXAMPLES: usize = 3;
 
+/// The system user the servers run as in a scenario that cuts the operator
+/// off (the testbed's Galera servers' user).
+pub const SERVER_USER: &str = switchyard_testbed::cluster::GALERA_USER;
+
 /// How many times an engine that stopped with an error is replaced.
 const ENGINE_RESTARTS: u32 = 5;
 
@@ -153,6 +157,9 @@ where
     }
     if let Some(s) = scenario.cluster.replica_net_timeout_s {
         spec = spec.with_replica_net_timeout(s);
+    }
+    if scenario.operator_partition() {
+        spec = spec.with_server_user(SERVER_USER);
     }
     let cluster = LocalCluster::start(spec)
         .await
@@ -289,6 +296,7 @@ where
     // it runs on) is dropped.
     cluster.stop_supervisor().await;
     plan.resume(&cluster, true);
+    plan.heal_all();
 
     let direct_writes = plan.stop_direct_writers().await;
     let loaded = load.stop().await;
@@ -432,6 +440,32 @@ where
             ),
         });
     }
+    // An instance a partition cut off acknowledged no write sent after the
+    // cut: its replicas could not receive it, and after the heal it is fenced.
+    for p in plan.partitioned() {
+        let acked: Vec<u64> = loaded
+            .ledger
+            .acked
+            .iter()
+            .filter(|a| a.server_id == Some(p.server_id) && a.sent_us > p.cut_us)
+            .map(|a| a.id)
+            .collect();
+        if !acked.is_empty() {
+            seen.violations.push(Violation {
+                at_ms: at_end,
+                check: "partitioned-acked",
+                detail: format!(
+                    "instance {} (server id {}), cut off at {} µs, acknowledged {} writes sent \
+                     after the cut (first ids: {:?})",
+                    p.ordinal,
+                    p.server_id,
+                    p.cut_us,
+                    acked.len(),
+                    &acked[..acked.len().min(3)]
+                ),
+            });
+        }
+    }
     // The load's (the router's writers') longest gap against the bound.
     let gap = loaded.ledger.of_run(0).longest_gap();
     let max_write_gap_ms = gap.map_or(0, |g| g.length_us() / 1000);
@@ -468,6 +502,7 @@ where
         unrecovered: plan.injected().into_keys().collect(),
         session_killed: plan.session_killed(),
         direct_writes,
+        acked_while_cut: plan.acked_while_cut(),
     };
     for detail in effects.missing(&scenario.expect.seen) {
         seen.violations.push(Violation {
@@ -639,6 +674,7 @@ struct Observed<'a> {
     unrecovered: Vec<u32>,
     session_killed: bool,
     direct_writes: usize,
+    acked_while_cut: usize,
 }
 
 impl Observed<'_> {
@@ -765,6 +801,18 @@ impl Observed<'_> {
             if self.failovers.is_empty() {
                 out.push("no failover, so no failed primary was judged".into());
             }
+        }
+        if want.waited_for_corroboration && self.seen_failovers.corroboration_waits == 0 {
+            out.push(format!(
+                "the engine never waited on the failing primary because replicas still reach \
+                 it ({} waits on it; last: {:?})",
+                self.seen_failovers.failing_waits, self.seen_failovers.last_wait
+            ));
+        }
+        if want.acked_while_cut && self.acked_while_cut == 0 {
+            out.push(
+                "no instance cut from the operator acknowledged a write sent during the cut".into(),
+            );
         }
         if want.waited_for_lossless_proof && self.seen_failovers.lossless_waits == 0 {
             out.push(format!(

@@ -118,15 +118,31 @@ pub async fn replication(kind: ServerKind, n: usize) -> Result<Cluster> {
 /// primary; a replica should not run an older version than its source) and
 /// extra options.
 pub async fn replication_with(kinds: &[ServerKind], options: &Options) -> Result<Cluster> {
-    replication_inner(kinds, options, None).await
+    replication_run_as(kinds, options, None, None).await
 }
 
-/// Like [`replication_with`] on slots already reserved (`lease` holds one per instance):
-/// several clusters started together take all their slots in one
-/// [`slots::acquire`] first, so none holds part of what they need while waiting for the rest.
+/// Like [`replication_with`], with the servers running as the system user `user`
+/// (created with `useradd --system` if absent, as [`galera`]'s are) when the testbed runs
+/// as root; as the caller otherwise. The servers' own connections (replication) are then
+/// owned by another user than the test's clients, so that a network cut can tell them
+/// apart ([`crate::netcut::CutSpec::from_owner`]).
+pub async fn replication_as(
+    kinds: &[ServerKind],
+    options: &Options,
+    user: &str,
+) -> Result<Cluster> {
+    let run_as = system_user(user).await?;
+    replication_run_as(kinds, options, run_as, None).await
+}
+
+/// Like [`replication_with`] (or [`replication_as`] with a `user`) on slots already reserved
+/// (`lease` holds one per instance): several clusters started together take all their slots
+/// in one [`slots::acquire`] first, so none holds part of what they need while waiting for
+/// the rest.
 pub async fn replication_leased(
     kinds: &[ServerKind],
     options: &Options,
+    user: Option<&str>,
     lease: SlotLease,
 ) -> Result<Cluster> {
     if lease.len() != kinds.len() {
@@ -138,12 +154,33 @@ pub async fn replication_leased(
             ),
         });
     }
-    replication_inner(kinds, options, Some(lease)).await
+    let run_as = match user {
+        Some(user) => system_user(user).await?,
+        None => None,
+    };
+    replication_run_as(kinds, options, run_as, Some(lease)).await
 }
 
-async fn replication_inner(
+/// The system user `user` (created if absent) when the testbed runs as root.
+async fn system_user(user: &str) -> Result<Option<RunAs>> {
+    if !crate::template::running_as_root() {
+        return Ok(None);
+    }
+    let name = user.to_owned();
+    Ok(Some(
+        tokio::task::spawn_blocking(move || crate::sysuser::ensure(&name))
+            .await
+            .map_err(|e| Error::SystemUser {
+                user: user.to_owned(),
+                detail: format!("panicked: {e}"),
+            })??,
+    ))
+}
+
+async fn replication_run_as(
     kinds: &[ServerKind],
     options: &Options,
+    run_as: Option<RunAs>,
     lease: Option<SlotLease>,
 ) -> Result<Cluster> {
     let Some(&first) = kinds.first() else {
@@ -170,6 +207,9 @@ async fn replication_inner(
         None => slots::acquire(kinds.len()).await?,
     };
     let dir = temp_dir()?;
+    if let Some(user) = &run_as {
+        open_for(dir.path(), user)?;
+    }
     let credentials = Credentials::generate();
 
     let mut instances = Vec::with_capacity(kinds.len());
@@ -187,7 +227,7 @@ async fn replication_inner(
             port: allocate_port()?,
             bins,
             extra: options.extra_cnf.clone(),
-            run_as: None,
+            run_as: run_as.clone(),
             galera: None,
         };
         instances.push(create_instance(setup, tpl).await?);

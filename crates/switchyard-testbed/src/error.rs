@@ -224,6 +224,14 @@ pub enum Error {
         /// What failed.
         detail: String,
     },
+    /// `nft` failed to set up or remove a network cut ([`crate::netcut`]).
+    #[error("network cut: {what} failed: {detail}")]
+    Firewall {
+        /// The `nft` command.
+        what: String,
+        /// Its exit status and what it said.
+        detail: String,
+    },
     /// A blocking step run on a worker thread (fetch, template, copy)
     /// panicked or was cancelled.
     #[error("{what} did not finish: {detail}")]
@@ -265,6 +273,7 @@ impl Error {
             Error::Ports { .. } => "ports",
             Error::ServerCap { .. } => "server_cap",
             Error::SystemUser { .. } => "system_user",
+            Error::Firewall { .. } => "firewall",
             Error::Task { .. } => "task",
             Error::Unsupported { .. } => "unsupported",
         }

@@ -15,6 +15,8 @@
 //! application load through a proxy that follows role changes. [`tools`]
 //! fetches programs that run beside the servers (Percona Toolkit) the same way, and
 //! [`packages`] any other set of Debian packages (the operator image's base, skopeo).
+//! [`netcut`] cuts TCP traffic to and from servers' ports on loopback with nftables
+//! (network partitions), with Debian's `nft` fetched the same way.
 //!
 //! Environment: `SWITCHYARD_TESTBED_DIR` (cache, default `target/testbed`),
 //! `SWITCHYARD_TESTBED_MAX_SERVERS` (servers running at once across
@@ -39,6 +41,7 @@ pub mod fetch;
 pub mod instance;
 pub mod ledger;
 pub mod load;
+pub mod netcut;
 pub mod packages;
 pub mod ports;
 pub mod reaper;
@@ -50,8 +53,8 @@ pub mod tools;
 pub mod wait;
 
 pub use cluster::{
-    Cluster, Options, Topology, galera, galera_with, replication, replication_leased,
-    replication_with,
+    Cluster, Options, Topology, galera, galera_with, replication, replication_as,
+    replication_leased, replication_with,
 };
 pub use credentials::{APP_DATABASE, Account, Credentials};
 pub use error::{Error, Result};

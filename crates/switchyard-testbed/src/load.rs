@@ -183,6 +183,10 @@ pub struct LoadConfig {
     pub backoff_min: Duration,
     /// Longest reconnect delay.
     pub backoff_max: Duration,
+    /// Connect over this unix socket instead of the endpoints' TCP addresses
+    /// (a client on the server's machine, which a network cut of its TCP
+    /// port does not reach).
+    pub socket: Option<std::path::PathBuf>,
 }
 
 impl Default for LoadConfig {
@@ -200,6 +204,7 @@ impl Default for LoadConfig {
             statement_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(5),
             backoff_max: Duration::from_millis(50),
+            socket: None,
         }
     }
 }
@@ -406,10 +411,12 @@ impl Load {
         }
         let login = accounts.login(config.account);
         let options = |addr: SocketAddr| {
-            MySqlConnectOptions::new()
-                .host(&addr.ip().to_string())
-                .port(addr.port())
-                .username(&login.user)
+            let at = MySqlConnectOptions::new();
+            let at = match &config.socket {
+                Some(path) => at.socket(path),
+                None => at.host(&addr.ip().to_string()).port(addr.port()),
+            };
+            at.username(&login.user)
                 .password(&login.password)
                 .ssl_mode(config.ssl_mode)
         };

@@ -22,7 +22,7 @@ fn dir() -> PathBuf {
 
 /// The start time of process `pid` (clock ticks since boot), from
 /// `/proc/PID/stat`.
-fn start_time(pid: u32) -> Option<u64> {
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold
     // spaces; the start time is field 22 overall, the 20th after it.

@@ -73,6 +73,8 @@ pub async fn acquire(n: usize) -> Result<SlotLease> {
     // Servers left behind by test processes that died are killed first,
     // which also frees their slots.
     crate::reaper::sweep();
+    // So are the network cuts they left, before a new server takes a port one cuts.
+    crate::netcut::sweep_recorded();
     let dir = cache::testbed_dir().join("slots");
     let started = Instant::now();
     let mut announced = false;

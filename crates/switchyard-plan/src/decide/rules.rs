@@ -276,7 +276,27 @@ impl Decider<'_> {
 
     /// The transactions `replica` has executed that `source` has not, in
     /// words, when both positions are known and differ that way.
+    ///
+    /// A replica that still follows a failed primary is judged on what it
+    /// received as well: its relay log may hold the failed primary's last
+    /// commits (in flight, never acknowledged), which it applies before or
+    /// after any repoint, so its executed set alone would let it rejoin and
+    /// diverge afterwards.
     pub(super) fn errant(&self, replica: &Instance, source: &Instance) -> Option<String> {
+        if self.mutation != Mutation::JudgeFollowersOnExecuted
+            && replica.source.is_some_and(|s| self.failed_primary(s))
+            && let (Some(executed), Some(received), Some(theirs)) = (
+                &replica.gtid,
+                replica.link.as_ref().and_then(|l| l.received.as_ref()),
+                &source.gtid,
+            )
+            && let Ok(holds) = executed.union(received)
+        {
+            return crate::gtid::errant(&holds, theirs)
+                .ok()
+                .filter(|e| !e.is_empty())
+                .map(|e| e.to_string());
+        }
         replica.errant_against(source).map(|e| e.to_string())
     }
 
@@ -598,6 +618,34 @@ impl Decider<'_> {
     }
 
     pub(super) fn restart(&self, instance: &Instance) -> Action {
+        // A failed primary is not made newer while an instance may still
+        // receive from it (one that does not answer now, or whose receiver
+        // is connected to it): it would replicate from a newer source.
+        if instance.version != self.target.version && self.failed_primary(instance.ordinal) {
+            let follower = self.observed.by_ordinal().into_iter().find(|i| {
+                i.ordinal != instance.ordinal
+                    && !self.quarantined(i)
+                    && ((i.source == Some(instance.ordinal)
+                        && i.link.as_ref().is_some_and(|l| l.connected))
+                        // Running but not answering (hung, cut off): a server
+                        // that is down starts without replicating.
+                        || (!super::failover::answers(i)
+                            && !matches!(
+                                i.health,
+                                Health::Crashed | Health::Stopped | Health::Starting
+                            )))
+            });
+            if let Some(f) = follower {
+                return self.wait(WaitReason::Unhealthy {
+                    ordinal: f.ordinal,
+                    health: format!(
+                        "{} (it may still follow instance {}, a failed primary, which must not \
+                         run a newer version than it)",
+                        f.health, instance.ordinal
+                    ),
+                });
+            }
+        }
         Action::Restart {
             ordinal: instance.ordinal,
             revision: self.target.revision.clone(),
@@ -702,14 +750,14 @@ impl Decider<'_> {
                 .last_failover
                 .as_ref()
                 .is_some_and(|f| f.from == ordinal);
-        // A failed primary (or a replica that still follows one) is judged
-        // only on both GTID sets: a primary the operator cannot reach now (or
-        // an instance whose set is unknown) is waited on, not assumed to hold
-        // everything it holds.
+        // An instance is judged only on both GTID sets: a primary the
+        // operator cannot reach now (or an instance whose set is unknown) is
+        // waited on, not assumed to hold everything the instance holds (a
+        // failed primary's or a fenced old primary's own commits would be
+        // buried).
         let after_failover =
             self.failed_primary(ordinal) || i.source.is_some_and(|s| self.failed_primary(s));
         if rejoins
-            && after_failover
             && !unchecked
             && let Some(primary) = self.observed.primary()
         {

@@ -788,7 +788,12 @@ impl<R: ClusterRuntime> Engine<R> {
             }
             Action::Unfence { ordinal } => rt.unfence(*ordinal, bound).await,
             Action::Detach { ordinal, .. } => rt.detach(*ordinal, bound).await,
-            Action::Repoint { ordinal, source } => rt.repoint(*ordinal, *source).await,
+            Action::Repoint { ordinal, source } => {
+                match self.settle_follower(record, *ordinal, *source, bound).await {
+                    Ok(()) => rt.repoint(*ordinal, *source).await,
+                    Err(e) => Err(e),
+                }
+            }
             Action::ApplyVariables {
                 ordinal,
                 revision,
@@ -877,6 +882,73 @@ impl<R: ClusterRuntime> Engine<R> {
                 });
                 if down { Ok(()) } else { Err(e) }
             }
+        }
+    }
+}
+
+impl<R: ClusterRuntime> Engine<R> {
+    /// Before a replica that follows a failed primary is repointed: its
+    /// receiver stops (the failed primary may be back and still sending its
+    /// last commits, which no client saw acknowledged), then what it holds,
+    /// executed or waiting in its relay log, is judged against its new
+    /// source as it is now. The decision judged an observation taken before
+    /// the stop, which may have missed a commit received since; one that
+    /// holds what the new source lacks is not repointed (the step fails, and
+    /// the next decision, seeing it, quarantines it).
+    async fn settle_follower(
+        &self,
+        record: &Record,
+        ordinal: u32,
+        source: u32,
+        bound: Timestamp,
+    ) -> Result<(), RuntimeError> {
+        if self.mutation == Mutation::JudgeFollowersOnExecuted {
+            return Ok(());
+        }
+        let rt = &self.runtime;
+        let seen = rt.observe().await?;
+        let follows_failed = seen
+            .instance(ordinal)
+            .and_then(|i| i.source)
+            .is_some_and(|s| s != source && record.failed_over.contains(&s));
+        if !follows_failed {
+            return Ok(());
+        }
+        rt.detach(ordinal, bound).await?;
+        let seen = rt.observe().await?;
+        let (Some(i), Some(new)) = (seen.instance(ordinal), seen.instance(source)) else {
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::Failed,
+                format!("repoint {ordinal} to {source}"),
+                "one of them is no longer in the cluster",
+            ));
+        };
+        let (Some(executed), Some(theirs)) = (&i.gtid, &new.gtid) else {
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::Failed,
+                format!("repoint {ordinal} to {source}"),
+                "the transactions of one of them are not known: it is judged first",
+            ));
+        };
+        let received = i.link.as_ref().and_then(|l| l.received.as_ref());
+        let holds = match received.map(|r| executed.union(r)) {
+            Some(Ok(both)) => both,
+            _ => executed.clone(),
+        };
+        match crate::gtid::errant(&holds, theirs) {
+            Ok(extra) if extra.is_empty() => Ok(()),
+            Ok(extra) => Err(RuntimeError::new(
+                RuntimeErrorKind::Failed,
+                format!("repoint {ordinal} to {source}"),
+                format!(
+                    "it received transactions from the failed primary that {source} lacks                      ({extra}): it is judged again, not repointed"
+                ),
+            )),
+            Err(e) => Err(RuntimeError::new(
+                RuntimeErrorKind::Failed,
+                format!("repoint {ordinal} to {source}"),
+                format!("its transactions cannot be compared with {source}'s: {e}"),
+            )),
         }
     }
 }

@@ -540,12 +540,16 @@ impl Model {
     }
 
     /// Whether a fault that fired still holds an instance: hung, cut off,
-    /// or down until a set time (`heal` would end it at once).
+    /// starting, or crashed and not recoverable yet (`heal` would end it at
+    /// once).
     pub fn faults_in_force(&self) -> bool {
         let s = self.lock();
         let now = s.clock;
         s.instances.iter().any(|i| {
-            i.frozen_until > now || i.cut_until > now || i.back_at.is_some_and(|t| t > now)
+            i.frozen_until > now
+                || i.cut_until > now
+                || i.back_at.is_some_and(|t| t > now)
+                || (i.crashed && i.recover_after > now)
         })
     }
 
