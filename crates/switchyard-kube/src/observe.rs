@@ -158,6 +158,7 @@ pub fn observed_from(
             schema,
             link: None,
             ack_replicas: None,
+            galera: None,
         };
         match &s.view {
             None => {}

@@ -335,7 +335,22 @@ pub struct CachedHandle {
     /// The account the handle connects with (user and password): a handle of another account
     /// (after a password rotation) is replaced.
     account: (String, String),
+    /// How many observations in a row could not reach the instance (a hint for the bound of
+    /// the next one, never a view of the cluster).
+    misses: u32,
 }
+
+/// How long one observation of an instance that is failing (its last observation could not
+/// reach it) may take: a frozen or cut-off server otherwise costs every observation a whole
+/// connect timeout, or a statement timeout on a cached connection, on the failover's
+/// critical path. A server that answers logs in and reports within milliseconds; one that is
+/// merely slow is seen again by an unbounded observation every [`FULL_LOOK_EVERY`].
+pub const FAILING_OBSERVE: Duration = Duration::from_millis(500);
+
+/// Every how many observations of a failing instance one is not bounded by
+/// [`FAILING_OBSERVE`], so that a server that came back but answers slowly (a loaded node)
+/// is still seen.
+pub const FULL_LOOK_EVERY: u32 = 5;
 
 /// When a server process started, as one observation can tell: after `from`, no later than
 /// `to` (its `Uptime` counts whole seconds).
@@ -427,9 +442,37 @@ impl MysqlOps {
                 instance: h.clone(),
                 fenced_server: None,
                 account: self.account.clone(),
+                misses: 0,
             },
         );
         h
+    }
+
+    /// How many observations in a row could not reach `t`.
+    fn misses(&self, t: &Target) -> u32 {
+        self.cache().get(t).map_or(0, |c| c.misses)
+    }
+
+    /// Notes whether the last observation of `t` reached it.
+    fn note_observed(&self, t: &Target, reached: bool) {
+        if let Some(c) = self.cache().get_mut(t) {
+            c.misses = if reached {
+                0
+            } else {
+                c.misses.saturating_add(1)
+            };
+        }
+    }
+
+    /// The bound of an observation of `t` asked with `deadline`: [`FAILING_OBSERVE`] from
+    /// now while it is failing (but every [`FULL_LOOK_EVERY`]th look).
+    fn observe_bound(&self, t: &Target, deadline: Option<Instant>) -> Option<Instant> {
+        let misses = self.misses(t);
+        if misses == 0 || misses % FULL_LOOK_EVERY == FULL_LOOK_EVERY - 1 {
+            return deadline;
+        }
+        let quick = Instant::now() + FAILING_OBSERVE;
+        Some(deadline.map_or(quick, |d| d.min(quick)))
     }
 
     /// Observes `t`, by `deadline` when one is given, and tells when its server started.
@@ -508,7 +551,10 @@ impl InstanceOps for MysqlOps {
         deadline: Option<Instant>,
     ) -> Result<InstanceView, OpsError> {
         let h = self.handle(t);
-        let (o, started) = self.observe_started(&h, deadline).await?;
+        let deadline = self.observe_bound(t, deadline);
+        let observed = self.observe_started(&h, deadline).await;
+        self.note_observed(t, observed.is_ok());
+        let (o, started) = observed?;
         let replication = o.replication.as_ref().map(|r| ReplicationView {
             source_host: r.source_host.clone(),
             running: r.sql_running && r.io_thread != IoThreadState::Stopped,
@@ -601,8 +647,14 @@ impl InstanceOps for MysqlOps {
     async fn fence(&self, t: &Target, deadline: Instant) -> Result<(), OpsError> {
         let h = self.handle(t);
         // A lock this handle took on an earlier server process is dead: fencing again would
-        // keep it instead of taking a new one.
-        let (_, started) = self.observe_started(&h, Some(deadline)).await?;
+        // keep it instead of taking a new one. An instance that is failing (a frozen or
+        // cut-off primary the failover fences once more before its promotion) is given the
+        // bound of its observations: one that cannot be reached fails the fence at once;
+        // one that answers is fenced within the whole deadline.
+        let first = self.observe_bound(t, Some(deadline)).unwrap_or(deadline);
+        let observed = self.observe_started(&h, Some(first)).await;
+        self.note_observed(t, observed.is_ok());
+        let (_, started) = observed?;
         self.lock_holds(t, &h, started).await;
         ops(h.fence_by(deadline).await)?;
         self.note_fenced(t, started);

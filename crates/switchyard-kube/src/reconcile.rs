@@ -192,11 +192,20 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
             &applied,
         )
         .await?;
-    Ok(requeue(
+    let after = requeue_after(
         &stepped.outcome,
         active || !bootstrapped,
         ctx.clock.as_ref()(),
-    ))
+    );
+    // A cluster that fails over on its own checks its primary every HEALTH_CHECK even when
+    // nothing happens: a frozen or cut-off primary raises no event (a partition changes no
+    // pod until a probe fails), and the detection counts failed checks.
+    let watched = bootstrapped && spec.failover_automatic && spec.replicas > 1;
+    Ok(Action::requeue(if watched {
+        after.min(HEALTH_CHECK)
+    } else {
+        after
+    }))
 }
 
 impl Pass<'_> {
@@ -980,19 +989,23 @@ async fn publish(
     }
 }
 
-/// Requeue by what happens next.
-fn requeue(outcome: &Option<StepOutcome>, active: bool, now: Timestamp) -> Action {
+/// How often the primary of a cluster with automatic failover is checked when nothing else
+/// brings a reconcile: the failure detection's interval.
+pub const HEALTH_CHECK: Duration = Duration::from_secs(2);
+
+/// When to reconcile again, by what happens next.
+fn requeue_after(outcome: &Option<StepOutcome>, active: bool, now: Timestamp) -> Duration {
     match outcome {
-        _ if active => Action::requeue(ACTIVE_REQUEUE),
-        None => Action::requeue(ACTIVE_REQUEUE * 5),
-        Some(StepOutcome::Done) => Action::requeue(SAFETY_REQUEUE),
-        Some(StepOutcome::Halted(_)) => Action::requeue(SAFETY_REQUEUE),
+        _ if active => ACTIVE_REQUEUE,
+        None => ACTIVE_REQUEUE * 5,
+        Some(StepOutcome::Done) => SAFETY_REQUEUE,
+        Some(StepOutcome::Halted(_)) => SAFETY_REQUEUE,
         Some(StepOutcome::Waited(
             WaitReason::DrainGrace { until, .. } | WaitReason::Backoff { until, .. },
-        )) => Action::requeue(until.since(now).max(Duration::from_millis(200))),
+        )) => until.since(now).max(Duration::from_millis(200)),
         Some(StepOutcome::Waited(WaitReason::AwaitingApproval { .. } | WaitReason::Paused)) => {
-            Action::requeue(SAFETY_REQUEUE)
+            SAFETY_REQUEUE
         }
-        Some(_) => Action::requeue(ACTIVE_REQUEUE),
+        Some(_) => ACTIVE_REQUEUE,
     }
 }

@@ -82,6 +82,13 @@ struct State {
     schema: Option<Prepared>,
 }
 
+/// The longest one observation of the recorded primary may take (connecting included)
+/// before it counts as a failed check: a healthy primary answers within milliseconds, a
+/// frozen one would otherwise hold the observation for a statement timeout (10 s). A
+/// primary that misses it is only a failed check: no failover without the replicas'
+/// corroboration.
+pub const PRIMARY_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The engine's runtime over one `MySQLCluster`.
 pub struct KubeRuntime {
     clusters: Api<MySQLCluster>,
@@ -276,8 +283,18 @@ impl KubeRuntime {
             let pod = by_ordinal.remove(&ordinal);
             let started = pod.as_ref().is_some_and(pod_started);
             let target = self.target(ordinal);
+            // The primary's observation is the failure detection's check: bounded, so
+            // that a frozen or cut-off primary fails it at once instead of after a
+            // statement timeout on a cached connection.
+            let bound =
+                (Some(ordinal) == primary).then(|| std::time::Instant::now() + PRIMARY_CHECK);
             let view = if started {
-                Some(self.ops.observe(&target, None).await.map_err(|e| e.message))
+                Some(
+                    self.ops
+                        .observe(&target, bound)
+                        .await
+                        .map_err(|e| e.message),
+                )
             } else {
                 None
             };

@@ -482,6 +482,7 @@ mod tests {
                 received: None,
             }),
             ack_replicas: source.is_none().then_some(2),
+            galera: None,
         };
         let observed = |connected: [bool; 2]| Observed {
             kind: TopologyKind::Async,

@@ -56,7 +56,9 @@ pub struct ClusterSpec {
 
 impl ClusterSpec {
     /// `instances` servers of `kind`, supervised, with no extra variables,
-    /// 60 s to start and 120 s to shut down.
+    /// 60 s to start and 120 s to shut down. With [`ServerKind::Galera`], a
+    /// Galera cluster (MariaDB 10.11 with Galera 4): node 0 bootstraps it and
+    /// is the writer behind the router's primary endpoint, the others join.
     pub fn new(kind: ServerKind, instances: usize) -> Self {
         ClusterSpec {
             kind,
@@ -177,6 +179,9 @@ impl Node {
 /// file and the timeline.
 pub(crate) struct Shared {
     pub(crate) router: Router,
+    /// Whether the cluster is a Galera cluster (every node a full member;
+    /// the router's primary endpoint picks the one writer).
+    pub(crate) galera: bool,
     pub(crate) state: StateFile,
     pub(crate) flavor: Flavor,
     pub(crate) nodes: Vec<Node>,
@@ -311,14 +316,42 @@ impl LocalCluster {
         let options = Options {
             extra_cnf: render_config(&config),
         };
+        let galera = spec.kind == ServerKind::Galera;
+        if galera && spec.semi_sync.is_some() {
+            return Err(Error::Invalid(
+                "a Galera cluster replicates synchronously: leave semi-synchronous \
+                 replication out of its spec"
+                    .into(),
+            ));
+        }
+        if galera && spec.server_user.is_some() {
+            return Err(Error::Invalid(
+                "a Galera cluster's servers run as the testbed's own Galera user: leave \
+                 with_server_user out of its spec"
+                    .into(),
+            ));
+        }
         let kinds = vec![spec.kind; spec.instances];
-        let started = match (lease, &spec.server_user) {
-            (Some(lease), user) => {
-                switchyard_testbed::replication_leased(&kinds, &options, user.as_deref(), lease)
-                    .await
+        let started = if galera {
+            if lease.is_some() {
+                return Err(Error::Invalid(
+                    "Galera clusters start one at a time, not in a shared lease of server \
+                     slots: start it with LocalCluster::start"
+                        .into(),
+                ));
             }
-            (None, Some(user)) => switchyard_testbed::replication_as(&kinds, &options, user).await,
-            (None, None) => switchyard_testbed::replication_with(&kinds, &options).await,
+            switchyard_testbed::galera_with(spec.instances, &options).await
+        } else {
+            match (lease, &spec.server_user) {
+                (Some(lease), user) => {
+                    switchyard_testbed::replication_leased(&kinds, &options, user.as_deref(), lease)
+                        .await
+                }
+                (None, Some(user)) => {
+                    switchyard_testbed::replication_as(&kinds, &options, user).await
+                }
+                (None, None) => switchyard_testbed::replication_with(&kinds, &options).await,
+            }
         };
         let testbed = started.map_err(Error::testbed(format!(
             "start {} instances of {}",
@@ -388,6 +421,7 @@ impl LocalCluster {
             .collect();
         let shared = Arc::new(Shared {
             router,
+            galera,
             state,
             flavor,
             nodes,
@@ -754,7 +788,12 @@ impl Shared {
         entry: &RevisionEntry,
         by: StartedBy,
     ) -> Result<()> {
-        let kind = kind_for(self.flavor, entry.version)?;
+        // A Galera node starts again as a Galera node and joins the others.
+        let kind = if self.galera {
+            ServerKind::Galera
+        } else {
+            kind_for(self.flavor, entry.version)?
+        };
         let mut lines = render_config(&entry.config);
         if let Some(line) = crate::semisync::source_line(self, ordinal)? {
             lines.push(line);
@@ -861,6 +900,11 @@ impl Shared {
                 Err(_) => tokio::time::sleep(crate::runtime::POLL).await,
             }
         };
+        // A Galera node joins the cluster on its own (the start waits until it is Synced):
+        // no replication to resume, no fence, every node writable.
+        if self.galera {
+            return Ok(());
+        }
         let state = self.state.read()?;
         let cluster = state.cluster;
         let fenced = cluster.instances.get(&ordinal).is_some_and(|i| i.fenced);
@@ -902,11 +946,18 @@ impl Shared {
                     None => handle.unfence().await.map_err(Error::sql(ordinal))?,
                 }
             }
-        } else if observation
-            .replication
-            .as_ref()
-            .is_some_and(|r| !r.is_running())
-        {
+        } else if let Some(r) = observation.replication.as_ref().filter(|r| !r.is_running()) {
+            // A replica still configured to follow a primary that was failed over (held
+            // out by the failover for its older version, then restarted for its upgrade)
+            // stays out of replication: started, it would receive what that primary
+            // wrote after the failover's isolation, which the new one lacks. The engine
+            // repoints it once it has judged what it holds.
+            if self
+                .ordinal_of_port(r.source_port)
+                .is_some_and(|s| state.record.failed_over.contains(&s))
+            {
+                return Ok(());
+            }
             if let Some(pos) = slave_pos_after_crash(&observation) {
                 // See `slave_pos_after_crash`: without this the replica asks its source
                 // again for a transaction its binary log already holds, and gtid_strict_mode

@@ -14,6 +14,12 @@
 //! - [`LocalCluster::schema_target`] is the pre-flight of a schema change
 //!   (unsafe changes refused unless forced); the engine then rolls it with
 //!   [`LocalRuntime`] (see [`schema`]).
+//! - A Galera cluster (`ClusterSpec::new(ServerKind::Galera, n)`) is driven by
+//!   the same engine: a schema change rolls node by node as a Rolling Schema
+//!   Upgrade (each node drained from the router, altered with
+//!   `wsrep_OSU_method=RSU`, returned once Synced; the writer last, its writes
+//!   moved to another node first), judged in both directions unless every
+//!   write goes through the writer ([`SchemaRequest::one_writer`]).
 //! - A cluster can run lossless semi-synchronous replication and a short
 //!   replica network timeout ([`ClusterSpec::with_semi_sync`],
 //!   [`ClusterSpec::with_replica_net_timeout`]); the runtime then reports each
@@ -44,7 +50,6 @@
 mod cluster;
 mod error;
 pub mod fleet;
-pub mod galera;
 pub mod metrics;
 mod monitor;
 pub mod progress;
@@ -60,7 +65,6 @@ pub use cluster::{
     Apply, ClusterSpec, LocalCluster, flavor_of, kind_for, render_config, server_version,
 };
 pub use error::{Error, Result};
-pub use galera::{GaleraChange, GaleraMethod, GaleraReport, galera_schema_change};
 pub use monitor::{Invariant, Monitor, MonitorReport, Violation};
 pub use progress::Progress;
 pub use runtime::{LocalRuntime, NEVER_FALLS_BACK, RuntimeConfig};

@@ -7,6 +7,9 @@
 //! - at most one instance out of service by the engine (drained from the
 //!   read pool, fenced, or being restarted by the engine).
 //!
+//! On a Galera cluster every node takes writes and none replicates from
+//! another, so only the last invariant is sampled there.
+//!
 //! The fourth invariant, no acknowledged write lost, is the ledger's check
 //! once the load has stopped.
 
@@ -204,7 +207,10 @@ async fn run(
         let at = started.elapsed();
         report.samples += 1;
 
-        let mut writers = writable(&seen);
+        // Every Galera node takes writes (one writer is the router's choice), and none
+        // replicates from another: those two invariants are about primary-replica clusters.
+        let galera = shared.galera;
+        let mut writers = if galera { Vec::new() } else { writable(&seen) };
         if writers.len() > 1 {
             // The instances are not read at one instant: a switchover between
             // two reads could look like two writers. Ask the writable ones
@@ -229,14 +235,19 @@ async fn run(
             }
         }
         report.max_writable = report.max_writable.max(writers.len());
-        if writers.is_empty() {
+        if writers.is_empty() && !galera {
             report.longest_without_writer =
                 report.longest_without_writer.max(last_writer.elapsed());
         } else {
             last_writer = Instant::now();
         }
 
-        for detail in newer_sources(&shared, &seen) {
+        let newer = if galera {
+            Vec::new()
+        } else {
+            newer_sources(&shared, &seen)
+        };
+        for detail in newer {
             report.violations.push(Violation {
                 at,
                 invariant: Invariant::NoNewerSource,

@@ -68,7 +68,8 @@ use switchyard_plan::decide::{SchemaTarget, WaitReason};
 use switchyard_plan::engine::{ClusterRuntime, RuntimeError, StepOutcome};
 use switchyard_plan::record::{Intent, Record};
 use switchyard_plan::topology::{
-    Health, Instance, Link, Observed, Revision, Role, Timestamp, TopologyKind,
+    GaleraState, Health, Instance, Link, Observed, Revision, Role, Timestamp, TopologyKind,
+    WsrepState,
 };
 use switchyard_plan::versions::{Flavor, Version};
 use tokio::task::JoinSet;
@@ -402,6 +403,7 @@ impl LocalRuntime {
                 schema: crate::schema::applied(&cluster.schema, o),
                 link: None,
                 ack_replicas: None,
+                galera: None,
                 writable: false,
                 fenced: st.fenced,
                 drained,
@@ -427,7 +429,9 @@ impl LocalRuntime {
                         .filter(|r| r.source_host == "127.0.0.1")
                         .and_then(|r| self.shared.ordinal_of_port(r.source_port));
                     instance.health = health_of(&obs, role);
-                    if role == Role::Replica {
+                    if self.shared.galera {
+                        instance.galera = obs.galera.as_ref().map(galera_state);
+                    } else if role == Role::Replica {
                         instance.link = obs.replication.as_ref().map(|r| Link {
                             connected: r.is_connected(),
                             received: obs.received(),
@@ -443,7 +447,11 @@ impl LocalRuntime {
             instances.push(instance);
         }
         Ok(Observed {
-            kind: TopologyKind::Async,
+            kind: if self.shared.galera {
+                TopologyKind::Galera
+            } else {
+                TopologyKind::Async
+            },
             flavor: cluster.flavor,
             instances,
         })
@@ -850,6 +858,36 @@ impl LocalRuntime {
         })
     }
 
+    /// On Galera, before the writer node is drained: the router's primary endpoint moves to
+    /// another node in the read pool (the lowest ordinal; the decision drains a node only
+    /// while every other one is Synced), and the old writer's primary-endpoint sessions are
+    /// closed. Nothing to do for a node that is not the writer.
+    async fn move_galera_writer(&self, ordinal: u32) -> Result<()> {
+        let writer = self.shared.state.read()?.cluster.primary;
+        if writer != ordinal {
+            return Ok(());
+        }
+        let router = &self.shared.router;
+        let to = (0..ordinal_count(&self.shared))
+            .find(|o| *o != ordinal && router.is_drained(*o) == Some(false))
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "Galera node {ordinal} writes, and no other node is in the read pool to \
+                     take the writes"
+                ))
+            })?;
+        self.shared.state.update_cluster(|c| {
+            c.primary = to;
+            Ok(())
+        })?;
+        router.set_primary(Some(to)).await.map_err(router_error)?;
+        router
+            .close_connections_to(ordinal)
+            .await
+            .map_err(router_error)?;
+        Ok(())
+    }
+
     async fn do_run_ddl(&self, ordinal: u32, change: &SchemaTarget) -> Result<()> {
         let handles = self
             .handles
@@ -928,6 +966,10 @@ fn pick(
 }
 
 /// A handle on `ordinal` that gives up connecting after [`FAILING_CONNECT`].
+fn ordinal_count(shared: &Shared) -> u32 {
+    u32::try_from(shared.nodes.len()).unwrap_or(u32::MAX)
+}
+
 fn quick_handle(shared: &Shared, ordinal: u32) -> switchyard_mysql::Instance {
     new_handle(shared, ordinal).with_timeouts(switchyard_mysql::Timeouts {
         connect: FAILING_CONNECT,
@@ -965,6 +1007,18 @@ enum Seen {
     Unreachable(String),
     /// Up, and whether this runtime's connection holds the fence's lock.
     Up(Box<Observation>, bool),
+}
+
+/// The plan's view of a Galera node's wsrep status.
+fn galera_state(g: &switchyard_mysql::GaleraState) -> GaleraState {
+    GaleraState {
+        state: g
+            .local_state_comment
+            .as_deref()
+            .map_or(WsrepState::Other, WsrepState::from_comment),
+        cluster_size: g.cluster_size.unwrap_or(0),
+        primary_component: g.in_primary_component(),
+    }
 }
 
 /// The health of a running server that answered.
@@ -1062,6 +1116,9 @@ impl ClusterRuntime for LocalRuntime {
 
     async fn drain(&self, ordinal: u32) -> Result<(), RuntimeError> {
         self.op(ordinal, Op::Drain, async {
+            if self.shared.galera {
+                self.move_galera_writer(ordinal).await?;
+            }
             self.shared
                 .router
                 .drain(ordinal, self.config.drain_grace)

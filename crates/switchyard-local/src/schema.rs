@@ -72,6 +72,7 @@ pub struct SchemaRequest {
     statement: String,
     id: Option<String>,
     accepted_risk: Option<String>,
+    one_writer: bool,
 }
 
 impl SchemaRequest {
@@ -81,7 +82,18 @@ impl SchemaRequest {
             statement: statement.into(),
             id: None,
             accepted_risk: None,
+            one_writer: false,
         }
+    }
+
+    /// On a Galera cluster: every write goes through the router's primary endpoint (one
+    /// writer node), so rows reach the altered nodes in the old shape only, and the change is
+    /// judged as for replicas. Without it every node may take writes, and the change must be
+    /// safe in both directions (old shape to new and new to old). No effect on a
+    /// primary-replica cluster.
+    pub fn one_writer(mut self) -> Self {
+        self.one_writer = true;
+        self
     }
 
     /// The same request with this id (default: `ddl-` and 12 hex digits of the statement's
@@ -180,14 +192,26 @@ impl LocalCluster {
             .show_create_table(&database, &name.name)
             .await
             .map_err(Error::sql(primary))?;
-        let options = AnalyzeOptions::default().with_server_version(latest.version);
+        // On Galera with every node taking writes, rows of the new shape reach nodes still
+        // on the old one too: the change is judged in both directions.
+        let both_ways = shared.galera && !request.one_writer;
+        let options = if both_ways {
+            AnalyzeOptions::bidirectional()
+        } else {
+            AnalyzeOptions::default()
+        }
+        .with_server_version(latest.version);
         let analysis =
             switchyard_ddl::analyze_with(flavor, &before, &statement, &options).map_err(invalid)?;
-        if analysis.verdict == Verdict::Unsafe && request.accepted_risk.is_none() {
-            let reasons = analysis
+        // Galera's applier has no replica type-conversion variable measured here: a change
+        // that needs one is refused there like an unsafe one.
+        let refused = analysis.verdict == Verdict::Unsafe
+            || (shared.galera && analysis.verdict == Verdict::SafeWithConversion);
+        if refused && request.accepted_risk.is_none() {
+            let mut reasons: Vec<String> = analysis
                 .clauses
                 .iter()
-                .filter(|c| c.verdict == Verdict::Unsafe)
+                .filter(|c| c.verdict != Verdict::Safe)
                 .map(|c| format!("`{}`: {} [{}]", c.clause, c.reason, c.rule))
                 .chain(
                     // Statement-level findings have no clause.
@@ -198,6 +222,21 @@ impl LocalCluster {
                         .cloned(),
                 )
                 .collect();
+            if shared.galera && analysis.verdict == Verdict::SafeWithConversion {
+                reasons.push(
+                    "Galera applies the other nodes' rows without the replica conversion \
+                     variable: a change that needs a conversion is refused on Galera"
+                        .into(),
+                );
+            }
+            if both_ways {
+                reasons.push(
+                    "every Galera node may take writes, so the change must be safe in both \
+                     directions; declare the one writer node (SchemaRequest::one_writer) if \
+                     all writes go through the router's primary endpoint"
+                        .into(),
+                );
+            }
             return Err(Error::SchemaRefused { statement, reasons });
         }
         let id = request.id();
@@ -313,6 +352,11 @@ impl Executor<'_> {
             });
         }
 
+        if self.shared.galera {
+            return self
+                .run_rsu(ordinal, change, &prepared, needs_alter, &expected)
+                .await;
+        }
         if !is_primary && !change.replica_settings.is_empty() {
             self.set_replica_settings(ordinal, change).await?;
         }
@@ -377,6 +421,49 @@ impl Executor<'_> {
             if last && let Some(p) = c.schema.changes.get_mut(&change.id) {
                 p.saved_settings.clear();
             }
+            Ok(())
+        })
+    }
+
+    /// On a Galera node: the ALTER with `wsrep_OSU_method = 'RSU'` for its session (the node
+    /// desyncs, alters alone and catches up with what the others wrote meanwhile; the engine
+    /// waits until it is Synced again before returning it), then the table checked against
+    /// the predicted definition and the change's id recorded for the node.
+    async fn run_rsu(
+        &self,
+        ordinal: u32,
+        change: &SchemaTarget,
+        prepared: &SchemaChangeState,
+        needs_alter: bool,
+        expected: &Table,
+    ) -> Result<()> {
+        if needs_alter {
+            let method = self
+                .handle(ordinal)?
+                .run_local_ddl(&prepared.statement, self.lock_wait)
+                .await
+                .map_err(Error::sql(ordinal))?;
+            if method != switchyard_mysql::LocalDdlMethod::RollingSchemaUpgrade {
+                return Err(Error::Invalid(format!(
+                    "node {ordinal} ran the schema change as {method:?}, not as a rolling \
+                     schema upgrade: it does not have wsrep on"
+                )));
+            }
+        }
+        let (text, now) = self.read_table(ordinal, prepared).await?;
+        if !now.same_shape(expected) {
+            return Err(Error::SchemaMismatch {
+                ordinal,
+                table: format!("{}.{}", prepared.database, prepared.table),
+                detail: format!(
+                    "does not have the definition the change should give it after the ALTER: \
+                     the server prints {}",
+                    one_line(&text)
+                ),
+            });
+        }
+        self.shared.state.update_cluster(|c| {
+            c.schema.applied.insert(ordinal, change.id.clone());
             Ok(())
         })
     }

@@ -284,12 +284,21 @@ pub struct GaleraState {
     pub desync: bool,
     /// Status `wsrep_ready`: whether the node accepts queries.
     pub ready: bool,
+    /// Status `wsrep_cluster_status` (`Primary`, `non-Primary`, `Disconnected`), when
+    /// reported.
+    pub cluster_status: Option<String>,
 }
 
 impl GaleraState {
     /// The node is in the cluster and synced (`wsrep_local_state` 4).
     pub fn is_synced(&self) -> bool {
         self.wsrep_on && self.local_state == Some(4)
+    }
+
+    /// The node is in the primary component, the one with quorum
+    /// (`wsrep_cluster_status = Primary`).
+    pub fn in_primary_component(&self) -> bool {
+        self.wsrep_on && self.cluster_status.as_deref() == Some("Primary")
     }
 }
 
@@ -319,7 +328,7 @@ const STATUS: &str = "SHOW GLOBAL STATUS WHERE Variable_name IN ('Uptime', \
     'Rpl_semi_sync_source_status', 'Rpl_semi_sync_replica_status', \
     'Rpl_semi_sync_master_status', 'Rpl_semi_sync_slave_status', \
     'Rpl_semi_sync_source_clients', 'Rpl_semi_sync_master_clients', 'wsrep_local_state', \
-    'wsrep_local_state_comment', 'wsrep_cluster_size', 'wsrep_ready')";
+    'wsrep_local_state_comment', 'wsrep_cluster_size', 'wsrep_ready', 'wsrep_cluster_status')";
 
 pub(crate) const LONGEST_TRX: &str = "SELECT trx_mysql_thread_id, \
     GREATEST(TIMESTAMPDIFF(SECOND, trx_started, NOW()), 0), trx_rows_modified \
@@ -646,6 +655,7 @@ fn read_galera(
             .and_then(|v| v.parse().ok()),
         desync: vars.get("wsrep_desync").is_some_and(|v| flag(v)),
         ready: status.get("wsrep_ready").is_some_and(|v| flag(v)),
+        cluster_status: status.get("wsrep_cluster_status").cloned(),
     })
 }
 

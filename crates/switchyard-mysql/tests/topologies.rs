@@ -133,6 +133,7 @@ async fn galera_rolling_schema_upgrade_on_one_node_of_three() {
         assert!(g.wsrep_on && g.ready && !g.desync, "{node}: {g:?}");
         assert_eq!(g.local_state, Some(4), "{node}: {g:?}");
         assert_eq!(g.local_state_comment.as_deref(), Some("Synced"));
+        assert!(g.in_primary_component(), "{node}: {g:?}");
         assert_eq!(g.cluster_size, Some(3));
     }
     let mut op = cluster

@@ -105,6 +105,7 @@ impl ClusterRuntime for MyFleet {
                 schema: None,
                 link: None,
                 ack_replicas: None,
+                galera: None,
             })
             .collect();
         Ok(Observed {

@@ -26,5 +26,7 @@ pub use decide::{
 };
 pub use engine::{ClusterRuntime, Engine, Finished, RuntimeError, StepOutcome};
 pub use record::Record;
-pub use topology::{Health, Instance, Observed, Revision, Role, Timestamp};
+pub use topology::{
+    GaleraState, Health, Instance, Observed, Revision, Role, Timestamp, WsrepState,
+};
 pub mod simulate;

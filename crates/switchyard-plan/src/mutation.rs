@@ -62,4 +62,16 @@ pub enum Mutation {
     /// Judge a replica that still follows a failed primary on what it
     /// executed only, not on what its relay log holds.
     JudgeFollowersOnExecuted,
+    /// On Galera: take the next node out while the record's intent still
+    /// holds another out.
+    GaleraTwoOut,
+    /// On Galera: take a node out even when the others would lose quorum
+    /// without it.
+    GaleraIgnoreQuorum,
+    /// On Galera: take a node out (or alter it) while another node, or the
+    /// node itself, is a donor, desynced, joining or missing.
+    GaleraIgnoreDonor,
+    /// On Galera: go on past a node that left the cluster during its ALTER
+    /// (return it to the endpoints as if it had come back).
+    GaleraPastLostNode,
 }

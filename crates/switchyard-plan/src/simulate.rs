@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::decide::{Action, Policy, Target, WaitReason, decide};
 use crate::record::{Intent, Record, SwitchoverStep, SwitchoverSummary};
 use crate::topology::{
-    Health, Instance, Observed, Revision, Role, Timestamp, TopologyError, TopologyKind,
+    GaleraState, Health, Instance, Observed, Revision, Role, Timestamp, TopologyError, TopologyKind,
 };
 use crate::versions::{Flavor, Version, catalog};
 
@@ -110,6 +110,10 @@ impl TopologySpec {
                 schema: None,
                 link: None,
                 ack_replicas: None,
+                // An ideal Galera node: synced in a cluster of every node.
+                galera: (self.kind == TopologyKind::Galera).then(|| {
+                    GaleraState::synced(u32::try_from(self.instances.len()).unwrap_or(u32::MAX))
+                }),
             });
         }
         let observed = Observed {

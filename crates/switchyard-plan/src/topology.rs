@@ -218,6 +218,108 @@ pub struct Instance {
     /// when it does not wait (asynchronous) or this is not known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ack_replicas: Option<u32>,
+    /// On a node of a Galera cluster that answered: its wsrep status (see
+    /// [`GaleraState`]); `None` on an asynchronous cluster, or when the node
+    /// could not be read.
+    ///
+    /// Added in 0.1 after the other fields: a record or observation written
+    /// without it reads as `None` (serde default), and one written for an
+    /// asynchronous cluster is unchanged (it is skipped when `None`). Code
+    /// that builds an `Instance` by hand sets `galera: None` for an
+    /// asynchronous cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub galera: Option<GaleraState>,
+}
+
+/// What a Galera node reports of itself and of its cluster: the wsrep status
+/// variables the decision reads before it takes a node out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GaleraState {
+    /// Its local state (`wsrep_local_state_comment`).
+    pub state: WsrepState,
+    /// How many nodes its component has (`wsrep_cluster_size`).
+    pub cluster_size: u32,
+    /// Whether its component is the primary one, the one with quorum
+    /// (`wsrep_cluster_status = Primary`); a node in a non-primary component
+    /// refuses queries.
+    pub primary_component: bool,
+}
+
+impl GaleraState {
+    /// A synced node in the primary component of a cluster of `cluster_size`.
+    pub fn synced(cluster_size: u32) -> Self {
+        GaleraState {
+            state: WsrepState::Synced,
+            cluster_size,
+            primary_component: true,
+        }
+    }
+
+    /// Whether it is `Synced` and in the primary component.
+    pub fn is_synced(&self) -> bool {
+        self.state == WsrepState::Synced && self.primary_component
+    }
+}
+
+/// A Galera node's local state, as `wsrep_local_state_comment` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum WsrepState {
+    /// Synced: a full member, applying everything in order.
+    Synced,
+    /// `Donor/Desynced`: serving a state transfer to a joiner, or desynced on
+    /// purpose (an RSU ALTER, `wsrep_desync`); it falls behind the cluster.
+    DonorDesynced,
+    /// `Joining` (or `Waiting on SST`): receiving a state transfer.
+    Joining,
+    /// `Joined`: received its state, catching up before it is Synced.
+    Joined,
+    /// `Initialized` or a state this version does not know: not a member.
+    Other,
+}
+
+impl WsrepState {
+    /// The state for a `wsrep_local_state_comment` value.
+    pub fn from_comment(comment: &str) -> Self {
+        match comment.trim() {
+            "Synced" => WsrepState::Synced,
+            "Donor/Desynced" | "Donor" | "Desynced" => WsrepState::DonorDesynced,
+            "Joining" | "Waiting on SST" | "Joining: receiving State Transfer" => {
+                WsrepState::Joining
+            }
+            "Joined" => WsrepState::Joined,
+            _ => WsrepState::Other,
+        }
+    }
+}
+
+impl fmt::Display for WsrepState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WsrepState::Synced => "Synced",
+            WsrepState::DonorDesynced => "Donor/Desynced",
+            WsrepState::Joining => "Joining",
+            WsrepState::Joined => "Joined",
+            WsrepState::Other => "not a member",
+        })
+    }
+}
+
+impl fmt::Display for GaleraState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} in a {} component of {}",
+            self.state,
+            if self.primary_component {
+                "primary"
+            } else {
+                "non-primary"
+            },
+            self.cluster_size
+        )
+    }
 }
 
 /// A replica's receiver: whether it reaches its source, and what it received.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use switchyard_plan::decide::{Approval, OnlineChange, SchemaTarget};
 use switchyard_plan::gtid::GtidSet;
 use switchyard_plan::record::{Failure, Halted, Intent, SwitchoverStep, Waiting};
-use switchyard_plan::topology::TopologyKind;
+use switchyard_plan::topology::{GaleraState, TopologyKind, WsrepState};
 use switchyard_plan::versions::{Flavor, Version};
 use switchyard_plan::{
     Action, HaltReason, Health, Instance, Observed, Policy, Record, Revision, Role, Strategy,
@@ -60,6 +60,7 @@ fn cluster(primary: u32, versions: &[&str]) -> Observed {
                 schema: None,
                 link: None,
                 ack_replicas: None,
+                galera: None,
             }
         })
         .collect();
@@ -135,6 +136,35 @@ fn the_primary_goes_last_to_the_lowest_ordinal_replica() {
         ),
         Action::Switchover { from: 0, to: 1 }
     );
+}
+
+#[test]
+fn a_quarantined_older_instance_does_not_hold_back_a_newer_candidate() {
+    // After a failover in the middle of an upgrade: the primary 1 and the
+    // quarantined failed primary 0 run the old version, replica 2 the new one.
+    let mut o = cluster(1, &["10.11.14", "10.11.14", "11.8.3"]);
+    set(&mut o, 2, |i| i.revision = rev(2, "11.8.3"));
+    set(&mut o, 0, |i| {
+        i.source = None;
+        i.fenced = true;
+        i.drained = true;
+    });
+    let t = target("11.8.3");
+    let p = Policy::default();
+    // Not quarantined, instance 0 would end up under a newer source.
+    assert!(
+        !matches!(d(&o, &Record::default(), &t, &p), Action::Switchover { .. }),
+        "0 (10.11) must not be left under 2 (11.8)"
+    );
+    let mut r = Record::default();
+    r.quarantined.insert(
+        0,
+        switchyard_plan::record::Quarantine {
+            extra: "0-1-9".into(),
+            at: NOW,
+        },
+    );
+    assert_eq!(d(&o, &r, &t, &p), Action::Switchover { from: 1, to: 2 });
 }
 
 #[test]
@@ -726,27 +756,240 @@ fn the_old_primary_is_altered_before_it_replicates_new_shape_rows() {
     );
 }
 
-#[test]
-fn galera_rolls_a_schema_change_with_the_writer_last() {
-    let mut o = cluster(0, &["10.11.14", "10.11.14", "10.11.14"]);
+/// A synced Galera cluster of `n` MariaDB 10.11 nodes, node 0 the writer.
+fn galera_cluster(n: usize) -> Observed {
+    let mut o = cluster(0, &vec!["10.11.14"; n]);
     o.kind = TopologyKind::Galera;
     for i in &mut o.instances {
         i.source = None;
         i.writable = true;
+        i.galera = Some(GaleraState::synced(n as u32));
     }
+    o
+}
+
+fn galera_state(o: &mut Observed, ordinal: u32, state: WsrepState) {
+    set(o, ordinal, |i| {
+        i.galera.as_mut().expect("a Galera node").state = state;
+    });
+}
+
+#[test]
+fn galera_rolls_a_schema_change_node_by_node_with_the_writer_last() {
+    let mut o = galera_cluster(3);
     let t = schema_target(false);
+    let p = Policy::default();
     assert_eq!(
-        d(&o, &Record::default(), &t, &Policy::default()),
+        d(&o, &Record::default(), &t, &p),
         Action::Drain { ordinal: 2 }
     );
-    for r in [1, 2] {
-        set(&mut o, r, |i| i.schema = Some("add-index-k".into()));
-    }
+    let drained = Record {
+        intent: Some(Intent::Drained {
+            ordinal: 2,
+            at: NOW,
+        }),
+        ..Record::default()
+    };
+    set(&mut o, 2, |i| i.drained = true);
+    let Action::RunDdl { ordinal: 2, .. } = d(&o, &drained, &t, &p) else {
+        panic!("expected the ALTER on node 2")
+    };
+    // Desynced for its ALTER, then catching up: waited on, not returned.
+    let altering = Record {
+        intent: Some(Intent::Altering {
+            ordinal: 2,
+            change: "add-index-k".into(),
+            started: NOW,
+        }),
+        ..Record::default()
+    };
+    set(&mut o, 2, |i| i.schema = Some("add-index-k".into()));
+    galera_state(&mut o, 2, WsrepState::Joined);
+    let Action::Wait {
+        reason: WaitReason::Unhealthy { ordinal: 2, .. },
+    } = d(&o, &altering, &t, &p)
+    else {
+        panic!("expected a wait for node 2 to sync")
+    };
+    galera_state(&mut o, 2, WsrepState::Synced);
+    assert_eq!(d(&o, &altering, &t, &p), Action::Undrain { ordinal: 2 });
+    set(&mut o, 2, |i| i.drained = false);
     assert_eq!(
-        d(&o, &Record::default(), &t, &Policy::default()),
-        Action::Switchover { from: 0, to: 1 }
+        d(&o, &Record::default(), &t, &p),
+        Action::Drain { ordinal: 1 }
     );
-    // A version rollout on Galera is refused rather than guessed.
+    // The writer goes last, drained like the others (the runtime moves the writes).
+    set(&mut o, 1, |i| i.schema = Some("add-index-k".into()));
+    assert_eq!(
+        d(&o, &Record::default(), &t, &p),
+        Action::Drain { ordinal: 0 }
+    );
+    set(&mut o, 0, |i| i.schema = Some("add-index-k".into()));
+    assert_eq!(d(&o, &Record::default(), &t, &p), Action::Done);
+}
+
+#[test]
+fn galera_takes_no_node_out_while_another_is_a_donor_joining_or_missing() {
+    let t = schema_target(false);
+    let p = Policy::default();
+    for (node, state) in [
+        (0, WsrepState::DonorDesynced),
+        (1, WsrepState::Joining),
+        (0, WsrepState::Joined),
+        // The next node itself serving a state transfer.
+        (2, WsrepState::DonorDesynced),
+    ] {
+        let mut o = galera_cluster(3);
+        galera_state(&mut o, node, state);
+        let action = d(&o, &Record::default(), &t, &p);
+        let Action::Wait {
+            reason: WaitReason::Unhealthy { ordinal, .. },
+        } = action
+        else {
+            panic!("node {node} {state}: expected a wait, got {action:?}")
+        };
+        assert_eq!(ordinal, node);
+    }
+    // A node missing from the others' component.
+    let mut o = galera_cluster(3);
+    for i in &mut o.instances {
+        i.galera.as_mut().expect("galera").cluster_size = 2;
+    }
+    assert!(matches!(
+        d(&o, &Record::default(), &t, &p),
+        Action::Wait { .. }
+    ));
+    // A drained node becomes a donor before its ALTER: the ALTER waits.
+    let mut o = galera_cluster(3);
+    set(&mut o, 2, |i| i.drained = true);
+    galera_state(&mut o, 2, WsrepState::DonorDesynced);
+    let drained = Record {
+        intent: Some(Intent::Drained {
+            ordinal: 2,
+            at: NOW,
+        }),
+        ..Record::default()
+    };
+    assert!(matches!(d(&o, &drained, &t, &p), Action::Wait { .. }));
+}
+
+#[test]
+fn galera_halts_rather_than_lose_quorum() {
+    let o = galera_cluster(2);
+    let Action::Halt {
+        reason: reason @ HaltReason::GaleraNoQuorum { .. },
+    } = d(
+        &o,
+        &Record::default(),
+        &schema_target(false),
+        &Policy::default(),
+    )
+    else {
+        panic!("expected a quorum halt")
+    };
+    assert_eq!(reason.category(), "galera-no-quorum");
+    assert!(reason.to_string().contains("1 of 2"), "{reason}");
+}
+
+#[test]
+fn galera_halts_when_a_node_is_lost_during_its_alter() {
+    let t = schema_target(false);
+    let p = Policy::default();
+    let altering = Record {
+        intent: Some(Intent::Altering {
+            ordinal: 2,
+            change: "add-index-k".into(),
+            started: NOW,
+        }),
+        ..Record::default()
+    };
+    for lost in [
+        Health::Crashed,
+        Health::Starting,
+        Health::Unreachable {
+            reason: "refused".into(),
+        },
+    ] {
+        let mut o = galera_cluster(3);
+        set(&mut o, 2, |i| {
+            i.drained = true;
+            i.health = lost.clone();
+        });
+        let Action::Halt {
+            reason: reason @ HaltReason::GaleraNodeLost { ordinal: 2, .. },
+        } = d(&o, &altering, &t, &p)
+        else {
+            panic!("expected a halt for node 2 {lost}")
+        };
+        assert_eq!(reason.category(), "galera-node-lost");
+    }
+    // Out of the primary component (voted out: it could not apply a row).
+    let mut o = galera_cluster(3);
+    set(&mut o, 2, |i| {
+        i.drained = true;
+        i.schema = Some("add-index-k".into());
+        i.galera.as_mut().expect("galera").primary_component = false;
+    });
+    assert!(matches!(
+        d(&o, &altering, &t, &p),
+        Action::Halt {
+            reason: HaltReason::GaleraNodeLost { ordinal: 2, .. }
+        }
+    ));
+    // The ALTER failed (its connection died with the node): halted, not retried,
+    // even once the node is back.
+    let mut o = galera_cluster(3);
+    set(&mut o, 2, |i| i.drained = true);
+    let failed = Record {
+        failure: Some(Failure {
+            target: t.key(),
+            key: "run-ddl:2".into(),
+            first: NOW,
+            last: NOW,
+            count: 1,
+            message: "connection lost".into(),
+        }),
+        ..altering.clone()
+    };
+    let Action::Halt { reason } = d(&o, &failed, &t, &p) else {
+        panic!("expected a halt")
+    };
+    assert!(reason.to_string().contains("connection lost"), "{reason}");
+}
+
+#[test]
+fn galera_halts_when_a_node_does_not_come_back() {
+    let mut o = galera_cluster(3);
+    set(&mut o, 2, |i| {
+        i.drained = true;
+        i.schema = Some("add-index-k".into());
+    });
+    galera_state(&mut o, 2, WsrepState::Joined);
+    let p = Policy::default();
+    let record = Record {
+        intent: Some(Intent::Altering {
+            ordinal: 2,
+            change: "add-index-k".into(),
+            started: NOW,
+        }),
+        waiting: Some(Waiting {
+            key: "unhealthy:2".into(),
+            since: Timestamp(NOW.0 - p.halt_after.as_millis() as u64),
+        }),
+        ..Record::default()
+    };
+    let Action::Halt {
+        reason: reason @ HaltReason::WaitedTooLong { .. },
+    } = d(&o, &record, &schema_target(false), &p)
+    else {
+        panic!("expected a halt")
+    };
+    assert!(reason.to_string().contains("Joined"), "{reason}");
+}
+
+#[test]
+fn galera_refuses_version_rollouts() {
+    let o = galera_cluster(3);
     let Action::Halt { reason } = d(
         &o,
         &Record::default(),
@@ -984,6 +1227,56 @@ fn an_errant_replica_is_reported_not_passed_over_in_silence() {
     else {
         panic!("expected a halt on instance 1's errant transaction, got {action:?}");
     };
+}
+
+#[test]
+fn every_errant_replica_is_named_not_only_the_first() {
+    // Seed 703: two replicas held transactions the primary lacked (one an
+    // errant write, the other writes taken while its fence was lost); the
+    // halt named only the first, leaving the second's writes unnamed.
+    const UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+    const OTHER: &str = "4f22ab58-82db-22f2-af44-d91bb0530673";
+    const THIRD: &str = "5a33bc69-93ec-33a3-b055-e02cc1641784";
+    let mut o = cluster(0, &["10.11.14", "10.11.14", "10.11.14"]);
+    o.flavor = Flavor::Mysql;
+    set(&mut o, 0, |i| {
+        (i.gtid, i.revision) = (
+            Some(mysql_gtid(&format!("{UUID}:1-100"))),
+            rev(2, "10.11.14"),
+        )
+    });
+    set(&mut o, 1, |i| {
+        i.gtid = Some(mysql_gtid(&format!("{UUID}:1-100,{OTHER}:1")));
+        i.revision = rev(2, "10.11.14");
+    });
+    set(&mut o, 2, |i| {
+        i.gtid = Some(mysql_gtid(&format!("{UUID}:1-100,{THIRD}:1-5")));
+        i.revision = rev(2, "10.11.14");
+    });
+    let action = d(
+        &o,
+        &Record::default(),
+        &target("10.11.14"),
+        &Policy::default(),
+    );
+    let Action::Halt {
+        reason: reason @ HaltReason::ErrantTransactions { ordinal: 1, .. },
+    } = action
+    else {
+        panic!("expected a halt on the errant transactions, got {action:?}");
+    };
+    let HaltReason::ErrantTransactions { also, .. } = &reason else {
+        unreachable!()
+    };
+    assert_eq!(
+        also.keys().copied().collect::<Vec<_>>(),
+        vec![2],
+        "{reason}"
+    );
+    assert!(
+        reason.to_string().contains("instance 2 also holds"),
+        "{reason}"
+    );
 }
 
 #[test]

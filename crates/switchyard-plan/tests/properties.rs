@@ -373,11 +373,13 @@ fn rollout(scn: &Scenario, mutation: Mutation, schedule: Vec<(u64, Fault)>) -> (
         model.tick(Duration::from_millis(200));
     }
     let fired: Vec<Fault> = model.fired().into_iter().map(|(_, _, f)| f).collect();
-    let halted_on = match &halted {
-        Some(HaltReason::ErrantTransactions { ordinal, .. }) => Some(*ordinal),
-        _ => None,
+    let halted_on: Vec<u32> = match &halted {
+        Some(HaltReason::ErrantTransactions { ordinal, also, .. }) => std::iter::once(*ordinal)
+            .chain(also.keys().copied())
+            .collect(),
+        _ => Vec::new(),
     };
-    let violations = model.final_check(done, halted_on);
+    let violations = model.final_check(done, &halted_on);
     log.push(format!(
         "at the end (t={}):\n{}",
         model.clock(),

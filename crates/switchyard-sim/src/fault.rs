@@ -1,6 +1,7 @@
 //! Fault injection: a [`Faulty`] runtime wraps the engine's runtime and
 //! fires a scenario's faults just before or just after the engine's first
-//! call of a runtime action, or just after it stored a switchover sub-step;
+//! call of a runtime action, or just after it stored a switchover's or a
+//! failover's sub-step;
 //! [`FaultPlan::before_step`] fires the faults timed by engine step. Each
 //! fault fires once.
 //!
@@ -24,7 +25,7 @@ use switchyard_local::LocalCluster;
 use switchyard_plan::Record;
 use switchyard_plan::decide::{SchemaTarget, WaitReason};
 use switchyard_plan::engine::{ClusterRuntime, RuntimeError, RuntimeErrorKind, StepOutcome};
-use switchyard_plan::record::{FailoverSummary, Intent, SwitchoverStep};
+use switchyard_plan::record::{FailoverStep, FailoverSummary, Intent, SwitchoverStep};
 use switchyard_plan::topology::{Observed, Revision, Timestamp};
 use switchyard_plan::versions::Version;
 use switchyard_testbed::ledger::Ledger;
@@ -53,6 +54,10 @@ pub struct FailoversSeen {
 
 /// The `run` of the first direct writer's ids (the load's is 0).
 pub const DIRECT_RUN: u8 = 1;
+
+/// An instance a pause with `delay_ms` freezes later: the instance, the
+/// version it runs, when it is frozen, for how long, and the fault.
+type PendingPause = (u32, Version, Instant, Duration, usize);
 
 /// A direct writer while it runs (`None` once stopped).
 type Writer = Arc<Mutex<Option<LoadHandle>>>;
@@ -158,6 +163,8 @@ pub struct FaultPlan {
     record_failure: Mutex<Option<usize>>,
     /// Paused instances, when they run again, and their fault.
     paused: Mutex<Vec<(u32, Instant, usize)>>,
+    /// Instances a pause with `delay_ms` freezes later.
+    pending_pauses: Mutex<Vec<PendingPause>>,
     /// Instances a `kill9` with `down_s` or `stays_down` keeps down, and
     /// until when (`None`: the rest of the run): the supervisor is off and
     /// the engine's `recover` of them fails meanwhile.
@@ -198,6 +205,7 @@ impl FaultPlan {
             killing: Mutex::new(Vec::new()),
             record_failure: Mutex::new(None),
             paused: Mutex::new(Vec::new()),
+            pending_pauses: Mutex::new(Vec::new()),
             held_down: Mutex::new(BTreeMap::new()),
             failovers: Mutex::new(FailoversSeen::default()),
             sessions: Mutex::new(Vec::new()),
@@ -407,6 +415,9 @@ impl FaultPlan {
                     "instances {due:?} can start again (supervisor on, recovery allowed)"
                 ));
             }
+        }
+        if !all {
+            self.start_pending_pauses(cluster);
         }
         let due: Vec<(u32, usize)> = {
             let mut paused = self.paused.lock().unwrap_or_else(PoisonError::into_inner);
@@ -680,6 +691,56 @@ impl FaultPlan {
         Ok(line)
     }
 
+    /// Freezes the instances whose delayed pause is due.
+    fn start_pending_pauses(&self, cluster: &LocalCluster) {
+        let due: Vec<(u32, Version, Duration, usize)> = {
+            let mut pending = self
+                .pending_pauses
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            let (due, later): (Vec<_>, Vec<_>) =
+                pending.drain(..).partition(|(_, _, at, _, _)| *at <= now);
+            *pending = later;
+            due.into_iter()
+                .map(|(o, version, _, hold, i)| (o, version, hold, i))
+                .collect()
+        };
+        for (o, version, hold, index) in due {
+            let Some(slot) = self.faults.get(index) else {
+                continue;
+            };
+            let result = self.pause_now(cluster, o, version, hold, index, "delayed");
+            self.outcome(slot, result);
+        }
+    }
+
+    /// Freezes `o` now (SIGSTOP) until `hold` from now, for fault `index`.
+    fn pause_now(
+        &self,
+        cluster: &LocalCluster,
+        o: u32,
+        version: Version,
+        hold: Duration,
+        index: usize,
+        when: &str,
+    ) -> Result<String, String> {
+        let done = testbed(cluster, o).map(switchyard_testbed::Instance::pause);
+        if let Some(Ok(())) = done {
+            self.take_down(o, version);
+            self.paused
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((o, Instant::now() + hold, index));
+            Ok(format!(
+                "{when}: instance {o} paused (SIGSTOP) for {} s",
+                hold.as_secs()
+            ))
+        } else {
+            Err(format!("{when}: pausing instance {o} FAILED: {done:?}"))
+        }
+    }
+
     /// Whether a `kill9` with `down_s` (not yet elapsed) or `stays_down`
     /// keeps `ordinal` down.
     pub fn is_held_down(&self, ordinal: u32) -> bool {
@@ -800,30 +861,31 @@ impl FaultPlan {
     async fn fire(&self, index: usize, slot: &Slot, when: &str, cluster: &LocalCluster) {
         let f = &slot.def;
         if let Some(p) = &f.pause {
-            let result = match self.pick(&p.on, cluster) {
-                Some((o, version)) => {
-                    let done = testbed(cluster, o).map(switchyard_testbed::Instance::pause);
-                    if let Some(Ok(())) = done {
-                        self.take_down(o, version);
-                        self.paused
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .push((
-                                o,
-                                Instant::now() + Duration::from_secs(p.resume_after_s),
-                                index,
-                            ));
-                        Ok(format!(
-                            "{when}: instance {o} paused (SIGSTOP) for {} s",
-                            p.resume_after_s
-                        ))
-                    } else {
-                        Err(format!("{when}: pausing instance {o} FAILED: {done:?}"))
-                    }
+            let hold = Duration::from_secs(p.resume_after_s);
+            match self.pick(&p.on, cluster) {
+                // Frozen later by the task that thaws: confirmed then.
+                Some((o, version)) if p.delay_ms > 0 => {
+                    self.pending_pauses
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push((
+                            o,
+                            version,
+                            Instant::now() + Duration::from_millis(p.delay_ms),
+                            hold,
+                            index,
+                        ));
+                    self.note(format!(
+                        "{when}: instance {o} is paused in {} ms",
+                        p.delay_ms
+                    ));
                 }
-                None => Err(format!("{when}: no instance matched {:?}", p.on)),
-            };
-            self.outcome(slot, result);
+                Some((o, version)) => {
+                    let result = self.pause_now(cluster, o, version, hold, index, when);
+                    self.outcome(slot, result);
+                }
+                None => self.outcome(slot, Err(format!("{when}: no instance matched {:?}", p.on))),
+            }
         }
         if let Some(sql) = &f.sql {
             let result = match self.pick(&sql.on, cluster) {
@@ -1002,8 +1064,17 @@ impl FaultPlan {
         let c = doc.cluster;
         let o = match pick {
             Pick::Primary => Some(c.primary),
+            Pick::Instance(o) => Some(*o),
             Pick::Candidate => match doc.record.intent {
-                Some(Intent::Switchover { to, .. }) => Some(to),
+                Some(Intent::Switchover { to, .. } | Intent::Failover { to, .. }) => Some(to),
+                _ => None,
+            },
+            Pick::OutOfService => match doc.record.intent {
+                Some(
+                    Intent::Drained { ordinal, .. }
+                    | Intent::Restarting { ordinal, .. }
+                    | Intent::Altering { ordinal, .. },
+                ) => Some(ordinal),
                 _ => None,
             },
             Pick::ReplicaNotUpgraded => c
@@ -1114,7 +1185,51 @@ impl<'a, R: ClusterRuntime> Faulty<'a, R> {
         if before.kill {
             self.die().await;
         }
-        let result = work.await;
+        // Faults timed inside the action fire on their delay while it runs.
+        let during = self
+            .plan
+            .faults
+            .iter()
+            .find_map(|slot| match &slot.def.when {
+                Trigger::DuringAction(a, ms)
+                    if a == action && !slot.triggered.load(Ordering::SeqCst) =>
+                {
+                    Some(*ms)
+                }
+                _ => None,
+            });
+        let result = match during {
+            None => work.await,
+            Some(ms) => {
+                let running = AtomicBool::new(true);
+                let fire = async {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    let still = if running.load(Ordering::SeqCst) {
+                        "while it runs"
+                    } else {
+                        "after it returned"
+                    };
+                    self.plan
+                        .fire_due(
+                            |t| matches!(t, Trigger::DuringAction(a, _) if a == action),
+                            &format!("{ms} ms into {action}, {still}"),
+                            true,
+                            self.cluster,
+                        )
+                        .await
+                };
+                let work = async {
+                    let r = work.await;
+                    running.store(false, Ordering::SeqCst);
+                    r
+                };
+                let (r, asked) = tokio::join!(work, fire);
+                if asked.kill {
+                    self.die().await;
+                }
+                r
+            }
+        };
         let after = self
             .plan
             .fire_due(
@@ -1161,17 +1276,32 @@ impl<R: ClusterRuntime> ClusterRuntime for Faulty<'_, R> {
         self.plan.saw_record(record);
         // Stored: the faults timed by what it records, then an armed failure.
         let mut asked = Asked::default();
-        if let Some(Intent::Switchover { step, .. }) = &record.intent {
-            let step: SwitchoverStep = *step;
-            asked = self
-                .plan
-                .fire_due(
-                    |t| *t == Trigger::Recorded(step),
-                    &format!("recorded {step:?}"),
-                    true,
-                    self.cluster,
-                )
-                .await;
+        match &record.intent {
+            Some(Intent::Switchover { step, .. }) => {
+                let step: SwitchoverStep = *step;
+                asked = self
+                    .plan
+                    .fire_due(
+                        |t| *t == Trigger::Recorded(step),
+                        &format!("recorded {step:?}"),
+                        true,
+                        self.cluster,
+                    )
+                    .await;
+            }
+            Some(Intent::Failover { step, .. }) => {
+                let step: FailoverStep = *step;
+                asked = self
+                    .plan
+                    .fire_due(
+                        |t| *t == Trigger::RecordedFailover(step),
+                        &format!("recorded failover {step:?}"),
+                        true,
+                        self.cluster,
+                    )
+                    .await;
+            }
+            _ => {}
         }
         let failing = self.plan.take_record_failure();
         if let Some(i) = failing

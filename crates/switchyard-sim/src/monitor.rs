@@ -29,6 +29,10 @@
 //! - **monitor**: the monitor itself sampled (it did not panic, and never
 //!   went longer than [`MonitorConfig::max_interval`] between two samples).
 //!
+//! On a Galera cluster every node takes writes and none replicates from
+//! another: `one-writer` and `no-writer` are not checked there (nor are the
+//! fence probes run), the others are.
+//!
 //! Lost writes, split brain and the write gap are checked at the end by the
 //! runner, from the load's ledger.
 
@@ -98,6 +102,10 @@ pub struct MonitorConfig {
     /// The longest time allowed between the starts of two samples (a slower
     /// monitor is a `monitor` violation: it could miss what it checks).
     pub max_interval: Duration,
+    /// A Galera cluster: every node takes writes and none replicates from
+    /// another, so `one-writer` and `no-writer` are not checked (the
+    /// router's primary endpoint picks the one writer); the others are.
+    pub galera: bool,
 }
 
 impl Default for MonitorConfig {
@@ -108,6 +116,7 @@ impl Default for MonitorConfig {
         MonitorConfig {
             every: Duration::from_millis(50),
             max_interval: Duration::from_secs(3),
+            galera: false,
         }
     }
 }
@@ -308,6 +317,7 @@ impl Monitor {
             timeline,
             plan,
             report: Arc::clone(&report),
+            galera: config.galera,
         };
         let task = tokio::spawn(watch.run(config.every, rx));
         Monitor {
@@ -370,6 +380,7 @@ struct Watch {
     timeline: Arc<Timeline>,
     plan: Arc<FaultPlan>,
     report: Arc<Mutex<MonitorReport>>,
+    galera: bool,
 }
 
 impl Watch {
@@ -627,6 +638,9 @@ impl Watch {
                 }
             }
             let mut why = String::new();
+            if self.galera {
+                writers.clear();
+            }
             if writers.len() > 1 {
                 // Every instance again, so that the replicas' receivers are seen
                 // at the same time as the writers (see `Seen::commits_block`).
@@ -673,7 +687,7 @@ impl Watch {
             let excused = in_switchover(before.as_ref().map(|d| &d.record))
                 || in_switchover(after.as_ref().map(|d| &d.record))
                 || primary.is_some_and(|p| injected.contains_key(&p));
-            if none.see(writable.is_empty() && !excused, 3) {
+            if none.see(writable.is_empty() && !excused && !self.galera, 3) {
                 violate(
                     "no-writer",
                     format!(

@@ -231,14 +231,21 @@ where
             source,
         })?);
     }
-    let probes = cluster
-        .testbed()
-        .instances()
-        .iter()
-        .map(|i| FenceProbe::new(i.connect_options(&cluster.credentials().operator)))
-        .collect();
+    let galera = kind == switchyard_testbed::ServerKind::Galera;
+    // No fence on Galera, and a probe's commit would replicate to every node.
+    let probes = if galera {
+        Vec::new()
+    } else {
+        cluster
+            .testbed()
+            .instances()
+            .iter()
+            .map(|i| FenceProbe::new(i.connect_options(&cluster.credentials().operator)))
+            .collect()
+    };
     let monitor_config = MonitorConfig {
         every: SAMPLE_EVERY,
+        galera,
         ..MonitorConfig::default()
     };
     let monitor = Monitor::start(
@@ -323,14 +330,30 @@ where
         }
         let why = match cluster.handle(o) {
             Ok(h) => match h.observe().await {
-                Ok(obs) => obs.replication.as_ref().and_then(|r| {
-                    let errno = if r.last_sql_errno != 0 {
-                        r.last_sql_errno
-                    } else {
-                        r.last_io_errno
-                    };
-                    (errno != 0).then(|| format!("replication stopped with error {errno}"))
-                }),
+                Ok(obs) => obs
+                    .replication
+                    .as_ref()
+                    .and_then(|r| {
+                        let errno = if r.last_sql_errno != 0 {
+                            r.last_sql_errno
+                        } else {
+                            r.last_io_errno
+                        };
+                        (errno != 0).then(|| format!("replication stopped with error {errno}"))
+                    })
+                    .or_else(|| {
+                        // A Galera node out of the primary component refuses queries.
+                        obs.galera
+                            .as_ref()
+                            .filter(|g| !(g.is_synced() && g.in_primary_component()))
+                            .map(|g| {
+                                format!(
+                                    "a Galera node not synced in the primary component \
+                                     ({:?}, {:?})",
+                                    g.local_state_comment, g.cluster_status
+                                )
+                            })
+                    }),
                 Err(e) => Some(format!("unreachable: {e}")),
             },
             Err(e) => Some(format!("no handle: {e}")),
@@ -374,9 +397,27 @@ where
             });
         }
     }
-    // A finished rollout left every instance on the target version.
+    // A change halted at its first node left the others untouched.
+    if let (Some(check), Some(max)) = (&schema, scenario.expect.seen.max_altered) {
+        let altered = check.altered(&cluster).await;
+        if altered.len() > max {
+            seen.violations.push(Violation {
+                at_ms: u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX),
+                check: "expected-effect",
+                detail: format!(
+                    "at most {max} instances should have the table changed, and {altered:?} do"
+                ),
+            });
+        }
+    }
+    // A finished rollout left every instance on the target version, but one
+    // the engine quarantined: it is out of the cluster until a person
+    // re-provisions it, on the version it failed on.
     if matches!(finished, Ok(Ok(Finished::Done))) {
         for o in 0..u32::try_from(cluster.len()).unwrap_or(0) {
+            if quarantined.contains(&o) {
+                continue;
+            }
             let running = match cluster.handle(o) {
                 Ok(h) => h.observe().await.ok().map(|obs| obs.version.version),
                 Err(_) => None,
@@ -409,9 +450,11 @@ where
         })
         .count();
     let at_end = u64::try_from(wall.elapsed().as_millis()).unwrap_or(u64::MAX);
-    // Two servers acknowledging writes at once.
+    // Two servers acknowledging writes at once. On Galera every node commits
+    // the same writes in one order (certification), so two nodes acknowledging
+    // at once is how it works, not a split; a lost write is still one.
     let split = loaded.ledger.split_brain(SPLIT_BRAIN_EXAMPLES);
-    if split.overlapping > 0 {
+    if split.overlapping > 0 && !galera {
         seen.violations.push(Violation {
             at_ms: at_end,
             check: "split-brain",
@@ -916,6 +959,19 @@ impl SchemaCheck {
             }
         }
         wrong
+    }
+
+    /// The instances whose table differs from its definition before the change
+    /// (or cannot be read).
+    async fn altered(&self, cluster: &LocalCluster) -> Vec<u32> {
+        self.definitions(cluster)
+            .await
+            .iter()
+            .zip(&self.before)
+            .zip(0u32..)
+            .filter(|((now, before), _)| now.as_ref() != Ok(*before))
+            .map(|(_, o)| o)
+            .collect()
     }
 
     /// What is wrong after a schema change said done: an instance whose table

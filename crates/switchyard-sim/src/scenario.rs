@@ -12,6 +12,10 @@
 //!   - when: { recorded: fenced }                # the record stored at a switchover sub-step
 //!     kill_engine: true
 //!     engine_down_s: 1
+//!   - when: { recorded_failover: isolated }     # the record stored at a failover sub-step
+//!     kill9: candidate                         # the failover's candidate, as recorded
+//!   - when: { before_step: 2 }
+//!     sql: { on: { instance: 1 }, statements: ["FLUSH TABLES WITH READ LOCK"], hold_s: 8 }
 //!   - when: { before_step: 1 }
 //!     direct_writer: { on: primary, rate: 50 } # a privileged client on the instance itself
 //!   - when: { after_action: promote }
@@ -46,6 +50,16 @@
 //! ```
 //!
 //! `expect: done` (an outcome alone) is accepted for a scenario without faults.
+//!
+//! `recorded: STEP` names a switchover's sub-step (`requested`, `fenced`,
+//! `caught-up`, `promoting`, `promoted`, `repointed`); `recorded_failover: STEP`
+//! a failover's (`requested`, `isolated`, `applied`, `promoting`, `promoted`):
+//! the fault fires right after the engine stored the first record whose intent
+//! is a failover at that sub-step. A failover's `repointed` is never stored (the
+//! intent is cleared once every replica is repointed), so it is refused: time a
+//! fault between the repoints with `after_action: repoint`. `candidate` is the
+//! candidate the record names: a switchover's, or a failover's (the replica
+//! chosen when it was requested, then the one chosen again after `isolated`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -54,7 +68,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use switchyard_plan::Policy;
 use switchyard_plan::decide::FailoverPolicy;
-use switchyard_plan::record::SwitchoverStep;
+use switchyard_plan::record::{FailoverStep, SwitchoverStep};
 use switchyard_testbed::ServerKind;
 use switchyard_testbed::load::AccountKind;
 
@@ -105,7 +119,9 @@ fn default_deadline() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct ClusterDef {
     /// The server every instance starts on (`mariadb-10.5`, `mariadb-10.11`,
-    /// `mariadb-11.8`, `mysql-9.7`).
+    /// `mariadb-11.8`, `mysql-9.7`), or `galera`: a Galera cluster of
+    /// MariaDB 10.11 nodes with Galera 4, node 0 the writer behind the
+    /// router's primary endpoint.
     pub server: String,
     /// How many instances.
     #[serde(default = "default_instances")]
@@ -223,6 +239,10 @@ pub struct PolicyDef {
     /// seconds: a longer one holds the switchover back until it ends.
     #[serde(default = "d10")]
     pub max_transaction_s: u64,
+    /// How long a drained instance stays out of the endpoints before its
+    /// restart or schema change, seconds (0: at once).
+    #[serde(default)]
+    pub drain_s: u64,
 }
 
 /// The failover policy: `{ after_s: N, accept_data_loss: BOOL }`.
@@ -264,6 +284,7 @@ impl Default for PolicyDef {
             retry_backoff_s: d1(),
             failover: None,
             max_transaction_s: d10(),
+            drain_s: 0,
         }
     }
 }
@@ -276,6 +297,7 @@ impl PolicyDef {
             halt_after: Duration::from_secs(self.halt_after_s),
             switchover_deadline: Duration::from_secs(self.switchover_deadline_s),
             retry_backoff: Duration::from_secs(self.retry_backoff_s),
+            drain: Duration::from_secs(self.drain_s),
             failover: match &self.failover {
                 Some(f) => FailoverPolicy {
                     detect_after: Duration::from_secs(f.after_s),
@@ -429,6 +451,11 @@ pub struct PauseFault {
     /// Also written `for_s`.
     #[serde(alias = "for_s")]
     pub resume_after_s: u64,
+    /// How long after the trigger the instance is frozen, milliseconds
+    /// (chosen when the fault fires, frozen by the same task that thaws, so
+    /// the engine goes on meanwhile); 0: at once.
+    #[serde(default)]
+    pub delay_ms: u64,
 }
 
 /// Statements run as root on one instance when a fault fires.
@@ -446,9 +473,11 @@ pub struct SqlFault {
 }
 
 /// When a fault fires, written `{ before_step: N }`, `{ before_action: A }`,
-/// `{ after_action: A }` or `{ recorded: STEP }`. Action names are the
-/// runtime's methods (see [`ACTIONS`]); steps are the switchover's sub-steps
-/// (`requested`, `fenced`, `caught-up`, `promoted`, `repointed`).
+/// `{ after_action: A }`, `{ recorded: STEP }` or `{ recorded_failover: STEP }`.
+/// Action names are the runtime's methods (see [`ACTIONS`]); steps are the
+/// switchover's sub-steps (`requested`, `fenced`, `caught-up`, `promoting`,
+/// `promoted`, `repointed`) or the failover's (`requested`, `isolated`,
+/// `applied`, `promoting`, `promoted`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Trigger {
     /// Before the engine's step N (counted from 1 over every engine).
@@ -461,18 +490,76 @@ pub enum Trigger {
     /// Just after the engine stored a record whose intent is a switchover at
     /// this sub-step (the first time).
     Recorded(SwitchoverStep),
+    /// Just after the engine stored a record whose intent is a failover at
+    /// this sub-step (the first time).
+    RecordedFailover(FailoverStep),
+    /// While the engine's first call of this runtime action runs: `after_ms`
+    /// after it began (written `{ during_action: A, after_ms: N }`), whether
+    /// or not it has returned by then (the fault's note says which).
+    DuringAction(String, u64),
 }
 
-/// Which instance a fault hits, chosen when it fires.
+/// Which instance a fault hits, chosen when it fires: `primary`,
+/// `candidate`, `replica-not-upgraded` or `{ instance: N }`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
+#[serde(try_from = "PickDef")]
 pub enum Pick {
     /// The highest-numbered replica that does not run the target revision yet.
     ReplicaNotUpgraded,
     /// The primary.
     Primary,
-    /// The candidate of the switchover the engine's record shows.
+    /// The candidate of the switchover or failover the engine's record shows.
     Candidate,
+    /// The instance the engine's record takes out of service (drained,
+    /// restarting, or altering).
+    OutOfService,
+    /// The instance of this ordinal, written `{ instance: N }`.
+    Instance(u32),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PickDef {
+    Word(String),
+    Instance { instance: u32 },
+}
+
+impl TryFrom<PickDef> for Pick {
+    type Error = String;
+
+    fn try_from(p: PickDef) -> std::result::Result<Pick, String> {
+        match p {
+            PickDef::Word(w) => match w.as_str() {
+                "primary" => Ok(Pick::Primary),
+                "candidate" => Ok(Pick::Candidate),
+                "replica-not-upgraded" => Ok(Pick::ReplicaNotUpgraded),
+                "out-of-service" => Ok(Pick::OutOfService),
+                other => Err(format!(
+                    "unknown instance `{other}`: use primary, candidate, replica-not-upgraded, \
+                     out-of-service or {{ instance: N }}"
+                )),
+            },
+            PickDef::Instance { instance } => Ok(Pick::Instance(instance)),
+        }
+    }
+}
+
+impl Pick {
+    /// The instances a scenario's faults name by ordinal.
+    fn ordinals(f: &FaultDef) -> impl Iterator<Item = u32> + '_ {
+        [
+            f.kill9.as_ref(),
+            f.pause.as_ref().map(|p| &p.on),
+            f.sql.as_ref().map(|q| &q.on),
+            f.direct_writer.as_ref().map(|d| &d.on),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| match p {
+            Pick::Instance(o) => Some(*o),
+            _ => None,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -486,17 +573,40 @@ struct TriggerDef {
     after_action: Option<String>,
     #[serde(default)]
     recorded: Option<SwitchoverStep>,
+    #[serde(default)]
+    recorded_failover: Option<FailoverStep>,
+    during_action: Option<String>,
+    #[serde(default)]
+    after_ms: Option<u64>,
 }
 
 fn trigger<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Trigger, D::Error> {
     let t = TriggerDef::deserialize(d)?;
-    match (t.before_step, t.before_action, t.after_action, t.recorded) {
-        (Some(n), None, None, None) => Ok(Trigger::BeforeStep(n)),
-        (None, Some(a), None, None) => Ok(Trigger::BeforeAction(a)),
-        (None, None, Some(a), None) => Ok(Trigger::AfterAction(a)),
-        (None, None, None, Some(s)) => Ok(Trigger::Recorded(s)),
+    match (
+        t.before_step,
+        t.before_action,
+        t.after_action,
+        t.recorded,
+        t.recorded_failover,
+        t.during_action,
+        t.after_ms,
+    ) {
+        (Some(n), None, None, None, None, None, None) => Ok(Trigger::BeforeStep(n)),
+        (None, Some(a), None, None, None, None, None) => Ok(Trigger::BeforeAction(a)),
+        (None, None, Some(a), None, None, None, None) => Ok(Trigger::AfterAction(a)),
+        (None, None, None, Some(s), None, None, None) => Ok(Trigger::Recorded(s)),
+        (None, None, None, None, Some(FailoverStep::Repointed), None, None) => {
+            Err(serde::de::Error::custom(
+                "`recorded_failover: repointed` never fires: a failover clears its intent once \
+                 every replica is repointed instead of storing that sub-step; use \
+                 `after_action: repoint` for a fault between the repoints",
+            ))
+        }
+        (None, None, None, None, Some(s), None, None) => Ok(Trigger::RecordedFailover(s)),
+        (None, None, None, None, None, Some(a), Some(ms)) => Ok(Trigger::DuringAction(a, ms)),
         _ => Err(serde::de::Error::custom(
-            "`when` needs exactly one of before_step, before_action, after_action, recorded",
+            "`when` needs exactly one of before_step, before_action, after_action, recorded, \
+             recorded_failover, or during_action with after_ms",
         )),
     }
 }
@@ -641,6 +751,11 @@ pub struct Effects {
     /// working, and with semi-synchronous replication a replica received them.
     #[serde(default)]
     pub acked_while_cut: bool,
+    /// With a schema change: at most this many instances end with the table
+    /// changed (a change halted at its first node leaves the others
+    /// untouched).
+    #[serde(default)]
+    pub max_altered: Option<usize>,
 }
 
 impl Effects {
@@ -732,6 +847,15 @@ impl Scenario {
         }
         for f in &s.faults {
             check_fault(f).map_err(invalid)?;
+            if let Some(o) = Pick::ordinals(f)
+                .find(|o| usize::try_from(*o).map_or(true, |o| o >= s.cluster.instances))
+            {
+                return Err(invalid(format!(
+                    "a fault names instance {o}, but the cluster has {} (0 to {})",
+                    s.cluster.instances,
+                    s.cluster.instances - 1
+                )));
+            }
         }
         if !s.faults.is_empty() && s.expect.seen.is_empty() {
             return Err(invalid(
@@ -841,7 +965,8 @@ fn check_fault(f: &FaultDef) -> Result<(), String> {
             return Err("partition.for_s is 0: give how long the cut lasts, seconds".into());
         }
     }
-    if let Trigger::BeforeAction(a) | Trigger::AfterAction(a) = &f.when
+    if let Trigger::BeforeAction(a) | Trigger::AfterAction(a) | Trigger::DuringAction(a, _) =
+        &f.when
         && !ACTIONS.contains(&a.as_str())
     {
         return Err(format!(
@@ -849,7 +974,11 @@ fn check_fault(f: &FaultDef) -> Result<(), String> {
         ));
     }
     if f.kill_engine && matches!(f.when, Trigger::BeforeStep(_)) {
-        return Err("kill_engine needs `before_action`, `after_action` or `recorded`".into());
+        return Err(
+            "kill_engine needs `before_action`, `after_action`, `recorded` or \
+                    `recorded_failover`"
+                .into(),
+        );
     }
     if (f.down_s.is_some() || f.stays_down) && f.kill9.is_none() {
         return Err("down_s and stays_down go with kill9: PICK".into());
@@ -876,7 +1005,11 @@ fn check_fault(f: &FaultDef) -> Result<(), String> {
         return Err("a fault either fails the action or kills the engine, not both".into());
     }
     if f.fail_record && matches!(f.when, Trigger::BeforeStep(_)) {
-        return Err("fail_record needs `before_action`, `after_action` or `recorded`".into());
+        return Err(
+            "fail_record needs `before_action`, `after_action`, `recorded` or \
+                    `recorded_failover`"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -887,8 +1020,10 @@ fn kind(name: &str) -> Result<ServerKind, String> {
         "mariadb-10.11" => Ok(ServerKind::Mariadb1011),
         "mariadb-11.8" => Ok(ServerKind::Mariadb118),
         "mysql-9.7" => Ok(ServerKind::Mysql97),
+        "galera" => Ok(ServerKind::Galera),
         other => Err(format!(
-            "unknown server `{other}`: use mariadb-10.5, mariadb-10.11, mariadb-11.8 or mysql-9.7"
+            "unknown server `{other}`: use mariadb-10.5, mariadb-10.11, mariadb-11.8, mysql-9.7 \
+             or galera"
         )),
     }
 }
@@ -932,6 +1067,76 @@ mod tests {
         assert!(s.expect.seen.recovered);
         assert_eq!(s.direct_writers(), 1);
         assert_eq!(s.cluster.instances, 3);
+    }
+
+    #[test]
+    fn parses_failover_sub_step_triggers() {
+        let s = Scenario::from_yaml(
+            "x",
+            "cluster: { server: mariadb-10.11, semi_sync: 1 }\n\
+             change: { config: { a: b }, apply: online }\n\
+             faults:\n  - when: { recorded_failover: isolated }\n    kill9: candidate\n\
+             \x20 - when: { recorded_failover: promoting }\n    kill_engine: true\n\
+             \x20 - when: { recorded_failover: applied }\n    fail_record: true\n\
+             expect: { outcome: done, max_write_gap_ms: 900, seen: { failovers: 1 } }\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            s.faults[0].when,
+            Trigger::RecordedFailover(FailoverStep::Isolated)
+        );
+        assert_eq!(s.faults[0].kill9, Some(Pick::Candidate));
+        let by_ordinal = Scenario::from_yaml(
+            "x",
+            "cluster: { server: mariadb-10.11, instances: 4 }\n\
+             change: { config: { a: b }, apply: online }\n\
+             faults: [ { when: { before_step: 2 }, pause: { on: { instance: 3 }, for_s: 1 } } ]\n\
+             expect: { outcome: done, seen: { recovered: true } }\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            by_ordinal.faults[0].pause.as_ref().map(|p| &p.on),
+            Some(&Pick::Instance(3))
+        );
+        let e = Scenario::from_yaml(
+            "x",
+            "cluster: { server: mariadb-10.11 }\nchange: { config: { a: b } }\n\
+             faults: [ { when: { before_step: 2 }, kill9: { instance: 3 } } ]\n\
+             expect: { outcome: done, seen: { recovered: true } }\n",
+        )
+        .expect_err("no instance 3 of 3");
+        assert!(
+            e.to_string()
+                .contains("names instance 3, but the cluster has 3 (0 to 2)"),
+            "{e}"
+        );
+        assert_eq!(
+            s.faults[1].when,
+            Trigger::RecordedFailover(FailoverStep::Promoting)
+        );
+        assert_eq!(
+            s.faults[2].when,
+            Trigger::RecordedFailover(FailoverStep::Applied)
+        );
+        for (when, message) in [
+            ("{ recorded_failover: repointed }", "never fires"),
+            ("{ recorded_failover: fenced }", "unknown variant `fenced`"),
+            (
+                "{ recorded: fenced, recorded_failover: isolated }",
+                "exactly one of",
+            ),
+        ] {
+            let e = Scenario::from_yaml(
+                "x",
+                &format!(
+                    "cluster: {{ server: mysql-9.7 }}\nchange: {{ config: {{ a: b }} }}\n\
+                     faults: [ {{ when: {when}, kill_engine: true }} ]\n\
+                     expect: {{ outcome: done, seen: {{ engines: 2 }} }}\n"
+                ),
+            )
+            .expect_err(when);
+            assert!(e.to_string().contains(message), "{when}: {e}");
+        }
     }
 
     #[test]

@@ -715,16 +715,25 @@ pub async fn scale_up(
     }
 }
 
-/// The primary's volume is lost with its pod: the recreated pod's `instance.json` declares
-/// neither bootstrap nor a donor, so its agent initializes nothing and starts no server; the
-/// cluster halts naming it (`PrimaryDataLost`), and no instance is writable from the loss on
-/// (switchyard does not fail over, and an empty primary is never made writable).
+/// The primary's volume is lost with its pod, automatic failover turned off first (with it
+/// on, the primary that does not come back is failed over like a lost node): the recreated
+/// pod's `instance.json` declares neither bootstrap nor a donor, so its agent initializes
+/// nothing and starts no server; the cluster halts naming it (`PrimaryDataLost`), and no
+/// instance is writable from the loss on (nothing fails over, and an empty primary is never
+/// made writable).
 pub async fn lose_primary_volume(
     world: &World,
     creds: &ClusterCredentials,
     (instances, primary): (u32, u32),
     limit: Duration,
 ) {
+    world
+        .edit(|s| {
+            let mut f = s.failover.clone().unwrap_or_default();
+            f.automatic = false;
+            s.failover = Some(f);
+        })
+        .await;
     let lost_uid = lose_volume_and_pod(world, primary).await;
     let monitor = WritableMonitor::start(world, instances, creds);
     let configs: Api<ConfigMap> = Api::namespaced(world.api.clone(), NS);

@@ -168,6 +168,7 @@ impl ClusterRuntime for OnlineRuntime {
                     schema: None,
                     link: None,
                     ack_replicas: None,
+                    galera: None,
                 }
             })
             .collect();

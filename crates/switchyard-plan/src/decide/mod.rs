@@ -60,7 +60,14 @@
 //!     supervised mode it waits for an approval bound to (revision, from, to).
 //!     The old primary stays fenced and out of replication until it runs the
 //!     target revision.
+//!
+//! A Galera cluster follows rules 1, 2 (the topology) and 4, then its own
+//! (see `galera.rs`): a schema change node by node (Rolling Schema Upgrade),
+//! one node out at a time, never while another is a donor, joining or
+//! missing, never when the others would lose quorum, and a node lost during
+//! its ALTER halts the rollout before any other node.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -72,6 +79,7 @@ use crate::topology::{Observed, Revision, Timestamp};
 use crate::versions::Version;
 
 mod failover;
+mod galera;
 mod rules;
 pub(crate) use failover::answers;
 pub use failover::{FailoverChoice, failover_choice, forced_failover};
@@ -711,6 +719,28 @@ pub enum HaltReason {
         primary: u32,
         /// The transactions, as GTIDs.
         errant: String,
+        /// Other instances that hold transactions the primary lacks, with
+        /// those transactions: every one is named, not only the first.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        also: BTreeMap<u32, String>,
+    },
+    /// A Galera node left the cluster (or its ALTER failed) while its schema
+    /// change was recorded: the rollout stops before any other node.
+    GaleraNodeLost {
+        /// The node.
+        ordinal: u32,
+        /// What happened, in words.
+        detail: String,
+    },
+    /// Taking a Galera node out would leave the cluster without quorum: no
+    /// more than half of its nodes would stay synced.
+    GaleraNoQuorum {
+        /// The node that would be taken out.
+        ordinal: u32,
+        /// How many nodes the cluster has.
+        nodes: u32,
+        /// How many would stay synced without it.
+        staying: u32,
     },
     /// The topology kind is not supported by this decision yet.
     Unsupported {
@@ -733,6 +763,8 @@ impl HaltReason {
             HaltReason::NoSafeOrder { .. } => "no-safe-order",
             HaltReason::ContradictsRecord { .. } => "contradicts-record",
             HaltReason::ErrantTransactions { .. } => "errant-transactions",
+            HaltReason::GaleraNodeLost { .. } => "galera-node-lost",
+            HaltReason::GaleraNoQuorum { .. } => "galera-no-quorum",
             HaltReason::Unsupported { .. } => "unsupported",
         }
     }
@@ -801,11 +833,40 @@ impl fmt::Display for HaltReason {
                 ordinal,
                 primary,
                 errant,
+                also,
+            } => {
+                write!(
+                    f,
+                    "instance {ordinal} holds transactions the primary {primary} lacks \
+                     ({errant}): it is not repointed or made writable, which would lose or hide \
+                     them; compare the two, keep what must be kept, then re-provision instance \
+                     {ordinal}"
+                )?;
+                for (other, extra) in also {
+                    write!(
+                        f,
+                        "; instance {other} also holds transactions the primary lacks ({extra}): \
+                         the same for it"
+                    )?;
+                }
+                Ok(())
+            }
+            HaltReason::GaleraNodeLost { ordinal, detail } => write!(
+                f,
+                "Galera node {ordinal} was lost during its schema change ({detail}): the \
+                 rollout stops before any other node; look at the node's error log, bring it \
+                 back Synced (a state transfer from another node) and compare its table with \
+                 the others' before resuming"
+            ),
+            HaltReason::GaleraNoQuorum {
+                ordinal,
+                nodes,
+                staying,
             } => write!(
                 f,
-                "instance {ordinal} holds transactions the primary {primary} lacks ({errant}): \
-                 it is not repointed or made writable, which would lose or hide them; compare \
-                 the two, keep what must be kept, then re-provision instance {ordinal}"
+                "taking Galera node {ordinal} out would leave {staying} of {nodes} nodes synced, \
+                 no majority: the cluster would lose quorum if anything else failed; add a node \
+                 (or an arbitrator) first"
             ),
             HaltReason::Unsupported { message } => write!(f, "{message}"),
         }

@@ -1,6 +1,9 @@
-//! The decision's rules for a primary-replica (or Galera) cluster, in the
+//! The decision's rules for a primary-replica cluster (Galera's are in
+//! [`super::galera`]), in the
 //! order the [module documentation](super) lists them; the switchover's own
 //! rules are in [`super::switchover`].
+
+use std::collections::BTreeMap;
 
 use super::{Action, Approval, HaltReason, Policy, Strategy, Target, WaitReason};
 use crate::mutation::Mutation;
@@ -51,20 +54,8 @@ impl Decider<'_> {
                 reason: halted.reason.clone(),
             };
         }
-        if galera
-            && self
-                .observed
-                .instances
-                .iter()
-                .any(|i| !i.runs(&self.target.revision))
-        {
-            return Action::Halt {
-                reason: HaltReason::Unsupported {
-                    message: "version and configuration rollouts on Galera are not supported yet; \
-                              schema changes are"
-                        .into(),
-                },
-            };
+        if galera {
+            return self.galera();
         }
         if let Some(action) = self.repeated_failure() {
             return action;
@@ -80,8 +71,7 @@ impl Decider<'_> {
         // An instance left drained by an operation given up (a failover that
         // took over, or was abandoned, while it was being restarted) goes
         // back to the read pool before anything else is taken out.
-        if !galera
-            && let Some(primary) = self.observed.primary()
+        if let Some(primary) = self.observed.primary()
             && let Some(drained) = self.observed.by_ordinal().into_iter().find(|i| {
                 i.drained
                     && !self.quarantined(i)
@@ -94,7 +84,7 @@ impl Decider<'_> {
                 ordinal: drained.ordinal,
             };
         }
-        if !galera && let Some(action) = self.stray_replica() {
+        if let Some(action) = self.stray_replica() {
             return action;
         }
         let mut pending: Vec<&Instance> = self
@@ -144,7 +134,7 @@ impl Decider<'_> {
             // Done means every instance holds what the primary holds and
             // nothing else: a replica with transactions the primary lacks is
             // reported, not passed over in silence.
-            if !galera && let Some(halt) = self.errant_replica() {
+            if let Some(halt) = self.errant_replica() {
                 return halt;
             }
             // Done means the primary's commits can be acknowledged: with
@@ -343,17 +333,20 @@ impl Decider<'_> {
     /// A replica holding transactions the primary lacks, as a halt.
     fn errant_replica(&self) -> Option<Action> {
         let primary = self.observed.primary()?;
-        self.observed.by_ordinal().into_iter().find_map(|r| {
-            let errant = (r.ordinal != primary.ordinal && !self.quarantined(r))
+        let mut errant = self.observed.by_ordinal().into_iter().filter_map(|r| {
+            let extra = (r.ordinal != primary.ordinal && !self.quarantined(r))
                 .then(|| self.errant(r, primary))
                 .flatten()?;
-            Some(Action::Halt {
-                reason: HaltReason::ErrantTransactions {
-                    ordinal: r.ordinal,
-                    primary: primary.ordinal,
-                    errant,
-                },
-            })
+            Some((r.ordinal, extra))
+        });
+        let (ordinal, first) = errant.next()?;
+        Some(Action::Halt {
+            reason: HaltReason::ErrantTransactions {
+                ordinal,
+                primary: primary.ordinal,
+                errant: first,
+                also: errant.collect(),
+            },
         })
     }
 
@@ -430,7 +423,7 @@ impl Decider<'_> {
 
     /// A step that keeps failing halts after `halt_after`, and is retried
     /// only after the backoff.
-    fn repeated_failure(&self) -> Option<Action> {
+    pub(super) fn repeated_failure(&self) -> Option<Action> {
         // A failure under another target (a rollback, a new revision) is history.
         let failure = self
             .record
@@ -789,6 +782,7 @@ impl Decider<'_> {
                     ordinal,
                     primary: primary.ordinal,
                     errant,
+                    also: BTreeMap::new(),
                 },
             };
         }

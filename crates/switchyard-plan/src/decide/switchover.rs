@@ -166,12 +166,16 @@ impl Decider<'_> {
                 continue;
             }
             // Every other instance (down ones included, by their last known
-            // version) must be able to replicate from the candidate.
+            // version) must be able to replicate from the candidate; a
+            // quarantined one replicates from nobody until a person
+            // re-provisions it.
             let newer_than: Vec<String> = self
                 .observed
                 .instances
                 .iter()
-                .filter(|o| o.ordinal != r.ordinal && o.ordinal != primary.ordinal)
+                .filter(|o| {
+                    o.ordinal != r.ordinal && o.ordinal != primary.ordinal && !self.quarantined(o)
+                })
                 .filter(|o| {
                     !cat.check_replication(self.observed.flavor, r.version, o.version)
                         .is_ok_and(|v| v.allowed)

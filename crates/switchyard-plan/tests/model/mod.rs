@@ -608,7 +608,7 @@ impl Model {
     /// converged with the faults over: no acknowledged write missing on the
     /// primary, and every instance that replicates has everything the primary
     /// has. With `finished`, every instance replicates from the primary.
-    pub fn final_check(&self, finished: bool, halted_on: Option<u32>) -> Vec<String> {
+    pub fn final_check(&self, finished: bool, halted_on: &[u32]) -> Vec<String> {
         self.heal();
         let mut s = self.lock();
         s.clients_stopped = true;
@@ -661,8 +661,9 @@ impl Model {
         let lost: Vec<WriteId> = s.exposed.difference(&p.executed).copied().collect();
         if !lost.is_empty() {
             let named_holds_them = halted_on
-                .and_then(|o| s.inst(o))
-                .is_some_and(|i| lost.iter().all(|id| i.executed.contains(id)));
+                .iter()
+                .filter_map(|o| s.inst(*o))
+                .any(|i| lost.iter().all(|id| i.executed.contains(id)));
             let holder = s
                 .instances
                 .iter()
@@ -673,8 +674,8 @@ impl Model {
                 .any(|q| lost.iter().all(|id| q.executed.contains(id)));
             // Lost silently: the rollout said done, or halted naming another,
             // and no quarantine keeps them.
-            let silent =
-                !quarantine_holds_them && (finished || (halted_on.is_some() && !named_holds_them));
+            let silent = !quarantine_holds_them
+                && (finished || (!halted_on.is_empty() && !named_holds_them));
             if silent {
                 out.push(format!(
                     "{} writes acknowledged while a fence was lost are missing on the primary \
@@ -1497,6 +1498,7 @@ impl State {
                         schema: None,
                         link: None,
                         ack_replicas: None,
+                        galera: None,
                     };
                 }
                 let link = i.source.map(|_| Link {
@@ -1532,6 +1534,7 @@ impl State {
                     } else {
                         None
                     },
+                    galera: None,
                 }
             })
             .collect();
