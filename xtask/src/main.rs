@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod demo;
+mod demo_fleet;
 mod image;
 mod manifests;
 mod sim;
@@ -29,7 +30,12 @@ enum Cmd {
     Ci,
     /// The main job on local servers: a 3-instance MariaDB cluster under load, upgraded
     /// 10.5 → 10.11 → 11.8 and reconfigured by the engine; summary and report in target/demo.
-    Demo,
+    Demo {
+        /// Instead: one change rolled over a fleet of 3 small clusters (canary wave, bake,
+        /// report in target/demo-fleet).
+        #[arg(long)]
+        fleet: bool,
+    },
     /// Fetch every test server from Debian's archive and build its template data directory.
     Fetch,
     /// Regenerate the committed CRD YAML under crds/ from the Rust types.
@@ -61,7 +67,8 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Ci => ci(),
-        Cmd::Demo => demo::run(),
+        Cmd::Demo { fleet: false } => demo::run(),
+        Cmd::Demo { fleet: true } => demo_fleet::run(),
         Cmd::Fetch => fetch(),
         Cmd::Crds => crds(),
         Cmd::Image(args) => image::run_image(args),

@@ -23,6 +23,10 @@ pub struct Args {
     /// The state directory of a local cluster (it holds history.json).
     #[arg(long, conflicts_with = "namespace")]
     state: Option<PathBuf>,
+    /// The folder of a local fleet (it holds fleet.json): print the fleet's revisions, what
+    /// each rolled where and when, instead of a cluster's.
+    #[arg(long, conflicts_with_all = ["state", "namespace"])]
+    fleet: Option<PathBuf>,
     /// The Kubernetes namespace of the MySQLCluster (read from the API server with the
     /// kubeconfig; the default is the kubeconfig's namespace).
     #[arg(short = 'n', long)]
@@ -39,6 +43,9 @@ pub fn run(args: Args) -> Exit {
         "json" => true,
         other => return exit::invalid(format!("unknown --format `{other}`: use text or json")),
     };
+    if let Some(dir) = &args.fleet {
+        return fleet_history(&args.cluster, dir, json);
+    }
     let Some(state) = args.state else {
         return from_kubernetes(args.cluster, args.namespace, json);
     };
@@ -65,6 +72,78 @@ pub fn run(args: Args) -> Exit {
     };
     let current = history.latest().map(|e| e.revision.number);
     print_history(&args.cluster, &history, current, json)
+}
+
+/// Prints a local fleet's revisions from its fleet file.
+fn fleet_history(name: &str, dir: &std::path::Path, json: bool) -> Exit {
+    let file = switchyard_local::fleet::FleetFile::in_dir(dir);
+    if !file.exists() {
+        return exit::invalid(format!(
+            "there is no fleet file {}: --fleet is the folder `switchyard fleet apply` was given",
+            file.path().display()
+        ));
+    }
+    let doc = match file.read() {
+        Ok(d) => d,
+        Err(e) => return exit::invalid(e),
+    };
+    if json {
+        let out = serde_json::json!({
+            "fleet": name,
+            "current": doc.record.current().map(|r| r.number),
+            "state": doc.record.state,
+            "revisions": doc.record.revisions,
+        });
+        return match serde_json::to_string_pretty(&out) {
+            Ok(s) => {
+                println!("{s}");
+                Exit::Ok
+            }
+            Err(e) => {
+                eprintln!("error: could not render the history as JSON: {e}");
+                Exit::Internal
+            }
+        };
+    }
+    print!("{}", render_fleet(name, &doc.record));
+    Exit::Ok
+}
+
+/// The text form of a fleet's history: one block per revision, oldest first, with each cluster
+/// it was started on and when it was done.
+pub fn render_fleet(name: &str, record: &switchyard_plan::fleet::FleetRecord) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "fleet {name}: {} revision(s), oldest first",
+        record.revisions.len()
+    );
+    for r in &record.revisions {
+        let ended = match r.ended {
+            Some(e) if e.aborted => format!("aborted at {}", e.at),
+            Some(e) => format!("done at {}", e.at),
+            None => format!("not finished ({})", record.state),
+        };
+        let _ = writeln!(
+            out,
+            "f{:<4} {}  planned {}  {ended}",
+            r.number, r.change, r.created
+        );
+        if r.rolled.is_empty() {
+            let _ = writeln!(out, "        (started on no cluster)");
+        }
+        for c in &r.rolled {
+            let done = c
+                .done
+                .map_or_else(|| "not done".to_string(), |d| format!("done {d}"));
+            let _ = writeln!(out, "        {}: started {}, {done}", c.cluster, c.started);
+        }
+    }
+    if let Some(current) = record.current() {
+        let _ = writeln!(out, "current: f{}", current.number);
+    }
+    out
 }
 
 /// Reads `status.revisions` of the MySQLCluster `cluster` and prints it.

@@ -12,6 +12,7 @@ mod check_ddl;
 mod check_upgrade;
 mod exit;
 mod failover;
+mod fleet;
 mod history;
 mod metrics;
 mod operator;
@@ -44,6 +45,9 @@ enum Command {
     /// Fail a local cluster's failed primary over to instance N (forced; lossless unless
     /// --accept-data-loss).
     Failover(failover::Args),
+    /// Roll one configuration change over several local clusters in waves: `fleet apply`,
+    /// `resume`, `abort`, `status`.
+    Fleet(fleet::Args),
     /// Print a cluster's numbered revisions and what changed in each.
     History(history::Args),
     /// Print the ordered steps the engine would take to upgrade a healthy cluster.
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::CheckDdl(args) => check_ddl::run(args),
         Command::CheckUpgrade(args) => check_upgrade::run(args),
         Command::Failover(args) => failover::run(args),
+        Command::Fleet(args) => fleet::run(args),
         Command::History(args) => history::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Metrics(args) => metrics::run(args),

@@ -282,6 +282,34 @@ impl LocalCluster {
     /// variables as revision 1, starts the router with its primary endpoint
     /// on instance 0, writes the state file and starts the supervisor.
     pub async fn start(spec: ClusterSpec) -> Result<LocalCluster> {
+        Self::start_on(spec, None).await
+    }
+
+    /// Starts several clusters (a fleet) on the testbed's server slots reserved all at once:
+    /// clusters started one by one would each hold their slots while waiting for the next
+    /// one's, and two such processes could wait on each other for good.
+    pub async fn start_all(specs: Vec<ClusterSpec>) -> Result<Vec<LocalCluster>> {
+        let total = specs.iter().map(|s| s.instances).sum();
+        let mut lease = switchyard_testbed::slots::acquire(total)
+            .await
+            .map_err(Error::testbed(format!(
+                "reserve {total} server slots for {} clusters",
+                specs.len()
+            )))?;
+        let mut clusters = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let part = lease
+                .split_off(spec.instances)
+                .ok_or_else(|| Error::Invalid(format!("the lease of {total} slots ran short")))?;
+            clusters.push(Self::start_on(spec, Some(part)).await?);
+        }
+        Ok(clusters)
+    }
+
+    async fn start_on(
+        spec: ClusterSpec,
+        lease: Option<switchyard_testbed::slots::SlotLease>,
+    ) -> Result<LocalCluster> {
         let flavor = flavor_of(spec.kind);
         let config = crate::semisync::first_revision_config(&spec)?;
         let version = server_version(spec.kind).await?;
@@ -305,11 +333,24 @@ impl LocalCluster {
         }
         let kinds = vec![spec.kind; spec.instances];
         let started = if galera {
+            if lease.is_some() {
+                return Err(Error::Invalid(
+                    "Galera clusters start one at a time, not in a shared lease of server \
+                     slots: start it with LocalCluster::start"
+                        .into(),
+                ));
+            }
             switchyard_testbed::galera_with(spec.instances, &options).await
         } else {
-            match &spec.server_user {
-                Some(user) => switchyard_testbed::replication_as(&kinds, &options, user).await,
-                None => switchyard_testbed::replication_with(&kinds, &options).await,
+            match (lease, &spec.server_user) {
+                (Some(lease), user) => {
+                    switchyard_testbed::replication_leased(&kinds, &options, user.as_deref(), lease)
+                        .await
+                }
+                (None, Some(user)) => {
+                    switchyard_testbed::replication_as(&kinds, &options, user).await
+                }
+                (None, None) => switchyard_testbed::replication_with(&kinds, &options).await,
             }
         };
         let testbed = started.map_err(Error::testbed(format!(
@@ -361,6 +402,7 @@ impl LocalCluster {
                 history,
                 schema: crate::state::SchemaState::default(),
                 semi_sync: spec.semi_sync,
+                fleet: crate::fleet::MemberSlot::default(),
             },
         })?;
         let operator = operator_credentials(testbed.credentials());

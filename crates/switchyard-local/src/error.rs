@@ -212,6 +212,9 @@ pub enum Error {
     /// A request the cluster cannot honour.
     #[error("{0}")]
     Invalid(String),
+    /// A fleet spec or command the fleet's planner refused (nothing was recorded).
+    #[error("{0}")]
+    Fleet(#[from] switchyard_plan::fleet::FleetError),
 }
 
 impl Error {
@@ -244,6 +247,7 @@ impl Error {
             Error::SchemaNotOnline { .. } => "schema_not_online",
             Error::ReplicationBroken { .. } => "replication_broken",
             Error::Invalid(_) => "invalid",
+            Error::Fleet(_) => "fleet",
         }
     }
 

@@ -25,6 +25,9 @@
 //!   [`ClusterSpec::with_replica_net_timeout`]); the runtime then reports each
 //!   replica's receiver and the primary's acknowledgements, and implements a
 //!   failover's detach and apply steps.
+//! - [`fleet`] rolls one change over several local clusters in waves: a driver over a
+//!   fleet file decides with [`switchyard_plan::fleet`], and each cluster's
+//!   [`fleet::FleetMember`] rolls what it is given and publishes its health.
 //! - [`Monitor`] samples the invariants independently: at most one writable
 //!   instance, no replica of a newer source, at most one instance out of
 //!   service by the engine.
@@ -46,6 +49,7 @@
 
 mod cluster;
 mod error;
+pub mod fleet;
 pub mod metrics;
 mod monitor;
 pub mod progress;

@@ -56,6 +56,10 @@ pub struct ClusterState {
     /// instance it makes primary, off for the others. `None`: asynchronous.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub semi_sync: Option<u32>,
+    /// What a fleet asked this cluster to roll and what the cluster's runtime last published
+    /// for the fleet to judge (see [`crate::fleet`]).
+    #[serde(default)]
+    pub fleet: crate::fleet::MemberSlot,
 }
 
 /// The runtime's record of schema changes (see [`crate::schema`]).
@@ -263,6 +267,7 @@ mod tests {
                 history,
                 schema: SchemaState::default(),
                 semi_sync: None,
+                fleet: crate::fleet::MemberSlot::default(),
             },
         }
     }

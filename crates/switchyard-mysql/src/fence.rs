@@ -309,7 +309,11 @@ impl Instance {
     }
 
     /// Kills every client connection other than this account's, replication's
-    /// (`Binlog Dump`) and the server's own threads; returns how many were killed.
+    /// (`Binlog Dump`) and the server's own threads, and waits until their threads have ended;
+    /// returns how many were killed. A thread killed while it waits for a lock (a fence's)
+    /// rolls back only once it wakes: without the wait, a lock released right after this call
+    /// could let its write commit. A thread waiting for a semi-synchronous acknowledgement is
+    /// past its commit point and is not waited for (on MySQL it never ends).
     ///
     /// # Errors
     /// Connection failures and [`Error::Statement`] (a `KILL` of a thread that has already
@@ -334,7 +338,7 @@ impl Instance {
     async fn kill_client_connections_until(&self, deadline: Option<Instant>) -> Result<u32, Error> {
         let mut session = self.session("close client connections", deadline).await?;
         let d = self.statement_deadline(deadline);
-        let result = self.kill_clients_on(&mut session, &[], d).await;
+        let result = self.kill_clients_and_wait(&mut session, d).await;
         self.release(session);
         result
     }
@@ -349,9 +353,9 @@ impl Instance {
         Ok(u32::try_from(killed.len()).unwrap_or(u32::MAX))
     }
 
-    /// Kills client connections and waits until their threads have ended: a thread killed while
-    /// it waits for the fence's lock rolls back only once it wakes, and if the lock went first
-    /// it could commit instead.
+    /// Kills client connections and waits until their threads have ended (but for those in
+    /// the semi-synchronous wait): a thread killed while it waits for the fence's lock rolls
+    /// back only once it wakes, and if the lock went first it could commit instead.
     pub(crate) async fn kill_clients_and_wait(
         &self,
         session: &mut Session,
@@ -367,8 +371,16 @@ impl Instance {
                     deadline,
                 )
                 .await?;
+            // A thread in the semi-synchronous wait is past its commit point: it cannot
+            // commit anything more, and on MySQL a killed one never ends.
             let alive: Vec<u64> = rows
                 .iter()
+                .filter(|row| {
+                    !row.get("State")
+                        .unwrap_or("")
+                        .to_ascii_lowercase()
+                        .contains("semi-sync")
+                })
                 .filter_map(|row| row.get("Id").and_then(|v| v.trim().parse().ok()))
                 .collect();
             killed.retain(|id| alive.contains(id));

@@ -118,7 +118,7 @@ pub async fn replication(kind: ServerKind, n: usize) -> Result<Cluster> {
 /// primary; a replica should not run an older version than its source) and
 /// extra options.
 pub async fn replication_with(kinds: &[ServerKind], options: &Options) -> Result<Cluster> {
-    replication_run_as(kinds, options, None).await
+    replication_run_as(kinds, options, None, None).await
 }
 
 /// Like [`replication_with`], with the servers running as the system user `user`
@@ -131,26 +131,57 @@ pub async fn replication_as(
     options: &Options,
     user: &str,
 ) -> Result<Cluster> {
-    let run_as = if crate::template::running_as_root() {
-        let name = user.to_owned();
-        Some(
-            tokio::task::spawn_blocking(move || crate::sysuser::ensure(&name))
-                .await
-                .map_err(|e| Error::SystemUser {
-                    user: user.to_owned(),
-                    detail: format!("panicked: {e}"),
-                })??,
-        )
-    } else {
-        None
+    let run_as = system_user(user).await?;
+    replication_run_as(kinds, options, run_as, None).await
+}
+
+/// Like [`replication_with`] (or [`replication_as`] with a `user`) on slots already reserved
+/// (`lease` holds one per instance): several clusters started together take all their slots
+/// in one [`slots::acquire`] first, so none holds part of what they need while waiting for
+/// the rest.
+pub async fn replication_leased(
+    kinds: &[ServerKind],
+    options: &Options,
+    user: Option<&str>,
+    lease: SlotLease,
+) -> Result<Cluster> {
+    if lease.len() != kinds.len() {
+        return Err(Error::Unsupported {
+            detail: format!(
+                "a lease of {} slots for a cluster of {} instances",
+                lease.len(),
+                kinds.len()
+            ),
+        });
+    }
+    let run_as = match user {
+        Some(user) => system_user(user).await?,
+        None => None,
     };
-    replication_run_as(kinds, options, run_as).await
+    replication_run_as(kinds, options, run_as, Some(lease)).await
+}
+
+/// The system user `user` (created if absent) when the testbed runs as root.
+async fn system_user(user: &str) -> Result<Option<RunAs>> {
+    if !crate::template::running_as_root() {
+        return Ok(None);
+    }
+    let name = user.to_owned();
+    Ok(Some(
+        tokio::task::spawn_blocking(move || crate::sysuser::ensure(&name))
+            .await
+            .map_err(|e| Error::SystemUser {
+                user: user.to_owned(),
+                detail: format!("panicked: {e}"),
+            })??,
+    ))
 }
 
 async fn replication_run_as(
     kinds: &[ServerKind],
     options: &Options,
     run_as: Option<RunAs>,
+    lease: Option<SlotLease>,
 ) -> Result<Cluster> {
     let Some(&first) = kinds.first() else {
         return Err(Error::Unsupported {
@@ -171,7 +202,10 @@ async fn replication_run_as(
     for kind in dedup(kinds) {
         binaries.push(prepare(kind).await?);
     }
-    let lease = slots::acquire(kinds.len()).await?;
+    let lease = match lease {
+        Some(lease) => lease,
+        None => slots::acquire(kinds.len()).await?,
+    };
     let dir = temp_dir()?;
     if let Some(user) = &run_as {
         open_for(dir.path(), user)?;

@@ -53,7 +53,8 @@ pub mod tools;
 pub mod wait;
 
 pub use cluster::{
-    Cluster, Options, Topology, galera, galera_with, replication, replication_as, replication_with,
+    Cluster, Options, Topology, galera, galera_with, replication, replication_as,
+    replication_leased, replication_with,
 };
 pub use credentials::{APP_DATABASE, Account, Credentials};
 pub use error::{Error, Result};

@@ -5,7 +5,10 @@
 //! The cap is `SWITCHYARD_TESTBED_MAX_SERVERS` (default 6) slots, each a lock
 //! file `slots/N.lock`. A cluster takes all the slots it needs at once or
 //! none (taking them one by one could deadlock two clusters each holding
-//! part of what they need) and keeps them until it drops.
+//! part of what they need) and keeps them until it drops. Several clusters
+//! started together (a fleet) take every slot they need in one [`acquire`]
+//! and give each cluster its part ([`SlotLease::split_off`],
+//! [`crate::replication_leased`]), for the same reason.
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +39,15 @@ impl SlotLease {
     /// Whether the lease holds no slot.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
+    }
+
+    /// Takes `n` of this lease's slots into a lease of their own (for one cluster of several
+    /// started from one [`acquire`]); `None`, and nothing taken, when it holds fewer.
+    pub fn split_off(&mut self, n: usize) -> Option<SlotLease> {
+        let keep = self.slots.len().checked_sub(n)?;
+        Some(SlotLease {
+            slots: self.slots.split_off(keep),
+        })
     }
 }
 
@@ -107,5 +119,14 @@ mod tests {
         let err = acquire(max_servers() + 1).await.unwrap_err();
         assert_eq!(err.category(), "server_cap");
         assert!(err.to_string().contains(MAX_SERVERS_ENV), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_lease_splits_into_parts_that_hold_its_slots() {
+        let mut lease = acquire(2).await.expect("two slots");
+        assert!(lease.split_off(3).is_none(), "more than it holds");
+        assert_eq!(lease.len(), 2, "a refused split takes nothing");
+        let part = lease.split_off(1).expect("one slot");
+        assert_eq!((lease.len(), part.len()), (1, 1));
     }
 }
