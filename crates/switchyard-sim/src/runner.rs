@@ -343,9 +343,10 @@ where
                     })
                     .or_else(|| {
                         // A Galera node out of the primary component refuses queries.
+                        // (MariaDB reports wsrep state, off, on every server.)
                         obs.galera
                             .as_ref()
-                            .filter(|g| !(g.is_synced() && g.in_primary_component()))
+                            .filter(|g| g.wsrep_on && !(g.is_synced() && g.in_primary_component()))
                             .map(|g| {
                                 format!(
                                     "a Galera node not synced in the primary component \
