@@ -186,52 +186,61 @@ impl StateFile {
     }
 
     fn lock(&self) -> Result<Flock<File>> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock_path)
-            .map_err(|source| Error::StateIo {
-                path: self.lock_path.clone(),
-                action: "open the lock file",
-                source,
-            })?;
-        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| Error::StateIo {
-            path: self.lock_path.clone(),
-            action: "lock",
-            source: std::io::Error::from(errno),
-        })
+        lock_exclusive(&self.lock_path)
     }
 
     fn write(&self, doc: &StateDoc) -> Result<()> {
-        let io = |action: &'static str| {
-            let path = self.path.clone();
-            move |source| Error::StateIo {
-                path,
-                action,
-                source,
-            }
-        };
-        let text = serde_json::to_vec_pretty(doc).map_err(|source| Error::StateFormat {
-            path: self.path.clone(),
+        write_atomically(&self.path, doc)
+    }
+}
+
+/// Takes the exclusive lock of `lock_path` (created if absent), held until the guard drops.
+pub(crate) fn lock_exclusive(lock_path: &Path) -> Result<Flock<File>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path)
+        .map_err(|source| Error::StateIo {
+            path: lock_path.to_path_buf(),
+            action: "open the lock file",
             source,
         })?;
-        let tmp = self
-            .path
-            .with_extension(format!("json.tmp-{}", std::process::id()));
-        let mut file = File::create(&tmp).map_err(io("create a temporary file for"))?;
-        file.write_all(&text).map_err(io("write"))?;
-        file.sync_all().map_err(io("sync"))?;
-        drop(file);
-        fs::rename(&tmp, &self.path).map_err(io("rename over"))?;
-        if let Some(dir) = self.path.parent()
-            && let Ok(d) = File::open(dir)
-        {
-            // The rename is durable once the folder is synced.
-            let _ = d.sync_all();
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| Error::StateIo {
+        path: lock_path.to_path_buf(),
+        action: "lock",
+        source: std::io::Error::from(errno),
+    })
+}
+
+/// Writes `doc` as JSON to `path` durably: a temporary file synced, renamed over `path`,
+/// then the folder synced.
+pub(crate) fn write_atomically<T: serde::Serialize>(path: &Path, doc: &T) -> Result<()> {
+    let io = |action: &'static str| {
+        let path = path.to_path_buf();
+        move |source| Error::StateIo {
+            path,
+            action,
+            source,
         }
-        Ok(())
+    };
+    let text = serde_json::to_vec_pretty(doc).map_err(|source| Error::StateFormat {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
+    let mut file = File::create(&tmp).map_err(io("create a temporary file for"))?;
+    file.write_all(&text).map_err(io("write"))?;
+    file.sync_all().map_err(io("sync"))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(io("rename over"))?;
+    if let Some(dir) = path.parent()
+        && let Ok(d) = File::open(dir)
+    {
+        // The rename is durable once the folder is synced.
+        let _ = d.sync_all();
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -27,11 +27,10 @@
 mod member;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 use switchyard_plan::fleet::{
     ClusterObservation, ClusterRollout, FleetAction, FleetRecord, FleetSpec, apply, decide_fleet,
@@ -243,50 +242,11 @@ impl FleetFile {
                 source,
             })?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock_path)
-            .map_err(|source| Error::StateIo {
-                path: self.lock_path.clone(),
-                action: "open the lock file",
-                source,
-            })?;
-        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| Error::StateIo {
-            path: self.lock_path.clone(),
-            action: "lock",
-            source: std::io::Error::from(errno),
-        })
+        crate::state::lock_exclusive(&self.lock_path)
     }
 
     fn write(&self, doc: &FleetDoc) -> Result<()> {
-        let io = |action: &'static str| {
-            let path = self.path.clone();
-            move |source| Error::StateIo {
-                path,
-                action,
-                source,
-            }
-        };
-        let text = serde_json::to_vec_pretty(doc).map_err(|source| Error::StateFormat {
-            path: self.path.clone(),
-            source,
-        })?;
-        let tmp = self
-            .path
-            .with_extension(format!("json.tmp-{}", std::process::id()));
-        let mut file = File::create(&tmp).map_err(io("create a temporary file for"))?;
-        file.write_all(&text).map_err(io("write"))?;
-        file.sync_all().map_err(io("sync"))?;
-        drop(file);
-        fs::rename(&tmp, &self.path).map_err(io("rename over"))?;
-        if let Some(dir) = self.path.parent()
-            && let Ok(d) = File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        crate::state::write_atomically(&self.path, doc)
     }
 }
 
