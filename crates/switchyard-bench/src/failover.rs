@@ -1,5 +1,6 @@
 //! Automatic failover under load: write unavailability and lost writes when the primary of a
-//! semi-synchronous 3-instance cluster is killed (`kill -9`) or frozen (`SIGSTOP`), and the
+//! semi-synchronous 3-instance cluster is killed (`kill -9`), frozen (`SIGSTOP`) or cut off
+//! the network, and the
 //! write-latency cost of semi-synchronous against asynchronous replication.
 //!
 //! Each trial is a simulation (`switchyard_sim::runner`): a fresh cluster of three (MariaDB
@@ -20,10 +21,10 @@
 //!
 //! The faults: `kill -9` of the primary, which the local cluster's supervisor starts again
 //! (a kubelet would too): the engine fails over when the restart takes longer than detection;
-//! `freeze`, SIGSTOP for [`FREEZE_S`] seconds, far longer than detection and failover. On
-//! MySQL the thawed old primary's fence still waits on commits blocked in its
-//! semi-synchronous wait (see docs/simulation.md), so a MySQL freeze trial ends at its
-//! deadline after the failover was measured. A network partition is not a fault here yet.
+//! `freeze`, SIGSTOP for [`FREEZE_S`] seconds, far longer than detection and failover;
+//! `partition`, the primary's port cut off for [`FREEZE_S`] seconds by an nftables table on
+//! the loopback interface (the engine, the router and the replicas lose it; see
+//! `switchyard_testbed::netcut`).
 //!
 //! The latency cost: one cluster per flavor and replication mode (semi-synchronous, waiting
 //! for one replica, and asynchronous), the same load for [`LATENCY_S`] seconds, the write
@@ -64,6 +65,8 @@ pub enum Fault {
     Kill9,
     /// SIGSTOP for [`FREEZE_S`] seconds.
     Freeze,
+    /// Cut off the network for [`FREEZE_S`] seconds.
+    Partition,
 }
 
 impl Fault {
@@ -71,6 +74,16 @@ impl Fault {
         match self {
             Fault::Kill9 => "kill -9",
             Fault::Freeze => "freeze",
+            Fault::Partition => "partition",
+        }
+    }
+
+    /// The fault's part of a trial's scenario name.
+    fn slug(self) -> &'static str {
+        match self {
+            Fault::Kill9 => "kill9",
+            Fault::Freeze => "freeze",
+            Fault::Partition => "partition",
         }
     }
 
@@ -78,6 +91,7 @@ impl Fault {
         match self {
             Fault::Kill9 => "kill9: primary".to_owned(),
             Fault::Freeze => format!("freeze: {{ on: primary, for_s: {FREEZE_S} }}"),
+            Fault::Partition => format!("partition: {{ on: primary, for_s: {FREEZE_S} }}"),
         }
     }
 }
@@ -197,7 +211,7 @@ fn scenario_yaml(
         fault = fault.yaml(),
         seen = match fault {
             Fault::Kill9 => "{ recovered: true }",
-            Fault::Freeze => "{ failovers: 1, lossless: true }",
+            Fault::Freeze | Fault::Partition => "{ failovers: 1, lossless: true }",
         },
         deadline = FREEZE_S + 25,
     )
@@ -219,15 +233,7 @@ pub async fn run(config: &Config, progress: &(dyn Fn(&str) + Sync)) -> Result<Re
         for fault in &config.faults {
             for n in 1..=config.trials {
                 let text = scenario_yaml(*kind, *fault, detect_after_s, net_timeout_s);
-                let name = format!(
-                    "bench-failover-{}-{}",
-                    server_name(*kind),
-                    if *fault == Fault::Kill9 {
-                        "kill9"
-                    } else {
-                        "freeze"
-                    }
-                );
+                let name = format!("bench-failover-{}-{}", server_name(*kind), fault.slug());
                 let scenario = switchyard_sim::scenario::Scenario::from_yaml(&name, &text)
                     .context("the trial's scenario")?;
                 let mut report = switchyard_sim::runner::run(&scenario)
@@ -349,7 +355,8 @@ pub fn section(results: &Results, ctx: &SectionContext) -> String {
         "Settings: semi-synchronous replication waiting for 1 replica, the \
          replicas' network timeout {} s (heartbeat half of it), the failover policy's \
          detection window {} s; 3 instances, {WRITERS} writers at {RATE} writes/s through the \
-         router; freeze = SIGSTOP for {FREEZE_S} s; kill -9 = the supervisor starts the \
+         router; freeze = SIGSTOP for {FREEZE_S} s; partition = the primary's port cut off \
+         for {FREEZE_S} s (nftables on loopback); kill -9 = the supervisor starts the \
          process again. Unavailable = the load's longest stretch without an acknowledged \
          write. Lost = acknowledged writes missing on an instance that replicates without \
          error at the end, over the trials whose old primary was fenced and rejoined or \

@@ -159,7 +159,7 @@ enum What {
         #[arg(long, value_delimiter = ',', default_value = "mariadb,mysql")]
         flavors: Vec<BenchFlavor>,
         /// The faults, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "kill9,freeze")]
+        #[arg(long, value_delimiter = ',', default_value = "kill9,freeze,partition")]
         faults: Vec<FaultArg>,
         /// The failover policy's detection window, seconds (default: the policy's).
         #[arg(long)]
@@ -189,6 +189,8 @@ enum FaultArg {
     Kill9,
     /// SIGSTOP of the primary.
     Freeze,
+    /// The primary cut off the network (nftables on loopback).
+    Partition,
 }
 
 /// What the rollout benchmark rolls out.
@@ -314,6 +316,7 @@ fn run(cli: Cli, lifted: &FenceLifted) -> Result<ExitCode> {
                     .map(|f| match f {
                         FaultArg::Kill9 => failover::Fault::Kill9,
                         FaultArg::Freeze => failover::Fault::Freeze,
+                        FaultArg::Partition => failover::Fault::Partition,
                     })
                     .collect(),
                 trials,

@@ -485,6 +485,22 @@ impl KubeRuntime {
         self.cluster().status.and_then(|s| s.current_primary)
     }
 
+    /// Deletes `ordinal`'s pod without a grace period: the kubelet kills its server at once
+    /// (no shutdown that could end waiting commits), and the pod comes back from its
+    /// revision. A pod already gone or replaced is not an error.
+    async fn kill_pod(&self, ordinal: u32, op: &str) -> Result<(), RuntimeError> {
+        let name = self.names.pod(ordinal);
+        match self
+            .pods
+            .delete(&name, &DeleteParams::default().grace_period(0))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+            Err(e) => Err(api_failed(format!("{op}: delete its pod at once"), &e)),
+        }
+    }
+
     /// Marks `ordinal` as fenced by this operator and takes it out of both Services (its
     /// role label goes), by `deadline`.
     async fn mark_fenced(
@@ -865,10 +881,23 @@ impl ClusterRuntime for KubeRuntime {
         }
         // Out of the primary Service first: no new client reaches it while it is fenced.
         self.mark_fenced(ordinal, deadline, &op).await?;
-        self.ops
-            .fence(&target, self.instant(deadline))
-            .await
-            .map_err(|e| from_ops(op, e))
+        match self.ops.fence(&target, self.instant(deadline)).await {
+            Ok(()) => Ok(()),
+            // Commits wait for an acknowledgement no replica can give (a failed primary
+            // running again): ending them by SQL could report them done, so the server is
+            // stopped at once, its pod deleted without a grace period (the kubelet kills it;
+            // the pod comes back read-only and fenced). The fence has not taken: the step
+            // is tried again, and a promotion waits until the server no longer answers.
+            Err(e) if e.category == "unacknowledgeable_commits" => {
+                self.kill_pod(ordinal, &op).await?;
+                Err(failed(
+                    RuntimeErrorKind::Transient,
+                    op,
+                    format!("{}; its pod was deleted without a grace period", e.message),
+                ))
+            }
+            Err(e) => Err(from_ops(op, e)),
+        }
     }
 
     async fn unfence(&self, ordinal: u32, deadline: Timestamp) -> Result<(), RuntimeError> {

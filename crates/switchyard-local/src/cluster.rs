@@ -699,12 +699,64 @@ pub(crate) fn mysql_handle(
     }
 }
 
+/// What [`Shared::fence_or_stop`] did.
+#[derive(Debug)]
+pub(crate) enum FenceOutcome {
+    /// The agent fenced the server.
+    Fenced,
+    /// The server was stopped with `SIGKILL` instead, for this reason.
+    Stopped(Box<switchyard_mysql::Error>),
+}
+
 impl Shared {
     pub(crate) fn instance(&self, ordinal: u32) -> Result<&switchyard_testbed::Instance> {
         usize::try_from(ordinal)
             .ok()
             .and_then(|i| self.testbed.instances().get(i))
             .ok_or(Error::NoSuchInstance(ordinal))
+    }
+
+    /// Fences `ordinal` through its agent (bounded by `deadline`, when given). A server the
+    /// fence finds with commits waiting for a semi-synchronous acknowledgement that no replica
+    /// can give ([`switchyard_mysql::Error::UnacknowledgeableCommits`]: a failed primary
+    /// running again after the failover detached its replicas) is stopped at once with
+    /// `SIGKILL` instead: a dead server reports nothing to a client, while ending those
+    /// commits by SQL could report them done. It starts again read-only and fenced (its
+    /// state says fenced), and crash recovery keeps what was in its binary log: transactions
+    /// the failover's judgement of the old primary finds and quarantines it for. Returns
+    /// whether it was stopped.
+    pub(crate) async fn fence_or_stop(
+        &self,
+        ordinal: u32,
+        deadline: Option<Instant>,
+    ) -> Result<FenceOutcome> {
+        let agent = &self.node(ordinal)?.agent;
+        let fenced = match deadline {
+            Some(d) => agent.fence_by(d).await,
+            None => agent.fence().await,
+        };
+        match fenced {
+            Ok(_) => Ok(FenceOutcome::Fenced),
+            Err(e @ switchyard_mysql::Error::UnacknowledgeableCommits { .. }) => {
+                let instance = self.instance(ordinal)?;
+                if instance.is_running() {
+                    instance.kill9().map_err(|source| Error::Testbed {
+                        what: format!("stop instance {ordinal} at once"),
+                        source: Box::new(source),
+                    })?;
+                }
+                agent.forget_connection();
+                agent.release_fence_lock().await;
+                tracing::warn!(
+                    instance = ordinal,
+                    reason = %e,
+                    "stopped with SIGKILL instead of fenced: its commits waiting for an \
+                     acknowledgement are reported to no client"
+                );
+                Ok(FenceOutcome::Stopped(Box::new(e)))
+            }
+            Err(e) => Err(Error::sql(ordinal)(e)),
+        }
     }
 
     pub(crate) fn node(&self, ordinal: u32) -> Result<&Node> {
@@ -916,7 +968,11 @@ impl Shared {
             // An instance the engine fenced comes back fenced (by its agent,
             // whoever started it) and out of replication: the engine repoints
             // it once it has checked what it holds.
-            agent.fence().await.map_err(Error::sql(ordinal))?;
+            // Stopped again (a privileged client's commit reached the semi-synchronous
+            // wait before the fence): the start failed, the engine recovers it again.
+            if let FenceOutcome::Stopped(e) = self.fence_or_stop(ordinal, None).await? {
+                return Err(Error::Sql { ordinal, source: e });
+            }
             return Ok(());
         }
         if cluster.primary == ordinal {

@@ -75,7 +75,8 @@ use switchyard_plan::versions::{Flavor, Version};
 use tokio::task::JoinSet;
 
 use crate::cluster::{
-    LocalCluster, Phase, Shared, mysql_handle, now, operator_credentials, replication_credentials,
+    FenceOutcome, LocalCluster, Phase, Shared, mysql_handle, now, operator_credentials,
+    replication_credentials,
 };
 use crate::error::{Error, Result};
 use crate::timeline::{Event, Op, StartedBy};
@@ -610,10 +611,11 @@ impl LocalRuntime {
             .drain(ordinal, Duration::ZERO)
             .await
             .map_err(router_error)?;
-        self.agent(ordinal)?
-            .fence_by(instant(deadline))
-            .await
-            .map_err(Error::sql(ordinal))?;
+        // Stopped instead (commits no replica can acknowledge): a dead server commits
+        // nothing, and it starts again fenced.
+        self.shared
+            .fence_or_stop(ordinal, Some(instant(deadline)))
+            .await?;
         router
             .close_connections_to(ordinal)
             .await
@@ -697,8 +699,14 @@ impl LocalRuntime {
         // The engine fences the old primary on every entry; a fence lost since is
         // taken again here, just before the position is read.
         let agent = self.agent(from)?;
-        if self.shared.flavor == Flavor::Mariadb && !agent.holds_fence_lock().await {
-            agent.fence().await.map_err(Error::sql(from))?;
+        if self.shared.flavor == Flavor::Mariadb
+            && !agent.holds_fence_lock().await
+            && let FenceOutcome::Stopped(e) = self.shared.fence_or_stop(from, None).await?
+        {
+            return Err(Error::Sql {
+                ordinal: from,
+                source: e,
+            });
         }
         let position = old.binlog_position().await.map_err(Error::sql(from))?;
         let left = deadline.since(now()).max(Duration::from_millis(100));

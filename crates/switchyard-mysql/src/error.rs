@@ -199,6 +199,22 @@ pub enum Error {
         /// The position read later.
         after: GtidSet,
     },
+    /// A fence found commits of a semi-synchronous primary waiting for an acknowledgement
+    /// that no replica is connected to give (a failed primary that runs again after its
+    /// replicas were detached). No statement can end those commits without risk: a closed
+    /// connection's commit may still be reported committed to its client (MariaDB), and
+    /// turning semi-synchronous replication off acknowledges them. The server must be stopped
+    /// at once (`SIGKILL`, or its pod deleted without a grace period); it restarts read-only.
+    /// Nothing was changed on the server.
+    #[error(
+        "{instance}: {waiting} commit(s) wait for a semi-synchronous acknowledgement that no replica is connected to give; ending them by SQL could report them committed to their clients: stop the server at once (SIGKILL), it restarts read-only"
+    )]
+    UnacknowledgeableCommits {
+        /// The instance.
+        instance: String,
+        /// How many client threads were waiting when it was seen.
+        waiting: u32,
+    },
     /// An argument was refused before anything was sent to a server.
     #[error("invalid {what}: {reason}")]
     InvalidInput {
@@ -273,6 +289,7 @@ impl Error {
             Error::LongTransaction { .. } => "long_transaction",
             Error::CandidateNotReady { .. } => "candidate_not_ready",
             Error::FenceBreached { .. } => "fence_breached",
+            Error::UnacknowledgeableCommits { .. } => "unacknowledgeable_commits",
             Error::InvalidInput { .. } => "invalid_input",
             Error::StepNotRecorded { .. } => "step_not_recorded",
             Error::SwitchoverAbandoned { .. } => "switchover_abandoned",

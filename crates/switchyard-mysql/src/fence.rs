@@ -167,7 +167,7 @@ impl Instance {
                     }
                     fresh = Some(lock);
                 }
-                killed += self.kill_semi_sync_waiters(session, d).await?;
+                self.refuse_unacknowledgeable_commits(session, d).await?;
                 writes_stopped = Instant::now();
                 session
                     .exec(
@@ -309,7 +309,8 @@ impl Instance {
     }
 
     /// Kills every client connection other than this account's, replication's
-    /// (`Binlog Dump`) and the server's own threads, and waits until their threads have ended;
+    /// (`Binlog Dump`), the server's own threads and, on MariaDB, those waiting for a
+    /// semi-synchronous acknowledgement, and waits until their threads have ended;
     /// returns how many were killed. A thread killed while it waits for a lock (a fence's)
     /// rolls back only once it wakes: without the wait, a lock released right after this call
     /// could let its write commit. A thread waiting for a semi-synchronous acknowledgement is
@@ -557,18 +558,43 @@ impl Instance {
         Ok((u32::try_from(closed.len()).unwrap_or(u32::MAX), was))
     }
 
-    /// When a commit waits for a semi-synchronous acknowledgement, closes every client
-    /// connection (a failed primary that runs again, its replicas detached, holds such commits
-    /// forever, and `SET GLOBAL read_only` / `super_read_only` wait for them, so the fence would
-    /// never finish). None of those commits was acknowledged to its client. Measured with the
-    /// simulation's frozen-primary failover: on MariaDB 10.11 the fence then finishes (three
-    /// runs of three; without it, it waited forever in two of three). MariaDB only: on MySQL
-    /// 9.7 the closed sessions' commits still wait (see [`Instance::super_read_only_on`]).
-    async fn kill_semi_sync_waiters(
+    /// Refuses to fence a MariaDB primary whose commits wait for a semi-synchronous
+    /// acknowledgement that nothing can give: semi-synchronous replication on, no replica
+    /// connected to acknowledge (`Rpl_semi_sync_master_clients` 0), and a client thread in the
+    /// wait. That is a failed primary running again after the failover detached its replicas
+    /// (a freeze that ended, a partition that healed), or a candidate whose promotion is
+    /// undone. Those commits
+    /// were acknowledged to nobody and must stay so: `KILL CONNECTION` on a thread in the wait
+    /// sometimes lets MariaDB report its commit done to the client (the simulation's
+    /// frozen-primary and partitioned-primary failovers, about one run in four under load:
+    /// acknowledged writes no replica had), and the wait holds up `read_only` and the backup
+    /// lock, so the fence could not finish without ending them. Only stopping the server at
+    /// once ends them safely, which the runtime does on
+    /// [`Error::UnacknowledgeableCommits`]. Nothing is changed before it is returned.
+    async fn refuse_unacknowledgeable_commits(
         &self,
         session: &mut Session,
         deadline: Instant,
-    ) -> Result<u32, Error> {
+    ) -> Result<(), Error> {
+        let rows = session
+            .query_text(
+                "read whether a replica can acknowledge commits",
+                Sql::Static(
+                    "SELECT @@GLOBAL.rpl_semi_sync_master_enabled, VARIABLE_VALUE \
+                     FROM information_schema.GLOBAL_STATUS \
+                     WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
+                ),
+                deadline,
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(());
+        };
+        let enabled = row.text(0).is_some_and(|v| v.trim() == "1");
+        let clients: u64 = row.text(1).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        if !enabled || clients > 0 {
+            return Ok(());
+        }
         let rows = session
             .query_text(
                 "list commits waiting for a semi-synchronous acknowledgement",
@@ -576,30 +602,46 @@ impl Instance {
                 deadline,
             )
             .await?;
-        let own = session.connection_id;
-        let mut waiting = 0;
-        for row in rows {
-            let Some(id) = row.get("Id").and_then(|v| v.trim().parse::<u64>().ok()) else {
-                continue;
-            };
-            let waits = row
-                .get("State")
-                .is_some_and(|s| s.to_ascii_lowercase().contains("semi-sync"));
-            if id == own || !waits {
-                continue;
-            }
-            waiting += 1;
-        }
+        let waiting = rows
+            .iter()
+            .filter(|row| self.is_client(session, row, &[]))
+            .filter(|row| {
+                row.get("State")
+                    .is_some_and(|s| s.to_ascii_lowercase().contains("semi-sync"))
+            })
+            .count();
         if waiting == 0 {
-            return Ok(0);
+            return Ok(());
         }
-        // The commits queued behind the one that waits (MySQL shows them `waiting for handler
-        // commit`) go too: every client is closed.
-        let killed = self.kill_clients_ids(session, &[], deadline).await?;
-        Ok(u32::try_from(killed.len()).unwrap_or(u32::MAX))
+        Err(Error::UnacknowledgeableCommits {
+            instance: self.label().to_owned(),
+            waiting: u32::try_from(waiting).unwrap_or(u32::MAX),
+        })
     }
 
-    /// Kills client connections; returns the ids killed.
+    /// Whether a `SHOW PROCESSLIST` row is a client connection a fence closes: not this
+    /// session, not one in `keep`, not the operator's account, not the server's own threads
+    /// and not replication's.
+    fn is_client(&self, session: &Session, row: &crate::instance::TextRow, keep: &[u64]) -> bool {
+        let Some(id) = row.get("Id").and_then(|v| v.trim().parse::<u64>().ok()) else {
+            return false;
+        };
+        let user = row.get("User").unwrap_or("");
+        let command = row.get("Command").unwrap_or("");
+        id != session.connection_id
+            && !keep.contains(&id)
+            && user != self.inner.credentials.user.as_str()
+            && !SYSTEM_USERS.contains(&user)
+            && !KEPT_COMMANDS
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(command))
+    }
+
+    /// Kills client connections; returns the ids killed. On MariaDB a thread waiting for a
+    /// semi-synchronous acknowledgement is left alone: it is past its commit point, a replica
+    /// connected to acknowledge it ends its wait soon, and killing it could report its commit
+    /// done before any replica has it (with no replica connected the fence refuses first, see
+    /// [`Instance::refuse_unacknowledgeable_commits`]).
     async fn kill_clients_ids(
         &self,
         session: &mut Session,
@@ -610,22 +652,19 @@ impl Instance {
         let rows = session
             .query_text(purpose, Sql::Static("SHOW PROCESSLIST"), deadline)
             .await?;
-        let own = session.connection_id;
-        let operator = self.inner.credentials.user.as_str();
+        let spare_waiters = session.flavor() == Flavor::Mariadb;
         let mut killed = Vec::new();
         for row in rows {
+            if !self.is_client(session, &row, keep) {
+                continue;
+            }
             let Some(id) = row.get("Id").and_then(|v| v.trim().parse::<u64>().ok()) else {
                 continue;
             };
-            let user = row.get("User").unwrap_or("");
-            let command = row.get("Command").unwrap_or("");
-            if id == own
-                || keep.contains(&id)
-                || user == operator
-                || SYSTEM_USERS.contains(&user)
-                || KEPT_COMMANDS
-                    .iter()
-                    .any(|c| c.eq_ignore_ascii_case(command))
+            if spare_waiters
+                && row
+                    .get("State")
+                    .is_some_and(|s| s.to_ascii_lowercase().contains("semi-sync"))
             {
                 continue;
             }

@@ -288,3 +288,107 @@ async fn mariadb_11_8_fence_and_switchover() {
         Some(cluster.instance(1).port())
     );
 }
+
+/// A failed primary that runs again after its replica was detached holds a commit in the
+/// semi-synchronous wait that no replica can end. The fence refuses it (ending that commit
+/// by SQL could report it done to its client, with no replica having it) and changes nothing:
+/// the server stays writable for the runtime to stop, and the commit is still waiting.
+#[tokio::test]
+async fn mariadb_fence_refuses_a_commit_no_replica_can_acknowledge() {
+    let cluster = replication(ServerKind::Mariadb1011, 2)
+        .await
+        .expect("cluster");
+    let h = handles(&cluster);
+    let creds = cluster.credentials();
+    let mut primary = cluster.instance(0).connect_root().await.expect("root");
+    let mut replica = cluster.instance(1).connect_root().await.expect("root");
+    sqlx::raw_sql(
+        "CREATE TABLE app.u (id INT PRIMARY KEY); \
+         SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC; \
+         SET GLOBAL rpl_semi_sync_master_timeout = 86400000; \
+         SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON; \
+         SET GLOBAL rpl_semi_sync_master_enabled = ON",
+    )
+    .execute(&mut primary)
+    .await
+    .expect("semi-synchronous source");
+    sqlx::raw_sql(
+        "SET GLOBAL rpl_semi_sync_slave_enabled = ON; STOP SLAVE IO_THREAD; START SLAVE IO_THREAD",
+    )
+    .execute(&mut replica)
+    .await
+    .expect("semi-synchronous replica");
+    // Acknowledged while the replica is connected: the fence's check is not simply "on".
+    let clients = wait_for(Duration::from_secs(20), async || {
+        let n: String = sqlx::query_scalar(
+            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+             WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
+        )
+        .fetch_one(&mut primary)
+        .await
+        .ok()?;
+        (n == "1").then_some(())
+    })
+    .await;
+    assert!(
+        clients.is_ok(),
+        "the replica never registered as semi-synchronous"
+    );
+    let acknowledged = tokio::time::timeout(
+        Duration::from_secs(20),
+        sqlx::raw_sql("INSERT INTO app.u VALUES (0)").execute(&mut primary),
+    )
+    .await;
+    assert!(
+        matches!(acknowledged, Ok(Ok(_))),
+        "a write with the replica connected: {acknowledged:?}"
+    );
+    // The failover's detach: nobody left to acknowledge.
+    sqlx::raw_sql("STOP SLAVE IO_THREAD")
+        .execute(&mut replica)
+        .await
+        .expect("detach");
+    let mut writer = cluster
+        .primary()
+        .connect(&creds.privileged)
+        .await
+        .expect("connect");
+    let write = tokio::spawn(async move {
+        let r = sqlx::raw_sql("INSERT INTO app.u VALUES (1)")
+            .execute(&mut writer)
+            .await;
+        (writer, r)
+    });
+    let waiting = wait_for(Duration::from_secs(20), async || {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE LIKE '%semi-sync%'",
+        )
+        .fetch_one(&mut primary)
+        .await
+        .ok()?;
+        (n > 0).then_some(())
+    })
+    .await;
+    assert!(
+        waiting.is_ok(),
+        "the commit never reached the semi-synchronous wait"
+    );
+
+    let refused = h[0].fence().await;
+    assert!(
+        matches!(
+            refused,
+            Err(switchyard_mysql::Error::UnacknowledgeableCommits { waiting: 1, .. })
+        ),
+        "{refused:?}"
+    );
+    let read_only: i64 = sqlx::query_scalar("SELECT @@GLOBAL.read_only")
+        .fetch_one(&mut primary)
+        .await
+        .expect("read_only");
+    assert_eq!(read_only, 0, "a refused fence changes nothing");
+    assert!(!write.is_finished(), "the commit left its wait: {write:?}");
+    write.abort();
+    let _ = primary.close().await;
+    let _ = replica.close().await;
+}
