@@ -13,8 +13,11 @@
 //!   naive StatefulSet order: the engine's overhead per step and write unavailability.
 //! - [`provision`]: provisioning a replica of a filled donor by the agent's copy (clone,
 //!   mariadb-backup), against replaying the binary log; the agents' memory.
-//! - [`failover`]: automatic failover under load (kill -9 and freeze of the primary): write
-//!   unavailability, lost writes, and what semi-synchronous replication costs in latency.
+//! - [`failover`]: automatic failover under load (kill -9, freeze and partition of the
+//!   primary): write unavailability, lost writes, and what semi-synchronous replication costs
+//!   in latency.
+//! - [`fleet`]: a fleet rollout over several clusters under load, 1, 2 and 4 clusters at
+//!   once: wall time, the fleet's overhead, write gaps and lost writes.
 //! - [`operator`]: the operator's memory, the release binary against the fake API over HTTP
 //!   with the simulated kubelet running its pods on real servers: idle and during a rollout.
 //! - [`events`]: when switchyard-mysql made an instance writable, from its tracing events.
@@ -23,6 +26,7 @@
 
 pub mod events;
 pub mod failover;
+pub mod fleet;
 pub mod operator;
 pub mod provision;
 pub mod report;

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use switchyard_bench::events::FenceLifted;
 use switchyard_bench::failover;
+use switchyard_bench::fleet;
 use switchyard_bench::operator;
 use switchyard_bench::provision;
 use switchyard_bench::report::{LoadAverage, Machine, utc_date};
@@ -149,8 +150,9 @@ enum What {
         #[arg(long, default_value = "cargo xtask bench schema")]
         command: String,
     },
-    /// Automatic failover under load: the primary of a semi-synchronous cluster killed or
-    /// frozen, write unavailability and lost writes; semi-sync against async write latency.
+    /// Automatic failover under load: the primary of a semi-synchronous cluster killed,
+    /// frozen or cut off the network, write unavailability and lost writes; semi-sync against
+    /// async write latency.
     Failover {
         /// Trials per fault and flavor.
         #[arg(long, default_value_t = 20)]
@@ -178,6 +180,29 @@ enum What {
         json: Option<PathBuf>,
         /// The command to record as the one that reproduces the measurement.
         #[arg(long, default_value = "cargo xtask bench failover")]
+        command: String,
+    },
+    /// A fleet rollout under load: a static configuration change rolled by the fleet
+    /// planner over several MariaDB clusters, 1, 2 and 4 at once; wall time, the fleet's
+    /// overhead, write gaps and lost writes.
+    Fleet {
+        /// How many clusters.
+        #[arg(long, default_value_t = 8)]
+        clusters: usize,
+        /// Instances per cluster.
+        #[arg(long, default_value_t = 3)]
+        instances: usize,
+        /// One pass per value: how many clusters change at once (1 first: the serial time).
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        at_once: Vec<usize>,
+        /// Write the markdown section here.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Write the measurements here, as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// The command to record as the one that reproduces the measurement.
+        #[arg(long, default_value = "cargo xtask bench fleet")]
         command: String,
     },
 }
@@ -348,6 +373,37 @@ fn run(cli: Cli, lifted: &FenceLifted) -> Result<ExitCode> {
                 .sum();
             if lost > 0 {
                 eprintln!("error: {lost} acknowledged writes were lost");
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        What::Fleet {
+            clusters,
+            instances,
+            at_once,
+            markdown,
+            json,
+            command,
+        } => {
+            let config = fleet::Config {
+                clusters,
+                instances,
+                at_once,
+            };
+            let load_before = LoadAverage::now();
+            let progress = |line: &str| eprintln!("    {line}");
+            let results = runtime.block_on(fleet::run(&config, &progress))?;
+            let ctx = fleet::SectionContext {
+                command,
+                date: utc_date(SystemTime::now()),
+                machine: Machine::detect(),
+                load_before,
+                load_after: LoadAverage::now(),
+            };
+            let section = fleet::section(&results, &ctx);
+            emit(&section, &results, markdown, json)?;
+            if results.lost > 0 {
+                eprintln!("error: {} acknowledged writes were lost", results.lost);
                 return Ok(ExitCode::FAILURE);
             }
             Ok(ExitCode::SUCCESS)

@@ -1,6 +1,6 @@
-//! `cargo xtask bench failover`: automatic failover under load, the primary killed or frozen,
-//! on MariaDB and MySQL, and the write-latency cost of semi-synchronous replication (see
-//! `crates/switchyard-bench/src/failover.rs`).
+//! `cargo xtask bench failover`: automatic failover under load, the primary killed, frozen or
+//! cut off the network, on MariaDB and MySQL, and the write-latency cost of semi-synchronous
+//! replication (see `crates/switchyard-bench/src/failover.rs`).
 
 use anyhow::{Context, Result};
 
@@ -15,8 +15,8 @@ pub struct Args {
     /// The servers, comma-separated (mariadb, mysql).
     #[arg(long, default_value = "mariadb,mysql")]
     flavors: String,
-    /// The faults, comma-separated (kill9, freeze).
-    #[arg(long, default_value = "kill9,freeze")]
+    /// The faults, comma-separated (kill9, freeze, partition).
+    #[arg(long, default_value = "kill9,freeze,partition")]
     faults: String,
     /// The failover policy's detection window, seconds (default: the policy's).
     #[arg(long)]

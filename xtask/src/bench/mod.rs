@@ -19,6 +19,7 @@ use clap::Subcommand;
 use crate::{cargo, project_root};
 
 mod failover;
+mod fleet;
 mod operator;
 mod provision;
 mod rollout;
@@ -41,10 +42,14 @@ pub enum BenchKind {
     /// Provisioning a replica of a 1 GB donor by the agent's copy (MySQL clone, MariaDB
     /// mariadb-backup) against replaying the binary log, and the agents' memory.
     Provision(provision::Args),
-    /// Automatic failover under load (MariaDB 10.11 and MySQL 9.7, the primary killed or
-    /// frozen, 20 trials each): write unavailability p50/p99, lost writes, and the write
-    /// latency of semi-synchronous against asynchronous replication.
+    /// Automatic failover under load (MariaDB 10.11 and MySQL 9.7, the primary killed,
+    /// frozen or cut off the network, 20 trials each): write unavailability p50/p99, lost
+    /// writes, and the write latency of semi-synchronous against asynchronous replication.
     Failover(failover::Args),
+    /// A fleet rollout under load: a static configuration change rolled by the fleet planner
+    /// over 8 MariaDB 10.11 clusters of 3, with 1, 2 and 4 clusters at once (wall time, the
+    /// fleet's overhead per cluster, write gaps, lost writes).
+    Fleet(fleet::Args),
     /// The operator's memory (VmRSS, VmHWM), idle and during a rolling configuration change:
     /// the release binary against the fake API over HTTP, the simulated kubelet running its
     /// pods on real MariaDB 10.11 servers.
@@ -59,6 +64,7 @@ pub fn run(what: BenchKind) -> Result<()> {
         BenchKind::Schema(args) => schema::run(&args),
         BenchKind::Provision(args) => provision::run(&args),
         BenchKind::Failover(args) => failover::run(&args),
+        BenchKind::Fleet(args) => fleet::run(&args),
         BenchKind::Operator(args) => operator::run(&args),
     }
 }
@@ -82,11 +88,15 @@ a few minutes) and are not part of CI.
 
 /// Builds `switchyard-bench` in release mode and runs it with `args`.
 fn run_bench(args: &[String]) -> Result<()> {
-    crate::run(
-        cargo()
-            .args(["run", "--release", "-p", "switchyard-bench", "--"])
-            .args(args),
-    )
+    crate::run(&mut bench_command(args))
+}
+
+/// The command that builds `switchyard-bench` in release mode and runs it with `args`.
+fn bench_command(args: &[String]) -> std::process::Command {
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "-p", "switchyard-bench", "--"])
+        .args(args);
+    cmd
 }
 
 /// Where the benchmarks write their raw outputs: `target/bench` (created).

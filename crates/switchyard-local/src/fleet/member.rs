@@ -19,6 +19,12 @@ use crate::runtime::LocalRuntime;
 /// How long the user check may take before it counts as not answering.
 pub const USER_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often an idle member looks for a change the fleet newly gave it.
+pub const PICKUP: Duration = Duration::from_millis(20);
+
+/// How often a member publishes the health right after a rollout ended.
+pub const FOLLOW_UP: Duration = Duration::from_millis(20);
+
 /// One local cluster in a fleet, run by the process that runs the cluster: each
 /// [`FleetMember::step`] takes a change newly given by the fleet (a new revision in the
 /// cluster's history and an engine toward it), takes one engine step, and publishes the
@@ -32,6 +38,8 @@ pub struct FleetMember {
     runtime: LocalRuntime,
     policy: Policy,
     engine: Option<(String, Engine<LocalRuntime>)>,
+    /// Whether the last engine step failed (the next one waits a pause).
+    failed: bool,
 }
 
 impl std::fmt::Debug for FleetMember {
@@ -51,6 +59,7 @@ impl FleetMember {
             cluster,
             policy,
             engine: None,
+            failed: false,
         }
     }
 
@@ -61,6 +70,7 @@ impl FleetMember {
         if let Some(given) = &given {
             self.take(given)?;
         }
+        self.failed = false;
         let rollout = match &self.engine {
             None => ClusterRollout::Done,
             Some((change, engine)) => match engine.step().await {
@@ -71,6 +81,7 @@ impl FleetMember {
                 Ok(_) => ClusterRollout::Rolling,
                 Err(e) => {
                     tracing::warn!(%change, error = %e, "the engine's step failed");
+                    self.failed = true;
                     ClusterRollout::Rolling
                 }
             },
@@ -100,14 +111,68 @@ impl FleetMember {
         Ok(seen)
     }
 
-    /// Steps every `every` until `stop` says so; a failed step is logged and tried again.
+    /// Steps until `stop` says so; a failed step is logged and tried again. While a change
+    /// rolls the next step follows at once, as `Engine::run` would (the engine's own waits
+    /// pace it): a pause of `every` between the steps of a rollout would lengthen every
+    /// cluster's rollout by one pause per step. Otherwise (nothing to roll, done, halted, a
+    /// failed step) it steps every `every`, publishing the cluster's health for the bake.
     pub async fn run(&mut self, every: Duration, stop: &tokio::sync::watch::Receiver<bool>) {
         let mut stop = stop.clone();
+        // When the last rollout ended: for one `every` after it, the health is published
+        // every [`FOLLOW_UP`], so that the fleet's bake (which needs an observation made
+        // after the driver saw the rollout done) starts and ends without waiting a whole
+        // `every`.
+        let mut finished: Option<tokio::time::Instant> = None;
         while !*stop.borrow() {
-            if let Err(e) = self.step().await {
-                tracing::warn!(error = %e, "a fleet member's step failed");
+            let rolling = match self.step().await {
+                Ok(seen) => seen.rollout == ClusterRollout::Rolling && !self.failed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a fleet member's step failed");
+                    false
+                }
+            };
+            if rolling {
+                finished = None;
+                continue;
             }
-            let _ = tokio::time::timeout(every, stop.changed()).await;
+            let now = tokio::time::Instant::now();
+            let since = *finished.get_or_insert(now);
+            let pause = if now.duration_since(since) < every {
+                FOLLOW_UP.min(every)
+            } else {
+                every
+            };
+            self.idle(pause, &mut stop).await;
+        }
+    }
+
+    /// Waits up to `every` (or until `stop`), looking at the state file every
+    /// [`PICKUP`] for a change the fleet newly gave: a new change is taken up within
+    /// [`PICKUP`] instead of a whole `every` (which paces the health this member publishes
+    /// for the bake, with its observation of every instance).
+    async fn idle(&self, every: Duration, stop: &mut tokio::sync::watch::Receiver<bool>) {
+        let until = tokio::time::Instant::now() + every;
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            if tokio::time::timeout(left.min(PICKUP), stop.changed())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            let given = self
+                .cluster
+                .state()
+                .read()
+                .ok()
+                .and_then(|d| d.cluster.fleet.change)
+                .map(|c| c.change);
+            if given.is_some() && given.as_ref() != self.engine.as_ref().map(|(c, _)| c) {
+                return;
+            }
         }
     }
 

@@ -40,7 +40,7 @@ use switchyard_plan::topology::Timestamp;
 use crate::error::{Error, Result};
 use crate::state::StateFile;
 
-pub use member::{FleetMember, USER_CHECK_TIMEOUT};
+pub use member::{FleetMember, PICKUP, USER_CHECK_TIMEOUT};
 
 /// The fleet file's name inside the fleet's folder.
 pub const FLEET_FILE: &str = "fleet.json";
