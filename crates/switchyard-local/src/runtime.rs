@@ -22,7 +22,11 @@
 //!   through the instance's **agent**: a handle the cluster owns, as the
 //!   in-pod agent owns the pod, so that a fence outlives the engine that set
 //!   it (a new engine still fences again: a lock can die on its own). The
-//!   observation reports an instance fenced only while its fence holds.
+//!   observation reports an instance fenced only while its fence holds. A
+//!   MariaDB server whose commits wait for a semi-synchronous acknowledgement
+//!   that no replica can give (a failed primary running again) is stopped with
+//!   SIGKILL instead (`Shared::fence_or_stop`): ending those commits by SQL
+//!   could report them done. It starts again read-only and fenced.
 //! - **demote**: the fenced old primary made a replica of the candidate,
 //!   replication not started, fenced again.
 //! - **unfence**: once no other instance takes writes, the instance made the
@@ -204,10 +208,19 @@ impl LocalRuntime {
         pick(&self.handles, ordinal)
     }
 
-    /// The handle to reach `ordinal` with: the quick one while it is failing.
+    /// The handle to reach `ordinal` with: the quick one while it is failing (but for
+    /// every [`FULL_LOOK_EVERY`]th look), and always while a recorded failover replaces
+    /// it: every observation of the failover's steps waits on it, and one that answers
+    /// only slowly is fenced all the same.
     fn observer(&self, ordinal: u32, record: &Record) -> Result<switchyard_mysql::Instance> {
         let misses = self.misses(ordinal);
-        if self.failing(ordinal, record) && misses % FULL_LOOK_EVERY != FULL_LOOK_EVERY - 1 {
+        let failed_over = matches!(
+            &record.intent,
+            Some(switchyard_plan::record::Intent::Failover { from, .. }) if *from == ordinal
+        );
+        if failed_over
+            || (self.failing(ordinal, record) && misses % FULL_LOOK_EVERY != FULL_LOOK_EVERY - 1)
+        {
             pick(&self.quick, ordinal)
         } else {
             self.handle(ordinal)

@@ -58,6 +58,10 @@ pub struct FenceReport {
     pub blocking: Duration,
 }
 
+/// How long a commit may wait for a semi-synchronous acknowledgement, with a replica counted
+/// as connected, before the fence takes it for one no replica will give.
+const STALE_ACK: Duration = Duration::from_secs(2);
+
 /// Users whose threads are the server's own.
 const SYSTEM_USERS: [&str; 4] = ["system user", "event_scheduler", "DELAYED", "rdsadmin"];
 
@@ -559,9 +563,11 @@ impl Instance {
     }
 
     /// Refuses to fence a MariaDB primary whose commits wait for a semi-synchronous
-    /// acknowledgement that nothing can give: semi-synchronous replication on, no replica
-    /// connected to acknowledge (`Rpl_semi_sync_master_clients` 0), and a client thread in the
-    /// wait. That is a failed primary running again after the failover detached its replicas
+    /// acknowledgement that nothing can give: semi-synchronous replication on and a client
+    /// thread in the wait, with no replica connected to acknowledge
+    /// (`Rpl_semi_sync_master_clients` 0) or waiting [`STALE_ACK`] or more (a replica still
+    /// counted as connected over a connection a network cut killed). Waits that a connected
+    /// replica ends are waited for (up to `deadline`). That is a failed primary running again after the failover detached its replicas
     /// (a freeze that ended, a partition that healed), or a candidate whose promotion is
     /// undone. Those commits
     /// were acknowledged to nobody and must stay so: `KILL CONNECTION` on a thread in the wait
@@ -576,47 +582,67 @@ impl Instance {
         session: &mut Session,
         deadline: Instant,
     ) -> Result<(), Error> {
-        let rows = session
-            .query_text(
-                "read whether a replica can acknowledge commits",
-                Sql::Static(
-                    "SELECT @@GLOBAL.rpl_semi_sync_master_enabled, VARIABLE_VALUE \
-                     FROM information_schema.GLOBAL_STATUS \
-                     WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
-                ),
-                deadline,
-            )
-            .await?;
-        let Some(row) = rows.first() else {
-            return Ok(());
-        };
-        let enabled = row.text(0).is_some_and(|v| v.trim() == "1");
-        let clients: u64 = row.text(1).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
-        if !enabled || clients > 0 {
-            return Ok(());
+        let mut first_seen: Option<Vec<u64>> = None;
+        loop {
+            let rows = session
+                .query_text(
+                    "read whether a replica can acknowledge commits",
+                    Sql::Static(
+                        "SELECT @@GLOBAL.rpl_semi_sync_master_enabled, VARIABLE_VALUE \
+                         FROM information_schema.GLOBAL_STATUS \
+                         WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
+                    ),
+                    deadline,
+                )
+                .await?;
+            let Some(row) = rows.first() else {
+                return Ok(());
+            };
+            if row.text(0).is_none_or(|v| v.trim() != "1") {
+                return Ok(());
+            }
+            let clients: u64 = row.text(1).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            let rows = session
+                .query_text(
+                    "list commits waiting for a semi-synchronous acknowledgement",
+                    Sql::Static("SHOW PROCESSLIST"),
+                    deadline,
+                )
+                .await?;
+            // (thread id, seconds in the wait) of each commit waiting.
+            let waits: Vec<(u64, u64)> = rows
+                .iter()
+                .filter(|row| self.is_client(session, row, &[]))
+                .filter(|row| {
+                    row.get("State")
+                        .is_some_and(|s| s.to_ascii_lowercase().contains("semi-sync"))
+                })
+                .filter_map(|row| {
+                    let id = row.get("Id")?.trim().parse().ok()?;
+                    let time = row.get("Time").and_then(|t| t.trim().parse().ok());
+                    Some((id, time.unwrap_or(0)))
+                })
+                .collect();
+            // Nobody to acknowledge them, or a replica that still counts as connected but
+            // does not acknowledge (its connection died on a network that was cut: the dump
+            // thread has not noticed yet).
+            if !waits.is_empty()
+                && (clients == 0 || waits.iter().any(|(_, t)| *t >= STALE_ACK.as_secs()))
+            {
+                return Err(Error::UnacknowledgeableCommits {
+                    instance: self.label().to_owned(),
+                    waiting: u32::try_from(waits.len()).unwrap_or(u32::MAX),
+                });
+            }
+            // A connected replica acknowledges them in a moment (a switchover's fence under
+            // load, where new commits keep arriving): the fence goes on once none of those
+            // first seen still waits, or fails at its deadline.
+            let first = first_seen.get_or_insert_with(|| waits.iter().map(|(id, _)| *id).collect());
+            if !waits.iter().any(|(id, _)| first.contains(id)) || Instant::now() >= deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let rows = session
-            .query_text(
-                "list commits waiting for a semi-synchronous acknowledgement",
-                Sql::Static("SHOW PROCESSLIST"),
-                deadline,
-            )
-            .await?;
-        let waiting = rows
-            .iter()
-            .filter(|row| self.is_client(session, row, &[]))
-            .filter(|row| {
-                row.get("State")
-                    .is_some_and(|s| s.to_ascii_lowercase().contains("semi-sync"))
-            })
-            .count();
-        if waiting == 0 {
-            return Ok(());
-        }
-        Err(Error::UnacknowledgeableCommits {
-            instance: self.label().to_owned(),
-            waiting: u32::try_from(waiting).unwrap_or(u32::MAX),
-        })
     }
 
     /// Whether a `SHOW PROCESSLIST` row is a client connection a fence closes: not this

@@ -295,6 +295,19 @@ async fn mariadb_11_8_fence_and_switchover() {
 /// the server stays writable for the runtime to stop, and the commit is still waiting.
 #[tokio::test]
 async fn mariadb_fence_refuses_a_commit_no_replica_can_acknowledge() {
+    fence_refuses_a_waiting_commit(false).await;
+}
+
+/// The same with the replica frozen (SIGSTOP) instead of detached: its connection stays open,
+/// so the primary still counts it as a semi-synchronous replica (as after a network cut that
+/// its dump thread has not noticed), but nothing acknowledges. The fence waits for the
+/// acknowledgement a connected replica would give, then refuses.
+#[tokio::test]
+async fn mariadb_fence_refuses_a_commit_a_frozen_replica_never_acknowledges() {
+    fence_refuses_a_waiting_commit(true).await;
+}
+
+async fn fence_refuses_a_waiting_commit(freeze_replica: bool) {
     let cluster = replication(ServerKind::Mariadb1011, 2)
         .await
         .expect("cluster");
@@ -343,11 +356,15 @@ async fn mariadb_fence_refuses_a_commit_no_replica_can_acknowledge() {
         matches!(acknowledged, Ok(Ok(_))),
         "a write with the replica connected: {acknowledged:?}"
     );
-    // The failover's detach: nobody left to acknowledge.
-    sqlx::raw_sql("STOP SLAVE IO_THREAD")
-        .execute(&mut replica)
-        .await
-        .expect("detach");
+    if freeze_replica {
+        cluster.instance(1).pause().expect("freeze the replica");
+    } else {
+        // The failover's detach: nobody left to acknowledge.
+        sqlx::raw_sql("STOP SLAVE IO_THREAD")
+            .execute(&mut replica)
+            .await
+            .expect("detach");
+    }
     let mut writer = cluster
         .primary()
         .connect(&creds.privileged)
@@ -389,6 +406,9 @@ async fn mariadb_fence_refuses_a_commit_no_replica_can_acknowledge() {
     assert_eq!(read_only, 0, "a refused fence changes nothing");
     assert!(!write.is_finished(), "the commit left its wait: {write:?}");
     write.abort();
+    if freeze_replica {
+        cluster.instance(1).resume().expect("thaw the replica");
+    }
     let _ = primary.close().await;
     let _ = replica.close().await;
 }
