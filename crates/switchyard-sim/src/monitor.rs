@@ -23,7 +23,8 @@
 //!   row, so one slow answer is not a verdict);
 //! - **newer-source**: no instance replicates (either thread running) from a source running a newer
 //!   version (two samples in a row);
-//! - **out-of-service**: the instances down (not by a fault) together with
+//! - **out-of-service**: the instances down (not by a fault, and not a failed
+//!   primary the engine failed over or an instance it quarantined) together with
 //!   the one the engine's intent names number at most one (two samples in a row);
 //! - **recovery**: an instance a fault killed comes back on the version it ran;
 //! - **monitor**: the monitor itself sampled (it did not panic, and never
@@ -737,10 +738,18 @@ impl Watch {
                 violate("newer-source", newer_pairs.join("; "));
             }
 
-            // At most one instance out of service by the engine.
+            // At most one instance out of service by the engine. A failed primary the
+            // engine failed over, and a quarantined instance, serve nothing: the runtime
+            // may stop one (a returning failed primary whose commits wait for an
+            // acknowledgement is killed rather than fenced) without taking service away.
+            let failed = |o: &u32| {
+                after.as_ref().is_some_and(|d| {
+                    d.record.failed_over.contains(o) || d.record.quarantined.contains_key(o)
+                })
+            };
             let mut down: BTreeSet<u32> = seen
                 .iter()
-                .filter(|(o, x)| x.obs.is_none() && !injected.contains_key(o))
+                .filter(|(o, x)| x.obs.is_none() && !injected.contains_key(o) && !failed(o))
                 .map(|(o, _)| *o)
                 .collect();
             let intent = after.as_ref().and_then(|d| d.record.intent.as_ref());

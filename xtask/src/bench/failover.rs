@@ -2,9 +2,9 @@
 //! cut off the network, on MariaDB and MySQL, and the write-latency cost of semi-synchronous
 //! replication (see `crates/switchyard-bench/src/failover.rs`).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use super::{out_dir, record, run_bench};
+use super::BenchRun;
 
 /// Options of `cargo xtask bench failover`.
 #[derive(clap::Args)]
@@ -35,44 +35,29 @@ pub fn run(args: &Args) -> Result<()> {
         "cargo xtask bench failover --trials {} --flavors {} --faults {}",
         args.trials, args.flavors, args.faults
     );
-    let mut extra = Vec::new();
-    if let Some(d) = args.detect_after_s {
-        command.push_str(&format!(" --detect-after-s {d}"));
-        extra.extend(["--detect-after-s".to_owned(), d.to_string()]);
-    }
-    if let Some(n) = args.net_timeout_s {
-        command.push_str(&format!(" --net-timeout-s {n}"));
-        extra.extend(["--net-timeout-s".to_owned(), n.to_string()]);
-    }
-    let dir = out_dir()?;
-    let markdown = dir.join("failover.md");
-    let json = dir.join("failover.json");
-    // A stale section must not be recorded if this run fails before writing its own.
-    let _ = std::fs::remove_file(&markdown);
     let mut bench_args = vec![
-        "failover".to_owned(),
         "--trials".to_owned(),
         args.trials.to_string(),
         "--flavors".to_owned(),
         args.flavors.clone(),
         "--faults".to_owned(),
         args.faults.clone(),
-        "--markdown".to_owned(),
-        markdown.display().to_string(),
-        "--json".to_owned(),
-        json.display().to_string(),
-        "--command".to_owned(),
-        command,
     ];
-    bench_args.extend(extra);
-    // The bench exits non-zero when writes were lost, after writing its section: record
-    // that too.
-    let outcome = run_bench(&bench_args);
-    if !args.no_record && markdown.exists() {
-        let section = std::fs::read_to_string(&markdown)
-            .with_context(|| format!("could not read {}", markdown.display()))?;
-        record("failover", "Failover", &section)?;
+    if let Some(d) = args.detect_after_s {
+        command.push_str(&format!(" --detect-after-s {d}"));
+        bench_args.extend(["--detect-after-s".to_owned(), d.to_string()]);
     }
-    eprintln!("every trial's measurements: {}", json.display());
-    outcome
+    if let Some(n) = args.net_timeout_s {
+        command.push_str(&format!(" --net-timeout-s {n}"));
+        bench_args.extend(["--net-timeout-s".to_owned(), n.to_string()]);
+    }
+    BenchRun {
+        subcommand: "failover",
+        args: bench_args,
+        command,
+        stem: "failover".to_owned(),
+        section: (!args.no_record).then_some(("failover", "Failover")),
+        env: Vec::new(),
+    }
+    .run()
 }

@@ -8,8 +8,8 @@
 //! `<!-- bench:NAME:begin -->` and `<!-- bench:NAME:end -->`, leaving everything else in the
 //! file (the notes written by hand under each section) as it is.
 //!
-//! To add a benchmark: a variant of [`BenchKind`], a module here that runs it through
-//! [`run_bench`] and [`record`], and a subcommand of `switchyard-bench`.
+//! To add a benchmark: a variant of [`BenchKind`], a module here that runs it as a
+//! [`BenchRun`], and a subcommand of `switchyard-bench`.
 
 use std::path::PathBuf;
 
@@ -86,17 +86,57 @@ The benchmarks are built in release mode by `cargo xtask bench <what>` (the firs
 a few minutes) and are not part of CI.
 ";
 
-/// Builds `switchyard-bench` in release mode and runs it with `args`.
-fn run_bench(args: &[String]) -> Result<()> {
-    crate::run(&mut bench_command(args))
+/// One run of a `switchyard-bench` subcommand whose section goes into `docs/benchmarks.md`.
+struct BenchRun<'a> {
+    /// The subcommand.
+    subcommand: &'a str,
+    /// Its own arguments (the outputs and the command are added).
+    args: Vec<String>,
+    /// The command line that reproduces the measurement, as the section shows it.
+    command: String,
+    /// The outputs' name in `target/bench` (`STEM.md`, `STEM.json`).
+    stem: String,
+    /// The section to record it as (its marker name and its heading); `None` prints it only.
+    section: Option<(&'static str, &'static str)>,
+    /// Environment for the benchmark's process.
+    env: Vec<(&'static str, String)>,
 }
 
-/// The command that builds `switchyard-bench` in release mode and runs it with `args`.
-fn bench_command(args: &[String]) -> std::process::Command {
-    let mut cmd = cargo();
-    cmd.args(["run", "--release", "-p", "switchyard-bench", "--"])
-        .args(args);
-    cmd
+impl BenchRun<'_> {
+    /// Builds and runs the benchmark in release mode, writing its markdown section and JSON
+    /// measurements into `target/bench`, then records the section. A benchmark that fails
+    /// after writing its section (it exits non-zero when writes were lost) is recorded too,
+    /// and its failure returned; a section left by an earlier run is never recorded.
+    fn run(self) -> Result<()> {
+        let dir = out_dir()?;
+        let markdown = dir.join(format!("{}.md", self.stem));
+        let json = dir.join(format!("{}.json", self.stem));
+        let _ = std::fs::remove_file(&markdown);
+        let mut args = vec![self.subcommand.to_owned()];
+        args.extend(self.args);
+        args.extend([
+            "--markdown".to_owned(),
+            markdown.display().to_string(),
+            "--json".to_owned(),
+            json.display().to_string(),
+            "--command".to_owned(),
+            self.command,
+        ]);
+        let mut cmd = cargo();
+        cmd.args(["run", "--release", "-p", "switchyard-bench", "--"])
+            .args(&args)
+            .envs(self.env);
+        let outcome = crate::run(&mut cmd);
+        if let Some((name, heading)) = self.section
+            && markdown.exists()
+        {
+            let section = std::fs::read_to_string(&markdown)
+                .with_context(|| format!("could not read {}", markdown.display()))?;
+            record(name, heading, &section)?;
+        }
+        eprintln!("the measurements: {}", json.display());
+        outcome
+    }
 }
 
 /// Where the benchmarks write their raw outputs: `target/bench` (created).

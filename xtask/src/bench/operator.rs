@@ -2,9 +2,9 @@
 //! configuration change, the release binary against the fake API over HTTP with the simulated
 //! kubelet running its pods on real servers (see `crates/switchyard-bench/src/operator.rs`).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use super::{out_dir, record, run_bench};
+use super::BenchRun;
 use crate::{cargo, target_dir};
 
 /// Options of `cargo xtask bench operator`.
@@ -26,35 +26,23 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     crate::run(cargo().args(["build", "--release", "-p", "switchyard"]))?;
     let operator = target_dir().join("release").join("switchyard");
-    let command = format!(
-        "cargo xtask bench operator --idle-seconds {} --instances {}",
-        args.idle_seconds, args.instances
-    );
-    let dir = out_dir()?;
-    let markdown = dir.join("operator.md");
-    let json = dir.join("operator.json");
-    // A stale section must not be recorded if this run fails before writing its own.
-    let _ = std::fs::remove_file(&markdown);
-    run_bench(&[
-        "operator".to_owned(),
-        "--operator".to_owned(),
-        operator.display().to_string(),
-        "--idle-seconds".to_owned(),
-        args.idle_seconds.to_string(),
-        "--instances".to_owned(),
-        args.instances.to_string(),
-        "--markdown".to_owned(),
-        markdown.display().to_string(),
-        "--json".to_owned(),
-        json.display().to_string(),
-        "--command".to_owned(),
-        command,
-    ])?;
-    if !args.no_record {
-        let section = std::fs::read_to_string(&markdown)
-            .with_context(|| format!("could not read {}", markdown.display()))?;
-        record("operator", "Operator memory", &section)?;
+    BenchRun {
+        subcommand: "operator",
+        args: vec![
+            "--operator".to_owned(),
+            operator.display().to_string(),
+            "--idle-seconds".to_owned(),
+            args.idle_seconds.to_string(),
+            "--instances".to_owned(),
+            args.instances.to_string(),
+        ],
+        command: format!(
+            "cargo xtask bench operator --idle-seconds {} --instances {}",
+            args.idle_seconds, args.instances
+        ),
+        stem: "operator".to_owned(),
+        section: (!args.no_record).then_some(("operator", "Operator memory")),
+        env: Vec::new(),
     }
-    eprintln!("the measurements: {}", json.display());
-    Ok(())
+    .run()
 }

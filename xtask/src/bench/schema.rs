@@ -2,9 +2,9 @@
 //! load, made three ways (plain ALTER, pt-online-schema-change, switchyard's rolling change);
 //! see `crates/switchyard-bench/src/schema.rs`.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use super::{out_dir, record, run_bench};
+use super::{BenchRun, out_dir};
 
 /// Options of `cargo xtask bench schema`.
 #[derive(clap::Args)]
@@ -31,35 +31,24 @@ pub fn run(args: &Args) -> Result<()> {
         command.push_str(&format!(" --change '{change}'"));
     }
     command.push_str(&format!(" --methods {}", args.methods));
-    let dir = out_dir()?;
-    let markdown = dir.join("schema.md");
-    let json = dir.join("schema.json");
-    // A stale section must not be recorded if this run fails before writing its own.
-    let _ = std::fs::remove_file(&markdown);
     let mut bench_args = vec![
-        "schema".to_owned(),
         "--rows".to_owned(),
         args.rows.to_string(),
         "--methods".to_owned(),
         args.methods.clone(),
         "--log-dir".to_owned(),
-        dir.display().to_string(),
-        "--markdown".to_owned(),
-        markdown.display().to_string(),
-        "--json".to_owned(),
-        json.display().to_string(),
-        "--command".to_owned(),
-        command,
+        out_dir()?.display().to_string(),
     ];
     for change in &args.changes {
         bench_args.extend(["--change".to_owned(), change.clone()]);
     }
-    let outcome = run_bench(&bench_args);
-    if !args.no_record && markdown.exists() {
-        let section = std::fs::read_to_string(&markdown)
-            .with_context(|| format!("could not read {}", markdown.display()))?;
-        record("schema", "Schema changes", &section)?;
+    BenchRun {
+        subcommand: "schema",
+        args: bench_args,
+        command,
+        stem: "schema".to_owned(),
+        section: (!args.no_record).then_some(("schema", "Schema changes")),
+        env: Vec::new(),
     }
-    eprintln!("the measurements: {}", json.display());
-    outcome
+    .run()
 }
