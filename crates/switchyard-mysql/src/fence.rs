@@ -62,6 +62,14 @@ pub struct FenceReport {
 /// as connected, before the fence takes it for one no replica will give.
 const STALE_ACK: Duration = Duration::from_secs(2);
 
+/// Whether a `SHOW PROCESSLIST` row is a commit waiting for a semi-synchronous
+/// acknowledgement (MariaDB `Waiting for semi-sync ACK from slave`, MySQL `Waiting for
+/// semi-sync ACK from replica`).
+fn awaits_ack(row: &crate::instance::TextRow) -> bool {
+    row.get("State")
+        .is_some_and(|s| s.to_ascii_lowercase().contains("semi-sync"))
+}
+
 /// Users whose threads are the server's own.
 const SYSTEM_USERS: [&str; 4] = ["system user", "event_scheduler", "DELAYED", "rdsadmin"];
 
@@ -380,12 +388,7 @@ impl Instance {
             // commit anything more, and on MySQL a killed one never ends.
             let alive: Vec<u64> = rows
                 .iter()
-                .filter(|row| {
-                    !row.get("State")
-                        .unwrap_or("")
-                        .to_ascii_lowercase()
-                        .contains("semi-sync")
-                })
+                .filter(|row| !awaits_ack(row))
                 .filter_map(|row| row.get("Id").and_then(|v| v.trim().parse().ok()))
                 .collect();
             killed.retain(|id| alive.contains(id));
@@ -520,7 +523,7 @@ impl Instance {
         });
         let commit_waits = rows
             .iter()
-            .any(|row| id(row) != Some(setter) && state(row).contains("semi-sync"));
+            .any(|row| id(row) != Some(setter) && awaits_ack(row));
         Ok(setter_waits && commit_waits)
     }
 
@@ -613,10 +616,7 @@ impl Instance {
             let waits: Vec<(u64, u64)> = rows
                 .iter()
                 .filter(|row| self.is_client(session, row, &[]))
-                .filter(|row| {
-                    row.get("State")
-                        .is_some_and(|s| s.to_ascii_lowercase().contains("semi-sync"))
-                })
+                .filter(|row| awaits_ack(row))
                 .filter_map(|row| {
                     let id = row.get("Id")?.trim().parse().ok()?;
                     let time = row.get("Time").and_then(|t| t.trim().parse().ok());
@@ -687,11 +687,7 @@ impl Instance {
             let Some(id) = row.get("Id").and_then(|v| v.trim().parse::<u64>().ok()) else {
                 continue;
             };
-            if spare_waiters
-                && row
-                    .get("State")
-                    .is_some_and(|s| s.to_ascii_lowercase().contains("semi-sync"))
-            {
+            if spare_waiters && awaits_ack(&row) {
                 continue;
             }
             match session
