@@ -78,4 +78,6 @@ pub enum Mutation {
     /// On Galera: roll a version change the Galera rolling-upgrade rules
     /// forbid (a series skipped, a downgrade).
     GaleraIgnoreVersionRules,
+    /// Go on past the canary before its bake has passed.
+    SkipCanaryBake,
 }
