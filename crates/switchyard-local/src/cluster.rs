@@ -850,6 +850,9 @@ impl Shared {
         if let Some(line) = crate::semisync::source_line(self, ordinal)? {
             lines.push(line);
         }
+        if let Some(line) = self.galera_donor_line(ordinal)? {
+            lines.push(line);
+        }
         let timeout = self.startup_timeout;
         let result = self
             .control(ordinal, move |instance| {
@@ -877,6 +880,26 @@ impl Shared {
             error: result.as_ref().err().map(ToString::to_string),
         });
         result
+    }
+
+    /// On Galera, the `wsrep_sst_donor` line of a node that starts: the
+    /// lowest-numbered node that is neither the node itself nor the writer,
+    /// with a trailing comma so that Galera falls back to any other node when
+    /// that one cannot serve. The testbed's rsync SST blocks its donor's
+    /// commits for the copy, and a transfer cut short by the joiner's crash
+    /// holds its donor until the transfer fails (measured: the writes
+    /// stalled 16 s when the writer was the donor of a node killed in its
+    /// join); on a non-writer donor the writes go on. None off Galera, or
+    /// when no such node exists.
+    fn galera_donor_line(&self, ordinal: u32) -> Result<Option<String>> {
+        if !self.galera {
+            return Ok(None);
+        }
+        let writer = self.state.read()?.cluster.primary;
+        (0..self::ordinal(self.nodes.len()))
+            .find(|o| *o != ordinal && *o != writer)
+            .map(|o| Ok(format!("wsrep-sst-donor={},", self.instance(o)?.name())))
+            .transpose()
     }
 
     /// Shuts `ordinal` down with SIGTERM (a normal, fast shutdown) and waits

@@ -72,8 +72,12 @@ pub enum Mutation {
     /// node itself, is a donor, desynced, joining or missing.
     GaleraIgnoreDonor,
     /// On Galera: go on past a node that left the cluster during its ALTER
-    /// (return it to the endpoints as if it had come back).
+    /// (return it to the endpoints as if it had come back), or that crashed
+    /// in its restart (wait on it instead of starting it again).
     GaleraPastLostNode,
+    /// On Galera: roll a version change the Galera rolling-upgrade rules
+    /// forbid (a series skipped, a downgrade).
+    GaleraIgnoreVersionRules,
     /// Go on past the canary before its bake has passed.
     SkipCanaryBake,
 }

@@ -987,18 +987,289 @@ fn galera_halts_when_a_node_does_not_come_back() {
     assert!(reason.to_string().contains("Joined"), "{reason}");
 }
 
+/// A new revision of a Galera cluster on 10.11.14: a static variable changed
+/// (a rolling restart).
+fn galera_config_target() -> Target {
+    let config = BTreeMap::from([("max_connections".to_owned(), "300".to_owned())]);
+    Target::new(
+        Revision::new(2, Flavor::Mariadb, v("10.11.14"), &config),
+        v("10.11.14"),
+    )
+}
+
+fn restarting(ordinal: u32, t: &Target) -> Record {
+    Record {
+        intent: Some(Intent::Restarting {
+            ordinal,
+            revision: t.revision.clone(),
+            started: NOW,
+        }),
+        ..Record::default()
+    }
+}
+
 #[test]
-fn galera_refuses_version_rollouts() {
-    let o = galera_cluster(3);
-    let Action::Halt { reason } = d(
-        &o,
-        &Record::default(),
-        &target("11.8.3"),
-        &Policy::default(),
-    ) else {
+fn galera_rolls_a_restart_node_by_node_with_the_writer_last() {
+    let mut o = galera_cluster(3);
+    let t = galera_config_target();
+    let p = Policy::default();
+    for node in [2, 1, 0] {
+        assert_eq!(
+            d(&o, &Record::default(), &t, &p),
+            Action::Drain { ordinal: node },
+            "node {node} next"
+        );
+        let drained = Record {
+            intent: Some(Intent::Drained {
+                ordinal: node,
+                at: NOW,
+            }),
+            ..Record::default()
+        };
+        set(&mut o, node, |i| i.drained = true);
+        assert_eq!(
+            d(&o, &drained, &t, &p),
+            Action::Restart {
+                ordinal: node,
+                revision: t.revision.clone(),
+                version: v("10.11.14"),
+                slow_shutdown: false,
+            }
+        );
+        // Restarted, joining by IST: waited on, not returned.
+        set(&mut o, node, |i| i.revision = t.revision.clone());
+        galera_state(&mut o, node, WsrepState::Joining);
+        let Action::Wait {
+            reason: WaitReason::Unhealthy { ordinal, health },
+        } = d(&o, &restarting(node, &t), &t, &p)
+        else {
+            panic!("expected a wait for node {node} to sync")
+        };
+        assert_eq!(ordinal, node);
+        assert!(health.contains("Joining"), "{health}");
+        // Synced, but the others do not count it yet: still waited on.
+        galera_state(&mut o, node, WsrepState::Synced);
+        set(&mut o, node, |i| {
+            i.galera.as_mut().expect("galera").cluster_size = 2;
+        });
+        assert!(matches!(
+            d(&o, &restarting(node, &t), &t, &p),
+            Action::Wait { .. }
+        ));
+        set(&mut o, node, |i| {
+            i.galera.as_mut().expect("galera").cluster_size = 3;
+        });
+        assert_eq!(
+            d(&o, &restarting(node, &t), &t, &p),
+            Action::Undrain { ordinal: node }
+        );
+        set(&mut o, node, |i| i.drained = false);
+    }
+    assert_eq!(d(&o, &Record::default(), &t, &p), Action::Done);
+}
+
+#[test]
+fn galera_restarts_no_node_while_another_is_out_a_donor_or_quorum_is_short() {
+    let t = galera_config_target();
+    let p = Policy::default();
+    // Node 1 still restarting (drained, no intent: its step given up).
+    let mut o = galera_cluster(3);
+    set(&mut o, 1, |i| i.drained = true);
+    galera_state(&mut o, 1, WsrepState::Joining);
+    assert!(matches!(
+        d(&o, &Record::default(), &t, &p),
+        Action::Wait {
+            reason: WaitReason::Unhealthy { ordinal: 1, .. }
+        }
+    ));
+    // A donor elsewhere.
+    let mut o = galera_cluster(3);
+    galera_state(&mut o, 0, WsrepState::DonorDesynced);
+    assert!(matches!(
+        d(&o, &Record::default(), &t, &p),
+        Action::Wait {
+            reason: WaitReason::Unhealthy { ordinal: 0, .. }
+        }
+    ));
+    // Two nodes: no quorum without either.
+    assert!(matches!(
+        d(&galera_cluster(2), &Record::default(), &t, &p),
+        Action::Halt {
+            reason: HaltReason::GaleraNoQuorum { .. }
+        }
+    ));
+}
+
+#[test]
+fn galera_starts_a_node_killed_in_its_restart_and_halts_on_one_that_does_not_come_back() {
+    let t = galera_config_target();
+    let p = Policy::default();
+    let mut o = galera_cluster(3);
+    set(&mut o, 2, |i| {
+        i.drained = true;
+        i.revision = t.revision.clone();
+        i.health = Health::Crashed;
+        i.galera = None;
+    });
+    assert_eq!(
+        d(&o, &restarting(2, &t), &t, &p),
+        Action::Recover { ordinal: 2 }
+    );
+    // Killed before its shutdown finished, on its old revision: recovered on it.
+    set(&mut o, 2, |i| i.revision = rev(1, "10.11.14"));
+    assert_eq!(
+        d(&o, &restarting(2, &t), &t, &p),
+        Action::Recover { ordinal: 2 }
+    );
+    // Shut down, never started (the engine stopped in between): restarted.
+    set(&mut o, 2, |i| i.health = Health::Stopped);
+    assert!(matches!(
+        d(&o, &restarting(2, &t), &t, &p),
+        Action::Restart { ordinal: 2, .. }
+    ));
+    // Up on the target revision, never synced: a wait that halts after
+    // halt_after, with the node's state, and no other node taken out.
+    set(&mut o, 2, |i| {
+        i.health = Health::Ready;
+        i.revision = t.revision.clone();
+        i.galera = Some(GaleraState::synced(3));
+    });
+    galera_state(&mut o, 2, WsrepState::Joining);
+    let mut record = restarting(2, &t);
+    record.waiting = Some(Waiting {
+        key: "unhealthy:2".into(),
+        since: Timestamp(NOW.0 - p.halt_after.as_millis() as u64),
+    });
+    let Action::Halt {
+        reason: reason @ HaltReason::WaitedTooLong { .. },
+    } = d(&o, &record, &t, &p)
+    else {
         panic!("expected a halt")
     };
-    assert_eq!(reason.category(), "unsupported");
+    assert!(reason.to_string().contains("Joining"), "{reason}");
+    // A recovery that keeps failing halts too.
+    set(&mut o, 2, |i| i.health = Health::Crashed);
+    let failing = Record {
+        failure: Some(Failure {
+            target: t.key(),
+            key: "recover:2".into(),
+            first: Timestamp(NOW.0 - p.halt_after.as_millis() as u64),
+            last: NOW,
+            count: 5,
+            message: "the server exited".into(),
+        }),
+        ..restarting(2, &t)
+    };
+    assert!(matches!(
+        d(&o, &failing, &t, &p),
+        Action::Halt {
+            reason: HaltReason::KeepsFailing { .. }
+        }
+    ));
+}
+
+#[test]
+fn galera_sets_dynamic_variables_online_without_a_drain() {
+    let mut o = galera_cluster(3);
+    let config = BTreeMap::from([("wsrep_slave_threads".to_owned(), "4".to_owned())]);
+    let t = Target {
+        revision: Revision::new(2, Flavor::Mariadb, v("10.11.14"), &config),
+        version: v("10.11.14"),
+        online: Some(OnlineChange {
+            from_hash: rev(1, "10.11.14").hash,
+            variables: vec![("wsrep_slave_threads".into(), "4".into())],
+        }),
+        schema: None,
+    };
+    let p = Policy::default();
+    for node in [2, 1, 0] {
+        let Action::ApplyVariables { ordinal, .. } = d(&o, &Record::default(), &t, &p) else {
+            panic!("expected variables on {node}")
+        };
+        assert_eq!(ordinal, node);
+        set(&mut o, node, |i| i.revision = t.revision.clone());
+    }
+    assert_eq!(d(&o, &Record::default(), &t, &p), Action::Done);
+    // Not while another node is a donor.
+    let mut o = galera_cluster(3);
+    galera_state(&mut o, 0, WsrepState::DonorDesynced);
+    assert!(matches!(
+        d(&o, &Record::default(), &t, &p),
+        Action::Wait { .. }
+    ));
+}
+
+#[test]
+fn galera_upgrades_only_between_consecutive_series_and_never_down() {
+    let p = Policy::default();
+    let on = |version: &str| {
+        let mut o = galera_cluster(3);
+        for i in &mut o.instances {
+            i.version = v(version);
+            i.revision = rev(1, version);
+        }
+        o
+    };
+    // 10.5 -> 10.11 skips 10.6: refused before anything starts, the rule and
+    // its guide named.
+    let Action::Halt {
+        reason: reason @ HaltReason::ForbiddenTransition { .. },
+    } = d(&on("10.5.27"), &Record::default(), &target("10.11.14"), &p)
+    else {
+        panic!("expected a refusal")
+    };
+    assert_eq!(reason.category(), "forbidden-transition");
+    let text = reason.to_string();
+    assert!(text.contains("skips a series"), "{text}");
+    assert!(text.contains("roll to 10.6 first"), "{text}");
+    assert!(
+        text.contains("MariaDB Knowledge Base, Upgrading Galera Cluster"),
+        "{text}"
+    );
+    // ...also mid-rollout, with a node drained: no restart.
+    let mut o = on("10.5.27");
+    set(&mut o, 2, |i| i.drained = true);
+    let drained = Record {
+        intent: Some(Intent::Drained {
+            ordinal: 2,
+            at: Timestamp(0),
+        }),
+        ..Record::default()
+    };
+    assert!(matches!(
+        d(&o, &drained, &target("10.11.14"), &p),
+        Action::Halt {
+            reason: HaltReason::ForbiddenTransition { .. }
+        }
+    ));
+    // The documented steps roll: 10.5 -> 10.6, 10.6 -> 10.11, a minor upgrade.
+    for (from, to) in [
+        ("10.5.27", "10.6.20"),
+        ("10.6.20", "10.11.14"),
+        ("10.11.9", "10.11.14"),
+    ] {
+        assert_eq!(
+            d(&on(from), &Record::default(), &target(to), &p),
+            Action::Drain { ordinal: 2 },
+            "{from} -> {to}"
+        );
+    }
+    // No downgrade, even within a series, nor below a version the cluster ran.
+    let Action::Halt { reason } = d(&on("10.11.14"), &Record::default(), &target("10.11.9"), &p)
+    else {
+        panic!("expected a refusal of the downgrade")
+    };
+    assert!(reason.to_string().contains("downgrade"), "{reason}");
+    let ran = Record {
+        highest_version: Some(v("10.11.14")),
+        ..Record::default()
+    };
+    let Action::Halt {
+        reason: HaltReason::BelowHighestVersion { .. },
+    } = d(&on("10.11.9"), &ran, &target("10.11.9"), &p)
+    else {
+        panic!("expected a refusal below the highest version")
+    };
 }
 
 // Issue 10's bugs, each a rule of its own.

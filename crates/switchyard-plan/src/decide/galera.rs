@@ -1,64 +1,73 @@
-//! The decision on a Galera cluster: a schema change rolled node by node
-//! (Rolling Schema Upgrade), one node out of the cluster's endpoints at a time.
+//! The decision on a Galera cluster: a new revision (a version or a
+//! configuration) and a schema change (Rolling Schema Upgrade) rolled node by
+//! node, one node out of the cluster's endpoints at a time.
 //!
 //! Every node holds every row and may take writes; the router (or Service)
-//! sends the writes to one of them, the writer ([`Role::Primary`]). For each
-//! node in turn, the non-writer nodes first (highest ordinal first) and the
-//! writer last:
+//! sends the writes to one of them, the writer ([`Role::Primary`]). Before
+//! anything starts, every node's version is checked against the target under
+//! MariaDB's Galera rolling-upgrade rules
+//! ([`Catalog::check_galera_rolling`](crate::versions::Catalog::check_galera_rolling)):
+//! within a series, or between the consecutive series MariaDB documents a
+//! rolling upgrade for (10.5 to 10.6, 10.6 to 10.11...). A skip (10.5 to
+//! 10.11) or a downgrade halts at once, naming the rule and its guide
+//! ([`HaltReason::ForbiddenTransition`], [`HaltReason::BelowHighestVersion`]),
+//! with no node touched. Then, for each node in turn, the non-writer nodes
+//! first (highest ordinal first) and the writer last:
 //!
-//! 1. **Gate.** Every node answers, is `Synced` in the primary component, and
+//! 1. **Online.** A node on the revision the target's online change starts
+//!    from, on the target's version, gets its dynamic variables set
+//!    ([`Action::ApplyVariables`], as on a primary-replica cluster): it is not
+//!    taken out, once every other node is back in the endpoints and synced.
+//!    Every other change takes the node out.
+//! 2. **Gate.** Every node answers, is `Synced` in the primary component, and
 //!    counts every node in its component (`wsrep_cluster_size`): none is a
 //!    donor, desynced, joining or catching up, and none is missing. The
 //!    cluster must keep quorum without the node: more than half of its nodes
 //!    stay synced (a cluster of two never does; that halts).
-//! 2. **Drain** ([`Action::Drain`]): out of the read and write endpoints (the
+//! 3. **Drain** ([`Action::Drain`]): out of the read and write endpoints (the
 //!    writer's writes move to another node first; the runtime picks a synced
 //!    one).
-//! 3. **ALTER** ([`Action::RunDdl`]), after the drain's grace and the gate
-//!    checked again (the node itself not a donor): the runtime runs it with
+//! 4. **The change**, after the drain's grace and the gate checked again (the
+//!    node itself not a donor): a node not on the target revision is
+//!    restarted on it ([`Action::Restart`], a slow shutdown when the version
+//!    changes, as on a primary-replica cluster; the runtime's start waits
+//!    until the node is `Synced`, and a node shut down cleanly rejoins by
+//!    IST from the others' write-set cache); a node missing the schema change
+//!    gets its ALTER ([`Action::RunDdl`]): the runtime runs it with
 //!    `wsrep_OSU_method=RSU` on the ALTER's connection, so the node desyncs,
-//!    alters alone, and catches up afterwards.
-//! 4. **Return** ([`Action::Undrain`]) once the node is `Synced` again in the
+//!    alters alone, and catches up afterwards. A node needing both is
+//!    restarted first, then altered once synced, before it returns.
+//! 5. **Return** ([`Action::Undrain`]) once the node is `Synced` again in the
 //!    primary component with every node: a node that does not come back is
 //!    waited on, and the wait halts after the policy's `halt_after` with the
-//!    node's state as the reason. A node left drained with no intent on it
-//!    (its step given up) is returned the same way before another goes out.
+//!    node's state as the reason. A node that crashed in or after its restart
+//!    is started again ([`Action::Recover`], on the revision it was restarted
+//!    on when it got that far, else on its old one and restarted afterwards);
+//!    a recovery that keeps failing halts after `halt_after` too. A node left
+//!    drained with no intent on it (its step given up) is returned the same
+//!    way before another goes out.
 //!
 //! A node that leaves the cluster while its ALTER is recorded (it crashed, was
 //! killed, left the primary component, or was voted out because it could not
 //! apply the others' rows), and an ALTER that failed, halt the rollout at once
 //! ([`HaltReason::GaleraNodeLost`]): no other node is touched. An ALTER is not
 //! retried on Galera: what a failed RSU ALTER left on its node is for a person
-//! to look at.
+//! to look at. A restart, unlike an ALTER, leaves nothing half done on the
+//! node: a node lost in its restart is started again, not halted on.
 //!
-//! The change itself was judged before it became a target (in both
+//! The schema change itself was judged before it became a target (in both
 //! directions where several nodes take writes); the decision only orders it.
-//! Version and configuration changes on Galera are not decided yet: they halt
-//! as [`HaltReason::Unsupported`].
 
 use super::rules::Decider;
 use super::{Action, HaltReason, Strategy, WaitReason};
 use crate::mutation::Mutation;
 use crate::record::Intent;
-use crate::topology::{Instance, Role};
+use crate::topology::{Health, Instance, Role};
+use crate::versions::catalog;
 
 impl Decider<'_> {
     /// The next step on a Galera cluster (see the module documentation).
     pub(super) fn galera(&self) -> Action {
-        if self
-            .observed
-            .instances
-            .iter()
-            .any(|i| !i.runs(&self.target.revision))
-        {
-            return Action::Halt {
-                reason: HaltReason::Unsupported {
-                    message: "version and configuration rollouts on Galera are not supported yet; \
-                              schema changes are"
-                        .into(),
-                },
-            };
-        }
         let two_out = self.mutation == Mutation::GaleraTwoOut;
         if let Some(intent) = &self.record.intent
             && !(two_out && matches!(intent, Intent::Drained { .. }))
@@ -67,6 +76,9 @@ impl Decider<'_> {
         }
         if let Some(action) = self.repeated_failure() {
             return action;
+        }
+        if let Some(halt) = self.galera_forbidden() {
+            return halt;
         }
         let out = self.record.intent.as_ref().map(Intent::ordinal);
         // A node left drained with no intent on it (its step given up) comes
@@ -80,7 +92,7 @@ impl Decider<'_> {
             .observed
             .by_ordinal()
             .into_iter()
-            .filter(|i| self.needs_schema(i) && Some(i.ordinal) != out)
+            .filter(|i| self.galera_pending(i) && Some(i.ordinal) != out)
             .collect();
         if pending.is_empty() {
             return Action::Done;
@@ -100,6 +112,11 @@ impl Decider<'_> {
         let Some(next) = next else {
             return Action::Done;
         };
+        // A dynamic change is set online: the node stays in, once the others
+        // are back and synced.
+        if let Some(online) = self.online_change_for(next) {
+            return self.galera_others(next.ordinal).unwrap_or(online);
+        }
         if let Some(blocked) = self.galera_gate(next.ordinal) {
             return blocked;
         }
@@ -116,13 +133,14 @@ impl Decider<'_> {
                 let Some(i) = self.observed.instance(*ordinal) else {
                     return self.gone(*ordinal);
                 };
-                if !self.needs_schema(i) {
+                let restart = !i.runs(&self.target.revision);
+                if !restart && !self.needs_schema(i) {
                     return self.galera_return(i);
                 }
                 if let Some(action) = self.repeated_failure() {
                     return action;
                 }
-                // The node and the cluster are judged again before the ALTER:
+                // The node and the cluster are judged again before the change:
                 // a node that became a donor since its drain waits.
                 if let Some(blocked) = self.galera_gate(*ordinal) {
                     return blocked;
@@ -136,7 +154,16 @@ impl Decider<'_> {
                         },
                     };
                 }
+                if restart {
+                    return self.galera_restart(i);
+                }
                 self.galera_alter(*ordinal)
+            }
+            Intent::Restarting { ordinal, .. } => {
+                let Some(i) = self.observed.instance(*ordinal) else {
+                    return self.gone(*ordinal);
+                };
+                self.galera_restarted(i)
             }
             Intent::Altering { ordinal, .. } => {
                 let Some(i) = self.observed.instance(*ordinal) else {
@@ -187,6 +214,112 @@ impl Decider<'_> {
                     ),
                 },
             },
+        }
+    }
+
+    /// A node whose restart is recorded: started again if it crashed or
+    /// stopped, altered once synced if it still misses the schema change,
+    /// returned once synced; until then waited on (a wait that halts).
+    fn galera_restarted(&self, i: &Instance) -> Action {
+        if let Some(action) = self.repeated_failure() {
+            return action;
+        }
+        let on_target = i.runs(&self.target.revision);
+        match i.health {
+            // Killed in or after its start (on the target revision), or
+            // before its shutdown (on its old one: MariaDB refuses an upgrade
+            // after a crash, so it is recovered on its version and restarted
+            // cleanly afterwards).
+            Health::Crashed if self.mutation != Mutation::GaleraPastLostNode => {
+                return Action::Recover { ordinal: i.ordinal };
+            }
+            // Shut down, not started yet (the engine stopped in between).
+            Health::Stopped => return self.galera_restart(i),
+            _ => {}
+        }
+        // Still running its old revision (the engine stopped before the
+        // shutdown): taken out again only as a new node would be.
+        if !on_target && i.health.is_up() {
+            if let Some(blocked) = self.galera_gate(i.ordinal) {
+                return blocked;
+            }
+            return self.galera_restart(i);
+        }
+        if on_target && self.needs_schema(i) && synced_member(i, self.node_count()) {
+            if let Some(blocked) = self.galera_gate(i.ordinal) {
+                return blocked;
+            }
+            return self.galera_alter(i.ordinal);
+        }
+        self.galera_return(i)
+    }
+
+    /// The restart of a drained node on the target revision, unless the
+    /// Galera version rules forbid its version change.
+    fn galera_restart(&self, i: &Instance) -> Action {
+        if let Some(halt) = self.galera_forbidden() {
+            return halt;
+        }
+        self.restart(i)
+    }
+
+    /// Whether `i` still needs the target: its revision or its schema change.
+    fn galera_pending(&self, i: &Instance) -> bool {
+        !i.runs(&self.target.revision) || self.needs_schema(i)
+    }
+
+    /// A halt when MariaDB's Galera rolling-upgrade rules forbid a node's
+    /// change to the target version (a series skipped, a downgrade), or the
+    /// target is below a version the cluster already ran.
+    fn galera_forbidden(&self) -> Option<Action> {
+        if self.mutation == Mutation::GaleraIgnoreVersionRules {
+            return None;
+        }
+        let flavor = self.observed.flavor;
+        let to = self.target.version;
+        let cat = catalog();
+        let unknown = |e: crate::versions::VersionError| Action::Halt {
+            reason: HaltReason::UnknownVersion {
+                message: e.to_string(),
+            },
+        };
+        for i in self.observed.by_ordinal() {
+            if i.version == to {
+                continue;
+            }
+            match cat.check_galera_rolling(flavor, i.version, to) {
+                Ok(v) if v.allowed => {}
+                Ok(v) => {
+                    return Some(Action::Halt {
+                        reason: HaltReason::ForbiddenTransition {
+                            ordinal: i.ordinal,
+                            from: i.version,
+                            to,
+                            reason: v.reason,
+                            manual: v.manual.to_string(),
+                        },
+                    });
+                }
+                Err(e) => return Some(unknown(e)),
+            }
+        }
+        let highest = self
+            .record
+            .highest_version
+            .into_iter()
+            .chain(self.observed.highest_version())
+            .max()
+            .filter(|h| *h > to)?;
+        match cat.check_galera_rolling(flavor, highest, to) {
+            Ok(v) if v.allowed => None,
+            Ok(v) => Some(Action::Halt {
+                reason: HaltReason::BelowHighestVersion {
+                    highest,
+                    to,
+                    reason: format!("{} ({})", v.reason, v.manual),
+                },
+            }),
+            Err(e) => Some(unknown(e)),
         }
     }
 

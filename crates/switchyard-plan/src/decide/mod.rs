@@ -65,10 +65,12 @@
 //!     target revision.
 //!
 //! A Galera cluster follows rules 1, 2 (the topology) and 4, then its own
-//! (see `galera.rs`): a schema change node by node (Rolling Schema Upgrade),
-//! one node out at a time, never while another is a donor, joining or
-//! missing, never when the others would lose quorum, and a node lost during
-//! its ALTER halts the rollout before any other node.
+//! (see `galera.rs`): nothing starts that MariaDB's Galera rolling-upgrade
+//! rules forbid; a new revision (restart) or a schema change (Rolling Schema
+//! Upgrade) node by node, dynamic variables online, one node out at a time,
+//! never while another is a donor, joining or missing, never when the others
+//! would lose quorum; a node lost during its ALTER halts the rollout before
+//! any other node, one crashed in its restart is started again.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -605,7 +605,7 @@ impl Decider<'_> {
     }
 
     /// The online change for an instance, when the target allows one for its revision.
-    fn online_change_for(&self, instance: &Instance) -> Option<Action> {
+    pub(super) fn online_change_for(&self, instance: &Instance) -> Option<Action> {
         let online = self.target.online.as_ref()?;
         (instance.revision.hash == online.from_hash && instance.version == self.target.version)
             .then(|| Action::ApplyVariables {

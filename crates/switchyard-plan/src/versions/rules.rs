@@ -53,7 +53,60 @@ pub mod manual {
     /// MariaDB downgrades.
     pub const MARIADB_DOWNGRADING: &str =
         "MariaDB Knowledge Base, Downgrading between Major Versions of MariaDB";
+    /// The index of MariaDB's Galera rolling-upgrade guides: one guide per pair of consecutive
+    /// series (10.3 to 10.4, 10.4 to 10.5, 10.5 to 10.6, 10.6 to 10.11, 10.11 to 11.4), none
+    /// for a pair that skips a series.
+    pub const MARIADB_GALERA_UPGRADING: &str = "MariaDB Knowledge Base, Upgrading Galera Cluster";
+    /// A minor upgrade of a Galera node, within its series.
+    pub const MARIADB_GALERA_MINOR: &str =
+        "MariaDB Knowledge Base, Upgrading Between Minor Versions with Galera Cluster";
+    /// The rolling upgrade from 10.3 to 10.4 with Galera (Galera 3 to Galera 4).
+    pub const MARIADB_GALERA_10_3_TO_10_4: &str =
+        "MariaDB Knowledge Base, Upgrading from MariaDB 10.3 to MariaDB 10.4 with Galera Cluster";
+    /// The rolling upgrade from 10.4 to 10.5 with Galera.
+    pub const MARIADB_GALERA_10_4_TO_10_5: &str =
+        "MariaDB Knowledge Base, Upgrading from MariaDB 10.4 to MariaDB 10.5 with Galera Cluster";
+    /// The rolling upgrade from 10.5 to 10.6 with Galera.
+    pub const MARIADB_GALERA_10_5_TO_10_6: &str =
+        "MariaDB Knowledge Base, Upgrading from MariaDB 10.5 to MariaDB 10.6 with Galera Cluster";
+    /// The rolling upgrade from 10.6 to 10.11 with Galera (with IST; the guide says a rolling
+    /// upgrade with SST does not work).
+    pub const MARIADB_GALERA_10_6_TO_10_11: &str =
+        "MariaDB Knowledge Base, Upgrading from MariaDB 10.6 to MariaDB 10.11 with Galera Cluster";
+    /// The rolling upgrade from 10.11 to 11.4 with Galera.
+    pub const MARIADB_GALERA_10_11_TO_11_4: &str =
+        "MariaDB Knowledge Base, Upgrading from MariaDB 10.11 to MariaDB 11.4 with Galera Cluster";
 }
+
+/// The pairs of MariaDB series between which MariaDB documents a Galera rolling upgrade (one
+/// node at a time, the cluster running both series meanwhile), each with its guide.
+const MARIADB_GALERA_ROLLING: [(Series, Series, &str); 5] = [
+    (
+        Series::new(10, 3),
+        Series::new(10, 4),
+        manual::MARIADB_GALERA_10_3_TO_10_4,
+    ),
+    (
+        Series::new(10, 4),
+        Series::new(10, 5),
+        manual::MARIADB_GALERA_10_4_TO_10_5,
+    ),
+    (
+        Series::new(10, 5),
+        Series::new(10, 6),
+        manual::MARIADB_GALERA_10_5_TO_10_6,
+    ),
+    (
+        Series::new(10, 6),
+        Series::new(10, 11),
+        manual::MARIADB_GALERA_10_6_TO_10_11,
+    ),
+    (
+        Series::new(10, 11),
+        Series::new(11, 4),
+        manual::MARIADB_GALERA_10_11_TO_11_4,
+    ),
+];
 
 /// The direction of a version change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -156,6 +209,85 @@ impl Catalog {
             Flavor::Mysql => self.mysql_in_place(from, to),
             Flavor::Mariadb => self.mariadb_in_place(from, to),
         }
+    }
+
+    /// May a node of a MariaDB Galera cluster running `from` be restarted on `to` while the
+    /// other nodes keep running (a rolling upgrade, the cluster running both releases
+    /// meanwhile)?
+    ///
+    /// MariaDB documents a Galera rolling upgrade within a series and between consecutive
+    /// series only, one guide per pair ([`manual::MARIADB_GALERA_UPGRADING`]): 10.5 to 10.6,
+    /// 10.6 to 10.11, and so on. A pair that skips a series (10.5 to 10.11) has no guide and is
+    /// refused, naming the series to roll to first; so is every downgrade (a node on an older
+    /// release joining newer ones is not a documented path). For MySQL this is
+    /// [`Catalog::check_in_place`] (no Galera topology runs MySQL).
+    ///
+    /// # Errors
+    /// As [`Catalog::check_in_place`]: a version the catalog does not know.
+    pub fn check_galera_rolling(
+        &self,
+        flavor: Flavor,
+        from: Version,
+        to: Version,
+    ) -> Result<PathVerdict, VersionError> {
+        let in_place = self.check_in_place(flavor, from, to)?;
+        if flavor != Flavor::Mariadb {
+            return Ok(in_place);
+        }
+        let (from_series, to_series) = (from.series(), to.series());
+        Ok(match PathKind::between(from, to) {
+            PathKind::Same => in_place,
+            PathKind::Downgrade => PathVerdict::refuse(
+                PathKind::Downgrade,
+                format!(
+                    "MariaDB {from} -> {to} is a downgrade: MariaDB documents no rolling \
+                     downgrade of a Galera cluster (a node on an older release joining nodes \
+                     on a newer one); restore a backup taken before the upgrade"
+                ),
+                manual::MARIADB_GALERA_UPGRADING,
+            ),
+            PathKind::Upgrade if from_series == to_series => PathVerdict::allow(
+                PathKind::Upgrade,
+                format!(
+                    "MariaDB {from} -> {to} is a minor upgrade within the {from_series} series, \
+                     rolled node by node; each node rejoins by IST"
+                ),
+                manual::MARIADB_GALERA_MINOR,
+            ),
+            PathKind::Upgrade => {
+                let documented = MARIADB_GALERA_ROLLING
+                    .iter()
+                    .find(|(a, b, _)| *a == from_series && *b == to_series);
+                if let Some((_, _, guide)) = documented {
+                    return Ok(PathVerdict::allow(
+                        PathKind::Upgrade,
+                        format!(
+                            "MariaDB documents a Galera rolling upgrade from {from_series} to \
+                             {to_series}: one node at a time, each rejoining by IST (a rolling \
+                             upgrade by SST does not work), then mariadb-upgrade on it"
+                        ),
+                        guide,
+                    ));
+                }
+                let next = MARIADB_GALERA_ROLLING
+                    .iter()
+                    .find(|(a, _, _)| *a == from_series)
+                    .map_or_else(
+                        || "no rolling step from it is documented".to_owned(),
+                        |(_, b, _)| format!("roll to {b} first"),
+                    );
+                PathVerdict::refuse(
+                    PathKind::Upgrade,
+                    format!(
+                        "MariaDB {from} -> {to} skips a series: MariaDB documents Galera rolling \
+                         upgrades only between consecutive series (10.5 -> 10.6, 10.6 -> 10.11, \
+                         10.11 -> 11.4), not {from_series} -> {to_series}; {next}, or stop \
+                         every node and upgrade them together"
+                    ),
+                    manual::MARIADB_GALERA_UPGRADING,
+                )
+            }
+        })
     }
 
     /// May an instance running `replica` replicate from one running `source`?
@@ -1111,6 +1243,46 @@ mod tests {
             PathKind::Upgrade,
             manual::MARIADB_UPGRADING,
         );
+    }
+
+    #[test]
+    fn galera_rolls_only_between_consecutive_series_and_never_down() {
+        let galera = |from: &str, to: &str| {
+            catalog()
+                .check_galera_rolling(Flavor::Mariadb, v(from), v(to))
+                .unwrap()
+        };
+        for (from, to, guide) in [
+            ("10.5.27", "10.6.20", manual::MARIADB_GALERA_10_5_TO_10_6),
+            ("10.6.20", "10.11.14", manual::MARIADB_GALERA_10_6_TO_10_11),
+            ("10.11.14", "11.4.8", manual::MARIADB_GALERA_10_11_TO_11_4),
+            ("10.11.9", "10.11.14", manual::MARIADB_GALERA_MINOR),
+        ] {
+            assert_allowed(&galera(from, to), PathKind::Upgrade, guide);
+        }
+        // In place, MariaDB upgrades from any earlier version; a rolling
+        // Galera upgrade only one documented step at a time.
+        assert!(mariadb("10.5.27", "10.11.14").allowed);
+        let skip = galera("10.5.27", "10.11.14");
+        assert!(!skip.allowed);
+        assert_eq!(skip.manual, manual::MARIADB_GALERA_UPGRADING);
+        assert!(
+            skip.reason.contains("roll to 10.6 first"),
+            "{}",
+            skip.reason
+        );
+        assert!(!galera("10.6.20", "11.4.8").allowed);
+        assert!(!galera("10.11.14", "11.8.3").allowed);
+        // Downgrades, even within a series (the in-place rules allow that one).
+        assert!(mariadb("10.11.14", "10.11.9").allowed);
+        for (from, to) in [("10.11.14", "10.11.9"), ("10.11.14", "10.6.20")] {
+            let down = galera(from, to);
+            assert!(
+                !down.allowed && down.kind == PathKind::Downgrade,
+                "{from} -> {to}"
+            );
+        }
+        assert!(galera("10.11.14", "10.11.14").allowed);
     }
 
     #[test]
