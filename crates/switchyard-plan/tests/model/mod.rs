@@ -1831,7 +1831,12 @@ impl ClusterRuntime for Handle {
             &format!("drain {ordinal}"),
             |_| {},
             |s| {
-                if matches!(s.record.intent, Some(Intent::Failover { .. })) {
+                // A failed primary a failover replaced (drained during the
+                // failover, or after it to be quarantined) serves nothing: the
+                // fault took it out, not us (as the simulation's monitor counts).
+                if matches!(s.record.intent, Some(Intent::Failover { .. }))
+                    || s.record.failed_over.contains(&ordinal)
+                {
                     s.failover_out.insert(ordinal);
                 }
                 s.out_by_us.insert(ordinal);
@@ -2007,7 +2012,9 @@ impl ClusterRuntime for Handle {
                     s.out_by_us.insert(ordinal);
                     // A failed primary fenced by a failover was out of
                     // service by the fault, not by us.
-                    if matches!(s.record.intent, Some(Intent::Failover { .. })) {
+                    if matches!(s.record.intent, Some(Intent::Failover { .. }))
+                        || s.record.failed_over.contains(&ordinal)
+                    {
                         s.failover_out.insert(ordinal);
                     }
                 }
