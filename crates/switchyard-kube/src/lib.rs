@@ -27,6 +27,7 @@ pub mod crd;
 pub mod credentials;
 pub mod error;
 pub mod fetch;
+pub mod fleet;
 pub mod instances;
 pub mod leader;
 pub mod manual;
@@ -44,8 +45,9 @@ pub mod storage;
 pub mod validate;
 
 pub use context::{Context, OpsFactory};
-pub use crd::{MySQLCluster, MySQLClusterSpec, MySQLClusterStatus, SchemaChange};
+pub use crd::{MySQLCluster, MySQLClusterSpec, MySQLClusterStatus, MySQLFleet, SchemaChange};
 pub use error::Error;
+pub use fleet::reconcile_fleet;
 pub use reconcile::reconcile;
 pub use runtime::KubeRuntime;
 pub use schema::reconcile_schema_change;
