@@ -846,3 +846,155 @@ async fn publish(ctx: &Context, fleet: &MySQLFleet, type_: EventType, reason: &s
         tracing::warn!(reason, error = %e, "could not publish an event");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+        Condition, LabelSelectorRequirement, Time,
+    };
+
+    use super::*;
+    use crate::crd::{InstanceStatus, MySQLClusterSpec, MySQLClusterStatus, Revisions};
+
+    fn cond(type_: &str, status: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: "R".into(),
+            message: "m".into(),
+            observed_generation: None,
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        }
+    }
+
+    /// A member at generation 2 whose status describes `observed` and runs revision 3.
+    fn member(config: &[(&str, &str)], observed: i64) -> MySQLCluster {
+        let mut c = MySQLCluster::new(
+            "a",
+            MySQLClusterSpec {
+                config: config
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                ..MySQLClusterSpec::default()
+            },
+        );
+        c.metadata.generation = Some(2);
+        c.status = Some(MySQLClusterStatus {
+            observed_generation: Some(observed),
+            conditions: vec![cond("Available", "True"), cond("Degraded", "False")],
+            revisions: Some(Revisions {
+                current: Some(3),
+                update: Some(3),
+                history: vec![],
+            }),
+            instances: vec![InstanceStatus {
+                ordinal: 1,
+                role: "replica".into(),
+                ready: true,
+                lag_seconds: Some(4),
+                ..InstanceStatus::default()
+            }],
+            ..MySQLClusterStatus::default()
+        });
+        c
+    }
+
+    fn prepared() -> Prepared {
+        let config: BTreeMap<String, String> =
+            [("max_connections".to_owned(), "300".to_owned())].into();
+        Prepared {
+            spec: FleetSpec::new(["a"], change_name(&config)),
+            config,
+        }
+    }
+
+    #[test]
+    fn a_member_is_done_only_once_its_status_describes_the_spec_that_carries_the_change() {
+        let p = prepared();
+        let now = Timestamp(5);
+        let seen = observe_member(&member(&[("max-connections", "300")], 2), &p, now).unwrap();
+        assert_eq!(seen.change.as_deref(), Some("max_connections=300"));
+        assert_eq!(seen.rollout, ClusterRollout::Done);
+        assert!(seen.replication_running);
+        assert_eq!(seen.lag_seconds, Some(4));
+        // Its operator has not seen the patched spec yet: still rolling, whatever it says.
+        let stale = observe_member(&member(&[("max_connections", "300")], 1), &p, now).unwrap();
+        assert_eq!(stale.rollout, ClusterRollout::Rolling);
+        // Not carrying the change: named by its own values.
+        let other = observe_member(&member(&[], 2), &p, now).unwrap();
+        assert_eq!(other.change.as_deref(), Some("max_connections=(unset)"));
+        // Unhealthy: a replica not ready.
+        let mut sick = member(&[("max_connections", "300")], 2);
+        sick.status.as_mut().unwrap().instances[0].ready = false;
+        let seen = observe_member(&sick, &p, now).unwrap();
+        assert!(!seen.replication_running);
+        assert!(
+            member_health_problem(&sick)
+                .unwrap()
+                .contains("replica instance 1")
+        );
+        // Halted.
+        let mut halted = member(&[("max_connections", "300")], 2);
+        halted
+            .status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .push(cond("Halted", "True"));
+        let seen = observe_member(&halted, &p, now).unwrap();
+        assert!(matches!(seen.rollout, ClusterRollout::Halted { .. }));
+        // No status yet: not observed.
+        let mut fresh = member(&[], 1);
+        fresh.status = None;
+        assert_eq!(observe_member(&fresh, &p, now), None);
+    }
+
+    #[test]
+    fn the_patch_sets_the_variables_and_drops_another_spelling_of_them() {
+        let p = prepared();
+        let patch = member_patch(
+            &member(&[("max-connections", "151"), ("x", "1")], 2),
+            &p.config,
+        );
+        assert_eq!(
+            patch,
+            serde_json::json!({"spec": {"config": {"max-connections": null, "max_connections": "300"}}})
+        );
+    }
+
+    #[test]
+    fn selectors_and_commands_are_read_as_kubernetes_and_the_docs_say() {
+        let labels: BTreeMap<String, String> = [("tier".to_owned(), "shards".to_owned())].into();
+        let expr = |op: &str, values: Option<Vec<String>>| LabelSelector {
+            match_labels: None,
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "tier".into(),
+                operator: op.into(),
+                values,
+            }]),
+        };
+        let shards = Some(vec!["shards".to_owned()]);
+        assert_eq!(
+            selector_matches(&expr("In", shards.clone()), &labels),
+            Ok(true)
+        );
+        assert_eq!(selector_matches(&expr("NotIn", shards), &labels), Ok(false));
+        assert_eq!(selector_matches(&expr("Exists", None), &labels), Ok(true));
+        assert_eq!(
+            selector_matches(&expr("DoesNotExist", None), &labels),
+            Ok(false)
+        );
+        assert!(selector_matches(&expr("In", None), &labels).is_err());
+        assert!(selector_matches(&expr("Like", None), &labels).is_err());
+        assert_eq!(parse_command("abort"), Ok(FleetCommand::Abort));
+        assert_eq!(
+            parse_command(" resume  skip=shard-b "),
+            Ok(FleetCommand::Resume {
+                skip: Some("shard-b".into())
+            })
+        );
+        assert!(parse_command("resume skip=").is_err());
+        assert!(parse_command("go").is_err());
+    }
+}
