@@ -8,7 +8,9 @@
 //! resource version. The operator creates each instance's Pod and data claim itself, from the
 //! revision the record assigns to that instance. [`agent`] is the contract with the agent in
 //! every pod. [`controller::run`] wires the reconciler into a kube-runtime controller with
-//! leader election, metrics and graceful shutdown.
+//! leader election, metrics and graceful shutdown, and beside it the [`fleet`] controller, which
+//! rolls one configuration change over `MySQLCluster`s in waves (`MySQLFleet`), decided by
+//! switchyard-plan's fleet decision.
 //!
 //! Modules import in one direction (`tests/modules.rs` fails on a cycle): the leaves
 //! ([`crd`], [`names`], [`agent`], [`credentials`], [`error`], [`leader`], [`metrics`]) import
