@@ -21,7 +21,7 @@ use switchyard_plan::decide::Target;
 use switchyard_plan::{Engine, Finished, Policy};
 use switchyard_testbed::ServerKind;
 use switchyard_testbed::ledger::{CheckConfig, check};
-use switchyard_testbed::load::{Load, LoadConfig, prepare};
+use switchyard_testbed::load::LoadConfig;
 
 use crate::project_root;
 
@@ -105,22 +105,15 @@ async fn demo() -> Result<()> {
         cluster.router().read_addr()
     ));
 
-    prepare(
-        &cluster
-            .testbed()
-            .primary()
-            .connect_options(&cluster.credentials().operator),
-        "app.ledger",
-    )
-    .await
-    .context("creating the load's table")?;
     let config = LoadConfig::default();
     progress.line(format!(
         "load: {} writers at {} writes/s and {} reader at {} reads/s through the router, as the application account",
         config.writers, config.rate_per_sec, config.readers, config.read_rate_per_sec
     ));
-    let load = Load::start(config, cluster.endpoints(), cluster.credentials())
-        .context("starting the load")?;
+    let load = cluster
+        .start_load(config)
+        .await
+        .context("creating the load's table and starting the load")?;
     let origin = load.ledger().start();
     let monitor = Monitor::start(&cluster, Duration::from_millis(50));
     let status = {

@@ -22,7 +22,7 @@ use switchyard_plan::fleet::{FleetAction, FleetRecord, FleetSpec, FleetWait};
 use switchyard_plan::topology::Timestamp;
 use switchyard_testbed::ServerKind;
 use switchyard_testbed::ledger::{CheckConfig, check};
-use switchyard_testbed::load::{Load, LoadConfig, prepare};
+use switchyard_testbed::load::LoadConfig;
 
 use crate::project_root;
 
@@ -95,19 +95,12 @@ async fn demo() -> Result<()> {
     );
     let mut loads = Vec::new();
     for (name, cluster) in &clusters {
-        prepare(
-            &cluster
-                .testbed()
-                .primary()
-                .connect_options(&cluster.credentials().operator),
-            "app.ledger",
-        )
-        .await
-        .with_context(|| format!("creating the load's table on {name}"))?;
         let mut config = LoadConfig::default();
         config.rate_per_sec = 50;
         loads.push(
-            Load::start(config, cluster.endpoints(), cluster.credentials())
+            cluster
+                .start_load(config)
+                .await
                 .with_context(|| format!("starting the load on {name}"))?,
         );
     }

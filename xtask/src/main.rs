@@ -16,6 +16,7 @@ mod demo_fleet;
 mod image;
 mod manifests;
 mod sim;
+mod tests;
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "switchyard project automation")]
@@ -28,6 +29,9 @@ struct Cli {
 enum Cmd {
     /// Run everything CI runs: rustfmt --check, clippy -D warnings, all tests.
     Ci,
+    /// Only the test phase of `ci`: build every test binary, run them several at a time
+    /// (`SWITCHYARD_TEST_JOBS`, default 3) and the doc tests.
+    Test,
     /// The main job on local servers: a 3-instance MariaDB cluster under load, upgraded
     /// 10.5 → 10.11 → 11.8 and reconfigured by the engine; summary and report in target/demo.
     Demo {
@@ -67,6 +71,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Ci => ci(),
+        Cmd::Test => tests::run(ci_cargo, &[("PROPTEST_RNG_SEED", PINNED_SEED)]),
         Cmd::Demo { fleet: false } => demo::run(),
         Cmd::Demo { fleet: true } => demo_fleet::run(),
         Cmd::Fetch => fetch(),
@@ -172,17 +177,22 @@ impl Phases {
     }
 }
 
+/// A `cargo` command as CI runs it. A from-scratch run builds everything twice (clippy's
+/// metadata and the test binaries) beside the test servers; incremental caches would add
+/// a third copy of the workspace crates that a one-off run never reuses.
+fn ci_cargo() -> Command {
+    let mut cmd = cargo();
+    if std::env::var_os("CARGO_INCREMENTAL").is_none() {
+        cmd.env("CARGO_INCREMENTAL", "0");
+    }
+    cmd
+}
+
+/// The property tests' seed in CI's test phase, so that a failure reproduces.
+const PINNED_SEED: &str = "20261122";
+
 fn ci() -> Result<()> {
-    // A from-scratch run builds everything twice (clippy's metadata and the
-    // test binaries) beside the test servers; incremental caches would add
-    // a third copy of the workspace crates that a one-off run never reuses.
-    let cargo = || {
-        let mut cmd = cargo();
-        if std::env::var_os("CARGO_INCREMENTAL").is_none() {
-            cmd.env("CARGO_INCREMENTAL", "0");
-        }
-        cmd
-    };
+    let cargo = ci_cargo;
     print_free_disk();
     let mut phases = Phases::new();
     phases.run("rustfmt --check", || {
@@ -204,11 +214,9 @@ fn ci() -> Result<()> {
     phases.run("build tests", || {
         run(cargo().args(["test", "--workspace", "--locked", "--no-run"]))
     })?;
+    // Property tests use a fixed seed in CI so a failure reproduces.
     phases.run("tests", || {
-        run(cargo()
-            .args(["test", "--workspace", "--locked"])
-            // Property tests use a fixed seed in CI so a failure reproduces.
-            .env("PROPTEST_RNG_SEED", "20261122"))
+        tests::run(cargo, &[("PROPTEST_RNG_SEED", PINNED_SEED)])
     })?;
     show_kube_e2e_log();
     phases.run("property tests, rotating seed", rotating_seed_properties)?;

@@ -26,7 +26,7 @@ use switchyard_plan::Policy;
 use switchyard_plan::fleet::{ClusterState, FleetState, StopReason};
 use switchyard_testbed::ServerKind;
 use switchyard_testbed::ledger::{CheckConfig, check};
-use switchyard_testbed::load::{Load, LoadConfig, LoadHandle, prepare};
+use switchyard_testbed::load::{LoadConfig, LoadHandle};
 use tokio::sync::watch;
 
 /// How long any one condition may take to come true.
@@ -187,18 +187,9 @@ fn strings(args: &[&str]) -> Vec<String> {
 
 /// The ledger table and a load of 100 writes per second through the cluster's router.
 async fn start_load(cluster: &LocalCluster) -> LoadHandle {
-    prepare(
-        &cluster
-            .testbed()
-            .primary()
-            .connect_options(&cluster.credentials().operator),
-        "app.ledger",
-    )
-    .await
-    .expect("create the ledger table");
     let mut config = LoadConfig::default();
     config.rate_per_sec = 100;
-    Load::start(config, cluster.endpoints(), cluster.credentials()).expect("start the load")
+    cluster.start_load(config).await.expect("start the load")
 }
 
 /// Stops the load and checks every acknowledged write on every instance.

@@ -43,7 +43,7 @@ use switchyard_plan::fleet::{ClusterRollout, FleetAction, FleetRecord, FleetSpec
 use switchyard_plan::topology::Timestamp;
 use switchyard_testbed::ServerKind;
 use switchyard_testbed::ledger::{CheckConfig, Ledger, check};
-use switchyard_testbed::load::{Load, LoadConfig, LoadHandle, prepare};
+use switchyard_testbed::load::{LoadConfig, LoadHandle};
 use tokio::sync::watch;
 
 pub use crate::report::SectionContext;
@@ -297,19 +297,12 @@ pub async fn run(config: &Config, progress: &(dyn Fn(&str) + Sync)) -> Result<Re
     let mut members = Vec::new();
     let mut loads: Vec<(String, LoadHandle)> = Vec::new();
     for (name, cluster) in &clusters {
-        prepare(
-            &cluster
-                .testbed()
-                .primary()
-                .connect_options(&cluster.credentials().operator),
-            "app.ledger",
-        )
-        .await
-        .with_context(|| format!("{name}: create the ledger table"))?;
         let mut load_config = LoadConfig::default();
         load_config.writers = 2;
         load_config.rate_per_sec = RATE;
-        let load = Load::start(load_config, cluster.endpoints(), cluster.credentials())
+        let load = cluster
+            .start_load(load_config)
+            .await
             .with_context(|| format!("{name}: start the load"))?;
         loads.push((name.clone(), load));
         let mut member = FleetMember::new(Arc::clone(cluster), policy());

@@ -262,6 +262,13 @@ pub struct UpdatePolicy {
     #[serde(default = "default_halt_after")]
     #[schemars(regex(pattern = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"))]
     pub halt_after: String,
+    /// The canary within the cluster (`10m`): after the first instance runs a new
+    /// revision, nothing else changes until it has served on it, healthy, this long
+    /// without a break (the status says `canary instance N bakes ... until T`); a canary
+    /// that stays unhealthy halts the rollout after `haltAfter`. Absent: no canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"))]
+    pub canary_bake: Option<String>,
 }
 
 impl Default for UpdatePolicy {
@@ -275,6 +282,7 @@ impl Default for UpdatePolicy {
             switchover_deadline: default_switchover_deadline(),
             drain_seconds: default_drain_seconds(),
             halt_after: default_halt_after(),
+            canary_bake: None,
         }
     }
 }

@@ -90,6 +90,7 @@ fn policy(spec: &ValidSpec, record: &Record, approval: Option<Approval>) -> Poli
             accept_data_loss: spec.accept_data_loss,
             ..FailoverPolicy::default()
         },
+        canary_bake: spec.canary_bake,
     }
 }
 

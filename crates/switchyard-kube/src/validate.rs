@@ -78,6 +78,8 @@ pub struct ValidSpec {
     pub drain: Duration,
     /// When a wait or a failing step halts the rollout.
     pub halt_after: Duration,
+    /// The canary's bake within the cluster, if any.
+    pub canary_bake: Option<Duration>,
     /// The name of the credentials Secret.
     pub credentials_secret: String,
     /// Lossless semi-synchronous replication: how many replicas acknowledge each commit.
@@ -424,6 +426,10 @@ pub fn validate(name: &str, spec: &MySQLClusterSpec) -> Result<ValidSpec, Invali
     let shutdown = duration("shutdownTimeout", &update.shutdown_timeout);
     let deadline = duration("switchoverDeadline", &update.switchover_deadline);
     let halt_after = duration("haltAfter", &update.halt_after);
+    let canary_bake = update
+        .canary_bake
+        .as_deref()
+        .map(|input| duration("canaryBake", input));
     if shutdown.is_some_and(|d| d > Duration::from_secs(24 * 3600)) {
         problems.push(SpecError::ShutdownTooLong);
     }
@@ -472,38 +478,45 @@ pub fn validate(name: &str, spec: &MySQLClusterSpec) -> Result<ValidSpec, Invali
             Some(max_lag_seconds),
             Some(max_transaction_seconds),
             Some(drain),
-        ) if problems.is_empty() && net_timeout.is_some() && detection.is_some() => Ok(ValidSpec {
-            flavor,
-            version,
-            image: spec
-                .image
-                .clone()
-                .unwrap_or_else(|| default_image(flavor, version)),
-            replicas: u32::try_from(spec.replicas).unwrap_or(1),
-            config,
-            strategy: match update.strategy {
-                UpdateStrategy::Automatic => Strategy::Automatic,
-                UpdateStrategy::Supervised => Strategy::Supervised,
-                UpdateStrategy::Paused => Strategy::Paused,
-            },
-            max_lag_seconds,
-            max_transaction_seconds,
-            startup_timeout,
-            shutdown_timeout,
-            switchover_deadline,
-            drain: Duration::from_secs(drain),
-            halt_after,
-            credentials_secret: spec
-                .credentials
-                .as_ref()
-                .and_then(|c| c.secret_name.clone())
-                .unwrap_or_else(|| format!("{name}-credentials")),
-            semi_sync,
-            net_timeout_seconds: net_timeout.unwrap_or(DEFAULT_NET_TIMEOUT_SECONDS),
-            failover_automatic: failover.automatic,
-            failover_detect_after: Duration::from_secs(u64::from(detection.unwrap_or(1))),
-            accept_data_loss: failover.accept_data_loss,
-        }),
+        ) if problems.is_empty()
+            && net_timeout.is_some()
+            && detection.is_some()
+            && canary_bake.is_none_or(|d| d.is_some()) =>
+        {
+            Ok(ValidSpec {
+                flavor,
+                version,
+                image: spec
+                    .image
+                    .clone()
+                    .unwrap_or_else(|| default_image(flavor, version)),
+                replicas: u32::try_from(spec.replicas).unwrap_or(1),
+                config,
+                strategy: match update.strategy {
+                    UpdateStrategy::Automatic => Strategy::Automatic,
+                    UpdateStrategy::Supervised => Strategy::Supervised,
+                    UpdateStrategy::Paused => Strategy::Paused,
+                },
+                max_lag_seconds,
+                max_transaction_seconds,
+                startup_timeout,
+                shutdown_timeout,
+                switchover_deadline,
+                drain: Duration::from_secs(drain),
+                halt_after,
+                credentials_secret: spec
+                    .credentials
+                    .as_ref()
+                    .and_then(|c| c.secret_name.clone())
+                    .unwrap_or_else(|| format!("{name}-credentials")),
+                semi_sync,
+                net_timeout_seconds: net_timeout.unwrap_or(DEFAULT_NET_TIMEOUT_SECONDS),
+                failover_automatic: failover.automatic,
+                failover_detect_after: Duration::from_secs(u64::from(detection.unwrap_or(1))),
+                accept_data_loss: failover.accept_data_loss,
+                canary_bake: canary_bake.flatten(),
+            })
+        }
         _ => Err(InvalidSpec { problems }),
     }
 }
@@ -618,6 +631,39 @@ mod tests {
 
     fn spec_of(v: serde_json::Value) -> MySQLClusterSpec {
         serde_json::from_value(v).expect("a spec")
+    }
+
+    #[test]
+    fn a_canary_bake_is_a_duration_or_refused_by_name() {
+        let with = |bake: serde_json::Value| {
+            validate(
+                "shop",
+                &spec_of(serde_json::json!({
+                    "flavor": "mariadb", "version": "10.11.14", "replicas": 3,
+                    "update": {"canaryBake": bake},
+                })),
+            )
+        };
+        assert_eq!(
+            with(serde_json::json!("10m")).expect("valid").canary_bake,
+            Some(Duration::from_secs(600))
+        );
+        let e = with(serde_json::json!("soon")).expect_err("refused");
+        assert_eq!(
+            e.problems,
+            vec![SpecError::BadDuration {
+                field: "canaryBake",
+                input: "soon".into()
+            }]
+        );
+        let none = validate(
+            "shop",
+            &spec_of(serde_json::json!({
+                "flavor": "mariadb", "version": "10.11.14", "replicas": 3,
+            })),
+        )
+        .expect("valid");
+        assert_eq!(none.canary_bake, None);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! first, the primary last) and restarts no pod; a static one restarts pods in the engine's
 //! order; a refused value changes nothing; a change an instance refuses at apply time is
 //! undone by a new revision; an upgrade whose configuration names a removed option is blocked
-//! before any pod restarts.
+//! before any pod restarts; a canary bake holds the rollout after the first replica, then it
+//! goes on.
 
 #[expect(dead_code, reason = "shared test support; this file uses part of it")]
 mod common;
@@ -227,6 +228,55 @@ async fn a_static_change_restarts_pods_in_the_engine_order() {
     assert!(my_cnf(&w).await.contains("innodb_log_buffer_size = 32M\n"));
     assert_eq!(revisions.current, Some(2));
     assert!(revisions.history[1].online.is_none());
+}
+
+/// One round of the operator and the test kubelet, the clock moved a tick.
+async fn round(w: &World) {
+    w.reconcile().await.expect("reconcile");
+    w.kubelet().await;
+    w.advance(TICK);
+}
+
+#[tokio::test]
+async fn a_canary_bake_holds_the_rollout_after_the_first_replica_then_it_goes_on() {
+    let mut s = spec("mariadb", "10.11.14", 3);
+    s.update.canary_bake = Some("2m".into());
+    let w = ready_world(s).await;
+    w.edit(|s| {
+        s.config
+            .insert("innodb_log_buffer_size".into(), "32M".into());
+    })
+    .await;
+    let baking = |c: &switchyard_kube::crd::MySQLCluster| {
+        condition(c, "Progressing").is_some_and(|(_, _, m)| m.contains("canary instance 2 bakes"))
+    };
+    let mut rounds = 0;
+    while !baking(&w.cluster().await) {
+        rounds += 1;
+        assert!(
+            rounds < 40,
+            "the canary never baked: {:?}",
+            condition(&w.cluster().await, "Progressing")
+        );
+        round(&w).await;
+    }
+    assert_eq!(ordinals(&w.ops.calls(), "prepare-shutdown "), vec![2]);
+    // A minute and a half later the canary still bakes and nothing else has restarted.
+    for _ in 0..18 {
+        round(&w).await;
+    }
+    assert!(
+        baking(&w.cluster().await),
+        "{:?}",
+        condition(&w.cluster().await, "Progressing")
+    );
+    assert_eq!(ordinals(&w.ops.calls(), "prepare-shutdown "), vec![2]);
+    settle(&w).await;
+    assert_eq!(
+        ordinals(&w.ops.calls(), "prepare-shutdown "),
+        vec![2, 1, 0],
+        "after the bake the rollout goes on in the engine's order"
+    );
 }
 
 #[tokio::test]

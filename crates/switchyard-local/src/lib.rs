@@ -50,6 +50,7 @@
 mod cluster;
 mod error;
 pub mod fleet;
+mod load;
 pub mod metrics;
 mod monitor;
 pub mod progress;

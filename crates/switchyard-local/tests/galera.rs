@@ -15,7 +15,7 @@ use switchyard_plan::topology::{Observed, TopologyKind, WsrepState};
 use switchyard_plan::{ClusterRuntime, Engine, Finished, Policy};
 use switchyard_testbed::ServerKind;
 use switchyard_testbed::ledger::{CheckConfig, check};
-use switchyard_testbed::load::{Load, LoadConfig, prepare};
+use switchyard_testbed::load::LoadConfig;
 
 async fn observe(cluster: &LocalCluster) -> Observed {
     LocalRuntime::new(cluster)
@@ -68,19 +68,9 @@ async fn rsu_rolls_node_by_node_through_the_engine() {
     let cluster = LocalCluster::start(ClusterSpec::new(ServerKind::Galera, 3))
         .await
         .expect("start the Galera cluster");
-    prepare(
-        &cluster
-            .testbed()
-            .primary()
-            .connect_options(&cluster.credentials().operator),
-        "app.ledger",
-    )
-    .await
-    .expect("create the ledger table");
     let mut config = LoadConfig::default();
     config.rate_per_sec = 200;
-    let load =
-        Load::start(config, cluster.endpoints(), cluster.credentials()).expect("start the load");
+    let load = cluster.start_load(config).await.expect("start the load");
     let before = definitions(&cluster).await;
 
     // Every node may take writes: a widening is a narrowing the other way.

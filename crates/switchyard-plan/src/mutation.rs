@@ -74,4 +74,6 @@ pub enum Mutation {
     /// On Galera: go on past a node that left the cluster during its ALTER
     /// (return it to the endpoints as if it had come back).
     GaleraPastLostNode,
+    /// Go on past the canary before its bake has passed.
+    SkipCanaryBake,
 }

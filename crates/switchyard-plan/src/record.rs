@@ -151,6 +151,24 @@ pub struct Detection {
     pub since: Timestamp,
 }
 
+/// The canary of a rollout with a bake ([`crate::Policy::canary_bake`]): the first
+/// instance to complete the target, and how long it has served on it healthy (see
+/// [`crate::decide::note_canary`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Canary {
+    /// The target it is the canary of ([`crate::Target::key`]).
+    pub target: String,
+    /// The instance.
+    pub ordinal: u32,
+    /// Since when it has served on the target, healthy, without a break; `None` while it
+    /// does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_since: Option<Timestamp>,
+    /// When its bake passed: the rollout goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed: Option<Timestamp>,
+}
+
 /// A failover a person asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailoverRequest {
@@ -303,6 +321,9 @@ pub struct Record {
     /// The last completed failover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failover: Option<FailoverSummary>,
+    /// The canary of the current target, with a canary bake in the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
     /// Primaries failed over that have not rejoined since: each is fenced
     /// when it answers again and judged (repointed, or quarantined with what
     /// the failover lost), as is a replica that still follows one. A set, not

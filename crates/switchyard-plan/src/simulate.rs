@@ -160,6 +160,8 @@ pub fn plan(observed: &Observed, target: &Target, policy: &Policy) -> Vec<Planne
             .observed
             .highest_version()
             .max(sim.record.highest_version);
+        sim.record.canary =
+            crate::decide::note_canary(&sim.observed, &sim.record, target, &policy, sim.now);
         let action = decide(&sim.observed, &sim.record, target, &policy, sim.now);
         let reason = sim.why(&action, target);
         let last = matches!(
@@ -184,6 +186,14 @@ pub fn plan(observed: &Observed, target: &Target, policy: &Policy) -> Vec<Planne
                 reason: WaitReason::DrainGrace { until, .. },
             } => {
                 sim.now = *until;
+                continue;
+            }
+            // The canary's bake is a step of the plan: shown once, then passed.
+            Action::Wait {
+                reason: WaitReason::CanaryBake { until, .. },
+            } => {
+                sim.now = *until;
+                steps.push(PlannedStep { action, reason });
                 continue;
             }
             Action::Wait { .. } if !last => {

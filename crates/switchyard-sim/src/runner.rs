@@ -699,6 +699,30 @@ fn timeline_lines(timeline: &switchyard_local::timeline::Timeline) -> Vec<String
         .collect()
 }
 
+/// The runtime's own account of the canary: the first instance returned to the pool (its
+/// undrain), then the first drain, restart or schema change of another instance after it,
+/// and the time between them; `None` when no such pair happened.
+fn canary_bake(timeline: &[switchyard_local::timeline::Timed]) -> Option<(u32, u32, Duration)> {
+    let (canary, back) = timeline.iter().find_map(|t| match &t.event {
+        Event::OpFinished {
+            ordinal,
+            op: Op::Undrain,
+            error: None,
+            ..
+        } => Some((*ordinal, t.at)),
+        _ => None,
+    })?;
+    timeline.iter().find_map(|t| match &t.event {
+        Event::OpStarted {
+            ordinal,
+            op: Op::Drain | Op::Restart { .. } | Op::RunDdl { .. },
+        } if *ordinal != canary && t.at > back => {
+            Some((canary, *ordinal, t.at.duration_since(back)))
+        }
+        _ => None,
+    })
+}
+
 fn expected_words(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Done => "done".to_owned(),
@@ -857,6 +881,20 @@ impl Observed<'_> {
             out.push(
                 "no instance cut from the operator acknowledged a write sent during the cut".into(),
             );
+        }
+        if let Some(bake) = want.canary_bake_s {
+            match canary_bake(self.timeline) {
+                None => out.push(
+                    "no instance returned to service before another was taken out (no canary)"
+                        .into(),
+                ),
+                Some((canary, other, gap)) if gap < Duration::from_secs(bake) => out.push(format!(
+                    "instance {other} was taken out {:.1} s after canary {canary} returned to \
+                     service, before a bake of {bake} s",
+                    gap.as_secs_f64()
+                )),
+                Some(_) => {}
+            }
         }
         if want.waited_for_lossless_proof && self.seen_failovers.lossless_waits == 0 {
             out.push(format!(

@@ -243,6 +243,11 @@ pub struct PolicyDef {
     /// restart or schema change, seconds (0: at once).
     #[serde(default)]
     pub drain_s: u64,
+    /// The canary within the cluster: after the first instance completes the
+    /// change, nothing else changes until it has served, healthy, this many
+    /// seconds (absent: no canary).
+    #[serde(default)]
+    pub canary_s: Option<u64>,
 }
 
 /// The failover policy: `{ after_s: N, accept_data_loss: BOOL }`.
@@ -285,6 +290,7 @@ impl Default for PolicyDef {
             failover: None,
             max_transaction_s: d10(),
             drain_s: 0,
+            canary_s: None,
         }
     }
 }
@@ -298,6 +304,7 @@ impl PolicyDef {
             switchover_deadline: Duration::from_secs(self.switchover_deadline_s),
             retry_backoff: Duration::from_secs(self.retry_backoff_s),
             drain: Duration::from_secs(self.drain_s),
+            canary_bake: self.canary_s.map(Duration::from_secs),
             failover: match &self.failover {
                 Some(f) => FailoverPolicy {
                     detect_after: Duration::from_secs(f.after_s),
@@ -756,6 +763,11 @@ pub struct Effects {
     /// untouched).
     #[serde(default)]
     pub max_altered: Option<usize>,
+    /// The canary within the cluster: after the first instance returned to
+    /// service, no other instance was taken out for at least this many
+    /// seconds (from the runtime's timeline).
+    #[serde(default)]
+    pub canary_bake_s: Option<u64>,
 }
 
 impl Effects {

@@ -6,7 +6,7 @@ use switchyard_local::{LocalCluster, LocalRuntime};
 use switchyard_plan::topology::{Health, Observed, Role};
 use switchyard_plan::{ClusterRuntime, Policy};
 use switchyard_testbed::ledger::{CheckConfig, CheckReport, LedgerSnapshot, check};
-use switchyard_testbed::load::{Load, LoadConfig, LoadHandle, prepare};
+use switchyard_testbed::load::{LoadConfig, LoadHandle};
 
 /// The rollout policy of the tests: short bounds, so a stuck rollout fails
 /// the test quickly instead of hanging it.
@@ -26,16 +26,9 @@ pub const RATE: u32 = 200;
 /// Creates the ledger table on the primary and starts the default load
 /// (4 writers, 1 reader) through the router at `rate` writes per second.
 pub async fn start_load(cluster: &LocalCluster, rate: u32) -> LoadHandle {
-    let primary = cluster.testbed().primary();
-    prepare(
-        &primary.connect_options(&cluster.credentials().operator),
-        "app.ledger",
-    )
-    .await
-    .expect("create the ledger table");
     let mut config = LoadConfig::default();
     config.rate_per_sec = rate;
-    Load::start(config, cluster.endpoints(), cluster.credentials()).expect("start the load")
+    cluster.start_load(config).await.expect("start the load")
 }
 
 /// Checks every acknowledged write on every instance.

@@ -46,11 +46,14 @@
 //!    else (MariaDB refuses an upgrade after a crash).
 //! 9. Nothing starts while any instance is unhealthy or lags beyond the
 //!    policy's bound; a wait longer than `halt_after` halts.
-//! 10. Replicas go first, highest ordinal first, one at a time: drain, restart
+//! 10. With a canary bake in the policy, once the first instance completes the
+//!     target nothing else changes until it has served on it, healthy, for the
+//!     whole bake (see `canary.rs`).
+//! 11. Replicas go first, highest ordinal first, one at a time: drain, restart
 //!     (slow shutdown when the version changes), return to the pool. When
 //!     nothing is left, the rollout is done, unless a replica holds
 //!     transactions the primary lacks: that halts, naming them.
-//! 11. The primary goes last, through a switchover to a healthy replica whose
+//! 12. The primary goes last, through a switchover to a healthy replica whose
 //!     version is no newer than any other instance's except the old primary's,
 //!     without errant transactions, lowest ordinal first. The switchover
 //!     starts only once that candidate lags at most
@@ -78,9 +81,11 @@ use crate::record::Record;
 use crate::topology::{Observed, Revision, Timestamp};
 use crate::versions::Version;
 
+mod canary;
 mod failover;
 mod galera;
 mod rules;
+pub use canary::note_canary;
 pub(crate) use failover::answers;
 pub use failover::{FailoverChoice, failover_choice, forced_failover};
 mod switchover;
@@ -203,6 +208,10 @@ pub struct Policy {
     pub approval: Option<Approval>,
     /// When and how the primary is replaced if it fails.
     pub failover: FailoverPolicy,
+    /// The canary within the cluster: after the first instance completes the
+    /// target, nothing else changes until it has served on it, healthy, for
+    /// this long without a break (see [`note_canary`]). `None`: no canary.
+    pub canary_bake: Option<Duration>,
 }
 
 impl Default for Policy {
@@ -216,6 +225,7 @@ impl Default for Policy {
             retry_backoff: Duration::from_secs(5),
             approval: None,
             failover: FailoverPolicy::default(),
+            canary_bake: None,
         }
     }
 }
@@ -501,6 +511,13 @@ pub enum WaitReason {
         /// When the restart may begin.
         until: Timestamp,
     },
+    /// The canary serves the target for its bake before anything else changes.
+    CanaryBake {
+        /// The canary.
+        ordinal: u32,
+        /// When the bake passes if it stays healthy.
+        until: Timestamp,
+    },
     /// An instance is starting.
     Starting {
         /// The instance.
@@ -554,6 +571,7 @@ impl WaitReason {
             WaitReason::Unhealthy { ordinal, .. } => format!("unhealthy:{ordinal}"),
             WaitReason::Lagging { ordinal, .. } => format!("lagging:{ordinal}"),
             WaitReason::DrainGrace { ordinal, .. } => format!("drain-grace:{ordinal}"),
+            WaitReason::CanaryBake { ordinal, .. } => format!("canary-bake:{ordinal}"),
             WaitReason::Starting { ordinal } => format!("starting:{ordinal}"),
             WaitReason::NoCandidate { .. } => "no-candidate".into(),
             WaitReason::PrimaryFailing { ordinal, .. } => format!("primary-failing:{ordinal}"),
@@ -570,6 +588,7 @@ impl WaitReason {
             WaitReason::Paused
                 | WaitReason::AwaitingApproval { .. }
                 | WaitReason::DrainGrace { .. }
+                | WaitReason::CanaryBake { .. }
                 | WaitReason::Backoff { .. }
                 | WaitReason::PrimaryFailing { .. }
                 | WaitReason::TooFewReplicas { .. }
@@ -599,6 +618,11 @@ impl fmt::Display for WaitReason {
             WaitReason::DrainGrace { ordinal, until } => {
                 write!(f, "instance {ordinal} drains until {until}")
             }
+            WaitReason::CanaryBake { ordinal, until } => write!(
+                f,
+                "canary instance {ordinal} bakes on the target until {until} (longer if it is \
+                 unhealthy meanwhile)"
+            ),
             WaitReason::Starting { ordinal } => write!(f, "instance {ordinal} is starting"),
             WaitReason::NoCandidate { detail } => write!(f, "no replica can take over: {detail}"),
             WaitReason::PrimaryFailing {

@@ -167,6 +167,11 @@ impl Decider<'_> {
         if !ignore_down && let Some(wait) = self.health_gate() {
             return self.wait(wait);
         }
+        if self.mutation != Mutation::SkipCanaryBake
+            && let Some(wait) = self.canary_bake()
+        {
+            return wait;
+        }
         // Replicas (non-writer nodes on Galera) first, highest ordinal first.
         // One already drained (its operation given up) goes first.
         let next_replica = pending

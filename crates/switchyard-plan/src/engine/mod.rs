@@ -583,6 +583,8 @@ impl<R: ClusterRuntime> Engine<R> {
         {
             record.highest_version = Some(v);
         }
+        record.canary =
+            crate::decide::note_canary(&observed, &record, &self.target, &self.policy, now);
         let action = decide_with(
             self.mutation,
             &observed,

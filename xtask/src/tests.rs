@@ -1,0 +1,199 @@
+//! The test phase of `cargo xtask ci`: every test binary of the workspace, several at once.
+//!
+//! `cargo test --workspace` runs its test binaries one after another, and most of their
+//! time is spent waiting on real servers (starting them, replication, failover windows),
+//! not on the CPU. Here cargo builds them once and lists them (`--no-run
+//! --message-format=json`), and a small pool runs `jobs` of them at a time, each as cargo
+//! would (from its package's directory, with `CARGO_MANIFEST_DIR` set). The testbed's
+//! server slots are lock files shared by every process, so the binaries together still
+//! start at most `SWITCHYARD_TESTBED_MAX_SERVERS` servers. The doc tests run as one more
+//! job. A binary's output is printed in one piece when it ends (a failure's in full, a
+//! pass's summary lines), and every binary runs even after one failed, so a red run names
+//! every failing binary.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The environment variable that sets how many test binaries run at once.
+pub const JOBS_ENV: &str = "SWITCHYARD_TEST_JOBS";
+
+/// Test binaries at once when [`JOBS_ENV`] is unset.
+const DEFAULT_JOBS: usize = 3;
+
+/// One thing to run: a test binary, or the doc tests.
+struct Job {
+    /// What the report calls it (the target's source path, or "doc tests").
+    name: String,
+    /// The command, ready to spawn.
+    command: Command,
+}
+
+/// How one job ended.
+struct Ran {
+    name: String,
+    took: Duration,
+    output: std::io::Result<Output>,
+}
+
+impl Ran {
+    fn passed(&self) -> bool {
+        self.output.as_ref().is_ok_and(|o| o.status.success())
+    }
+}
+
+/// Builds every test binary (already built by the phase before: this only lists them),
+/// then runs them and the doc tests `jobs` at a time; fails naming every failing one.
+/// `envs` are set for every job (the pinned property seed).
+pub fn run(cargo: impl Fn() -> Command, envs: &[(&str, &str)]) -> Result<()> {
+    let jobs = jobs()?;
+    let mut queue = binaries(&cargo)?;
+    let mut doc = cargo();
+    doc.args(["test", "--workspace", "--locked", "--doc"]);
+    queue.push(Job {
+        name: "doc tests".into(),
+        command: doc,
+    });
+    for job in &mut queue {
+        job.command.envs(envs.iter().copied());
+    }
+    let total = queue.len();
+    eprintln!(
+        "==> {total} test jobs (test binaries and the doc tests), {jobs} at a time ({JOBS_ENV})"
+    );
+    let queue = Mutex::new(queue.into_iter().collect::<VecDeque<_>>());
+    let finished = Mutex::new(Vec::<Ran>::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(total) {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().expect("the job queue").pop_front();
+                    let Some(mut job) = next else { break };
+                    let start = Instant::now();
+                    let output = job.command.stdin(Stdio::null()).output();
+                    let ran = Ran {
+                        name: job.name,
+                        took: start.elapsed(),
+                        output,
+                    };
+                    let mut finished = finished.lock().expect("the finished jobs");
+                    report(&ran, finished.len() + 1, total);
+                    finished.push(ran);
+                }
+            });
+        }
+    });
+    let finished = finished.into_inner().expect("the finished jobs");
+    let failed: Vec<&str> = finished
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| r.name.as_str())
+        .collect();
+    let serial: Duration = finished.iter().map(|r| r.took).sum();
+    eprintln!(
+        "==> test jobs: {} passed, {} failed; {:.1}s of test time",
+        total - failed.len(),
+        failed.len(),
+        serial.as_secs_f64()
+    );
+    if !failed.is_empty() {
+        bail!("failing test jobs: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// [`JOBS_ENV`], or [`DEFAULT_JOBS`].
+fn jobs() -> Result<usize> {
+    match std::env::var(JOBS_ENV) {
+        Err(_) => Ok(DEFAULT_JOBS),
+        Ok(text) => match text.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => bail!(
+                "{JOBS_ENV}={text:?} is not a number of test binaries at once: set it to 1 or more, or unset it"
+            ),
+        },
+    }
+}
+
+/// The workspace's test binaries, as cargo lists them after building them.
+fn binaries(cargo: &impl Fn() -> Command) -> Result<Vec<Job>> {
+    let out = cargo()
+        .args([
+            "test",
+            "--workspace",
+            "--locked",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("could not run cargo to list the test binaries")?;
+    if !out.status.success() {
+        bail!("cargo test --no-run failed with {}", out.status);
+    }
+    let mut jobs = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" || message["profile"]["test"] != true {
+            continue;
+        }
+        let Some(executable) = message["executable"].as_str() else {
+            continue;
+        };
+        let manifest = message["manifest_path"]
+            .as_str()
+            .context("cargo listed a test binary without its manifest path")?;
+        let package_dir = Path::new(manifest)
+            .parent()
+            .context("a manifest path without a directory")?;
+        let source = message["target"]["src_path"].as_str().unwrap_or(executable);
+        // `bins/switchyard/../../e2e/kube/mysql.rs` reads as `e2e/kube/mysql.rs`.
+        let source = std::fs::canonicalize(source).unwrap_or_else(|_| PathBuf::from(source));
+        let name = source
+            .strip_prefix(crate::project_root())
+            .map_or_else(|_| source.clone(), Path::to_path_buf)
+            .display()
+            .to_string();
+        let mut command = Command::new(executable);
+        command
+            .current_dir(package_dir)
+            .env("CARGO_MANIFEST_DIR", package_dir);
+        jobs.push(Job { name, command });
+    }
+    if jobs.is_empty() {
+        bail!("cargo listed no test binary: nothing would be tested");
+    }
+    Ok(jobs)
+}
+
+/// Prints how a job ended: its result and the harness's summary lines, or everything it
+/// wrote when it failed.
+fn report(ran: &Ran, done: usize, total: usize) {
+    let verdict = if ran.passed() { "ok" } else { "FAILED" };
+    eprintln!(
+        "==> [{done}/{total}] {}: {verdict} in {:.1}s",
+        ran.name,
+        ran.took.as_secs_f64()
+    );
+    match &ran.output {
+        Err(e) => eprintln!("    could not run it: {e}"),
+        Ok(output) if ran.passed() => {
+            for line in String::from_utf8_lossy(&output.stdout).lines() {
+                if line.starts_with("test result:") {
+                    eprintln!("    {line}");
+                }
+            }
+        }
+        Ok(output) => {
+            eprintln!("    {}", output.status);
+            eprint!("{}", String::from_utf8_lossy(&output.stdout));
+            eprint!("{}", String::from_utf8_lossy(&output.stderr));
+        }
+    }
+}
