@@ -297,6 +297,7 @@ fn show_kube_e2e_log() {
         "kube-e2e-failover-mariadb-node-loss.log",
         "kube-e2e-failover-mariadb-partition.log",
         "kube-e2e-failover-mysql-node-loss.log",
+        "kube-e2e-fleet.log",
     ] {
         let path = target.join("tmp").join(name);
         match std::fs::read_to_string(&path) {

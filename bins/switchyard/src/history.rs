@@ -4,7 +4,8 @@
 //! [`switchyard_plan::history::History`], written by the local runtime). On Kubernetes the
 //! history is the MySQLCluster's `status.revisions` (read with the kubeconfig's client and
 //! turned into the same [`History`] by `MySQLCluster::revision_history`); both print the same
-//! table.
+//! table. A fleet's revisions (`--fleet DIR` for a local fleet, `--kube-fleet` for a
+//! MySQLFleet, whose record is in its status) print as one block per fleet revision.
 
 use std::path::PathBuf;
 
@@ -25,8 +26,12 @@ pub struct Args {
     state: Option<PathBuf>,
     /// The folder of a local fleet (it holds fleet.json): print the fleet's revisions, what
     /// each rolled where and when, instead of a cluster's.
-    #[arg(long, conflicts_with_all = ["state", "namespace"])]
+    #[arg(long, conflicts_with_all = ["state", "namespace", "kube_fleet"])]
     fleet: Option<PathBuf>,
+    /// The name is a Kubernetes MySQLFleet's: print the fleet's revisions from its status
+    /// (read from the API server with the kubeconfig).
+    #[arg(long, conflicts_with = "state")]
+    kube_fleet: bool,
     /// The Kubernetes namespace of the MySQLCluster (read from the API server with the
     /// kubeconfig; the default is the kubeconfig's namespace).
     #[arg(short = 'n', long)]
@@ -45,6 +50,9 @@ pub fn run(args: Args) -> Exit {
     };
     if let Some(dir) = &args.fleet {
         return fleet_history(&args.cluster, dir, json);
+    }
+    if args.kube_fleet {
+        return fleet_from_kubernetes(args.cluster, args.namespace, json);
     }
     let Some(state) = args.state else {
         return from_kubernetes(args.cluster, args.namespace, json);
@@ -87,12 +95,47 @@ fn fleet_history(name: &str, dir: &std::path::Path, json: bool) -> Exit {
         Ok(d) => d,
         Err(e) => return exit::invalid(e),
     };
+    print_fleet(name, &doc.record, json)
+}
+
+/// Reads the record in a MySQLFleet's status and prints its revisions.
+fn fleet_from_kubernetes(fleet: String, namespace: Option<String>, json: bool) -> Exit {
+    use kube::api::Api;
+    use switchyard_kube::crd::MySQLFleet;
+    crate::operator::block_on(async move {
+        let client = crate::operator::client().await?;
+        let ns = namespace.unwrap_or_else(|| client.default_namespace().to_owned());
+        let api: Api<MySQLFleet> = Api::namespaced(client, &ns);
+        Ok(match api.get_opt(&fleet).await {
+            Ok(Some(f)) => print_fleet(&fleet, &kube_fleet_record(&f), json),
+            Ok(None) => exit::invalid(format!("there is no MySQLFleet {ns}/{fleet}")),
+            Err(e) => {
+                eprintln!("error: could not read MySQLFleet {ns}/{fleet}: {e}");
+                Exit::Internal
+            }
+        })
+    })
+}
+
+/// The record a MySQLFleet keeps in its status (empty before its first revision).
+pub fn kube_fleet_record(
+    fleet: &switchyard_kube::crd::MySQLFleet,
+) -> switchyard_plan::fleet::FleetRecord {
+    fleet
+        .status
+        .as_ref()
+        .and_then(|s| s.record.clone())
+        .unwrap_or_default()
+}
+
+/// Prints a fleet's revisions as text or JSON.
+fn print_fleet(name: &str, record: &switchyard_plan::fleet::FleetRecord, json: bool) -> Exit {
     if json {
         let out = serde_json::json!({
             "fleet": name,
-            "current": doc.record.current().map(|r| r.number),
-            "state": doc.record.state,
-            "revisions": doc.record.revisions,
+            "current": record.current().map(|r| r.number),
+            "state": record.state,
+            "revisions": record.revisions,
         });
         return match serde_json::to_string_pretty(&out) {
             Ok(s) => {
@@ -105,7 +148,7 @@ fn fleet_history(name: &str, dir: &std::path::Path, json: bool) -> Exit {
             }
         };
     }
-    print!("{}", render_fleet(name, &doc.record));
+    print!("{}", render_fleet(name, record));
     Exit::Ok
 }
 
@@ -355,5 +398,41 @@ mod tests {
         let local: History =
             serde_json::from_str(&serde_json::to_string(&history).expect("json")).expect("back");
         assert_eq!(render_text("demo", &local, current), text);
+    }
+
+    /// A MySQLFleet's record prints one block per fleet revision, each member with when it
+    /// started and was done, as a local fleet's does.
+    #[test]
+    fn a_mysqlfleet_status_prints_its_revisions() {
+        use switchyard_kube::crd::{MySQLFleet, MySQLFleetSpec, MySQLFleetStatus};
+        use switchyard_plan::Timestamp;
+        use switchyard_plan::fleet::{FleetAction, FleetRecord, apply};
+
+        let mut record = FleetRecord::default();
+        let plan = FleetAction::Plan {
+            revision: 1,
+            change: "max_connections=300".into(),
+            waves: vec![vec!["shard-a".into()], vec!["shard-b".into()]],
+        };
+        apply(&mut record, &plan, Timestamp(1_000));
+        let start = FleetAction::Start {
+            cluster: "shard-a".into(),
+            change: "max_connections=300".into(),
+        };
+        apply(&mut record, &start, Timestamp(2_000));
+        let mut fleet = MySQLFleet::new("shards", MySQLFleetSpec::default());
+        assert!(kube_fleet_record(&fleet).revisions.is_empty());
+        fleet.status = Some(MySQLFleetStatus {
+            record: Some(record),
+            ..MySQLFleetStatus::default()
+        });
+        let text = render_fleet("shards", &kube_fleet_record(&fleet));
+        assert!(
+            text.starts_with("fleet shards: 1 revision(s), oldest first"),
+            "{text}"
+        );
+        assert!(text.contains("f1    max_connections=300"), "{text}");
+        assert!(text.contains("shard-a: started 2.000s, not done"), "{text}");
+        assert!(text.trim_end().ends_with("current: f1"), "{text}");
     }
 }

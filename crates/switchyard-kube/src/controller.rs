@@ -19,8 +19,9 @@ use kube::{Client, ResourceExt};
 use rand::Rng;
 
 use crate::context::{Clock, Context, OpsFactory, Resolver, dns_resolver, system_clock};
-use crate::crd::{MySQLCluster, SchemaChange};
+use crate::crd::{MySQLCluster, MySQLFleet, SchemaChange};
 use crate::error::Error;
+use crate::fleet::reconcile_fleet;
 use crate::leader::{self, Leadership, LeaseConfig, Tenure};
 use crate::metrics::{self, Metrics, Readiness};
 use crate::names::{FIELD_MANAGER, LABEL_INSTANCE, LABEL_MANAGED_BY};
@@ -176,6 +177,55 @@ pub fn error_policy(cluster: Arc<MySQLCluster>, error: &Error, shared: Arc<Share
         "reconcile failed"
     );
     Action::requeue(delay)
+}
+
+fn fleet_key(fleet: &MySQLFleet) -> String {
+    format!(
+        "fleet:{}/{}",
+        fleet.namespace().unwrap_or_default(),
+        fleet.name_any()
+    )
+}
+
+/// Reconciles a fleet and records success for the backoff.
+pub async fn reconcile_fleet_with_backoff(
+    fleet: Arc<MySQLFleet>,
+    shared: Arc<Shared>,
+) -> Result<Action, Error> {
+    let k = fleet_key(&fleet);
+    let result = reconcile_fleet(fleet, shared.ctx.clone()).await;
+    if result.is_ok() {
+        shared.backoff.reset(&k);
+    }
+    result
+}
+
+/// Requeues a failed fleet after its backoff, and logs the typed error.
+pub fn fleet_error_policy(fleet: Arc<MySQLFleet>, error: &Error, shared: Arc<Shared>) -> Action {
+    let delay = shared.backoff.next(&fleet_key(&fleet), error);
+    tracing::warn!(
+        fleet = %fleet_key(&fleet),
+        category = error.category(),
+        error = %error,
+        retry_in = ?delay,
+        "fleet reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+/// Maps a cluster to every fleet of its namespace (a fleet's members are chosen by name or
+/// label, and a cluster's new label may make it one), so that a member's new status moves its
+/// fleet at once.
+pub fn fleets_of_cluster(
+    fleets: &[Arc<MySQLFleet>],
+    cluster: &MySQLCluster,
+) -> Vec<ObjectRef<MySQLFleet>> {
+    let ns = cluster.namespace();
+    fleets
+        .iter()
+        .filter(|f| f.namespace() == ns)
+        .map(|f| ObjectRef::from_obj(f.as_ref()))
+        .collect()
 }
 
 /// The context of a production controller; `tenure` is this replica's leadership, which the
@@ -378,7 +428,7 @@ pub async fn run(
         backoff: Backoff::default(),
     });
     let managed = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
-    let stop_or_lost = {
+    let stop_or_lost = || {
         let stop_rx = stop_rx.clone();
         let mut lost_rx = lost_rx.clone();
         async move {
@@ -388,7 +438,7 @@ pub async fn run(
             }
         }
     };
-    Controller::new(
+    let clusters = Controller::new(
         api::<MySQLCluster>(&client, &cfg.namespace),
         watcher::Config::default(),
     )
@@ -413,14 +463,32 @@ pub async fn run(
         watcher::Config::default(),
         |sc| cluster_of_schema_change(&sc),
     )
-    .graceful_shutdown_on(stop_or_lost)
-    .run(reconcile_with_backoff, error_policy, shared)
+    .graceful_shutdown_on(stop_or_lost())
+    .run(reconcile_with_backoff, error_policy, shared.clone())
     .for_each(|result| async move {
         if let Err(e) = result {
             tracing::debug!(error = %e, "controller event");
         }
-    })
-    .await;
+    });
+    let fleet_controller = Controller::new(
+        api::<MySQLFleet>(&client, &cfg.namespace),
+        watcher::Config::default(),
+    );
+    let fleet_store = fleet_controller.store();
+    let fleets = fleet_controller
+        .watches(
+            api::<MySQLCluster>(&client, &cfg.namespace),
+            watcher::Config::default(),
+            move |cluster| fleets_of_cluster(&fleet_store.state(), &cluster),
+        )
+        .graceful_shutdown_on(stop_or_lost())
+        .run(reconcile_fleet_with_backoff, fleet_error_policy, shared)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "fleet controller event");
+            }
+        });
+    futures::join!(clusters, fleets);
     ready.set(false);
     let lost = *lost_rx.borrow();
     renew.abort();

@@ -9,10 +9,11 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, ResourceRequirements};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use switchyard_plan::fleet::FleetRecord;
 use switchyard_plan::history::{History, RevisionEntry as HistoryEntry};
 use switchyard_plan::versions::{Flavor, Version};
 use switchyard_plan::{Record, Revision, Timestamp};
@@ -634,6 +635,119 @@ pub struct SchemaInstanceStatus {
     pub message: String,
 }
 
+/// One configuration change rolled over several `MySQLCluster`s of its namespace, in waves.
+///
+/// The members are named (`clusters`, in roll order) or chosen by label (`selector`, in name
+/// order). The fleet controller decides every step with switchyard-plan's `decide_fleet` (the
+/// decision the local runtime's fleet uses): a canary wave first, then waves that double, each
+/// at most `maxAtOnce` clusters; a member counts as done once its own rollout finished and it
+/// stayed healthy for `bake`; a member that halts, or fails its bake, stops the whole fleet.
+/// The fleet changes a member only by merge-patching `spec.config` of the member (field manager
+/// `switchyard-fleet`), and reads the member's health from its status. Its record (numbered
+/// revisions, waves, each member's progress) lives in this resource's status.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "switchyard.io",
+    derive = "Default",
+    derive = "PartialEq",
+    version = "v1alpha1",
+    kind = "MySQLFleet",
+    plural = "mysqlfleets",
+    shortname = "mysqlf",
+    namespaced,
+    status = "MySQLFleetStatus",
+    printcolumn = r#"{"name":"Revision","type":"integer","jsonPath":".status.revision"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MySQLFleetSpec {
+    /// The member clusters (MySQLClusters of this namespace), by name, in the order they are
+    /// rolled. Give either this or `selector`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<String>,
+    /// The member clusters by label: every MySQLCluster of this namespace it matches, rolled
+    /// in name order. Give either this or `clusters`; an empty selector is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// The server variables set on every member (merged into its `spec.config`): the change.
+    /// Changing them starts a new fleet revision once the current one is done or aborted.
+    pub config: BTreeMap<String, String>,
+    /// How many clusters the canary wave holds (default 1).
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1))]
+    pub canary: i32,
+    /// The most clusters changing at once (default 1): every wave after the canary doubles,
+    /// up to this.
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1))]
+    pub max_at_once: i32,
+    /// How long a member must stay healthy after its rollout before it counts as done and
+    /// the next wave may start (`5m`, `90s`; default `5m`).
+    #[serde(default = "default_bake")]
+    #[schemars(regex(pattern = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"))]
+    pub bake: String,
+    /// A baking member with a replica lagging more than this many seconds fails its bake
+    /// (default 10).
+    #[serde(default = "default_max_lag")]
+    #[schemars(range(min = 0))]
+    pub max_lag_seconds: i64,
+}
+
+fn default_one() -> i32 {
+    1
+}
+
+fn default_bake() -> String {
+    "5m".into()
+}
+
+/// What the fleet controller reports about a fleet, written only by it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MySQLFleetStatus {
+    /// Conditions: `InvalidSpec`, `Progressing`, `Stopped`, `Complete`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// A one-word summary: Pending, Rolling, Baking, Stopped, Done, Aborted or Invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The current fleet revision's number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    /// The current fleet revision's change, in words (`max_connections=300`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
+    /// What the fleet did last or waits for, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Each member of the current revision, in wave order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<FleetMemberStatus>,
+    /// The fleet's durable record (numbered revisions, waves, each member's state, a
+    /// person's command), stored with compare-and-swap on the resource version: all the state
+    /// the fleet keeps between steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "opaque_object")]
+    pub record: Option<FleetRecord>,
+}
+
+/// One member's progress in the current fleet revision.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetMemberStatus {
+    /// The MySQLCluster's name.
+    pub name: String,
+    /// Its wave (0 is the canary wave).
+    pub wave: u32,
+    /// `pending`, `rolling`, `baking`, `done`, `stopped` or `skipped`.
+    pub state: String,
+}
+
 fn opaque_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
@@ -643,7 +757,7 @@ fn opaque_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 
 /// The CRDs switchyard installs, as `(file name, YAML)`, in the form committed under `crds/`.
 pub fn crd_files() -> Vec<(String, String)> {
-    [MySQLCluster::crd(), SchemaChange::crd()]
+    [MySQLCluster::crd(), SchemaChange::crd(), MySQLFleet::crd()]
         .into_iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().unwrap_or_default();

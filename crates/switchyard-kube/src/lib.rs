@@ -8,7 +8,9 @@
 //! resource version. The operator creates each instance's Pod and data claim itself, from the
 //! revision the record assigns to that instance. [`agent`] is the contract with the agent in
 //! every pod. [`controller::run`] wires the reconciler into a kube-runtime controller with
-//! leader election, metrics and graceful shutdown.
+//! leader election, metrics and graceful shutdown, and beside it the [`fleet`] controller, which
+//! rolls one configuration change over `MySQLCluster`s in waves (`MySQLFleet`), decided by
+//! switchyard-plan's fleet decision.
 //!
 //! Modules import in one direction (`tests/modules.rs` fails on a cycle): the leaves
 //! ([`crd`], [`names`], [`agent`], [`credentials`], [`error`], [`leader`], [`metrics`]) import
@@ -27,6 +29,7 @@ pub mod crd;
 pub mod credentials;
 pub mod error;
 pub mod fetch;
+pub mod fleet;
 pub mod instances;
 pub mod leader;
 pub mod manual;
@@ -44,8 +47,9 @@ pub mod storage;
 pub mod validate;
 
 pub use context::{Context, OpsFactory};
-pub use crd::{MySQLCluster, MySQLClusterSpec, MySQLClusterStatus, SchemaChange};
+pub use crd::{MySQLCluster, MySQLClusterSpec, MySQLClusterStatus, MySQLFleet, SchemaChange};
 pub use error::Error;
+pub use fleet::reconcile_fleet;
 pub use reconcile::reconcile;
 pub use runtime::KubeRuntime;
 pub use schema::reconcile_schema_change;

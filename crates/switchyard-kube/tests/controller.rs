@@ -2,7 +2,8 @@
 //! takes the leader Lease, watches, reconciles the `MySQLCluster` the API serves (the managed
 //! objects applied under the one field manager, the status written), serves `/metrics` and
 //! `/readyz`, and on shutdown stops and releases the Lease. It also watches `SchemaChange`s, so
-//! that a new one reconciles its cluster at once.
+//! that a new one reconciles its cluster at once, and runs the `MySQLFleet` controller beside
+//! the cluster's (its watch of fleets).
 //!
 //! The mock answers like a small API server: objects it was given or sent are echoed back,
 //! lists of anything but the cluster are empty, and watches are held open without events.
@@ -348,6 +349,7 @@ async fn the_controller_leads_reconciles_the_served_cluster_writes_status_and_re
         "pods",
         "persistentvolumeclaims",
         "schemachanges",
+        "mysqlfleets",
     ] {
         assert!(watched(plural), "no watch of {plural}");
     }

@@ -1,5 +1,6 @@
 //! Generated and hand-written manifests: the committed CRD is current, and every manifest
-//! under `deploy/` and every example cluster parses as a valid Kubernetes object.
+//! under `deploy/` and every example cluster (and the example fleet) parses as a valid
+//! Kubernetes object.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +9,7 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::Deserialize;
-use switchyard_kube::crd::{MySQLCluster, crd_files};
+use switchyard_kube::crd::{MySQLCluster, MySQLFleet, crd_files};
 use switchyard_kube::validate::validate;
 
 fn root() -> PathBuf {
@@ -63,6 +64,21 @@ fn parse_document(file: &Path, doc: serde_yaml::Value) -> String {
             validate("example", &c.spec)
                 .unwrap_or_else(|e| panic!("{shown}: the example is invalid: {e}"));
         }
+        "MySQLFleet" => {
+            let f = MySQLFleet::deserialize(doc.clone())
+                .unwrap_or_else(|e| panic!("{shown}: not a valid MySQLFleet: {e}"));
+            // Its spec alone (no clusters to resolve its selector against): the members and
+            // the change must be given, the bake must parse.
+            assert!(!f.spec.config.is_empty(), "{shown}: the fleet sets nothing");
+            assert!(
+                f.spec.selector.is_some() == f.spec.clusters.is_empty(),
+                "{shown}: give clusters or a selector"
+            );
+            assert!(
+                switchyard_kube::validate::parse_duration(&f.spec.bake).is_some(),
+                "{shown}: the bake does not parse"
+            );
+        }
         other => panic!("{shown}: unexpected kind {other:?}"),
     }
     kind
@@ -103,6 +119,12 @@ fn deploy_manifests_are_valid_objects() {
             "{wanted} in deploy/: {kinds:?}"
         );
     }
+}
+
+#[test]
+fn the_example_fleet_is_valid() {
+    let kinds = parse_file(&root().join("docs/examples/shards-fleet.yaml"));
+    assert_eq!(kinds, vec!["MySQLFleet"]);
 }
 
 #[test]

@@ -723,6 +723,12 @@ fn make_context(
     })
 }
 
+/// A reconcile context over `client` with the test clock `clock` and no leadership (its
+/// instance operations are the test double, which a fleet's reconcile never uses).
+pub fn context(client: &Client, clock: &Arc<AtomicU64>) -> Arc<Context> {
+    make_context(client, &Arc::new(FakeOps::default()), clock, None)
+}
+
 /// The operator's image in the tests (where the pods' agent comes from).
 pub const AGENT_IMAGE: &str = "switchyard/operator:test";
 
