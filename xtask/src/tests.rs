@@ -4,7 +4,8 @@
 //! time is spent waiting on real servers (starting them, replication, failover windows),
 //! not on the CPU. Here cargo builds them once and lists them (`--no-run
 //! --message-format=json`), and a small pool runs `jobs` of them at a time, each as cargo
-//! would (from its package's directory, with `CARGO_MANIFEST_DIR` set). The testbed's
+//! would (from its package's directory, with `CARGO_MANIFEST_DIR` set); the end-to-end tests
+//! under `e2e/` first, one at a time, as their failovers are timed in seconds. The testbed's
 //! server slots are lock files shared by every process, so the binaries together still
 //! start at most `SWITCHYARD_TESTBED_MAX_SERVERS` servers. The doc tests run as one more
 //! job. A binary's output is printed in one piece when it ends (a failure's in full, a
@@ -23,7 +24,7 @@ use anyhow::{Context, Result, bail};
 pub const JOBS_ENV: &str = "SWITCHYARD_TEST_JOBS";
 
 /// Test binaries at once when [`JOBS_ENV`] is unset.
-const DEFAULT_JOBS: usize = 3;
+const DEFAULT_JOBS: usize = 2;
 
 /// One thing to run: a test binary, or the doc tests.
 struct Job {
@@ -62,13 +63,45 @@ pub fn run(cargo: impl Fn() -> Command, envs: &[(&str, &str)]) -> Result<()> {
         job.command.envs(envs.iter().copied());
     }
     let total = queue.len();
+    // The end-to-end tests under e2e/ (the operator's pods on the simulated kubelet, with
+    // failovers timed in seconds) run alone, one after another, before the others share the
+    // machine.
+    let (alone, shared): (Vec<Job>, Vec<Job>) =
+        queue.into_iter().partition(|j| j.name.starts_with("e2e/"));
     eprintln!(
-        "==> {total} test jobs (test binaries and the doc tests), {jobs} at a time ({JOBS_ENV})"
+        "==> {total} test jobs (test binaries and the doc tests): the {} end-to-end ones alone, \
+         then the others {jobs} at a time ({JOBS_ENV})",
+        alone.len()
     );
-    let queue = Mutex::new(queue.into_iter().collect::<VecDeque<_>>());
     let finished = Mutex::new(Vec::<Ran>::new());
+    run_pool(alone, 1, total, &finished);
+    run_pool(shared, jobs, total, &finished);
+    let finished = finished.into_inner().expect("the finished jobs");
+    let failed: Vec<&str> = finished
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| r.name.as_str())
+        .collect();
+    let serial: Duration = finished.iter().map(|r| r.took).sum();
+    eprintln!(
+        "==> test jobs: {} passed, {} failed; {:.1}s of test time",
+        total - failed.len(),
+        failed.len(),
+        serial.as_secs_f64()
+    );
+    if !failed.is_empty() {
+        bail!("failing test jobs: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Runs `jobs` with `workers` threads, reporting each as it ends and adding it to
+/// `finished`.
+fn run_pool(jobs: Vec<Job>, workers: usize, total: usize, finished: &Mutex<Vec<Ran>>) {
+    let queue = Mutex::new(jobs.into_iter().collect::<VecDeque<_>>());
+    let count = queue.lock().expect("the job queue").len();
     std::thread::scope(|scope| {
-        for _ in 0..jobs.min(total) {
+        for _ in 0..workers.min(count) {
             scope.spawn(|| {
                 loop {
                     let next = queue.lock().expect("the job queue").pop_front();
@@ -87,23 +120,6 @@ pub fn run(cargo: impl Fn() -> Command, envs: &[(&str, &str)]) -> Result<()> {
             });
         }
     });
-    let finished = finished.into_inner().expect("the finished jobs");
-    let failed: Vec<&str> = finished
-        .iter()
-        .filter(|r| !r.passed())
-        .map(|r| r.name.as_str())
-        .collect();
-    let serial: Duration = finished.iter().map(|r| r.took).sum();
-    eprintln!(
-        "==> test jobs: {} passed, {} failed; {:.1}s of test time",
-        total - failed.len(),
-        failed.len(),
-        serial.as_secs_f64()
-    );
-    if !failed.is_empty() {
-        bail!("failing test jobs: {}", failed.join(", "));
-    }
-    Ok(())
 }
 
 /// [`JOBS_ENV`], or [`DEFAULT_JOBS`].

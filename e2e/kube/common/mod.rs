@@ -825,9 +825,18 @@ async fn monitor(
 /// none is acknowledged: the ledger's split-brain check is the proof. An instance that does
 /// not answer the observation is not counted as blocked.
 async fn commits_block(handles: &[(u32, Instance)], names: &Names, writable: &[u32]) -> Vec<u32> {
+    // Every instance must be seen for the replicas' side of the count; a read that fails on
+    // a loaded machine is tried again twice.
     let mut seen = BTreeMap::new();
     for (n, handle) in handles {
-        seen.insert(*n, handle.observe().await.ok());
+        let mut observed = None;
+        for _ in 0..3 {
+            observed = handle.observe().await.ok();
+            if observed.is_some() {
+                break;
+            }
+        }
+        seen.insert(*n, observed);
     }
     let everyone_seen = seen.values().all(Option::is_some);
     writable
