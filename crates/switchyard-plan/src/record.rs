@@ -147,7 +147,7 @@ impl Intent {
 pub struct Detection {
     /// The primary.
     pub primary: u32,
-    /// When it was first seen failing (down or unreachable).
+    /// When the first check it failed began (it answered nothing since).
     pub since: Timestamp,
 }
 

@@ -9,8 +9,10 @@
 //!    ([`crate::decide::failover_choice`]), and it applies everything it
 //!    received before it is promoted.
 //! 3. **Promote** (`Promoting` recorded first, then `Promoted`): the candidate
-//!    becomes the writable primary and the runtime moves the clients' writes
-//!    to it.
+//!    answers once more that it applied what it received (one that no longer
+//!    answers sends the failover back to step 2, `Isolated`, before anything
+//!    is promoted), then becomes the writable primary and the runtime moves
+//!    the clients' writes to it.
 //! 4. **Repoint** (`Repointed`): every other replica that answers applies
 //!    what it received, then follows the new primary, unless it holds
 //!    transactions the new primary lacks (it is quarantined) or runs an older
@@ -205,6 +207,20 @@ impl<R: ClusterRuntime> Engine<R> {
         }
         if step < FailoverStep::Promoted {
             if step < FailoverStep::Promoting {
+                // Right before the commit point, the candidate must still answer,
+                // holding what it applied: one that died since (or a recorded
+                // `applied` a new engine resumes) is chosen again, by what each
+                // holds now, as nothing was promoted yet. Asking it again whether
+                // it applied everything it received is that proof (at once when
+                // nothing is left to apply).
+                self.lead(bound).await?;
+                if self.mutation != Mutation::FailoverWithoutApplyingRelay
+                    && let Err(e) = rt.wait_received_applied(run.to, bound).await
+                {
+                    record.intent = Some(run.intent(FailoverStep::Isolated));
+                    self.save(record).await?;
+                    return self.finish(record, run.action(), Err(e)).await;
+                }
                 record.intent = Some(run.intent(FailoverStep::Promoting));
                 self.save(record).await?;
             }

@@ -525,6 +525,9 @@ impl<R: ClusterRuntime> Engine<R> {
 
     /// One step: observe, decide, record the intent, act, record the outcome.
     pub async fn step(&self) -> Result<StepOutcome, EngineError> {
+        // When the observation began: a primary that fails it has not answered
+        // since then (the check's own bound is part of its failure, not before it).
+        let looked = self.runtime.now();
         let observed = self.runtime.observe().await.map_err(EngineError::Observe)?;
         let mut record = self
             .runtime
@@ -566,7 +569,8 @@ impl<R: ClusterRuntime> Engine<R> {
             record.errant.remove(&p.ordinal);
         }
         // The primary's failure is timed in the record: a new engine goes on
-        // counting from when the old one first saw it.
+        // counting from when the old one first saw it. It counts from when the
+        // first failed check began: the primary answered nothing since.
         record.detection = match observed.primary() {
             Some(p) if !crate::decide::answers(p) => Some(Detection {
                 primary: p.ordinal,
@@ -574,7 +578,7 @@ impl<R: ClusterRuntime> Engine<R> {
                     .detection
                     .as_ref()
                     .filter(|d| d.primary == p.ordinal)
-                    .map_or(now, |d| d.since),
+                    .map_or(looked, |d| d.since),
             }),
             _ => None,
         };
