@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, 
 use kube::Api;
 use kube::api::PostParams;
 use switchyard_fake_api::FakeApi;
-use switchyard_kube::crd::{MySQLCluster, SchemaChange};
+use switchyard_kube::crd::{MySQLCluster, MySQLFleet, SchemaChange};
 use switchyard_kube::names::{FIELD_MANAGER, LABEL_MANAGED_BY};
 
 const NS: &str = "db";
@@ -60,6 +60,8 @@ async fn the_operator_binary_creates_a_clusters_children_through_the_http_api() 
         .with_status_subresource::<MySQLCluster>()
         .with_resource::<SchemaChange>()
         .with_status_subresource::<SchemaChange>()
+        .with_resource::<MySQLFleet>()
+        .with_status_subresource::<MySQLFleet>()
         .with_status_subresource::<Pod>()
         .with_status_subresource::<PersistentVolumeClaim>()
         .build()
@@ -204,7 +206,7 @@ async fn the_operator_binary_creates_a_clusters_children_through_the_http_api() 
             .0
             .try_wait()
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| "running".to_owned())
+            .ok_or_else(|| format!("running; the operator said:\n{}", tail(&log)))
     })
     .await;
     assert!(

@@ -228,6 +228,10 @@ pub fn fleets_of_cluster(
         .collect()
 }
 
+/// How long the operator waits, once stopped, for its controllers to finish their running
+/// reconciles before it exits without them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// The context of a production controller; `tenure` is this replica's leadership, which the
 /// engine confirms before every action that changes a server.
 pub fn production_context(
@@ -488,7 +492,25 @@ pub async fn run(
                 tracing::debug!(error = %e, "fleet controller event");
             }
         });
-    futures::join!(clusters, fleets);
+    // Both controllers end once the stop (or the lost lease) has let their reconciles finish.
+    // One whose watch cannot run (a CRD not installed: the MySQLFleet kind on a cluster that
+    // only has MySQLCluster's) does not end on its own: after SHUTDOWN_GRACE the operator
+    // exits without it, so SIGTERM always releases the lease within the pod's grace period.
+    let controllers = async {
+        futures::join!(clusters, fleets);
+    };
+    let overdue = async {
+        stop_or_lost().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        () = controllers => {}
+        () = overdue => tracing::warn!(
+            grace = ?SHUTDOWN_GRACE,
+            "a controller had not stopped this long after the stop; exiting without it \
+             (is every switchyard CRD installed? `kubectl apply -f crds/`)"
+        ),
+    }
     ready.set(false);
     let lost = *lost_rx.borrow();
     renew.abort();
