@@ -103,8 +103,10 @@ impl Instance {
     /// [`Instance::configure_replica`]. On MariaDB it first sets `gtid_slave_pos` to
     /// `gtid_current_pos`, so the server asks its new source for what follows its own last
     /// transactions rather than from a stale replica position. It kills the server's client
-    /// connections, waits until they have ended, and then releases a fence's backup lock held
-    /// by this handle (the applier needs it gone; the server stays read-only). Move client
+    /// connections, waits until they have ended, points the server at `of` while a fence's
+    /// backup lock held by this handle still holds, and only then releases the lock (the
+    /// applier needs it gone; the server stays read-only). So the server is never seen
+    /// read-only with neither the lock nor a source, which would look like a primary. Move client
     /// traffic away from the server first: on MariaDB, `read_only` does not stop privileged
     /// clients.
     ///
@@ -201,34 +203,17 @@ impl Instance {
             let d = self.statement_deadline(deadline);
             let flavor = session.flavor();
             make_read_only(&mut session, d).await?;
-            if former_primary {
-                // Clients still waiting on the fence's lock would commit the moment it goes:
-                // kill them and wait until they have ended, then release it (the applier
-                // needs it gone), and check that nothing committed in between.
+            // Clients still waiting on a fence's lock would commit the moment it goes: a
+            // former primary's are killed and waited for first. Its source is set while the
+            // lock still holds, so that it is never seen without both (read-only, which
+            // MariaDB's privileged clients pass, and no source, it would look like a primary).
+            let before = if former_primary {
                 self.kill_clients_and_wait(&mut session, d).await?;
-                let before = binlog_position_on(&mut session, d).await?;
-                self.release_fence_lock().await;
-                stop_replica(&mut session, d).await?;
-                if flavor == Flavor::Mariadb {
-                    session
-                        .exec(
-                            "carry the former primary's GTID position over to gtid_slave_pos",
-                            Sql::Static("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos"),
-                            d,
-                        )
-                        .await?;
-                }
-                let after = binlog_position_on(&mut session, d).await?;
-                if after != before {
-                    return Err(Error::FenceBreached {
-                        instance: self.label().to_owned(),
-                        before,
-                        after,
-                    });
-                }
+                Some(binlog_position_on(&mut session, d).await?)
             } else {
-                stop_replica(&mut session, d).await?;
-            }
+                None
+            };
+            stop_replica(&mut session, d).await?;
             let ssl = u8::from(credentials.ssl);
             let host = quote_literal(&of.host);
             let user = quote_literal(&credentials.user);
@@ -250,6 +235,29 @@ impl Instance {
             session
                 .exec("point the replica at its source", Sql::Built(change), d)
                 .await?;
+            if let Some(before) = before {
+                // The applier needs the lock gone. `gtid_slave_pos` is written to a table, a
+                // commit the lock would hold, so it is carried over once the lock is gone; a
+                // client's commit in between is caught by the position check.
+                self.release_fence_lock().await;
+                if flavor == Flavor::Mariadb {
+                    session
+                        .exec(
+                            "carry the former primary's GTID position over to gtid_slave_pos",
+                            Sql::Static("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos"),
+                            d,
+                        )
+                        .await?;
+                }
+                let after = binlog_position_on(&mut session, d).await?;
+                if after != before {
+                    return Err(Error::FenceBreached {
+                        instance: self.label().to_owned(),
+                        before,
+                        after,
+                    });
+                }
+            }
             if start {
                 start_replica(&mut session, d).await?;
             }

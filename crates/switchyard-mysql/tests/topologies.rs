@@ -412,3 +412,90 @@ async fn fence_refuses_a_waiting_commit(freeze_replica: bool) {
     let _ = primary.close().await;
     let _ = replica.close().await;
 }
+
+/// A MariaDB primary fenced and then demoted to a replica is, at every moment, either held by
+/// the fence's lock or configured with its source: `read_only` alone lets a privileged client
+/// commit, and a read-only server with no source looks like a primary to anyone judging who
+/// takes writes. A sampler of the operator's account (which the fence does not close) reads
+/// the replication configuration and tries a commit with the binary log off and
+/// `lock_wait_timeout = 0` (the lock refuses it at once) as fast as it can, across six
+/// demotions, the roles swapped each time. With the lock released before the source was set
+/// (the order before this test), it caught the server with neither in the first rounds.
+#[tokio::test]
+async fn mariadb_demoted_primary_always_has_its_fence_or_its_source() {
+    let cluster = replication(ServerKind::Mariadb1011, 2)
+        .await
+        .expect("cluster");
+    let h = handles(&cluster);
+    let creds = cluster.credentials();
+    let mut root = cluster.instance(0).connect_root().await.expect("root");
+    sqlx::raw_sql(
+        "CREATE DATABASE probe; CREATE TABLE probe.t (id INT AUTO_INCREMENT PRIMARY KEY)",
+    )
+    .execute(&mut root)
+    .await
+    .expect("probe table");
+    let _ = root.close().await;
+    let mut samples = 0u32;
+    let mut exposed = Vec::new();
+    for round in 0..6usize {
+        let (old, new) = (round % 2, (round + 1) % 2);
+        wait_for(Duration::from_secs(20), async || {
+            let p = h[old].binlog_position().await.ok()?;
+            h[new].wait_caught_up(&p, Duration::from_secs(1)).await.ok()
+        })
+        .await
+        .expect("the replica catches up");
+        h[old].fence().await.expect("fence the primary");
+        h[new].promote().await.expect("promote the replica");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut probe = cluster
+            .instance(old)
+            .connect(&creds.operator)
+            .await
+            .expect("sampler connection");
+        sqlx::raw_sql("SET SESSION sql_log_bin = 0; SET SESSION lock_wait_timeout = 0")
+            .execute(&mut probe)
+            .await
+            .expect("sampler session");
+        let sampler = tokio::spawn({
+            let stop = std::sync::Arc::clone(&stop);
+            async move {
+                let (mut n, mut bad) = (0u32, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let source = sqlx::raw_sql("SHOW SLAVE STATUS")
+                        .fetch_all(&mut probe)
+                        .await
+                        .map(|rows| !rows.is_empty());
+                    let commit = sqlx::raw_sql("INSERT INTO probe.t () VALUES ()")
+                        .execute(&mut probe)
+                        .await;
+                    n += 1;
+                    if source.as_ref().is_ok_and(|s| !s) && commit.is_ok() {
+                        bad.push(n);
+                    }
+                }
+                (n, bad)
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let to = SourceAddr::new("127.0.0.1", cluster.instance(new).port());
+        h[old]
+            .demote_to_replica(&to, &common::replication(&cluster, false))
+            .await
+            .expect("demote the old primary");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (n, bad) = sampler.await.expect("sampler");
+        samples += n;
+        if !bad.is_empty() {
+            exposed.push((round, bad));
+        }
+    }
+    assert!(samples > 60, "the sampler hardly ran: {samples} samples");
+    assert!(
+        exposed.is_empty(),
+        "a demoted primary was read-only with neither its fence lock nor a source, so a \
+         privileged commit went through (round, sample numbers): {exposed:?}"
+    );
+}
