@@ -16,7 +16,7 @@ use switchyard_plan::gtid::GtidSet;
 use switchyard_plan::mutation::Mutation;
 use switchyard_plan::record::Intent;
 use switchyard_plan::simulate::plan;
-use switchyard_plan::topology::TopologyKind;
+use switchyard_plan::topology::{GaleraState, TopologyKind};
 use switchyard_plan::versions::{Flavor, Version};
 use switchyard_plan::{
     Action, Health, Instance, Observed, Policy, Record, Revision, Role, Target, Timestamp,
@@ -79,6 +79,19 @@ fn cluster(n: u32) -> Observed {
     }
 }
 
+/// A healthy Galera cluster of `n` MariaDB nodes, node 0 the writer.
+fn galera_cluster(n: u32) -> Observed {
+    let mut o = cluster(n);
+    o.kind = TopologyKind::Galera;
+    for i in &mut o.instances {
+        i.source = None;
+        i.writable = true;
+        i.gtid = None;
+        i.galera = Some(GaleraState::synced(n));
+    }
+    o
+}
+
 fn policy(bake: Option<Duration>) -> Policy {
     Policy {
         canary_bake: bake,
@@ -106,7 +119,16 @@ struct Trace {
 /// A rolling restart of 3 instances by the decision (with `mutation`), ideal effects; the
 /// canary lags beyond the bound between `sick` seconds after its return (if given).
 fn roll(mutation: Mutation, bake: Option<Duration>, sick: Option<(u64, u64)>) -> Trace {
-    let mut observed = cluster(3);
+    roll_over(cluster(3), mutation, bake, sick)
+}
+
+/// [`roll`] over `observed`.
+fn roll_over(
+    mut observed: Observed,
+    mutation: Mutation,
+    bake: Option<Duration>,
+    sick: Option<(u64, u64)>,
+) -> Trace {
     let mut record = Record::default();
     let target = target();
     let policy = policy(bake);
@@ -154,7 +176,7 @@ fn roll(mutation: Mutation, bake: Option<Duration>, sick: Option<(u64, u64)>) ->
             Action::Restart { ordinal, .. } => {
                 let i = inst(&mut observed, ordinal);
                 i.revision = target.revision.clone();
-                i.writable = i.role == Role::Primary && !i.fenced;
+                i.writable = i.galera.is_some() || (i.role == Role::Primary && !i.fenced);
             }
             Action::Undrain { ordinal } => {
                 record.intent = None;
@@ -256,4 +278,40 @@ fn the_plan_shows_the_bake_once_between_the_canary_and_the_next_instance() {
     assert_eq!(keys[bake - 1], "undrain:2", "{keys:?}");
     assert_eq!(keys[bake + 1], "drain:1", "{keys:?}");
     assert_eq!(keys.last().map(String::as_str), Some("done"), "{keys:?}");
+}
+
+#[test]
+fn on_galera_nothing_else_changes_before_the_canary_has_baked() {
+    let trace = roll_over(galera_cluster(3), Mutation::None, Some(BAKE), None);
+    assert!(trace.done, "{trace:?}");
+    check(&trace, BAKE).expect("the canary's bake holds on Galera");
+    assert!(trace.bake_waits > 0, "{trace:?}");
+    // Non-writers first, highest ordinal first: node 2 is the canary.
+    assert_eq!(trace.canary.map(|c| c.0), Some(2));
+    let skipped = roll_over(
+        galera_cluster(3),
+        Mutation::SkipCanaryBake,
+        Some(BAKE),
+        None,
+    );
+    let err = check(&skipped, BAKE).expect_err("the check must catch a skipped bake on Galera");
+    assert!(err.contains("before its bake"), "{err}");
+}
+
+#[test]
+fn on_galera_an_unhealthy_canary_starts_its_bake_again() {
+    let trace = roll_over(
+        galera_cluster(3),
+        Mutation::None,
+        Some(BAKE),
+        Some((100, 200)),
+    );
+    assert!(trace.done, "{trace:?}");
+    let (_, back) = trace.canary.expect("canary");
+    let (_, at) = trace.first_other_change.expect("other change");
+    assert!(
+        at.since(back) >= Duration::from_secs(200) + BAKE,
+        "went on {:?} after the canary returned",
+        at.since(back)
+    );
 }

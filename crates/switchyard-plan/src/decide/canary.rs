@@ -18,16 +18,20 @@
 //! The decision ([`Decider::canary_bake`]) waits ([`WaitReason::CanaryBake`]) while the
 //! canary has not passed; the wait itself never halts (it ends on its own), but the
 //! health gate before it does: a canary that stays unhealthy halts the rollout after
-//! `halt_after`, with nothing else changed. Galera clusters have no canary.
+//! `halt_after`, with nothing else changed.
+//!
+//! On Galera the canary is the first node back on the target, synced (a node that does
+//! not take the writes: the writer goes last); while it bakes, a node out of sync is the
+//! Galera gate's wait, which halts after `halt_after`.
 
 use super::rules::Decider;
 use super::{Action, Policy, Target, WaitReason};
 use crate::record::{Canary, Record};
-use crate::topology::{Health, Instance, Observed, Timestamp, TopologyKind};
+use crate::topology::{Health, Instance, Observed, Timestamp};
 
 /// The record's canary after this observation (see the module documentation): `None`
-/// when the policy has no bake, the cluster is Galera, or no instance has completed the
-/// target while another is still pending.
+/// when the policy has no bake, or no instance has completed the target while another is
+/// still pending.
 pub fn note_canary(
     observed: &Observed,
     record: &Record,
@@ -50,9 +54,6 @@ impl Decider<'_> {
     /// See [`note_canary`].
     fn next_canary(&self) -> Option<Canary> {
         let bake = self.policy.canary_bake?;
-        if self.observed.kind == TopologyKind::Galera {
-            return None;
-        }
         let key = self.target.key();
         let previous = self
             .record

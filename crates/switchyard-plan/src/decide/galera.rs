@@ -112,6 +112,14 @@ impl Decider<'_> {
         let Some(next) = next else {
             return Action::Done;
         };
+        // The canary (the first node back on the target) serves it for its bake before
+        // another node changes. A node out of sync meanwhile is the gate's wait, which
+        // halts after `halt_after`; the bake's own wait never does.
+        if self.mutation != Mutation::SkipCanaryBake
+            && let Some(wait) = self.canary_bake()
+        {
+            return self.galera_others(next.ordinal).unwrap_or(wait);
+        }
         // A dynamic change is set online: the node stays in, once the others
         // are back and synced.
         if let Some(online) = self.online_change_for(next) {
