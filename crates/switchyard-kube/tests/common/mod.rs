@@ -757,13 +757,35 @@ impl World {
         cluster: MySQLCluster,
         setup: impl FnOnce(ClientBuilder) -> ClientBuilder,
     ) -> World {
+        World::with_client(cluster, setup, |store| store).await
+    }
+
+    /// A world whose every request (the operator's, the test's, the kubelet's) goes through
+    /// the fake API's front (switchyard-fake-api): its watches, and its eviction subresource
+    /// with PodDisruptionBudgets enforced, as `kubectl drain` uses it.
+    pub async fn fronted(cluster: MySQLCluster) -> World {
+        World::with_client(
+            cluster,
+            |b| b,
+            |store| switchyard_fake_api::FakeApi::new(store).client(),
+        )
+        .await
+    }
+
+    /// A world whose fake API server `setup` adds to, seen through the client `front` makes
+    /// of the store's.
+    pub async fn with_client(
+        cluster: MySQLCluster,
+        setup: impl FnOnce(ClientBuilder) -> ClientBuilder,
+        front: impl FnOnce(Client) -> Client,
+    ) -> World {
         let builder = ClientBuilder::new()
             .with_resource::<MySQLCluster>()
             .with_status_subresource::<MySQLCluster>()
             .with_resource::<SchemaChange>()
             .with_status_subresource::<SchemaChange>()
             .with_object(cluster);
-        let client = setup(builder).build().await.expect("a fake client");
+        let client = front(setup(builder).build().await.expect("a fake client"));
         let ops = Arc::new(FakeOps::default());
         let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
         let ctx = make_context(&client, &ops, &clock, None);
