@@ -639,29 +639,18 @@ impl Pass<'_> {
                     .and_then(|s| s.record)
                     .unwrap_or_default()
             };
-            if !primary_down
-                && let Some(e) = manual::manual_switchover(
-                    self.cluster,
-                    runtime,
-                    spec,
-                    &observed,
-                    &stored(runtime),
-                )
-                .await?
-            {
-                self.events.push(e);
-            }
-            // A drain started on the primary's node: it moves first.
-            if !primary_down
-                && let Some(e) = drain::move_primary_off_cordoned_node(
-                    runtime,
-                    spec,
-                    &observed,
-                    &stored(runtime),
-                )
-                .await?
-            {
-                self.events.push(e);
+            if !primary_down {
+                let record = stored(runtime);
+                let requested =
+                    manual::manual_switchover(self.cluster, runtime, spec, &observed, &record)
+                        .await?;
+                // A drain started on the primary's node: the primary moves first (unless a
+                // switchover was just requested).
+                let record = stored(runtime);
+                let cordoned =
+                    drain::move_primary_off_cordoned_node(runtime, spec, &observed, &record)
+                        .await?;
+                self.events.extend(requested.into_iter().chain(cordoned));
             }
             let record = stored(runtime);
             let approval = self

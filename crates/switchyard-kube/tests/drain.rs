@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use common::{NAME, NS, World, cluster, spec};
+use common::{NAME, NS, World, cluster, sorted_names, spec};
 use http::{Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::{Node, NodeSpec};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -125,16 +125,10 @@ async fn the_two_budgets_replace_the_single_one_of_earlier_versions() {
         pdbs.create(&PostParams::default(), pdb).await.unwrap();
     }
     w.reconcile().await.expect("reconcile");
-    let mut left: Vec<String> = pdbs
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(ResourceExt::name_any)
-        .collect();
-    left.sort();
-    assert_eq!(left, ["shop-primary", "shop-replicas", "someone-elses"]);
+    assert_eq!(
+        sorted_names(&pdbs).await,
+        ["shop-primary", "shop-replicas", "someone-elses"]
+    );
 }
 
 /// The whole drain of the primary's node: the primary's eviction is refused; the cordon makes

@@ -747,6 +747,23 @@ pub fn cluster(spec: MySQLClusterSpec) -> MySQLCluster {
     c
 }
 
+/// The names of every object `api` lists, sorted.
+pub async fn sorted_names<K>(api: &Api<K>) -> Vec<String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut names: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    names.sort();
+    names
+}
+
 impl World {
     pub async fn new(cluster: MySQLCluster) -> World {
         World::with_api(cluster, |b| b).await
@@ -1160,17 +1177,7 @@ impl World {
     }
 
     pub async fn pod_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .pods()
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .map(ResourceExt::name_any)
-            .collect();
-        names.sort();
-        names
+        sorted_names(&self.pods()).await
     }
 
     /// Updates the spec (as `kubectl apply` would).
