@@ -18,11 +18,10 @@ use common::{NAME, NS, World, cluster, sorted_names, spec};
 use http::{Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::{Node, NodeSpec};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Client;
 use kube::api::{Api, EvictParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
 use switchyard_kube::build;
 use switchyard_kube::crd::MySQLCluster;
-use switchyard_kube::names::LABEL_ROLE;
 use switchyard_plan::record::Intent;
 
 const TICK: Duration = Duration::from_secs(5);
@@ -91,16 +90,6 @@ fn intent(c: &MySQLCluster) -> Option<Intent> {
 
 fn primary(c: &MySQLCluster) -> Option<u32> {
     c.status.as_ref()?.current_primary
-}
-
-async fn role(w: &World, o: u32) -> Option<String> {
-    w.pods()
-        .get(&format!("{NAME}-{o}"))
-        .await
-        .unwrap()
-        .labels()
-        .get(LABEL_ROLE)
-        .cloned()
 }
 
 fn count(reasons: &[String], reason: &str) -> usize {
@@ -174,7 +163,7 @@ async fn a_cordoned_primary_node_moves_the_primary_and_replicas_go_one_at_a_time
     let c = w.cluster().await;
     assert_eq!((primary(&c), intent(&c)), (Some(2), None));
     assert!(w.ops.calls().contains(&"promote 2".to_owned()));
-    assert_eq!(role(&w, 0).await.as_deref(), Some("replica"));
+    assert_eq!(w.role(0).await.as_deref(), Some("replica"));
     assert_eq!(evict(&w, 2).await, Err(429), "the new primary stays");
 
     // The drain goes on: the old primary, a replica now, may go.
@@ -192,7 +181,7 @@ async fn a_cordoned_primary_node_moves_the_primary_and_replicas_go_one_at_a_time
         w.reconcile().await.expect("reconcile");
         w.advance(TICK);
     }
-    assert_eq!(role(&w, 0).await.as_deref(), Some("replica"));
+    assert_eq!(w.role(0).await.as_deref(), Some("replica"));
     assert_eq!(evict(&w, 1).await, Ok(()));
 }
 

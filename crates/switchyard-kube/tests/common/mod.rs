@@ -1176,6 +1176,17 @@ impl World {
             .collect()
     }
 
+    /// The role label of instance `o`'s pod.
+    pub async fn role(&self, o: u32) -> Option<String> {
+        self.pods()
+            .get(&format!("{NAME}-{o}"))
+            .await
+            .unwrap()
+            .labels()
+            .get(LABEL_ROLE)
+            .cloned()
+    }
+
     pub async fn pod_names(&self) -> Vec<String> {
         sorted_names(&self.pods()).await
     }
