@@ -298,10 +298,10 @@ mod tests {
     /// The namespaced install grants, in its namespace, exactly what the cluster-wide install
     /// grants its operator for namespaced resources (its ClusterRoles and its leader-election
     /// Role): nothing more, and nothing the operator's requests need is missing there. Only
-    /// cluster-scoped resources (StorageClasses) are left out, and nothing else is.
+    /// cluster-scoped resources (StorageClasses, Nodes) are left out, and nothing else is.
     #[test]
     fn the_namespaced_install_grants_the_cluster_wide_rules_in_one_namespace() {
-        let cluster_scoped = [("storage.k8s.io", "storageclasses")];
+        let cluster_scoped = [("storage.k8s.io", "storageclasses"), ("", "nodes")];
         let mut wide = grants("deploy/rbac.yaml", |kind, _| {
             kind == "ClusterRole" || kind == "Role"
         });

@@ -12,7 +12,11 @@
 //!   (module `changes` says how changes are found and versioned);
 //! - **list versions**: a list's `metadata.resourceVersion` is the version it reflects, so a
 //!   watch from it misses nothing (the store answers `"1"`);
-//! - `GET /version`.
+//! - `GET /version`;
+//! - the **eviction** subresource (`POST .../pods/{name}/eviction`) with PodDisruptionBudgets
+//!   enforced: the pod is deleted, or the answer is 429 as from the API server (module
+//!   `eviction` says how budgets are computed, and how that is simpler than the real
+//!   disruption controller).
 //!
 //! Everything else (get, list, create, replace, merge and JSON patches, server-side apply,
 //! status subresources, deletion with owner-reference cascades, optimistic concurrency on
@@ -20,6 +24,7 @@
 //! watch only while it starts): a fake for tests and benchmarks, not for load.
 
 mod changes;
+mod eviction;
 mod path;
 
 use std::collections::HashMap;
@@ -213,6 +218,12 @@ impl FakeApi {
             return self.watch(&path, &params).await;
         }
         let mut state = self.inner.state.lock().await;
+        if parts.method == Method::POST
+            && path.resource == "pods"
+            && path.subresource.as_deref() == Some("eviction")
+        {
+            return self.evict(&mut state, &path).await;
+        }
         let request = Request::from_parts(parts, kube::client::Body::from(body.to_vec()));
         let method = request.method().clone();
         let reply = match self.inner.store.send(request).await {
@@ -255,6 +266,80 @@ impl FakeApi {
             tracing::warn!(error = %e, "the fake API could not record a change for watchers");
         }
         Response::from_parts(parts, Body::full(bytes))
+    }
+
+    /// The eviction of the pod `path` names (see module `eviction`): deleted, or refused as the
+    /// API server refuses it.
+    async fn evict(&self, state: &mut State, path: &ApiPath) -> Response<Body> {
+        let (Some(ns), Some(name)) = (&path.namespace, &path.name) else {
+            return status(StatusCode::NOT_FOUND, "an eviction names a namespaced pod");
+        };
+        let lists = async {
+            let pods = self.list("/api/v1/pods").await?;
+            let budgets = self.list("/apis/policy/v1/poddisruptionbudgets").await?;
+            Ok::<_, Error>((pods, budgets))
+        };
+        let (pods, budgets) = match lists.await {
+            Ok(lists) => lists,
+            Err(e) => return status(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+        let Some(pod) = pods.iter().find(|p| {
+            p.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns.as_str())
+                && p.pointer("/metadata/name").and_then(Value::as_str) == Some(name.as_str())
+        }) else {
+            return reason_status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("pods \"{name}\" not found"),
+                None,
+            );
+        };
+        match eviction::decide(pod, &budgets, &pods) {
+            eviction::Verdict::Evict => {}
+            eviction::Verdict::ManyBudgets => {
+                return status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "This pod has more than one PodDisruptionBudget, which the eviction \
+                     subresource does not support.",
+                );
+            }
+            eviction::Verdict::Refused {
+                budget,
+                desired,
+                healthy,
+            } => {
+                let cause = json!({"causes": [{"reason": "DisruptionBudget", "message": format!(
+                    "The disruption budget {budget} needs {desired} healthy pods and has \
+                     {healthy} currently")}]});
+                return reason_status(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequests",
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                    Some(cause),
+                );
+            }
+        }
+        let request = match Request::delete(format!("/api/v1/namespaces/{ns}/pods/{name}"))
+            .body(kube::client::Body::empty())
+        {
+            Ok(r) => r,
+            Err(e) => return status(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+        let deleted = match self.inner.store.send(request).await {
+            Ok(reply) => reply.status(),
+            Err(e) => return status(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+        if !deleted.is_success() {
+            return status(deleted, &format!("the store could not delete pod {name}"));
+        }
+        if let Err(e) = self.record_changes(state).await {
+            tracing::warn!(error = %e, "the fake API could not record a change for watchers");
+        }
+        json_reply(
+            StatusCode::CREATED,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Success", "code": 201}),
+        )
     }
 
     /// Lists `collection` across namespaces from the store.
@@ -584,6 +669,22 @@ fn json_reply(code: StatusCode, value: &Value) -> Response<Body> {
         header::HeaderValue::from_static("application/json"),
     );
     reply
+}
+
+/// A failure Status with its `reason` (and `details`), as the API server sends.
+fn reason_status(
+    code: StatusCode,
+    reason: &str,
+    message: &str,
+    details: Option<Value>,
+) -> Response<Body> {
+    let mut body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                          "status": "Failure", "message": message, "reason": reason,
+                          "code": code.as_u16()});
+    if let Some(details) = details {
+        body["details"] = details;
+    }
+    json_reply(code, &body)
 }
 
 fn status(code: StatusCode, message: &str) -> Response<Body> {

@@ -1,6 +1,6 @@
 //! Apply: the API calls that bring the built objects into the cluster. Server-side apply under
 //! one field manager for the objects the operator owns whole (Services, the
-//! PodDisruptionBudget, the instances' ConfigMaps); create-if-missing for the objects that are
+//! PodDisruptionBudgets, the instances' ConfigMaps); create-if-missing for the objects that are
 //! never updated in place (pods, which the engine replaces, and data claims, which only grow);
 //! deletion of what the spec no longer asks for.
 

@@ -192,15 +192,51 @@ pub fn services(cluster: &MySQLCluster) -> Vec<Service> {
     ]
 }
 
-/// The PodDisruptionBudget: at most one instance voluntarily disrupted at a time.
-pub fn pod_disruption_budget(cluster: &MySQLCluster) -> PodDisruptionBudget {
+/// The two PodDisruptionBudgets that make `kubectl drain` move the primary first.
+///
+/// - `<cluster>-primary` selects the pod labelled `role=primary` with `minAvailable: 1`: its
+///   one pod is never evicted while it is the primary. A drain waits until the operator has
+///   moved the primary away (it does when the primary's node is cordoned); the old pod is a
+///   replica then and falls under the other budget.
+/// - `<cluster>-replicas` selects the pods labelled `role=replica` with `minAvailable` one
+///   less than the number of replicas (`spec.replicas - 1`, at least 0): replicas are evicted
+///   one at a time, and none while another is not Ready.
+///
+/// Both use an integer `minAvailable`, not `maxUnavailable`: the disruption controller can
+/// compute `maxUnavailable` (or a percentage) only for pods whose controller has a scale
+/// subresource, and a pod owned by a `MySQLCluster` has none; it would then allow no
+/// disruption at all. A pod without a role label (fenced by a switchover) is in neither.
+pub fn pod_disruption_budgets(cluster: &MySQLCluster) -> Vec<PodDisruptionBudget> {
     let names = Names::of(cluster);
+    // `spec.replicas - 1` replicas, all but one of them available.
+    let min_replicas = cluster.spec.replicas.saturating_sub(2).max(0);
+    vec![
+        budget(cluster, &names, names.primary_budget(), "primary", 1),
+        budget(
+            cluster,
+            &names,
+            names.replicas_budget(),
+            "replica",
+            min_replicas,
+        ),
+    ]
+}
+
+fn budget(
+    cluster: &MySQLCluster,
+    names: &Names,
+    name: String,
+    role: &str,
+    min_available: i32,
+) -> PodDisruptionBudget {
+    let mut selector = selector_labels(names);
+    selector.insert(LABEL_ROLE.into(), role.into());
     PodDisruptionBudget {
-        metadata: meta(cluster, &names, names.cluster.clone()),
+        metadata: meta(cluster, names, name),
         spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
+            min_available: Some(IntOrString::Int(min_available)),
             selector: Some(LabelSelector {
-                match_labels: Some(selector_labels(&names)),
+                match_labels: Some(selector),
                 ..LabelSelector::default()
             }),
             ..PodDisruptionBudgetSpec::default()

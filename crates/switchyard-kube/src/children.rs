@@ -1,4 +1,4 @@
-//! The apply step for a cluster's children: the Services and the PodDisruptionBudget, each
+//! The apply step for a cluster's children: the Services and the PodDisruptionBudgets, each
 //! instance's ConfigMap, data claim and pod, the credentials Secret's owners, and the
 //! instances the spec no longer asks for.
 //!
@@ -78,13 +78,15 @@ pub async fn apply_children(
     }
     let keep: Vec<String> = built.iter().map(ResourceExt::name_any).collect();
     apply::delete_orphans(&services, &names, &keep, "Service").await?;
+    // The budgets; the single budget named after the cluster that earlier versions made
+    // goes as an orphan.
     let pdbs: Api<PodDisruptionBudget> = api(ctx, &names);
-    apply::apply(
-        &pdbs,
-        &build::pod_disruption_budget(&cluster),
-        "PodDisruptionBudget",
-    )
-    .await?;
+    let built = build::pod_disruption_budgets(&cluster);
+    for pdb in &built {
+        apply::apply(&pdbs, pdb, "PodDisruptionBudget").await?;
+    }
+    let keep: Vec<String> = built.iter().map(ResourceExt::name_any).collect();
+    apply::delete_orphans(&pdbs, &names, &keep, "PodDisruptionBudget").await?;
 
     // Each instance's my.cnf and instance.json before its pod: the agent reads them at start.
     let config_maps: Api<ConfigMap> = api(ctx, &names);

@@ -27,6 +27,7 @@ pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod credentials;
+pub mod drain;
 pub mod error;
 pub mod fetch;
 pub mod fleet;

@@ -90,30 +90,49 @@ async fn start_manual_switchover(
     if let Err(why) = switchover_safety(spec, observed, primary.ordinal, to) {
         return Ok(refuse(why));
     }
+    record_switchover(
+        runtime,
+        spec,
+        record,
+        (primary.ordinal, to),
+        "manual switchover requested",
+    )
+    .await?;
+    Ok(Some((
+        EventType::Normal,
+        "SwitchoverRequested",
+        format!("switching the primary from {} to {to}", primary.ordinal),
+    )))
+}
+
+/// Writes a switchover `from -> to` into the record as the engine's intent (logged as `why`),
+/// with the record's compare-and-swap: the engine carries it out step by step from the next
+/// step on. The caller checked `to` with [`switchover_safety`] and found no intent under way.
+///
+/// # Errors
+/// [`Error::Conflict`] when the record changed since `record` was read.
+pub async fn record_switchover(
+    runtime: &KubeRuntime,
+    spec: &ValidSpec,
+    record: &Record,
+    (from, to): (u32, u32),
+    why: &str,
+) -> Result<(), Error> {
     let now = ClusterRuntime::now(runtime);
     let mut next = record.clone();
     next.intent = Some(Intent::Switchover {
-        from: primary.ordinal,
+        from,
         to,
         step: SwitchoverStep::Requested,
         started: now,
         deadline: now.after(spec.switchover_deadline),
     });
     next.seq = record.seq + 1;
-    next.log(
-        now,
-        format!("manual switchover requested: {} -> {to}", primary.ordinal),
-        None,
-    );
+    next.log(now, format!("{why}: {from} -> {to}"), None);
     runtime
         .store_record(record.seq, &next)
         .await
-        .map_err(|_| Error::Conflict)?;
-    Ok(Some((
-        EventType::Normal,
-        "SwitchoverRequested",
-        format!("switching the primary from {} to {to}", primary.ordinal),
-    )))
+        .map_err(|_| Error::Conflict)
 }
 
 /// The checks a manually chosen candidate must pass (the engine's own candidate rules).

@@ -52,7 +52,7 @@ pub const SERVER_ID_BASE: u32 = 1000;
 /// The names of the objects a cluster owns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Names {
-    /// The cluster (and PodDisruptionBudget) name.
+    /// The cluster name.
     pub cluster: String,
     /// The namespace.
     pub namespace: String,
@@ -76,6 +76,14 @@ impl Names {
     }
     /// The Service selecting serving replicas.
     pub fn replicas_service(&self) -> String {
+        format!("{}-replicas", self.cluster)
+    }
+    /// The PodDisruptionBudget of the primary's pod (`minAvailable: 1`).
+    pub fn primary_budget(&self) -> String {
+        format!("{}-primary", self.cluster)
+    }
+    /// The PodDisruptionBudget of the replicas' pods (one evicted at a time).
+    pub fn replicas_budget(&self) -> String {
         format!("{}-replicas", self.cluster)
     }
     /// The ConfigMap of instance `ordinal` (`my.cnf` and `instance.json`).

@@ -42,7 +42,7 @@ use crate::status::{
     types,
 };
 use crate::validate::{InvalidSpec, ValidSpec, check_lease, validate};
-use crate::{bootstrap, children, fetch, manual};
+use crate::{bootstrap, children, drain, fetch, manual};
 
 fn ts_time(t: Timestamp) -> Time {
     crate::context::to_time(t)
@@ -600,7 +600,8 @@ impl Pass<'_> {
     }
 
     /// The first primary (bootstrap, outside the engine), or the role labels following the
-    /// status; then a requested switchover and one engine step, unless the primary is down
+    /// status; then a requested switchover, a switchover off a cordoned node
+    /// ([`drain`]) and one engine step, unless the primary is down
     /// outside a switchover. Everything that changes a server (a restarted replica repointed, a
     /// read-only primary made writable) is the engine's decision.
     async fn step(
@@ -638,17 +639,18 @@ impl Pass<'_> {
                     .and_then(|s| s.record)
                     .unwrap_or_default()
             };
-            if !primary_down
-                && let Some(e) = manual::manual_switchover(
-                    self.cluster,
-                    runtime,
-                    spec,
-                    &observed,
-                    &stored(runtime),
-                )
-                .await?
-            {
-                self.events.push(e);
+            if !primary_down {
+                let record = stored(runtime);
+                let requested =
+                    manual::manual_switchover(self.cluster, runtime, spec, &observed, &record)
+                        .await?;
+                // A drain started on the primary's node: the primary moves first (unless a
+                // switchover was just requested).
+                let record = stored(runtime);
+                let cordoned =
+                    drain::move_primary_off_cordoned_node(runtime, spec, &observed, &record)
+                        .await?;
+                self.events.extend(requested.into_iter().chain(cordoned));
             }
             let record = stored(runtime);
             let approval = self

@@ -101,7 +101,7 @@ fn objects(flavor: &str, version: &str) -> Vec<(String, String)> {
         (format!("{flavor}-services.yaml"), y(&build::services(&c))),
         (
             format!("{flavor}-pdb.yaml"),
-            y(&build::pod_disruption_budget(&c)),
+            y(&build::pod_disruption_budgets(&c)),
         ),
     ]
 }
@@ -429,4 +429,36 @@ fn generated_credentials_are_random_and_never_printed() {
         secret.data.unwrap()["operator-password"].0,
         a.operator_password.as_bytes()
     );
+}
+
+/// The primary's budget selects only the pod labelled primary and lets none of it go; the
+/// replicas' budget selects only replicas and keeps all but one of them: one eviction at a
+/// time, whatever the number of instances (none needed with no replica at all).
+#[test]
+fn the_budgets_keep_the_primary_and_all_replicas_but_one() {
+    for (replicas, min_replicas) in [(1, 0), (2, 0), (3, 1), (5, 3)] {
+        let mut c = fixture_cluster("mysql", "8.4.3");
+        c.spec.replicas = replicas;
+        let budgets = build::pod_disruption_budgets(&c);
+        let names: Vec<_> = budgets
+            .iter()
+            .map(|b| b.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["shop-primary", "shop-replicas"]);
+        for (budget, role, min) in [
+            (&budgets[0], "primary", 1),
+            (&budgets[1], "replica", min_replicas),
+        ] {
+            let spec = budget.spec.clone().unwrap();
+            let labels = spec.selector.unwrap().match_labels.unwrap();
+            assert_eq!(labels["switchyard.io/role"], role);
+            assert_eq!(labels["app.kubernetes.io/instance"], "shop");
+            assert_eq!(
+                spec.min_available,
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(min)),
+                "{role} budget of {replicas} instances"
+            );
+            assert_eq!(spec.max_unavailable, None, "needs a scale subresource");
+        }
+    }
 }

@@ -12,7 +12,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{NAME, World, cluster, condition, spec};
+use common::{NAME, World, cluster, condition, sorted_names, spec};
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements,
 };
@@ -210,15 +210,7 @@ async fn scaling_up_provisions_new_replicas_from_a_donor_and_scaling_down_keeps_
     w.edit(|s| s.replicas = 3).await;
     settle(&w).await;
     assert_eq!(w.pod_names().await, ["shop-0", "shop-1", "shop-2"]);
-    let claims: Vec<String> = w
-        .claims()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(ResourceExt::name_any)
-        .collect();
+    let claims = sorted_names(&w.claims()).await;
     assert_eq!(claims.len(), 5, "the claims stay: {claims:?}");
     assert!(w.instance_config(4).await.is_none());
     let c = w.cluster().await;

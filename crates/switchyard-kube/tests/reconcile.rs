@@ -75,10 +75,9 @@ async fn bootstrap_creates_the_managed_objects_and_forms_the_topology() {
         assert_eq!(svcs.get(&built.name_any()).await.unwrap().spec, built.spec);
     }
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(w.client.clone(), NS);
-    assert_eq!(
-        pdbs.get(NAME).await.unwrap().spec,
-        build::pod_disruption_budget(&c).spec
-    );
+    for built in build::pod_disruption_budgets(&c) {
+        assert_eq!(pdbs.get(&built.name_any()).await.unwrap().spec, built.spec);
+    }
     // The credentials Secret was generated, with 24-character passwords.
     let secrets: Api<Secret> = Api::namespaced(w.client.clone(), NS);
     let creds = secrets.get("shop-credentials").await.unwrap();

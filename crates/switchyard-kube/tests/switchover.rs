@@ -14,7 +14,7 @@ use common::{NAME, World, cluster, condition, spec};
 use kube::ResourceExt;
 use switchyard_kube::crd::{MySQLCluster, MySQLClusterSpec};
 use switchyard_kube::leader::{DEFAULT_LEASE, Tenure};
-use switchyard_kube::names::{ANNOTATION_FENCED, LABEL_ROLE};
+use switchyard_kube::names::ANNOTATION_FENCED;
 use switchyard_kube::runtime::KubeRuntime;
 use switchyard_kube::status::ANNOTATION_SWITCHOVER_TO;
 use switchyard_kube::validate::validate;
@@ -51,16 +51,6 @@ async fn rounds_until(w: &World, max: usize, done: impl Fn(&MySQLCluster) -> boo
 fn primary_is(c: &MySQLCluster, ordinal: u32) -> bool {
     let status = c.status.clone().unwrap_or_default();
     status.current_primary == Some(ordinal) && status.record.is_some_and(|r| r.intent.is_none())
-}
-
-async fn role(w: &World, ordinal: u32) -> Option<String> {
-    w.pods()
-        .get(&format!("{NAME}-{ordinal}"))
-        .await
-        .unwrap()
-        .labels()
-        .get(LABEL_ROLE)
-        .cloned()
 }
 
 fn count(calls: &[String], call: &str) -> usize {
@@ -102,8 +92,8 @@ async fn an_edit_between_the_promotion_and_its_status_write_fails_nothing() {
     assert_eq!(count(&calls, "promote 1"), 1, "one promotion: {calls:?}");
     assert_eq!(*w.ops.most_writable.lock().unwrap(), 1);
     assert!(w.ops.instance(1).writable && !w.ops.instance(0).writable);
-    assert_eq!(role(&w, 1).await.as_deref(), Some("primary"));
-    assert_ne!(role(&w, 0).await.as_deref(), Some("primary"));
+    assert_eq!(w.role(1).await.as_deref(), Some("primary"));
+    assert_ne!(w.role(0).await.as_deref(), Some("primary"));
     let c = w.cluster().await;
     let edited = c.annotations().get("test/edited").cloned();
     assert!(edited.is_some(), "the edit happened");
@@ -146,9 +136,9 @@ async fn the_fence_takes_the_old_primary_out_of_the_primary_service_before_its_s
         let primaries = roles.values().filter(|r| *r == "primary").count();
         assert!(primaries <= 1, "{call}: {roles:?}");
     }
-    assert_eq!(role(&w, 2).await.as_deref(), Some("primary"));
+    assert_eq!(w.role(2).await.as_deref(), Some("primary"));
     // Repointed to the new primary, the old one is a replica again, no longer marked.
-    assert_eq!(role(&w, 0).await.as_deref(), Some("replica"));
+    assert_eq!(w.role(0).await.as_deref(), Some("replica"));
     let pod = w.pods().get(&format!("{NAME}-0")).await.unwrap();
     assert!(!pod.annotations().contains_key(ANNOTATION_FENCED));
 }
@@ -178,7 +168,7 @@ async fn a_long_transaction_on_the_primary_postpones_its_fence() {
         "nothing fenced while the transaction is open: {calls:?}"
     );
     assert!(w.ops.instance(0).writable);
-    assert_eq!(role(&w, 0).await.as_deref(), Some("primary"));
+    assert_eq!(w.role(0).await.as_deref(), Some("primary"));
     assert!(w.event_reasons().await.contains(&"StepFailed".to_owned()));
     // The switchover was undone (nothing was fenced) and the request consumed: asked
     // again once the transaction ended, it runs.
@@ -304,8 +294,8 @@ async fn a_replica_promoted_by_hand_is_a_writable_replica_and_halts() {
     );
     assert!(message.contains("instance 2 takes writes"), "{message}");
     assert_eq!(c.status.unwrap().current_primary, Some(0));
-    assert_eq!(role(&w, 0).await.as_deref(), Some("primary"));
-    assert_eq!(role(&w, 2).await.as_deref(), Some("replica"));
+    assert_eq!(w.role(0).await.as_deref(), Some("primary"));
+    assert_eq!(w.role(2).await.as_deref(), Some("replica"));
     assert!(w.ops.calls().is_empty(), "{:?}", w.ops.calls());
 }
 
@@ -389,15 +379,15 @@ async fn an_old_primary_whose_fence_no_longer_holds_is_fenced_again() {
 #[tokio::test]
 async fn a_promotion_moves_the_primary_label_off_every_other_pod() {
     let w = ready_world(spec("mariadb", "10.11.14", 3)).await;
-    assert_eq!(role(&w, 0).await.as_deref(), Some("primary"));
+    assert_eq!(w.role(0).await.as_deref(), Some("primary"));
     w.ops.set(0, |i| i.writable = false);
     let rt = runtime(&w).await;
     rt.observe().await.unwrap();
     let deadline = rt.now().after(Duration::from_secs(10));
     rt.promote(1, deadline).await.expect("promote");
-    assert_eq!(role(&w, 1).await.as_deref(), Some("primary"));
+    assert_eq!(w.role(1).await.as_deref(), Some("primary"));
     // Out of both Services until it replicates from the new primary (an old primary the
     // promotion could not fence is a failed primary: it must not serve reads either).
-    assert_eq!(role(&w, 0).await.as_deref(), None);
+    assert_eq!(w.role(0).await.as_deref(), None);
     assert_eq!(w.cluster().await.status.unwrap().current_primary, Some(1));
 }

@@ -747,6 +747,23 @@ pub fn cluster(spec: MySQLClusterSpec) -> MySQLCluster {
     c
 }
 
+/// The names of every object `api` lists, sorted.
+pub async fn sorted_names<K>(api: &Api<K>) -> Vec<String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut names: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    names.sort();
+    names
+}
+
 impl World {
     pub async fn new(cluster: MySQLCluster) -> World {
         World::with_api(cluster, |b| b).await
@@ -757,13 +774,35 @@ impl World {
         cluster: MySQLCluster,
         setup: impl FnOnce(ClientBuilder) -> ClientBuilder,
     ) -> World {
+        World::with_client(cluster, setup, |store| store).await
+    }
+
+    /// A world whose every request (the operator's, the test's, the kubelet's) goes through
+    /// the fake API's front (switchyard-fake-api): its watches, and its eviction subresource
+    /// with PodDisruptionBudgets enforced, as `kubectl drain` uses it.
+    pub async fn fronted(cluster: MySQLCluster) -> World {
+        World::with_client(
+            cluster,
+            |b| b,
+            |store| switchyard_fake_api::FakeApi::new(store).client(),
+        )
+        .await
+    }
+
+    /// A world whose fake API server `setup` adds to, seen through the client `front` makes
+    /// of the store's.
+    pub async fn with_client(
+        cluster: MySQLCluster,
+        setup: impl FnOnce(ClientBuilder) -> ClientBuilder,
+        front: impl FnOnce(Client) -> Client,
+    ) -> World {
         let builder = ClientBuilder::new()
             .with_resource::<MySQLCluster>()
             .with_status_subresource::<MySQLCluster>()
             .with_resource::<SchemaChange>()
             .with_status_subresource::<SchemaChange>()
             .with_object(cluster);
-        let client = setup(builder).build().await.expect("a fake client");
+        let client = front(setup(builder).build().await.expect("a fake client"));
         let ops = Arc::new(FakeOps::default());
         let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
         let ctx = make_context(&client, &ops, &clock, None);
@@ -1137,18 +1176,19 @@ impl World {
             .collect()
     }
 
-    pub async fn pod_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .pods()
-            .list(&ListParams::default())
+    /// The role label of instance `o`'s pod.
+    pub async fn role(&self, o: u32) -> Option<String> {
+        self.pods()
+            .get(&format!("{NAME}-{o}"))
             .await
             .unwrap()
-            .items
-            .iter()
-            .map(ResourceExt::name_any)
-            .collect();
-        names.sort();
-        names
+            .labels()
+            .get(LABEL_ROLE)
+            .cloned()
+    }
+
+    pub async fn pod_names(&self) -> Vec<String> {
+        sorted_names(&self.pods()).await
     }
 
     /// Updates the spec (as `kubectl apply` would).
