@@ -449,6 +449,7 @@ async fn mariadb_demoted_primary_always_has_its_fence_or_its_source() {
         h[old].fence().await.expect("fence the primary");
         h[new].promote().await.expect("promote the replica");
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let taken = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let mut probe = cluster
             .instance(old)
             .connect(&creds.operator)
@@ -460,6 +461,7 @@ async fn mariadb_demoted_primary_always_has_its_fence_or_its_source() {
             .expect("sampler session");
         let sampler = tokio::spawn({
             let stop = std::sync::Arc::clone(&stop);
+            let taken = std::sync::Arc::clone(&taken);
             async move {
                 let (mut n, mut bad) = (0u32, Vec::new());
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -471,6 +473,7 @@ async fn mariadb_demoted_primary_always_has_its_fence_or_its_source() {
                         .execute(&mut probe)
                         .await;
                     n += 1;
+                    taken.store(n, std::sync::atomic::Ordering::SeqCst);
                     if source.as_ref().is_ok_and(|s| !s) && commit.is_ok() {
                         bad.push(n);
                     }
@@ -478,13 +481,22 @@ async fn mariadb_demoted_primary_always_has_its_fence_or_its_source() {
                 (n, bad)
             }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Samples before, during and after the demotion.
+        let samples_past = async |n: u32| {
+            let taken = std::sync::Arc::clone(&taken);
+            wait_for(Duration::from_secs(10), async move || {
+                (taken.load(std::sync::atomic::Ordering::SeqCst) >= n).then_some(())
+            })
+            .await
+            .expect("the sampler samples");
+        };
+        samples_past(5).await;
         let to = SourceAddr::new("127.0.0.1", cluster.instance(new).port());
         h[old]
             .demote_to_replica(&to, &common::replication(&cluster, false))
             .await
             .expect("demote the old primary");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        samples_past(taken.load(std::sync::atomic::Ordering::SeqCst) + 5).await;
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let (n, bad) = sampler.await.expect("sampler");
         samples += n;
