@@ -149,12 +149,7 @@ async fn fails_over(kind: ServerKind, fault: Fault) {
         }
     ));
     let started = Instant::now();
-    let bins = tokio::task::spawn_blocking(move || switchyard_testbed::binaries(kind))
-        .await
-        .unwrap()
-        .expect("the server from the testbed");
-    assert_eq!(bins.kind().flavor(), kind.flavor());
-    let version = bins.version().to_owned();
+    let version = common::server_version(kind).await;
     let mut world = World::start(log.clone()).await;
 
     // 1. A cluster with the defaults.

@@ -114,12 +114,7 @@ async fn a_fleet_of_three_clusters_rolls_a_canary_then_the_rest_on_real_servers(
         .await
         .expect("server slots");
     let log = Log::new("kube-e2e-fleet.log");
-    let bins =
-        tokio::task::spawn_blocking(|| switchyard_testbed::binaries(ServerKind::Mariadb1011))
-            .await
-            .unwrap()
-            .expect("MariaDB 10.11 from the testbed");
-    let version = bins.version().to_owned();
+    let version = common::server_version(ServerKind::Mariadb1011).await;
 
     let api = ClientBuilder::new()
         .with_resource::<MySQLCluster>()

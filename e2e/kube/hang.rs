@@ -86,12 +86,7 @@ async fn a_stopped_server_turns_the_pod_not_ready_and_the_cluster_degraded_until
         .await
         .expect("server slots");
     let log = Log::new("kube-e2e-hang.log");
-    let bins =
-        tokio::task::spawn_blocking(|| switchyard_testbed::binaries(ServerKind::Mariadb1011))
-            .await
-            .unwrap()
-            .expect("MariaDB 10.11 from the testbed");
-    let version = bins.version().to_owned();
+    let version = common::server_version(ServerKind::Mariadb1011).await;
     let mut world = World::start(log.clone()).await;
     let spec: MySQLClusterSpec = serde_json::from_value(serde_json::json!({
         "flavor": "mariadb",

@@ -76,13 +76,7 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
         .expect("server slots");
     let log = Log::new("kube-e2e-mariadb.log");
     let clock = (Instant::now(), SystemTime::now());
-    let bins =
-        tokio::task::spawn_blocking(|| switchyard_testbed::binaries(ServerKind::Mariadb1011))
-            .await
-            .unwrap()
-            .expect("MariaDB 10.11 from the testbed");
-    assert_eq!(bins.kind().flavor(), Flavor::Mariadb);
-    let version = bins.version().to_owned();
+    let version = common::server_version(ServerKind::Mariadb1011).await;
     let mut world = World::start(log.clone()).await;
 
     // 1. From nothing.

@@ -74,12 +74,7 @@ async fn mysql_from_nothing_to_a_rolling_restart_under_load() {
         .expect("server slots");
     let log = Log::new("kube-e2e-mysql.log");
     let clock = (Instant::now(), SystemTime::now());
-    let bins = tokio::task::spawn_blocking(|| switchyard_testbed::binaries(ServerKind::Mysql97))
-        .await
-        .unwrap()
-        .expect("MySQL 9.7 from the testbed");
-    assert_eq!(bins.kind().flavor(), Flavor::Mysql);
-    let version = bins.version().to_owned();
+    let version = common::server_version(ServerKind::Mysql97).await;
     let mut world = World::start(log.clone()).await;
 
     // 1. From nothing.

@@ -105,6 +105,17 @@ impl Log {
     }
 }
 
+/// The version of the testbed's server `kind` (fetched and unpacked first if needed, off
+/// the async runtime), checked to be of `kind`'s flavor.
+pub async fn server_version(kind: switchyard_testbed::ServerKind) -> String {
+    let bins = tokio::task::spawn_blocking(move || switchyard_testbed::binaries(kind))
+        .await
+        .expect("the testbed's fetch task")
+        .unwrap_or_else(|e| panic!("{kind:?} from the testbed: {e}"));
+    assert_eq!(bins.kind().flavor(), kind.flavor());
+    bins.version().to_owned()
+}
+
 /// Waits for `f` to give a value, failing with `what` (and `f`'s last explanation) after
 /// `limit`.
 pub async fn until<T>(
