@@ -30,7 +30,7 @@ enum Cmd {
     /// Run everything CI runs: rustfmt --check, clippy -D warnings, all tests.
     Ci,
     /// Only the test phase of `ci`: build every test binary, run them several at a time
-    /// (`SWITCHYARD_TEST_JOBS`, default 2; the end-to-end ones alone) and the doc tests.
+    /// (`SWITCHYARD_TEST_JOBS`, default 2; the end-to-end ones one at a time) and the doc tests.
     Test,
     /// The main job on local servers: a 3-instance MariaDB cluster under load, upgraded
     /// 10.5 → 10.11 → 11.8 and reconfigured by the engine; summary and report in target/demo.

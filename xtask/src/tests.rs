@@ -4,8 +4,10 @@
 //! time is spent waiting on real servers (starting them, replication, failover windows),
 //! not on the CPU. Here cargo builds them once and lists them (`--no-run
 //! --message-format=json`), and a small pool runs `jobs` of them at a time, each as cargo
-//! would (from its package's directory, with `CARGO_MANIFEST_DIR` set); the end-to-end tests
-//! under `e2e/` first, one at a time, as their failovers are timed in seconds. The testbed's
+//! would (from its package's directory, with `CARGO_MANIFEST_DIR` set). The end-to-end tests
+//! under `e2e/` run one at a time, in a lane of their own: one worker takes them first, the
+//! others the rest, so an end-to-end binary never shares the machine with another one,
+//! only with one other binary while `jobs` is 2. The testbed's
 //! server slots are lock files shared by every process, so the binaries together still
 //! start at most `SWITCHYARD_TESTBED_MAX_SERVERS` servers. The doc tests run as one more
 //! job. A binary's output is printed in one piece when it ends (a failure's in full, a
@@ -63,19 +65,20 @@ pub fn run(cargo: impl Fn() -> Command, envs: &[(&str, &str)]) -> Result<()> {
         job.command.envs(envs.iter().copied());
     }
     let total = queue.len();
-    // The end-to-end tests under e2e/ (the operator's pods on the simulated kubelet, with
-    // failovers timed in seconds) run alone, one after another, before the others share the
-    // machine.
-    let (alone, shared): (Vec<Job>, Vec<Job>) =
+    // The end-to-end tests under e2e/ (the operator's pods on the simulated kubelet) run one
+    // at a time: the first worker takes them before anything else.
+    let (lane, mut shared): (Vec<Job>, Vec<Job>) =
         queue.into_iter().partition(|j| j.name.starts_with("e2e/"));
+    // The rest, longest first as far as the path tells: integration tests (real servers)
+    // before unit tests, the command-line tests under bins/ (whole local clusters) first of
+    // all, so that no long binary starts last and runs alone at the end.
+    shared.sort_by_key(|j| (!j.name.starts_with("bins/"), !j.name.contains("/tests/")));
     eprintln!(
-        "==> {total} test jobs (test binaries and the doc tests): the {} end-to-end ones alone, \
-         then the others {jobs} at a time ({JOBS_ENV})",
-        alone.len()
+        "==> {total} test jobs (test binaries and the doc tests), {jobs} at a time          ({JOBS_ENV}); the {} end-to-end ones one at a time, first",
+        lane.len()
     );
     let finished = Mutex::new(Vec::<Ran>::new());
-    run_pool(alone, 1, total, &finished);
-    run_pool(shared, jobs, total, &finished);
+    run_pool(lane, shared, jobs, total, &finished);
     let finished = finished.into_inner().expect("the finished jobs");
     let failed: Vec<&str> = finished
         .iter()
@@ -95,16 +98,30 @@ pub fn run(cargo: impl Fn() -> Command, envs: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
-/// Runs `jobs` with `workers` threads, reporting each as it ends and adding it to
-/// `finished`.
-fn run_pool(jobs: Vec<Job>, workers: usize, total: usize, finished: &Mutex<Vec<Ran>>) {
-    let queue = Mutex::new(jobs.into_iter().collect::<VecDeque<_>>());
-    let count = queue.lock().expect("the job queue").len();
+/// Runs the jobs with `workers` threads, reporting each as it ends and adding it to
+/// `finished`. The first worker takes the `lane` jobs, one after another, before any
+/// `shared` one; the others take only `shared` jobs.
+fn run_pool(
+    lane: Vec<Job>,
+    shared: Vec<Job>,
+    workers: usize,
+    total: usize,
+    finished: &Mutex<Vec<Ran>>,
+) {
+    let lane = Mutex::new(VecDeque::from(lane));
+    let shared = Mutex::new(VecDeque::from(shared));
     std::thread::scope(|scope| {
-        for _ in 0..workers.min(count) {
-            scope.spawn(|| {
+        for worker in 0..workers {
+            let (lane, shared) = (&lane, &shared);
+            scope.spawn(move || {
                 loop {
-                    let next = queue.lock().expect("the job queue").pop_front();
+                    let from_lane = if worker == 0 {
+                        lane.lock().expect("the lane's queue").pop_front()
+                    } else {
+                        None
+                    };
+                    let next =
+                        from_lane.or_else(|| shared.lock().expect("the job queue").pop_front());
                     let Some(mut job) = next else { break };
                     let start = Instant::now();
                     let output = job.command.stdin(Stdio::null()).output();
