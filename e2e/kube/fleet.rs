@@ -214,6 +214,7 @@ async fn a_fleet_of_three_clusters_rolls_a_canary_then_the_rest_on_real_servers(
             max_at_once: 2,
             bake: "3s".into(),
             max_lag_seconds: 10,
+            version: None,
         },
     );
     fleet.metadata.namespace = Some(NS.into());

@@ -642,8 +642,8 @@ pub struct SchemaInstanceStatus {
 /// decision the local runtime's fleet uses): a canary wave first, then waves that double, each
 /// at most `maxAtOnce` clusters; a member counts as done once its own rollout finished and it
 /// stayed healthy for `bake`; a member that halts, or fails its bake, stops the whole fleet.
-/// The fleet changes a member only by merge-patching `spec.config` of the member (field manager
-/// `switchyard-fleet`), and reads the member's health from its status. Its record (numbered
+/// The fleet changes a member only by merge-patching `spec.config` and `spec.version` of the
+/// member (field manager `switchyard-fleet`), and reads the member's health from its status. Its record (numbered
 /// revisions, waves, each member's progress) lives in this resource's status.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
@@ -671,9 +671,19 @@ pub struct MySQLFleetSpec {
     /// in name order. Give either this or `clusters`; an empty selector is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
-    /// The server variables set on every member (merged into its `spec.config`): the change.
-    /// Changing them starts a new fleet revision once the current one is done or aborted.
+    /// The server variables set on every member (merged into its `spec.config`): the change,
+    /// with `version`; give at least one of the two. Changing them starts a new fleet
+    /// revision once the current one is done or aborted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
+    /// The server version every member should run, `X.Y.Z` (set as its `spec.version`): a
+    /// version change rolled member by member, each member upgrading as its own spec edit
+    /// would (replicas first, the primary behind a switchover). Refused before any member is
+    /// touched when the version rules forbid the move for one member (from the highest
+    /// version it has run), or when a member pins `spec.image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$"))]
+    pub version: Option<String>,
     /// How many clusters the canary wave holds (default 1).
     #[serde(default = "default_one")]
     #[schemars(range(min = 1))]

@@ -1,20 +1,22 @@
-//! [`MySQLFleet`] resources: one configuration change rolled over member `MySQLCluster`s in
-//! waves, decided by switchyard-plan's [`decide_fleet`] (the decision the local runtime's fleet
+//! [`MySQLFleet`] resources: one change (server variables, a server version, or both) rolled
+//! over member `MySQLCluster`s in waves, decided by switchyard-plan's [`decide_fleet`] (the decision the local runtime's fleet
 //! driver uses: one decision, two runtimes).
 //!
 //! A reconcile of a fleet is a pipeline, like a cluster's:
 //!
 //! 1. **Fetch**: the fleet, every `MySQLCluster` and every other `MySQLFleet` of its namespace.
 //! 2. **Validate** ([`prepare`], pure): exactly one of `spec.clusters` and `spec.selector`, a
-//!    non-empty `config` of variables the operator does not own, a bake that parses, every
-//!    named member existing, no member that another fleet of the namespace also claims, and
+//!    change (`config` of variables the operator does not own, a `version`, or both), a bake
+//!    that parses, every named member existing, a version every member may move to (the
+//!    version rules, from the highest version the member has run; no member pinning
+//!    `spec.image`), no member that another fleet of the namespace also claims, and
 //!    the waves [`FleetSpec::validate`] accepts (at least one member, a canary no larger than
 //!    the fleet or `maxAtOnce`). Bad input sets `InvalidSpec` (reason and message naming what
 //!    is wrong and what to do), a Warning event, and changes nothing: no member is patched and
 //!    the record is left as it was.
 //! 3. **Observe** ([`observe_member`], pure): each member as a [`ClusterObservation`], read
 //!    only from the member's spec and status: it carries the change when its `spec.config`
-//!    holds every variable of the fleet's; its rollout is halted when its `Halted` condition
+//!    holds every variable of the fleet's and its `spec.version` is the fleet's; its rollout is halted when its `Halted` condition
 //!    is true (or the change made its spec invalid or blocked), done when its status describes
 //!    its current generation, its current revision is the revision its spec asks for and it is
 //!    `Available`; it is healthy (replication running) when it is `Available`, not `Degraded`
@@ -25,7 +27,7 @@
 //!    done: the controller keeps nothing in memory, so a restarted operator (or a new leader)
 //!    resumes from the status.
 //! 5. **Act**: the only act is a start: a merge patch of the member's `spec.config` with the
-//!    fleet's variables (field manager [`FLEET_FIELD_MANAGER`]), skipped when the member
+//!    fleet's variables and of its `spec.version` (field manager [`FLEET_FIELD_MANAGER`]), skipped when the member
 //!    carries them already. A start recorded but not patched (the operator stopped between
 //!    the two) is given again by the planner; a member already patched is never patched again.
 //!
@@ -34,7 +36,7 @@
 //! then the annotation is removed; a command that cannot apply is dropped with a Warning event
 //! (`CommandRefused`) saying why.
 //!
-//! Known limits: the fleet rolls server variables only (not versions or schema changes); there
+//! Known limits: the fleet rolls server variables and versions, not schema changes; there
 //! is no user check on Kubernetes (the bake judges the member's own status); a member's status
 //! is as fresh as its own reconcile (a pod's change reconciles it at once, otherwise every
 //! 2 s while it rolls or has automatic failover).
@@ -59,6 +61,7 @@ use crate::crd::{FleetMemberStatus, MySQLCluster, MySQLFleet, MySQLFleetSpec, My
 use crate::error::{Error, is_conflict};
 use crate::status::{camel, set_condition};
 use crate::validate::{is_operator_owned, normalize_variable, parse_duration};
+use switchyard_plan::versions::{Flavor, Version, catalog};
 
 /// The field manager of the fleet's patches of its members' specs.
 pub const FLEET_FIELD_MANAGER: &str = "switchyard-fleet";
@@ -91,6 +94,9 @@ pub enum FleetSpecError {
     /// The change sets nothing, or a variable it cannot.
     #[error("spec.config {0}")]
     Config(String),
+    /// The version does not parse, or the rules forbid it for a member.
+    #[error("spec.version {0}")]
+    Version(String),
     /// The bake does not parse, or a count is negative.
     #[error("{0}")]
     Field(String),
@@ -128,6 +134,7 @@ impl FleetSpecError {
             FleetSpecError::Members(_) => "members",
             FleetSpecError::Selector(_) => "selector",
             FleetSpecError::Config(_) => "config",
+            FleetSpecError::Version(_) => "version",
             FleetSpecError::Field(_) => "field",
             FleetSpecError::UnknownMember { .. } => "unknown-member",
             FleetSpecError::Shared { .. } => "shared-member",
@@ -136,19 +143,26 @@ impl FleetSpecError {
     }
 }
 
-/// A fleet whose spec was accepted: the planner's spec and its variables (names normalized).
+/// A fleet whose spec was accepted: the planner's spec and its change (variable names
+/// normalized).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Prepared {
     /// The planner's spec: the members in roll order and the change's name.
     pub spec: FleetSpec,
     /// The variables set on every member, names normalized.
     pub config: BTreeMap<String, String>,
+    /// The server version every member is given (`X.Y.Z`), if the change has one.
+    pub version: Option<String>,
 }
 
-/// The change's name in the record and history: its variables in name order
-/// (`innodb_buffer_pool_size=256M max_connections=300`).
-pub fn change_name(config: &BTreeMap<String, String>) -> String {
-    let set: Vec<String> = config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+/// The change's name in the record and history: the version, then the variables in name
+/// order (`version=11.8.3 innodb_buffer_pool_size=256M max_connections=300`).
+pub fn change_name(config: &BTreeMap<String, String>, version: Option<&str>) -> String {
+    let set: Vec<String> = version
+        .map(|v| format!("version={v}"))
+        .into_iter()
+        .chain(config.iter().map(|(k, v)| format!("{k}={v}")))
+        .collect();
     set.join(" ")
 }
 
@@ -245,9 +259,11 @@ pub fn prepare(
         }
         _ => {}
     }
-    if spec.config.is_empty() {
+    if spec.config.is_empty() && spec.version.is_none() {
         return Err(FleetSpecError::Config(
-            "sets no variable: give at least one (innodb_buffer_pool_size: 256M)".into(),
+            "sets no variable and spec.version is not given: give at least one variable \
+             (innodb_buffer_pool_size: 256M) or a version"
+                .into(),
         ));
     }
     let mut config = BTreeMap::new();
@@ -327,19 +343,89 @@ pub fn prepare(
             });
         }
     }
+    let version = match &spec.version {
+        Some(text) => {
+            let members: Vec<&MySQLCluster> = members
+                .iter()
+                .filter_map(|m| clusters.iter().find(|c| c.name_any() == *m))
+                .collect();
+            Some(check_version(text, &members)?)
+        }
+        None => None,
+    };
     let planned = FleetSpec {
         clusters: members,
         canary,
         max_at_once,
         bake,
         max_lag_seconds,
-        change: change_name(&config),
+        change: change_name(&config, version.as_deref()),
     };
     planned.validate()?;
     Ok(Prepared {
         spec: planned,
         config,
+        version,
     })
+}
+
+/// Checks the fleet's version against every member: it parses as `X.Y.Z`, no member pins
+/// `spec.image` (the fleet would change the version and leave the image), and the version
+/// rules allow the in-place move from the highest version the member has run (its status),
+/// else from its spec's version. Gives the version as written, trimmed.
+fn check_version(text: &str, members: &[&MySQLCluster]) -> Result<String, FleetSpecError> {
+    let text = text.trim();
+    let to = Version::parse(text)
+        .ok()
+        .filter(|_| {
+            text.split('.').count() == 3 && text.chars().all(|c| c.is_ascii_digit() || c == '.')
+        })
+        .ok_or_else(|| {
+            FleetSpecError::Version(format!(
+                "{text:?} is not a server version: write major.minor.patch, such as 11.8.3"
+            ))
+        })?;
+    for member in members {
+        let name = member.name_any();
+        if member.spec.image.is_some() {
+            return Err(FleetSpecError::Version(format!(
+                "cannot be rolled to cluster {name}, which pins spec.image: the image must run \
+                 the version, so change that cluster's spec.version and spec.image together \
+                 yourself, or remove spec.image there to use the official image"
+            )));
+        }
+        let flavor = match member.spec.flavor.trim() {
+            "mysql" => Flavor::Mysql,
+            "mariadb" => Flavor::Mariadb,
+            other => {
+                return Err(FleetSpecError::Version(format!(
+                    "cannot be judged for cluster {name}, whose flavor {other:?} is unknown: \
+                     fix that cluster's spec.flavor"
+                )));
+            }
+        };
+        let status = member.status.as_ref();
+        let from_text = status
+            .and_then(|s| s.highest_version.as_deref())
+            .unwrap_or(&member.spec.version);
+        let Ok(from) = Version::parse(from_text) else {
+            return Err(FleetSpecError::Version(format!(
+                "cannot be judged for cluster {name}, whose version {from_text:?} does not \
+                 parse: fix that cluster's spec.version"
+            )));
+        };
+        let verdict = catalog()
+            .check_in_place(flavor, from, to)
+            .map_err(|e| FleetSpecError::Version(format!("{text} for cluster {name}: {e}")))?;
+        if !verdict.allowed {
+            return Err(FleetSpecError::Version(format!(
+                "{text} is refused for cluster {name} (from {from}, the highest version it \
+                 has run): {} ({})",
+                verdict.reason, verdict.manual
+            )));
+        }
+    }
+    Ok(text.to_owned())
 }
 
 /// The member's values of the fleet's variables (names normalized), `None` for unset.
@@ -359,11 +445,15 @@ fn member_values(
         .collect()
 }
 
-/// Whether the member's spec holds every variable of the fleet's change.
-pub fn carries(cluster: &MySQLCluster, config: &BTreeMap<String, String>) -> bool {
-    member_values(cluster, config)
-        .iter()
-        .all(|(k, v)| v.as_ref() == config.get(k))
+/// Whether the member's spec holds the fleet's change: every variable, and the version.
+pub fn carries(cluster: &MySQLCluster, prepared: &Prepared) -> bool {
+    prepared
+        .version
+        .as_ref()
+        .is_none_or(|v| cluster.spec.version.trim() == v)
+        && member_values(cluster, &prepared.config)
+            .iter()
+            .all(|(k, v)| v.as_ref() == prepared.config.get(k))
 }
 
 fn condition_true<'a>(
@@ -415,13 +505,20 @@ pub fn observe_member(
     now: Timestamp,
 ) -> Option<ClusterObservation> {
     let status = cluster.status.as_ref()?;
-    let carried = carries(cluster, &prepared.config);
+    let carried = carries(cluster, prepared);
     let change = if carried {
         prepared.spec.change.clone()
     } else {
-        let values: Vec<String> = member_values(cluster, &prepared.config)
+        let values: Vec<String> = prepared
+            .version
+            .as_ref()
+            .map(|_| format!("version={}", cluster.spec.version.trim()))
             .into_iter()
-            .map(|(k, v)| format!("{k}={}", v.unwrap_or_else(|| "(unset)".into())))
+            .chain(
+                member_values(cluster, &prepared.config)
+                    .into_iter()
+                    .map(|(k, v)| format!("{k}={}", v.unwrap_or_else(|| "(unset)".into()))),
+            )
             .collect();
         values.join(" ")
     };
@@ -455,11 +552,10 @@ pub fn observe_member(
 }
 
 /// The merge patch that gives a member the change: the fleet's variables into its
-/// `spec.config`, removing a spelling of the same variable other than the fleet's.
-pub fn member_patch(
-    cluster: &MySQLCluster,
-    config: &BTreeMap<String, String>,
-) -> serde_json::Value {
+/// `spec.config`, removing a spelling of the same variable other than the fleet's, and the
+/// fleet's version as its `spec.version`.
+pub fn member_patch(cluster: &MySQLCluster, prepared: &Prepared) -> serde_json::Value {
+    let config = &prepared.config;
     let mut set = serde_json::Map::new();
     for k in cluster.spec.config.keys() {
         let normalized = normalize_variable(k);
@@ -470,7 +566,14 @@ pub fn member_patch(
     for (k, v) in config {
         set.insert(k.clone(), serde_json::Value::String(v.clone()));
     }
-    serde_json::json!({ "spec": { "config": set } })
+    let mut spec = serde_json::Map::new();
+    if !set.is_empty() {
+        spec.insert("config".into(), serde_json::Value::Object(set));
+    }
+    if let Some(version) = &prepared.version {
+        spec.insert("version".into(), serde_json::Value::String(version.clone()));
+    }
+    serde_json::json!({ "spec": spec })
 }
 
 /// Parses the command annotation: `resume`, `resume skip=CLUSTER`, `abort`.
@@ -725,7 +828,7 @@ pub async fn reconcile_fleet(fleet: Arc<MySQLFleet>, ctx: Arc<Context>) -> Resul
     match &action {
         FleetAction::Start { cluster, change } => {
             if let Some(member) = by_name.get(cluster.as_str())
-                && !carries(member, &prepared.config)
+                && !carries(member, &prepared)
             {
                 clusters_api
                     .patch(
@@ -734,7 +837,7 @@ pub async fn reconcile_fleet(fleet: Arc<MySQLFleet>, ctx: Arc<Context>) -> Resul
                             field_manager: Some(FLEET_FIELD_MANAGER.into()),
                             ..PatchParams::default()
                         },
-                        &Patch::Merge(&member_patch(member, &prepared.config)),
+                        &Patch::Merge(&member_patch(member, &prepared)),
                     )
                     .await
                     .map_err(|source| Error::Apply {
@@ -904,8 +1007,9 @@ mod tests {
         let config: BTreeMap<String, String> =
             [("max_connections".to_owned(), "300".to_owned())].into();
         Prepared {
-            spec: FleetSpec::new(["a"], change_name(&config)),
+            spec: FleetSpec::new(["a"], change_name(&config, None)),
             config,
+            version: None,
         }
     }
 
@@ -953,14 +1057,81 @@ mod tests {
     #[test]
     fn the_patch_sets_the_variables_and_drops_another_spelling_of_them() {
         let p = prepared();
-        let patch = member_patch(
-            &member(&[("max-connections", "151"), ("x", "1")], 2),
-            &p.config,
-        );
+        let patch = member_patch(&member(&[("max-connections", "151"), ("x", "1")], 2), &p);
         assert_eq!(
             patch,
             serde_json::json!({"spec": {"config": {"max-connections": null, "max_connections": "300"}}})
         );
+    }
+
+    /// A MariaDB member at `version` whose status says it has run `highest`.
+    fn versioned(name: &str, version: &str, highest: Option<&str>) -> MySQLCluster {
+        let mut c = member(&[], 2);
+        c.metadata.name = Some(name.into());
+        c.spec.flavor = "mariadb".into();
+        c.spec.version = version.into();
+        if let Some(status) = c.status.as_mut() {
+            status.highest_version = highest.map(str::to_owned);
+        }
+        c
+    }
+
+    fn fleet_of(names: &[&str], version: &str) -> MySQLFleet {
+        MySQLFleet::new(
+            "f",
+            MySQLFleetSpec {
+                clusters: names.iter().map(|n| (*n).to_owned()).collect(),
+                version: Some(version.into()),
+                canary: 1,
+                max_at_once: 1,
+                bake: "1m".into(),
+                ..MySQLFleetSpec::default()
+            },
+        )
+    }
+
+    #[test]
+    fn a_version_change_is_patched_carried_and_named_and_needs_no_variable() {
+        let members = [
+            versioned("a", "10.11.14", None),
+            versioned("b", "10.11.14", Some("10.11.14")),
+        ];
+        let p = prepare(&fleet_of(&["a", "b"], "11.8.3"), &members, &[]).expect("accepted");
+        assert_eq!(p.version.as_deref(), Some("11.8.3"));
+        assert_eq!(p.spec.change, "version=11.8.3");
+        assert!(!carries(&members[0], &p));
+        assert_eq!(
+            member_patch(&members[0], &p),
+            serde_json::json!({"spec": {"version": "11.8.3"}})
+        );
+        let seen = observe_member(&members[0], &p, Timestamp(0)).expect("a status");
+        assert_eq!(seen.change.as_deref(), Some("version=10.11.14"));
+        let upgraded = versioned("a", "11.8.3", None);
+        assert!(carries(&upgraded, &p));
+    }
+
+    #[test]
+    fn a_version_the_rules_forbid_for_any_member_refuses_the_fleet_naming_it() {
+        // b once ran 11.8: 10.11 cannot read its data directory any more.
+        let members = [
+            versioned("a", "10.11.14", None),
+            versioned("b", "10.11.14", Some("11.8.3")),
+        ];
+        let e = prepare(&fleet_of(&["a", "b"], "10.11.14"), &members, &[]).unwrap_err();
+        assert_eq!(e.category(), "version");
+        let text = e.to_string();
+        assert!(
+            text.contains("cluster b") && text.contains("from 11.8.3"),
+            "{text}"
+        );
+
+        let mut pinned = versioned("a", "10.11.14", None);
+        pinned.spec.image = Some("registry.example/mariadb:10.11.14".into());
+        let e = prepare(&fleet_of(&["a"], "11.8.3"), &[pinned], &[]).unwrap_err();
+        assert!(e.to_string().contains("pins spec.image"), "{e}");
+
+        let e = prepare(&fleet_of(&["a"], "11.8"), &members[..1], &[]).unwrap_err();
+        assert!(e.to_string().contains("major.minor.patch"), "{e}");
     }
 
     #[test]

@@ -115,6 +115,7 @@ fn fleet_spec(clusters: &[&str], canary: i32, max_at_once: i32) -> MySQLFleetSpe
         max_at_once,
         bake: format!("{BAKE_SECONDS}s"),
         max_lag_seconds: 10,
+        version: None,
     }
 }
 
@@ -649,4 +650,54 @@ async fn bad_input_sets_a_condition_and_changes_nothing() {
 
     let canary = Fleet::new(vec![fleet(FLEET, fleet_spec(&MEMBERS, 2, 1))], None).await;
     assert_refused(&canary, FLEET, "CanaryLargerThanMaxAtOnce", &["canary"]).await;
+
+    // MariaDB supports no in-place downgrade: refused for the first member, before any.
+    let mut older = fleet_spec(&MEMBERS, 1, 1);
+    older.config.clear();
+    older.version = Some("10.5.29".into());
+    let older = Fleet::new(vec![fleet(FLEET, older)], None).await;
+    assert_refused(
+        &older,
+        FLEET,
+        "Version",
+        &["10.5.29", "shard-a", "10.11.14"],
+    )
+    .await;
+    for m in MEMBERS {
+        assert_eq!(older.member(m).await.spec.version, "10.11.14", "{m}");
+    }
+}
+
+#[tokio::test]
+async fn a_fleet_rolls_a_server_version_member_by_member() {
+    let mut spec = fleet_spec(&MEMBERS, 1, 2);
+    spec.config.clear();
+    spec.version = Some("11.8.3".into());
+    let w = Fleet::new(vec![fleet(FLEET, spec)], None).await;
+    // Until the canary has baked, it alone runs toward the new version.
+    for rounds in 1.. {
+        assert!(rounds < 30, "the canary never finished");
+        w.round(FLEET).await.expect("a fleet reconcile");
+        let f = w.fleet(FLEET).await;
+        if members_state(&f)["shard-a"].1 == "done" {
+            break;
+        }
+        for other in ["shard-b", "shard-c"] {
+            assert_eq!(w.member(other).await.spec.version, "10.11.14", "{other}");
+        }
+    }
+    w.run_until(FLEET, "Done", 30).await;
+    let f = w.fleet(FLEET).await;
+    assert_eq!(
+        f.status.as_ref().and_then(|s| s.change.as_deref()),
+        Some("version=11.8.3")
+    );
+    for m in MEMBERS {
+        let member = w.member(m).await;
+        assert_eq!(member.spec.version, "11.8.3", "{m}");
+        // The version alone changed: the member's variables are its own.
+        assert_eq!(w.max_connections(m).await, "151", "{m}");
+        assert_eq!(w.patches_of(m), 1, "{m} patched once");
+    }
+    w.assert_rbac_allows_everything();
 }
