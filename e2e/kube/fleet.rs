@@ -215,6 +215,7 @@ async fn a_fleet_of_three_clusters_rolls_a_canary_then_the_rest_on_real_servers(
             bake: "3s".into(),
             max_lag_seconds: 10,
             version: None,
+            schema: None,
         },
     );
     fleet.metadata.namespace = Some(NS.into());

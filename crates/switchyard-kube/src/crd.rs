@@ -684,6 +684,11 @@ pub struct MySQLFleetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$"))]
     pub version: Option<String>,
+    /// A schema change rolled over the members: the fleet creates one `SchemaChange` per
+    /// member, in waves, each judged by the analyzer against that member's table before it
+    /// runs (a refusal stops the fleet). It rolls alone: not with `config` or `version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<FleetSchema>,
     /// How many clusters the canary wave holds (default 1).
     #[serde(default = "default_one")]
     #[schemars(range(min = 1))]
@@ -711,6 +716,20 @@ fn default_one() -> i32 {
 
 fn default_bake() -> String {
     "5m".into()
+}
+
+/// A fleet's schema change: what each member's `SchemaChange` is created with.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetSchema {
+    /// One `ALTER TABLE db.table ...` statement, run on every member.
+    pub statement: String,
+    /// Run it even where the analyzer judges it unsafe (needs `acceptedRisk`).
+    #[serde(default)]
+    pub force: bool,
+    /// With `force`: the risk accepted, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_risk: Option<String>,
 }
 
 /// What the fleet controller reports about a fleet, written only by it.

@@ -1,5 +1,5 @@
-//! [`MySQLFleet`] resources: one change (server variables, a server version, or both) rolled
-//! over member `MySQLCluster`s in waves, decided by switchyard-plan's [`decide_fleet`] (the decision the local runtime's fleet
+//! [`MySQLFleet`] resources: one change (server variables, a server version, or both; or a
+//! schema change) rolled over member `MySQLCluster`s in waves, decided by switchyard-plan's [`decide_fleet`] (the decision the local runtime's fleet
 //! driver uses: one decision, two runtimes).
 //!
 //! A reconcile of a fleet is a pipeline, like a cluster's:
@@ -36,7 +36,13 @@
 //! then the annotation is removed; a command that cannot apply is dropped with a Warning event
 //! (`CommandRefused`) saying why.
 //!
-//! Known limits: the fleet rolls server variables and versions, not schema changes; there
+//! A schema change (`spec.schema`, alone in its revision) changes no member's spec: its start
+//! creates the member's own [`SchemaChange`] ([`member_schema_change`], named by
+//! [`member_schema_change_name`], owned by the fleet), which the operator's schema controller
+//! judges with the analyzer and rolls; the member is done when it is `Complete` and halted
+//! when it is `Refused` or `Halted`.
+//!
+//! Known limits: there
 //! is no user check on Kubernetes (the bake judges the member's own status); a member's status
 //! is as fresh as its own reconcile (a pod's change reconciles it at once, otherwise every
 //! 2 s while it rolls or has automatic failover).
@@ -57,14 +63,21 @@ use switchyard_plan::fleet::{
 };
 
 use crate::context::{ACTIVE_REQUEUE, Context, SAFETY_REQUEUE};
-use crate::crd::{FleetMemberStatus, MySQLCluster, MySQLFleet, MySQLFleetSpec, MySQLFleetStatus};
+use crate::crd::{
+    FleetMemberStatus, FleetSchema, MySQLCluster, MySQLFleet, MySQLFleetSpec, MySQLFleetStatus,
+    SchemaChange, SchemaChangeSpec, SchemaMethod,
+};
 use crate::error::{Error, is_conflict};
 use crate::status::{camel, set_condition};
 use crate::validate::{is_operator_owned, normalize_variable, parse_duration};
+use sha2::{Digest as _, Sha256};
 use switchyard_plan::versions::{Flavor, Version, catalog};
 
 /// The field manager of the fleet's patches of its members' specs.
 pub const FLEET_FIELD_MANAGER: &str = "switchyard-fleet";
+
+/// The label on every `SchemaChange` a fleet created: the fleet's name.
+pub const LABEL_FLEET: &str = "switchyard.io/fleet";
 
 /// A person's command to a fleet: `resume`, `resume skip=CLUSTER` or `abort`.
 pub const ANNOTATION_FLEET_COMMAND: &str = "switchyard.io/fleet-command";
@@ -97,6 +110,10 @@ pub enum FleetSpecError {
     /// The version does not parse, or the rules forbid it for a member.
     #[error("spec.version {0}")]
     Version(String),
+    /// The schema change is not one ALTER TABLE, is mixed with another change, or forces
+    /// without a stated risk.
+    #[error("spec.schema {0}")]
+    Schema(String),
     /// The bake does not parse, or a count is negative.
     #[error("{0}")]
     Field(String),
@@ -135,6 +152,7 @@ impl FleetSpecError {
             FleetSpecError::Selector(_) => "selector",
             FleetSpecError::Config(_) => "config",
             FleetSpecError::Version(_) => "version",
+            FleetSpecError::Schema(_) => "schema",
             FleetSpecError::Field(_) => "field",
             FleetSpecError::UnknownMember { .. } => "unknown-member",
             FleetSpecError::Shared { .. } => "shared-member",
@@ -153,6 +171,66 @@ pub struct Prepared {
     pub config: BTreeMap<String, String>,
     /// The server version every member is given (`X.Y.Z`), if the change has one.
     pub version: Option<String>,
+    /// The schema change every member is given (one `SchemaChange` each), if the change is
+    /// one; then `config` is empty and `version` is `None`.
+    pub schema: Option<FleetSchema>,
+}
+
+/// The name of the `SchemaChange` a fleet creates for a member:
+/// `FLEET-MEMBER-HASH`, the hash the first 8 hex digits of the statement's SHA-256, so a
+/// second statement gets a second object and a restarted controller finds the first.
+pub fn member_schema_change_name(fleet: &str, member: &str, statement: &str) -> String {
+    let digest = Sha256::digest(statement.trim().as_bytes());
+    format!("{fleet}-{member}-{}", &hex::encode(digest)[..8])
+}
+
+/// The member's `SchemaChange` of the fleet's schema change, if it exists.
+fn find_member_schema_change<'a>(
+    fleet: &str,
+    member: &str,
+    schema: &FleetSchema,
+    changes: &'a [SchemaChange],
+) -> Option<&'a SchemaChange> {
+    let name = member_schema_change_name(fleet, member, &schema.statement);
+    changes.iter().find(|c| c.name_any() == name)
+}
+
+/// A fleet's schema change's name in its record and history: the statement, its whitespace
+/// collapsed.
+fn schema_change_label(statement: &str) -> String {
+    statement.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Checks a fleet's schema change: alone (no `config`, no `version`), one ALTER TABLE
+/// statement, and `acceptedRisk` with `force`.
+fn check_schema(spec: &MySQLFleetSpec, schema: &FleetSchema) -> Result<(), FleetSpecError> {
+    let refuse = |what: &str| Err(FleetSpecError::Schema(what.to_owned()));
+    if !spec.config.is_empty() || spec.version.is_some() {
+        return refuse(
+            "rolls alone: a fleet revision is a schema change or a configuration and version \
+             change; remove spec.config and spec.version, or spec.schema",
+        );
+    }
+    let words: Vec<String> = schema
+        .statement
+        .split_whitespace()
+        .take(2)
+        .map(str::to_ascii_uppercase)
+        .collect();
+    if words != ["ALTER", "TABLE"] {
+        return refuse(
+            "statement must be one ALTER TABLE db.table ... statement (as a SchemaChange's)",
+        );
+    }
+    if schema.force
+        && schema
+            .accepted_risk
+            .as_deref()
+            .is_none_or(|r| r.trim().is_empty())
+    {
+        return refuse("force needs acceptedRisk: say, in words, which risk is accepted");
+    }
+    Ok(())
 }
 
 /// The change's name in the record and history: the version, then the variables in name
@@ -259,10 +337,12 @@ pub fn prepare(
         }
         _ => {}
     }
-    if spec.config.is_empty() && spec.version.is_none() {
+    if let Some(schema) = &spec.schema {
+        check_schema(spec, schema)?;
+    } else if spec.config.is_empty() && spec.version.is_none() {
         return Err(FleetSpecError::Config(
-            "sets no variable and spec.version is not given: give at least one variable \
-             (innodb_buffer_pool_size: 256M) or a version"
+            "sets no variable and neither spec.version nor spec.schema is given: give at \
+             least one variable (innodb_buffer_pool_size: 256M), a version or a schema change"
                 .into(),
         ));
     }
@@ -359,13 +439,17 @@ pub fn prepare(
         max_at_once,
         bake,
         max_lag_seconds,
-        change: change_name(&config, version.as_deref()),
+        change: match &spec.schema {
+            Some(schema) => schema_change_label(&schema.statement),
+            None => change_name(&config, version.as_deref()),
+        },
     };
     planned.validate()?;
     Ok(Prepared {
         spec: planned,
         config,
         version,
+        schema: spec.schema.clone(),
     })
 }
 
@@ -502,9 +586,26 @@ pub fn member_health_problem(cluster: &MySQLCluster) -> Option<String> {
 pub fn observe_member(
     cluster: &MySQLCluster,
     prepared: &Prepared,
+    fleet: &str,
+    changes: &[SchemaChange],
     now: Timestamp,
 ) -> Option<ClusterObservation> {
     let status = cluster.status.as_ref()?;
+    if let Some(schema) = &prepared.schema {
+        let (change, rollout) =
+            match find_member_schema_change(fleet, &cluster.name_any(), schema, changes) {
+                None => ("no schema change".to_owned(), ClusterRollout::Done),
+                Some(sc) => (prepared.spec.change.clone(), schema_rollout(sc)),
+            };
+        return Some(ClusterObservation {
+            change: Some(change),
+            rollout,
+            replication_running: member_health_problem(cluster).is_none(),
+            lag_seconds: status.instances.iter().filter_map(|i| i.lag_seconds).max(),
+            user_check: UserCheck::NotConfigured,
+            observed_at: now,
+        });
+    }
     let carried = carries(cluster, prepared);
     let change = if carried {
         prepared.spec.change.clone()
@@ -549,6 +650,53 @@ pub fn observe_member(
         user_check: UserCheck::NotConfigured,
         observed_at: now,
     })
+}
+
+/// A member's schema change's rollout, from its `SchemaChange`'s status: done when
+/// `Complete`, halted when `Refused` (the analyzer's verdict) or `Halted`, rolling otherwise.
+fn schema_rollout(sc: &SchemaChange) -> ClusterRollout {
+    let status = sc.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+    match phase {
+        "Complete" => ClusterRollout::Done,
+        "Refused" | "Halted" => {
+            let why = status
+                .and_then(|s| {
+                    s.conditions
+                        .iter()
+                        .find(|c| c.type_ == phase && c.status == "True")
+                })
+                .map(|c| format!("{} ({}): {}", c.type_, c.reason, c.message))
+                .unwrap_or_else(|| phase.to_owned());
+            ClusterRollout::Halted {
+                reason: format!("SchemaChange {} {why}", sc.name_any()),
+            }
+        }
+        _ => ClusterRollout::Rolling,
+    }
+}
+
+/// The `SchemaChange` a fleet creates for a member: the fleet's statement for that cluster,
+/// labelled with the fleet and owned by it (deleted with it).
+pub fn member_schema_change(
+    fleet: &MySQLFleet,
+    member: &str,
+    schema: &FleetSchema,
+) -> SchemaChange {
+    let mut sc = SchemaChange::new(
+        &member_schema_change_name(&fleet.name_any(), member, &schema.statement),
+        SchemaChangeSpec {
+            cluster_ref: member.to_owned(),
+            statement: schema.statement.trim().to_owned(),
+            method: SchemaMethod::Auto,
+            force: schema.force,
+            accepted_risk: schema.accepted_risk.clone(),
+        },
+    );
+    sc.metadata.namespace = fleet.namespace();
+    sc.metadata.labels = Some([(LABEL_FLEET.to_owned(), fleet.name_any())].into());
+    sc.metadata.owner_references = fleet.controller_owner_ref(&()).map(|o| vec![o]);
+    sc
 }
 
 /// The merge patch that gives a member the change: the fleet's variables into its
@@ -747,6 +895,16 @@ pub async fn reconcile_fleet(fleet: Arc<MySQLFleet>, ctx: Arc<Context>) -> Resul
         Ok(p) => p,
         Err(e) => return refuse(&ctx, &fleets_api, &fleet, old, &e).await,
     };
+    let changes_api: Api<SchemaChange> = Api::namespaced(ctx.client.clone(), &ns);
+    let changes = if prepared.schema.is_some() {
+        changes_api
+            .list(&ListParams::default().labels(&format!("{LABEL_FLEET}={}", fleet.name_any())))
+            .await
+            .map_err(read("SchemaChanges"))?
+            .items
+    } else {
+        Vec::new()
+    };
 
     let mut record = old.record.clone().unwrap_or_default();
     let mut command_note = None;
@@ -767,7 +925,13 @@ pub async fn reconcile_fleet(fleet: Arc<MySQLFleet>, ctx: Arc<Context>) -> Resul
         .map(String::as_str)
         .chain(record.in_order())
         .filter_map(|name| {
-            let seen = observe_member(by_name.get(name)?, &prepared, now)?;
+            let seen = observe_member(
+                by_name.get(name)?,
+                &prepared,
+                &fleet.name_any(),
+                &changes,
+                now,
+            )?;
             Some((name.to_owned(), seen))
         })
         .collect();
@@ -827,7 +991,24 @@ pub async fn reconcile_fleet(fleet: Arc<MySQLFleet>, ctx: Arc<Context>) -> Resul
 
     match &action {
         FleetAction::Start { cluster, change } => {
-            if let Some(member) = by_name.get(cluster.as_str())
+            if let Some(schema) = &prepared.schema {
+                if find_member_schema_change(&fleet.name_any(), cluster, schema, &changes).is_none()
+                {
+                    let sc = member_schema_change(&fleet, cluster, schema);
+                    match changes_api.create(&PostParams::default(), &sc).await {
+                        Ok(_) => {}
+                        // Created by an earlier reconcile that stopped before its record.
+                        Err(kube::Error::Api(e)) if e.code == 409 => {}
+                        Err(source) => {
+                            return Err(Error::Apply {
+                                kind: "SchemaChange",
+                                name: sc.name_any(),
+                                source: Box::new(source),
+                            });
+                        }
+                    }
+                }
+            } else if let Some(member) = by_name.get(cluster.as_str())
                 && !carries(member, &prepared)
             {
                 clusters_api
@@ -1010,6 +1191,7 @@ mod tests {
             spec: FleetSpec::new(["a"], change_name(&config, None)),
             config,
             version: None,
+            schema: None,
         }
     }
 
@@ -1017,21 +1199,23 @@ mod tests {
     fn a_member_is_done_only_once_its_status_describes_the_spec_that_carries_the_change() {
         let p = prepared();
         let now = Timestamp(5);
-        let seen = observe_member(&member(&[("max-connections", "300")], 2), &p, now).unwrap();
+        let seen =
+            observe_member(&member(&[("max-connections", "300")], 2), &p, "f", &[], now).unwrap();
         assert_eq!(seen.change.as_deref(), Some("max_connections=300"));
         assert_eq!(seen.rollout, ClusterRollout::Done);
         assert!(seen.replication_running);
         assert_eq!(seen.lag_seconds, Some(4));
         // Its operator has not seen the patched spec yet: still rolling, whatever it says.
-        let stale = observe_member(&member(&[("max_connections", "300")], 1), &p, now).unwrap();
+        let stale =
+            observe_member(&member(&[("max_connections", "300")], 1), &p, "f", &[], now).unwrap();
         assert_eq!(stale.rollout, ClusterRollout::Rolling);
         // Not carrying the change: named by its own values.
-        let other = observe_member(&member(&[], 2), &p, now).unwrap();
+        let other = observe_member(&member(&[], 2), &p, "f", &[], now).unwrap();
         assert_eq!(other.change.as_deref(), Some("max_connections=(unset)"));
         // Unhealthy: a replica not ready.
         let mut sick = member(&[("max_connections", "300")], 2);
         sick.status.as_mut().unwrap().instances[0].ready = false;
-        let seen = observe_member(&sick, &p, now).unwrap();
+        let seen = observe_member(&sick, &p, "f", &[], now).unwrap();
         assert!(!seen.replication_running);
         assert!(
             member_health_problem(&sick)
@@ -1046,12 +1230,12 @@ mod tests {
             .unwrap()
             .conditions
             .push(cond("Halted", "True"));
-        let seen = observe_member(&halted, &p, now).unwrap();
+        let seen = observe_member(&halted, &p, "f", &[], now).unwrap();
         assert!(matches!(seen.rollout, ClusterRollout::Halted { .. }));
         // No status yet: not observed.
         let mut fresh = member(&[], 1);
         fresh.status = None;
-        assert_eq!(observe_member(&fresh, &p, now), None);
+        assert_eq!(observe_member(&fresh, &p, "f", &[], now), None);
     }
 
     #[test]
@@ -1104,7 +1288,7 @@ mod tests {
             member_patch(&members[0], &p),
             serde_json::json!({"spec": {"version": "11.8.3"}})
         );
-        let seen = observe_member(&members[0], &p, Timestamp(0)).expect("a status");
+        let seen = observe_member(&members[0], &p, "f", &[], Timestamp(0)).expect("a status");
         assert_eq!(seen.change.as_deref(), Some("version=10.11.14"));
         let upgraded = versioned("a", "11.8.3", None);
         assert!(carries(&upgraded, &p));

@@ -31,7 +31,8 @@ use kube_fake_client::ClientBuilder;
 use kube_fake_client::interceptor::Funcs;
 use switchyard_kube::context::Context;
 use switchyard_kube::crd::{
-    InstanceStatus, MySQLCluster, MySQLClusterStatus, MySQLFleet, MySQLFleetSpec, Revisions,
+    FleetSchema, InstanceStatus, MySQLCluster, MySQLClusterStatus, MySQLFleet, MySQLFleetSpec,
+    Revisions, SchemaChange, SchemaChangeStatus,
 };
 use switchyard_kube::fleet::{ANNOTATION_FLEET_COMMAND, FLEET_FIELD_MANAGER};
 use switchyard_kube::reconcile_fleet;
@@ -116,6 +117,7 @@ fn fleet_spec(clusters: &[&str], canary: i32, max_at_once: i32) -> MySQLFleetSpe
         bake: format!("{BAKE_SECONDS}s"),
         max_lag_seconds: 10,
         version: None,
+        schema: None,
     }
 }
 
@@ -146,7 +148,9 @@ impl Fleet {
             .with_resource::<MySQLCluster>()
             .with_status_subresource::<MySQLCluster>()
             .with_resource::<MySQLFleet>()
-            .with_status_subresource::<MySQLFleet>();
+            .with_status_subresource::<MySQLFleet>()
+            .with_resource::<SchemaChange>()
+            .with_status_subresource::<SchemaChange>();
         for name in MEMBERS {
             builder = builder.with_object(member(name));
         }
@@ -700,4 +704,152 @@ async fn a_fleet_rolls_a_server_version_member_by_member() {
         assert_eq!(w.patches_of(m), 1, "{m} patched once");
     }
     w.assert_rbac_allows_everything();
+}
+
+const ALTER: &str = "ALTER TABLE shop.orders ADD COLUMN note TEXT";
+
+fn schema_fleet(max_at_once: i32) -> MySQLFleetSpec {
+    let mut spec = fleet_spec(&MEMBERS, 1, max_at_once);
+    spec.config.clear();
+    spec.schema = Some(FleetSchema {
+        statement: ALTER.into(),
+        force: false,
+        accepted_risk: None,
+    });
+    spec
+}
+
+impl Fleet {
+    fn schema_changes(&self) -> Api<SchemaChange> {
+        Api::namespaced(self.raw.clone(), NS)
+    }
+
+    /// Every SchemaChange, by the member it is for.
+    async fn schema_changes_by_member(&self) -> BTreeMap<String, SchemaChange> {
+        self.schema_changes()
+            .list(&ListParams::default())
+            .await
+            .expect("the schema changes")
+            .items
+            .into_iter()
+            .map(|sc| (sc.spec.cluster_ref.clone(), sc))
+            .collect()
+    }
+
+    /// Plays the operator's SchemaChange controller for one reconcile: a new change goes
+    /// `Progressing`, then `Complete`; one for `refused` is `Refused` by the analyzer.
+    async fn schema_operator(&self, refused: Option<&str>) {
+        for (member, mut sc) in self.schema_changes_by_member().await {
+            let phase = sc.status.as_ref().and_then(|s| s.phase.clone());
+            let (next, condition_of) = match (phase.as_deref(), refused == Some(member.as_str())) {
+                (None, true) => (
+                    "Refused",
+                    Some(condition(
+                        "Refused",
+                        true,
+                        "Unsafe",
+                        "ADD COLUMN note: a column added in the middle shifts later columns",
+                    )),
+                ),
+                (None, false) => ("Progressing", None),
+                (Some("Progressing"), _) => ("Complete", None),
+                _ => continue,
+            };
+            let status = sc.status.get_or_insert_with(SchemaChangeStatus::default);
+            status.phase = Some(next.into());
+            status.conditions.extend(condition_of);
+            sc.metadata.managed_fields = None;
+            let name = sc.name_any();
+            self.schema_changes()
+                .replace_status(&name, &PostParams::default(), &sc)
+                .await
+                .expect("the schema change's status");
+        }
+    }
+
+    /// One round of a schema fleet: the fleet reconciles, the SchemaChange controller acts,
+    /// time passes.
+    async fn schema_round(&self, refused: Option<&str>) {
+        self.reconcile(FLEET).await.expect("a fleet reconcile");
+        self.schema_operator(refused).await;
+        self.clock
+            .fetch_add(u64::try_from(TICK.as_millis()).unwrap(), Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_fleet_schema_change_creates_one_schema_change_per_member_in_waves() {
+    let w = Fleet::new(vec![fleet(FLEET, schema_fleet(2))], None).await;
+    for rounds in 1.. {
+        assert!(rounds < 30, "the canary never finished");
+        w.schema_round(None).await;
+        let f = w.fleet(FLEET).await;
+        if members_state(&f)["shard-a"].1 == "done" {
+            break;
+        }
+        let created: Vec<String> = w.schema_changes_by_member().await.into_keys().collect();
+        assert!(
+            created.iter().all(|m| m == "shard-a"),
+            "a SchemaChange for {created:?} before the canary baked"
+        );
+    }
+    for rounds in 1.. {
+        assert!(rounds < 30, "the fleet never finished");
+        w.schema_round(None).await;
+        let f = w.fleet(FLEET).await;
+        if f.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Done") {
+            break;
+        }
+    }
+    let f = w.fleet(FLEET).await;
+    assert_eq!(
+        f.status.as_ref().and_then(|s| s.change.as_deref()),
+        Some(ALTER)
+    );
+    let created = w.schema_changes_by_member().await;
+    assert_eq!(created.len(), MEMBERS.len());
+    for m in MEMBERS {
+        let sc = &created[m];
+        assert_eq!(sc.spec.statement, ALTER);
+        assert!(
+            sc.name_any().starts_with(&format!("{FLEET}-{m}-")),
+            "{}",
+            sc.name_any()
+        );
+        let owner = sc.metadata.owner_references.as_ref().expect("an owner");
+        assert_eq!(owner[0].kind, "MySQLFleet");
+        assert_eq!(owner[0].name, FLEET);
+        // The members' specs are not the fleet's to change for a schema change.
+        assert_eq!(w.patches_of(m), 0, "{m}");
+    }
+    w.assert_rbac_allows_everything();
+}
+
+#[tokio::test]
+async fn a_member_whose_schema_change_the_analyzer_refuses_stops_the_fleet() {
+    let w = Fleet::new(vec![fleet(FLEET, schema_fleet(1))], None).await;
+    for rounds in 1.. {
+        assert!(rounds < 40, "the fleet never stopped");
+        w.schema_round(Some("shard-b")).await;
+        let f = w.fleet(FLEET).await;
+        if f.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Stopped") {
+            break;
+        }
+    }
+    let f = w.fleet(FLEET).await;
+    let (status, _, message) = fleet_condition(&f, "Stopped").expect("Stopped");
+    assert_eq!(status, "True");
+    assert!(
+        message.contains("shard-b") && message.contains("a column added in the middle"),
+        "{message}"
+    );
+    let created = w.schema_changes_by_member().await;
+    assert!(!created.contains_key("shard-c"), "a later wave was started");
+    assert_eq!(members_state(&f)["shard-a"].1, "done");
+
+    // A schema change rolls alone.
+    let mut mixed = schema_fleet(1);
+    mixed.version = Some("11.8.3".into());
+    let mixed = Fleet::new(vec![fleet(FLEET, mixed)], None).await;
+    assert_refused(&mixed, FLEET, "Schema", &["alone", "spec.version"]).await;
 }
