@@ -13,8 +13,10 @@
 //!      ready, with the reason) and reads `instance.json` again every 2 s, so the operator
 //!      can point it at a donor.
 //! 4. Render the server's my.cnf from the revision's ([`crate::cnf`]) and start the server:
-//!    read-only, replication not started. A MariaDB data directory upgraded by a newer
-//!    major.minor is refused before the server starts.
+//!    read-only, replication not started; on MariaDB, an instance of a semi-synchronous
+//!    revision with no replication source (a primary, a failed primary) with the source side
+//!    of semi-synchronous replication on ([`crate::semisync`]). A MariaDB data directory
+//!    upgraded by a newer major.minor is refused before the server starts.
 //! 5. Once it answers: MariaDB runs `mariadb-upgrade` if the vendor's rule says so
 //!    ([`crate::upgrade`]); a copy just provisioned has its replication started from its
 //!    position. The agent is then `running`.
@@ -45,7 +47,7 @@ use crate::replication;
 use crate::server::Server;
 use crate::status::{Phase, Provisioning, Shared};
 use crate::upgrade::{self, SystemTables};
-use crate::{bootstrap, cnf};
+use crate::{bootstrap, cnf, semisync};
 
 /// How long the server may take to stop after SIGTERM before it is killed (the kubelet's
 /// grace period usually ends first).
@@ -137,7 +139,15 @@ fn render_cnf(shared: &Shared) -> Result<std::path::PathBuf> {
         )
     };
     let user = shared.image.server_user();
-    let owned = cnf::owned_options(&shared.options, &instance, &shared.image, user.as_ref());
+    let mut owned = cnf::owned_options(&shared.options, &instance, &shared.image, user.as_ref());
+    if semisync::source_on_at_start(shared.flavor(), &revision_cnf, &shared.options.datadir()) {
+        tracing::info!(
+            "no replication source in the data directory of a semi-synchronous revision: \
+             the server starts with the source side of semi-synchronous replication on"
+        );
+        let (key, value) = semisync::SOURCE_ON_OPTION;
+        owned.push((key, value.to_owned()));
+    }
     let text = cnf::render(&revision, &revision_cnf, &owned);
     let path = shared.options.cnf_path();
     let tmp = path.with_extension("cnf.tmp");
