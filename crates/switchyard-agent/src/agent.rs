@@ -12,7 +12,8 @@
 //!      instance that could be made writable). The agent reports `uninitialized` (not
 //!      ready, with the reason) and reads `instance.json` again every 2 s, so the operator
 //!      can point it at a donor.
-//! 4. Render the server's my.cnf from the revision's ([`crate::cnf`]) and start the server:
+//! 4. Render the server's my.cnf from the revision's ([`crate::cnf`]), remove the socket lock a
+//!    killed MySQL server left, and start the server:
 //!    read-only, replication not started; on MariaDB, an instance of a semi-synchronous
 //!    revision with no replication source (a primary, a failed primary) with the source side
 //!    of semi-synchronous replication on ([`crate::semisync`]). A MariaDB data directory
@@ -337,6 +338,7 @@ async fn serve_server(shared: &Shared, stop: &mut watch::Receiver<bool>) -> Resu
         if let Some(u) = shared.image.server_user() {
             fsutil::ensure_owner(&datadir, &u)?;
         }
+        remove_stale_socket_lock(&shared.options)?;
         Ok((cnf, version))
     }
     .await;
@@ -390,6 +392,27 @@ async fn serve_server(shared: &Shared, stop: &mut watch::Receiver<bool>) -> Resu
             shared.state().server_pid = None;
             r.map(drop)
         }
+    }
+}
+
+/// Removes MySQL's socket lock file (`mysqld.sock.lock`), which a killed server leaves with
+/// its pid in it. The run directory (an `emptyDir`) outlives the container, and in the next
+/// container's fresh pid namespace that number may be a live process (a thread of the new
+/// server itself): MySQL would then refuse to start (`Another process with pid N is using
+/// unix socket file`), for every restart. Before the agent starts its server no server runs
+/// on this run directory (the container's processes ended with the container), so the lock
+/// is stale.
+fn remove_stale_socket_lock(options: &Options) -> Result<()> {
+    let mut lock = options.socket().into_os_string();
+    lock.push(".lock");
+    let lock = std::path::PathBuf::from(lock);
+    match std::fs::remove_file(&lock) {
+        Ok(()) => {
+            tracing::info!(path = %lock.display(), "removed the socket lock a killed server left");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", &lock)(e)),
     }
 }
 
