@@ -1,6 +1,8 @@
 //! End to end on Kubernetes, simulated: automatic failover under load of a MariaDB 10.11 and a
 //! MySQL 9.7 cluster whose primary's node is lost or whose primary's pod is cut off the
-//! network. One body ([`fails_over`]) for each flavor and fault:
+//! network, and of a MariaDB one whose primary's server is killed (MySQL's takes over a minute
+//! of CI, mostly its set-up: run it with `fails_over(ServerKind::Mysql97, Fault::PodKill)`).
+//! One body ([`fails_over`]) for each flavor and fault:
 //!
 //! 1. A `MySQLCluster` of 3 instances with the defaults: lossless semi-synchronous
 //!    replication (`AFTER_SYNC`, never falling back), a 4 s replica network timeout, automatic
@@ -8,6 +10,13 @@
 //! 2. Two writers go through the primary Service (a router following the pod labelled
 //!    primary), a monitor polls `@@read_only` on every pod.
 //! 3. The fault, held until the test ends it:
+//!    - pod killed: the primary's `mysqld` is killed with SIGKILL, as the kernel's OOM killer
+//!      kills the largest process of a container over its memory limit: the agent sees its
+//!      server gone and exits, the container ends, and the kubelet restarts it in the same pod
+//!      (a `kubectl delete pod --force --grace-period=0` is the node-loss case: the pod is
+//!      gone at once). The kubelet holds the restart (a long `CrashLoopBackOff`) until the
+//!      failover is done, so the old primary comes back after it, not within the detection
+//!      window (where it would stay primary, not failed over);
 //!    - node loss: the primary's processes are killed at once and its pod deleted without a
 //!      grace period; the node stays lost (its pod, recreated by the operator, stays pending);
 //!    - partition: the primary's pod is cut off the pod network (the host end of its veth pair
@@ -17,8 +26,10 @@
 //!      after the cut and again right before the heal, and its `mysqld` is the same process.
 //! 4. The operator fails over to a replica, lossless, and moves the primary label (the old
 //!    pod's first): writes resume on the new primary through the primary Service.
-//! 5. The fault ends (the node comes back; the partition heals): the old primary, which
-//!    starts read-only (node loss) or comes back still writable but unable to acknowledge a
+//! 5. The fault ends (the container restarts; the node comes back; the partition heals): the
+//!    old primary, which starts read-only (pod killed, node loss; MariaDB's also waiting for
+//!    semi-synchronous acknowledgements, as the agent starts a primary: its my.cnf says so)
+//!    or comes back still writable but unable to acknowledge a
 //!    commit (partition), is fenced (read-only) and either rejoined as a replica of the new
 //!    primary or quarantined with the `Quarantined` condition (it may hold commits no replica
 //!    acknowledged); it is never labelled primary nor able to acknowledge a write again.
@@ -52,6 +63,11 @@ const READY_WITHIN: Duration = Duration::from_secs(180);
 const FAILOVER_WITHIN: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_primary_killed_fails_over_and_comes_back_fenced() {
+    fails_over(ServerKind::Mariadb1011, Fault::PodKill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_primary_node_lost_fails_over_without_losing_a_write() {
     fails_over(ServerKind::Mariadb1011, Fault::NodeLoss).await;
 }
@@ -74,6 +90,9 @@ async fn mysql_primary_partitioned_fails_over_and_comes_back_fenced() {
 /// What happens to the primary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
+    /// Its server killed with SIGKILL (an OOM kill); the kubelet restarts its container after
+    /// the failover.
+    PodKill,
     /// Its node is lost (processes killed, pod deleted with no grace), and comes back.
     NodeLoss,
     /// Its pod is cut off the pod network, and the cut heals.
@@ -144,6 +163,7 @@ async fn fails_over(kind: ServerKind, fault: Fault) {
         "kube-e2e-failover-{}-{}.log",
         names.flavor,
         match fault {
+            Fault::PodKill => "pod-kill",
             Fault::NodeLoss => "node-loss",
             Fault::Partition => "partition",
         }
@@ -253,6 +273,15 @@ async fn fails_over(kind: ServerKind, fault: Fault) {
         .expect("the primary's mysqld runs");
     let fault_at = Instant::now();
     match fault {
+        Fault::PodKill => {
+            world.kubelet().hold(common::NS, &old_pod);
+            let server = server_process(old_mysqld).expect("the primary's server process");
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(server).expect("a pid")),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .expect("kill the primary's server");
+        }
         Fault::NodeLoss => {
             world.kubelet().hold(common::NS, &old_pod);
             world
@@ -374,7 +403,7 @@ async fn fails_over(kind: ServerKind, fault: Fault) {
     // 5. The fault ends: the old primary is fenced, then rejoined or quarantined with a
     //    condition, never made writable nor labelled primary.
     match fault {
-        Fault::NodeLoss => world.kubelet().release(common::NS, &old_pod),
+        Fault::PodKill | Fault::NodeLoss => world.kubelet().release(common::NS, &old_pod),
         Fault::Partition => {
             assert_cut(world.server(0), "right before the heal").await;
             assert_eq!(
@@ -422,8 +451,9 @@ async fn fails_over(kind: ServerKind, fault: Fault) {
                 };
             }
             let pod = world.pod(0).await.ok_or("no pod yet")?;
-            // A lost node's pod comes back as a new pod; a partitioned one is the same pod.
-            if (pod.uid() == old_uid) != (fault == Fault::Partition) {
+            // A lost node's pod comes back as a new pod; a killed or partitioned one is the
+            // same pod.
+            if (pod.uid() == old_uid) != (fault != Fault::NodeLoss) {
                 return Err(format!("pod uid {:?} (before: {old_uid:?})", pod.uid()));
             }
             let mut conn = MySqlConnection::connect_with(&world.options(0, &op_user, &op_pw))
@@ -457,6 +487,39 @@ async fn fails_over(kind: ServerKind, fault: Fault) {
     );
     let _ = conn.close().await;
     let quarantined = fate.starts_with("quarantined");
+    if fault == Fault::PodKill {
+        // Its container was restarted, and its server (a MariaDB one) started waiting for
+        // acknowledgements: a privileged client connected to it directly before the fence
+        // could not have had a commit acknowledged.
+        let restarts = world
+            .pod(0)
+            .await
+            .and_then(|p| p.status)
+            .and_then(|s| s.container_statuses)
+            .and_then(|c| c.into_iter().find(|c| c.name == "mysqld"))
+            .map(|c| c.restart_count);
+        assert!(
+            restarts.is_some_and(|r| r >= 1),
+            "the kubelet restarted the killed primary's container: {restarts:?}"
+        );
+        // The my.cnf its server started with, this time (rendered by the agent at each start).
+        let agent = world
+            .kubelet()
+            .container_pid(common::NS, &old_pod, "mysqld")
+            .expect("the old primary's container runs");
+        let path = format!(
+            "/proc/{agent}/root{}/my.cnf",
+            switchyard_kube::agent::RUN_DIR
+        );
+        let cnf = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let source_on = cnf.lines().any(|l| l.trim() == SOURCE_ON_LINE);
+        assert_eq!(
+            source_on,
+            kind.flavor() == Flavor::Mariadb,
+            "the old primary started again with the source side of semi-sync on (MariaDB \
+             only): {cnf}"
+        );
+    }
 
     // 6. The verdict.
     let report = load.stop().await;
@@ -506,6 +569,29 @@ async fn fails_over(kind: ServerKind, fault: Fault) {
             started.elapsed().as_secs_f64()
         ),
     );
+}
+
+/// The line of an agent-rendered my.cnf that starts the server with the source side of
+/// semi-sync on (`switchyard_agent::semisync`).
+const SOURCE_ON_LINE: &str = "rpl-semi-sync-master-enabled = ON";
+
+/// The host pid of the database server the agent `agent` (a container's PID 1) runs: its
+/// child `mysqld` or `mariadbd`.
+fn server_process(agent: u32) -> Option<u32> {
+    let parent = format!("PPid:\t{agent}\n");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|p| {
+            let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+            let name = status
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("Name:"))
+                .map(str::trim)
+                .unwrap_or_default();
+            status.contains(&parent) && matches!(name, "mysqld" | "mariadbd")
+        })
 }
 
 /// Fails unless a TCP connection to `server` does not open within a second: the cut holds

@@ -12,9 +12,12 @@
 //!      instance that could be made writable). The agent reports `uninitialized` (not
 //!      ready, with the reason) and reads `instance.json` again every 2 s, so the operator
 //!      can point it at a donor.
-//! 4. Render the server's my.cnf from the revision's ([`crate::cnf`]) and start the server:
-//!    read-only, replication not started. A MariaDB data directory upgraded by a newer
-//!    major.minor is refused before the server starts.
+//! 4. Render the server's my.cnf from the revision's ([`crate::cnf`]), remove the socket lock a
+//!    killed MySQL server left, and start the server:
+//!    read-only, replication not started; on MariaDB, an instance of a semi-synchronous
+//!    revision with no replication source (a primary, a failed primary) with the source side
+//!    of semi-synchronous replication on ([`crate::semisync`]). A MariaDB data directory
+//!    upgraded by a newer major.minor is refused before the server starts.
 //! 5. Once it answers: MariaDB runs `mariadb-upgrade` if the vendor's rule says so
 //!    ([`crate::upgrade`]); a copy just provisioned has its replication started from its
 //!    position. The agent is then `running`.
@@ -45,7 +48,7 @@ use crate::replication;
 use crate::server::Server;
 use crate::status::{Phase, Provisioning, Shared};
 use crate::upgrade::{self, SystemTables};
-use crate::{bootstrap, cnf};
+use crate::{bootstrap, cnf, semisync};
 
 /// How long the server may take to stop after SIGTERM before it is killed (the kubelet's
 /// grace period usually ends first).
@@ -137,7 +140,15 @@ fn render_cnf(shared: &Shared) -> Result<std::path::PathBuf> {
         )
     };
     let user = shared.image.server_user();
-    let owned = cnf::owned_options(&shared.options, &instance, &shared.image, user.as_ref());
+    let mut owned = cnf::owned_options(&shared.options, &instance, &shared.image, user.as_ref());
+    if semisync::source_on_at_start(shared.flavor(), &revision_cnf, &shared.options.datadir()) {
+        tracing::info!(
+            "no replication source in the data directory of a semi-synchronous revision: \
+             the server starts with the source side of semi-synchronous replication on"
+        );
+        let (key, value) = semisync::SOURCE_ON_OPTION;
+        owned.push((key, value.to_owned()));
+    }
     let text = cnf::render(&revision, &revision_cnf, &owned);
     let path = shared.options.cnf_path();
     let tmp = path.with_extension("cnf.tmp");
@@ -327,6 +338,7 @@ async fn serve_server(shared: &Shared, stop: &mut watch::Receiver<bool>) -> Resu
         if let Some(u) = shared.image.server_user() {
             fsutil::ensure_owner(&datadir, &u)?;
         }
+        remove_stale_socket_lock(&shared.options)?;
         Ok((cnf, version))
     }
     .await;
@@ -380,6 +392,27 @@ async fn serve_server(shared: &Shared, stop: &mut watch::Receiver<bool>) -> Resu
             shared.state().server_pid = None;
             r.map(drop)
         }
+    }
+}
+
+/// Removes MySQL's socket lock file (`mysqld.sock.lock`), which a killed server leaves with
+/// its pid in it. The run directory (an `emptyDir`) outlives the container, and in the next
+/// container's fresh pid namespace that number may be a live process (a thread of the new
+/// server itself): MySQL would then refuse to start (`Another process with pid N is using
+/// unix socket file`), for every restart. Before the agent starts its server no server runs
+/// on this run directory (the container's processes ended with the container), so the lock
+/// is stale.
+fn remove_stale_socket_lock(options: &Options) -> Result<()> {
+    let mut lock = options.socket().into_os_string();
+    lock.push(".lock");
+    let lock = std::path::PathBuf::from(lock);
+    match std::fs::remove_file(&lock) {
+        Ok(()) => {
+            tracing::info!(path = %lock.display(), "removed the socket lock a killed server left");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", &lock)(e)),
     }
 }
 

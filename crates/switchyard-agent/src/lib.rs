@@ -12,7 +12,8 @@
 //!   ([`provision`]: MySQL `CLONE INSTANCE`, MariaDB `mariadb-backup` streamed from the
 //!   donor's agent, [`donor`]) and otherwise initializes nothing, runs the system-table
 //!   upgrade by the vendor's major.minor rule ([`upgrade`]), supervises the server
-//!   ([`server`]) and answers the kubelet's probes and the operator ([`http`], [`status`]).
+//!   ([`server`]; a MariaDB primary that starts again waits for acknowledgements,
+//!   [`semisync`]) and answers the kubelet's probes and the operator ([`http`], [`status`]).
 //!
 //! The paths are the pod's by default ([`config::Options`]); tests run the agent on an
 //! unpacked image elsewhere, whose programs then run through that image's own loader
@@ -31,6 +32,7 @@ pub mod install;
 pub mod local;
 pub mod provision;
 pub mod replication;
+pub mod semisync;
 pub mod server;
 pub mod status;
 pub mod upgrade;

@@ -598,7 +598,10 @@ impl Kubelet {
 
     /// Holds pods named `name`: a new pod of that name stays pending (not started) until
     /// [`Kubelet::release`], as one whose node is lost and whose local volume is there. Pair
-    /// it with [`Kubelet::node_loss`] for a node that stays lost for a while.
+    /// it with [`Kubelet::node_loss`] for a node that stays lost for a while. A container of
+    /// a running pod of that name that exits is not restarted until the release either, as
+    /// after a long `CrashLoopBackOff` (pair it with a container killed, to have it come back
+    /// only after a failover).
     pub fn hold(&self, ns: &str, name: &str) {
         lock(&self.shared.held).insert(format!("{ns}/{name}"));
     }

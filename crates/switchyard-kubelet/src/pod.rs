@@ -605,6 +605,13 @@ async fn run_container(
         if sleep_or_stop(&mut stop, backoff).await {
             return false;
         }
+        // A held pod's crashed container waits for the release (a long back-off).
+        let key = format!("{}/{}", run.namespace, run.name);
+        while lock(&shared.held).contains(&key) {
+            if sleep_or_stop(&mut stop, Duration::from_millis(50)).await {
+                return false;
+            }
+        }
     }
 }
 
