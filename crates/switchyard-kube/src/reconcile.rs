@@ -21,6 +21,7 @@ use switchyard_plan::decide::{
 };
 use switchyard_plan::engine::{Engine, StepOutcome};
 use switchyard_plan::record::Intent;
+use switchyard_plan::topology::TopologyKind;
 use switchyard_plan::versions::catalog;
 use switchyard_plan::{Action as PlanAction, Observed, Record, Revision, Timestamp, WaitReason};
 
@@ -162,12 +163,25 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     };
     let target = pass.record(&spec, &fetched, &targeted).await?;
     let runtime = &fetched.runtime;
+    if spec.topology == TopologyKind::Galera {
+        // The node that starts a new Galera cluster is named in the status before any pod
+        // is told: at most one is ever named.
+        let mut status = runtime.cluster().status.unwrap_or_default();
+        if let Some(chosen) = instances::galera_bootstrap(&status) {
+            status.galera_bootstrap = Some(chosen);
+            runtime
+                .write_status(status)
+                .await
+                .map_err(crate::error::status_error)?;
+        }
+    }
     let plans = instances::plan(
         &pass.names,
         &runtime.cluster().status.unwrap_or_default(),
         &fetched.observed,
         spec.replicas,
         spec.max_lag_seconds,
+        spec.topology,
     );
     let applied = children::apply_children(
         ctx,
