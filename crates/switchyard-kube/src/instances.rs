@@ -233,3 +233,32 @@ pub fn assign(status: &mut MySQLClusterStatus, assignments: &BTreeMap<u32, u64>)
     }
     status.instances.sort_by_key(|i| i.ordinal);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_galera_bootstrap_node_is_named_only_for_a_cluster_never_initialized_and_only_once() {
+        let fresh = MySQLClusterStatus::default();
+        let named = galera_bootstrap(&fresh).expect("a new cluster names a node");
+        assert_eq!(named.ordinal, 0);
+        // Already named: not named again (the reconciler records it once).
+        let pending = MySQLClusterStatus {
+            galera_bootstrap: Some(named),
+            ..MySQLClusterStatus::default()
+        };
+        assert_eq!(galera_bootstrap(&pending), None);
+        // Initialized, or with a writer: never named again, whatever the nodes report.
+        let initialized = MySQLClusterStatus {
+            initialized: true,
+            ..MySQLClusterStatus::default()
+        };
+        assert_eq!(galera_bootstrap(&initialized), None);
+        let running = MySQLClusterStatus {
+            current_primary: Some(2),
+            ..MySQLClusterStatus::default()
+        };
+        assert_eq!(galera_bootstrap(&running), None);
+    }
+}
