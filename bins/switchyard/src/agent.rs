@@ -130,6 +130,7 @@ impl RunArgs {
             mysql_port: self.mysql_port,
             bind_address: self.bind_address,
             listen: self.listen,
+            galera_ports: switchyard_agent::config::GaleraPorts::default(),
             report_host: self.report_host,
             server_log: self.server_log,
             identity: Identity {

@@ -193,7 +193,12 @@ async fn ensure_data(shared: &Shared, stop: &mut watch::Receiver<bool>) -> Resul
             return Ok(true);
         }
         let instance = shared.state().assignment.instance.clone();
-        if instance.bootstrap {
+        // A Galera node that joins its peers gets its data from them (SST) before it serves:
+        // its own initialized directory only lets the server start, and the transfer
+        // replaces it. A node told to start a new cluster is initialized only with
+        // `bootstrap` (a cluster never initialized): a lost volume never bootstraps.
+        let galera_joiner = instance.galera.as_ref().is_some_and(|g| !g.new_cluster);
+        if instance.bootstrap || galera_joiner {
             shared.set_phase(Phase::Bootstrapping, None);
             tokio::select! {
                 r = bootstrap_data(shared) => r?,
@@ -269,6 +274,7 @@ async fn bootstrap_data(shared: &Shared) -> Result<()> {
         fsutil::chown_tree(&target, u)?;
     }
     let version = shared.image.server_version().await?;
+    let galera = shared.state().assignment.instance.galera.is_some();
     tracing::info!(%version, "initializing the data directory (declared bootstrap)");
     bootstrap::initialize(
         &shared.image,
@@ -278,6 +284,7 @@ async fn bootstrap_data(shared: &Shared) -> Result<()> {
         &secrets,
         version,
         user.as_ref(),
+        galera,
     )
     .await?;
     if let Some(u) = &user {
@@ -346,11 +353,15 @@ async fn serve_server(shared: &Shared, stop: &mut watch::Receiver<bool>) -> Resu
         Ok(v) => v,
         Err(e) => return fail(shared, e, stop).await,
     };
+    let args = match galera_args(shared) {
+        Ok(a) => a,
+        Err(e) => return fail(shared, e, stop).await,
+    };
     shared.set_phase(Phase::Starting, None);
     let mut server = Server::spawn(
         &shared.image,
         &cnf,
-        &[],
+        &args,
         shared.options.server_log.as_deref(),
     )?;
     shared.state().server_pid = Some(server.pid());
@@ -416,6 +427,31 @@ fn remove_stale_socket_lock(options: &Options) -> Result<()> {
     }
 }
 
+/// The server's extra arguments on a Galera node: `--wsrep-new-cluster` when the operator
+/// named this node to start the cluster, refused when the data directory's `grastate.dat`
+/// says `safe_to_bootstrap: 0` (Galera's own guard: another node may hold newer
+/// transactions).
+fn galera_args(shared: &Shared) -> Result<Vec<String>> {
+    let galera = shared.state().assignment.instance.galera.clone();
+    let Some(g) = galera.filter(|g| g.new_cluster) else {
+        return Ok(Vec::new());
+    };
+    let datadir = shared.options.datadir();
+    if let Some(state) = crate::galera::GraState::read(&datadir)
+        && !state.safe_to_bootstrap
+    {
+        return Err(Error::DataDir {
+            path: datadir,
+            reason: format!(
+                "told to start a new Galera cluster ({}), but grastate.dat says safe_to_bootstrap: 0 (seqno {}): another node may hold newer transactions; the operator must name the node with the highest recovered seqno",
+                g.cluster_name, state.seqno
+            ),
+        });
+    }
+    tracing::info!(cluster = %g.cluster_name, "starting a new Galera cluster (named by the operator)");
+    Ok(vec!["--wsrep-new-cluster".to_owned()])
+}
+
 /// A start that failed for good: report it and wait for SIGTERM.
 async fn fail(shared: &Shared, e: Error, stop: &mut watch::Receiver<bool>) -> Result<()> {
     tracing::error!(error = %e, category = e.category(), "the instance cannot start");
@@ -443,6 +479,21 @@ async fn settle(shared: &Shared, server: &mut Server, version: Version) -> Resul
     )
     .await?;
     shared.state().server_version = reported;
+    let galera = shared.state().assignment.instance.galera.is_some();
+    if galera {
+        // The SST donor's credentials, set over the socket: never in a file, never logged
+        // (the server shows the variable masked).
+        let account = shared.secrets().replication;
+        let auth = format!("{}:{}", account.user, account.password.expose());
+        local::exec_bound(
+            &mut conn,
+            "set the SST credentials",
+            "SET GLOBAL wsrep_sst_auth = ?",
+            &auth,
+            LOCAL_TIMEOUT,
+        )
+        .await?;
+    }
     local::close(conn).await;
 
     let recorded = upgrade::read_upgrade_info(&datadir).and_then(|i| i.version);

@@ -53,13 +53,27 @@ pub fn accounts_sql(flavor: Flavor, secrets: &Secrets) -> String {
     )
 }
 
+/// On a Galera node, what the replication account also holds: the privileges
+/// `mariadb-backup` needs on an SST donor (MariaDB's "Galera SST with mariadb-backup": RELOAD,
+/// PROCESS, LOCK TABLES, BINLOG MONITOR), since the agent gives it as `wsrep_sst_auth`.
+pub fn galera_sst_grant_sql(secrets: &Secrets) -> String {
+    let repl = quote_literal(&secrets.replication.user);
+    format!("GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR ON *.* TO {repl}@'%';\n")
+}
+
 /// Initializes `datadir` (which must not exist or be empty) for `server`, with the rendered
 /// my.cnf `cnf`; helper files and the server's output go to `run_dir`. When the server runs
-/// as `user` (the agent runs as root), the helper files it reads are that user's.
+/// as `user` (the agent runs as root), the helper files it reads are that user's. On a
+/// Galera node (`galera`), wsrep is off for the initialization and the replication account
+/// gets the SST donor's privileges ([`galera_sst_grant_sql`]).
 ///
 /// # Errors
 /// [`Error::Image`] for a missing script, [`Error::Command`] when the server fails (its
 /// output, with the passwords masked, in the message).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each input is a different thing the agent holds; a struct would only rename them"
+)]
 pub async fn initialize(
     image: &Image,
     cnf: &Path,
@@ -68,6 +82,7 @@ pub async fn initialize(
     secrets: &Secrets,
     server: Version,
     user: Option<&ServerUser>,
+    galera: bool,
 ) -> Result<()> {
     let log = run_dir.join("bootstrap.log");
     let secret_values = [
@@ -76,10 +91,14 @@ pub async fn initialize(
     ];
     match image.flavor() {
         Flavor::Mariadb => {
-            let sql = mariadb_sql(image, secrets)?;
+            let mut sql = mariadb_sql(image, secrets)?;
+            if galera {
+                sql.push_str(&galera_sst_grant_sql(secrets));
+            }
             let mut cmd = image.command(&image.server());
             cmd.arg(format!("--defaults-file={}", cnf.display()))
                 .arg("--bootstrap")
+                .arg("--loose-wsrep-on=OFF")
                 .arg(format!("--datadir={}", datadir.display()))
                 .arg("--skip-log-bin")
                 .arg("--read-only=OFF")

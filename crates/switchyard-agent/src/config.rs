@@ -22,6 +22,29 @@ use crate::error::{Error, Result};
 pub const AGENT_PORT: u16 = 9104;
 /// The server's port in a pod.
 pub const MYSQL_PORT: u16 = 3306;
+/// A Galera node's group communication port in a pod (Galera's default).
+pub const GALERA_PORT: u16 = 4567;
+
+/// The ports a Galera node listens on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GaleraPorts {
+    /// Group communication (`gmcast.listen_addr`, the peers' `gcomm://` port): 4567.
+    pub gcomm: u16,
+    /// Incremental state transfers received (`ist.recv_addr`): 4568.
+    pub ist: u16,
+    /// Snapshot state transfers received (`wsrep_sst_receive_address`): 4444.
+    pub sst: u16,
+}
+
+impl Default for GaleraPorts {
+    fn default() -> Self {
+        GaleraPorts {
+            gcomm: GALERA_PORT,
+            ist: 4568,
+            sst: 4444,
+        }
+    }
+}
 /// The ConfigMap key of the revision's my.cnf.
 pub const MY_CNF_KEY: &str = "my.cnf";
 /// The ConfigMap key of [`InstanceConfig`].
@@ -65,6 +88,8 @@ pub struct Options {
     pub bind_address: String,
     /// The agent's HTTP address.
     pub listen: SocketAddr,
+    /// A Galera node's ports (Galera's defaults in a pod).
+    pub galera_ports: GaleraPorts,
     /// `report_host` (default: the pod's DNS name from [`Identity`], when known).
     pub report_host: Option<String>,
     /// Where the server's output (its error log) goes; default: the agent's own standard
@@ -87,6 +112,7 @@ impl Default for Options {
             mysql_port: MYSQL_PORT,
             bind_address: "0.0.0.0".to_owned(),
             listen: SocketAddr::from(([0, 0, 0, 0], AGENT_PORT)),
+            galera_ports: GaleraPorts::default(),
             report_host: None,
             server_log: None,
             identity: Identity::default(),
@@ -186,7 +212,34 @@ pub struct InstanceConfig {
     /// A replica lagging more than this many seconds is not ready.
     #[serde(default = "default_max_lag")]
     pub max_lag_seconds: u64,
+    /// Galera membership (`topology: galera`); none for a primary-replica instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub galera: Option<GaleraMember>,
 }
+
+/// What a Galera node is told: its cluster, its peers, and whether it starts a new cluster.
+///
+/// The operator alone decides which node starts a new cluster (`new_cluster`, at most one
+/// node of a cluster at a time, recorded in the cluster's status before any pod is told);
+/// every other node joins its peers and receives their state by a state snapshot transfer
+/// (SST) or an incremental one (IST).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GaleraMember {
+    /// `wsrep_cluster_name`.
+    pub cluster_name: String,
+    /// The host names of every node, this one included (`wsrep_cluster_address =
+    /// gcomm://a,b,c`, each on Galera's port 4567).
+    pub peers: Vec<String>,
+    /// Start with `--wsrep-new-cluster` (bootstrap a new primary component). The agent
+    /// refuses it for a data directory whose `grastate.dat` says `safe_to_bootstrap: 0`.
+    #[serde(default)]
+    pub new_cluster: bool,
+    /// The state snapshot transfer method (`mariabackup` or `rsync`).
+    pub sst_method: String,
+}
+
+/// The SST methods the agent configures.
+pub const SST_METHODS: &[&str] = &["mariabackup", "rsync"];
 
 fn default_max_lag() -> u64 {
     DEFAULT_MAX_LAG_SECONDS
@@ -218,11 +271,42 @@ impl InstanceConfig {
                 "bootstrap and provision_from are both set: an empty instance is either the first of a new cluster (bootstrap) or a copy of a donor, not both".into(),
             ));
         }
+        if let Some(g) = &config.galera {
+            if config.provision_from.is_some() || config.replicate_from.is_some() {
+                return Err(invalid(
+                    "galera is set with provision_from or replicate_from: a Galera node receives its data from its peers (SST), never from a replication source".into(),
+                ));
+            }
+            if g.peers.is_empty() {
+                return Err(invalid(
+                    "galera.peers is empty: list every node's host name".into(),
+                ));
+            }
+            if !SST_METHODS.contains(&g.sst_method.as_str()) {
+                return Err(invalid(format!(
+                    "galera.sst_method '{}' is not one of {}",
+                    g.sst_method,
+                    SST_METHODS.join(", ")
+                )));
+            }
+            if g.cluster_name.is_empty()
+                || !g
+                    .cluster_name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(format!(
+                    "galera.cluster_name '{}' must be letters, digits, '-' or '_'",
+                    g.cluster_name
+                )));
+            }
+        }
         for host in config
             .provision_from
             .iter()
             .map(|d| &d.host)
             .chain(config.replicate_from.iter().map(|s| &s.host))
+            .chain(config.galera.iter().flat_map(|g| g.peers.iter()))
         {
             validate_host(host).map_err(|e| invalid(e.to_string()))?;
         }

@@ -26,6 +26,7 @@ pub mod config;
 pub mod donor;
 pub mod error;
 pub mod fsutil;
+pub mod galera;
 pub mod http;
 pub mod image;
 pub mod install;

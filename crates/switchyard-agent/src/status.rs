@@ -175,6 +175,10 @@ impl Shared {
             let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
             return (Err(format!("{}{why}", phase.as_str())), None);
         }
+        let galera = self.state().assignment.instance.galera.is_some();
+        if galera {
+            return (self.galera_readiness().await, None);
+        }
         let state = async {
             let mut conn = self.local.connect(PROBE_TIMEOUT).await?;
             let state = replication::replica_state(&mut conn, self.flavor(), PROBE_TIMEOUT).await;
@@ -185,6 +189,42 @@ impl Shared {
         match state {
             Ok(state) => (replication::judge(state.as_ref(), max_lag), state),
             Err(e) => (Err(format!("the server does not answer: {e}")), None),
+        }
+    }
+
+    /// A Galera node is ready when it is `Synced` in the primary component: a joiner, a
+    /// donor or a node cut off from quorum stays out of the Services.
+    async fn galera_readiness(&self) -> Result<(), String> {
+        let answered = async {
+            let mut conn = self.local.connect(PROBE_TIMEOUT).await?;
+            let rows = crate::local::rows(
+                &mut conn,
+                "read the wsrep status",
+                "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+                 WHERE VARIABLE_NAME IN ('WSREP_LOCAL_STATE_COMMENT', 'WSREP_CLUSTER_STATUS')",
+                PROBE_TIMEOUT,
+            )
+            .await;
+            crate::local::close(conn).await;
+            rows
+        }
+        .await
+        .map_err(|e| format!("the server does not answer: {e}"))?;
+        let get = |name: &str| {
+            answered
+                .iter()
+                .find(|r| crate::local::text(r, "VARIABLE_NAME").as_deref() == Some(name))
+                .and_then(|r| crate::local::text(r, "VARIABLE_VALUE"))
+                .unwrap_or_default()
+        };
+        let state = get("WSREP_LOCAL_STATE_COMMENT");
+        let component = get("WSREP_CLUSTER_STATUS");
+        if state == "Synced" && component == "Primary" {
+            Ok(())
+        } else {
+            Err(format!(
+                "Galera node is {state:?} in a {component:?} component, not Synced in the primary one"
+            ))
         }
     }
 
@@ -248,6 +288,7 @@ impl Shared {
             provisioned_bytes: self.provision_bytes.load(Ordering::Relaxed),
             not_ready: ready.err(),
             replication,
+            galera_state: crate::galera::GraState::read(&datadir),
         }
     }
 }
@@ -290,4 +331,7 @@ pub struct Status {
     pub not_ready: Option<String>,
     /// The replica's state, when replication is configured and the server answers.
     pub replication: Option<ReplicaState>,
+    /// A Galera node's saved state (`grastate.dat`), when its data directory has one: what
+    /// the operator compares to choose the node that starts a cluster again.
+    pub galera_state: Option<crate::galera::GraState>,
 }

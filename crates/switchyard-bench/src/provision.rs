@@ -384,6 +384,7 @@ fn instance(server_id: u32) -> InstanceConfig {
         provision_from: None,
         replicate_from: None,
         max_lag_seconds: 30,
+        galera: None,
     }
 }
 
@@ -430,6 +431,7 @@ impl Pod {
             mysql_port: mysql.port(),
             bind_address: "127.0.0.1".into(),
             listen: ([127, 0, 0, 1], http.port()).into(),
+            galera_ports: switchyard_agent::config::GaleraPorts::default(),
             report_host: Some("127.0.0.1".into()),
             server_log: Some(d.join("server.log")),
             identity: Identity::default(),

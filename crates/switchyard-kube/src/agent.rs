@@ -104,6 +104,24 @@ pub struct InstanceConfig {
     pub replicate_from: Option<Source>,
     /// A replica lagging more than this is not ready (out of the read Service).
     pub max_lag_seconds: u64,
+    /// Galera membership (`topology: galera`); none on a primary-replica cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub galera: Option<GaleraMember>,
+}
+
+/// What a Galera node's agent is told (the agent's `GaleraMember`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GaleraMember {
+    /// `wsrep_cluster_name`: the cluster's name.
+    pub cluster_name: String,
+    /// Every node's stable host name, this one included (`gcomm://a,b,c`).
+    pub peers: Vec<String>,
+    /// Start a new cluster (`--wsrep-new-cluster`): true for at most one node, the one the
+    /// status' `galeraBootstrap` names.
+    #[serde(default)]
+    pub new_cluster: bool,
+    /// The state snapshot transfer method.
+    pub sst_method: String,
 }
 
 /// The provisioning state the agent reports.

@@ -8,10 +8,18 @@
 //! instance is ever initialized again: a data directory that comes back empty stays empty
 //! (the primary is never made writable; a replica is provisioned from a donor). The replicas
 //! are created afterwards, each provisioned from the primary by its agent.
+//!
+//! A Galera cluster follows the same steps: instance 0, named in `status.galeraBootstrap`
+//! before its pod exists, starts a new cluster (`--wsrep-new-cluster`); once its server
+//! answers (its agent reports it ready only when it is Synced in a primary component), the
+//! status records `initialized` and clears `galeraBootstrap` in one write, instance 0's
+//! ConfigMap loses `new_cluster`, and instance 0 becomes the writer. The other nodes are
+//! created afterwards and join it, receiving its state by SST.
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use switchyard_plan::engine::ClusterRuntime;
+use switchyard_plan::topology::TopologyKind;
 
 use crate::apply;
 use crate::build;
@@ -45,10 +53,14 @@ pub async fn first_primary(runtime: &KubeRuntime, spec: &ValidSpec) -> Result<()
     let until = now.after(crate::validate::switchover_work(spec.switchover_deadline));
     runtime.confirm_leadership(until).await.map_err(failed)?;
 
-    // Initialized, first: no instance is ever given `bootstrap` again.
+    // Initialized, first: no instance is ever given `bootstrap` again. On Galera the node
+    // named to start the cluster now serves in a primary component: no node is told to start
+    // one any more (its ConfigMap below loses `new_cluster`).
+    let galera = spec.topology == TopologyKind::Galera;
     let mut status = runtime.cluster().status.unwrap_or_default();
-    if !status.initialized {
+    if !status.initialized || status.galera_bootstrap.is_some() {
         status.initialized = true;
+        status.galera_bootstrap = None;
         runtime
             .write_status(status.clone())
             .await
@@ -57,13 +69,23 @@ pub async fn first_primary(runtime: &KubeRuntime, spec: &ValidSpec) -> Result<()
     let cluster: MySQLCluster = runtime.cluster();
     let names = Names::of(&cluster);
     let observed = runtime.observed();
-    let plans = instances::plan(&names, &status, &observed, 1, spec.max_lag_seconds);
+    let plans = instances::plan(
+        &names,
+        &status,
+        &observed,
+        // A Galera node's peers are every node.
+        if galera { spec.replicas } else { 1 },
+        spec.max_lag_seconds,
+        spec.topology,
+    );
     if let Some(plan) = plans.first() {
         let config_maps: Api<ConfigMap> = Api::namespaced(runtime.client(), &names.namespace);
         let built = build::instance_config_map(&cluster, spec, 0, &plan.entry, &plan.config);
         apply::apply(&config_maps, &built, "ConfigMap").await?;
     }
-    if !view.writable {
+    // A Galera node starts writable (every node holds every write; the primary Service
+    // sends the writes to one).
+    if !view.writable && !galera {
         let deadline = std::time::Instant::now() + until.since(now);
         // A semi-synchronous primary waits for acknowledgements from its first write on.
         runtime

@@ -113,9 +113,13 @@ pub async fn apply_children(
         if exists {
             continue;
         }
+        // A Galera node joins once the cluster was started (it gets its data by SST).
         let may_create = o == primary
             || plan.config.bootstrap
-            || (status.initialized && (plan.donor.is_some() || claims.contains_key(&o)));
+            || (status.initialized
+                && (plan.donor.is_some()
+                    || claims.contains_key(&o)
+                    || plan.config.galera.is_some()));
         if !may_create {
             continue;
         }
@@ -137,7 +141,11 @@ pub async fn apply_children(
     own_secret(ctx, &names, secret, &all_claims).await?;
 
     // Replicas whose data is gone.
-    for plan in plans.iter().filter(|p| p.ordinal != primary) {
+    // (A Galera node's data comes from its peers: nothing to do here.)
+    for plan in plans
+        .iter()
+        .filter(|p| p.ordinal != primary && p.config.galera.is_none())
+    {
         let Some(s) = seen.get(&plan.ordinal) else {
             continue;
         };

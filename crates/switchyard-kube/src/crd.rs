@@ -52,9 +52,15 @@ pub struct MySQLClusterSpec {
     /// `version`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// How many instances: one primary and `replicas - 1` replicas.
+    /// How many instances: one primary and `replicas - 1` replicas; on Galera, the number of
+    /// nodes (odd, at least 3).
     #[schemars(range(min = 1, max = 9))]
     pub replicas: i32,
+    /// How the instances replicate: `primary-replica` (default: one writable primary and
+    /// GTID replicas) or `galera` (MariaDB Galera Cluster: every node holds every write,
+    /// one node takes the writes through the primary Service).
+    #[serde(default, skip_serializing_if = "ClusterTopology::is_primary_replica")]
+    pub topology: ClusterTopology,
     /// Compute resources of the server container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -84,6 +90,25 @@ pub struct MySQLClusterSpec {
     /// failover).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<FailoverSpec>,
+}
+
+/// How the instances of a cluster replicate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClusterTopology {
+    /// One writable primary and read-only GTID replicas.
+    #[default]
+    PrimaryReplica,
+    /// A MariaDB Galera cluster: synchronous replication between an odd number of nodes (at
+    /// least 3); the primary Service routes the writes to one node.
+    Galera,
+}
+
+impl ClusterTopology {
+    /// Whether it is the default topology (it is then left out of the serialized spec).
+    pub fn is_primary_replica(&self) -> bool {
+        *self == ClusterTopology::PrimaryReplica
+    }
 }
 
 /// How a commit on the primary relates to the replicas.
@@ -361,6 +386,27 @@ pub struct MySQLClusterStatus {
     /// A password rotation under way (the token of the request it serves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<String>,
+    /// Galera: the one node the operator named to start the cluster
+    /// (`--wsrep-new-cluster`), recorded before any pod is told, and cleared once that node
+    /// serves in a primary component. No other node is ever told to start one while it is
+    /// set, so a cluster never has two bootstraps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub galera_bootstrap: Option<GaleraBootstrap>,
+    /// The topology the cluster runs (`primary-replica` or `galera`), recorded at its first
+    /// status: a spec asking for another one is refused (`TopologyChange`), as the servers'
+    /// data and replication cannot be turned from one into the other in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<String>,
+}
+
+/// The node named to start a Galera cluster, and why it was chosen.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GaleraBootstrap {
+    /// The node's ordinal.
+    pub ordinal: u32,
+    /// Why this node (`a new cluster: no node has Galera state yet`).
+    pub reason: String,
 }
 
 /// The state of one instance.

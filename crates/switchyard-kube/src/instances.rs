@@ -19,14 +19,20 @@
 //! - `provision_from`: for every replica, a healthy instance running the same server version
 //!   as the revision assigned to it (the primary first, then the lowest ordinal); the agent
 //!   uses it only when the data directory is empty. Never on the primary.
+//! - Galera (`topology: galera`): no donor and no source; every node is told its peers (every
+//!   node's stable host name) and joins them, receiving their state by SST. `new_cluster`
+//!   only for the node `status.galeraBootstrap` names ([`galera_bootstrap`] chooses it and
+//!   the reconciler records it before any pod is built), so at most one node of a cluster is
+//!   ever told to start one.
 
 use std::collections::BTreeMap;
 
 use switchyard_plan::Observed;
+use switchyard_plan::topology::TopologyKind;
 use switchyard_plan::versions::Version;
 
-use crate::agent::{AGENT_PORT, Donor, InstanceConfig, Source};
-use crate::crd::{InstanceStatus, MySQLClusterStatus, RevisionEntry};
+use crate::agent::{AGENT_PORT, Donor, GaleraMember, InstanceConfig, Source};
+use crate::crd::{GaleraBootstrap, InstanceStatus, MySQLClusterStatus, RevisionEntry};
 use crate::names::{MYSQL_PORT, Names, SERVER_ID_BASE};
 
 /// What one instance should be.
@@ -117,6 +123,25 @@ pub fn donor(
     candidates.first().copied()
 }
 
+/// The Galera state transfer method: `mariadb-backup` (non-blocking on the donor), as
+/// MariaDB recommends for production clusters.
+pub const GALERA_SST_METHOD: &str = "mariabackup";
+
+/// Which node starts a Galera cluster, when one must be named now: ordinal 0 of a cluster
+/// never initialized (no node has Galera state yet). `None` when a node is already named, and
+/// once the cluster was initialized: a cluster that was initialized is never bootstrapped
+/// from an empty node. (Recovery after every node went down, naming the node with the highest
+/// recovered seqno, is not built yet; see docs/operator.md.)
+pub fn galera_bootstrap(status: &MySQLClusterStatus) -> Option<GaleraBootstrap> {
+    if status.galera_bootstrap.is_some() || status.initialized || status.current_primary.is_some() {
+        return None;
+    }
+    Some(GaleraBootstrap {
+        ordinal: 0,
+        reason: "a new cluster: no node has Galera state yet".into(),
+    })
+}
+
 /// Every instance's plan, from the status (already carrying the assignment) and the last
 /// observation.
 pub fn plan(
@@ -125,12 +150,39 @@ pub fn plan(
     observed: &Observed,
     replicas: u32,
     max_lag_seconds: u64,
+    topology: TopologyKind,
 ) -> Vec<InstancePlan> {
     let primary = primary_of(status);
     let never_initialized = !status.initialized && status.current_primary.is_none();
+    let peers: Vec<String> = (0..replicas).map(|o| names.pod_host(o)).collect();
     (0..replicas)
         .filter_map(|ordinal| {
             let entry = entry(status, assigned(status, ordinal)?)?.clone();
+            if topology == TopologyKind::Galera {
+                let config = InstanceConfig {
+                    revision: entry.hash.clone(),
+                    server_id: SERVER_ID_BASE + ordinal,
+                    bootstrap: never_initialized && ordinal == 0,
+                    provision_from: None,
+                    replicate_from: None,
+                    max_lag_seconds,
+                    galera: Some(GaleraMember {
+                        cluster_name: names.cluster.clone(),
+                        peers: peers.clone(),
+                        new_cluster: status
+                            .galera_bootstrap
+                            .as_ref()
+                            .is_some_and(|b| b.ordinal == ordinal),
+                        sst_method: GALERA_SST_METHOD.into(),
+                    }),
+                };
+                return Some(InstancePlan {
+                    ordinal,
+                    entry,
+                    config,
+                    donor: None,
+                });
+            }
             let version = Version::parse(&entry.version).ok()?;
             let is_primary = ordinal == primary;
             let donor = (!is_primary)
@@ -150,6 +202,7 @@ pub fn plan(
                     port: MYSQL_PORT,
                 }),
                 max_lag_seconds,
+                galera: None,
             };
             Some(InstancePlan {
                 ordinal,
@@ -179,4 +232,33 @@ pub fn assign(status: &mut MySQLClusterStatus, assignments: &BTreeMap<u32, u64>)
         }
     }
     status.instances.sort_by_key(|i| i.ordinal);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_galera_bootstrap_node_is_named_only_for_a_cluster_never_initialized_and_only_once() {
+        let fresh = MySQLClusterStatus::default();
+        let named = galera_bootstrap(&fresh).expect("a new cluster names a node");
+        assert_eq!(named.ordinal, 0);
+        // Already named: not named again (the reconciler records it once).
+        let pending = MySQLClusterStatus {
+            galera_bootstrap: Some(named),
+            ..MySQLClusterStatus::default()
+        };
+        assert_eq!(galera_bootstrap(&pending), None);
+        // Initialized, or with a writer: never named again, whatever the nodes report.
+        let initialized = MySQLClusterStatus {
+            initialized: true,
+            ..MySQLClusterStatus::default()
+        };
+        assert_eq!(galera_bootstrap(&initialized), None);
+        let running = MySQLClusterStatus {
+            current_primary: Some(2),
+            ..MySQLClusterStatus::default()
+        };
+        assert_eq!(galera_bootstrap(&running), None);
+    }
 }

@@ -13,6 +13,10 @@
 //! of the target's pod template is reported at the template's revision (setting the target's
 //! variables brings it there). A fence is reported only while it holds and only when this
 //! operator set it.
+//!
+//! On Galera (`topology: galera`) the kind is `Galera`, the primary is the writer node (the
+//! one the primary Service selects), and each node that answers carries its wsrep state, as
+//! the local runtime reports it.
 
 use std::collections::BTreeMap;
 
@@ -172,6 +176,10 @@ pub fn observed_from(
                 instance.gtid = v.gtid.clone();
                 instance.writable = v.writable;
                 instance.health = Health::Ready;
+                if spec.topology == TopologyKind::Galera {
+                    // Its wsrep state: what the Galera decision gates every step on.
+                    instance.galera = v.galera.clone();
+                }
                 if role == Role::Primary {
                     // How many replicas acknowledge each of its commits, when it cannot fall
                     // back to asynchronous replication: what makes a failover provably
@@ -218,7 +226,7 @@ pub fn observed_from(
         instances.push(instance);
     }
     Observed {
-        kind: TopologyKind::Async,
+        kind: spec.topology,
         flavor: spec.flavor,
         instances,
     }

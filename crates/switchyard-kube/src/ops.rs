@@ -99,6 +99,24 @@ pub struct InstanceView {
     /// many replicas acknowledge each commit. `None` otherwise (asynchronous, or a source
     /// that may fall back to it on its own).
     pub ack_replicas: Option<u32>,
+    /// A Galera node's wsrep state (`wsrep_local_state_comment`, cluster size and status),
+    /// when the server has `wsrep_on`.
+    pub galera: Option<switchyard_plan::topology::GaleraState>,
+}
+
+/// The plan's view of a Galera node's wsrep status (as the local runtime reports it).
+pub fn galera_state(
+    g: &switchyard_mysql::GaleraState,
+) -> Option<switchyard_plan::topology::GaleraState> {
+    use switchyard_plan::topology::{GaleraState, WsrepState};
+    g.wsrep_on.then(|| GaleraState {
+        state: g
+            .local_state_comment
+            .as_deref()
+            .map_or(WsrepState::Other, WsrepState::from_comment),
+        cluster_size: g.cluster_size.unwrap_or(0),
+        primary_component: g.in_primary_component(),
+    })
 }
 
 /// The shortest semi-synchronous timeout the observation reports as never falling back to
@@ -586,6 +604,7 @@ impl InstanceOps for MysqlOps {
                 .semi_sync
                 .as_ref()
                 .and_then(|s| s.ack_replicas(NEVER_FALLS_BACK)),
+            galera: o.galera.as_ref().and_then(galera_state),
         })
     }
 

@@ -21,6 +21,7 @@ use switchyard_plan::decide::{
 };
 use switchyard_plan::engine::{Engine, StepOutcome};
 use switchyard_plan::record::Intent;
+use switchyard_plan::topology::TopologyKind;
 use switchyard_plan::versions::catalog;
 use switchyard_plan::{Action as PlanAction, Observed, Record, Revision, Timestamp, WaitReason};
 
@@ -39,7 +40,7 @@ use crate::rotation::{self, Rotation};
 use crate::runtime::KubeRuntime;
 use crate::status::{
     ANNOTATION_APPROVE, camel, conditions, fill_status, is_true, parse_approval, set_condition,
-    types,
+    topology_word, types,
 };
 use crate::validate::{InvalidSpec, ValidSpec, check_lease, validate};
 use crate::{bootstrap, children, drain, fetch, manual};
@@ -162,12 +163,25 @@ async fn reconcile_inner(cluster: &MySQLCluster, ctx: &Context) -> Result<Action
     };
     let target = pass.record(&spec, &fetched, &targeted).await?;
     let runtime = &fetched.runtime;
+    if spec.topology == TopologyKind::Galera {
+        // The node that starts a new Galera cluster is named in the status before any pod
+        // is told: at most one is ever named.
+        let mut status = runtime.cluster().status.unwrap_or_default();
+        if let Some(chosen) = instances::galera_bootstrap(&status) {
+            status.galera_bootstrap = Some(chosen);
+            runtime
+                .write_status(status)
+                .await
+                .map_err(crate::error::status_error)?;
+        }
+    }
     let plans = instances::plan(
         &pass.names,
         &runtime.cluster().status.unwrap_or_default(),
         &fetched.observed,
         spec.replicas,
         spec.max_lag_seconds,
+        spec.topology,
     );
     let applied = children::apply_children(
         ctx,
@@ -224,6 +238,25 @@ impl Pass<'_> {
         });
         let spec = valid
             .map_err(|invalid| (camel(invalid.problems[0].category()), invalid.to_string()))?;
+        // The topology a cluster was created with is for good. A cluster whose status predates
+        // the record (created before Galera existed here) is primary-replica.
+        let running = self.old.topology.clone().or_else(|| {
+            self.old
+                .current_primary
+                .map(|_| topology_word(TopologyKind::Async).to_owned())
+        });
+        if let Some(running) = running.filter(|t| t != topology_word(spec.topology)) {
+            return Err((
+                "TopologyChange".into(),
+                format!(
+                    "spec.topology {} differs from the topology cluster {} runs ({running}): \
+                     the servers cannot be turned from one into the other in place; set \
+                     spec.topology back to {running}, or create a new cluster and move the data",
+                    topology_word(spec.topology),
+                    self.names.cluster
+                ),
+            ));
+        }
         if let Some(primary) = self.old.current_primary.filter(|p| *p >= spec.replicas) {
             return Err((
                 "ScaleInRemovesPrimary".into(),

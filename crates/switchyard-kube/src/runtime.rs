@@ -388,6 +388,49 @@ impl KubeRuntime {
             .map_err(|e| api_failed(format!("annotate pod {name}"), &e))
     }
 
+    /// On Galera, before the writer node is drained: the writes move to another node that
+    /// serves and is Synced in the primary component (the lowest ordinal; the decision drains
+    /// a node only while every other one is Synced): the status' `currentPrimary` names it
+    /// and the role labels follow, so the primary Service selects it. Nothing to do for a
+    /// node that is not the writer.
+    async fn move_galera_writer(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        let op = format!("move the writes off Galera node {ordinal}");
+        let mut status = self.cluster().status.unwrap_or_default();
+        if status.current_primary != Some(ordinal) {
+            return Ok(());
+        }
+        let observed = self.observed();
+        let to = observed
+            .instances
+            .iter()
+            .filter(|i| {
+                i.ordinal != ordinal
+                    && !i.drained
+                    && i.galera.as_ref().is_some_and(|g| g.is_synced())
+            })
+            .map(|i| i.ordinal)
+            .min()
+            .ok_or_else(|| {
+                failed(
+                    RuntimeErrorKind::Transient,
+                    op.clone(),
+                    format!(
+                        "Galera node {ordinal} takes the writes, and no other node serves, \
+                         Synced in the primary component, to take them"
+                    ),
+                )
+            })?;
+        status.current_primary = Some(to);
+        self.write_status(status)
+            .await
+            .map_err(|e| api_failed(op.clone(), &e))?;
+        self.refresh()
+            .await
+            .map_err(|e| api_failed(op.clone(), &e))?;
+        let observed = self.observed();
+        self.label_roles(&observed).await
+    }
+
     async fn label(
         &self,
         ordinal: u32,
@@ -786,6 +829,9 @@ impl ClusterRuntime for KubeRuntime {
     }
 
     async fn drain(&self, ordinal: u32) -> Result<(), RuntimeError> {
+        if self.spec.topology == switchyard_plan::topology::TopologyKind::Galera {
+            self.move_galera_writer(ordinal).await?;
+        }
         self.label(ordinal, LABEL_SERVING, None).await
     }
 

@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use switchyard_plan::decide::Approval;
 use switchyard_plan::engine::StepOutcome;
 use switchyard_plan::record::Intent;
+use switchyard_plan::topology::TopologyKind;
 use switchyard_plan::{Observed, Record, Revision, Role, WaitReason};
 
 use crate::crd::{InstanceStatus, MySQLClusterStatus};
@@ -216,7 +217,18 @@ pub fn fill_status(
         .chain(observed.highest_version())
         .max();
     status.highest_version = highest.map(|v| v.to_string());
+    if status.topology.is_none() {
+        status.topology = Some(topology_word(spec.topology).to_owned());
+    }
     status.observed_generation = generation;
+}
+
+/// A topology as `spec.topology` and `status.topology` spell it.
+pub fn topology_word(topology: TopologyKind) -> &'static str {
+    match topology {
+        TopologyKind::Galera => "galera",
+        TopologyKind::Async => "primary-replica",
+    }
 }
 
 #[expect(

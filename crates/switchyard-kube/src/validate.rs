@@ -10,9 +10,10 @@ use std::fmt;
 use std::time::Duration;
 
 use switchyard_plan::Strategy;
+use switchyard_plan::topology::TopologyKind;
 use switchyard_plan::versions::{Flavor, Version};
 
-use crate::crd::{MySQLClusterSpec, UpdateStrategy};
+use crate::crd::{ClusterTopology, MySQLClusterSpec, UpdateStrategy};
 
 /// Server variables the operator sets itself and users may not set in `config`: roles,
 /// identities, GTID, binary log and replication settings. A name matches when it equals an
@@ -60,6 +61,8 @@ pub struct ValidSpec {
     pub image: String,
     /// The number of instances.
     pub replicas: u32,
+    /// How the instances replicate: primary-replica (`Async`) or Galera.
+    pub topology: TopologyKind,
     /// The user's server variables, names normalized (lowercase, `-` → `_`).
     pub config: BTreeMap<String, String>,
     /// The rollout strategy.
@@ -174,6 +177,19 @@ pub enum SpecError {
         /// The most it may be.
         max: i64,
     },
+    /// `topology: galera` with a flavor other than MariaDB.
+    #[error(
+        "spec.topology is galera but spec.flavor is '{0}': Galera clusters run MariaDB only; \
+         set flavor to mariadb, or remove topology for a primary-replica cluster"
+    )]
+    GaleraNeedsMariadb(String),
+    /// `topology: galera` with an even number of nodes, or fewer than 3.
+    #[error(
+        "spec.replicas is {0} but a Galera cluster needs an odd number of nodes, at least 3 \
+         (a cluster that loses half its nodes or more loses quorum and stops taking writes): \
+         set replicas to 3, 5, 7 or 9"
+    )]
+    GaleraNodeCount(i32),
     /// An image name with whitespace.
     #[error("spec.image '{0}' is not an image reference")]
     BadImage(String),
@@ -270,6 +286,8 @@ impl SpecError {
             SpecError::BadVariableName(_) => "bad-variable-name",
             SpecError::BadVariableValue(_) => "bad-variable-value",
             SpecError::BadImage(_) => "bad-image",
+            SpecError::GaleraNeedsMariadb(_) => "galera-needs-mariadb",
+            SpecError::GaleraNodeCount(_) => "galera-node-count",
             SpecError::BadAckReplicas { .. } => "bad-ack-replicas",
             SpecError::BadSeconds { .. } => "bad-seconds",
             SpecError::DeadlineOutlastsLease { .. } => "deadline-outlasts-lease",
@@ -385,6 +403,20 @@ pub fn validate(name: &str, spec: &MySQLClusterSpec) -> Result<ValidSpec, Invali
     if spec.replicas < 1 || spec.replicas > MAX_REPLICAS {
         problems.push(SpecError::BadReplicas(spec.replicas));
     }
+    let topology = match spec.topology {
+        ClusterTopology::PrimaryReplica => TopologyKind::Async,
+        ClusterTopology::Galera => TopologyKind::Galera,
+    };
+    if topology == TopologyKind::Galera {
+        if flavor.is_some_and(|f| f != Flavor::Mariadb) {
+            problems.push(SpecError::GaleraNeedsMariadb(spec.flavor.trim().to_owned()));
+        }
+        if (1..=MAX_REPLICAS).contains(&spec.replicas)
+            && (spec.replicas < 3 || spec.replicas % 2 == 0)
+        {
+            problems.push(SpecError::GaleraNodeCount(spec.replicas));
+        }
+    }
     if let Some(image) = &spec.image
         && (image.trim().is_empty() || image.chars().any(char::is_whitespace))
     {
@@ -435,7 +467,12 @@ pub fn validate(name: &str, spec: &MySQLClusterSpec) -> Result<ValidSpec, Invali
     }
     let replication = spec.replication.clone().unwrap_or_default();
     let failover = spec.failover.clone().unwrap_or_default();
-    let semi_sync = semi_sync_count(flavor, spec.replicas, &replication, &mut problems);
+    // A Galera node replicates through wsrep, never through semi-synchronous replication.
+    let semi_sync = if topology == TopologyKind::Galera {
+        None
+    } else {
+        semi_sync_count(flavor, spec.replicas, &replication, &mut problems)
+    };
     let mut seconds = |field: &'static str, value: i64, max: i64| {
         if (1..=max).contains(&value) {
             u32::try_from(value).ok()
@@ -491,6 +528,7 @@ pub fn validate(name: &str, spec: &MySQLClusterSpec) -> Result<ValidSpec, Invali
                     .clone()
                     .unwrap_or_else(|| default_image(flavor, version)),
                 replicas: u32::try_from(spec.replicas).unwrap_or(1),
+                topology,
                 config,
                 strategy: match update.strategy {
                     UpdateStrategy::Automatic => Strategy::Automatic,
@@ -741,5 +779,46 @@ mod tests {
             "config": {"rpl_semi_sync_source_timeout": "10"},
         }));
         assert!(text.contains("rpl_semi_sync_source_timeout"), "{text}");
+    }
+
+    #[test]
+    fn galera_needs_mariadb_and_an_odd_number_of_nodes_of_at_least_three() {
+        let ok = validate(
+            "shop",
+            &spec_of(serde_json::json!({
+                "flavor": "mariadb", "version": "10.11.14", "replicas": 3, "topology": "galera",
+            })),
+        )
+        .expect("valid");
+        assert_eq!(ok.topology, TopologyKind::Galera);
+        assert_eq!(ok.semi_sync, None, "Galera replicates through wsrep");
+        let default = validate(
+            "shop",
+            &spec_of(serde_json::json!({
+                "flavor": "mariadb", "version": "10.11.14", "replicas": 3,
+            })),
+        )
+        .expect("valid");
+        assert_eq!(default.topology, TopologyKind::Async);
+        let refused = |v: serde_json::Value| validate("shop", &spec_of(v)).expect_err("refused");
+        let e = refused(serde_json::json!({
+            "flavor": "mysql", "version": "9.7.0", "replicas": 3, "topology": "galera",
+        }));
+        assert_eq!(
+            e.problems,
+            vec![SpecError::GaleraNeedsMariadb("mysql".into())]
+        );
+        assert!(e.to_string().contains("set flavor to mariadb"), "{e}");
+        for replicas in [1, 2, 4, 8] {
+            let e = refused(serde_json::json!({
+                "flavor": "mariadb", "version": "10.11.14", "replicas": replicas,
+                "topology": "galera",
+            }));
+            assert_eq!(e.problems, vec![SpecError::GaleraNodeCount(replicas)]);
+            assert!(
+                e.to_string().contains("set replicas to 3, 5, 7 or 9"),
+                "{e}"
+            );
+        }
     }
 }

@@ -67,6 +67,7 @@ fn replica_config(entry: &RevisionEntry) -> InstanceConfig {
             port: 3306,
         }),
         max_lag_seconds: 10,
+        galera: None,
     }
 }
 

@@ -173,6 +173,73 @@ async fn bootstrap_creates_the_managed_objects_and_forms_the_topology() {
     );
 }
 
+#[tokio::test]
+async fn a_galera_cluster_is_started_by_the_one_node_the_status_names_and_the_others_join() {
+    let mut galera = spec("mariadb", "10.11.14", 3);
+    galera.topology = switchyard_kube::crd::ClusterTopology::Galera;
+    let w = World::new(cluster(galera)).await;
+    let new_clusters = |configs: &[Option<switchyard_kube::agent::InstanceConfig>]| {
+        configs
+            .iter()
+            .flatten()
+            .filter(|c| c.galera.as_ref().is_some_and(|g| g.new_cluster))
+            .count()
+    };
+    w.reconcile().await.expect("first reconcile");
+    // Node 0 is named in the status before anything else, and alone told to start a cluster.
+    let status = w.cluster().await.status.unwrap();
+    let named = status.galera_bootstrap.expect("a node is named");
+    assert_eq!(named.ordinal, 0);
+    assert_eq!(w.pod_names().await, ["shop-0"]);
+    let config = w.instance_config(0).await.unwrap();
+    let member = config.galera.clone().expect("a Galera member");
+    assert!(config.bootstrap && member.new_cluster);
+    assert!(config.provision_from.is_none() && config.replicate_from.is_none());
+    assert_eq!(
+        member.peers,
+        [
+            "shop-0.shop-hosts.db.svc",
+            "shop-1.shop-hosts.db.svc",
+            "shop-2.shop-hosts.db.svc"
+        ]
+    );
+    assert_eq!(member.sst_method, "mariabackup");
+
+    // Once it answers: initialized, the name cleared, its ConfigMap no longer says
+    // new_cluster, and it takes the writes without a promotion (Galera nodes are writable).
+    assert_eq!(w.kubelet().await, vec![0]);
+    w.reconcile().await.expect("bootstrap reconcile");
+    let status = w.cluster().await.status.unwrap();
+    assert!(status.initialized);
+    assert_eq!(status.galera_bootstrap, None);
+    assert_eq!(status.current_primary, Some(0));
+    assert!(!w.ops.calls().iter().any(|c| c.starts_with("promote")));
+    let config = w.instance_config(0).await.unwrap();
+    assert!(!config.bootstrap && !config.galera.unwrap().new_cluster);
+
+    // The others join; at no step is more than one node told to start a cluster, and no
+    // node is named again.
+    for _ in 0..6 {
+        w.reconcile().await.expect("reconcile");
+        w.kubelet().await;
+        let mut configs = Vec::new();
+        for o in 0..3 {
+            configs.push(w.instance_config(o).await);
+        }
+        assert_eq!(new_clusters(&configs), 0, "{configs:?}");
+        assert_eq!(w.cluster().await.status.unwrap().galera_bootstrap, None);
+    }
+    assert_eq!(w.pod_names().await, ["shop-0", "shop-1", "shop-2"]);
+    assert_eq!(
+        w.agent_log(),
+        ["new-cluster 0", "bootstrap 0", "join 1", "join 2"]
+    );
+    assert_eq!(
+        label(&w, "shop-0", LABEL_ROLE).await.as_deref(),
+        Some("primary")
+    );
+}
+
 /// The calls of the rollout 10.5.27 → 10.11.14 of a 3-instance MariaDB cluster.
 const ROLLOUT: [&str; 14] = [
     "prepare-shutdown 2 slow=true",
@@ -388,6 +455,31 @@ async fn an_invalid_edit_of_a_running_cluster_touches_nothing_and_clears_when_fi
     let c = w.cluster().await;
     assert_eq!(condition(&c, "InvalidSpec").unwrap().0, "False");
     assert_eq!(c.status.unwrap().phase.as_deref(), Some("Ready"));
+}
+
+#[tokio::test]
+async fn a_running_cluster_keeps_its_topology() {
+    let w = ready_world(spec("mariadb", "10.11.14", 3)).await;
+    assert_eq!(
+        w.cluster().await.status.unwrap().topology.as_deref(),
+        Some("primary-replica")
+    );
+    let pods_before = w.pods_snapshot().await;
+    w.ops.calls.lock().unwrap().clear();
+    // Galera nodes start writable: turning running replicas into Galera nodes in place
+    // would make three writers.
+    w.edit(|s| s.topology = switchyard_kube::crd::ClusterTopology::Galera)
+        .await;
+    w.reconcile().await.unwrap();
+    let c = w.cluster().await;
+    let (status, reason, message) = condition(&c, "InvalidSpec").unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "TopologyChange")
+    );
+    assert!(message.contains("primary-replica"), "{message}");
+    assert_eq!(w.pods_snapshot().await, pods_before);
+    assert!(w.ops.calls().is_empty());
 }
 
 async fn assert_blocked(w: &World, reason: &str) {

@@ -69,6 +69,7 @@ pub fn instance(server_id: u32, revision: &str) -> InstanceConfig {
         provision_from: None,
         replicate_from: None,
         max_lag_seconds: 30,
+        galera: None,
     }
 }
 
@@ -105,6 +106,7 @@ impl Pod {
             mysql_port: mysql_port.port(),
             bind_address: "127.0.0.1".into(),
             listen: ([127, 0, 0, 1], agent_port.port()).into(),
+            galera_ports: switchyard_agent::config::GaleraPorts::default(),
             report_host: Some("127.0.0.1".into()),
             server_log: Some(d.join("server.log")),
             identity: Identity::default(),

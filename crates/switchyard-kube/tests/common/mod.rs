@@ -305,6 +305,7 @@ impl InstanceOps for FakeOps {
             }),
             gtid: i.gtid.clone(),
             ack_replicas: None,
+            galera: None,
         })
     }
     async fn set_semi_sync_source(
@@ -1069,6 +1070,13 @@ impl World {
                 revision: Some(config.revision.clone()),
                 ..AgentStatus::default()
             };
+            if config.galera.as_ref().is_some_and(|g| g.new_cluster) {
+                // What the agent does for a node named to start a Galera cluster.
+                self.agent_log
+                    .lock()
+                    .unwrap()
+                    .push(format!("new-cluster {o}"));
+            }
             let up = if initialized {
                 self.ops.started(o, version);
                 true
@@ -1105,6 +1113,11 @@ impl World {
                         false
                     }
                 }
+            } else if config.galera.is_some() {
+                // A Galera node joins its peers; its data comes by SST.
+                self.agent_log.lock().unwrap().push(format!("join {o}"));
+                self.ops.started(o, version);
+                true
             } else {
                 self.agent_log.lock().unwrap().push(format!("empty {o}"));
                 false
