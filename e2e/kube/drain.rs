@@ -18,7 +18,8 @@
 //! 5. The evicted pod stops gracefully (SIGTERM, no SIGKILL), comes back on another Node (the
 //!    cordoned one takes no pod) and rejoins as a replica of the new primary.
 //! 6. No acknowledged write is lost, no two servers acknowledged writes at once, the monitor
-//!    never saw two writable instances; every pod stops cleanly.
+//!    never saw two writable instances; every request of the operator (its reads of Nodes
+//!    among them) is allowed by `deploy/rbac.yaml`; every pod stops cleanly.
 //!
 //! Needs root (network namespaces, chroots). Run it with
 //! `cargo test -p switchyard --test kube_drain -- --nocapture` to see the log.
@@ -41,6 +42,7 @@ use sqlx::mysql::MySqlConnection;
 use switchyard_kube::crd::MySQLClusterSpec;
 use switchyard_kube::names::LABEL_ROLE;
 use switchyard_kubelet::EventKind;
+use switchyard_kubelet::rbac::{Rbac, ServiceAccount};
 use switchyard_testbed::ServerKind;
 
 const INSTANCES: u32 = 3;
@@ -374,6 +376,33 @@ async fn drains(kind: ServerKind) {
         (&op_user, &op_pw),
     )
     .await;
+    // Every request the operator made (the Nodes it read among them) is allowed by
+    // deploy/rbac.yaml.
+    let requests = world.recorder.requests();
+    let rbac_file = common::workspace().join("deploy/rbac.yaml");
+    let rbac = Rbac::load(&rbac_file).expect("deploy/rbac.yaml");
+    let operator = ServiceAccount {
+        namespace: "switchyard-system".into(),
+        name: "switchyard".into(),
+    };
+    let denied = rbac.check(&operator, &requests);
+    assert!(
+        denied.is_empty(),
+        "{} denies what the operator did:\n{}",
+        rbac_file.display(),
+        denied
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        requests
+            .iter()
+            .flat_map(|r| r.needs.iter().map(ToString::to_string))
+            .any(|n| n.contains("nodes")),
+        "the operator read the Nodes of its pods"
+    );
     world.shutdown().await;
     log.say(
         "test",
