@@ -284,7 +284,8 @@ fn print_free_disk() {
 }
 
 /// Prints the logs of the Kubernetes end-to-end tests (`e2e/kube/mariadb.rs`,
-/// `e2e/kube/mysql.rs`, `e2e/kube/upgrade.rs` and `e2e/kube/failover.rs`: the operator's
+/// `e2e/kube/mysql.rs`, `e2e/kube/upgrade.rs`, `e2e/kube/failover.rs`, `e2e/kube/fleet.rs`
+/// and `e2e/kube/drain.rs`: the operator's
 /// pods run by the simulated kubelet): the order of their
 /// steps, their switchovers and their checks. The test harness hides a passing test's output,
 /// so the tests also write it to cargo's temporary folder for tests.
@@ -298,6 +299,7 @@ fn show_kube_e2e_log() {
         "kube-e2e-failover-mariadb-partition.log",
         "kube-e2e-failover-mysql-node-loss.log",
         "kube-e2e-fleet.log",
+        "kube-e2e-drain-mariadb.log",
     ] {
         let path = target.join("tmp").join(name);
         match std::fs::read_to_string(&path) {

@@ -20,8 +20,9 @@ use switchyard_kube::names::{FIELD_MANAGER, LABEL_MANAGED_BY};
 const NS: &str = "db";
 const NAME: &str = "shop";
 /// The watches the operator's controller opens (the cluster, four kinds it owns or follows
-/// by label, pods, schema changes).
-const WATCHES: usize = 7;
+/// by label, pods, schema changes, Nodes and the managed pods' store for the Node watch's
+/// mapper).
+const WATCHES: usize = 9;
 
 /// The operator's process, killed if the test ends without stopping it.
 struct Operator(Child);

@@ -31,8 +31,8 @@ use crate::agent::{self, AGENT_PORT, InstanceConfig};
 use crate::crd::{AntiAffinityMode, MySQLCluster, RevisionEntry, RevisionPod};
 use crate::credentials::{self, ClusterCredentials};
 use crate::names::{
-    ANNOTATION_DONOR, ANNOTATION_REVISION_HASH, ANNOTATION_VERSION, CONTAINER, LABEL_ROLE,
-    LABEL_SERVING, MYSQL_PORT, Names, common_labels, instance_labels, selector_labels,
+    ANNOTATION_DONOR, ANNOTATION_REVISION_HASH, ANNOTATION_VERSION, CONTAINER, LABEL_DISRUPTION,
+    LABEL_ROLE, LABEL_SERVING, MYSQL_PORT, Names, common_labels, instance_labels, selector_labels,
 };
 use crate::revision::{self, render_my_cnf};
 use crate::validate::ValidSpec;
@@ -194,10 +194,11 @@ pub fn services(cluster: &MySQLCluster) -> Vec<Service> {
 
 /// The two PodDisruptionBudgets that make `kubectl drain` move the primary first.
 ///
-/// - `<cluster>-primary` selects the pod labelled `role=primary` with `minAvailable: 1`: its
-///   one pod is never evicted while it is the primary. A drain waits until the operator has
-///   moved the primary away (it does when the primary's node is cordoned); the old pod is a
-///   replica then and falls under the other budget.
+/// - `<cluster>-primary` selects the pod of the recorded primary (labelled
+///   [`LABEL_DISRUPTION`]`=primary`, also while a switchover has fenced it and taken its role
+///   label) with `minAvailable: 1`: its one pod is never evicted while it is the primary. A
+///   drain waits until the operator has moved the primary away (it does when the primary's
+///   node is cordoned) and promoted the new one; the old pod may go from then on.
 /// - `<cluster>-replicas` selects the pods labelled `role=replica` with `minAvailable` one
 ///   less than the number of replicas (`spec.replicas - 1`, at least 0): replicas are evicted
 ///   one at a time, and none while another is not Ready.
@@ -205,18 +206,25 @@ pub fn services(cluster: &MySQLCluster) -> Vec<Service> {
 /// Both use an integer `minAvailable`, not `maxUnavailable`: the disruption controller can
 /// compute `maxUnavailable` (or a percentage) only for pods whose controller has a scale
 /// subresource, and a pod owned by a `MySQLCluster` has none; it would then allow no
-/// disruption at all. A pod without a role label (fenced by a switchover) is in neither.
+/// disruption at all. A pod without a role label is in the primary's budget while it is the
+/// recorded primary (fenced by a switchover), in neither otherwise.
 pub fn pod_disruption_budgets(cluster: &MySQLCluster) -> Vec<PodDisruptionBudget> {
     let names = Names::of(cluster);
     // `spec.replicas - 1` replicas, all but one of them available.
     let min_replicas = cluster.spec.replicas.saturating_sub(2).max(0);
     vec![
-        budget(cluster, &names, names.primary_budget(), "primary", 1),
+        budget(
+            cluster,
+            &names,
+            names.primary_budget(),
+            (LABEL_DISRUPTION, "primary"),
+            1,
+        ),
         budget(
             cluster,
             &names,
             names.replicas_budget(),
-            "replica",
+            (LABEL_ROLE, "replica"),
             min_replicas,
         ),
     ]
@@ -226,11 +234,11 @@ fn budget(
     cluster: &MySQLCluster,
     names: &Names,
     name: String,
-    role: &str,
+    (key, value): (&str, &str),
     min_available: i32,
 ) -> PodDisruptionBudget {
     let mut selector = selector_labels(names);
-    selector.insert(LABEL_ROLE.into(), role.into());
+    selector.insert(key.into(), value.into());
     PodDisruptionBudget {
         metadata: meta(cluster, names, name),
         spec: Some(PodDisruptionBudgetSpec {

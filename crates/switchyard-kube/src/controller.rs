@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt as _, watcher};
 use kube::{Client, ResourceExt};
 use rand::Rng;
 
@@ -300,6 +300,57 @@ pub fn cluster_of_pod(pod: &Pod) -> Option<ObjectRef<MySQLCluster>> {
     cluster_of_labels(pod)
 }
 
+/// Maps a Node to the clusters with a pod on it (`spec.nodeName`, among `pods`) when the Node
+/// is cordoned (`spec.unschedulable`, the first step of `kubectl drain`), so that their
+/// reconcile moves a primary off it ([`crate::drain`]) at once rather than at the next requeue;
+/// a schedulable Node maps to none. Each cluster is named once.
+pub fn clusters_on_cordoned_node(node: &Node, pods: &[Arc<Pod>]) -> Vec<ObjectRef<MySQLCluster>> {
+    let cordoned = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false);
+    if !cordoned {
+        return Vec::new();
+    }
+    let name = node.name_any();
+    let mut clusters: Vec<ObjectRef<MySQLCluster>> = pods
+        .iter()
+        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str()))
+        .filter_map(|p| cluster_of_pod(p))
+        .collect();
+    clusters.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    clusters.dedup();
+    clusters
+}
+
+/// Whether the operator may list Nodes (the cluster-wide install): the Node watch is opened
+/// only then. The namespaced install may not; that is logged once, here, and the drain check
+/// itself skips unreadable Nodes ([`crate::drain`]).
+async fn may_watch_nodes(client: &Client) -> bool {
+    match Api::<Node>::all(client.clone())
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+    {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::info!(
+                error = %e,
+                "Nodes cannot be listed (a namespaced install?): a cordon of a primary's node \
+                 is noticed at the cluster's next reconcile, if Nodes can be read at all"
+            );
+            false
+        }
+    }
+}
+
+/// The Node watch's mapper over the pod store.
+fn node_mapper(
+    pods: Store<Pod>,
+) -> impl Fn(Node) -> Vec<ObjectRef<MySQLCluster>> + Send + Sync + 'static {
+    move |node| clusters_on_cordoned_node(&node, &pods.state())
+}
+
 /// Maps a `SchemaChange` to the cluster it names (`spec.clusterRef`, in its namespace), so
 /// that a new or edited change reconciles its cluster at once rather than at the cluster's
 /// next requeue.
@@ -442,38 +493,66 @@ pub async fn run(
             }
         }
     };
-    let clusters = Controller::new(
+    // The pods by node, for the Node watch's mapper: a store of the managed pods (a watch of
+    // their own beside the controller's trigger on pods, which keeps no store).
+    let (pods, pods_writer) = reflector::store::<Pod>();
+    let nodes = may_watch_nodes(&client).await;
+    let pods_stream = watcher(api::<Pod>(&client, &cfg.namespace), managed.clone())
+        .default_backoff()
+        .reflect(pods_writer)
+        .take_until(stop_or_lost());
+    let pods_reflector = async move {
+        if !nodes {
+            return;
+        }
+        let stream = pods_stream;
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::debug!(error = %e, "pod store watch");
+            }
+        }
+    };
+    let mut clusters = Controller::new(
         api::<MySQLCluster>(&client, &cfg.namespace),
         watcher::Config::default(),
-    )
-    .owns(api::<Service>(&client, &cfg.namespace), managed.clone())
-    .owns(api::<ConfigMap>(&client, &cfg.namespace), managed.clone())
-    .owns(
-        api::<PodDisruptionBudget>(&client, &cfg.namespace),
-        managed.clone(),
-    )
-    .watches(
-        api::<Pod>(&client, &cfg.namespace),
-        managed.clone(),
-        |pod| cluster_of_pod(&pod),
-    )
-    .watches(
-        api::<PersistentVolumeClaim>(&client, &cfg.namespace),
-        managed,
-        |claim| cluster_of_labels(&claim),
-    )
-    .watches(
-        api::<SchemaChange>(&client, &cfg.namespace),
-        watcher::Config::default(),
-        |sc| cluster_of_schema_change(&sc),
-    )
-    .graceful_shutdown_on(stop_or_lost())
-    .run(reconcile_with_backoff, error_policy, shared.clone())
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "controller event");
-        }
-    });
+    );
+    if nodes {
+        clusters = clusters.watches(
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default(),
+            node_mapper(pods),
+        );
+    }
+    let clusters = clusters
+        .owns(api::<Service>(&client, &cfg.namespace), managed.clone())
+        .owns(api::<ConfigMap>(&client, &cfg.namespace), managed.clone())
+        .owns(
+            api::<PodDisruptionBudget>(&client, &cfg.namespace),
+            managed.clone(),
+        )
+        .watches(
+            api::<Pod>(&client, &cfg.namespace),
+            managed.clone(),
+            |pod| cluster_of_pod(&pod),
+        )
+        .watches(
+            api::<PersistentVolumeClaim>(&client, &cfg.namespace),
+            managed,
+            |claim| cluster_of_labels(&claim),
+        )
+        .watches(
+            api::<SchemaChange>(&client, &cfg.namespace),
+            watcher::Config::default(),
+            |sc| cluster_of_schema_change(&sc),
+        )
+        .graceful_shutdown_on(stop_or_lost())
+        .run(reconcile_with_backoff, error_policy, shared.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        });
     let fleet_controller = Controller::new(
         api::<MySQLFleet>(&client, &cfg.namespace),
         watcher::Config::default(),
@@ -497,7 +576,7 @@ pub async fn run(
     // only has MySQLCluster's) does not end on its own: after SHUTDOWN_GRACE the operator
     // exits without it, so SIGTERM always releases the lease within the pod's grace period.
     let controllers = async {
-        futures::join!(clusters, fleets);
+        futures::join!(clusters, fleets, pods_reflector);
     };
     let overdue = async {
         stop_or_lost().await;
@@ -609,5 +688,60 @@ mod tests {
         );
         sc.spec.cluster_ref = " ".into();
         assert_eq!(cluster_of_schema_change(&sc), None);
+    }
+
+    #[test]
+    fn a_cordoned_node_maps_to_each_cluster_with_a_pod_on_it_once() {
+        let pod = |name: &str, cluster: &str, ns: &str, node: Option<&str>| {
+            Arc::new(Pod {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    namespace: Some(ns.into()),
+                    labels: Some(
+                        [
+                            (LABEL_INSTANCE.to_owned(), cluster.to_owned()),
+                            (LABEL_MANAGED_BY.to_owned(), FIELD_MANAGER.to_owned()),
+                        ]
+                        .into(),
+                    ),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(k8s_openapi::api::core::v1::PodSpec {
+                    node_name: node.map(str::to_owned),
+                    ..Default::default()
+                }),
+                ..Pod::default()
+            })
+        };
+        let pods = [
+            pod("shop-0", "shop", "db", Some("n1")),
+            pod("shop-1", "shop", "db", Some("n1")),
+            pod("shop-2", "shop", "db", Some("n2")),
+            pod("cart-0", "cart", "team", Some("n1")),
+            pod("cart-1", "cart", "team", None),
+            pod("bill-0", "bill", "db", Some("n2")),
+        ];
+        let mut node = Node {
+            metadata: ObjectMeta {
+                name: Some("n1".into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(k8s_openapi::api::core::v1::NodeSpec::default()),
+            ..Node::default()
+        };
+        assert!(
+            clusters_on_cordoned_node(&node, &pods).is_empty(),
+            "a schedulable node reconciles nothing"
+        );
+        node.spec.as_mut().unwrap().unschedulable = Some(true);
+        assert_eq!(
+            clusters_on_cordoned_node(&node, &pods),
+            vec![
+                ObjectRef::new("shop").within("db"),
+                ObjectRef::new("cart").within("team"),
+            ]
+        );
+        node.metadata.name = Some("n3".into());
+        assert!(clusters_on_cordoned_node(&node, &pods).is_empty());
     }
 }

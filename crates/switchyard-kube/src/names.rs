@@ -19,6 +19,11 @@ pub const APP_NAME: &str = "switchyard";
 pub const LABEL_ORDINAL: &str = "switchyard.io/ordinal";
 /// The role label the operator maintains on pods: `primary` or `replica`.
 pub const LABEL_ROLE: &str = "switchyard.io/role";
+/// `primary` on the pod of the recorded primary, kept through its fence until a promotion
+/// moves it to the new primary's pod: the primary's PodDisruptionBudget selects it (the role
+/// label cannot: a fenced old primary has none while its switchover is not promoted, and a
+/// drain's eviction must not pass then).
+pub const LABEL_DISRUPTION: &str = "switchyard.io/disruption-budget";
 /// `true` on pods in the read pool (the replicas Service selects it); absent when drained.
 pub const LABEL_SERVING: &str = "switchyard.io/serving";
 /// The pod annotation holding the full hash of the revision the pod was built from (or, after

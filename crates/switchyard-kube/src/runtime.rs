@@ -64,7 +64,7 @@ use crate::error::is_conflict;
 use crate::leader::Tenure;
 use crate::names::{
     ANNOTATION_CONVERSION_PREVIOUS, ANNOTATION_FENCED, ANNOTATION_REVISION_HASH, ANNOTATION_SCHEMA,
-    CONTAINER, LABEL_ROLE, LABEL_SERVING, Names,
+    CONTAINER, LABEL_DISRUPTION, LABEL_ROLE, LABEL_SERVING, Names,
 };
 pub use crate::observe::Seen;
 use crate::observe::observed_from;
@@ -375,6 +375,22 @@ impl KubeRuntime {
         for (ordinal, want, _) in changes {
             self.label(ordinal, LABEL_ROLE, want).await?;
         }
+        // The primary budget's label: on the recorded primary, fenced or not, before it goes
+        // from any other pod (a drain never finds neither protected).
+        let mut budget: Vec<(u32, Option<&str>)> = Vec::new();
+        for i in &observed.instances {
+            let Some(pod) = seen.get(&i.ordinal).and_then(|s| s.pod.as_ref()) else {
+                continue;
+            };
+            let want = (Some(i.ordinal) == primary).then_some("primary");
+            if pod.labels().get(LABEL_DISRUPTION).map(String::as_str) != want {
+                budget.push((i.ordinal, want));
+            }
+        }
+        budget.sort_by_key(|(_, want)| want.is_none());
+        for (ordinal, want) in budget {
+            self.label(ordinal, LABEL_DISRUPTION, want).await?;
+        }
         Ok(())
     }
 
@@ -671,10 +687,18 @@ impl KubeRuntime {
             )
             .await?
             .map_err(|e| api_failed(what.clone(), &e))?;
+        // The primary budget protects the new primary before it stops protecting the old one
+        // (promoted: the old one may go).
+        let patch = json!({ "metadata": { "labels": { LABEL_DISRUPTION: "primary" } } });
+        self.patch_pod(to, &patch, deadline, op).await?;
         for pod in &pods.items {
             let Some(o) = self.names.ordinal_of(&pod.name_any()) else {
                 continue;
             };
+            if o != to && pod.labels().contains_key(LABEL_DISRUPTION) {
+                let patch = json!({ "metadata": { "labels": { LABEL_DISRUPTION: null } } });
+                self.patch_pod(o, &patch, deadline, op).await?;
+            }
             if o != to && pod.labels().get(LABEL_ROLE).map(String::as_str) == Some("primary") {
                 // Out of both Services: a fenced old primary (a switchover) or one that failed
                 // and could not be fenced (a failover); the role labels put it back in the

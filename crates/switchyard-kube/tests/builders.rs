@@ -446,13 +446,17 @@ fn the_budgets_keep_the_primary_and_all_replicas_but_one() {
             .map(|b| b.metadata.name.clone().unwrap())
             .collect();
         assert_eq!(names, ["shop-primary", "shop-replicas"]);
-        for (budget, role, min) in [
-            (&budgets[0], "primary", 1),
-            (&budgets[1], "replica", min_replicas),
+        for (budget, (key, role), min) in [
+            (
+                &budgets[0],
+                ("switchyard.io/disruption-budget", "primary"),
+                1,
+            ),
+            (&budgets[1], ("switchyard.io/role", "replica"), min_replicas),
         ] {
             let spec = budget.spec.clone().unwrap();
             let labels = spec.selector.unwrap().match_labels.unwrap();
-            assert_eq!(labels["switchyard.io/role"], role);
+            assert_eq!(labels[key], role);
             assert_eq!(labels["app.kubernetes.io/instance"], "shop");
             assert_eq!(
                 spec.min_available,

@@ -26,6 +26,9 @@
 //!   startup, readiness and liveness probes as specified (`httpGet` against the pod's address
 //!   from the host, `tcpSocket`, `exec` inside the container); restarts with a back-off on exit
 //!   or a failed liveness probe (`restartPolicy`);
+//! - **nodes** (when [`KubeletConfig::nodes`] names some): the Node objects created at start,
+//!   and each new pod placed on the least loaded schedulable one (`spec.nodeName`), as the
+//!   scheduler would; a cordoned Node (`spec.unschedulable`) takes no new pod;
 //! - **status**: the pod's IP, phase, conditions (`Ready` from the readiness probes and
 //!   readiness gates) and container statuses (state, restart count) written to the API;
 //! - **deletion**: a pod that disappears from the API gets SIGTERM, then SIGKILL when its grace
@@ -66,8 +69,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Node, NodeSpec, PersistentVolumeClaim, Pod, Secret, Service,
+};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt as _};
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -96,8 +101,15 @@ pub struct KubeletConfig {
     pub restart_backoff: Duration,
     /// The longest back-off (the kubelet's is 5 min).
     pub max_restart_backoff: Duration,
-    /// The node's name (`spec.nodeName` in `fieldRef`).
+    /// The node's name (`spec.nodeName` in `fieldRef`) of a pod placed on no node.
     pub node_name: String,
+    /// The Nodes the kubelet stands for (empty: one node, [`KubeletConfig::node_name`], with
+    /// no Node object and no pod placed). With names, the kubelet creates each Node in the API
+    /// at start and, as the scheduler would, places each new pod that names no node
+    /// (`spec.nodeName`) on the schedulable Node (not cordoned: `spec.unschedulable`) with the
+    /// fewest of its pods, the first by name on a tie; a pod waits while every Node is
+    /// cordoned. A pod keeps its node for its life; a cordon moves nothing by itself.
+    pub nodes: Vec<String>,
     /// Where the kubelet keeps its lock files and work folder (default: `kubelet/` under the
     /// testbed's cache).
     pub base: Option<PathBuf>,
@@ -115,6 +127,7 @@ impl Default for KubeletConfig {
             restart_backoff: Duration::from_millis(500),
             max_restart_backoff: Duration::from_secs(8),
             node_name: "simulated-node".into(),
+            nodes: Vec::new(),
             base: None,
             on_event: None,
         }
@@ -131,6 +144,7 @@ impl std::fmt::Debug for KubeletConfig {
             .field("restart_backoff", &self.restart_backoff)
             .field("max_restart_backoff", &self.max_restart_backoff)
             .field("node_name", &self.node_name)
+            .field("nodes", &self.nodes)
             .field("base", &self.base)
             .field("on_event", &self.on_event.as_ref().map(|_| "<callback>"))
             .finish()
@@ -425,6 +439,7 @@ impl Kubelet {
             closed: AtomicBool::new(false),
             held: Mutex::new(BTreeSet::new()),
         });
+        create_nodes(&shared).await?;
         let task = tokio::spawn(sync_loop(shared.clone()));
         Ok(Kubelet { shared, task })
     }
@@ -843,7 +858,9 @@ async fn sync_once(shared: &Arc<Shared>) -> Result<()> {
     }
     // Forget pods that are gone from the API and whose processes ended.
     lock(&shared.pods).retain(|r| listed.contains_key(&r.uid) || !lock(&r.state).finished);
-    // New pods: start them once no other pod of the same name still runs.
+    // New pods: placed on a node (when the kubelet has Nodes), then started once no other
+    // pod of the same name still runs.
+    let mut scheduling = Scheduling::read(shared, &listing.pods).await?;
     for pod in &listing.pods {
         let Some(uid) = pod.metadata.uid.clone() else {
             continue;
@@ -851,6 +868,10 @@ async fn sync_once(shared: &Arc<Shared>) -> Result<()> {
         if pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
+        let Some(pod) = scheduling.place(shared, pod).await? else {
+            continue;
+        };
+        let pod = &pod;
         let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
         let runs = lock(&shared.pods).clone();
         if runs.iter().any(|r| r.uid == uid) {
@@ -896,6 +917,94 @@ async fn sync_once(shared: &Arc<Shared>) -> Result<()> {
         }
     }
     sync_claims(shared, &listing.claims).await
+}
+
+/// Creates the kubelet's Nodes that the API does not have yet.
+async fn create_nodes(shared: &Shared) -> Result<()> {
+    let api: Api<Node> = Api::all(shared.client.clone());
+    for name in &shared.config.nodes {
+        let node = Node {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(NodeSpec::default()),
+            ..Node::default()
+        };
+        match api.create(&PostParams::default(), &node).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(Error::api(format!("create node {name}"))(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The scheduler's view in one sync: the kubelet's Nodes that take new pods, and how many
+/// pods each has.
+struct Scheduling {
+    /// Schedulable node -> its pods (not being deleted).
+    load: BTreeMap<String, usize>,
+}
+
+impl Scheduling {
+    /// Reads the kubelet's Nodes (none when it has no Nodes) and counts `pods` on each.
+    async fn read(shared: &Shared, pods: &[Pod]) -> Result<Scheduling> {
+        let mut load = BTreeMap::new();
+        if shared.config.nodes.is_empty() {
+            return Ok(Scheduling { load });
+        }
+        let nodes = Api::<Node>::all(shared.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(Error::api("list nodes"))?;
+        for n in nodes.items {
+            let name = n.name_any();
+            let cordoned = n.spec.and_then(|s| s.unschedulable).unwrap_or(false);
+            if shared.config.nodes.contains(&name) && !cordoned {
+                load.insert(name, 0);
+            }
+        }
+        for p in pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+        {
+            if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_ref())
+                && let Some(count) = load.get_mut(n)
+            {
+                *count += 1;
+            }
+        }
+        Ok(Scheduling { load })
+    }
+
+    /// `pod` as it is to run: as it is when it names a node or the kubelet has no Nodes,
+    /// otherwise bound to the least loaded schedulable Node (`None`: every Node is cordoned,
+    /// the pod waits).
+    async fn place(&mut self, shared: &Shared, pod: &Pod) -> Result<Option<Pod>> {
+        let named = pod.spec.as_ref().and_then(|s| s.node_name.as_ref());
+        if shared.config.nodes.is_empty() || named.is_some() {
+            return Ok(Some(pod.clone()));
+        }
+        let Some((node, _)) = self
+            .load
+            .iter()
+            .min_by_key(|(name, count)| (**count, (*name).clone()))
+        else {
+            return Ok(None);
+        };
+        let node = node.clone();
+        let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+        let patch = json!({"spec": {"nodeName": node}});
+        let placed = Api::<Pod>::namespaced(shared.client.clone(), &ns)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(Error::api(format!("place pod {ns}/{name} on node {node}")))?;
+        if let Some(count) = self.load.get_mut(&node) {
+            *count += 1;
+        }
+        Ok(Some(placed))
+    }
 }
 
 /// Binds new claims (status Bound, capacity as requested, resized when the request grows)

@@ -662,10 +662,15 @@ async fn start(
         )
     };
     let host_ip = shared.net.host_ip().to_string();
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_else(|| shared.config.node_name.clone());
     let at = Placement {
         pod_ip: &ip,
         host_ip: &host_ip,
-        node: &shared.config.node_name,
+        node: &node,
     };
     let env = env::environment(&pod, c, &root.env, &objects.env, at)
         .map_err(|e| ("CreateContainerConfigError".to_owned(), e))?;

@@ -169,9 +169,26 @@ pub struct World {
     watcher: Option<JoinHandle<()>>,
 }
 
+/// How a [`World`] differs from the default one.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    /// The Nodes the kubelet stands for, each pod placed on one ([`KubeletConfig::nodes`];
+    /// empty: one node, no Node objects, no pod placed).
+    pub nodes: Vec<String>,
+    /// Every request (the operator's, the kubelet's, the test's) through the fake API's front
+    /// (switchyard-fake-api): its eviction subresource with PodDisruptionBudgets enforced, as
+    /// `kubectl drain` uses it. Off: the store's client itself.
+    pub front: bool,
+}
+
 impl World {
     /// Starts the fake API, the kubelet and the operator's reconcile loop.
     pub async fn start(log: Arc<Log>) -> World {
+        World::start_with(log, Setup::default()).await
+    }
+
+    /// Starts the fake API, the kubelet and the operator's reconcile loop as `setup` says.
+    pub async fn start_with(log: Arc<Log>, setup: Setup) -> World {
         // The operator's own log (RUST_LOG, warnings by default) with the test's output.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -190,6 +207,11 @@ impl World {
             .build()
             .await
             .expect("a fake API server");
+        let api = if setup.front {
+            switchyard_fake_api::FakeApi::new(api).client()
+        } else {
+            api
+        };
         // Only the operator's requests are recorded (the kubelet's and the test's are not
         // the operator's to be allowed).
         let (operator_client, recorder) = rbac::record(api.clone());
@@ -201,6 +223,7 @@ impl World {
                 namespaces: Some(vec![NS.to_owned()]),
                 probe_period_cap: Some(Duration::from_secs(1)),
                 on_event: Some(Arc::new(move |e: &Event| log_event(&events, e))),
+                nodes: setup.nodes,
                 ..KubeletConfig::default()
             },
         )
