@@ -275,20 +275,7 @@ async fn drains(kind: ServerKind) {
         "the status names the new primary"
     );
     // Writes resume on the new primary, through the primary Service.
-    let at_switch = load.acknowledged();
-    until(
-        Duration::from_secs(30),
-        "writes on the new primary",
-        async || {
-            let n = load.acknowledged();
-            if n >= at_switch + 100 {
-                Ok(())
-            } else {
-                Err(format!("{n} acknowledged"))
-            }
-        },
-    )
-    .await;
+    common::writes_resume(&load, 100).await;
 
     // 5. The old pod stopped gracefully, and comes back on another node as a replica.
     until(
@@ -352,20 +339,7 @@ async fn drains(kind: ServerKind) {
     // 6. The verdict.
     let report = load.stop().await;
     let writers = monitor.stop().await;
-    let history = service.history.lock().unwrap().clone();
-    let moved = history
-        .iter()
-        .position(|p| *p == Some(new_primary))
-        .expect("the primary Service moved");
-    assert!(
-        history[moved..].iter().all(|p| *p != Some(0)),
-        "the old primary was labelled primary again: {history:?}"
-    );
-    let several = service.several.lock().unwrap().clone();
-    assert!(
-        several.is_empty(),
-        "the primary Service selected several pods: {several:?}"
-    );
+    service.assert_moved(0, new_primary);
     assert_nothing_lost(
         &world,
         &log,

@@ -352,20 +352,7 @@ async fn fails_over(kind: ServerKind, fault: Fault) {
         ("True", "Lossless")
     );
     // Writes resume on the new primary, through the primary Service.
-    let at_failover = load.acknowledged();
-    until(
-        Duration::from_secs(30),
-        "writes on the new primary",
-        async || {
-            let n = load.acknowledged();
-            if n >= at_failover + 100 {
-                Ok(())
-            } else {
-                Err(format!("{n} acknowledged"))
-            }
-        },
-    )
-    .await;
+    common::writes_resume(&load, 100).await;
     assert_eq!(
         service.history.lock().unwrap().last().copied(),
         Some(Some(new_primary)),
@@ -524,20 +511,7 @@ async fn fails_over(kind: ServerKind, fault: Fault) {
     // 6. The verdict.
     let report = load.stop().await;
     let writers = monitor.stop().await;
-    let history = service.history.lock().unwrap().clone();
-    let moved = history
-        .iter()
-        .position(|p| *p == Some(new_primary))
-        .expect("the primary Service moved");
-    assert!(
-        history[moved..].iter().all(|p| *p != Some(0)),
-        "the old primary was labelled primary again: {history:?}"
-    );
-    let several = service.several.lock().unwrap().clone();
-    assert!(
-        several.is_empty(),
-        "the primary Service selected several pods: {several:?}"
-    );
+    service.assert_moved(0, new_primary);
     if let (Some(first), Some(last)) = (writers.blocked.first(), writers.blocked.last()) {
         log.say(
             "test",

@@ -308,20 +308,7 @@ async fn mariadb_from_nothing_to_a_rolling_restart_under_load() {
         ),
     );
     // Keep writing a little on the new primary, then stop the load.
-    let at_switch = load.acknowledged();
-    until(
-        Duration::from_secs(30),
-        "writes on the new primary",
-        async || {
-            let n = load.acknowledged();
-            if n >= at_switch + 50 {
-                Ok(())
-            } else {
-                Err(format!("{n} acknowledged"))
-            }
-        },
-    )
-    .await;
+    common::writes_resume(&load, 50).await;
     let report = load.stop().await;
     let writers = monitor.stop().await;
 

@@ -257,20 +257,7 @@ async fn mysql_from_nothing_to_a_rolling_restart_under_load() {
                 .unwrap_or_default()
         ),
     );
-    let at_switch = load.acknowledged();
-    until(
-        Duration::from_secs(30),
-        "writes on the new primary",
-        async || {
-            let n = load.acknowledged();
-            if n >= at_switch + 50 {
-                Ok(())
-            } else {
-                Err(format!("{n} acknowledged"))
-            }
-        },
-    )
-    .await;
+    common::writes_resume(&load, 50).await;
     let report = load.stop().await;
     let writers = monitor.stop().await;
 

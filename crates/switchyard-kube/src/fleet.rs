@@ -64,8 +64,8 @@ use switchyard_plan::fleet::{
 
 use crate::context::{ACTIVE_REQUEUE, Context, SAFETY_REQUEUE};
 use crate::crd::{
-    FleetMemberStatus, FleetSchema, MySQLCluster, MySQLFleet, MySQLFleetSpec, MySQLFleetStatus,
-    SchemaChange, SchemaChangeSpec, SchemaMethod,
+    FleetMemberStatus, FleetSchema, MySQLCluster, MySQLClusterStatus, MySQLFleet, MySQLFleetSpec,
+    MySQLFleetStatus, SchemaChange, SchemaChangeSpec, SchemaMethod,
 };
 use crate::error::{Error, is_conflict};
 use crate::status::{camel, set_condition};
@@ -591,43 +591,57 @@ pub fn observe_member(
     now: Timestamp,
 ) -> Option<ClusterObservation> {
     let status = cluster.status.as_ref()?;
-    if let Some(schema) = &prepared.schema {
-        let (change, rollout) =
+    let (change, rollout) = match &prepared.schema {
+        Some(schema) => {
             match find_member_schema_change(fleet, &cluster.name_any(), schema, changes) {
                 None => ("no schema change".to_owned(), ClusterRollout::Done),
                 Some(sc) => (prepared.spec.change.clone(), schema_rollout(sc)),
-            };
-        return Some(ClusterObservation {
-            change: Some(change),
-            rollout,
-            replication_running: member_health_problem(cluster).is_none(),
-            lag_seconds: status.instances.iter().filter_map(|i| i.lag_seconds).max(),
-            user_check: UserCheck::NotConfigured,
-            observed_at: now,
-        });
-    }
-    let carried = carries(cluster, prepared);
-    let change = if carried {
-        prepared.spec.change.clone()
-    } else {
-        let values: Vec<String> = prepared
-            .version
-            .as_ref()
-            .map(|_| format!("version={}", cluster.spec.version.trim()))
-            .into_iter()
-            .chain(
-                member_values(cluster, &prepared.config)
-                    .into_iter()
-                    .map(|(k, v)| format!("{k}={}", v.unwrap_or_else(|| "(unset)".into()))),
-            )
-            .collect();
-        values.join(" ")
+            }
+        }
+        None => (
+            spec_change(cluster, prepared),
+            spec_rollout(cluster, status),
+        ),
     };
+    Some(ClusterObservation {
+        change: Some(change),
+        rollout,
+        replication_running: member_health_problem(cluster).is_none(),
+        lag_seconds: status.instances.iter().filter_map(|i| i.lag_seconds).max(),
+        user_check: UserCheck::NotConfigured,
+        observed_at: now,
+    })
+}
+
+/// The change a member's spec carries, as the fleet names changes: the fleet's own when the
+/// spec carries it, else the member's values of the fleet's version and variables.
+fn spec_change(cluster: &MySQLCluster, prepared: &Prepared) -> String {
+    if carries(cluster, prepared) {
+        return prepared.spec.change.clone();
+    }
+    let values: Vec<String> = prepared
+        .version
+        .as_ref()
+        .map(|_| format!("version={}", cluster.spec.version.trim()))
+        .into_iter()
+        .chain(
+            member_values(cluster, &prepared.config)
+                .into_iter()
+                .map(|(k, v)| format!("{k}={}", v.unwrap_or_else(|| "(unset)".into()))),
+        )
+        .collect();
+    values.join(" ")
+}
+
+/// A member's own rollout, from its status: halted on `Halted` (or `InvalidSpec`,
+/// `UpgradeBlocked` of its current generation), done when the status describes its current
+/// generation at the revision its spec asks for and it is `Available`, rolling otherwise.
+fn spec_rollout(cluster: &MySQLCluster, status: &MySQLClusterStatus) -> ClusterRollout {
     let current_generation = status.observed_generation == cluster.metadata.generation;
     let blocked = ["Halted", "InvalidSpec", "UpgradeBlocked"]
         .iter()
         .find_map(|t| condition_true(cluster, t));
-    let rollout = match blocked {
+    match blocked {
         Some(c) if c.type_ == "Halted" || current_generation => ClusterRollout::Halted {
             reason: format!("{} {}: {}", c.type_, c.reason, c.message),
         },
@@ -641,15 +655,7 @@ pub fn observe_member(
                 ClusterRollout::Rolling
             }
         }
-    };
-    Some(ClusterObservation {
-        change: Some(change),
-        rollout,
-        replication_running: member_health_problem(cluster).is_none(),
-        lag_seconds: status.instances.iter().filter_map(|i| i.lag_seconds).max(),
-        user_check: UserCheck::NotConfigured,
-        observed_at: now,
-    })
+    }
 }
 
 /// A member's schema change's rollout, from its `SchemaChange`'s status: done when

@@ -603,6 +603,54 @@ impl PrimaryFollower {
     }
 }
 
+impl PrimaryFollower {
+    /// The verdict on the primary Service after the primary moved to `new_primary`: it
+    /// pointed there, never back at `old` afterwards, and never selected several pods.
+    pub fn assert_moved(&self, old: u32, new_primary: u32) {
+        let history = self
+            .history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let moved = history
+            .iter()
+            .position(|p| *p == Some(new_primary))
+            .expect("the primary Service moved");
+        assert!(
+            history[moved..].iter().all(|p| *p != Some(old)),
+            "the old primary was labelled primary again: {history:?}"
+        );
+        let several = self
+            .several
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        assert!(
+            several.is_empty(),
+            "the primary Service selected several pods: {several:?}"
+        );
+    }
+}
+
+/// Waits (30 s at most) until the load has had `more` writes acknowledged since this call:
+/// writes resumed, on the new primary after a move.
+pub async fn writes_resume(load: &LoadHandle, more: usize) {
+    let from = load.acknowledged();
+    until(
+        Duration::from_secs(30),
+        "writes on the new primary",
+        async || {
+            let n = load.acknowledged();
+            if n >= from + more {
+                Ok(())
+            } else {
+                Err(format!("{n} acknowledged"))
+            }
+        },
+    )
+    .await;
+}
+
 impl Drop for PrimaryFollower {
     fn drop(&mut self) {
         self.task.abort();
