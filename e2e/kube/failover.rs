@@ -516,7 +516,7 @@ async fn fails_over(kind: ServerKind, fault: Fault) {
         log.say(
             "test",
             format!(
-                "read_only off but unable to acknowledge, beside the writer: {} passes,                  {first:?} to {last:?}",
+                "read_only off but unable to acknowledge, beside the writer: {} passes, {first:?} to {last:?}",
                 writers.blocked.len()
             ),
         );
