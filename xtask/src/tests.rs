@@ -74,7 +74,8 @@ pub fn run(cargo: impl Fn() -> Command, envs: &[(&str, &str)]) -> Result<()> {
     // all, so that no long binary starts last and runs alone at the end.
     shared.sort_by_key(|j| (!j.name.starts_with("bins/"), !j.name.contains("/tests/")));
     eprintln!(
-        "==> {total} test jobs (test binaries and the doc tests), {jobs} at a time          ({JOBS_ENV}); the {} end-to-end ones one at a time, first",
+        "==> {total} test jobs (test binaries and the doc tests), {jobs} at a time \
+         ({JOBS_ENV}); the {} end-to-end ones one at a time, first",
         lane.len()
     );
     let finished = Mutex::new(Vec::<Ran>::new());
